@@ -1,0 +1,16 @@
+// device.h: what accelerators this process can see. The CPU build reports none, so callers need
+// no #ifdef: `if (device_count() > 0) ...`.
+//
+//   int n = device_count();              // 0 in the CPU build or without a driver/GPU
+//   std::string d = device_describe(0);  // "NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB, bus 0000:19:00.0"
+#pragma once
+
+#include <string>
+
+namespace dsv4 {
+
+int device_count();                   // never throws; 0 when no usable device
+std::string device_describe(int device);
+bool built_with_cuda();
+
+}  // namespace dsv4

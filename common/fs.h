@@ -1,0 +1,43 @@
+// fs.h: crash-safe file output. Everything the tool writes goes through AtomicFile, so a kill
+// at any instant leaves either the old file or the complete new one, never a torn file:
+// write to "<path>.tmp.<pid>", fsync, rename over <path>, fsync the directory.
+//
+//   AtomicFile f("out/config.json");
+//   f.write(text.data(), text.size());
+//   f.commit();            // without commit(), the destructor removes the temporary
+//
+//   write_file_atomic("out/recipe.yaml", yaml_text);
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace dsv4 {
+
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write(const void* data, size_t bytes);
+  uint64_t bytes_written() const { return bytes_written_; }
+  const std::string& path() const { return path_; }
+  void commit();  // fsync, rename to path(), fsync the parent directory
+
+ private:
+  std::string path_;
+  std::string temp_path_;
+  int fd_ = -1;
+  uint64_t bytes_written_ = 0;
+};
+
+void write_file_atomic(const std::string& path, std::string_view content);
+std::string read_file(const std::string& path);  // throws naming the path
+void fsync_directory(const std::string& dir);
+void make_directories(const std::string& dir);  // mkdir -p, throws naming the path
+
+}  // namespace dsv4

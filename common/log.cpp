@@ -1,0 +1,78 @@
+// log.cpp: rank-aware logging. Lines are written whole with one fwrite so concurrent ranks
+// sharing a terminal do not interleave inside a line.
+#include "common/log.h"
+
+#include <cstdarg>
+#include <cstdio>
+#include <mutex>
+#include <string>
+
+namespace dsv4 {
+namespace {
+
+LogContext g_context;
+int g_level = 1;
+std::mutex g_mutex;
+
+std::string vformat(const char* fmt, va_list args) {
+  va_list copy;
+  va_copy(copy, args);
+  const int n = std::vsnprintf(nullptr, 0, fmt, copy);
+  va_end(copy);
+  std::string out;
+  if (n > 0) {
+    out.resize(static_cast<size_t>(n));
+    std::vsnprintf(out.data(), out.size() + 1, fmt, args);
+  }
+  return out;
+}
+
+void emit(FILE* stream, const std::string& prefix, const std::string& body) {
+  std::string line = prefix + body;
+  if (line.empty() || line.back() != '\n') line.push_back('\n');
+  std::lock_guard<std::mutex> lock(g_mutex);
+  std::fwrite(line.data(), 1, line.size(), stream);
+  std::fflush(stream);
+}
+
+}  // namespace
+
+std::string LogContext::suffix() const {
+  if (world <= 1 && host.empty()) return "";
+  std::string out = " (rank " + std::to_string(rank) + "/" + std::to_string(world);
+  if (!host.empty()) out += " " + host;
+  if (device >= 0) out += " gpu" + std::to_string(device);
+  return out + ")";
+}
+
+std::string LogContext::prefix() const {
+  std::string out = "[r" + std::to_string(rank) + "/" + std::to_string(world);
+  if (!host.empty()) out += " " + host;
+  if (device >= 0) out += " gpu" + std::to_string(device);
+  return out + "] ";
+}
+
+void set_log_context(const LogContext& context) { g_context = context; }
+const LogContext& log_context() { return g_context; }
+void set_log_level(int level) { g_level = level; }
+int log_level() { return g_level; }
+
+#define DSV4_LOG_BODY(stream, prefix, condition) \
+  do {                                           \
+    if (!(condition)) return;                    \
+    va_list args;                                \
+    va_start(args, fmt);                         \
+    const std::string body = vformat(fmt, args); \
+    va_end(args);                                \
+    emit(stream, prefix, body);                  \
+  } while (0)
+
+void log_info(const char* fmt, ...) { DSV4_LOG_BODY(stdout, "", g_level >= 1 && g_context.rank == 0); }
+void log_debug(const char* fmt, ...) { DSV4_LOG_BODY(stdout, g_context.prefix(), g_level >= 2); }
+void log_rank(const char* fmt, ...) { DSV4_LOG_BODY(stdout, g_context.prefix(), g_level >= 1); }
+void log_warn(const char* fmt, ...) { DSV4_LOG_BODY(stderr, " !! " + g_context.prefix(), true); }
+void log_error(const char* fmt, ...) { DSV4_LOG_BODY(stderr, " ## " + g_context.prefix(), true); }
+
+#undef DSV4_LOG_BODY
+
+}  // namespace dsv4

@@ -1,0 +1,41 @@
+// log.h: rank-aware logging (STYLE §5).
+//
+//   set_log_context({.rank = 3, .world = 8, .host = "node07", .device = 3});
+//   log_info("layer %d/%d done", l, n);   // rank 0 only, to stdout
+//   log_rank("bound to %s", bus_id);      // every rank: "[r3/8 node07 gpu3] bound to ..."
+//   log_warn("expert %d saw 0 tokens", e);  // " !! " prefix, every rank, stderr
+//   log_error("...");                       // " ## " prefix, every rank, stderr
+//
+// The context is process-wide and set once by launch/ after MPI init; before that every process
+// believes it is rank 0 of 1, which is right for single-process runs and tests.
+#pragma once
+
+#include <string>
+
+namespace dsv4 {
+
+struct LogContext {
+  int rank = 0;
+  int world = 1;
+  std::string host;
+  int device = -1;  // -1: no device bound
+  // " (rank r/w host gpuD)" for multi-rank runs, "" otherwise; appended to Error messages.
+  std::string suffix() const;
+  // "[r3/8 node07 gpu3] " prefix for log_rank.
+  std::string prefix() const;
+};
+
+void set_log_context(const LogContext& context);
+const LogContext& log_context();
+
+// Verbosity: 0 = errors and warnings only, 1 = info (default), 2 = debug.
+void set_log_level(int level);
+int log_level();
+
+void log_info(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_rank(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_error(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+}  // namespace dsv4

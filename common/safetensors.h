@@ -1,0 +1,147 @@
+// safetensors.h: validated, zero-copy reading of safetensors files and sharded checkpoints,
+// and streaming atomic writing of them.
+//
+// Reading (mmap; tensors are byte spans into the mapping, nothing is copied):
+//   Checkpoint ckpt = Checkpoint::open("/models/DeepSeek-V4-Flash");  // index or single file
+//   const TensorInfo& t = ckpt.info("layers.0.attn.wq_a.weight");     // throws naming the tensor
+//   std::span<const std::byte> raw = ckpt.bytes(t.name);
+//
+// Everything is validated at open, before any tensor is used, and each violation throws a
+// dsv4::Error naming the file (and tensor): header length inside the file and below
+// kMaxHeaderBytes; well-formed JSON; known dtypes; shapes of non-negative ints; byte length =
+// dtype size × element count; offsets inside the data area, non-overlapping, and covering it
+// without holes (as the safetensors spec requires); index entries naming files inside the
+// checkpoint directory (no "..", no absolute paths), files that exist, and tensors those files
+// hold.
+//
+// Writing (streaming: the header is computed from the specs, then bytes are appended in spec
+// order, so a 5 GB shard never sits in memory):
+//   CheckpointWriter w("out", specs, /*max_shard_bytes=*/5ull << 30);
+//   for (auto& s : specs) w.write(s.name, bytes_of(s));   // in spec order, in one or more chunks
+//   w.finish();   // shards + model.safetensors.index.json (total_size = sum of tensor bytes)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/dtype.h"
+#include "common/fs.h"
+
+namespace dsv4 {
+
+inline constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the safetensors library's own cap
+
+struct TensorSpec {
+  std::string name;
+  DType dtype = DType::kU8;
+  std::vector<int64_t> shape;
+  int64_t numel() const;
+  uint64_t bytes() const;  // dtype_size × numel
+};
+
+struct TensorInfo : TensorSpec {
+  uint64_t data_begin = 0;  // relative to the start of the data area (as in the header)
+  uint64_t data_end = 0;
+};
+
+// One mmapped .safetensors file.
+class SafetensorsFile {
+ public:
+  static std::unique_ptr<SafetensorsFile> open(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }  // in header order
+  const TensorInfo* find(std::string_view name) const;                 // nullptr if absent
+  std::span<const std::byte> bytes(const TensorInfo& info) const;
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  uint64_t file_bytes() const { return file_bytes_; }
+
+ private:
+  SafetensorsFile() = default;
+  std::string path_;
+  std::vector<TensorInfo> tensors_;
+  std::unordered_map<std::string, size_t> by_name_;
+  std::map<std::string, std::string> metadata_;
+  const std::byte* map_ = nullptr;  // whole file
+  uint64_t file_bytes_ = 0;
+  uint64_t data_offset_ = 0;  // 8 + header length
+};
+
+// A checkpoint directory: model.safetensors.index.json plus shards, or one model.safetensors.
+class Checkpoint {
+ public:
+  static Checkpoint open(const std::string& dir);
+
+  const std::string& dir() const { return dir_; }
+  bool contains(std::string_view name) const;
+  const TensorInfo& info(std::string_view name) const;  // throws naming tensor and checkpoint
+  std::span<const std::byte> bytes(std::string_view name) const;
+  const std::string& file_of(std::string_view name) const;  // shard file name (not a path)
+  std::vector<std::string> names() const;                   // sorted
+  size_t num_tensors() const { return where_.size(); }
+  uint64_t tensor_bytes() const;            // sum of tensor byte sizes
+  uint64_t index_total_size() const { return index_total_size_; }  // 0 without an index
+  std::vector<std::string> shard_files() const;  // sorted file names
+
+ private:
+  struct Location {
+    size_t shard;
+    const TensorInfo* info;
+  };
+  std::string dir_;
+  std::vector<std::string> shard_names_;
+  std::vector<std::unique_ptr<SafetensorsFile>> shards_;
+  std::unordered_map<std::string, Location> where_;
+  uint64_t index_total_size_ = 0;
+};
+
+// Streams one .safetensors file: header from the specs, then tensor bytes in spec order.
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(std::string path, std::vector<TensorSpec> specs,
+                    std::map<std::string, std::string> metadata = {{"format", "pt"}});
+  // Appends bytes of tensor `name`, which must be the current tensor in spec order; a tensor
+  // may arrive in several chunks. Throws on wrong order or too many bytes.
+  void write(std::string_view name, std::span<const std::byte> chunk);
+  void finish();  // checks every tensor is complete, then commits atomically
+  uint64_t data_bytes() const;
+
+ private:
+  std::vector<TensorSpec> specs_;
+  size_t current_ = 0;
+  uint64_t current_written_ = 0;
+  AtomicFile file_;
+};
+
+// Splits specs (kept in order) into shards of at most max_shard_bytes of tensor data (a tensor
+// larger than that gets a shard of its own), named model-0000i-of-0000n.safetensors, and writes
+// model.safetensors.index.json after the last shard.
+class CheckpointWriter {
+ public:
+  CheckpointWriter(std::string dir, std::vector<TensorSpec> specs, uint64_t max_shard_bytes);
+  void write(std::string_view name, std::span<const std::byte> chunk);
+  void finish();
+  const std::vector<std::string>& shard_names() const { return shard_names_; }
+
+ private:
+  std::string dir_;
+  std::vector<std::vector<TensorSpec>> shard_specs_;
+  std::vector<std::string> shard_names_;
+  size_t shard_ = 0;
+  std::unique_ptr<SafetensorsWriter> writer_;
+  std::vector<std::pair<std::string, std::string>> weight_map_;  // name -> file
+  uint64_t total_size_ = 0;
+  void open_shard(size_t i);
+};
+
+}  // namespace dsv4

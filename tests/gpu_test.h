@@ -1,0 +1,22 @@
+// gpu_test.h: the skip rule of every GPU test. Without a device the test is skipped, unless
+// DSV4_REQUIRE_GPU=1 (set on GPU machines by bench/gpu_check.sh), which makes it fail, so a
+// broken driver cannot turn the suite green.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "common/device.h"
+
+#define DSV4_REQUIRE_GPU_OR_SKIP()                                                        \
+  do {                                                                                    \
+    if (::dsv4::device_count() == 0) {                                                    \
+      const char* require = std::getenv("DSV4_REQUIRE_GPU");                              \
+      if (require != nullptr && std::string(require) == "1") {                            \
+        FAIL() << "DSV4_REQUIRE_GPU=1 but no CUDA device is usable";                      \
+      }                                                                                   \
+      GTEST_SKIP() << "no CUDA device";                                                   \
+    }                                                                                     \
+  } while (0)
