@@ -15,6 +15,9 @@
 //   e2m1  OCP FP4: codes 0..7 = 0, .5, 1, 1.5, 2, 3, 4, 6, codes 8..15 the same negated.
 //         encode: clamp to ±6, RNE on the grid (0.25->0, 0.75->1, 1.25->1, 1.75->2, 2.5->2,
 //         3.5->4, 5->4); sign kept, so -0.1 -> code 8 (-0); NaN -> code 0 (e2m1 has no NaN).
+//
+// The bodies live in common/codec_inline.h (namespace dsv4::codec, host + device), so CUDA
+// kernels use the same code; the functions below are out-of-line wrappers for host callers.
 #pragma once
 
 #include <cstddef>

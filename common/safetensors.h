@@ -115,6 +115,10 @@ class SafetensorsWriter {
   void write(std::string_view name, std::span<const std::byte> chunk);
   void finish();  // checks every tensor is complete, then commits atomically
   uint64_t data_bytes() const;
+  // finish() in two steps, for CheckpointWriter, which seals each shard as it completes but
+  // commits them all only in its own finish(), so an abandoned checkpoint leaves no shard behind.
+  void check_complete();  // throws naming the first incomplete tensor
+  void commit();
 
  private:
   std::vector<TensorSpec> specs_;
@@ -125,7 +129,8 @@ class SafetensorsWriter {
 
 // Splits specs (kept in order) into shards of at most max_shard_bytes of tensor data (a tensor
 // larger than that gets a shard of its own), named model-0000i-of-0000n.safetensors, and writes
-// model.safetensors.index.json after the last shard.
+// model.safetensors.index.json after the last shard. Shards are committed only in finish(), so
+// a writer destroyed before finish() leaves no shard behind. Empty specs give an index only.
 class CheckpointWriter {
  public:
   CheckpointWriter(std::string dir, std::vector<TensorSpec> specs, uint64_t max_shard_bytes);
@@ -139,8 +144,11 @@ class CheckpointWriter {
   std::vector<std::string> shard_names_;
   size_t shard_ = 0;
   std::unique_ptr<SafetensorsWriter> writer_;
+  std::vector<std::unique_ptr<SafetensorsWriter>> sealed_;  // complete shards, not yet committed
+  std::unordered_map<std::string, size_t> shard_of_;         // tensor name -> shard index
   std::vector<std::pair<std::string, std::string>> weight_map_;  // name -> file
   uint64_t total_size_ = 0;
+  bool finished_ = false;
   void open_shard(size_t i);
 };
 

@@ -1,1 +1,111 @@
-// placeholder: being written this session
+// cmd_inspect.cpp: `dsv4-calib inspect DIR [--json]`: opens a checkpoint (validating every
+// header and the index), summarises it by tensor family, and checks it against the inventory
+// its config.json implies. Exit code 0 when it matches, 1 when anything is missing, unexpected
+// or mismatched (each named).
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <memory>
+
+#include "common/check.h"
+#include "common/log.h"
+#include "common/safetensors.h"
+#include "launch/commands.h"
+#include "model/checkpoint_audit.h"
+#include "model/config.h"
+
+namespace dsv4::launch {
+namespace {
+
+struct InspectArgs {
+  std::string dir;
+  bool json = false;
+  int max_listed = 50;
+};
+
+std::string human_bytes(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) v /= 1024, ++u;
+  return strfmt(u == 0 ? "%.0f %s" : "%.2f %s", v, units[u]);
+}
+
+std::string layer_kinds(const model::ModelConfig& c) {
+  std::string s;
+  for (int l = 0; l < c.num_layers; ++l) {
+    const model::LayerSpec spec = c.layer(l);
+    const char* kind = spec.attention == model::AttentionKind::kSliding ? "SWA"
+                       : spec.attention == model::AttentionKind::kCsa   ? "CSA"
+                                                                         : "HCA";
+    s += (l ? " " : "") + std::string(kind) + (spec.routing == model::RoutingKind::kHash ? "/hash" : "");
+  }
+  return s;
+}
+
+void print_list(const char* title, const std::vector<std::string>& items, int max_listed) {
+  if (items.empty()) return;
+  std::printf("%s (%zu):\n", title, items.size());
+  for (size_t i = 0; i < items.size() && i < static_cast<size_t>(max_listed); ++i)
+    std::printf("  %s\n", items[i].c_str());
+  if (items.size() > static_cast<size_t>(max_listed))
+    std::printf("  ... and %zu more (--max-listed)\n", items.size() - max_listed);
+}
+
+int run(const InspectArgs& a) {
+  const model::ModelConfig config = model::ModelConfig::from_file(a.dir + "/config.json");
+  const Checkpoint ckpt = Checkpoint::open(a.dir);
+  const model::AuditReport r = model::checkpoint_audit(ckpt, config);
+
+  if (a.json) {
+    nlohmann::ordered_json families = nlohmann::ordered_json::object();
+    for (const auto& [name, f] : r.families)
+      families[name] = {{"count", f.count}, {"bytes", f.bytes}, {"dtypes", f.dtypes}};
+    nlohmann::ordered_json j = {
+        {"dir", a.dir}, {"ok", r.ok()}, {"tensors", r.tensors}, {"bytes", r.bytes},
+        {"shards", r.shards}, {"index_total_size", r.index_total_size}, {"mtp_stages", r.mtp_stages},
+        {"layers", config.num_layers}, {"experts", config.n_routed_experts},
+        {"expected_tensors", r.expected_tensors}, {"expected_bytes", r.expected_bytes},
+        {"missing", r.missing}, {"unexpected", r.unexpected}, {"mismatched", r.mismatched},
+        {"problems", r.problems}, {"families", families}};
+    std::printf("%s\n", j.dump(2).c_str());
+    return r.ok() ? 0 : 1;
+  }
+
+  std::printf("checkpoint %s\n", a.dir.c_str());
+  std::printf("config     %d layers [%s], %d experts (top-%d), hidden %d, MTP stages present: %d\n",
+              config.num_layers, layer_kinds(config).c_str(), config.n_routed_experts,
+              config.num_experts_per_tok, config.hidden_size, r.mtp_stages);
+  std::printf("storage    %d shard(s), %llu tensors, %s (%llu bytes)%s\n", r.shards,
+              static_cast<unsigned long long>(r.tensors), human_bytes(r.bytes).c_str(),
+              static_cast<unsigned long long>(r.bytes),
+              r.index_total_size == r.bytes ? ", index total_size matches" : "");
+  std::printf("\n%-52s %8s  %-16s %12s\n", "family", "count", "dtype", "bytes");
+  for (const auto& [name, f] : r.families) {
+    std::printf("%-52s %8llu  %-16s %12s\n", name.c_str(), static_cast<unsigned long long>(f.count),
+                f.dtypes.c_str(), human_bytes(f.bytes).c_str());
+  }
+  std::printf("\n");
+  print_list("missing tensors", r.missing, a.max_listed);
+  print_list("unexpected tensors", r.unexpected, a.max_listed);
+  print_list("mismatched tensors", r.mismatched, a.max_listed);
+  print_list("problems", r.problems, a.max_listed);
+  std::printf("inventory  %s: %llu expected, %zu missing, %zu unexpected, %zu mismatched\n",
+              r.ok() ? "OK" : "FAILED", static_cast<unsigned long long>(r.expected_tensors),
+              r.missing.size(), r.unexpected.size(), r.mismatched.size());
+  return r.ok() ? 0 : 1;
+}
+
+}  // namespace
+
+Command cmd_inspect_register(CLI::App& app) {
+  auto args = std::make_shared<InspectArgs>();
+  CLI::App* sub = app.add_subcommand("inspect", "summarise a checkpoint and check it against its inventory");
+  sub->add_option("dir", args->dir, "checkpoint directory (config.json + safetensors)")->required();
+  sub->add_flag("--json", args->json, "print a JSON report");
+  sub->add_option("--max-listed", args->max_listed, "names listed per problem category")->check(CLI::Range(1, 1000000));
+  return [args]() { return run(*args); };
+}
+
+}  // namespace dsv4::launch

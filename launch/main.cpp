@@ -1,1 +1,49 @@
-int main() { return 0; }
+// main.cpp: the dsv4-calib binary. Parses the command line (CLI11), runs one subcommand, and is
+// the single place that turns an exception into an error line and a non-zero exit code.
+//
+//   dsv4-calib make-model --preset tiny --out /tmp/tiny
+//   dsv4-calib inspect /tmp/tiny
+//   dsv4-calib --help
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "common/check.h"
+#include "common/log.h"
+#include "launch/commands.h"
+
+#ifndef DSV4_VERSION
+#define DSV4_VERSION "dev"
+#endif
+
+int main(int argc, char** argv) {
+  CLI::App app{"dsv4-calib: GPTQ calibration of DeepSeek-V4-Flash to a vLLM-ready checkpoint"};
+  app.set_version_flag("--version", std::string("dsv4-calib ") + DSV4_VERSION);
+  app.require_subcommand(1);
+  int verbosity = 1;
+  app.add_option("-v,--verbosity", verbosity, "0 = warnings only, 1 = info, 2 = debug")
+      ->check(CLI::Range(0, 2));
+
+  const dsv4::launch::Command make_model = dsv4::launch::cmd_make_model_register(app);
+  const dsv4::launch::Command inspect = dsv4::launch::cmd_inspect_register(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  dsv4::set_log_level(verbosity);
+  try {
+    if (app.got_subcommand("make-model")) return make_model();
+    if (app.got_subcommand("inspect")) return inspect();
+  } catch (const dsv4::Error& e) {
+    dsv4::log_error("%s", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    dsv4::log_error("unexpected error: %s", e.what());
+    return 1;
+  }
+  return 0;
+}

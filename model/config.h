@@ -82,7 +82,9 @@ struct ModelConfig {
   double hc_eps = 1e-6;
   double rms_norm_eps = 1e-6;
   int num_nextn_predict_layers = 1;
-  std::string expert_dtype = "fp4";   // "fp4" (MXFP4 in I8) or "fp8" (block FP8)
+  // "fp4" (MXFP4 in I8), "fp8" (block FP8) or "bf16" (unquantized; the default when the source
+  // has neither `expert_dtype` nor a `quantization_config`, e.g. a tiny transformers model).
+  std::string expert_dtype = "fp4";
   bool source_fp8 = true;             // attention/shared linears stored FP8 e4m3 + .scale
   int fp8_block = 128;                // weight_block_size (square)
   std::string scale_fmt = "ue8m0";
@@ -92,6 +94,8 @@ struct ModelConfig {
 
   // The parsed source document; to_release_json() starts from it so unknown keys survive.
   nlohmann::json source = nlohmann::json::object();
+  // Where the values came from (a path, or "built-in tiny"); every error message starts with it.
+  std::string origin = "built-in";
 
   static ModelConfig from_file(const std::string& path);  // errors name the path and key
   static ModelConfig from_json(const nlohmann::json& j, const std::string& origin);
@@ -100,6 +104,10 @@ struct ModelConfig {
 
   nlohmann::json to_release_json() const;
   void check() const;  // throws naming the inconsistent fields
+
+  // "field: mine vs other" for every hyper-parameter that differs (source and origin are not
+  // compared); empty when both describe the same model. Tests print it on failure.
+  std::vector<std::string> value_diff(const ModelConfig& other) const;
 
   LayerSpec layer(int index) const;  // index in [0, num_layers + num_nextn_predict_layers)
   LayerSpec mtp_layer(int stage) const { return layer(num_layers + stage); }

@@ -1,1 +1,162 @@
-// placeholder: being written this session
+// synth_model.cpp: drives synthetic checkpoint generation: plans shards from the inventory,
+// draws tensors in parallel batches, streams them in order into the CheckpointWriter, then
+// writes config.json and the tokenizer.
+#include "model/synth_model.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include "common/check.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/parallel.h"
+#include "common/safetensors.h"
+#include "model/inventory.h"
+#include "model/synth_tokenizer.h"
+#include "model/synth_weights.h"
+
+namespace dsv4::model {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A unit of generation: one plain tensor, or a weight with its scale (drawn together because
+// the scale is derived from the weight's block maxima).
+struct Unit {
+  size_t first;  // index into the inventory
+  size_t count;  // 1 or 2
+  uint64_t bytes;
+};
+
+std::vector<Unit> units_of(const std::vector<ExpectedTensor>& tensors) {
+  std::vector<Unit> units;
+  for (size_t i = 0; i < tensors.size();) {
+    const bool pair = tensors[i].encoding == TensorEncoding::kFp8Block ||
+                      tensors[i].encoding == TensorEncoding::kMxfp4;
+    const size_t n = pair ? 2 : 1;
+    DSV4_CHECK_IN("synth", !pair || (i + 1 < tensors.size() &&
+                                     tensors[i + 1].encoding == TensorEncoding::kScale),
+                  "inventory: %s is not followed by its scale", tensors[i].name.c_str());
+    uint64_t bytes = 0;
+    for (size_t k = 0; k < n; ++k) bytes += tensors[i + k].bytes();
+    units.push_back({i, n, bytes});
+    i += n;
+  }
+  return units;
+}
+
+std::vector<TensorSpec> specs_of(const std::vector<ExpectedTensor>& tensors) {
+  std::vector<TensorSpec> specs;
+  specs.reserve(tensors.size());
+  for (const auto& t : tensors) specs.push_back({t.name, t.dtype, t.shape});
+  return specs;
+}
+
+// Mirrors CheckpointWriter's sharding rule to count shards without writing.
+int count_shards(const std::vector<ExpectedTensor>& tensors, uint64_t max_shard_bytes) {
+  int shards = 0;
+  uint64_t in_shard = 0;
+  for (const auto& t : tensors) {
+    if (shards == 0 || (in_shard > 0 && in_shard + t.bytes() > max_shard_bytes)) {
+      ++shards;
+      in_shard = 0;
+    }
+    in_shard += t.bytes();
+  }
+  return shards;
+}
+
+void check_out_dir_empty(const std::string& dir) {
+  if (!fs::exists(dir)) return;
+  DSV4_CHECK_IN("make-model", fs::is_directory(dir), "output path %s exists and is not a directory",
+                dir.c_str());
+  DSV4_CHECK_IN("make-model", fs::is_empty(dir),
+                "output directory %s is not empty; refusing to overwrite (choose a new --out)",
+                dir.c_str());
+}
+
+// Checked before anything is written, so a bad --tokenizer leaves no half-made checkpoint.
+void check_tokenizer_source(const SynthOptions& o) {
+  if (o.tokenizer_dir.empty()) return;
+  DSV4_CHECK_IN("make-model", fs::is_regular_file(o.tokenizer_dir + "/tokenizer.json"),
+                "--tokenizer %s has no tokenizer.json", o.tokenizer_dir.c_str());
+}
+
+void write_tokenizer(const ModelConfig& config, const SynthOptions& o) {
+  if (o.tokenizer_dir.empty()) {
+    write_file_atomic(o.out_dir + "/tokenizer.json", synth_tokenizer_json(config.vocab_size).dump(2));
+    write_file_atomic(o.out_dir + "/tokenizer_config.json", synth_tokenizer_config_json().dump(2));
+    return;
+  }
+  const std::string src = o.tokenizer_dir + "/tokenizer.json";
+  write_file_atomic(o.out_dir + "/tokenizer.json", read_file(src));
+  const std::string cfg = o.tokenizer_dir + "/tokenizer_config.json";
+  if (fs::exists(cfg)) write_file_atomic(o.out_dir + "/tokenizer_config.json", read_file(cfg));
+}
+
+}  // namespace
+
+SynthSummary synth_plan(const ModelConfig& config, const SynthOptions& o) {
+  const auto tensors = inventory_expected(config, o.mtp_stages);
+  const InventoryTotals totals = inventory_totals(tensors);
+  return {totals.tensors, totals.bytes, count_shards(tensors, o.max_shard_bytes), o.mtp_stages};
+}
+
+SynthSummary synth_checkpoint_write(const ModelConfig& config, const SynthOptions& o) {
+  DSV4_CHECK_IN("make-model", !o.out_dir.empty(), "no output directory given");
+  check_out_dir_empty(o.out_dir);
+  check_tokenizer_source(o);
+  const auto tensors = inventory_expected(config, o.mtp_stages);
+  const auto units = units_of(tensors);
+  const SynthSummary plan = synth_plan(config, o);
+  make_directories(o.out_dir);
+
+  CheckpointWriter writer(o.out_dir, specs_of(tensors), o.max_shard_bytes);
+  const int threads = parallel_threads(o.threads);
+  // Batches bound memory (at most ~1 GiB of drawn bytes, or a single larger unit) while giving
+  // every thread work.
+  const uint64_t batch_bytes_cap = 1ull << 30;
+  const auto start = std::chrono::steady_clock::now();
+  auto last_report = start;
+  uint64_t written = 0;
+  for (size_t u0 = 0; u0 < units.size();) {
+    size_t u1 = u0;
+    uint64_t batch_bytes = 0;
+    while (u1 < units.size() && (u1 == u0 || batch_bytes + units[u1].bytes <= batch_bytes_cap) &&
+           u1 - u0 < static_cast<size_t>(64 * threads)) {
+      batch_bytes += units[u1].bytes;
+      ++u1;
+    }
+    std::vector<SynthPair> drawn(u1 - u0);
+    parallel_for(u1 - u0, threads, [&](size_t k) {
+      const Unit& u = units[u0 + k];
+      const ExpectedTensor& t = tensors[u.first];
+      if (u.count == 2) {
+        drawn[k] = synth_encoded_linear(config, t, tensors[u.first + 1], o.seed);
+      } else {
+        drawn[k].weight = synth_tensor(config, t, o.seed);
+      }
+    });
+    for (size_t k = 0; k < drawn.size(); ++k) {
+      const Unit& u = units[u0 + k];
+      writer.write(tensors[u.first].name, drawn[k].weight);
+      if (u.count == 2) writer.write(tensors[u.first + 1].name, drawn[k].scale);
+      written += u.bytes;
+    }
+    u0 = u1;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_report > std::chrono::seconds(10)) {
+      const double s = std::chrono::duration<double>(now - start).count();
+      log_info("make-model: %.2f / %.2f GB (%.0f%%), %.0f MB/s", written / 1e9, plan.bytes / 1e9,
+               100.0 * written / plan.bytes, written / 1e6 / s);
+      last_report = now;
+    }
+  }
+  writer.finish();
+  write_file_atomic(o.out_dir + "/config.json", config.to_release_json().dump(2) + "\n");
+  write_tokenizer(config, o);
+  fsync_directory(o.out_dir);
+  return {plan.tensors, plan.bytes, static_cast<int>(writer.shard_names().size()), o.mtp_stages};
+}
+
+}  // namespace dsv4::model

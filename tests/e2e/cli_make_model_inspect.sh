@@ -1,2 +1,70 @@
 #!/usr/bin/env bash
-exit 0
+# cli_make_model_inspect.sh: end-to-end checks of `dsv4-calib make-model` and `inspect` through
+# the real binary: the release dry-run totals, a tiny checkpoint that passes inspect, refusal to
+# overwrite, and named errors for damaged checkpoints and bad arguments.
+# Run by ctest (cli_make_model_inspect) as: DSV4_BIN=path/to/dsv4-calib bash this.sh WORKDIR
+set -uo pipefail
+bin="${DSV4_BIN:?set DSV4_BIN to the dsv4-calib binary}"
+work="${1:?usage: $0 WORKDIR}"
+rm -rf "$work" && mkdir -p "$work"
+failures=0
+pass() { echo "ok   $1"; }
+fail() { echo "FAIL $1"; failures=$((failures + 1)); }
+# expect_output NAME EXPECTED_RC PATTERN CMD...: runs CMD, checks its exit code and that its
+# combined output contains PATTERN (a fixed string).
+expect_output() {
+  local name="$1" want_rc="$2" pattern="$3"; shift 3
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" -ne "$want_rc" ]; then fail "$name: exit $rc, expected $want_rc; output: $out"; return; fi
+  if ! grep -qF -- "$pattern" <<<"$out"; then fail "$name: output lacks '$pattern'; output: $out"; return; fi
+  pass "$name"
+}
+
+# 1. The full release inventory, without writing: the real index's exact totals.
+expect_output "flash dry-run tensors" 0 '"tensors":69187' \
+  "$bin" make-model --preset flash --layers 43 --experts 256 --dry-run --json
+expect_output "flash dry-run bytes" 0 '"bytes":159609485896' \
+  "$bin" make-model --preset flash --layers 43 --experts 256 --dry-run --json
+expect_output "dry-run writes nothing" 0 '"dry_run":true' \
+  "$bin" make-model --preset flash --dry-run --json --out "$work/never"
+[ ! -e "$work/never" ] && pass "dry-run left no directory" || fail "dry-run created $work/never"
+
+# 2. The tiny checkpoint passes inspect (text and JSON).
+expect_output "make-model tiny" 0 "wrote $work/tiny" "$bin" make-model --preset tiny --out "$work/tiny"
+expect_output "inspect tiny" 0 "inventory  OK" "$bin" inspect "$work/tiny"
+expect_output "inspect tiny --json" 0 '"ok": true' "$bin" inspect "$work/tiny" --json
+expect_output "inspect lists MTP" 0 "mtp.*.e_proj.weight" "$bin" inspect "$work/tiny"
+
+# 3. Nothing valid is overwritten.
+before=$(cat "$work"/tiny/*.safetensors | md5sum)
+expect_output "refuses non-empty out" 1 "not empty" "$bin" make-model --preset tiny --out "$work/tiny"
+[ "$before" = "$(cat "$work"/tiny/*.safetensors | md5sum)" ] && pass "existing checkpoint untouched" \
+  || fail "existing checkpoint changed"
+
+# 4. Damaged checkpoints are rejected with the file or tensor named.
+cp -r "$work/tiny" "$work/truncated"
+shard=$(ls "$work/truncated"/model-*.safetensors | head -n 1)
+truncate -s -1 "$shard"
+expect_output "truncated shard named" 1 "$(basename "$shard")" "$bin" inspect "$work/truncated"
+
+cp -r "$work/tiny" "$work/dropped"
+python_free_edit() {  # drop one tensor from the index: grep -v its line
+  grep -v '"layers.1.attn.wq_a.scale"' "$1" > "$1.new" && mv "$1.new" "$1"
+}
+python_free_edit "$work/dropped/model.safetensors.index.json"
+expect_output "tensor missing from index named" 1 "layers.1.attn.wq_a.scale" "$bin" inspect "$work/dropped"
+
+cp -r "$work/tiny" "$work/wrongcfg"
+sed -i 's/"n_routed_experts": 8/"n_routed_experts": 16/' "$work/wrongcfg/config.json"
+expect_output "config/tensor mismatch named" 1 "layers.0.ffn.experts.8.w1.weight" "$bin" inspect "$work/wrongcfg"
+
+expect_output "missing config named" 1 "$work/nothing/config.json" "$bin" inspect "$work/nothing"
+
+# 5. Bad arguments.
+expect_output "flash needs a tokenizer" 1 "--tokenizer" "$bin" make-model --preset flash --layers 1 --out "$work/f"
+expect_output "unknown preset" 105 "preset" "$bin" make-model --preset huge --out "$work/h"
+expect_output "bad shard size" 1 "--shard-size" "$bin" make-model --preset tiny --shard-size 12X --out "$work/s"
+
+echo "$failures failures"
+[ "$failures" -eq 0 ]

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# gpu_check.sh: the one script for the GPU machine (H100/H200): builds the cuda preset, runs the
+# whole suite with DSV4_REQUIRE_GPU=1 (a GPU test that would skip fails instead), then times
+# what there is to time. Logs go to $OUT (the device tool brings them back).
+#   prepare here: mkdir -p .gpu/tokenizer && cp ../shared/data/deepseek_v3_tokenizer/tokenizer*.json .gpu/tokenizer/
+#   run there (device tool, carry [".gpu"]): bash bench/gpu_check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-/tmp/dsv4_gpu_out}"
+mkdir -p "$out"
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+  nvcc --version | tail -n 2
+} > "$out/machine.txt" 2>&1
+export DSV4_REQUIRE_GPU=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+cmake --preset cuda > "$out/configure.log" 2>&1
+cmake --build --preset cuda -j "$(nproc)" > "$out/build.log" 2>&1 || { tail -n 50 "$out/build.log"; exit 1; }
+ctest --preset cuda -j 4 --output-on-failure 2>&1 | tee "$out/ctest.log" | tail -n 15
+# make-model throughput at full Flash widths (one layer, all 256 experts), into local disk.
+bin=build/cuda/launch/dsv4-calib
+rm -rf /tmp/dsv4_flash1
+/usr/bin/time -v "$bin" make-model --preset flash --layers 1 --experts 256 \
+  --tokenizer .gpu/tokenizer --out /tmp/dsv4_flash1 --json > "$out/make_model_flash1.json" \
+  2> "$out/make_model_flash1.time" || true
+cat "$out/make_model_flash1.json"; grep -E "Elapsed|Maximum resident" "$out/make_model_flash1.time" || true
+"$bin" inspect /tmp/dsv4_flash1 > "$out/inspect_flash1.txt" 2>&1; echo "inspect exit $?"; tail -n 1 "$out/inspect_flash1.txt"

@@ -1,0 +1,18 @@
+// commands.h: the subcommands of dsv4-calib. Each registers its options on the CLI11 app and
+// returns the function that runs it (returning the process exit code).
+#pragma once
+
+#include <functional>
+
+namespace CLI {
+class App;
+}
+
+namespace dsv4::launch {
+
+using Command = std::function<int()>;
+
+Command cmd_make_model_register(CLI::App& app);
+Command cmd_inspect_register(CLI::App& app);
+
+}  // namespace dsv4::launch

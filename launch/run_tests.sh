@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# run_tests.sh: README command (2) and what CI runs (.ci/run). On a fresh Debian 12 machine:
+# installs the dependencies, builds the CPU preset and runs every test, then (when nvcc is
+# present) builds the CUDA preset (sm_90) and runs its suite, where GPU tests skip without a GPU.
+#   bash launch/run_tests.sh            # both presets
+#   DSV4_PRESETS=cpu bash launch/run_tests.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash launch/install_deps.sh
+
+presets="${DSV4_PRESETS:-cpu cuda}"
+jobs="$(nproc)"
+# Open MPI refuses to run as root without these (containers, CI).
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+for preset in $presets; do
+  if [ "$preset" = cuda ] && ! command -v nvcc >/dev/null && [ ! -x /usr/local/cuda/bin/nvcc ]; then
+    echo "run_tests: no nvcc on this machine; skipping the cuda preset"
+    continue
+  fi
+  echo "=== preset $preset: configure, build, test ==="
+  start=$(date +%s)
+  cmake --preset "$preset"
+  cmake --build --preset "$preset" -j "$jobs"
+  ctest --preset "$preset" -j "$jobs"
+  echo "=== preset $preset done in $(( $(date +%s) - start )) s ==="
+done

@@ -1,0 +1,42 @@
+// synth_model.h: writes a synthetic DeepSeek-V4 checkpoint in exactly the release layout
+// (names, dtypes, shapes, FP8/MXFP4 encodings with e8m0 scales, config.json with the release
+// keys, sharded safetensors + index, tokenizer), for tests and benchmarks: the real 160 GB
+// release is not available on our machines, and every code path must work unchanged on it.
+//
+//   SynthOptions o{.out_dir = "ckpt", .seed = 0};
+//   SynthSummary s = synth_checkpoint_write(ModelConfig::tiny(), o);   // or synth_plan: no I/O
+//
+// Deterministic for a seed, independent of the thread count. Refuses to write into a non-empty
+// directory (nothing valid is overwritten). Tests: tests/model/test_synth.cpp.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "model/config.h"
+
+namespace dsv4::model {
+
+struct SynthOptions {
+  std::string out_dir;
+  uint64_t seed = 0;
+  // Directory whose tokenizer.json (and tokenizer_config.json, if present) is copied; empty:
+  // generate the built-in byte-level tokenizer.
+  std::string tokenizer_dir;
+  uint64_t max_shard_bytes = 4ull << 30;
+  int threads = 0;  // 0: all cores
+  int mtp_stages = 1;
+};
+
+struct SynthSummary {
+  uint64_t tensors = 0;
+  uint64_t bytes = 0;  // tensor data bytes (= index total_size)
+  int shards = 0;
+  int mtp_stages = 0;
+};
+
+SynthSummary synth_plan(const ModelConfig& config, const SynthOptions& options);
+SynthSummary synth_checkpoint_write(const ModelConfig& config, const SynthOptions& options);
+
+}  // namespace dsv4::model

@@ -1,0 +1,78 @@
+// weight_decode.cpp: CPU reference decoders for FP8 block-scaled and MXFP4 release weights.
+#include "model/weight_decode.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "common/check.h"
+#include "common/codec.h"
+
+namespace dsv4::model {
+namespace {
+
+// One scale value, from an e8m0 byte or a little-endian float32.
+float scale_at(std::span<const std::byte> scales, DType dtype, size_t index) {
+  if (dtype == DType::kF8E8M0) return e8m0_decode(static_cast<uint8_t>(scales[index]));
+  float v;
+  std::memcpy(&v, scales.data() + index * sizeof(float), sizeof(float));
+  return v;
+}
+
+void check_scale_bytes(std::span<const std::byte> scales, DType dtype, size_t count,
+                       const char* what) {
+  DSV4_CHECK_IN("decode", dtype == DType::kF8E8M0 || dtype == DType::kF32,
+                "%s scales must be F8_E8M0 or F32, got %s", what,
+                std::string(dtype_name(dtype)).c_str());
+  DSV4_CHECK_IN("decode", scales.size() == count * dtype_size(dtype),
+                "%s scale tensor has %zu bytes, expected %zu", what, scales.size(),
+                count * dtype_size(dtype));
+}
+
+}  // namespace
+
+void weight_decode_fp8_block(std::span<const std::byte> codes, std::span<const std::byte> scales,
+                             DType scale_dtype, int64_t rows, int64_t cols, int64_t block,
+                             float* out) {
+  DSV4_CHECK_IN("decode", rows > 0 && cols > 0 && block > 0, "bad FP8 shape [%lld, %lld] block %lld",
+                static_cast<long long>(rows), static_cast<long long>(cols),
+                static_cast<long long>(block));
+  DSV4_CHECK_IN("decode", codes.size() == static_cast<size_t>(rows * cols),
+                "FP8 weight has %zu bytes, expected %lld x %lld", codes.size(),
+                static_cast<long long>(rows), static_cast<long long>(cols));
+  const int64_t block_cols = (cols + block - 1) / block;
+  const int64_t block_rows = (rows + block - 1) / block;
+  check_scale_bytes(scales, scale_dtype, static_cast<size_t>(block_rows * block_cols), "FP8 block");
+  for (int64_t i = 0; i < rows; ++i) {
+    const uint8_t* row = reinterpret_cast<const uint8_t*>(codes.data()) + i * cols;
+    for (int64_t jb = 0; jb < block_cols; ++jb) {
+      const float s = scale_at(scales, scale_dtype, static_cast<size_t>((i / block) * block_cols + jb));
+      const int64_t j_end = std::min(cols, (jb + 1) * block);
+      for (int64_t j = jb * block; j < j_end; ++j) out[i * cols + j] = e4m3_decode(row[j]) * s;
+    }
+  }
+}
+
+void weight_decode_mxfp4(std::span<const std::byte> packed, std::span<const std::byte> scales,
+                         DType scale_dtype, int64_t rows, int64_t cols, float* out) {
+  DSV4_CHECK_IN("decode", rows > 0 && cols > 0 && cols % 32 == 0,
+                "bad MXFP4 shape [%lld, %lld]: columns must be a positive multiple of 32",
+                static_cast<long long>(rows), static_cast<long long>(cols));
+  DSV4_CHECK_IN("decode", packed.size() == static_cast<size_t>(rows * cols / 2),
+                "MXFP4 weight has %zu bytes, expected %lld x %lld / 2", packed.size(),
+                static_cast<long long>(rows), static_cast<long long>(cols));
+  check_scale_bytes(scales, scale_dtype, static_cast<size_t>(rows * cols / 32), "MXFP4");
+  const uint8_t* bytes = reinterpret_cast<const uint8_t*>(packed.data());
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t g = 0; g < cols / 32; ++g) {
+      const float s = scale_at(scales, scale_dtype, static_cast<size_t>(i * (cols / 32) + g));
+      for (int64_t c = 0; c < 16; ++c) {
+        const uint8_t b = bytes[(i * cols + g * 32) / 2 + c];
+        out[i * cols + g * 32 + 2 * c] = e2m1_decode(b & 0xf) * s;
+        out[i * cols + g * 32 + 2 * c + 1] = e2m1_decode(b >> 4) * s;
+      }
+    }
+  }
+}
+
+}  // namespace dsv4::model

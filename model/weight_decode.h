@@ -1,0 +1,32 @@
+// weight_decode.h: release-format linear weights -> float, on the CPU (the reference the CUDA
+// decoders of issue 8 are compared to).
+//
+//   FP8 block: W[i][j] = e4m3(Wq[i][j]) · scale[i/B][j/B]          (B = 128 in the release)
+//   MXFP4:     W[i][k] = e2m1(nibble(i,k)) · scale[i][k/32]         (low nibble = even k)
+//   scales are F8_E8M0 bytes (2^(b-127)) or F32 values (V4-Flash-Base reportedly).
+//
+//   std::vector<float> w(out * in);
+//   weight_decode_fp8_block(codes, scales, DType::kF8E8M0, out, in, 128, w.data());
+//   weight_decode_mxfp4(packed, scales, DType::kF8E8M0, out, in, w.data());
+//
+// Spec: ../shared/reference/dsv4_architecture.md §5.2-5.3. Tests: tests/model/test_weight_decode.cpp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "common/dtype.h"
+
+namespace dsv4::model {
+
+// codes: [rows, cols] e4m3 bytes; scales: [ceil(rows/block), ceil(cols/block)].
+void weight_decode_fp8_block(std::span<const std::byte> codes, std::span<const std::byte> scales,
+                             DType scale_dtype, int64_t rows, int64_t cols, int64_t block,
+                             float* out);
+
+// packed: [rows, cols/2] bytes; scales: [rows, cols/32].
+void weight_decode_mxfp4(std::span<const std::byte> packed, std::span<const std::byte> scales,
+                         DType scale_dtype, int64_t rows, int64_t cols, float* out);
+
+}  // namespace dsv4::model
