@@ -137,6 +137,11 @@ class CheckpointWriter {
   void write(std::string_view name, std::span<const std::byte> chunk);
   void finish();
   const std::vector<std::string>& shard_names() const { return shard_names_; }
+  // The sharding rule, for callers that need the shard count before writing: shard index of
+  // each spec. A tensor of non-zero size starts a new shard when the current one already holds
+  // data and the tensor would take it past max_shard_bytes.
+  static std::vector<size_t> plan_shards(const std::vector<TensorSpec>& specs,
+                                         uint64_t max_shard_bytes);
 
  private:
   std::string dir_;

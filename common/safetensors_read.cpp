@@ -31,53 +31,82 @@ constexpr const char* kIndexName = "model.safetensors.index.json";
 constexpr const char* kSingleName = "model.safetensors";
 
 // Plain (std::map) json: ordered_json inserts in linear time, which makes a 70k-tensor header
-// quadratic. The header order that tensors() promises is recorded by the parse callback instead.
+// quadratic. The header order that tensors() promises is recorded by KeyScanner instead.
 using Json = nlohmann::json;
 
-// nlohmann's DOM keeps the last of two equal keys silently. For a checkpoint that would hide a
-// tensor written twice (or an index naming a tensor twice), so the parse callback records every
-// object's keys and reports the first repeat.
 struct DuplicateKey {
-  std::string key;
+  std::string key;     // empty: no key repeats
   std::string parent;  // "/a/b" style path of the enclosing object; "" for the root object
 };
 
-// Parses `text`; reports the first repeated key in *duplicate and the root object's keys, in
-// document order, in *root_keys.
-Json parse_json_checked(std::string_view text, const std::string& path, const char* what,
-                        DuplicateKey* duplicate, std::vector<std::string>* root_keys) {
+// nlohmann's DOM keeps the last of two equal keys silently. For a checkpoint that would hide a
+// tensor written twice (or an index naming a tensor twice), so a second, SAX pass over the text
+// records every object's keys and reports the first repeat; it also records the root object's
+// keys in document order. (A parse callback could do this in one pass, but nlohmann's callback
+// parser rescans the parent object after each member, which is quadratic in the tensor count.)
+class KeyScanner : public nlohmann::json_sax<Json> {
+ public:
+  DuplicateKey duplicate;
+  std::vector<std::string> root_keys;
+
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_array(std::size_t) override {
+    stack_.push_back({false, {}, {}});
+    return true;
+  }
+  bool end_array() override { return pop(); }
+  bool start_object(std::size_t) override {
+    stack_.push_back({true, {}, {}});
+    return true;
+  }
+  bool end_object() override { return pop(); }
+  bool key(string_t& key) override {
+    Level& level = stack_.back();
+    if (stack_.size() == 1) root_keys.push_back(key);
+    if (!level.keys.insert(key).second && duplicate.key.empty()) {
+      duplicate.key = key;
+      for (size_t i = 0; i + 1 < stack_.size(); ++i) {
+        if (stack_[i].is_object) duplicate.parent += "/" + stack_[i].last_key;
+      }
+    }
+    level.last_key = key;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;  // unreachable: the text was parsed successfully before the scan
+  }
+
+ private:
   struct Level {
+    bool is_object;
     std::unordered_set<std::string> keys;
     std::string last_key;
   };
-  std::vector<Level> stack;
-  bool found = false;
-  duplicate->key.clear();
-  auto callback = [&](int /*depth*/, nlohmann::json::parse_event_t event, Json& parsed) {
-    using E = nlohmann::json::parse_event_t;
-    if (event == E::object_start) {
-      stack.emplace_back();
-    } else if (event == E::object_end) {
-      if (!stack.empty()) stack.pop_back();
-    } else if (event == E::key && !stack.empty()) {
-      const std::string& key = parsed.get_ref<const std::string&>();
-      Level& level = stack.back();
-      if (stack.size() == 1) root_keys->push_back(key);
-      if (!level.keys.insert(key).second && !found) {
-        found = true;
-        duplicate->key = key;
-        duplicate->parent.clear();
-        for (size_t i = 0; i + 1 < stack.size(); ++i) duplicate->parent += "/" + stack[i].last_key;
-      }
-      level.last_key = key;
-    }
+  std::vector<Level> stack_;
+  bool pop() {
+    stack_.pop_back();
     return true;
-  };
+  }
+};
+
+// Parses `text` (throwing with nlohmann's message naming the position if it is malformed), then
+// scans it for repeated keys and the root object's key order.
+Json parse_json_checked(std::string_view text, const std::string& path, const char* what,
+                        KeyScanner* scan) {
+  Json j;
   try {
-    return Json::parse(text.begin(), text.end(), callback);
+    j = Json::parse(text.begin(), text.end());
   } catch (const Json::parse_error& e) {
     DSV4_FAIL(kComponent, "%s: %s is not well-formed JSON: %s", path.c_str(), what, e.what());
   }
+  Json::sax_parse(text.begin(), text.end(), scan);
+  return j;
 }
 
 const char* json_type(const Json& j) { return j.type_name(); }
@@ -244,19 +273,19 @@ int64_t TensorSpec::numel() const {
   for (size_t i = 0; i < shape.size(); ++i) {
     DSV4_CHECK_IN(kComponent, shape[i] >= 0, "tensor '%s': dimension %zu of shape %s is negative",
                   name.c_str(), i, shape_text(shape).c_str());
-    DSV4_CHECK_IN(kComponent, !__builtin_mul_overflow(n, shape[i], &n),
-                  "tensor '%s': element count of shape %s overflows int64", name.c_str(),
-                  shape_text(shape).c_str());
+    const bool overflow = __builtin_mul_overflow(n, shape[i], &n);
+    DSV4_CHECK_IN(kComponent, !overflow, "tensor '%s': element count of shape %s overflows int64",
+                  name.c_str(), shape_text(shape).c_str());
   }
   return n;
 }
 
 uint64_t TensorSpec::bytes() const {
   uint64_t b = 0;
-  DSV4_CHECK_IN(kComponent,
-                !__builtin_mul_overflow(static_cast<uint64_t>(numel()), dtype_size(dtype), &b),
-                "tensor '%s': byte count of shape %s overflows uint64", name.c_str(),
-                shape_text(shape).c_str());
+  const bool overflow =
+      __builtin_mul_overflow(static_cast<uint64_t>(numel()), dtype_size(dtype), &b);
+  DSV4_CHECK_IN(kComponent, !overflow, "tensor '%s': byte count of shape %s overflows uint64",
+                name.c_str(), shape_text(shape).c_str());
   return b;
 }
 
@@ -313,9 +342,9 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   const uint64_t data_bytes = file->file_bytes_ - file->data_offset_;
 
   const std::string_view text(reinterpret_cast<const char*>(file->map_) + 8, header_bytes);
-  DuplicateKey dup;
-  std::vector<std::string> order;
-  const Json header = parse_json_checked(text, path, "header", &dup, &order);
+  KeyScanner scan;
+  const Json header = parse_json_checked(text, path, "header", &scan);
+  const DuplicateKey& dup = scan.duplicate;
   if (!header.is_object()) {
     DSV4_FAIL(kComponent, "%s: header must be a JSON object, got %s", f, json_type(header));
   }
@@ -327,8 +356,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
               dup.key.c_str(), dup.parent.c_str());
   }
 
-  file->tensors_.reserve(order.size());
-  for (const std::string& name : order) {
+  file->tensors_.reserve(scan.root_keys.size());
+  for (const std::string& name : scan.root_keys) {
     const Json& value = header.at(name);
     if (name == "__metadata__") {
       if (!value.is_object()) {
@@ -397,9 +426,9 @@ Checkpoint Checkpoint::open(const std::string& dir) {
 
   // The index: {"metadata": {"total_size": N}, "weight_map": {tensor: file}}.
   const std::string text = read_file(index_path);
-  DuplicateKey dup;
-  std::vector<std::string> root_keys;
-  const Json index = parse_json_checked(text, index_path, "index", &dup, &root_keys);
+  KeyScanner scan;
+  const Json index = parse_json_checked(text, index_path, "index", &scan);
+  const DuplicateKey& dup = scan.duplicate;
   if (!index.is_object()) DSV4_FAIL(kComponent, "%s: index must be a JSON object", ip);
   if (!dup.key.empty()) {
     if (dup.parent == "/weight_map") {

@@ -127,28 +127,40 @@ uint64_t SafetensorsWriter::data_bytes() const {
   return sum;
 }
 
+std::vector<size_t> CheckpointWriter::plan_shards(const std::vector<TensorSpec>& specs,
+                                                  uint64_t max_shard_bytes) {
+  // Greedy packing in spec order, as transformers' save_pretrained does. A tensor that alone
+  // exceeds the limit starts a fresh shard and the next tensor starts another, so it sits alone.
+  std::vector<size_t> plan;
+  plan.reserve(specs.size());
+  size_t shard = 0;
+  uint64_t shard_bytes = 0;
+  for (const TensorSpec& s : specs) {
+    const uint64_t b = s.bytes();  // throws naming the tensor on a bad shape
+    // A zero-byte tensor never opens a shard, even after an over-limit one.
+    if (shard_bytes > 0 && b > 0 && shard_bytes + b > max_shard_bytes) {
+      ++shard;
+      shard_bytes = 0;
+    }
+    shard_bytes += b;
+    plan.push_back(shard);
+  }
+  return plan;
+}
+
 CheckpointWriter::CheckpointWriter(std::string dir, std::vector<TensorSpec> specs,
                                    uint64_t max_shard_bytes)
     : dir_(std::move(dir)) {
-  // Greedy packing in spec order (as transformers' save_pretrained does). A tensor that alone
-  // exceeds the limit starts a fresh shard and the next tensor starts another, so it sits alone.
-  std::vector<TensorSpec> current;
-  uint64_t current_bytes = 0;
-  for (TensorSpec& s : specs) {
-    const uint64_t b = s.bytes();  // throws naming the tensor on a bad shape
-    if (!current.empty() && b > 0 && current_bytes + b > max_shard_bytes) {
-      shard_specs_.push_back(std::move(current));
-      current.clear();
-      current_bytes = 0;
-    }
-    DSV4_CHECK_IN(kComponent, shard_of_.emplace(s.name, shard_specs_.size()).second,
-                  "%s: tensor '%s' appears twice in the specs", dir_.c_str(), s.name.c_str());
-    current_bytes += b;
-    total_size_ += b;
-    current.push_back(std::move(s));
+  const std::vector<size_t> plan = plan_shards(specs, max_shard_bytes);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    DSV4_CHECK_IN(kComponent, shard_of_.emplace(specs[i].name, plan[i]).second,
+                  "%s: tensor '%s' appears twice in the specs", dir_.c_str(),
+                  specs[i].name.c_str());
+    total_size_ += specs[i].bytes();
+    if (plan[i] == shard_specs_.size()) shard_specs_.emplace_back();
+    shard_specs_[plan[i]].push_back(std::move(specs[i]));
   }
   // No specs, no shards: the index alone (with an empty weight_map) describes the checkpoint.
-  if (!current.empty()) shard_specs_.push_back(std::move(current));
 
   const size_t n = shard_specs_.size();
   DSV4_CHECK_IN(kComponent, n <= 99999, "%s: %zu shards do not fit the 5-digit shard names; "

@@ -33,7 +33,8 @@
 #include "model/config.h"
 
 #include <algorithm>
-#include <cmath>
+#include <cstdarg>
+#include <cstdio>
 #include <limits>
 #include <optional>
 #include <sstream>
@@ -51,9 +52,40 @@ constexpr const char* kCsa = "compressed_sparse_attention";
 constexpr const char* kHca = "heavily_compressed_attention";
 
 // Keys that only the transformers spelling has; a release config never carries them.
-constexpr const char* kTransformersOnlyKeys[] = {"layer_types", "mlp_layer_types", "compress_rates",
-                                                 "rope_parameters", "partial_rotary_factor",
-                                                 "dtype"};
+constexpr const char* kTransformersOnlyKeys[] = {"layer_types",           "mlp_layer_types",
+                                                 "compress_rates",        "rope_parameters",
+                                                 "partial_rotary_factor", "dtype"};
+
+// The scalar fields spelled the same way in both spellings: one table drives parsing, writing
+// and value_diff. Fields with spelling-specific keys (layer schedule, rope, quantization) are
+// handled by hand.
+template <typename T>
+using Field = std::pair<const char*, T ModelConfig::*>;
+using M = ModelConfig;
+// clang-format off
+constexpr Field<int> kRequiredInts[] = {
+    {"vocab_size", &M::vocab_size}, {"hidden_size", &M::hidden_size},
+    {"num_hidden_layers", &M::num_layers}, {"num_attention_heads", &M::num_heads},
+    {"head_dim", &M::head_dim}, {"q_lora_rank", &M::q_lora_rank}, {"o_groups", &M::o_groups},
+    {"o_lora_rank", &M::o_lora_rank}, {"sliding_window", &M::sliding_window},
+    {"index_n_heads", &M::index_n_heads}, {"index_head_dim", &M::index_head_dim},
+    {"index_topk", &M::index_topk}, {"n_routed_experts", &M::n_routed_experts},
+    {"num_experts_per_tok", &M::num_experts_per_tok},
+    {"moe_intermediate_size", &M::moe_intermediate_size}, {"hc_mult", &M::hc_mult}};
+constexpr Field<int> kOptionalInts[] = {
+    {"num_key_value_heads", &M::num_kv_heads}, {"n_shared_experts", &M::n_shared_experts},
+    {"hc_sinkhorn_iters", &M::hc_sinkhorn_iters}, {"bos_token_id", &M::bos_token_id},
+    {"num_nextn_predict_layers", &M::num_nextn_predict_layers}};
+constexpr Field<double> kFloats[] = {
+    {"routed_scaling_factor", &M::routed_scaling_factor}, {"swiglu_limit", &M::swiglu_limit},
+    {"hc_eps", &M::hc_eps}, {"rms_norm_eps", &M::rms_norm_eps}, {"rope_theta", &M::rope_theta},
+    {"compress_rope_theta", &M::compress_rope_theta}};
+constexpr Field<std::string> kStrings[] = {
+    {"scoring_func", &M::scoring_func}, {"topk_method", &M::topk_method},
+    {"hidden_act", &M::hidden_act}};
+constexpr Field<bool> kBools[] = {
+    {"norm_topk_prob", &M::norm_topk_prob}, {"tie_word_embeddings", &M::tie_word_embeddings}};
+// clang-format on
 
 // Typed, path-aware access to one JSON object. Null counts as absent (transformers writes
 // `"pad_token_id": null`); errors name the origin, the dotted key and what was expected.
@@ -78,7 +110,9 @@ class Reader {
     return v ? as_integer(*v, key) : fallback;
   }
   int to_int(const char* key) const { return narrow(integer(key), key); }
-  int to_int_or(const char* key, int fallback) const { return narrow(integer_or(key, fallback), key); }
+  int to_int_or(const char* key, int fallback) const {
+    return narrow(integer_or(key, fallback), key);
+  }
   double number_or(const char* key, double fallback) const {
     const json* v = find(key);
     if (v == nullptr) return fallback;
@@ -126,8 +160,15 @@ class Reader {
                 path(key).c_str(), i, arr[i].dump().c_str());
     return arr[i].get<std::string>();
   }
-  [[noreturn]] void fail(const char* key, const std::string& message) const {
-    DSV4_FAIL("config", "%s: \"%s\" %s", origin_.c_str(), path(key).c_str(), message.c_str());
+  // Throws "<origin>: "<path.key>" <printf-formatted message>".
+  [[noreturn]] void fail(const char* key, const char* fmt, ...) const
+      __attribute__((format(printf, 3, 4))) {
+    va_list args;
+    va_start(args, fmt);
+    char message[512];
+    std::vsnprintf(message, sizeof(message), fmt, args);
+    va_end(args);
+    DSV4_FAIL("config", "%s: \"%s\" %s", origin_.c_str(), path(key).c_str(), message);
   }
 
  private:
@@ -159,12 +200,14 @@ class Reader {
 // YaRN block of either rope_scaling (release) or rope_parameters[.compress] (transformers).
 YarnScaling parse_rope(const Reader& r) {
   YarnScaling y;
-  const std::string type = r.has("rope_type") ? r.string_or("rope_type", "") : r.string_or("type", "default");
+  const std::string type =
+      r.has("rope_type") ? r.string_or("rope_type", "") : r.string_or("type", "default");
   if (type == "default") {
     y.enabled = false;
     return y;
   }
-  if (type != "yarn") r.fail("rope_type", "= \"" + type + "\" is not supported (expected yarn or default)");
+  if (type != "yarn")
+    r.fail("rope_type", "= \"%s\" is not supported (expected yarn or default)", type.c_str());
   y.enabled = true;
   y.factor = r.number("factor");
   y.original_max_position_embeddings = r.integer("original_max_position_embeddings");
@@ -174,7 +217,7 @@ YarnScaling parse_rope(const Reader& r) {
   // would make the oracle disagree with our forward, so refuse it instead of ignoring it.
   const double attention_factor = r.number_or("attention_factor", 1.0);
   if (attention_factor != 1.0)
-    r.fail("attention_factor", "= " + std::to_string(attention_factor) + " is not supported (DeepSeek-V4 uses 1.0)");
+    r.fail("attention_factor", "= %g is not supported (DeepSeek-V4 uses 1.0)", attention_factor);
   return y;
 }
 
@@ -183,8 +226,100 @@ YarnScaling parse_rope(const Reader& r) {
 // transformers' strict float fields require.
 void put_float(json& out, const char* key, double v) {
   auto it = out.find(key);
-  if (it != out.end() && it->is_number_integer() && static_cast<double>(it->get<int64_t>()) == v) return;
+  if (it != out.end() && it->is_number_integer() && static_cast<double>(it->get<int64_t>()) == v)
+    return;
   out[key] = v;
+}
+
+// Layer schedule. compress_ratios (release) lists main layers then MTP blocks; layer_types
+// (transformers) lists main layers only, and MTP blocks are sliding there.
+void parse_schedule(const Reader& r, bool release_layers, ModelConfig& c) {
+  c.compress_ratios.clear();
+  const int n = c.num_layers;
+  const size_t n_size = static_cast<size_t>(std::max(n, 0));
+  if (release_layers) {
+    const json& ratios = r.array("compress_ratios");
+    for (size_t i = 0; i < ratios.size(); ++i) {
+      c.compress_ratios.push_back(r.element_int(ratios, "compress_ratios", i));
+      if (c.compress_ratios.back() < 0) r.fail("compress_ratios", "[%zu] is negative", i);
+    }
+    // Both spellings present: transformers follows layer_types, we follow compress_ratios, so
+    // they must describe the same schedule.
+    if (r.has("layer_types")) {
+      const json& types = r.array("layer_types");
+      for (size_t i = 0; i < std::min({n_size, types.size(), c.compress_ratios.size()}); ++i) {
+        const int ratio = c.compress_ratios[i];
+        const char* expected = ratio == 0 ? kSliding : ratio == 4 ? kCsa : kHca;
+        if (r.element_string(types, "layer_types", i) != expected)
+          r.fail("layer_types", "[%zu] disagrees with compress_ratios[%zu] = %d (expected %s)", i,
+                 i, ratio, expected);
+      }
+    }
+  } else if (r.has("layer_types")) {
+    const json& types = r.array("layer_types");
+    int csa = 4, hca = 128;  // transformers' default_compress_rates
+    if (auto rates = r.object("compress_rates")) {
+      csa = rates->to_int_or(kCsa, csa);
+      hca = rates->to_int_or(kHca, hca);
+    }
+    // Our kinds follow the ratio (4 = CSA with indexer, as in the reference and vLLM), so the
+    // transformers type names must agree with it.
+    if (csa != 4) r.fail("compress_rates", ".%s = %d, expected 4", kCsa, csa);
+    if (hca <= 0 || hca == 4)
+      r.fail("compress_rates", ".%s = %d, expected > 0 and != 4", kHca, hca);
+    if (types.size() < n_size)
+      r.fail("layer_types", "has %zu entries, fewer than num_hidden_layers = %d", types.size(), n);
+    for (size_t i = 0; i < n_size; ++i) {  // transformers truncates longer lists the same way
+      const std::string t = r.element_string(types, "layer_types", i);
+      if (t != kSliding && t != kCsa && t != kHca)
+        r.fail("layer_types", "[%zu] = \"%s\" is not one of %s, %s, %s", i, t.c_str(), kSliding,
+               kCsa, kHca);
+      c.compress_ratios.push_back(t == kSliding ? 0 : t == kCsa ? csa : hca);
+    }
+  } else {
+    r.fail("compress_ratios",
+           "(release) or \"layer_types\" (transformers) is required but missing");
+  }
+  // MTP blocks missing from the list are sliding (transformers never lists them). A list shorter
+  // than num_layers is left alone for check() to report.
+  if (c.compress_ratios.size() >= n_size)
+    while (static_cast<int>(c.compress_ratios.size()) < n + c.num_nextn_predict_layers)
+      c.compress_ratios.push_back(0);
+}
+
+// Hash-routed layers: num_hash_layers (release) or the leading "hash_moe" run of mlp_layer_types
+// (transformers, whose default is 3). vLLM reads num_hash_layers directly, so the release
+// spelling must carry it.
+void parse_hash_layers(const Reader& r, bool release_layers, ModelConfig& c) {
+  const int n = c.num_layers;
+  int from_types = -1;
+  if (r.has("mlp_layer_types")) {
+    const json& types = r.array("mlp_layer_types");
+    if (types.size() < static_cast<size_t>(std::max(n, 0)))
+      r.fail("mlp_layer_types", "has %zu entries, fewer than num_hidden_layers = %d", types.size(),
+             n);
+    from_types = 0;
+    for (int i = 0; i < n; ++i) {
+      const std::string t = r.element_string(types, "mlp_layer_types", static_cast<size_t>(i));
+      if (t == "hash_moe" && from_types != i)
+        r.fail("mlp_layer_types", "[%d] = hash_moe follows a moe layer; hash layers come first", i);
+      if (t != "hash_moe" && t != "moe")
+        r.fail("mlp_layer_types", "[%d] = \"%s\" is not hash_moe or moe", i, t.c_str());
+      from_types += t == "hash_moe";
+    }
+  }
+  if (r.has("num_hash_layers")) {
+    c.num_hash_layers = r.to_int("num_hash_layers");
+    if (from_types >= 0 && from_types != c.num_hash_layers)
+      r.fail("mlp_layer_types", "has %d hash_moe layers but num_hash_layers = %d", from_types,
+             c.num_hash_layers);
+  } else if (from_types >= 0) {
+    c.num_hash_layers = from_types;
+  } else if (release_layers) {
+    r.require("num_hash_layers", "an integer");
+  } else {
+    c.num_hash_layers = std::min(3, n);
+  }
 }
 
 }  // namespace
@@ -201,154 +336,50 @@ ModelConfig ModelConfig::from_file(const std::string& path) {
 }
 
 ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
-  DSV4_CHECK_IN("config", j.is_object(), "%s: the config must be a JSON object, got %s", origin.c_str(),
-                j.type_name());
+  DSV4_CHECK_IN("config", j.is_object(), "%s: the config must be a JSON object, got %s",
+                origin.c_str(), j.type_name());
   const Reader r(j, origin);
   ModelConfig c;  // defaults are the release values; only optional keys fall back to them
   c.source = j;
   c.origin = origin;
 
   const std::string model_type = r.string_or("model_type", "deepseek_v4");
-  if (model_type != "deepseek_v4") r.fail("model_type", "= \"" + model_type + "\", expected \"deepseek_v4\"");
+  if (model_type != "deepseek_v4")
+    r.fail("model_type", "= \"%s\", expected \"deepseek_v4\"", model_type.c_str());
 
-  c.vocab_size = r.to_int("vocab_size");
-  c.hidden_size = r.to_int("hidden_size");
-  c.num_layers = r.to_int("num_hidden_layers");
-  c.num_heads = r.to_int("num_attention_heads");
-  c.num_kv_heads = r.to_int_or("num_key_value_heads", c.num_kv_heads);
-  c.head_dim = r.to_int("head_dim");
-  c.q_lora_rank = r.to_int("q_lora_rank");
-  c.o_groups = r.to_int("o_groups");
-  c.o_lora_rank = r.to_int("o_lora_rank");
-  c.sliding_window = r.to_int("sliding_window");
+  for (const auto& [key, field] : kRequiredInts) c.*field = r.to_int(key);
+  for (const auto& [key, field] : kOptionalInts) c.*field = r.to_int_or(key, c.*field);
+  for (const auto& [key, field] : kFloats) c.*field = r.number_or(key, c.*field);
+  for (const auto& [key, field] : kStrings) c.*field = r.string_or(key, c.*field);
+  for (const auto& [key, field] : kBools) c.*field = r.boolean_or(key, c.*field);
   c.max_position_embeddings = r.integer_or("max_position_embeddings", c.max_position_embeddings);
-  c.index_n_heads = r.to_int("index_n_heads");
-  c.index_head_dim = r.to_int("index_head_dim");
-  c.index_topk = r.to_int("index_topk");
-  c.n_routed_experts = r.to_int("n_routed_experts");
-  c.num_experts_per_tok = r.to_int("num_experts_per_tok");
-  c.n_shared_experts = r.to_int_or("n_shared_experts", c.n_shared_experts);
-  c.moe_intermediate_size = r.to_int("moe_intermediate_size");
-  c.scoring_func = r.string_or("scoring_func", c.scoring_func);
-  c.topk_method = r.string_or("topk_method", c.topk_method);
-  c.norm_topk_prob = r.boolean_or("norm_topk_prob", c.norm_topk_prob);
-  c.routed_scaling_factor = r.number_or("routed_scaling_factor", c.routed_scaling_factor);
-  c.swiglu_limit = r.number_or("swiglu_limit", c.swiglu_limit);
-  c.hidden_act = r.string_or("hidden_act", c.hidden_act);
-  c.hc_mult = r.to_int("hc_mult");
-  c.hc_sinkhorn_iters = r.to_int_or("hc_sinkhorn_iters", c.hc_sinkhorn_iters);
-  c.hc_eps = r.number_or("hc_eps", c.hc_eps);
-  c.rms_norm_eps = r.number_or("rms_norm_eps", c.rms_norm_eps);
-  c.num_nextn_predict_layers = r.to_int_or("num_nextn_predict_layers", c.num_nextn_predict_layers);
-  c.tie_word_embeddings = r.boolean_or("tie_word_embeddings", c.tie_word_embeddings);
-  c.bos_token_id = r.to_int_or("bos_token_id", c.bos_token_id);
   if (r.has("eos_token_id") && j["eos_token_id"].is_array()) {  // transformers allows a list
-    const json& eos = j["eos_token_id"];
-    if (eos.empty()) r.fail("eos_token_id", "is an empty list");
-    c.eos_token_id = r.element_int(eos, "eos_token_id", 0);
+    if (j["eos_token_id"].empty()) r.fail("eos_token_id", "is an empty list");
+    c.eos_token_id = r.element_int(j["eos_token_id"], "eos_token_id", 0);
   } else {
     c.eos_token_id = r.to_int_or("eos_token_id", c.eos_token_id);
   }
-  c.rope_theta = r.number_or("rope_theta", c.rope_theta);
-  c.compress_rope_theta = r.number_or("compress_rope_theta", c.compress_rope_theta);
 
   // Rope dims: release qk_rope_head_dim, transformers partial_rotary_factor (int() truncation as
   // in transformers); both present (transformers' own output) must agree.
-  const bool has_rope_dim = r.has("qk_rope_head_dim"), has_factor = r.has("partial_rotary_factor");
+  const bool has_rope_dim = r.has("qk_rope_head_dim");
+  const bool has_factor = r.has("partial_rotary_factor");
   const bool release_layers = r.has("compress_ratios");
   if (has_rope_dim) c.rope_head_dim = r.to_int("qk_rope_head_dim");
   if (has_factor) {
-    const int from_factor = static_cast<int>(c.head_dim * r.number_or("partial_rotary_factor", 0.0));
-    if (has_rope_dim && from_factor != c.rope_head_dim)
-      r.fail("partial_rotary_factor", "gives " + std::to_string(from_factor) + " rope dims but qk_rope_head_dim = " +
-                                          std::to_string(c.rope_head_dim));
-    c.rope_head_dim = from_factor;
+    const int dims = static_cast<int>(c.head_dim * r.number_or("partial_rotary_factor", 0.0));
+    if (has_rope_dim && dims != c.rope_head_dim)
+      r.fail("partial_rotary_factor", "gives %d rope dims but qk_rope_head_dim = %d", dims,
+             c.rope_head_dim);
+    c.rope_head_dim = dims;
   }
   if (!has_rope_dim && !has_factor) {
     if (release_layers) r.require("qk_rope_head_dim", "an integer");
     c.rope_head_dim = c.head_dim / 8;  // transformers' default_partial_rotary_factor = 64 / 512
   }
 
-  // Layer schedule. compress_ratios (release) lists main layers then MTP blocks; layer_types
-  // (transformers) lists main layers only and MTP blocks are sliding.
-  c.compress_ratios.clear();
-  const int n = c.num_layers;
-  if (release_layers) {
-    const json& ratios = r.array("compress_ratios");
-    for (size_t i = 0; i < ratios.size(); ++i) {
-      c.compress_ratios.push_back(r.element_int(ratios, "compress_ratios", i));
-      if (c.compress_ratios.back() < 0) r.fail("compress_ratios", "[" + std::to_string(i) + "] is negative");
-    }
-    // Both spellings present: transformers would follow layer_types, we follow compress_ratios, so
-    // they must describe the same schedule.
-    if (r.has("layer_types")) {
-      const json& types = r.array("layer_types");
-      for (int i = 0; i < n && i < static_cast<int>(std::min(types.size(), c.compress_ratios.size())); ++i) {
-        const int ratio = c.compress_ratios[static_cast<size_t>(i)];
-        const char* expected = ratio == 0 ? kSliding : ratio == 4 ? kCsa : kHca;
-        if (r.element_string(types, "layer_types", static_cast<size_t>(i)) != expected)
-          r.fail("layer_types", "[" + std::to_string(i) + "] disagrees with compress_ratios[" + std::to_string(i) +
-                                    "] = " + std::to_string(ratio) + " (expected " + expected + ")");
-      }
-    }
-  } else if (r.has("layer_types")) {
-    const json& types = r.array("layer_types");
-    int csa_ratio = 4, hca_ratio = 128;
-    if (auto rates = r.object("compress_rates")) {
-      csa_ratio = rates->to_int_or(kCsa, csa_ratio);
-      hca_ratio = rates->to_int_or(kHca, hca_ratio);
-    }
-    // Our kinds follow the ratio (4 = CSA with indexer, as in the reference and vLLM), so the
-    // transformers type names must agree with it.
-    if (csa_ratio != 4) r.fail("compress_rates", "." + std::string(kCsa) + " = " + std::to_string(csa_ratio) + ", expected 4");
-    if (hca_ratio <= 0 || hca_ratio == 4)
-      r.fail("compress_rates", "." + std::string(kHca) + " = " + std::to_string(hca_ratio) + ", expected > 0 and != 4");
-    if (types.size() < static_cast<size_t>(std::max(n, 0)))
-      r.fail("layer_types", "has " + std::to_string(types.size()) + " entries, fewer than num_hidden_layers = " +
-                                std::to_string(n));
-    for (int i = 0; i < n; ++i) {  // transformers truncates longer lists the same way
-      const std::string t = r.element_string(types, "layer_types", static_cast<size_t>(i));
-      if (t == kSliding) c.compress_ratios.push_back(0);
-      else if (t == kCsa) c.compress_ratios.push_back(csa_ratio);
-      else if (t == kHca) c.compress_ratios.push_back(hca_ratio);
-      else r.fail("layer_types", "[" + std::to_string(i) + "] = \"" + t + "\" is not one of " + kSliding + ", " + kCsa + ", " + kHca);
-    }
-  } else {
-    DSV4_FAIL("config", "%s: required key \"compress_ratios\" (release) or \"layer_types\" (transformers) is missing",
-              origin.c_str());
-  }
-  // MTP blocks missing from the list are sliding (transformers never lists them).
-  if (static_cast<int>(c.compress_ratios.size()) >= n)
-    while (static_cast<int>(c.compress_ratios.size()) < n + c.num_nextn_predict_layers) c.compress_ratios.push_back(0);
-
-  // Hash-routed layers: num_hash_layers (release) or the leading "hash_moe" run of
-  // mlp_layer_types; transformers' default is 3.
-  int hash_from_types = -1;
-  if (r.has("mlp_layer_types")) {
-    const json& types = r.array("mlp_layer_types");
-    if (types.size() < static_cast<size_t>(std::max(n, 0)))
-      r.fail("mlp_layer_types", "has " + std::to_string(types.size()) + " entries, fewer than num_hidden_layers = " +
-                                    std::to_string(n));
-    hash_from_types = 0;
-    for (int i = 0; i < n; ++i) {
-      const std::string t = r.element_string(types, "mlp_layer_types", static_cast<size_t>(i));
-      if (t == "hash_moe" && hash_from_types == i) ++hash_from_types;
-      else if (t == "hash_moe") r.fail("mlp_layer_types", "[" + std::to_string(i) + "] = hash_moe follows a moe layer; hash layers must come first");
-      else if (t != "moe") r.fail("mlp_layer_types", "[" + std::to_string(i) + "] = \"" + t + "\" is not hash_moe or moe");
-    }
-  }
-  if (r.has("num_hash_layers")) {
-    c.num_hash_layers = r.to_int("num_hash_layers");
-    if (hash_from_types >= 0 && hash_from_types != c.num_hash_layers)
-      r.fail("mlp_layer_types", "has " + std::to_string(hash_from_types) + " hash_moe layers but num_hash_layers = " +
-                                    std::to_string(c.num_hash_layers));
-  } else if (hash_from_types >= 0) {
-    c.num_hash_layers = hash_from_types;
-  } else if (release_layers) {
-    r.require("num_hash_layers", "an integer");  // vLLM reads it directly
-  } else {
-    c.num_hash_layers = std::min(3, n);
-  }
+  parse_schedule(r, release_layers, c);
+  parse_hash_layers(r, release_layers, c);
 
   // RoPE: release top-level rope_scaling, else transformers rope_parameters (nested or flat).
   c.yarn.enabled = false;
@@ -375,15 +406,16 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
     if (method == "fp8") {
       c.source_fp8 = true;
       const std::string fmt = q->string_or("fmt", "e4m3");
-      if (fmt != "e4m3") q->fail("fmt", "= \"" + fmt + "\", expected e4m3");
+      if (fmt != "e4m3") q->fail("fmt", "= \"%s\", expected e4m3", fmt.c_str());
       c.scale_fmt = q->string_or("scale_fmt", "");
       c.fp8_block = 128;
       if (q->has("weight_block_size")) {
         const json& block = q->array("weight_block_size");
-        if (block.size() != 2) q->fail("weight_block_size", "must have 2 entries, got " + block.dump());
+        if (block.size() != 2)
+          q->fail("weight_block_size", "= %s must have 2 entries", block.dump().c_str());
         const int rows = q->element_int(block, "weight_block_size", 0);
-        const int cols = q->element_int(block, "weight_block_size", 1);
-        if (rows != cols) q->fail("weight_block_size", "= " + block.dump() + " is not square");
+        if (q->element_int(block, "weight_block_size", 1) != rows)
+          q->fail("weight_block_size", "= %s is not square", block.dump().c_str());
         c.fp8_block = rows;
       }
     }
@@ -396,11 +428,13 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
 
 ModelConfig ModelConfig::flash(int num_layers, int num_experts) {
   ModelConfig c;  // member defaults are the release values (reference §1.1)
-  c.origin = "built-in flash(" + std::to_string(num_layers) + ", " + std::to_string(num_experts) + ")";
+  c.origin =
+      "built-in flash(" + std::to_string(num_layers) + ", " + std::to_string(num_experts) + ")";
   c.num_layers = num_layers;
   c.compress_ratios.clear();
   // Release schedule: two sliding layers, layer 2 CSA, then HCA on odd and CSA on even layers.
-  for (int i = 0; i < num_layers; ++i) c.compress_ratios.push_back(i < 2 ? 0 : (i % 2 == 1 ? 128 : 4));
+  for (int i = 0; i < num_layers; ++i)
+    c.compress_ratios.push_back(i < 2 ? 0 : (i % 2 == 1 ? 128 : 4));
   c.compress_ratios.push_back(0);  // the MTP block
   c.num_hash_layers = std::min(3, num_layers);
   c.n_routed_experts = num_experts;
@@ -423,7 +457,9 @@ ModelConfig ModelConfig::tiny() {
   c.o_groups = 2;
   c.o_lora_rank = 64;
   c.sliding_window = 16;
-  c.compress_ratios = {0, 4, 8, 4, 0};  // sliding (hash), CSA, HCA, CSA, MTP sliding
+  // HCA keeps the release ratio 128: transformers 5.17 maps compress_ratios through the fixed
+  // table {0, 4, 128} (KeyError on 8), so any other ratio would make config.json unloadable there.
+  c.compress_ratios = {0, 4, 128, 4, 0};  // sliding (hash), CSA, HCA, CSA, MTP sliding
   c.num_hash_layers = 1;
   c.rope_theta = 10000.0;
   c.compress_rope_theta = 160000.0;
@@ -449,58 +485,37 @@ json ModelConfig::to_release_json() const {
   out["architectures"] = json::array({"DeepseekV4ForCausalLM"});
   out["model_type"] = "deepseek_v4";
   out["torch_dtype"] = "bfloat16";
-  out["vocab_size"] = vocab_size;
-  out["hidden_size"] = hidden_size;
-  out["num_hidden_layers"] = num_layers;
-  out["num_attention_heads"] = num_heads;
-  out["num_key_value_heads"] = num_kv_heads;
-  out["head_dim"] = head_dim;
+  for (const auto& [key, field] : kRequiredInts) out[key] = this->*field;
+  for (const auto& [key, field] : kOptionalInts) out[key] = this->*field;
+  for (const auto& [key, field] : kFloats) put_float(out, key, this->*field);
+  for (const auto& [key, field] : kStrings) out[key] = this->*field;
+  for (const auto& [key, field] : kBools) out[key] = this->*field;
   out["qk_rope_head_dim"] = rope_head_dim;
-  out["q_lora_rank"] = q_lora_rank;
-  out["o_groups"] = o_groups;
-  out["o_lora_rank"] = o_lora_rank;
-  out["sliding_window"] = sliding_window;
+  out["max_position_embeddings"] = max_position_embeddings;
   out["compress_ratios"] = compress_ratios;
-  put_float(out, "compress_rope_theta", compress_rope_theta);
-  put_float(out, "rope_theta", rope_theta);
+  out["num_hash_layers"] = num_hash_layers;
   if (yarn.enabled) {
-    json s = out.contains("rope_scaling") && out["rope_scaling"].is_object() ? out["rope_scaling"] : json::object();
-    s.erase("rope_type");
-    s["type"] = "yarn";
-    put_float(s, "factor", yarn.factor);
-    s["original_max_position_embeddings"] = yarn.original_max_position_embeddings;
-    put_float(s, "beta_fast", yarn.beta_fast);
-    put_float(s, "beta_slow", yarn.beta_slow);
-    out["rope_scaling"] = s;
+    json y = out.contains("rope_scaling") && out["rope_scaling"].is_object() ? out["rope_scaling"]
+                                                                             : json::object();
+    y.erase("rope_type");
+    y["type"] = "yarn";
+    put_float(y, "factor", yarn.factor);
+    y["original_max_position_embeddings"] = yarn.original_max_position_embeddings;
+    put_float(y, "beta_fast", yarn.beta_fast);
+    put_float(y, "beta_slow", yarn.beta_slow);
+    out["rope_scaling"] = y;
   } else {
     out.erase("rope_scaling");
   }
-  out["max_position_embeddings"] = max_position_embeddings;
-  out["index_n_heads"] = index_n_heads;
-  out["index_head_dim"] = index_head_dim;
-  out["index_topk"] = index_topk;
-  out["n_routed_experts"] = n_routed_experts;
-  out["num_experts_per_tok"] = num_experts_per_tok;
-  out["n_shared_experts"] = n_shared_experts;
-  out["moe_intermediate_size"] = moe_intermediate_size;
-  out["num_hash_layers"] = num_hash_layers;
-  out["scoring_func"] = scoring_func;
-  out["topk_method"] = topk_method;
-  out["norm_topk_prob"] = norm_topk_prob;
-  out["routed_scaling_factor"] = routed_scaling_factor;
-  out["swiglu_limit"] = swiglu_limit;
-  out["hidden_act"] = hidden_act;
-  out["hc_mult"] = hc_mult;
-  out["hc_sinkhorn_iters"] = hc_sinkhorn_iters;
-  out["hc_eps"] = hc_eps;
-  out["rms_norm_eps"] = rms_norm_eps;
-  out["num_nextn_predict_layers"] = num_nextn_predict_layers;
   // vLLM accepts only fp4/fp8; an unquantized model simply has no expert_dtype.
-  if (expert_dtype == "bf16") out.erase("expert_dtype");
-  else out["expert_dtype"] = expert_dtype;
+  if (expert_dtype == "bf16")
+    out.erase("expert_dtype");
+  else
+    out["expert_dtype"] = expert_dtype;
   if (source_fp8) {
-    json q = out.contains("quantization_config") && out["quantization_config"].is_object() ? out["quantization_config"]
-                                                                                            : json::object();
+    json q = out.contains("quantization_config") && out["quantization_config"].is_object()
+                 ? out["quantization_config"]
+                 : json::object();
     q["quant_method"] = "fp8";
     q["fmt"] = "e4m3";
     if (!q.contains("activation_scheme")) q["activation_scheme"] = "dynamic";
@@ -508,144 +523,129 @@ json ModelConfig::to_release_json() const {
     q["weight_block_size"] = json::array({fp8_block, fp8_block});
     out["quantization_config"] = q;
   }
-  out["tie_word_embeddings"] = tie_word_embeddings;
-  out["bos_token_id"] = bos_token_id;
   const auto eos = out.find("eos_token_id");  // keep a transformers-style list if it agrees
-  if (eos == out.end() || !eos->is_array() || eos->empty() || (*eos)[0] != eos_token_id) out["eos_token_id"] = eos_token_id;
-  for (const auto& [key, value] : {std::pair<const char*, json>{"attention_bias", false}, {"attention_dropout", 0.0},
-                                   {"initializer_range", 0.02}, {"use_cache", true}})
+  if (eos == out.end() || !eos->is_array() || eos->empty() || (*eos)[0] != eos_token_id)
+    out["eos_token_id"] = eos_token_id;
+  for (const auto& [key, value] : {std::pair<const char*, json>{"attention_bias", false},
+                                   {"attention_dropout", 0.0},
+                                   {"initializer_range", 0.02},
+                                   {"use_cache", true}})
     if (!out.contains(key)) out[key] = value;
   return out;
 }
 
 void ModelConfig::check() const {
   const char* o = origin.c_str();
+  for (const auto& [name, field] : kRequiredInts)
+    DSV4_CHECK_IN("config", this->*field > 0, "%s: %s = %d must be positive", o, name,
+                  this->*field);
   const std::pair<const char*, int64_t> positive[] = {
-      {"vocab_size", vocab_size}, {"hidden_size", hidden_size}, {"num_hidden_layers", num_layers},
-      {"num_attention_heads", num_heads}, {"num_key_value_heads", num_kv_heads}, {"head_dim", head_dim},
-      {"qk_rope_head_dim", rope_head_dim}, {"q_lora_rank", q_lora_rank}, {"o_groups", o_groups},
-      {"o_lora_rank", o_lora_rank}, {"sliding_window", sliding_window},
-      {"max_position_embeddings", max_position_embeddings}, {"index_n_heads", index_n_heads},
-      {"index_head_dim", index_head_dim}, {"index_topk", index_topk}, {"n_routed_experts", n_routed_experts},
-      {"num_experts_per_tok", num_experts_per_tok}, {"moe_intermediate_size", moe_intermediate_size},
-      {"hc_mult", hc_mult}, {"hc_sinkhorn_iters", hc_sinkhorn_iters}, {"weight_block_size", fp8_block}};
+      {"num_key_value_heads", num_kv_heads},
+      {"qk_rope_head_dim", rope_head_dim},
+      {"hc_sinkhorn_iters", hc_sinkhorn_iters},
+      {"weight_block_size", fp8_block},
+      {"max_position_embeddings", max_position_embeddings}};
   for (const auto& [name, value] : positive)
-    DSV4_CHECK_IN("config", value > 0, "%s: %s = %lld must be positive", o, name, static_cast<long long>(value));
-  const std::pair<const char*, int> non_negative[] = {{"n_shared_experts", n_shared_experts},
-                                                      {"num_hash_layers", num_hash_layers},
-                                                      {"num_nextn_predict_layers", num_nextn_predict_layers}};
+    DSV4_CHECK_IN("config", value > 0, "%s: %s = %lld must be positive", o, name,
+                  static_cast<long long>(value));
+  const std::pair<const char*, int> non_negative[] = {
+      {"n_shared_experts", n_shared_experts},
+      {"num_hash_layers", num_hash_layers},
+      {"num_nextn_predict_layers", num_nextn_predict_layers}};
   for (const auto& [name, value] : non_negative)
     DSV4_CHECK_IN("config", value >= 0, "%s: %s = %d must not be negative", o, name, value);
   DSV4_CHECK_IN("config", num_heads % o_groups == 0,
-                "%s: num_attention_heads = %d is not divisible by o_groups = %d", o, num_heads, o_groups);
+                "%s: num_attention_heads = %d is not divisible by o_groups = %d", o, num_heads,
+                o_groups);
   DSV4_CHECK_IN("config", num_heads % num_kv_heads == 0,
-                "%s: num_attention_heads = %d is not divisible by num_key_value_heads = %d", o, num_heads, num_kv_heads);
+                "%s: num_attention_heads = %d is not divisible by num_key_value_heads = %d", o,
+                num_heads, num_kv_heads);
   DSV4_CHECK_IN("config", rope_head_dim <= head_dim && rope_head_dim % 2 == 0,
-                "%s: qk_rope_head_dim = %d must be even and <= head_dim = %d", o, rope_head_dim, head_dim);
-  DSV4_CHECK_IN("config", rope_head_dim <= index_head_dim,
-                "%s: qk_rope_head_dim = %d must be <= index_head_dim = %d (the indexer ropes the same dims)", o,
-                rope_head_dim, index_head_dim);
+                "%s: qk_rope_head_dim = %d must be even and <= head_dim = %d", o, rope_head_dim,
+                head_dim);
+  DSV4_CHECK_IN(
+      "config", rope_head_dim <= index_head_dim,
+      "%s: qk_rope_head_dim = %d must be <= index_head_dim = %d (the indexer ropes the same dims)",
+      o, rope_head_dim, index_head_dim);
   DSV4_CHECK_IN("config", num_experts_per_tok <= n_routed_experts,
-                "%s: num_experts_per_tok = %d exceeds n_routed_experts = %d", o, num_experts_per_tok, n_routed_experts);
+                "%s: num_experts_per_tok = %d exceeds n_routed_experts = %d", o,
+                num_experts_per_tok, n_routed_experts);
   DSV4_CHECK_IN("config", static_cast<int>(compress_ratios.size()) >= num_layers,
-                "%s: compress_ratios has %zu entries, fewer than num_hidden_layers = %d", o, compress_ratios.size(),
-                num_layers);
+                "%s: compress_ratios has %zu entries, fewer than num_hidden_layers = %d", o,
+                compress_ratios.size(), num_layers);
   for (size_t i = 0; i < compress_ratios.size(); ++i)
-    DSV4_CHECK_IN("config", compress_ratios[i] >= 0, "%s: compress_ratios[%zu] = %d is negative", o, i,
-                  compress_ratios[i]);
+    DSV4_CHECK_IN("config", compress_ratios[i] >= 0, "%s: compress_ratios[%zu] = %d is negative", o,
+                  i, compress_ratios[i]);
   DSV4_CHECK_IN("config", num_hash_layers <= num_layers,
-                "%s: num_hash_layers = %d exceeds num_hidden_layers = %d", o, num_hash_layers, num_layers);
-  DSV4_CHECK_IN("config", !yarn.enabled || (yarn.factor > 0 && yarn.original_max_position_embeddings > 0),
-                "%s: rope_scaling needs factor > 0 and original_max_position_embeddings > 0, got %g and %lld", o,
-                yarn.factor, static_cast<long long>(yarn.original_max_position_embeddings));
-  DSV4_CHECK_IN("config", rms_norm_eps > 0 && hc_eps > 0, "%s: rms_norm_eps = %g and hc_eps = %g must be positive", o,
-                rms_norm_eps, hc_eps);
+                "%s: num_hash_layers = %d exceeds num_hidden_layers = %d", o, num_hash_layers,
+                num_layers);
+  DSV4_CHECK_IN(
+      "config", !yarn.enabled || (yarn.factor > 0 && yarn.original_max_position_embeddings > 0),
+      "%s: rope_scaling needs factor > 0 and original_max_position_embeddings > 0, got %g and %lld",
+      o, yarn.factor, static_cast<long long>(yarn.original_max_position_embeddings));
+  DSV4_CHECK_IN("config", rms_norm_eps > 0 && hc_eps > 0,
+                "%s: rms_norm_eps = %g and hc_eps = %g must be positive", o, rms_norm_eps, hc_eps);
   DSV4_CHECK_IN("config", expert_dtype == "fp4" || expert_dtype == "fp8" || expert_dtype == "bf16",
                 "%s: expert_dtype = \"%s\", expected fp4, fp8 or bf16", o, expert_dtype.c_str());
-  DSV4_CHECK_IN("config", scoring_func == "sqrtsoftplus" || scoring_func == "softmax" || scoring_func == "sigmoid",
-                "%s: scoring_func = \"%s\", expected sqrtsoftplus, softmax or sigmoid", o, scoring_func.c_str());
-  DSV4_CHECK_IN("config", hidden_act == "silu", "%s: hidden_act = \"%s\", expected silu", o, hidden_act.c_str());
+  DSV4_CHECK_IN(
+      "config",
+      scoring_func == "sqrtsoftplus" || scoring_func == "softmax" || scoring_func == "sigmoid",
+      "%s: scoring_func = \"%s\", expected sqrtsoftplus, softmax or sigmoid", o,
+      scoring_func.c_str());
+  DSV4_CHECK_IN("config", hidden_act == "silu", "%s: hidden_act = \"%s\", expected silu", o,
+                hidden_act.c_str());
 }
 
 LayerSpec ModelConfig::layer(int index) const {
-  DSV4_CHECK_IN("config", index >= 0 && index < num_layers + num_nextn_predict_layers,
-                "%s: layer index %d outside [0, num_hidden_layers + num_nextn_predict_layers = %d)", origin.c_str(),
-                index, num_layers + num_nextn_predict_layers);
+  // Any index past the main layers is an MTP block: the stage count comes from the checkpoint's
+  // mtp.S. prefixes (DESIGN §2), and blocks without a compress_ratios entry are sliding.
+  DSV4_CHECK_IN("config", index >= 0, "%s: layer index %d is negative", origin.c_str(), index);
   LayerSpec s;
   s.compress_ratio = index < static_cast<int>(compress_ratios.size()) ? compress_ratios[index] : 0;
-  s.attention = s.compress_ratio == 0 ? AttentionKind::kSliding
+  s.attention = s.compress_ratio == 0   ? AttentionKind::kSliding
                 : s.compress_ratio == 4 ? AttentionKind::kCsa
                                         : AttentionKind::kHca;
   // MTP blocks route by learned top-k with a bias, whatever num_hash_layers says.
-  s.routing = index < num_layers && index < num_hash_layers ? RoutingKind::kHash : RoutingKind::kLearned;
+  s.routing =
+      index < num_layers && index < num_hash_layers ? RoutingKind::kHash : RoutingKind::kLearned;
   return s;
 }
 
 std::vector<std::string> ModelConfig::value_diff(const ModelConfig& other) const {
   std::vector<std::string> out;
-  auto add = [&out](const char* name, const auto& a, const auto& b) {
+  auto add = [&out](const std::string& name, const auto& a, const auto& b) {
     if (a == b) return;
     std::ostringstream s;
-    s << name << ": ";
-    if constexpr (std::is_same_v<std::decay_t<decltype(a)>, std::vector<int>>) {
-      s << "[";
-      for (int v : a) s << v << ",";
-      s << "] vs [";
-      for (int v : b) s << v << ",";
-      s << "]";
-    } else {
-      s << a << " vs " << b;
-    }
+    s << name << ": " << a << " vs " << b;
     out.push_back(s.str());
   };
-  const ModelConfig& o = other;
-  add("vocab_size", vocab_size, o.vocab_size);
-  add("hidden_size", hidden_size, o.hidden_size);
-  add("num_layers", num_layers, o.num_layers);
-  add("num_heads", num_heads, o.num_heads);
-  add("num_kv_heads", num_kv_heads, o.num_kv_heads);
-  add("head_dim", head_dim, o.head_dim);
-  add("rope_head_dim", rope_head_dim, o.rope_head_dim);
-  add("q_lora_rank", q_lora_rank, o.q_lora_rank);
-  add("o_groups", o_groups, o.o_groups);
-  add("o_lora_rank", o_lora_rank, o.o_lora_rank);
-  add("sliding_window", sliding_window, o.sliding_window);
-  add("compress_ratios", compress_ratios, o.compress_ratios);
-  add("rope_theta", rope_theta, o.rope_theta);
-  add("compress_rope_theta", compress_rope_theta, o.compress_rope_theta);
-  add("yarn.enabled", yarn.enabled, o.yarn.enabled);
-  add("yarn.factor", yarn.factor, o.yarn.factor);
+  for (const auto& [key, field] : kRequiredInts) add(key, this->*field, other.*field);
+  for (const auto& [key, field] : kOptionalInts) add(key, this->*field, other.*field);
+  for (const auto& [key, field] : kFloats) add(key, this->*field, other.*field);
+  for (const auto& [key, field] : kStrings) add(key, this->*field, other.*field);
+  for (const auto& [key, field] : kBools) add(key, this->*field, other.*field);
+  add("qk_rope_head_dim", rope_head_dim, other.rope_head_dim);
+  add("max_position_embeddings", max_position_embeddings, other.max_position_embeddings);
+  add("num_hash_layers", num_hash_layers, other.num_hash_layers);
+  add("eos_token_id", eos_token_id, other.eos_token_id);
+  add("yarn.enabled", yarn.enabled, other.yarn.enabled);
+  add("yarn.factor", yarn.factor, other.yarn.factor);
   add("yarn.original_max_position_embeddings", yarn.original_max_position_embeddings,
-      o.yarn.original_max_position_embeddings);
-  add("yarn.beta_fast", yarn.beta_fast, o.yarn.beta_fast);
-  add("yarn.beta_slow", yarn.beta_slow, o.yarn.beta_slow);
-  add("max_position_embeddings", max_position_embeddings, o.max_position_embeddings);
-  add("index_n_heads", index_n_heads, o.index_n_heads);
-  add("index_head_dim", index_head_dim, o.index_head_dim);
-  add("index_topk", index_topk, o.index_topk);
-  add("n_routed_experts", n_routed_experts, o.n_routed_experts);
-  add("num_experts_per_tok", num_experts_per_tok, o.num_experts_per_tok);
-  add("n_shared_experts", n_shared_experts, o.n_shared_experts);
-  add("moe_intermediate_size", moe_intermediate_size, o.moe_intermediate_size);
-  add("num_hash_layers", num_hash_layers, o.num_hash_layers);
-  add("scoring_func", scoring_func, o.scoring_func);
-  add("topk_method", topk_method, o.topk_method);
-  add("norm_topk_prob", norm_topk_prob, o.norm_topk_prob);
-  add("routed_scaling_factor", routed_scaling_factor, o.routed_scaling_factor);
-  add("swiglu_limit", swiglu_limit, o.swiglu_limit);
-  add("hidden_act", hidden_act, o.hidden_act);
-  add("hc_mult", hc_mult, o.hc_mult);
-  add("hc_sinkhorn_iters", hc_sinkhorn_iters, o.hc_sinkhorn_iters);
-  add("hc_eps", hc_eps, o.hc_eps);
-  add("rms_norm_eps", rms_norm_eps, o.rms_norm_eps);
-  add("num_nextn_predict_layers", num_nextn_predict_layers, o.num_nextn_predict_layers);
-  add("expert_dtype", expert_dtype, o.expert_dtype);
-  add("source_fp8", source_fp8, o.source_fp8);
-  add("fp8_block", fp8_block, o.fp8_block);
-  add("scale_fmt", scale_fmt, o.scale_fmt);
-  add("tie_word_embeddings", tie_word_embeddings, o.tie_word_embeddings);
-  add("bos_token_id", bos_token_id, o.bos_token_id);
-  add("eos_token_id", eos_token_id, o.eos_token_id);
+      other.yarn.original_max_position_embeddings);
+  add("yarn.beta_fast", yarn.beta_fast, other.yarn.beta_fast);
+  add("yarn.beta_slow", yarn.beta_slow, other.yarn.beta_slow);
+  add("expert_dtype", expert_dtype, other.expert_dtype);
+  add("source_fp8", source_fp8, other.source_fp8);
+  add("fp8_block", fp8_block, other.fp8_block);
+  add("scale_fmt", scale_fmt, other.scale_fmt);
+  if (compress_ratios != other.compress_ratios) {
+    std::ostringstream s;
+    s << "compress_ratios:";
+    for (int v : compress_ratios) s << " " << v;
+    s << " vs";
+    for (int v : other.compress_ratios) s << " " << v;
+    out.push_back(s.str());
+  }
   return out;
 }
 

@@ -109,7 +109,9 @@ struct ModelConfig {
   // compared); empty when both describe the same model. Tests print it on failure.
   std::vector<std::string> value_diff(const ModelConfig& other) const;
 
-  LayerSpec layer(int index) const;  // index in [0, num_layers + num_nextn_predict_layers)
+  // index >= 0; index >= num_layers is MTP block index - num_layers (any stage: the stage count
+  // comes from the checkpoint's mtp.S. prefixes; stages without a compress_ratios entry are sliding).
+  LayerSpec layer(int index) const;
   LayerSpec mtp_layer(int stage) const { return layer(num_layers + stage); }
 
   // Derived sizes (reference §1.3).

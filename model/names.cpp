@@ -19,10 +19,10 @@ enum class Rows { kNone, kWqaWkv, kCompressor, kIndexerCompressor, kSharedGateUp
 struct Rule {
   Scope scope;
   Leaf leaf;
-  const char* release;      // relative to the scope prefix; {E} = expert index
-  const char* hf;           // transformers module (or tensor for kParam); nullptr = none
-  const char* vllm;         // vLLM module (or tensor for kParam)
-  int shard = -1;           // position in vLLM's fused module (and transformers' fused experts)
+  const char* release;  // relative to the scope prefix; {E} = expert index
+  const char* hf;       // transformers module (or tensor for kParam); nullptr = none
+  const char* vllm;     // vLLM module (or tensor for kParam)
+  int shard = -1;       // position in vLLM's fused module (and transformers' fused experts)
   Rows rows = Rows::kNone;
   const char* hf_fused = nullptr;    // transformers tensor stacked over experts
   const char* vllm_fused = nullptr;  // vLLM tensor stem stacked over experts (+ "weight", ...)
@@ -127,7 +127,8 @@ namespace {
 // Matches a whole name against a pattern, capturing the numbers. Numbers are canonical decimals
 // (no sign, no leading zero) within the config's bounds, so `layers.007` or `experts.256` (of 256)
 // match nothing instead of aliasing another name.
-bool pattern_match(std::string_view pattern, std::string_view name, const ModelConfig& c, Captures& caps) {
+bool pattern_match(std::string_view pattern, std::string_view name, const ModelConfig& c,
+                   Captures& caps) {
   size_t k = 0;
   for (size_t p = 0; p < pattern.size();) {
     if (pattern[p] != '{') {
@@ -143,11 +144,23 @@ bool pattern_match(std::string_view pattern, std::string_view name, const ModelC
     if (k < name.size() && name[k] >= '0' && name[k] <= '9') return false;  // more than 9 digits
     const int v = std::stoi(std::string(name.substr(start, k - start)));
     switch (slot) {
-      case 'L': if (v >= c.num_layers) return false; caps.layer = v; break;
-      case 'S': caps.stage = v; break;
-      case 'M': if (v < c.num_layers) return false; caps.stage = v - c.num_layers; break;
-      case 'E': if (v >= c.n_routed_experts) return false; caps.expert = v; break;
-      default: return false;
+      case 'L':
+        if (v >= c.num_layers) return false;
+        caps.layer = v;
+        break;
+      case 'S':
+        caps.stage = v;
+        break;
+      case 'M':
+        if (v < c.num_layers) return false;
+        caps.stage = v - c.num_layers;
+        break;
+      case 'E':
+        if (v >= c.n_routed_experts) return false;
+        caps.expert = v;
+        break;
+      default:
+        return false;
     }
   }
   return k == name.size();
@@ -172,19 +185,32 @@ std::string pattern_build(std::string_view pattern, const ModelConfig& c, const 
 
 // Rows [begin, end) that shard `rule.shard` occupies in its fused tensor, in weight rows or, for
 // a scale, in scale rows (MXFP4 scales are per row; FP8 block scales per fp8_block rows).
-void fill_rows(const Rule& rule, Kind kind, const ModelConfig& c, const Captures& caps, NameAlias& a) {
+void fill_rows(const Rule& rule, Kind kind, const ModelConfig& c, const Captures& caps,
+               NameAlias& a) {
   if (rule.shard < 0 || rule.rows == Rows::kNone || kind == Kind::kModule) return;
   const int index = caps.layer >= 0 ? caps.layer : c.num_layers + caps.stage;
-  const int ratio = index < static_cast<int>(c.compress_ratios.size()) ? c.compress_ratios[index] : 0;
+  const int ratio =
+      index < static_cast<int>(c.compress_ratios.size()) ? c.compress_ratios[index] : 0;
   const int64_t series = ratio == 4 ? 2 : 1;  // CSA's compressor pools two overlapping series
   int64_t first = 0, second = 0;
   switch (rule.rows) {
-    case Rows::kWqaWkv: first = c.q_lora_rank, second = c.head_dim; break;
-    case Rows::kCompressor: first = second = series * c.head_dim; break;
-    case Rows::kIndexerCompressor: first = second = series * c.index_head_dim; break;
-    case Rows::kSharedGateUp: first = second = int64_t{c.moe_intermediate_size} * c.n_shared_experts; break;
-    case Rows::kExpertGateUp: first = second = c.moe_intermediate_size; break;
-    case Rows::kNone: return;
+    case Rows::kWqaWkv:
+      first = c.q_lora_rank, second = c.head_dim;
+      break;
+    case Rows::kCompressor:
+      first = second = series * c.head_dim;
+      break;
+    case Rows::kIndexerCompressor:
+      first = second = series * c.index_head_dim;
+      break;
+    case Rows::kSharedGateUp:
+      first = second = int64_t{c.moe_intermediate_size} * c.n_shared_experts;
+      break;
+    case Rows::kExpertGateUp:
+      first = second = c.moe_intermediate_size;
+      break;
+    case Rows::kNone:
+      return;
   }
   int64_t begin = rule.shard == 0 ? 0 : first;
   int64_t size = rule.shard == 0 ? first : second;
@@ -219,11 +245,15 @@ NameMap::NameMap(const ModelConfig& config) : config_(config) {
       const std::string hf_stem = has_hf && r.hf_fused ? std::string(v.hf) + r.hf_fused : "";
       const std::string vl_stem = r.vllm_fused ? std::string(v.vllm) + r.vllm_fused : "";
       forms_.push_back({&r, Kind::kWeight, rel + ".weight",
-                        !has_hf ? "" : r.hf_fused ? hf_stem : hf + ".weight",
+                        !has_hf      ? ""
+                        : r.hf_fused ? hf_stem
+                                     : hf + ".weight",
                         r.vllm_fused ? vl_stem + "weight" : vl + ".weight"});
       if (r.leaf == Leaf::kScaled)
         forms_.push_back({&r, Kind::kScale, rel + ".scale",
-                          !has_hf ? "" : r.hf_fused ? hf_stem + "_scale_inv" : hf + ".weight_scale_inv",
+                          !has_hf      ? ""
+                          : r.hf_fused ? hf_stem + "_scale_inv"
+                                       : hf + ".weight_scale_inv",
                           r.vllm_fused ? vl_stem + expert_scale : vl + ".weight_scale_inv"});
     }
   }
@@ -236,7 +266,8 @@ NameMap& NameMap::operator=(const NameMap&) = default;
 std::optional<std::string> NameMap::hf_module(std::string_view release_module) const {
   for (const Form& f : forms_) {
     Captures caps;
-    if (f.kind == Kind::kModule && !f.hf.empty() && pattern_match(f.release, release_module, config_, caps))
+    if (f.kind == Kind::kModule && !f.hf.empty() &&
+        pattern_match(f.release, release_module, config_, caps))
       return pattern_build(f.hf, config_, caps);
   }
   return std::nullopt;
@@ -254,7 +285,8 @@ std::optional<std::string> NameMap::release_module_from_hf(std::string_view hf_m
 std::optional<NameAlias> NameMap::vllm_module(std::string_view release_module) const {
   for (const Form& f : forms_) {
     Captures caps;
-    if (f.kind != Kind::kModule || !pattern_match(f.release, release_module, config_, caps)) continue;
+    if (f.kind != Kind::kModule || !pattern_match(f.release, release_module, config_, caps))
+      continue;
     NameAlias a{pattern_build(f.vllm, config_, caps)};
     a.shard = f.rule->shard;
     if (f.rule->vllm_fused) a.expert = caps.expert;
@@ -272,7 +304,8 @@ std::vector<std::string> NameMap::release_modules_from_vllm(std::string_view vll
       out.push_back(pattern_build(f.release, config_, caps));
       continue;
     }
-    for (caps.expert = 0; caps.expert < config_.n_routed_experts; ++caps.expert)  // one FusedMoE holds all
+    for (caps.expert = 0; caps.expert < config_.n_routed_experts;
+         ++caps.expert)  // one FusedMoE holds all
       out.push_back(pattern_build(f.release, config_, caps));
   }
   return out;
@@ -281,7 +314,8 @@ std::vector<std::string> NameMap::release_modules_from_vllm(std::string_view vll
 std::optional<std::string> NameMap::release_module_of(std::string_view release_tensor) const {
   for (const Form& f : forms_) {
     Captures caps;
-    if ((f.kind == Kind::kWeight || f.kind == Kind::kScale) && pattern_match(f.release, release_tensor, config_, caps))
+    if ((f.kind == Kind::kWeight || f.kind == Kind::kScale) &&
+        pattern_match(f.release, release_tensor, config_, caps))
       return std::string(release_tensor.substr(0, release_tensor.rfind('.')));
   }
   return std::nullopt;
@@ -306,7 +340,8 @@ std::optional<NameAlias> NameMap::hf_tensor(std::string_view release_tensor) con
 std::optional<std::string> NameMap::release_tensor_from_hf(std::string_view hf_tensor) const {
   for (const Form& f : forms_) {
     Captures caps;
-    if (f.tensor() && !f.hf.empty() && f.rule->hf_fused == nullptr && pattern_match(f.hf, hf_tensor, config_, caps))
+    if (f.tensor() && !f.hf.empty() && f.rule->hf_fused == nullptr &&
+        pattern_match(f.hf, hf_tensor, config_, caps))
       return pattern_build(f.release, config_, caps);
   }
   return std::nullopt;

@@ -2,11 +2,12 @@
 // transformers 5.17 (`DeepseekV4ForCausalLM`) and vLLM, for modules (recipe targets) and tensors.
 //
 //   NameMap names(ModelConfig::flash());
-//   names.hf_module("layers.3.ffn.experts.7.w1")           -> "model.layers.3.mlp.experts.7.gate_proj"
+//   names.hf_module("layers.3.ffn.experts.7.w1")           ->
+//   "model.layers.3.mlp.experts.7.gate_proj"
 //   names.release_module_from_hf("model.layers.3.self_attn.q_a_proj") -> "layers.3.attn.wq_a"
-//   names.vllm_module("layers.3.attn.wkv")                 -> {"model.layers.3.attn.fused_wqa_wkv", shard 1}
-//   names.release_modules_from_vllm("model.layers.3.attn.fused_wqa_wkv") -> {wq_a, wkv of layer 3}
-//   names.hf_tensor("layers.3.ffn.experts.7.w3.weight")
+//   names.vllm_module("layers.3.attn.wkv")                 -> {"model.layers.3.attn.fused_wqa_wkv",
+//   shard 1} names.release_modules_from_vllm("model.layers.3.attn.fused_wqa_wkv") -> {wq_a, wkv of
+//   layer 3} names.hf_tensor("layers.3.ffn.experts.7.w3.weight")
 //       -> {"model.layers.3.mlp.experts.gate_up_proj", expert 7, shard 1, rows [2048, 4096)}
 //   names.release_tensor_from_hf("model.layers.3.self_attn.sinks") -> "layers.3.attn.attn_sink"
 //   names.vllm_tensor("layers.3.ffn.experts.7.w1.scale")
@@ -15,9 +16,10 @@
 //
 // Module names: a release module is a tensor name without its trailing ".weight"/".scale"
 // (`layers.3.attn.wq_a`). The transformers module names are the per-expert ones llm-compressor
-// calibrates against after linearizing the fused experts (`model.layers.3.mlp.experts.7.gate_proj`),
-// so a recipe written for llm-compressor matches through release_module_from_hf(). vLLM fuses
-// some release modules; their alias is the fused module plus the shard index (and expert index).
+// calibrates against after linearizing the fused experts
+// (`model.layers.3.mlp.experts.7.gate_proj`), so a recipe written for llm-compressor matches
+// through release_module_from_hf(). vLLM fuses some release modules; their alias is the fused
+// module plus the shard index (and expert index).
 //
 // Sources, and what was confirmed from each:
 //   - transformers 5.17.0 wheel: conversion_mapping.py ("deepseek_v4": the WeightRenaming list and
@@ -95,8 +97,8 @@ class NameMap {
   // Every release module a vLLM module holds (both shards of a fused one; all experts of
   // `...ffn.experts`), in table order then expert order; empty when unknown.
   std::vector<std::string> release_modules_from_vllm(std::string_view vllm_module) const;
-  // The release module owning a release tensor (`layers.3.attn.wq_a.scale` -> `layers.3.attn.wq_a`);
-  // nullopt for plain parameters such as `layers.3.hc_attn_fn`.
+  // The release module owning a release tensor (`layers.3.attn.wq_a.scale` ->
+  // `layers.3.attn.wq_a`); nullopt for plain parameters such as `layers.3.hc_attn_fn`.
   std::optional<std::string> release_module_of(std::string_view release_tensor) const;
 
   // Tensor names. hf_tensor: the name transformers loads the tensor as (`.scale` as the FP8

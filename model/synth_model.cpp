@@ -52,20 +52,6 @@ std::vector<TensorSpec> specs_of(const std::vector<ExpectedTensor>& tensors) {
   return specs;
 }
 
-// Mirrors CheckpointWriter's sharding rule to count shards without writing.
-int count_shards(const std::vector<ExpectedTensor>& tensors, uint64_t max_shard_bytes) {
-  int shards = 0;
-  uint64_t in_shard = 0;
-  for (const auto& t : tensors) {
-    if (shards == 0 || (in_shard > 0 && in_shard + t.bytes() > max_shard_bytes)) {
-      ++shards;
-      in_shard = 0;
-    }
-    in_shard += t.bytes();
-  }
-  return shards;
-}
-
 void check_out_dir_empty(const std::string& dir) {
   if (!fs::exists(dir)) return;
   DSV4_CHECK_IN("make-model", fs::is_directory(dir), "output path %s exists and is not a directory",
@@ -99,7 +85,9 @@ void write_tokenizer(const ModelConfig& config, const SynthOptions& o) {
 SynthSummary synth_plan(const ModelConfig& config, const SynthOptions& o) {
   const auto tensors = inventory_expected(config, o.mtp_stages);
   const InventoryTotals totals = inventory_totals(tensors);
-  return {totals.tensors, totals.bytes, count_shards(tensors, o.max_shard_bytes), o.mtp_stages};
+  const std::vector<size_t> shard_of = CheckpointWriter::plan_shards(specs_of(tensors), o.max_shard_bytes);
+  const int shards = shard_of.empty() ? 0 : static_cast<int>(shard_of.back()) + 1;
+  return {totals.tensors, totals.bytes, shards, o.mtp_stages};
 }
 
 SynthSummary synth_checkpoint_write(const ModelConfig& config, const SynthOptions& o) {

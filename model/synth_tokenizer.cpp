@@ -62,7 +62,13 @@ nlohmann::json split(const std::string& regex) {
 nlohmann::json synth_tokenizer_json(int vocab_size) {
   const std::vector<std::string> bytes = byte_symbols();
   nlohmann::json vocab = nlohmann::json::object();
-  int id = 3;  // 0..2 are BOS/EOS/pad (added tokens only, as in DeepSeek's file)
+  // BOS/EOS/pad are both model-vocab entries and added tokens, as in DeepSeek's file: HF
+  // `tokenizers` ignores an added token's "id" unless the model vocab holds it, and numbers the
+  // others from the end of the vocab in list order (which the chat tokens below rely on).
+  vocab[kTokenBos] = 0;
+  vocab[kTokenEos] = 1;
+  vocab[kTokenPad] = 2;
+  int id = 3;
   for (const auto& s : bytes) vocab[s] = id++;
   nlohmann::json merges = nlohmann::json::array();
   for (const auto& [a, b] : kMerges) {

@@ -652,6 +652,16 @@ TEST_F(CheckpointWriterTest, ShardsByLimitAndBigTensorGetsItsOwnShard) {
   EXPECT_EQ(keys, (std::vector<std::string>{"a", "b", "big", "c", "d", "e"}));
 }
 
+TEST(CheckpointWriterPlan, MatchesTheWrittenShards) {
+  const std::vector<TensorSpec> specs = {
+      {"z0", DType::kF32, {0}},  {"a", DType::kF32, {10}}, {"b", DType::kF32, {20}},
+      {"z1", DType::kF32, {0}},  {"c", DType::kI8, {60}},  {"d", DType::kI8, {1}}};
+  // 0, 40, 80 (40+80 > 64 -> new), 0 (never opens a shard: joins b), 60 (80+60 > 64 -> new),
+  // 1 (61 fits).
+  EXPECT_EQ(CheckpointWriter::plan_shards(specs, 64), (std::vector<size_t>{0, 0, 1, 1, 2, 2}));
+  EXPECT_TRUE(CheckpointWriter::plan_shards({}, 64).empty());
+}
+
 TEST_F(CheckpointWriterTest, BigFirstTensorAndSingleShard) {
   EXPECT_EQ(write_checkpoint(path("x"), {{"big", DType::kF32, {64}}, {"s", DType::kI8, {4}}}, 16),
             (std::vector<std::string>{"model-00001-of-00002.safetensors",

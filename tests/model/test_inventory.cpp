@@ -97,7 +97,9 @@ TEST(Inventory, ShapesAndDtypesOfTheSpecTable) {
   EXPECT_EQ(find(t, "mtp.0.attn.wkv.weight").layer, 5);
   // Hash layers have tid2eid and no bias; MTP never has the hash table or a compressor.
   for (const auto& e : t) {
-    if (e.name.find("tid2eid") != std::string::npos) EXPECT_LT(e.layer, 3) << e.name;
+    if (e.name.find("tid2eid") != std::string::npos) {
+      EXPECT_LT(e.layer, 3) << e.name;
+    }
     if (e.name.rfind("mtp.", 0) == 0) {
       EXPECT_EQ(e.name.find("compressor"), std::string::npos) << e.name;
       EXPECT_EQ(e.name.find("tid2eid"), std::string::npos) << e.name;

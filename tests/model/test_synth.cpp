@@ -7,7 +7,10 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
+
+#include <unistd.h>
 
 #include "common/check.h"
 #include "common/codec.h"
@@ -16,6 +19,7 @@
 #include "model/checkpoint_audit.h"
 #include "model/inventory.h"
 #include "model/synth_model.h"
+#include "model/synth_tokenizer.h"
 #include "model/weight_decode.h"
 
 namespace dsv4::model {
@@ -24,8 +28,9 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
+// ctest runs each test in its own process, in parallel: directories carry the pid.
 std::string fresh_dir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "dsv4_synth_" + name;
+  const std::string dir = ::testing::TempDir() + "dsv4_synth_" + std::to_string(::getpid()) + "_" + name;
   fs::remove_all(dir);
   return dir;
 }
@@ -106,7 +111,9 @@ TEST(Synth, DecodedLinearsHaveRealisticMagnitudesAndVariedScales) {
     std::set<uint8_t> scale_bytes;
     for (std::byte b : ckpt.bytes(stem + ".scale")) scale_bytes.insert(static_cast<uint8_t>(b));
     EXPECT_EQ(scale_bytes.count(255), 0u) << stem << ": NaN scale";
-    if (w.dtype == DType::kI8) EXPECT_GE(scale_bytes.size(), 3u) << stem << ": scales should vary";
+    if (w.dtype == DType::kI8) {
+      EXPECT_GE(scale_bytes.size(), 3u) << stem << ": scales should vary";
+    }
   }
 }
 
@@ -202,6 +209,38 @@ TEST(Synth, CopiesAGivenTokenizerAndRejectsADirectoryWithoutOne) {
   make_directories(empty);
   EXPECT_THROW(synth_checkpoint_write(ModelConfig::tiny(), {.out_dir = fresh_dir("tok_out2"), .tokenizer_dir = empty}),
                Error);
+}
+
+}  // namespace
+}  // namespace dsv4::model
+
+namespace dsv4::model {
+namespace {
+
+TEST(SynthTokenizer, AddedTokenIdsAreTheOnesHfTokenizersAssigns) {
+  // HF `tokenizers` keeps an added token's id only if the model vocab holds that token; all
+  // others are numbered from the vocab size in list order. Checked against tokenizers 0.2x on the
+  // generated file: BOS 0, EOS 1, pad 2, <｜User｜> 301, <｜Assistant｜> 302, <think> 303, </think> 304.
+  const nlohmann::json t = synth_tokenizer_json(512);
+  const auto& vocab = t["model"]["vocab"];
+  int next = static_cast<int>(vocab.size());
+  std::map<std::string, int> ids;
+  for (const auto& a : t["added_tokens"]) {
+    const std::string content = a["content"];
+    if (vocab.contains(content)) {
+      EXPECT_EQ(vocab[content].get<int>(), a["id"].get<int>()) << content;
+    } else {
+      EXPECT_EQ(a["id"].get<int>(), next) << content;
+      ++next;
+    }
+    ids[content] = a["id"];
+  }
+  EXPECT_EQ(ids.at(kTokenBos), 0);
+  EXPECT_EQ(ids.at(kTokenEos), 1);
+  EXPECT_EQ(ids.at(kTokenUser), 301);
+  EXPECT_EQ(ids.at(kTokenThinkClose), 304);
+  EXPECT_EQ(vocab.size(), 3u + 256u + t["model"]["merges"].size());
+  EXPECT_THROW(synth_tokenizer_json(300), Error);  // does not fit the vocab
 }
 
 }  // namespace
