@@ -8,9 +8,7 @@
 
 namespace dsv4 {
 
-std::string strfmt(const char* fmt, ...) {
-  va_list args;
-  va_start(args, fmt);
+std::string strfmt_v(const char* fmt, va_list args) {
   va_list copy;
   va_copy(copy, args);
   const int n = std::vsnprintf(nullptr, 0, fmt, copy);
@@ -20,6 +18,13 @@ std::string strfmt(const char* fmt, ...) {
     out.resize(static_cast<size_t>(n));
     std::vsnprintf(out.data(), out.size() + 1, fmt, args);
   }
+  return out;
+}
+
+std::string strfmt(const char* fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  std::string out = strfmt_v(fmt, args);
   va_end(args);
   return out;
 }

@@ -12,6 +12,7 @@
 // Tests: tests/common/test_check.cpp.
 #pragma once
 
+#include <cstdarg>
 #include <stdexcept>
 #include <string>
 
@@ -31,6 +32,7 @@ class Error : public std::runtime_error {
 
 // printf-style formatting into a std::string (used by the macros and by log_*).
 std::string strfmt(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string strfmt_v(const char* fmt, va_list args);
 
 // implementation details -------------------------------------------------------------------
 [[noreturn]] void throw_error(const char* component, const char* file, int line,

@@ -2,6 +2,8 @@
 // sharing a terminal do not interleave inside a line.
 #include "common/log.h"
 
+#include "common/check.h"
+
 #include <cstdarg>
 #include <cstdio>
 #include <mutex>
@@ -13,19 +15,6 @@ namespace {
 LogContext g_context;
 int g_level = 1;
 std::mutex g_mutex;
-
-std::string vformat(const char* fmt, va_list args) {
-  va_list copy;
-  va_copy(copy, args);
-  const int n = std::vsnprintf(nullptr, 0, fmt, copy);
-  va_end(copy);
-  std::string out;
-  if (n > 0) {
-    out.resize(static_cast<size_t>(n));
-    std::vsnprintf(out.data(), out.size() + 1, fmt, args);
-  }
-  return out;
-}
 
 void emit(FILE* stream, const std::string& prefix, const std::string& body) {
   std::string line = prefix + body;
@@ -62,7 +51,7 @@ int log_level() { return g_level; }
     if (!(condition)) return;                    \
     va_list args;                                \
     va_start(args, fmt);                         \
-    const std::string body = vformat(fmt, args); \
+    const std::string body = strfmt_v(fmt, args); \
     va_end(args);                                \
     emit(stream, prefix, body);                  \
   } while (0)

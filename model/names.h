@@ -2,12 +2,14 @@
 // transformers 5.17 (`DeepseekV4ForCausalLM`) and vLLM, for modules (recipe targets) and tensors.
 //
 //   NameMap names(ModelConfig::flash());
-//   names.hf_module("layers.3.ffn.experts.7.w1")           ->
-//   "model.layers.3.mlp.experts.7.gate_proj"
+//   names.hf_module("layers.3.ffn.experts.7.w1")
+//       -> "model.layers.3.mlp.experts.7.gate_proj"
 //   names.release_module_from_hf("model.layers.3.self_attn.q_a_proj") -> "layers.3.attn.wq_a"
-//   names.vllm_module("layers.3.attn.wkv")                 -> {"model.layers.3.attn.fused_wqa_wkv",
-//   shard 1} names.release_modules_from_vllm("model.layers.3.attn.fused_wqa_wkv") -> {wq_a, wkv of
-//   layer 3} names.hf_tensor("layers.3.ffn.experts.7.w3.weight")
+//   names.vllm_module("layers.3.attn.wkv")
+//       -> {"model.layers.3.attn.fused_wqa_wkv", shard 1}
+//   names.release_modules_from_vllm("model.layers.3.attn.fused_wqa_wkv")
+//       -> {"layers.3.attn.wq_a", "layers.3.attn.wkv"}
+//   names.hf_tensor("layers.3.ffn.experts.7.w3.weight")
 //       -> {"model.layers.3.mlp.experts.gate_up_proj", expert 7, shard 1, rows [2048, 4096)}
 //   names.release_tensor_from_hf("model.layers.3.self_attn.sinks") -> "layers.3.attn.attn_sink"
 //   names.vllm_tensor("layers.3.ffn.experts.7.w1.scale")

@@ -75,4 +75,24 @@ void weight_decode_mxfp4(std::span<const std::byte> packed, std::span<const std:
   }
 }
 
+std::vector<float> weight_decode_linear(const Checkpoint& ckpt, const std::string& stem,
+                                        int64_t fp8_block) {
+  const TensorInfo& w = ckpt.info(stem + ".weight");
+  const TensorInfo& s = ckpt.info(stem + ".scale");
+  DSV4_CHECK_IN("decode", w.shape.size() == 2, "%s.weight is not a matrix", stem.c_str());
+  if (w.dtype == DType::kI8) {
+    const int64_t rows = w.shape[0], cols = w.shape[1] * 2;  // two e2m1 codes per byte
+    std::vector<float> out(static_cast<size_t>(rows * cols));
+    weight_decode_mxfp4(ckpt.bytes(w.name), ckpt.bytes(s.name), s.dtype, rows, cols, out.data());
+    return out;
+  }
+  DSV4_CHECK_IN("decode", w.dtype == DType::kF8E4M3,
+                "%s.weight has dtype %s; expected F8_E4M3 (block FP8) or I8 (MXFP4)", stem.c_str(),
+                std::string(dtype_name(w.dtype)).c_str());
+  std::vector<float> out(static_cast<size_t>(w.numel()));
+  weight_decode_fp8_block(ckpt.bytes(w.name), ckpt.bytes(s.name), s.dtype, w.shape[0], w.shape[1],
+                          fp8_block, out.data());
+  return out;
+}
+
 }  // namespace dsv4::model

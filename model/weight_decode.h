@@ -16,7 +16,11 @@
 #include <cstdint>
 #include <span>
 
+#include <string>
+#include <vector>
+
 #include "common/dtype.h"
+#include "common/safetensors.h"
 
 namespace dsv4::model {
 
@@ -28,5 +32,12 @@ void weight_decode_fp8_block(std::span<const std::byte> codes, std::span<const s
 // packed: [rows, cols/2] bytes; scales: [rows, cols/32].
 void weight_decode_mxfp4(std::span<const std::byte> packed, std::span<const std::byte> scales,
                          DType scale_dtype, int64_t rows, int64_t cols, float* out);
+
+// Decodes `<stem>.weight` with its `<stem>.scale` from a checkpoint to [out, in] floats, choosing
+// the format by the weight's dtype (F8_E4M3: block FP8; I8: MXFP4). Throws naming the tensor when
+// either is missing or the dtype is neither.
+//   std::vector<float> w = weight_decode_linear(ckpt, "layers.3.ffn.experts.7.w1", 128);
+std::vector<float> weight_decode_linear(const Checkpoint& checkpoint, const std::string& stem,
+                                        int64_t fp8_block);
 
 }  // namespace dsv4::model

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include "common/check.h"
 #include "common/fs.h"
 #include "common/safetensors.h"
 #include "model/synth_model.h"
@@ -21,19 +22,6 @@
 
 namespace dsv4::model {
 namespace {
-
-std::vector<float> decode(const Checkpoint& ckpt, const std::string& stem, int block) {
-  const TensorInfo& w = ckpt.info(stem + ".weight");
-  const TensorInfo& s = ckpt.info(stem + ".scale");
-  if (w.dtype == DType::kI8) {
-    std::vector<float> out(static_cast<size_t>(w.shape[0] * w.shape[1] * 2));
-    weight_decode_mxfp4(ckpt.bytes(w.name), ckpt.bytes(s.name), s.dtype, w.shape[0], w.shape[1] * 2, out.data());
-    return out;
-  }
-  std::vector<float> out(static_cast<size_t>(w.numel()));
-  weight_decode_fp8_block(ckpt.bytes(w.name), ckpt.bytes(s.name), s.dtype, w.shape[0], w.shape[1], block, out.data());
-  return out;
-}
 
 TEST(GoldenDecode, TinySeed1MatchesTorch) {
   const nlohmann::json golden =
@@ -46,7 +34,7 @@ TEST(GoldenDecode, TinySeed1MatchesTorch) {
   const Checkpoint ckpt = Checkpoint::open(dir);
   ASSERT_GE(golden["tensors"].size(), 4u);
   for (const auto& [stem, g] : golden["tensors"].items()) {
-    const std::vector<float> v = decode(ckpt, stem, ModelConfig::tiny().fp8_block);
+    const std::vector<float> v = weight_decode_linear(ckpt, stem, ModelConfig::tiny().fp8_block);
     ASSERT_EQ(static_cast<int64_t>(v.size()), g["shape"][0].get<int64_t>() * g["shape"][1].get<int64_t>()) << stem;
     // Decoded values are exact products of a code and a power of two: bitwise equal.
     for (size_t i = 0; i < 16; ++i) {
@@ -60,6 +48,13 @@ TEST(GoldenDecode, TinySeed1MatchesTorch) {
     EXPECT_NEAR(sum, g["sum"].get<double>(), 1e-9 * scale) << stem;
     EXPECT_NEAR(sum_sq, g["sum_sq"].get<double>(), 1e-9 * g["sum_sq"].get<double>()) << stem;
     EXPECT_GT(sum_sq, 0.0) << stem << ": all-zero weight";
+  }
+  // Not an encoded linear: a BF16 weight has no .scale; the error names the tensor.
+  try {
+    weight_decode_linear(ckpt, "layers.1.attn.compressor.wkv", 128);
+    ADD_FAILURE() << "decoded a BF16 weight as an encoded linear";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("layers.1.attn.compressor.wkv.scale"), std::string::npos) << e.what();
   }
   std::filesystem::remove_all(dir);
 }

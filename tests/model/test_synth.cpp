@@ -45,20 +45,6 @@ const std::string& tiny_dir() {
   return dir;
 }
 
-std::vector<float> decode(const Checkpoint& ckpt, const std::string& stem, const ModelConfig& c) {
-  const TensorInfo& w = ckpt.info(stem + ".weight");
-  const TensorInfo& s = ckpt.info(stem + ".scale");
-  if (w.dtype == DType::kI8) {
-    std::vector<float> out(static_cast<size_t>(w.shape[0] * w.shape[1] * 2));
-    weight_decode_mxfp4(ckpt.bytes(w.name), ckpt.bytes(s.name), s.dtype, w.shape[0], w.shape[1] * 2, out.data());
-    return out;
-  }
-  std::vector<float> out(static_cast<size_t>(w.numel()));
-  weight_decode_fp8_block(ckpt.bytes(w.name), ckpt.bytes(s.name), s.dtype, w.shape[0], w.shape[1],
-                          c.fp8_block, out.data());
-  return out;
-}
-
 double rms(const std::vector<float>& v) {
   double s = 0;
   for (float x : v) s += static_cast<double>(x) * x;
@@ -102,7 +88,7 @@ TEST(Synth, DecodedLinearsHaveRealisticMagnitudesAndVariedScales) {
                                  "layers.2.ffn.experts.5.w2", "mtp.0.e_proj"}) {
     const TensorInfo& w = ckpt.info(stem + ".weight");
     const double fan_in = static_cast<double>(w.dtype == DType::kI8 ? w.shape[1] * 2 : w.shape[1]);
-    const std::vector<float> v = decode(ckpt, stem, c);
+    const std::vector<float> v = weight_decode_linear(ckpt, stem, c.fp8_block);
     for (float x : v) ASSERT_TRUE(std::isfinite(x)) << stem;
     // Row/column factors exp(0.35 z) widen the spread a little; the RMS stays within 2x.
     const double r = rms(v) * std::sqrt(fan_in);
