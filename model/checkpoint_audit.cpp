@@ -67,6 +67,13 @@ AuditReport checkpoint_audit(const Checkpoint& ckpt, const ModelConfig& config) 
   for (const auto& n : names) {
     if (!by_name.count(n)) r.unexpected.push_back(n);
   }
+  // The field's pipelines silently dropped MTP; a checkpoint with fewer MTP stages than its config
+  // declares is damaged (or was written by such a pipeline), not a smaller model.
+  if (r.mtp_stages != config.num_nextn_predict_layers) {
+    r.problems.push_back("config.json has num_nextn_predict_layers = " +
+                         std::to_string(config.num_nextn_predict_layers) + " but the checkpoint holds " +
+                         std::to_string(r.mtp_stages) + " MTP stage(s) (mtp.N. tensors)");
+  }
   if (r.index_total_size != 0 && r.index_total_size != r.bytes) {
     r.problems.push_back("index metadata.total_size is " + std::to_string(r.index_total_size) +
                          " but the tensors hold " + std::to_string(r.bytes) + " bytes");

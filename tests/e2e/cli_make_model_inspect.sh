@@ -59,6 +59,13 @@ cp -r "$work/tiny" "$work/wrongcfg"
 sed -i 's/"n_routed_experts": 8/"n_routed_experts": 16/' "$work/wrongcfg/config.json"
 expect_output "config/tensor mismatch named" 1 "layers.0.ffn.experts.8.w1.weight" "$bin" inspect "$work/wrongcfg"
 
+# A config declaring more MTP stages than the checkpoint holds (the field's "MTP silently
+# dropped" failure seen from the other side): inspect names the mismatch.
+cp -r "$work/tiny" "$work/nomtp"
+sed -i 's/"num_nextn_predict_layers": 1/"num_nextn_predict_layers": 2/' "$work/nomtp/config.json"
+expect_output "MTP stage count mismatch named" 1 "num_nextn_predict_layers = 2 but the checkpoint holds 1 MTP stage" \
+  "$bin" inspect "$work/nomtp"
+
 expect_output "missing config named" 1 "$work/nothing/config.json" "$bin" inspect "$work/nothing"
 
 # 5. Bad arguments.

@@ -1,0 +1,60 @@
+// test_log.cpp: log_info speaks on rank 0 only, log_rank/log_warn/log_error on every rank with
+// the "[rR/W host gpuD]" prefix and the " !! " / " ## " markers, and verbosity filters info/debug.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "common/log.h"
+
+namespace dsv4 {
+namespace {
+
+class LogTest : public ::testing::Test {
+ protected:
+  void SetUp() override { saved_ = log_context(), saved_level_ = log_level(); }
+  void TearDown() override { set_log_context(saved_), set_log_level(saved_level_); }
+  LogContext saved_;
+  int saved_level_ = 1;
+};
+
+TEST_F(LogTest, InfoOnlyOnRankZeroRankLinesEverywhere) {
+  set_log_context({.rank = 0, .world = 8, .host = "node07", .device = 0});
+  ::testing::internal::CaptureStdout();
+  log_info("layer %d/%d", 12, 43);
+  log_rank("bound");
+  EXPECT_EQ(::testing::internal::GetCapturedStdout(), "layer 12/43\n[r0/8 node07 gpu0] bound\n");
+
+  set_log_context({.rank = 3, .world = 8, .host = "node07", .device = 3});
+  ::testing::internal::CaptureStdout();
+  log_info("layer %d/%d", 12, 43);  // silent off rank 0
+  log_rank("bound");
+  EXPECT_EQ(::testing::internal::GetCapturedStdout(), "[r3/8 node07 gpu3] bound\n");
+}
+
+TEST_F(LogTest, WarningsAndErrorsGoToStderrWithDistinctMarkers) {
+  set_log_context({.rank = 5, .world = 8, .host = "h", .device = -1});
+  ::testing::internal::CaptureStderr();
+  log_warn("expert %d saw 0 tokens", 17);
+  log_error("boom");
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), " !! [r5/8 h] expert 17 saw 0 tokens\n ## [r5/8 h] boom\n");
+}
+
+TEST_F(LogTest, VerbosityFiltersInfoAndDebugButNeverWarnings) {
+  set_log_context({});
+  set_log_level(0);
+  ::testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStderr();
+  log_info("hidden");
+  log_debug("hidden");
+  log_warn("shown");
+  EXPECT_EQ(::testing::internal::GetCapturedStdout(), "");
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), " !! [r0/1] shown\n");
+  set_log_level(2);
+  ::testing::internal::CaptureStdout();
+  log_debug("detail %s", "x");
+  EXPECT_EQ(::testing::internal::GetCapturedStdout(), "[r0/1] detail x\n");
+  EXPECT_EQ(LogContext{}.suffix(), "");  // single-process errors carry no rank suffix
+}
+
+}  // namespace
+}  // namespace dsv4
