@@ -68,7 +68,21 @@ expect_output "MTP stage count mismatch named" 1 "num_nextn_predict_layers = 2 b
 
 expect_output "missing config named" 1 "$work/nothing/config.json" "$bin" inspect "$work/nothing"
 
-# 5. Bad arguments.
+# 5. Full Flash widths (1 layer, 2 experts: 2.5 GB, mostly embed/head) with the real DeepSeek
+# tokenizer copied in, when ../shared is beside the checkout (it is on CI).
+tok="${DSV4_SHARED:-}/data/deepseek_v3_tokenizer"
+if [ -f "$tok/tokenizer.json" ]; then
+  expect_output "make-model flash" 0 "wrote $work/flash" \
+    "$bin" make-model --preset flash --layers 1 --experts 2 --tokenizer "$tok" --out "$work/flash"
+  expect_output "inspect flash" 0 "inventory  OK" "$bin" inspect "$work/flash"
+  cmp -s "$tok/tokenizer.json" "$work/flash/tokenizer.json" && pass "tokenizer copied byte for byte" \
+    || fail "tokenizer.json differs from $tok"
+  rm -rf "$work/flash"
+else
+  echo "skip flash write: no tokenizer at '$tok' (set DSV4_SHARED)"
+fi
+
+# 6. Bad arguments.
 expect_output "flash needs a tokenizer" 1 "--tokenizer" "$bin" make-model --preset flash --layers 1 --out "$work/f"
 expect_output "unknown preset" 105 "preset" "$bin" make-model --preset huge --out "$work/h"
 expect_output "bad shard size" 1 "--shard-size" "$bin" make-model --preset tiny --shard-size 12X --out "$work/s"
