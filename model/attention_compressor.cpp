@@ -1,0 +1,1 @@
+// placeholder: being written this session (issue 3)
