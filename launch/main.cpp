@@ -3,6 +3,7 @@
 //
 //   dsv4-calib make-model --preset tiny --out /tmp/tiny
 //   dsv4-calib inspect /tmp/tiny
+//   dsv4-calib forward --model /tmp/tiny --ids ids.json
 //   dsv4-calib --help
 #include <CLI/CLI.hpp>
 
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
 
   const dsv4::launch::Command make_model = dsv4::launch::cmd_make_model_register(app);
   const dsv4::launch::Command inspect = dsv4::launch::cmd_inspect_register(app);
+  const dsv4::launch::Command forward = dsv4::launch::cmd_forward_register(app);
 
   try {
     app.parse(argc, argv);
@@ -38,6 +40,7 @@ int main(int argc, char** argv) {
   try {
     if (app.got_subcommand("make-model")) return make_model();
     if (app.got_subcommand("inspect")) return inspect();
+    if (app.got_subcommand("forward")) return forward();
   } catch (const dsv4::Error& e) {
     dsv4::log_error("%s", e.what());
     return 1;

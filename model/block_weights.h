@@ -72,14 +72,20 @@ struct ExpertWeights {
 class ExpertSource {
  public:
   ExpertSource() = default;
-  ExpertSource(const Checkpoint* checkpoint, const ModelConfig* config, std::string prefix);
+  ExpertSource(ExpertSource&& other) noexcept;
+  ExpertSource& operator=(ExpertSource&& other) noexcept;
+  // Decodes experts of the block at `block_prefix` ("layers.3.") from the checkpoint, which must
+  // outlive this source.
+  ExpertSource(const Checkpoint* checkpoint, const ModelConfig& config, const std::string& block_prefix);
+  // Experts given in memory (unit tests, or weights produced by a solver).
+  static ExpertSource from_memory(std::vector<ExpertWeights> experts);
   std::shared_ptr<const ExpertWeights> get(int expert) const;
   int count() const { return count_; }
 
  private:
-  const Checkpoint* checkpoint_ = nullptr;
-  const ModelConfig* config_ = nullptr;
-  std::string prefix_;
+  const Checkpoint* checkpoint_ = nullptr;  // must outlive this source
+  std::string prefix_;                       // "layers.3.ffn.experts."
+  int64_t hidden_ = 0, inter_ = 0, fp8_block_ = 128;
   int count_ = 0;
   bool cache_all_ = false;
   mutable std::mutex mutex_;

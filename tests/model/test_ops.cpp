@@ -1,1 +1,64 @@
-// placeholder: being written this session (issue 3)
+// test_ops.cpp: the dense primitives against naive loops (exact integer data for the GEMM).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "common/rng.h"
+#include "model/ops.h"
+
+namespace dsv4::model {
+namespace {
+
+TEST(Ops, LinearMatchesNaiveOnIntegerData) {
+  // Small integers: every product and sum is exact in fp32, so BLAS must match bit for bit.
+  for (auto [rows, in, out] : {std::tuple{1, 1, 1}, {3, 5, 7}, {17, 128, 33}, {64, 256, 96}}) {
+    Rng rng(static_cast<uint64_t>(rows * 1000 + in));
+    std::vector<float> x(rows * in), w(out * in), y(rows * out), ref(rows * out, 0.0f);
+    for (auto& v : x) v = static_cast<float>(static_cast<int>(rng.below(9)) - 4);
+    for (auto& v : w) v = static_cast<float>(static_cast<int>(rng.below(9)) - 4);
+    for (int r = 0; r < rows; ++r)
+      for (int o = 0; o < out; ++o)
+        for (int k = 0; k < in; ++k) ref[r * out + o] += x[r * in + k] * w[o * in + k];
+    linear_forward(x.data(), rows, in, w.data(), out, y.data());
+    double norm = 0;
+    for (int i = 0; i < rows * out; ++i) {
+      ASSERT_EQ(y[i], ref[i]) << "rows " << rows << " in " << in << " out " << out << " at " << i;
+      norm += std::fabs(ref[i]);
+    }
+    EXPECT_GT(norm, 0.0);
+  }
+}
+
+TEST(Ops, RmsnormWeightedUnweightedAndInPlace) {
+  const std::vector<float> x = {3, 4, 0, 0, /*row 2*/ 1, 1, 1, 1};
+  const std::vector<float> w = {1, 2, 3, 4};
+  std::vector<float> y(8);
+  rmsnorm_forward(x.data(), 2, 4, nullptr, 0.0f, y.data());
+  // Row 1: rms = sqrt(25/4) = 2.5.
+  EXPECT_FLOAT_EQ(y[0], 1.2f);
+  EXPECT_FLOAT_EQ(y[1], 1.6f);
+  EXPECT_FLOAT_EQ(y[4], 1.0f);
+  rmsnorm_forward(x.data(), 2, 4, w.data(), 0.0f, y.data());
+  EXPECT_FLOAT_EQ(y[1], 3.2f);
+  EXPECT_FLOAT_EQ(y[7], 4.0f);
+  std::vector<float> z = x;
+  rmsnorm_forward(z.data(), 2, 4, w.data(), 1e-6f, z.data());
+  EXPECT_NEAR(z[1], 3.2f, 1e-5f);
+}
+
+TEST(Ops, Bf16RoundAndActivations) {
+  std::vector<float> v = {1.0f, 1.00390625f, 1.01171875f, -3.14159f};
+  bf16_round(v.data(), v.size());
+  EXPECT_EQ(v[0], 1.0f);
+  EXPECT_EQ(v[1], 1.0f);          // exactly half an ulp above 1: ties to even
+  EXPECT_EQ(v[2], 1.015625f);     // 1.5 ulp: rounds up to the even neighbour
+  EXPECT_EQ(v[3], -3.140625f);
+  EXPECT_FLOAT_EQ(sigmoid(0.0f), 0.5f);
+  EXPECT_FLOAT_EQ(silu(1.0f), 1.0f / (1.0f + std::exp(-1.0f)));
+  EXPECT_EQ(softplus(25.0f), 25.0f);  // torch's threshold 20
+  EXPECT_FLOAT_EQ(softplus(0.0f), std::log(2.0f));
+}
+
+}  // namespace
+}  // namespace dsv4::model

@@ -1,0 +1,37 @@
+// attention_internal.h: helpers shared by attention.cpp, attention_compressor.cpp and
+// attention_indexer.cpp (not part of the model API; tests may use them).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/block_weights.h"
+#include "model/config.h"
+#include "model/forward_context.h"
+#include "model/rope.h"
+
+namespace dsv4::model {
+
+// Number of compressed entries query t may use: windows that ended at or before t,
+// i.e. w < floor((t + 1) / ratio), capped at the entries that exist.
+inline int64_t compressed_visible(int64_t t, int ratio, int64_t entries) {
+  const int64_t v = (t + 1) / ratio;
+  return v < entries ? v : entries;
+}
+
+// The lightning indexer of a CSA layer (§3.2 step 5): for every query t the ascending list of
+// compressed entries it attends to: the top min(index_topk, W) visible entries by
+// Σ_h ω·ReLU(qI·kI), or all visible entries when there are no more than that.
+//   qr: [T, Q] (the q_norm output, also consumed by wq_b); x_attn: [T, D].
+// Ties are broken towards the lower entry index (torch.topk leaves their order unspecified).
+std::vector<std::vector<int32_t>> indexer_select(const IndexerWeights& w, const ModelConfig& config,
+                                                 const RopeTable& rope, const float* x_attn,
+                                                 const float* qr, int64_t tokens,
+                                                 const ForwardContext& ctx);
+
+// The raw indexer scores [T, W] (−inf where the entry is not visible), for tests.
+std::vector<float> indexer_scores(const IndexerWeights& w, const ModelConfig& config,
+                                  const RopeTable& rope, const float* x_attn, const float* qr,
+                                  int64_t tokens, const ForwardContext& ctx);
+
+}  // namespace dsv4::model
