@@ -52,33 +52,8 @@ uint64_t parse_bytes(const std::string& text) {
   return static_cast<uint64_t>(value * mult);
 }
 
-// The preset's config with --layers/--experts applied. Tiny keeps its pattern (sliding first,
-// then CSA and HCA alternating) when resized; flash follows the release schedule.
-model::ModelConfig preset_config(const MakeModelArgs& a) {
-  if (a.preset == "flash") {
-    return model::ModelConfig::flash(a.layers > 0 ? a.layers : 43, a.experts > 0 ? a.experts : 256);
-  }
-  DSV4_CHECK_IN("make-model", a.preset == "tiny", "unknown --preset '%s' (tiny or flash)",
-                a.preset.c_str());
-  model::ModelConfig c = model::ModelConfig::tiny();
-  if (a.layers > 0 && a.layers != c.num_layers) {
-    const int csa = 4, hca = c.compress_ratios[2];
-    c.num_layers = a.layers;
-    c.compress_ratios.clear();
-    for (int l = 0; l < a.layers; ++l) c.compress_ratios.push_back(l == 0 ? 0 : (l % 2 == 1 ? csa : hca));
-    for (int s = 0; s < c.num_nextn_predict_layers; ++s) c.compress_ratios.push_back(0);
-    c.num_hash_layers = std::min(c.num_hash_layers, a.layers);
-  }
-  if (a.experts > 0) {
-    c.n_routed_experts = a.experts;
-    c.num_experts_per_tok = std::min(c.num_experts_per_tok, a.experts);
-  }
-  c.check();
-  return c;
-}
-
 int run(const MakeModelArgs& a) {
-  const model::ModelConfig config = preset_config(a);
+  const model::ModelConfig config = model::synth_preset_config(a.preset, a.layers, a.experts);
   model::SynthOptions o;
   o.out_dir = a.out;
   o.seed = a.seed;

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <numeric>
+#include <utility>
 #include <vector>
 
 #include "common/check.h"
@@ -101,24 +101,29 @@ std::vector<std::vector<int32_t>> indexer_select(const IndexerWeights& w, const 
   DSV4_CHECK_IN("attention", config.index_topk > 0, "%s: index_topk %d", config.origin.c_str(),
                 config.index_topk);
   // transformers: top_k = min(index_topk, W) over all W entries with invisible ones at −inf,
-  // then drops picks that are not visible. Equivalent: all visible entries when there are at
-  // most top_k of them, else the top_k best visible ones.
+  // then picks that are not visible are dropped. The selection mirrors torch.topk on the CPU
+  // (aten/src/ATen/native/TopKImpl.h: (value, index) pairs in double, std::partial_sort when
+  // k·64 ≤ W, else std::nth_element) so that tied scores — frequent when few index heads all
+  // ReLU to exactly 0 — resolve to the same entries as the transformers oracle (libstdc++).
   const int64_t top_k = std::min<int64_t>(config.index_topk, W);
   std::vector<std::vector<int32_t>> selected(static_cast<size_t>(tokens));
-  std::vector<int32_t> order;
+  if (top_k == 0) return selected;
+  using Scored = std::pair<double, int64_t>;
+  const auto larger = [](const Scored& a, const Scored& b) { return a.first > b.first; };
+  std::vector<Scored> queue(static_cast<size_t>(W));
   for (int64_t t = 0; t < tokens; ++t) {
     const int64_t visible = compressed_visible(t, ratio, W);
-    auto& out = selected[t];
-    order.resize(static_cast<size_t>(visible));
-    std::iota(order.begin(), order.end(), 0);
-    if (visible > top_k) {
-      const float* s = scores.data() + t * W;
-      std::partial_sort(order.begin(), order.begin() + top_k, order.end(),
-                        [s](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); });
-      order.resize(static_cast<size_t>(top_k));
-      std::sort(order.begin(), order.end());
+    for (int64_t e = 0; e < W; ++e) queue[e] = {scores[t * W + e], e};  // −inf where invisible
+    if (top_k * 64 <= W) {
+      std::partial_sort(queue.begin(), queue.begin() + top_k, queue.end(), larger);
+    } else {
+      std::nth_element(queue.begin(), queue.begin() + top_k - 1, queue.end(), larger);
     }
-    out = order;
+    auto& out = selected[t];
+    for (int64_t j = 0; j < top_k; ++j) {
+      if (queue[j].second < visible) out.push_back(static_cast<int32_t>(queue[j].second));
+    }
+    std::sort(out.begin(), out.end());
   }
   return selected;
 }

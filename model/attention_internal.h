@@ -23,7 +23,8 @@ inline int64_t compressed_visible(int64_t t, int ratio, int64_t entries) {
 // compressed entries it attends to: the top min(index_topk, W) visible entries by
 // Σ_h ω·ReLU(qI·kI), or all visible entries when there are no more than that.
 //   qr: [T, Q] (the q_norm output, also consumed by wq_b); x_attn: [T, D].
-// Ties are broken towards the lower entry index (torch.topk leaves their order unspecified).
+// Tied scores resolve as torch.topk does on the CPU (same libstdc++ selection algorithm), so the
+// picks match the transformers oracle even where ReLU makes several scores exactly 0.
 std::vector<std::vector<int32_t>> indexer_select(const IndexerWeights& w, const ModelConfig& config,
                                                  const RopeTable& rope, const float* x_attn,
                                                  const float* qr, int64_t tokens,

@@ -3,6 +3,7 @@
 // writes config.json and the tokenizer.
 #include "model/synth_model.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
@@ -81,6 +82,26 @@ void write_tokenizer(const ModelConfig& config, const SynthOptions& o) {
 }
 
 }  // namespace
+
+ModelConfig synth_preset_config(const std::string& preset, int layers, int experts) {
+  if (preset == "flash") return ModelConfig::flash(layers > 0 ? layers : 43, experts > 0 ? experts : 256);
+  DSV4_CHECK_IN("make-model", preset == "tiny", "unknown preset '%s' (tiny or flash)", preset.c_str());
+  ModelConfig c = ModelConfig::tiny();
+  if (layers > 0 && layers != c.num_layers) {
+    const int csa = c.compress_ratios[1], hca = c.compress_ratios[2];
+    c.num_layers = layers;
+    c.compress_ratios.clear();
+    for (int l = 0; l < layers; ++l) c.compress_ratios.push_back(l == 0 ? 0 : (l % 2 == 1 ? csa : hca));
+    for (int s = 0; s < c.num_nextn_predict_layers; ++s) c.compress_ratios.push_back(0);
+    c.num_hash_layers = std::min(c.num_hash_layers, layers);
+  }
+  if (experts > 0) {
+    c.n_routed_experts = experts;
+    c.num_experts_per_tok = std::min(c.num_experts_per_tok, experts);
+  }
+  c.check();
+  return c;
+}
 
 SynthSummary synth_plan(const ModelConfig& config, const SynthOptions& o) {
   const auto tensors = inventory_expected(config, o.mtp_stages);

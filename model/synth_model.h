@@ -36,6 +36,11 @@ struct SynthSummary {
   int mtp_stages = 0;
 };
 
+// The config of a make-model preset ("tiny" or "flash") with the layer and expert counts
+// overridden (0 keeps the preset's). Tiny keeps its pattern when resized: sliding first, then CSA
+// and HCA alternating, one hash-routed layer; flash follows the release schedule.
+ModelConfig synth_preset_config(const std::string& preset, int layers = 0, int experts = 0);
+
 SynthSummary synth_plan(const ModelConfig& config, const SynthOptions& options);
 SynthSummary synth_checkpoint_write(const ModelConfig& config, const SynthOptions& options);
 
