@@ -42,6 +42,15 @@ expect_output "refuses non-empty out" 1 "not empty" "$bin" make-model --preset t
 [ "$before" = "$(cat "$work"/tiny/*.safetensors | md5sum)" ] && pass "existing checkpoint untouched" \
   || fail "existing checkpoint changed"
 
+# 3b. The CPU forward on the tiny checkpoint, written out and read back by inspect-free checks.
+echo '[0, 17, 42, 99, 300, 5, 6, 7]' > "$work/ids.json"
+expect_output "forward tiny" 0 "forward done" "$bin" forward --model "$work/tiny" --ids "$work/ids.json" --out "$work/fwd.safetensors"
+[ -s "$work/fwd.safetensors" ] && grep -qa '"hidden.3"' "$work/fwd.safetensors" && grep -qa '"logits"' "$work/fwd.safetensors" \
+  && pass "forward --out holds logits and hidden.L" || fail "forward --out lacks logits or hidden.3"
+expect_output "forward bf16" 0 "mode bf16" "$bin" forward --model "$work/tiny" --ids "$work/ids.json" --mode bf16
+echo '[0, 512]' > "$work/bad_ids.json"
+expect_output "forward rejects out-of-vocab id" 1 "element 1 = 512" "$bin" forward --model "$work/tiny" --ids "$work/bad_ids.json"
+
 # 4. Damaged checkpoints are rejected with the file or tensor named.
 cp -r "$work/tiny" "$work/truncated"
 shard=$(ls "$work/truncated"/model-*.safetensors | head -n 1)

@@ -6,14 +6,22 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <algorithm>
 #include <map>
 
 #include <unistd.h>
 
 #include "common/safetensors.h"
+#include "common/codec.h"
+#include "model/block.h"
+#include "model/block_weights.h"
 #include "model/forward.h"
+#include "model/hc.h"
+#include "model/ops.h"
+#include "model/rope.h"
 #include "model/synth_model.h"
 
 namespace dsv4::model {
@@ -123,6 +131,82 @@ TEST_F(ForwardTaps, MtpStageRunsAndTapsItsProjections) {
   for (size_t i = (ids.size() - 2) * v; i < m.logits[0].size(); ++i)
     last_change = std::max(last_change, static_cast<double>(std::fabs(m.logits[0][i] - m2.logits[0][i])));
   EXPECT_GT(last_change, 1e-2 * scale) << "the last MTP row ignores the token it is fed";
+}
+
+// The MTP stage against a direct composition of the tested pieces on the spec's convention (§4):
+// position t combines the main model's final state at t with embed[ids[t+1]];
+// X = h_proj(RMSNorm(H[t][j]; hnorm)) + e_proj(RMSNorm(e; enorm)) for every stream j; one
+// sliding-window block; logits = head · RMSNorm(HCHead(X; mtp.0.hc_head_*); mtp.0.norm).
+TEST_F(ForwardTaps, MtpEqualsTheComposedPieces) {
+  const ModelConfig c = ModelConfig::tiny();
+  const Checkpoint ckpt = Checkpoint::open(dir_);
+  const std::vector<int64_t> ids = test_ids(20, c.vocab_size);
+  const ForwardResult r = model_forward(ckpt, c, ids, {});
+  const MtpResult m = mtp_forward(ckpt, c, ids, r.last_state, {});
+
+  const int64_t T = static_cast<int64_t>(ids.size()) - 1, D = c.hidden_size, n = c.hc_mult;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const std::vector<float> embed = weight_load_f32(ckpt, "embed.weight", {c.vocab_size, D});
+  std::vector<float> e(static_cast<size_t>(T * D));
+  for (int64_t t = 0; t < T; ++t)
+    std::copy_n(&embed[static_cast<size_t>(ids[static_cast<size_t>(t + 1)] * D)], D, &e[static_cast<size_t>(t * D)]);
+  rmsnorm_forward(e.data(), T, D, weight_load_f32(ckpt, "mtp.0.enorm.weight", {D}).data(), eps, e.data());
+  std::vector<float> h(r.last_state.begin(), r.last_state.begin() + T * n * D);
+  rmsnorm_forward(h.data(), T * n, D, weight_load_f32(ckpt, "mtp.0.hnorm.weight", {D}).data(), eps, h.data());
+  const DenseLinear e_proj = linear_load(ckpt, c, "mtp.0.e_proj", D, D);
+  const DenseLinear h_proj = linear_load(ckpt, c, "mtp.0.h_proj", D, D);
+  std::vector<float> ep(static_cast<size_t>(T * D)), x(static_cast<size_t>(T * n * D));
+  linear_forward(e.data(), T, D, e_proj.w.data(), D, ep.data());
+  linear_forward(h.data(), T * n, D, h_proj.w.data(), D, x.data());
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t k = 0; k < D; ++k) x[static_cast<size_t>((t * n + j) * D + k)] += ep[static_cast<size_t>(t * D + k)];
+  const BlockWeights w = block_weights_load(ckpt, c, "mtp.0.", c.num_layers);
+  ASSERT_EQ(w.spec.attention, AttentionKind::kSliding);
+  std::vector<float> out(x.size());
+  block_forward(w, c, rope_table_build(c, false, T), x.data(), ids.data() + 1, T, out.data(), ForwardContext{});
+  const HcWeights head{weight_load_f32(ckpt, "mtp.0.hc_head_fn", {n, c.hc_dim()}),
+                       weight_load_f32(ckpt, "mtp.0.hc_head_base", {n}), weight_load_f32(ckpt, "mtp.0.hc_head_scale", {1})};
+  std::vector<float> y(static_cast<size_t>(T * D)), logits(static_cast<size_t>(T * c.vocab_size));
+  hc_head(head, c, out.data(), T, y.data());
+  rmsnorm_forward(y.data(), T, D, weight_load_f32(ckpt, "mtp.0.norm.weight", {D}).data(), eps, y.data());
+  linear_forward(y.data(), T, D, weight_load_f32(ckpt, "head.weight", {c.vocab_size, D}).data(), c.vocab_size, logits.data());
+
+  ASSERT_EQ(m.logits[0].size(), logits.size());
+  double max_ref = 0, max_diff = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    max_ref = std::max(max_ref, static_cast<double>(std::fabs(logits[i])));
+    max_diff = std::max(max_diff, static_cast<double>(std::fabs(logits[i] - m.logits[0][i])));
+  }
+  EXPECT_GT(max_ref, 0.1);
+  // Same operations in the same order: equal up to BLAS row-count effects.
+  EXPECT_LE(max_diff, 1e-5 * max_ref) << "max |mtp_forward - composition| = " << max_diff;
+}
+
+// bf16 mode: the reference's storage points rounded; close to fp32 but not equal, and the
+// stored HC states are bf16 values.
+TEST_F(ForwardTaps, Bf16ModeStaysCloseToFp32AndStoresBf16States) {
+  const ModelConfig c = ModelConfig::tiny();
+  const Checkpoint ckpt = Checkpoint::open(dir_);
+  const std::vector<int64_t> ids = test_ids(48, c.vocab_size);
+  const ForwardResult f = model_forward(ckpt, c, ids, {.keep_hidden = true});
+  const ForwardResult b = model_forward(ckpt, c, ids, {.mode = NumericMode::kBf16, .keep_hidden = true});
+  for (const auto& state : b.hidden)
+    for (float v : state) ASSERT_EQ(v, bf16_decode(bf16_encode(v))) << "a stored state value is not bf16";
+  auto rel = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); ++i) num += (a[i] - b[i]) * (a[i] - b[i]), den += static_cast<double>(a[i]) * a[i];
+    return std::sqrt(num / den);
+  };
+  for (size_t l = 0; l < f.hidden.size(); ++l) std::printf("bf16 vs fp32: block %zu state relative %.3e\n", l, rel(f.hidden[l], b.hidden[l]));
+  std::printf("bf16 vs fp32: logits relative %.3e\n", rel(f.logits, b.logits));
+  // Block 0 (sliding window, hash routing) makes no discrete choice that rounding could flip, so
+  // its state moves only by accumulated bf16 rounding (2^-9 relative per storage point).
+  EXPECT_GT(rel(f.hidden[0], b.hidden[0]), 0.0) << "bf16 mode rounded nothing";
+  EXPECT_LT(rel(f.hidden[0], b.hidden[0]), 0.02);
+  // Later blocks route by top-k and select compressed entries by top-k: a rounding that flips a
+  // choice moves that token a lot, so only a loose bound holds for the logits.
+  EXPECT_LT(rel(f.logits, b.logits), 0.5);
 }
 
 }  // namespace
