@@ -18,9 +18,13 @@ cmake --build --preset cuda -j "$(nproc)" > "$out/build.log" 2>&1 || { tail -n 5
 ctest --preset cuda -j 4 --output-on-failure 2>&1 | tee "$out/ctest.log" | tail -n 15
 # make-model throughput at full Flash widths (one layer, all 256 experts), into local disk.
 bin=build/cuda/launch/dsv4-calib
-rm -rf /tmp/dsv4_flash1
+rm -rf /tmp/dsv4_flash1 /tmp/dsv4_bench_fwd
 /usr/bin/time -v "$bin" make-model --preset flash --layers 1 --experts 256 \
   --tokenizer .gpu/tokenizer --out /tmp/dsv4_flash1 --json > "$out/make_model_flash1.json" \
   2> "$out/make_model_flash1.time" || true
 cat "$out/make_model_flash1.json"; grep -E "Elapsed|Maximum resident" "$out/make_model_flash1.time" || true
 "$bin" inspect /tmp/dsv4_flash1 > "$out/inspect_flash1.txt" 2>&1; echo "inspect exit $?"; tail -n 1 "$out/inspect_flash1.txt"
+# CPU reference forward speed on this host's cores (tiny, and the flash checkpoint made above).
+mkdir -p /tmp/dsv4_bench_fwd && ln -sfn /tmp/dsv4_flash1 /tmp/dsv4_bench_fwd/flash1
+bash bench/forward_cpu.sh "$bin" /tmp/dsv4_bench_fwd .gpu/tokenizer 2>&1 | tee "$out/forward_cpu.txt"
+nproc >> "$out/forward_cpu.txt"

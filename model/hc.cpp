@@ -20,7 +20,6 @@
 
 #include "common/check.h"
 #include "common/parallel.h"
-#include "model/linear_stable.h"
 #include "model/ops.h"
 
 namespace dsv4::model {

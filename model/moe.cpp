@@ -25,7 +25,6 @@
 #include <string>
 
 #include "common/check.h"
-#include "model/linear_stable.h"
 #include "model/ops.h"
 
 namespace dsv4::model {

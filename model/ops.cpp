@@ -3,6 +3,9 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "common/check.h"
 #include "common/codec.h"
 
@@ -17,6 +20,19 @@ void linear_forward(const float* x, int64_t rows, int64_t in, const float* w, in
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(out),
               static_cast<int>(in), 1.0f, x, static_cast<int>(in), w, static_cast<int>(in), 0.0f, y,
               static_cast<int>(out));
+}
+
+void linear_forward_row_stable(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, float* y) {
+  const int64_t min_rows = (kRowStableMinOutputs + out - 1) / out;
+  if (rows == 0 || rows >= min_rows) {
+    linear_forward(x, rows, in, w, out, y);
+    return;
+  }
+  std::vector<float> x_pad(static_cast<size_t>(min_rows * in), 0.0f);  // [min_rows, in]
+  std::vector<float> y_pad(static_cast<size_t>(min_rows * out));       // [min_rows, out]
+  std::copy(x, x + rows * in, x_pad.begin());
+  linear_forward(x_pad.data(), min_rows, in, w, out, y_pad.data());
+  std::copy(y_pad.begin(), y_pad.begin() + rows * out, y);
 }
 
 void rmsnorm_forward(const float* x, int64_t rows, int64_t dim, const float* weight, float eps,

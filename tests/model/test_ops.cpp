@@ -62,3 +62,25 @@ TEST(Ops, Bf16RoundAndActivations) {
 
 }  // namespace
 }  // namespace dsv4::model
+
+namespace dsv4::model {
+namespace {
+
+TEST(Ops, RowStableLinearGivesEachRowTheSameBitsWhateverTheRowCount) {
+  // Random (non-integer) data, small out: the regime where plain sgemm's bits depend on M.
+  const int64_t in = 96, out = 24, max_rows = 40;
+  Rng rng(5);
+  std::vector<float> x(max_rows * in), w(out * in);
+  for (auto& v : x) v = rng.normal();
+  for (auto& v : w) v = rng.normal();
+  std::vector<float> all(max_rows * out);
+  linear_forward_row_stable(x.data(), max_rows, in, w.data(), out, all.data());
+  for (int64_t rows : {1, 2, 7, 13, 39}) {
+    std::vector<float> y(rows * out);
+    linear_forward_row_stable(x.data(), rows, in, w.data(), out, y.data());
+    for (int64_t i = 0; i < rows * out; ++i) ASSERT_EQ(y[i], all[i]) << "rows " << rows << " element " << i;
+  }
+}
+
+}  // namespace
+}  // namespace dsv4::model
