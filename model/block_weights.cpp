@@ -1,10 +1,12 @@
 // block_weights.cpp: decodes one block's release tensors to fp32 (see block_weights.h).
 #include "model/block_weights.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/check.h"
 #include "common/codec.h"
+#include "common/parallel.h"
 #include "model/weight_decode.h"
 
 namespace dsv4::model {
@@ -38,7 +40,13 @@ std::vector<float> weight_load_f32(const Checkpoint& ckpt, const std::string& na
   if (t.dtype == DType::kF32) {
     std::memcpy(out.data(), bytes.data(), bytes.size());
   } else if (t.dtype == DType::kBF16) {
-    bf16_decode_n(reinterpret_cast<const uint16_t*>(bytes.data()), out.data(), out.size());
+    // Chunked over all cores: head.weight alone is 530 M values at Flash widths.
+    constexpr size_t kChunk = 1 << 20;
+    const uint16_t* in = reinterpret_cast<const uint16_t*>(bytes.data());
+    parallel_for((out.size() + kChunk - 1) / kChunk, 0, [&](size_t k) {
+      const size_t begin = k * kChunk;
+      bf16_decode_n(in + begin, out.data() + begin, std::min(kChunk, out.size() - begin));
+    });
   } else if (t.dtype == DType::kF16) {
     for (size_t i = 0; i < out.size(); ++i) {
       uint16_t b;
