@@ -46,6 +46,9 @@ struct TensorSpec {
   uint64_t bytes() const;  // dtype_size × numel
 };
 
+// "[2048, 4096]": shapes in error messages and reports.
+std::string shape_string(const std::vector<int64_t>& shape);
+
 struct TensorInfo : TensorSpec {
   uint64_t data_begin = 0;  // relative to the start of the data area (as in the header)
   uint64_t data_end = 0;

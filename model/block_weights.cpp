@@ -12,12 +12,6 @@
 namespace dsv4::model {
 namespace {
 
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 const TensorInfo& info_checked(const Checkpoint& ckpt, const std::string& name,
                                const std::vector<int64_t>& expected_shape) {
   const TensorInfo& t = ckpt.info(name);

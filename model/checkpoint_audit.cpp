@@ -10,12 +10,6 @@
 namespace dsv4::model {
 namespace {
 
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 void add_dtype(std::string& list, std::string_view dtype) {
   for (size_t pos = 0; pos <= list.size();) {
     const size_t comma = list.find(',', pos);

@@ -844,3 +844,15 @@ TEST_F(CheckpointOpen, BadShardIsReportedByItsPath) {
 
 }  // namespace
 }  // namespace dsv4
+
+namespace dsv4 {
+namespace {
+
+TEST(SafetensorsShapeString, FormatsEveryRank) {
+  EXPECT_EQ(shape_string({}), "[]");
+  EXPECT_EQ(shape_string({7}), "[7]");
+  EXPECT_EQ(shape_string({2048, 4096}), "[2048, 4096]");
+}
+
+}  // namespace
+}  // namespace dsv4
