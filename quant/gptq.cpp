@@ -1,0 +1,368 @@
+// gptq.cpp: CPU reference of the GPTQ solver (see gptq.h; spec gptq_and_formats.md §1.3-§1.7,
+// §1.10). Mirrors llm-compressor's quantize_weight step by step so the two can be diffed:
+// qparams -> act-order permutation -> dead columns -> damping + Cholesky chain (with dsv4's
+// damping escalation and RTN fallbacks) -> blocked sweep -> un-permute.
+// Tests: tests/quant/test_gptq.cpp.
+#include "quant/gptq.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <ostream>
+
+#include "common/check.h"
+#include "quant/observer.h"
+
+namespace dsv4::quant {
+namespace {
+
+bool is_grouped(const QuantArgs& args) {
+  return args.strategy == Strategy::kGroup || args.strategy == Strategy::kTensorGroup;
+}
+
+// Lower Cholesky factor of a [n, n] row-major SPD matrix. A non-positive or NaN pivot means
+// "not positive definite": return false so the caller can raise the damping (torch raises
+// LinAlgError at the same point).
+bool cholesky_lower(const std::vector<double>& a, int64_t n, std::vector<double>* l_out) {
+  std::vector<double>& l = *l_out;
+  l.assign(static_cast<size_t>(n * n), 0.0);
+  for (int64_t j = 0; j < n; ++j) {
+    const double* lj = &l[static_cast<size_t>(j * n)];
+    double s = a[static_cast<size_t>(j * n + j)];
+    for (int64_t k = 0; k < j; ++k) s -= lj[k] * lj[k];
+    if (!(s > 0.0) || !std::isfinite(s)) return false;
+    const double djj = std::sqrt(s);
+    l[static_cast<size_t>(j * n + j)] = djj;
+    for (int64_t i = j + 1; i < n; ++i) {
+      double* li = &l[static_cast<size_t>(i * n)];
+      double t = a[static_cast<size_t>(i * n + j)];
+      for (int64_t k = 0; k < j; ++k) t -= li[k] * lj[k];
+      li[j] = t / djj;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string_view actorder_name(ActOrder a) {
+  switch (a) {
+    case ActOrder::kNone: return "none";
+    case ActOrder::kStatic: return "static";
+    case ActOrder::kGroup: return "group";
+  }
+  return "?";
+}
+
+std::string_view gptq_fallback_name(GptqFallback f) {
+  switch (f) {
+    case GptqFallback::kNone: return "none";
+    case GptqFallback::kDampingRaised: return "damping_raised";
+    case GptqFallback::kRtnCholeskyFailed: return "rtn_cholesky_failed";
+    case GptqFallback::kRtnNoTokens: return "rtn_no_tokens";
+  }
+  return "?";
+}
+
+void GptqOptions::check() const {
+  DSV4_CHECK_IN("gptq", std::isfinite(dampening_frac) && dampening_frac >= 0.0f,
+                "dampening_frac %g must be finite and >= 0", dampening_frac);
+  DSV4_CHECK_IN("gptq", block_size > 0, "block_size %d must be positive", block_size);
+  DSV4_CHECK_IN("gptq", max_damping_escalations >= 0, "max_damping_escalations %d must be >= 0",
+                max_damping_escalations);
+  DSV4_CHECK_IN("gptq", damping_escalation_factor > 1.0f,
+                "damping_escalation_factor %g must be > 1", damping_escalation_factor);
+}
+
+std::ostream& operator<<(std::ostream& os, const GptqOptions& o) {
+  return os << "GptqOptions{dampening_frac=" << o.dampening_frac << ", block_size=" << o.block_size
+            << ", actorder=" << actorder_name(o.actorder)
+            << ", qparams=" << (o.qparams == QParamsTiming::kLazy ? "lazy" : "upfront")
+            << ", max_damping_escalations=" << o.max_damping_escalations
+            << ", damping_escalation_factor=" << o.damping_escalation_factor << "}";
+}
+
+bool gptq_inverse_cholesky(const std::vector<double>& h, int64_t n, std::vector<double>* u) {
+  DSV4_CHECK_IN("gptq", n > 0 && h.size() == static_cast<size_t>(n * n),
+                "H has %zu values, expected %lld^2", h.size(), static_cast<long long>(n));
+  // torch.linalg.cholesky(H)
+  std::vector<double> l;
+  if (!cholesky_lower(h, n, &l)) return false;
+  // torch.cholesky_inverse(L) = L^-T L^-1. M = L^-1 row by row (row i only mixes rows k < i),
+  // so every update is a contiguous axpy.
+  std::vector<double> m(static_cast<size_t>(n * n), 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    double* mi = &m[static_cast<size_t>(i * n)];
+    mi[i] = 1.0;
+    const double* li = &l[static_cast<size_t>(i * n)];
+    for (int64_t k = 0; k < i; ++k) {
+      const double c = li[k];
+      const double* mk = &m[static_cast<size_t>(k * n)];
+      for (int64_t j = 0; j <= k; ++j) mi[j] -= c * mk[j];
+    }
+    const double inv = 1.0 / li[i];
+    for (int64_t j = 0; j <= i; ++j) mi[j] *= inv;
+  }
+  // Hinv = Mᵀ M = Σ_i m_i m_iᵀ (lower triangle, then mirrored).
+  std::vector<double> hinv(static_cast<size_t>(n * n), 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    const double* mi = &m[static_cast<size_t>(i * n)];
+    for (int64_t a = 0; a <= i; ++a) {
+      const double ma = mi[a];
+      double* ha = &hinv[static_cast<size_t>(a * n)];
+      for (int64_t b = 0; b <= a; ++b) ha[b] += ma * mi[b];
+    }
+  }
+  for (int64_t a = 0; a < n; ++a) {
+    for (int64_t b = a + 1; b < n; ++b) {
+      hinv[static_cast<size_t>(a * n + b)] = hinv[static_cast<size_t>(b * n + a)];
+    }
+  }
+  // torch.linalg.cholesky(Hinv, upper=True): U = L2ᵀ.
+  std::vector<double> l2;
+  if (!cholesky_lower(hinv, n, &l2)) return false;
+  u->assign(static_cast<size_t>(n * n), 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j <= i; ++j) {
+      (*u)[static_cast<size_t>(j * n + i)] = l2[static_cast<size_t>(i * n + j)];
+    }
+  }
+  return true;
+}
+
+GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64_t cols,
+                      const float* h, const GptqOptions& opts) {
+  args.check();
+  quant_args_check_shape(args, rows, cols);
+  opts.check();
+  DSV4_CHECK_IN("gptq", w != nullptr && h != nullptr, "null weight or Hessian");
+  const bool grouped = is_grouped(args);
+  ActOrder order = opts.actorder;
+  if (order == ActOrder::kGroup && !grouped) order = ActOrder::kNone;  // llm-compressor warns
+  const bool lazy = opts.qparams == QParamsTiming::kLazy && grouped;
+  DSV4_CHECK_IN("gptq", !(lazy && order == ActOrder::kStatic),
+                "actorder static needs qparams computed up front, not lazily (%s)",
+                args.to_string().c_str());
+  const size_t nw = static_cast<size_t>(rows * cols);
+  const size_t nh = static_cast<size_t>(cols * cols);
+
+  GptqResult res;
+  res.actorder_used = order;
+  const bool no_tokens = std::all_of(h, h + nh, [](float x) { return x == 0.0f; });
+
+  // Act-order permutation: descending diag(H). A stable sort keeps ties (e.g. H = I) in natural
+  // order, so the result is reproducible; NaN sorts last.
+  std::vector<int64_t> perm(static_cast<size_t>(cols));
+  std::iota(perm.begin(), perm.end(), int64_t{0});
+  if (order != ActOrder::kNone && !no_tokens) {
+    std::vector<float> key(static_cast<size_t>(cols));
+    for (int64_t i = 0; i < cols; ++i) {
+      const float d = h[static_cast<size_t>(i * cols + i)];
+      key[static_cast<size_t>(i)] = std::isnan(d) ? -std::numeric_limits<float>::infinity() : d;
+    }
+    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) {
+      return key[static_cast<size_t>(a)] > key[static_cast<size_t>(b)];
+    });
+  }
+  std::vector<float> wp(nw);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < cols; ++j) wp[r * cols + j] = w[r * cols + perm[j]];
+  }
+
+  // Qparams (§1.3, §1.7): from the original W in its own order (none/static), or from the
+  // permuted W (group). Lazy mode overwrites each group's column at its first column below;
+  // this upfront pass provides the grid and the tensor_group global scale.
+  res.qparams = order == ActOrder::kGroup ? observer_qparams(args, wp.data(), rows, cols)
+                                          : observer_qparams(args, w, rows, cols);
+  QParams& qp = res.qparams;
+  float amax_tensor = 0.0f;
+  for (size_t i = 0; i < nw; ++i) amax_tensor = std::max(amax_tensor, std::fabs(w[i]));
+  // Which qparam column the permuted column j uses: static keeps the original column's group.
+  auto qparam_col = [&](int64_t j) { return order == ActOrder::kStatic ? perm[j] : j; };
+
+  // U: upper Cholesky factor of (H + damp I)^-1 in permuted order, or identity for RTN.
+  std::vector<float> u(nh, 0.0f);
+  bool identity_u = true;
+  if (no_tokens) {
+    res.fallback = GptqFallback::kRtnNoTokens;  // never let "all dead" zero the weight (§1.4)
+  } else {
+    std::vector<double> hp(nh);
+    for (int64_t i = 0; i < cols; ++i) {
+      for (int64_t j = 0; j < cols; ++j) {
+        hp[static_cast<size_t>(i * cols + j)] = h[perm[i] * cols + perm[j]];
+      }
+    }
+    double diag_sum = 0.0;
+    for (int64_t i = 0; i < cols; ++i) {
+      double& d = hp[static_cast<size_t>(i * cols + i)];
+      if (d == 0.0) {
+        d = 1.0;
+        for (int64_t r = 0; r < rows; ++r) wp[r * cols + i] = 0.0f;
+        ++res.dead_columns;
+      }
+      diag_sum += d;
+    }
+    const double diag_mean = diag_sum / static_cast<double>(cols);
+    double frac = opts.dampening_frac;
+    std::vector<double> hd, ud;
+    for (int attempt = 0; attempt <= opts.max_damping_escalations; ++attempt) {
+      hd = hp;
+      const double damp = frac * diag_mean;
+      for (int64_t i = 0; i < cols; ++i) hd[static_cast<size_t>(i * cols + i)] += damp;
+      if (gptq_inverse_cholesky(hd, cols, &ud)) {
+        identity_u = false;
+        res.damping_escalations = attempt;
+        res.dampening_frac_used = frac;
+        res.damp = damp;
+        res.fallback = attempt > 0 ? GptqFallback::kDampingRaised : GptqFallback::kNone;
+        break;
+      }
+      frac *= opts.damping_escalation_factor;
+    }
+    if (identity_u) {
+      res.fallback = GptqFallback::kRtnCholeskyFailed;
+      res.damping_escalations = opts.max_damping_escalations;
+    } else {
+      for (size_t i = 0; i < nh; ++i) u[i] = static_cast<float>(ud[i]);
+    }
+  }
+  if (identity_u) {
+    for (int64_t i = 0; i < cols; ++i) u[static_cast<size_t>(i * cols + i)] = 1.0f;
+  }
+
+  // The blocked sweep (§1.5), fp32 like llm-compressor. wp is the full W: each block's later
+  // columns get one GEMM-style update; the block itself works on a copy w1 with rank-1 updates.
+  const int64_t bs = opts.block_size;
+  const int64_t gs = args.group_size;
+  std::vector<float> w1(static_cast<size_t>(rows * bs)), err1(static_cast<size_t>(rows * bs));
+  std::vector<float> col(static_cast<size_t>(rows)), deq(static_cast<size_t>(rows));
+  std::vector<int32_t> code(static_cast<size_t>(rows));
+  std::vector<int32_t> codes_p(nw);
+  std::vector<float> q_p(nw);
+  std::vector<float> group_w, tmp(static_cast<size_t>(cols));
+  double loss = 0.0;
+  for (int64_t i1 = 0; i1 < cols; i1 += bs) {
+    const int64_t i2 = std::min(i1 + bs, cols);
+    const int64_t nb = i2 - i1;
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t k = 0; k < nb; ++k) w1[r * bs + k] = wp[r * cols + i1 + k];
+    }
+    for (int64_t k = 0; k < nb; ++k) {
+      const int64_t j = i1 + k;
+      if (lazy && j % gs == 0) {
+        // Classic GPTQ: find_params(W[:, j:j+gs]) on the full W, which lacks this block's
+        // in-block updates unless the group starts the block.
+        group_w.resize(static_cast<size_t>(rows * gs));
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t c = 0; c < gs; ++c) group_w[r * gs + c] = wp[r * cols + j + c];
+        }
+        const QParams g = observer_qparams(args, group_w.data(), rows, gs, amax_tensor);
+        const int64_t gcol = j / gs;
+        for (int64_t r = 0; r < rows; ++r) {
+          const size_t dst = static_cast<size_t>(r * qp.scale_cols + gcol);
+          qp.scale[dst] = g.scale[static_cast<size_t>(r)];
+          qp.zero_point[dst] = g.zero_point[static_cast<size_t>(r)];
+          if (!qp.scale_e8m0.empty()) qp.scale_e8m0[dst] = g.scale_e8m0[static_cast<size_t>(r)];
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) col[r] = w1[r * bs + k];
+      quantizer_fake_quant_column(args, qp, qparam_col(j), col.data(), rows, code.data(),
+                                  deq.data());
+      const float* uj = &u[static_cast<size_t>(j * cols)];
+      const float d = uj[j];
+      for (int64_t r = 0; r < rows; ++r) {
+        codes_p[r * cols + j] = code[r];
+        q_p[r * cols + j] = deq[r];
+        const float diff = col[r] - deq[r];
+        loss += static_cast<double>(diff) * diff / (static_cast<double>(d) * d);
+        const float e = diff / d;
+        err1[r * bs + k] = e;
+        float* w1r = &w1[static_cast<size_t>(r * bs)];
+        for (int64_t kk = k; kk < nb; ++kk) w1r[kk] -= e * uj[i1 + kk];
+      }
+    }
+    if (i2 < cols && !identity_u) {
+      // W[:, i2:] -= Err1 @ U[i1:i2, i2:], product summed first as a GEMM would.
+      for (int64_t r = 0; r < rows; ++r) {
+        std::fill(tmp.begin() + i2, tmp.end(), 0.0f);
+        for (int64_t k = 0; k < nb; ++k) {
+          const float e = err1[r * bs + k];
+          const float* uk = &u[static_cast<size_t>((i1 + k) * cols)];
+          for (int64_t c = i2; c < cols; ++c) tmp[c] += e * uk[c];
+        }
+        float* wr = &wp[static_cast<size_t>(r * cols)];
+        for (int64_t c = i2; c < cols; ++c) wr[c] -= tmp[c];
+      }
+    }
+  }
+  res.loss = loss / 2.0;
+
+  // Un-permute (W[:, argsort(perm)]), and g_idx for group order: original column perm[j] uses
+  // the permuted-space group j / gs.
+  res.codes.resize(nw);
+  res.dequant.resize(nw);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < cols; ++j) {
+      res.codes[r * cols + perm[j]] = codes_p[r * cols + j];
+      res.dequant[r * cols + perm[j]] = q_p[r * cols + j];
+    }
+  }
+  if (order == ActOrder::kGroup) {
+    res.g_idx.resize(static_cast<size_t>(cols));
+    for (int64_t j = 0; j < cols; ++j) {
+      res.g_idx[static_cast<size_t>(perm[j])] = static_cast<int32_t>(j / gs);
+    }
+  }
+  return res;
+}
+
+double gptq_rel_error(const float* w, const float* q, int64_t rows, int64_t cols, const float* h) {
+  double num = 0.0, den = 0.0;
+  std::vector<double> dr(static_cast<size_t>(cols)), wr(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      wr[c] = w[r * cols + c];
+      dr[c] = wr[c] - q[r * cols + c];
+    }
+    for (int64_t i = 0; i < cols; ++i) {
+      const float* hi = h + i * cols;
+      double sd = 0.0, sw = 0.0;
+      for (int64_t j = 0; j < cols; ++j) {
+        sd += hi[j] * dr[j];
+        sw += hi[j] * wr[j];
+      }
+      num += dr[i] * sd;
+      den += wr[i] * sw;
+    }
+  }
+  return den == 0.0 ? 0.0 : num / den;
+}
+
+std::vector<float> gptq_dequant_with_g_idx(const QuantArgs& args, const QParams& qp,
+                                           const std::vector<int32_t>& codes,
+                                           const std::vector<int32_t>& g_idx) {
+  const int64_t rows = qp.rows, cols = qp.cols;
+  DSV4_CHECK_IN("gptq", codes.size() == static_cast<size_t>(rows * cols),
+                "%zu codes for weight [%lld, %lld]", codes.size(), static_cast<long long>(rows),
+                static_cast<long long>(cols));
+  DSV4_CHECK_IN("gptq", g_idx.empty() || g_idx.size() == static_cast<size_t>(cols),
+                "g_idx has %zu entries for %lld columns", g_idx.size(),
+                static_cast<long long>(cols));
+  std::vector<float> out(codes.size());
+  for (int64_t c = 0; c < cols; ++c) {
+    const int64_t sc = g_idx.empty() ? qp.scale_col(args, c) : g_idx[static_cast<size_t>(c)];
+    DSV4_CHECK_IN("gptq", sc >= 0 && sc < qp.scale_cols, "g_idx[%lld] = %lld out of [0, %lld)",
+                  static_cast<long long>(c), static_cast<long long>(sc),
+                  static_cast<long long>(qp.scale_cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t cell = qp.scale_row(args, r) * qp.scale_cols + sc;
+      const float zp = qp.zero_point[static_cast<size_t>(cell)];
+      out[r * cols + c] = (quantizer_code_value(args, codes[r * cols + c]) - zp) *
+                          qparams_effective_scale(qp, cell);
+    }
+  }
+  return out;
+}
+
+}  // namespace dsv4::quant

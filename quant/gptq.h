@@ -1,0 +1,101 @@
+// gptq.h: the GPTQ solver of one weight (gptq_and_formats.md §1.3-§1.7, §1.10), llm-compressor's
+// algorithm on the CPU: act-order permutation, dead columns, relative damping, Cholesky ->
+// inverse -> upper Cholesky U of H⁻¹, the 128-column lazy-batch sweep, un-permutation.
+//
+//   HessianResult h = acc.finalize();                          // hessian.h
+//   GptqResult r = gptq_solve(args, w, rows, cols, h.h.data(), GptqOptions{});
+//   if (r.fallback != GptqFallback::kNone) ...                 // meaningful but worth reporting
+//   double e = gptq_rel_error(w, r.dequant.data(), rows, cols, h.h.data());
+//
+// Weights are row-major [rows, cols] fp32 (rows = out features); H is [cols, cols]. The sweep
+// runs in fp32 like llm-compressor; the Cholesky/inverse chain runs in double (more robust than
+// torch's fp32 LAPACK call; U is then rounded to fp32). Never throws for a bad Hessian: a failed
+// factorization raises the damping, then falls back to RTN; an all-zero H (no tokens) is RTN
+// with the weight kept. Tests: tests/quant/test_gptq.cpp.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <string_view>
+#include <vector>
+
+#include "quant/quant_args.h"
+#include "quant/quantizer.h"
+
+namespace dsv4::quant {
+
+// §1.7. kStatic ("weight"): qparams from the original column order, then permute by descending
+// diag(H); no g_idx on disk. kGroup ("dynamic"): permute first, qparams on the permuted W, and a
+// g_idx is written. kGroup on a strategy other than group/tensor_group falls back to kNone (as
+// llm-compressor does; reported in GptqResult::actorder_used).
+enum class ActOrder : uint8_t { kNone, kStatic, kGroup };
+
+// §1.3. kUpfront: current llm-compressor, all qparams once from the original W. kLazy: the
+// classic GPTQ / AutoGPTQ / GPTQModel(static_groups=False) rule, a group's qparams taken at its
+// first column from the lazily updated full W (which holds the updates of earlier blocks but
+// not the in-block updates of the current block). kLazy affects only group / tensor_group
+// strategies (others have no column groups and use kUpfront) and cannot be combined with
+// kStatic (a static order needs qparams fixed before permuting).
+enum class QParamsTiming : uint8_t { kUpfront, kLazy };
+
+enum class GptqFallback : uint8_t {
+  kNone,
+  kDampingRaised,      // factorization succeeded only after raising the damping
+  kRtnCholeskyFailed,  // still failed at the cap: RTN (identity U) with the chosen qparams
+  kRtnNoTokens,        // H all zero: RTN with identity H; the weight is NOT zeroed (§1.4)
+};
+
+std::string_view actorder_name(ActOrder a);
+std::string_view gptq_fallback_name(GptqFallback f);
+
+struct GptqOptions {
+  float dampening_frac = 0.01f;  // damp = dampening_frac * mean(diag H)
+  int block_size = 128;          // lazy-batch width
+  ActOrder actorder = ActOrder::kStatic;
+  QParamsTiming qparams = QParamsTiming::kUpfront;
+  int max_damping_escalations = 4;  // after a failed Cholesky: frac *= escalation_factor
+  float damping_escalation_factor = 10.0f;
+
+  void check() const;  // throws dsv4::Error("gptq", ...)
+};
+
+struct GptqResult {
+  QParams qparams;
+  std::vector<int32_t> codes;    // [rows, cols], original column order
+  std::vector<float> dequant;    // [rows, cols] fake-quantized weight, original column order
+  // Only for actorder kGroup (and kLazy with a permutation): qparam column of each original
+  // column, int32 [cols] (compressed-tensors weight_g_idx). Empty otherwise.
+  std::vector<int32_t> g_idx;
+  // llm-compressor's loss Σ_rows Σ_cols ((w−q)/d)² / 2, d = diag(U) (§1.10), in double.
+  // It equals ½·tr((W−Q)·H_damped·(W−Q)ᵀ) and scales with the H normalization (tokens here).
+  double loss = 0.0;
+  double dampening_frac_used = 0.0;  // 0 for the RTN fallbacks
+  double damp = 0.0;                 // absolute value added to diag(H)
+  int damping_escalations = 0;
+  GptqFallback fallback = GptqFallback::kNone;
+  int64_t dead_columns = 0;          // diag(H) == 0: H[i][i] = 1, W[:, i] = 0
+  ActOrder actorder_used = ActOrder::kNone;
+};
+
+// Quantizes w [rows, cols] with Hessian h [cols, cols]. Throws only for bad arguments (args,
+// shapes, options), never for a bad Hessian.
+GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64_t cols,
+                      const float* h, const GptqOptions& opts);
+
+// tr((W−Q) H (W−Q)ᵀ) / tr(W H Wᵀ) in double; 0 when the denominator is 0.
+double gptq_rel_error(const float* w, const float* q, int64_t rows, int64_t cols, const float* h);
+
+// Upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), [n, n] row-major double; returns false instead of
+// throwing when H (or H⁻¹) is not numerically positive definite. Exposed for the tests and for
+// the GPU path's reference.
+bool gptq_inverse_cholesky(const std::vector<double>& h, int64_t n, std::vector<double>* u);
+
+// Dequantizes codes with qparams, column c using qparam column g_idx[c] (identity mapping when
+// g_idx is empty). Shared by the tests and loaders of act-order (g_idx) checkpoints.
+std::vector<float> gptq_dequant_with_g_idx(const QuantArgs& args, const QParams& qp,
+                                           const std::vector<int32_t>& codes,
+                                           const std::vector<int32_t>& g_idx);
+
+std::ostream& operator<<(std::ostream& os, const GptqOptions& o);
+
+}  // namespace dsv4::quant

@@ -1,0 +1,54 @@
+// hessian.h: the GPTQ Hessian of one linear layer's input, H = 2/n · Σ x xᵀ
+// (gptq_and_formats.md §1.2), accumulated from 2-D activation batches.
+//
+//   HessianAccumulator acc(in_features);
+//   acc.add(x, num_tokens);              // x: [num_tokens, in_features] row-major fp32
+//   acc.merge(other_partial);            // what the distributed reduce does (sum of partials)
+//   HessianResult h = acc.finalize();    // h.h = 2/n Σ x xᵀ, n = tokens; h.no_tokens if n == 0
+//
+// n counts TOKENS (rows of the 2-D input), as GPTQModel and MoE-Quant do. llm-compressor counts
+// leading-dim rows (sequences for 3-D inputs, 1 per call for 2-D expert inputs); GPTQ's updates
+// and the relative damping do not depend on that scale, only the reported loss does (§1.2).
+// The sum Σ x xᵀ is kept in fp32 like llm-compressor's GPTQ_PRECISION. Tests:
+// tests/quant/test_hessian.cpp.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace dsv4::quant {
+
+struct HessianResult {
+  int64_t dim = 0;
+  int64_t num_tokens = 0;
+  bool no_tokens = true;   // n == 0: h is all zero; GPTQ must fall back to RTN, not zero W
+  std::vector<float> h;    // [dim, dim] row-major, symmetric
+};
+
+class HessianAccumulator {
+ public:
+  explicit HessianAccumulator(int64_t dim);
+
+  // Adds num_tokens rows of x ([num_tokens, dim], row-major). num_tokens == 0 is a no-op
+  // (an expert that received no tokens in this batch).
+  void add(const float* x, int64_t num_tokens);
+  // Adds another partial over the same dim (sums and token counts).
+  void merge(const HessianAccumulator& other);
+  // H = 2/n · Σ x xᵀ computed as (2·S)/n in fp32; all zero with no_tokens set when n == 0.
+  HessianResult finalize() const;
+
+  int64_t dim() const { return dim_; }
+  int64_t num_tokens() const { return num_tokens_; }
+  // Raw partial Σ x xᵀ ([dim, dim], symmetric), e.g. for a host or device all-reduce; after
+  // reducing it in place, set the token total with set_num_tokens.
+  const std::vector<float>& sum() const { return sum_; }
+  std::vector<float>& sum() { return sum_; }
+  void set_num_tokens(int64_t n);
+
+ private:
+  int64_t dim_;
+  int64_t num_tokens_ = 0;
+  std::vector<float> sum_;
+};
+
+}  // namespace dsv4::quant
