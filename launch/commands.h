@@ -15,5 +15,6 @@ using Command = std::function<int()>;
 Command cmd_make_model_register(CLI::App& app);
 Command cmd_inspect_register(CLI::App& app);
 Command cmd_forward_register(CLI::App& app);
+Command cmd_solve_register(CLI::App& app);
 
 }  // namespace dsv4::launch

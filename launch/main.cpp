@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   const dsv4::launch::Command make_model = dsv4::launch::cmd_make_model_register(app);
   const dsv4::launch::Command inspect = dsv4::launch::cmd_inspect_register(app);
   const dsv4::launch::Command forward = dsv4::launch::cmd_forward_register(app);
+  const dsv4::launch::Command solve = dsv4::launch::cmd_solve_register(app);
 
   try {
     app.parse(argc, argv);
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("make-model")) return make_model();
     if (app.got_subcommand("inspect")) return inspect();
     if (app.got_subcommand("forward")) return forward();
+    if (app.got_subcommand("solve")) return solve();
   } catch (const dsv4::Error& e) {
     dsv4::log_error("%s", e.what());
     return 1;

@@ -1,0 +1,128 @@
+// compressed_module.cpp: codes + qparams -> compressed-tensors tensor bytes (see the header).
+#include "quant/compressed_module.h"
+
+#include <cstring>
+
+#include "common/check.h"
+#include "common/codec.h"
+
+namespace dsv4::quant {
+namespace {
+
+template <typename T>
+std::vector<std::byte> bytes_of(const std::vector<T>& v) {
+  std::vector<std::byte> out(v.size() * sizeof(T));
+  if (!v.empty()) std::memcpy(out.data(), v.data(), out.size());
+  return out;
+}
+
+PackScaleLayout scale_layout(const QuantArgs& a) {
+  switch (a.strategy) {
+    case Strategy::kTensor: return PackScaleLayout::kTensor;
+    case Strategy::kChannel: return PackScaleLayout::kChannel;
+    case Strategy::kBlock: return PackScaleLayout::kBlock;
+    case Strategy::kGroup:
+    case Strategy::kTensorGroup: return PackScaleLayout::kGroup;
+  }
+  return PackScaleLayout::kGroup;
+}
+
+// The stored scale values in the dtype the tensor set asks for.
+std::vector<std::byte> scale_bytes(const QParams& qp, DType dtype) {
+  const size_t n = qp.scale.size();
+  switch (dtype) {
+    case DType::kF32: return bytes_of(qp.scale);
+    case DType::kBF16: {
+      std::vector<uint16_t> v(n);
+      for (size_t i = 0; i < n; ++i) v[i] = bf16_encode(qp.scale[i]);
+      return bytes_of(v);
+    }
+    case DType::kF16: {
+      std::vector<uint16_t> v(n);
+      for (size_t i = 0; i < n; ++i) v[i] = fp16_encode(qp.scale[i]);
+      return bytes_of(v);
+    }
+    case DType::kF8E4M3: {
+      std::vector<uint8_t> v(n);
+      for (size_t i = 0; i < n; ++i) v[i] = e4m3_encode(qp.scale[i]);
+      return bytes_of(v);
+    }
+    case DType::kU8:
+    case DType::kF8E8M0: {
+      DSV4_CHECK_IN("pack", qp.scale_e8m0.size() == n, "e8m0 scales requested but the qparams hold %zu of %zu",
+                    qp.scale_e8m0.size(), n);
+      return bytes_of(qp.scale_e8m0);
+    }
+    default:
+      DSV4_FAIL("pack", "no scale encoding for dtype %s", std::string(dtype_name(dtype)).c_str());
+  }
+}
+
+}  // namespace
+
+PackFormat compressed_module_format(const QuantArgs& a) {
+  if (a.type == QuantType::kInt) return PackFormat::kPackQuantized;
+  if (a.num_bits == 8) return PackFormat::kFloatQuantized;
+  if (a.strategy == Strategy::kTensorGroup) return PackFormat::kNvfp4PackQuantized;
+  DSV4_CHECK_IN("pack", a.scale_dtype == ScaleDType::kE8m0 && a.strategy == Strategy::kGroup,
+                "no compressed-tensors format for %s", a.to_string().c_str());
+  return PackFormat::kMxfp4PackQuantized;
+}
+
+std::vector<EncodedTensor> compressed_module_encode(const QuantArgs& a, const QParams& qp,
+                                                    const std::vector<int32_t>& codes,
+                                                    const std::vector<int32_t>& g_idx, int64_t rows,
+                                                    int64_t cols) {
+  DSV4_CHECK_IN("pack", static_cast<int64_t>(codes.size()) == rows * cols, "%zu codes for a [%lld, %lld] weight",
+                codes.size(), static_cast<long long>(rows), static_cast<long long>(cols));
+  PackedTensorSetArgs s;
+  s.format = compressed_module_format(a);
+  s.rows = rows;
+  s.cols = cols;
+  s.bits = a.num_bits;
+  s.scale_layout = scale_layout(a);
+  s.group_size = a.group_size > 0 ? a.group_size : 128;
+  s.block_rows = a.block_structure[0] > 0 ? a.block_structure[0] : 128;
+  s.block_cols = a.block_structure[1] > 0 ? a.block_structure[1] : 128;
+  s.symmetric = a.symmetric;
+  s.actorder_group = !g_idx.empty();
+  const size_t n = static_cast<size_t>(rows), k = static_cast<size_t>(cols);
+  std::vector<EncodedTensor> out;
+  for (const PackedTensor& t : packed_tensor_set(s)) {
+    EncodedTensor e{t.name, t.dtype, t.shape, {}};
+    if (t.name == "weight_packed" && t.dtype == DType::kI32) {
+      e.bytes = bytes_of(int32_pack(codes, n, k, a.num_bits));
+    } else if (t.name == "weight_packed") {  // fp4 nibbles
+      std::vector<uint8_t> c(codes.begin(), codes.end());
+      e.bytes = bytes_of(fp4_pack_codes(c, n, k));
+    } else if (t.name == "weight") {  // e4m3 codes (float-quantized) or int8 (int-quantized)
+      std::vector<uint8_t> c(codes.size());
+      for (size_t i = 0; i < c.size(); ++i) c[i] = static_cast<uint8_t>(codes[i]);
+      e.bytes = bytes_of(c);
+    } else if (t.name == "weight_scale") {
+      e.bytes = scale_bytes(qp, t.dtype);
+    } else if (t.name == "weight_shape") {
+      e.bytes = bytes_of(std::vector<int64_t>{rows, cols});
+    } else if (t.name == "weight_zero_point") {
+      std::vector<int32_t> zp(qp.zero_point.size());
+      for (size_t i = 0; i < zp.size(); ++i) zp[i] = static_cast<int32_t>(qp.zero_point[i]);
+      e.bytes = bytes_of(zero_point_pack(zp, static_cast<size_t>(qp.scale_rows), static_cast<size_t>(qp.scale_cols),
+                                         a.num_bits));
+    } else if (t.name == "weight_g_idx") {
+      e.bytes = bytes_of(g_idx);
+    } else if (t.name == "weight_global_scale") {
+      e.bytes = bytes_of(std::vector<float>{qp.global_scale});
+    } else {
+      DSV4_FAIL("pack", "no encoder for tensor %s", t.name.c_str());
+    }
+    DSV4_CHECK_IN("pack", e.bytes.size() == [&] {
+      uint64_t b = dtype_size(t.dtype);
+      for (int64_t v : t.shape) b *= static_cast<uint64_t>(v);
+      return b;
+    }(), "%s: encoded %zu bytes, the layout needs another size", t.name.c_str(), e.bytes.size());
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace dsv4::quant

@@ -1,0 +1,93 @@
+// test_compressed_module.cpp: a quantized module laid out as compressed-tensors tensors decodes
+// back (through the unpackers) to exactly the codes, scales and zero points it came from, for
+// each format.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+
+#include "common/codec.h"
+#include "common/rng.h"
+#include "quant/compressed_module.h"
+#include "quant/gptq.h"
+
+namespace dsv4::quant {
+namespace {
+
+std::vector<float> random_weight(int64_t rows, int64_t cols, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> w(static_cast<size_t>(rows * cols));
+  for (auto& v : w) v = rng.normal() * 0.05f;
+  return w;
+}
+
+template <typename T>
+std::vector<T> as(const EncodedTensor& t) {
+  std::vector<T> v(t.bytes.size() / sizeof(T));
+  std::memcpy(v.data(), t.bytes.data(), t.bytes.size());
+  return v;
+}
+
+std::map<std::string, EncodedTensor> by_name(std::vector<EncodedTensor> v) {
+  std::map<std::string, EncodedTensor> m;
+  for (auto& t : v) m[t.name] = std::move(t);
+  return m;
+}
+
+TEST(CompressedModule, PackQuantizedRoundTripsCodesScalesZeroPointsAndGIdx) {
+  const int64_t rows = 16, cols = 256;
+  const auto w = random_weight(rows, cols, 1);
+  for (const char* preset : {"W4A16", "W4A16_ASYM", "W8A16"}) {
+    const QuantArgs a = quant_args_preset(preset);
+    const RtnResult r = quantizer_rtn(a, w.data(), rows, cols);
+    std::vector<int32_t> g_idx(cols);
+    for (int64_t c = 0; c < cols; ++c) g_idx[static_cast<size_t>(c)] = static_cast<int32_t>(c / 128);
+    auto t = by_name(compressed_module_encode(a, r.qparams, r.codes, g_idx, rows, cols));
+    ASSERT_TRUE(t.count("weight_packed")) << preset;
+    EXPECT_EQ(int32_unpack(as<int32_t>(t["weight_packed"]), rows, cols, a.num_bits), r.codes) << preset;
+    const auto scales = as<uint16_t>(t["weight_scale"]);
+    ASSERT_EQ(scales.size(), r.qparams.scale.size());
+    for (size_t i = 0; i < scales.size(); ++i) EXPECT_EQ(bf16_decode(scales[i]), r.qparams.scale[i]) << preset;
+    EXPECT_EQ(as<int64_t>(t["weight_shape"]), (std::vector<int64_t>{rows, cols}));
+    EXPECT_EQ(as<int32_t>(t["weight_g_idx"]), g_idx);
+    EXPECT_EQ(t.count("weight_zero_point"), a.symmetric ? 0u : 1u) << preset;
+    if (!a.symmetric) {
+      const auto zp = zero_point_unpack(as<int32_t>(t["weight_zero_point"]), static_cast<size_t>(r.qparams.scale_rows),
+                                        static_cast<size_t>(r.qparams.scale_cols), a.num_bits);
+      for (size_t i = 0; i < zp.size(); ++i) EXPECT_EQ(zp[i], static_cast<int32_t>(r.qparams.zero_point[i]));
+    }
+  }
+}
+
+TEST(CompressedModule, FloatFormats) {
+  const int64_t rows = 256, cols = 256;
+  const auto w = random_weight(rows, cols, 2);
+  {
+    const QuantArgs a = quant_args_preset("FP8_BLOCK");
+    const RtnResult r = quantizer_rtn(a, w.data(), rows, cols);
+    auto t = by_name(compressed_module_encode(a, r.qparams, r.codes, {}, rows, cols));
+    EXPECT_EQ(compressed_module_format(a), PackFormat::kFloatQuantized);
+    const auto bytes = as<uint8_t>(t["weight"]);
+    for (size_t i = 0; i < bytes.size(); ++i) ASSERT_EQ(bytes[i], static_cast<uint8_t>(r.codes[i]));
+    EXPECT_EQ(t["weight_scale"].shape, (std::vector<int64_t>{2, 2}));
+  }
+  {
+    const QuantArgs a = quant_args_preset("NVFP4A16");
+    const RtnResult r = quantizer_rtn(a, w.data(), rows, cols);
+    auto t = by_name(compressed_module_encode(a, r.qparams, r.codes, {}, rows, cols));
+    const auto codes = fp4_unpack_codes(as<uint8_t>(t["weight_packed"]), rows, cols);
+    for (size_t i = 0; i < codes.size(); ++i) ASSERT_EQ(codes[i], static_cast<uint8_t>(r.codes[i]));
+    EXPECT_EQ(as<float>(t["weight_global_scale"]), std::vector<float>{r.qparams.global_scale});
+    EXPECT_EQ(t["weight_scale"].dtype, DType::kF8E4M3);
+  }
+  {
+    const QuantArgs a = quant_args_preset("MXFP4A16");
+    const RtnResult r = quantizer_rtn(a, w.data(), rows, cols);
+    auto t = by_name(compressed_module_encode(a, r.qparams, r.codes, {}, rows, cols));
+    EXPECT_EQ(as<uint8_t>(t["weight_scale"]), r.qparams.scale_e8m0);
+    EXPECT_EQ(compressed_module_format(a), PackFormat::kMxfp4PackQuantized);
+  }
+}
+
+}  // namespace
+}  // namespace dsv4::quant
