@@ -21,6 +21,11 @@ Tensors: weight F32 [64,256], hessian F32 [256,256] (the H quantize_weight recei
 variant v in {static, none}: v.codes I8 [64,256] (llm-compressor's fake-quant weight is exactly
 v.codes * v.scale, checked bit-exact here), v.scale F32 [64,2]. Metadata: versions, v.loss
 (quantize_weight's returned loss, repr of the fp32 value), v.rel_error, the command.
+
+Variant bf16_static (default path for a bf16 Linear): weight_bf16 BF16 [64,256] = weight rounded
+to bf16; observer on the bf16 weight (bf16 scale), sweep on it widened to fp32, actorder static.
+bf16_static.codes I8, bf16_static.scale F32 (exact bf16 values); its fake-quant weight is
+bf16(codes * scale) (compressed-tensors multiplies in scale.dtype), asserted here.
 """
 import argparse
 import sys
@@ -93,7 +98,7 @@ def main():
         codes = torch.round(q / scale.repeat_interleave(128, dim=1))
         assert torch.equal(codes * scale.repeat_interleave(128, dim=1), q)
         assert codes.min() >= -8 and codes.max() <= 7
-        # int8 codes instead of the F32 dequant keep the file below 400 KB; the dequant is
+        # int8 codes instead of the F32 dequant keep the file small (about 400 KB with bf16_static); the dequant is
         # exactly codes * scale (asserted above), so nothing is lost.
         tensors[f"{name}.codes"] = codes.to(torch.int8).contiguous()
         tensors[f"{name}.scale"] = scale.contiguous()
@@ -103,6 +108,47 @@ def main():
         meta[f"{name}.rel_error"] = repr(rel)
         print(f"{name}: actorder={args.actorder} loss={float(losses[0])!r} rel_err={rel:.6g} "
               f"zp_all_zero={bool((zp == 0).all())}")
+    # bf16_static: the default GPTQModifier path for a bf16 Linear (llm-compressor's own flow,
+    # modifiers/gptq/base.py compress_module_list): the weight observer runs on the bf16
+    # module.weight, so calculate_qparams computes in bf16 and the scale is bf16;
+    # prepare_batch stacks module.weight into an fp32 buffer (GPTQ_PRECISION) for the sweep;
+    # quantize_weight gets the bf16 scale as is; update_batch_qparams stores weight_scale in
+    # the module dtype (bf16, unchanged). Same H as above (the test isolates the scale path).
+    w_bf16 = w.to(torch.bfloat16)
+    args = QuantizationArgs(**{**base.model_dump(), "actorder": "static"})
+    obs = MemorylessMinMaxObserver("weight", args)
+    qp = obs(w_bf16.clone()).get_qparams()
+    scale, zp = qp["scale"], qp["zero_point"]
+    assert scale.dtype == torch.bfloat16 and scale.shape == (ROWS, COLS // 128), (scale.dtype,
+                                                                                 scale.shape)
+    w32 = w_bf16.to(torch.float32)
+    q, losses, rtn = quantize_weight(
+        w32.clone()[None], h.clone()[None], scale[None], zp[None], None, args,
+        blocksize=128, percdamp=0.01)
+    assert not bool(rtn.any())
+    q = q[0]
+    assert q.dtype == torch.float32
+    s32 = scale.to(torch.float32).repeat_interleave(128, dim=1)
+    codes = torch.round(q / s32)
+    # compressed-tensors _quantize_dequantize casts the rounded value to scale.dtype and
+    # multiplies in bf16: the fake-quant weight is bf16(code * scale), not the fp32 product
+    # (|code| <= 8 and the bf16 rounding error is <= 2^-9 relative, so round(q / s) recovers
+    # the code exactly).
+    assert torch.equal((codes.to(torch.bfloat16) * scale.repeat_interleave(128, dim=1))
+                       .to(torch.float32), q), "fake-quant is not bf16(code * bf16 scale)"
+    n_inexact = int((codes * s32 != q).sum())
+    assert codes.min() >= -8 and codes.max() <= 7
+    tensors["weight_bf16"] = w_bf16.contiguous()
+    tensors["bf16_static.codes"] = codes.to(torch.int8).contiguous()
+    tensors["bf16_static.scale"] = scale.to(torch.float32).contiguous()  # exact bf16 values
+    meta["bf16_static.loss"] = repr(float(losses[0]))
+    meta["bf16_static.dequant_not_fp32_product"] = str(n_inexact)
+    meta["bf16_static.actorder"] = str(args.actorder)
+    rel = float(torch.trace((w32 - q) @ h @ (w32 - q).T) / torch.trace(w32 @ h @ w32.T))
+    meta["bf16_static.rel_error"] = repr(rel)
+    meta["variants"] = "static,none,bf16_static"
+    print(f"bf16_static: loss={float(losses[0])!r} rel_err={rel:.6g} "
+          f"zp_all_zero={bool((zp == 0).all())} dequant!=fp32 code*scale: {n_inexact}")
     save_file(tensors, a.out, metadata=meta)
     print("wrote", a.out)
 
