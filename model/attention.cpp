@@ -68,16 +68,6 @@ void check_weights(const AttentionWeights& w, const ModelConfig& c, const LayerS
   }
 }
 
-void tap(const ForwardContext& ctx, std::vector<std::string> modules, const float* x, int64_t rows,
-         int64_t cols, int group = -1) {
-  TapEvent e;
-  e.modules = std::move(modules);
-  e.x = x;
-  e.rows = rows;
-  e.cols = cols;
-  e.group = group;
-  ctx.taps->on_tap(e);
-}
 
 }  // namespace
 
@@ -111,7 +101,7 @@ void attention_forward(const AttentionWeights& w, const ModelConfig& config, con
       m.push_back(ctx.module("attn.indexer.compressor.wkv"));
       m.push_back(ctx.module("attn.indexer.compressor.wgate"));
     }
-    tap(ctx, std::move(m), x_attn, T, D);
+    ctx.taps->on_tap({.modules = std::move(m), .x = x_attn, .rows = T, .cols = D});
   }
 
   // 1. Query low-rank path: qr = RMSNorm(x · wq_aᵀ; q_norm), q = qr · wq_bᵀ, per-head norm, RoPE.
@@ -124,7 +114,7 @@ void attention_forward(const AttentionWeights& w, const ModelConfig& config, con
   if (ctx.taps) {
     std::vector<std::string> m = {ctx.module("attn.wq_b")};
     if (w.indexer) m.push_back(ctx.module("attn.indexer.wq_b"));
-    tap(ctx, std::move(m), qr.data(), T, Q);
+    ctx.taps->on_tap({.modules = std::move(m), .x = qr.data(), .rows = T, .cols = Q});
   }
   std::vector<float> q(static_cast<size_t>(T * H * dh));  // [T, H, dh]
   linear_forward(qr.data(), T, Q, w.wq_b.w.data(), H * dh, q.data());
@@ -220,14 +210,17 @@ void attention_forward(const AttentionWeights& w, const ModelConfig& config, con
       std::memcpy(og.data() + t * group_in, o.data() + t * H * dh + g * group_in,
                   static_cast<size_t>(group_in) * sizeof(float));
     }
-    if (ctx.taps) tap(ctx, {ctx.module("attn.wo_a")}, og.data(), T, group_in, static_cast<int>(g));
+    if (ctx.taps) {
+      ctx.taps->on_tap({.modules = {ctx.module("attn.wo_a")}, .x = og.data(), .rows = T, .cols = group_in,
+                        .group = static_cast<int>(g)});
+    }
     linear_forward(og.data(), T, group_in, w.wo_a.w.data() + g * R * group_in, R, zg.data());
     for (int64_t t = 0; t < T; ++t) {
       std::memcpy(z.data() + t * G * R + g * R, zg.data() + t * R, static_cast<size_t>(R) * sizeof(float));
     }
   }
   round(z);
-  if (ctx.taps) tap(ctx, {ctx.module("attn.wo_b")}, z.data(), T, G * R);
+  if (ctx.taps) ctx.taps->on_tap({.modules = {ctx.module("attn.wo_b")}, .x = z.data(), .rows = T, .cols = G * R});
   linear_forward(z.data(), T, G * R, w.wo_b.w.data(), D, out);
   if (bf16) bf16_round(out, static_cast<size_t>(T * D));
 }

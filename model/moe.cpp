@@ -95,18 +95,6 @@ std::vector<ExpertRows> moe_group_by_expert(const Routing& routing, int64_t toke
   return groups;
 }
 
-void tap_emit(TapSink* sink, std::vector<std::string> modules, const float* x, int64_t rows,
-              int64_t cols, int expert, const int64_t* token_rows, const float* row_weights) {
-  TapEvent event;
-  event.modules = std::move(modules);
-  event.x = x;
-  event.rows = rows;
-  event.cols = cols;
-  event.expert = expert;
-  event.token_rows = token_rows;
-  event.row_weights = row_weights;
-  sink->on_tap(event);
-}
 
 std::string expert_module(const ForwardContext& ctx, int expert, const char* linear) {
   return ctx.prefix + "ffn.experts." + std::to_string(expert) + "." + linear;
@@ -238,10 +226,9 @@ void moe_forward(const MoeWeights& w, const ModelConfig& config, const LayerSpec
     std::vector<float> h = expert_hidden(*w.shared, x_ffn, tokens, hidden, limit, bf16);
     if (bf16) bf16_round(h.data(), h.size());
     if (taps) {
-      tap_emit(taps, {ctx.module("ffn.shared_experts.w1"), ctx.module("ffn.shared_experts.w3")},
-               x_ffn, tokens, hidden, -1, nullptr, nullptr);
-      tap_emit(taps, {ctx.module("ffn.shared_experts.w2")}, h.data(), tokens, inter, -1, nullptr,
-               nullptr);
+      taps->on_tap({.modules = {ctx.module("ffn.shared_experts.w1"), ctx.module("ffn.shared_experts.w3")},
+                    .x = x_ffn, .rows = tokens, .cols = hidden});
+      taps->on_tap({.modules = {ctx.module("ffn.shared_experts.w2")}, .x = h.data(), .rows = tokens, .cols = inter});
     }
     shared_out.resize(static_cast<size_t>(tokens * hidden));
     linear_forward_row_stable(h.data(), tokens, inter, w.shared->w2.w.data(), hidden,
@@ -278,10 +265,10 @@ void moe_forward(const MoeWeights& w, const ModelConfig& config, const LayerSpec
         dense_weights[static_cast<size_t>(group.rows[static_cast<size_t>(i)])] +=
             group.weights[static_cast<size_t>(i)];
       }
-      tap_emit(taps, {expert_module(ctx, e, "w1"), expert_module(ctx, e, "w3")}, x_ffn, tokens,
-               hidden, e, nullptr, nullptr);
-      tap_emit(taps, {expert_module(ctx, e, "w2")}, h_all.data(), tokens, inter, e, nullptr,
-               dense_weights.data());
+      taps->on_tap({.modules = {expert_module(ctx, e, "w1"), expert_module(ctx, e, "w3")}, .x = x_ffn,
+                    .rows = tokens, .cols = hidden, .expert = e});
+      taps->on_tap({.modules = {expert_module(ctx, e, "w2")}, .x = h_all.data(), .rows = tokens, .cols = inter,
+                    .expert = e, .row_weights = dense_weights.data()});
     }
     if (count > 0) {
       std::vector<float> xe(static_cast<size_t>(count * hidden));  // [n_e, D] gathered rows
@@ -298,10 +285,11 @@ void moe_forward(const MoeWeights& w, const ModelConfig& config, const LayerSpec
         bf16_round(h_tap.data(), h_tap.size());
       }
       if (taps && !all_rows_taps) {
-        tap_emit(taps, {expert_module(ctx, e, "w1"), expert_module(ctx, e, "w3")}, xe.data(), count,
-                 hidden, e, group.rows.data(), nullptr);
-        tap_emit(taps, {expert_module(ctx, e, "w2")}, bf16 ? h_tap.data() : h.data(), count, inter,
-                 e, group.rows.data(), group.weights.data());
+        taps->on_tap({.modules = {expert_module(ctx, e, "w1"), expert_module(ctx, e, "w3")}, .x = xe.data(),
+                      .rows = count, .cols = hidden, .expert = e, .token_rows = group.rows.data()});
+        taps->on_tap({.modules = {expert_module(ctx, e, "w2")}, .x = bf16 ? h_tap.data() : h.data(), .rows = count,
+                      .cols = inter, .expert = e, .token_rows = group.rows.data(),
+                      .row_weights = group.weights.data()});
       }
       if (bf16) {
         for (int64_t i = 0; i < count; ++i) {

@@ -65,7 +65,6 @@ from safetensors.torch import load_file, save_file
 FORMAT = "dsv4-golden-forward"
 FORMAT_VERSION = "1"
 PINNED_TRANSFORMERS = "5.17.0"
-FP4_LUT = torch.tensor([0, .5, 1, 1.5, 2, 3, 4, 6, -0., -.5, -1, -1.5, -2, -3, -4, -6])
 
 failures = []
 
@@ -76,20 +75,8 @@ def check(cond, msg):
         failures.append(msg)
 
 
-# ---------------------------------------------------------------------------------------------
-# Decoding (same as tests/golden/check_release_layout.py)
-
-def decode_fp8(w, s):
-    # torch decodes both formats itself: e4m3fn -> float, e8m0fnu -> 2^(b-127).
-    scale = s.float().repeat_interleave(128, 0)[: w.shape[0]].repeat_interleave(128, 1)[:, : w.shape[1]]
-    return w.float() * scale
-
-
-def decode_fp4(w, s):
-    b = w.view(torch.uint8)
-    lo, hi = (b & 0xF).long(), (b >> 4).long()
-    codes = torch.stack([lo, hi], dim=-1).reshape(w.shape[0], w.shape[1] * 2)  # low nibble = even input
-    return FP4_LUT[codes] * s.float().repeat_interleave(32, 1)
+# Decoding: the independent release reader's own decoders (tests/golden/check_release_layout.py).
+from check_release_layout import FP4_LUT, decode_fp4, decode_fp8  # noqa: E402
 
 
 def read_release(ckpt):
