@@ -358,8 +358,8 @@ std::vector<float> gptq_dequant_with_g_idx(const QuantArgs& args, const QParams&
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t cell = qp.scale_row(args, r) * qp.scale_cols + sc;
       const float zp = qp.zero_point[static_cast<size_t>(cell)];
-      out[r * cols + c] = (quantizer_code_value(args, codes[r * cols + c]) - zp) *
-                          qparams_effective_scale(qp, cell);
+      out[r * cols + c] = quantizer_dequant_value(args, codes[r * cols + c],
+                                                  qparams_effective_scale(qp, cell), zp);
     }
   }
   return out;

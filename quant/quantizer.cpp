@@ -164,18 +164,14 @@ int32_t quantizer_quantize_value(const QuantArgs& args, float x, float s_eff, fl
   // zp == 0 is not added, so -0 stays -0 (e4m3 0x80 re-encodes to 0x80; the value is the same).
   const float v = std::clamp(zp == 0.0f ? x / s_eff : x / s_eff + zp, args.qmin(), args.qmax());
   int32_t code;
-  float value;
   if (args.type == QuantType::kInt) {
-    value = round_half_even(v);
-    code = static_cast<int32_t>(value);
+    code = static_cast<int32_t>(round_half_even(v));
   } else if (args.num_bits == 8) {
     code = e4m3_encode(v);
-    value = e4m3_decode(static_cast<uint8_t>(code));
   } else {
     code = e2m1_encode(v);
-    value = e2m1_decode(static_cast<uint8_t>(code));
   }
-  if (deq != nullptr) *deq = (value - zp) * s_eff;
+  if (deq != nullptr) *deq = quantizer_dequant_value(args, code, s_eff, zp);
   return code;
 }
 
@@ -183,6 +179,14 @@ float quantizer_code_value(const QuantArgs& args, int32_t code) {
   if (args.type == QuantType::kInt) return static_cast<float>(code);
   if (args.num_bits == 8) return e4m3_decode(static_cast<uint8_t>(code));
   return e2m1_decode(static_cast<uint8_t>(code));
+}
+
+float quantizer_dequant_value(const QuantArgs& args, int32_t code, float s_eff, float zp) {
+  // compressed-tensors multiplies in the scale's dtype: with bf16 ("model") scales the fake-quant
+  // value is bf16(code * scale), and GPTQ propagates exactly that value's error. The difference
+  // of code and zero point is exact (both small integers).
+  const float d = (quantizer_code_value(args, code) - zp) * s_eff;
+  return args.scale_dtype == ScaleDType::kModel ? bf16_round(d) : d;
 }
 
 void quantizer_fake_quant_column(const QuantArgs& args, const QParams& qp, int64_t col,

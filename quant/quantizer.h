@@ -67,12 +67,15 @@ QParams qparams_from_minmax(const QuantArgs& args, int64_t rows, int64_t cols,
 float qparams_effective_scale(const QParams& qp, int64_t cell);
 
 // Quantize one value with an effective scale and zero point: returns the code; *deq gets
-// (value(code) - zp) * s_eff. int: clamp(rne(x/s + zp)); fp8: clamp ±448 then RNE e4m3;
+// quantizer_dequant_value of it. int: clamp(rne(x/s + zp)); fp8: clamp ±448 then RNE e4m3;
 // fp4: e2m1 RNE grid.
 int32_t quantizer_quantize_value(const QuantArgs& args, float x, float s_eff, float zp,
                                  float* deq);
 // Value a code stands for before scaling (int code itself, e4m3/e2m1 decoded).
 float quantizer_code_value(const QuantArgs& args, int32_t code);
+// The fake-quant value of a code: (value(code) - zp) * s_eff, computed as compressed-tensors
+// does it, in the scale's dtype: rounded to bf16 for model-dtype (bf16) scales, fp32 otherwise.
+float quantizer_dequant_value(const QuantArgs& args, int32_t code, float s_eff, float zp);
 
 // Fake-quantizes column `col` (rows values, W[:, col]) with the qparams. codes/deq may be null.
 void quantizer_fake_quant_column(const QuantArgs& args, const QParams& qp, int64_t col,

@@ -23,11 +23,10 @@
 // 1191, are -0.0 in ours too; the fixture's int8 codes cannot carry the sign of zero), loss rel
 // diff 2.1e-6 (static) and 2.1e-7 (none).
 // bf16_static (GptqGolden.Bf16ActOrderStatic, default W4A16 / scale_dtype kModel on the bf16 weight,
-// same bounds), measured: scales 0 / 128 differing (bit-exact); codes 1165 / 16384 (7.1 %), max
-// |dcode| 2; dequant vs bf16(code*scale) 3923 differing (2758 with equal codes); loss rel diff
-// 6.9e-3: the codes, dequant and loss EXPECTs FAIL. Cause: compressed-tensors multiplies code *
-// scale in bf16 inside the sweep, ours in fp32 (llm-compressor with the same scales as an fp32
-// tensor gives exactly 1165 different codes and our loss to 2.2e-6; see tests/golden/README.md).
+// same bounds). Before the fake-quant value was rounded to bf16 (compressed-tensors multiplies
+// code * scale in the bf16 scale's dtype) it measured 1165 / 16384 codes differing and a 6.9e-3
+// loss gap. With quantizer_dequant_value rounding to bf16, measured: scales 0 / 128 differing,
+// codes 0 / 16384, dequant equal to bf16(code*scale) everywhere, loss rel diff 1.9e-6.
 // The measured numbers are printed so CI logs show them.
 #include <gtest/gtest.h>
 
@@ -152,12 +151,6 @@ void run_variant(const std::string& name, ActOrder order) {
 // bit-exact; ≥ 99 % identical codes, |Δcode| ≤ 1; loss ≤ 1e-4 relative); the reference dequant
 // is bf16(code * scale). The assertions are EXPECT so that every number is printed.
 TEST(GptqGolden, Bf16ActOrderStatic) {
-  // Known difference, to be fixed next (issue 4 note): with the scale in bf16, compressed-tensors'
-  // fake quantization returns bf16(code · scale) and GPTQ feeds that back, while our
-  // quantizer_quantize_value returns the fp32 product; measured: scales identical, 1165/16384
-  // codes differ (max 2), loss 6.9e-3 relative. Rounding the dequant to bf16 for kModel scales
-  // fixes the sweep but changes the RTN/grid contracts other tests assert, so it lands with them.
-  GTEST_SKIP() << "known bf16 fake-quant difference from llm-compressor (issue 4, next session)";
   const std::string name = "bf16_static";
   const auto fx = SafetensorsFile::open(fixture_path());
   const auto& meta = fx->metadata();

