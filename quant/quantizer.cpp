@@ -278,10 +278,9 @@ RtnResult quantizer_mxfp4_to_int4(const QuantArgs& args, const uint8_t* nibbles,
           e2m1_decode(nibbles[r * cols + c]) * e8m0_decode(scales_e8m0[r * (cols / 32) + c / 32]);
     }
   }
-  // Same groups as the source, so the per-group absmax is amax of the group's MX values.
-  QuantArgs minmax = args;
-  minmax.observer = ObserverKind::kMinMax;
-  return quantizer_rtn(minmax, w.data(), rows, cols);
+  // Same groups as the source, so each INT4 scale sees exactly one MX group: absmax/7.5 with the
+  // min-max observer, or the MSE grid search's shrunk range (args.mse) with the MSE observer.
+  return quantizer_rtn(args, w.data(), rows, cols);
 }
 
 }  // namespace dsv4::quant

@@ -99,7 +99,8 @@ RtnResult quantizer_fp8_block_reencode(const QuantArgs& args, const uint8_t* cod
                                        const uint8_t* scales_e8m0, int64_t rows, int64_t cols);
 
 // Direct MXFP4 (e2m1 nibbles one per int/uint8, e8m0 scales per 32 columns) -> INT4 group 32
-// symmetric with scale absmax/7.5 per group (args must be int4 sym group 32).
+// symmetric (args must be int4 sym group 32), one INT4 group per MX group. The scale per group is
+// absmax/7.5 with args.observer == kMinMax, or the MSE search's choice with kMse.
 RtnResult quantizer_mxfp4_to_int4(const QuantArgs& args, const uint8_t* nibbles,
                                   const uint8_t* scales_e8m0, int64_t rows, int64_t cols);
 

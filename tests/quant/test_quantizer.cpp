@@ -7,6 +7,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <random>
 #include <vector>
 
@@ -309,6 +310,45 @@ TEST(Quantizer, Mxfp4ToInt4Group32) {
   EXPECT_EQ(r.qparams.scale[0], bf16r(6.0f * e8m0_decode(sc[0]) / 7.5f));
   EXPECT_EQ(r.codes[0], 7);
   for (int32_t q : r.codes) { EXPECT_GE(q, -8); EXPECT_LE(q, 7); }
+}
+
+TEST(Quantizer, Mxfp4ToInt4MseScalesNeverWorse) {
+  // A realistic expert slice: e2m1 codes drawn with small magnitudes more likely (as a weight's
+  // bell shape gives), one MX group per 32 columns with its own exponent.
+  const int64_t rows = 64, cols = 256;
+  std::vector<uint8_t> nib(rows * cols), sc(rows * cols / 32);
+  std::mt19937 rng(11);
+  const uint8_t magnitude[] = {0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 5, 6, 7};
+  for (uint8_t& n : nib) {
+    n = static_cast<uint8_t>(magnitude[rng() % 14] | (rng() % 2 ? 8 : 0));
+  }
+  for (uint8_t& s : sc) s = static_cast<uint8_t>(118 + rng() % 4);
+  QuantArgs mm = quant_args_preset("INT4_G32");
+  QuantArgs mse = mm;
+  mse.observer = ObserverKind::kMse;
+  const RtnResult a = quantizer_mxfp4_to_int4(mm, nib.data(), sc.data(), rows, cols);
+  const RtnResult b = quantizer_mxfp4_to_int4(mse, nib.data(), sc.data(), rows, cols);
+  std::vector<float> w(static_cast<size_t>(rows * cols));
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    w[i] = e2m1_decode(nib[i]) * e8m0_decode(sc[i / 32]);
+  }
+  const std::vector<double> e_mm = observer_cell_error(mse, a.qparams, w.data(), mse.mse.norm);
+  const std::vector<double> e_mse = observer_cell_error(mse, b.qparams, w.data(), mse.mse.norm);
+  double sum_mm = 0, sum_mse = 0;
+  int64_t shrunk = 0;
+  for (size_t g = 0; g < e_mm.size(); ++g) {
+    EXPECT_LE(e_mse[g], e_mm[g]) << "group " << g;
+    sum_mm += e_mm[g];
+    sum_mse += e_mse[g];
+    shrunk += b.qparams.scale[g] < a.qparams.scale[g];
+  }
+  EXPECT_LT(sum_mse, sum_mm);
+  EXPECT_GT(shrunk, 0);
+  for (int32_t q : b.codes) { ASSERT_GE(q, -8); ASSERT_LE(q, 7); }
+  std::printf("[Mxfp4ToInt4] summed group error (norm %.1f): min-max %.6g, mse %.6g (%.3fx); "
+              "%lld / %zu groups shrunk\n",
+              static_cast<double>(mse.mse.norm), sum_mm, sum_mse, sum_mse / sum_mm,
+              static_cast<long long>(shrunk), e_mm.size());
 }
 
 }  // namespace
