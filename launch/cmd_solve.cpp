@@ -24,6 +24,7 @@
 #include "quant/compressed_module.h"
 #include "quant/gptq.h"
 #include "quant/observer.h"
+#include "quant/quant_scheme.h"
 
 namespace dsv4::launch {
 namespace {
@@ -80,10 +81,12 @@ int run(const SolveArgs& a) {
                 shape_string(h_shape).c_str(), shape_string(w_shape).c_str(), static_cast<long long>(cols),
                 static_cast<long long>(cols));
 
-  quant::QuantArgs args = quant::quant_args_preset(a.scheme);
+  quant::QuantScheme scheme = quant::quant_scheme_preset(a.scheme);
+  quant::QuantArgs& args = scheme.weights;
   if (a.group_size > 0) args.group_size = a.group_size;
   args.observer = a.observer == "mse" ? quant::ObserverKind::kMse : quant::ObserverKind::kMinMax;
-  args.check();
+  scheme.check();
+  const quant::PackFormat format = quant::quant_scheme_format(scheme);
   quant::quant_args_check_shape(args, rows, cols);
   quant::GptqOptions o;
   o.dampening_frac = a.dampening_frac;
@@ -99,14 +102,14 @@ int run(const SolveArgs& a) {
   const double rel = quant::gptq_rel_error(w.data(), r.dequant.data(), rows, cols, h.data());
   const double rtn_rel = quant::gptq_rel_error(w.data(), rtn.dequant.data(), rows, cols, h.data());
 
-  std::vector<quant::EncodedTensor> tensors = quant::compressed_module_encode(args, r.qparams, r.codes, r.g_idx, rows, cols);
+  std::vector<quant::EncodedTensor> tensors = quant::compressed_module_encode(format, args, r.qparams, r.codes, r.g_idx, rows, cols);
   quant::EncodedTensor dq{"weight_dequant", DType::kF32, {rows, cols}, std::vector<std::byte>(r.dequant.size() * 4)};
   std::memcpy(dq.bytes.data(), r.dequant.data(), dq.bytes.size());
   tensors.push_back(std::move(dq));
   std::vector<TensorSpec> specs;
   for (const auto& t : tensors) specs.push_back({t.name, t.dtype, t.shape});
   SafetensorsWriter writer(a.out, specs, {{"format", "pt"}, {"scheme", a.scheme},
-                                          {"format_name", std::string(quant::pack_format_name(quant::compressed_module_format(args)))}});
+                                          {"format_name", std::string(quant::pack_format_name(format))}});
   for (const auto& t : tensors) writer.write(t.name, t.bytes);
   writer.finish();
 

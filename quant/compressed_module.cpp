@@ -60,23 +60,33 @@ std::vector<std::byte> scale_bytes(const QParams& qp, DType dtype) {
 
 }  // namespace
 
-PackFormat compressed_module_format(const QuantArgs& a) {
-  if (a.type == QuantType::kInt) return PackFormat::kPackQuantized;
-  if (a.num_bits == 8) return PackFormat::kFloatQuantized;
-  if (a.strategy == Strategy::kTensorGroup) return PackFormat::kNvfp4PackQuantized;
-  DSV4_CHECK_IN("pack", a.scale_dtype == ScaleDType::kE8m0 && a.strategy == Strategy::kGroup,
-                "no compressed-tensors format for %s", a.to_string().c_str());
-  return PackFormat::kMxfp4PackQuantized;
+void compressed_module_check_format(PackFormat f, const QuantArgs& a) {
+  const bool is_int = a.type == QuantType::kInt, fp4 = !is_int && a.num_bits == 4;
+  bool ok = false;
+  switch (f) {
+    case PackFormat::kPackQuantized: ok = is_int; break;
+    case PackFormat::kIntQuantized: ok = is_int; break;
+    case PackFormat::kFloatQuantized: ok = !is_int && a.num_bits == 8; break;
+    case PackFormat::kNaiveQuantized: ok = is_int || a.num_bits == 8; break;
+    case PackFormat::kNvfp4PackQuantized: ok = fp4 && a.strategy == Strategy::kTensorGroup; break;
+    case PackFormat::kMxfp4PackQuantized:
+      ok = fp4 && a.strategy == Strategy::kGroup && a.scale_dtype == ScaleDType::kE8m0;
+      break;
+  }
+  DSV4_CHECK_IN("pack", ok, "format %s cannot hold weights %s", pack_format_name(f).data(),
+                a.to_string().c_str());
 }
 
-std::vector<EncodedTensor> compressed_module_encode(const QuantArgs& a, const QParams& qp,
+std::vector<EncodedTensor> compressed_module_encode(PackFormat format, const QuantArgs& a,
+                                                    const QParams& qp,
                                                     const std::vector<int32_t>& codes,
                                                     const std::vector<int32_t>& g_idx, int64_t rows,
                                                     int64_t cols) {
   DSV4_CHECK_IN("pack", static_cast<int64_t>(codes.size()) == rows * cols, "%zu codes for a [%lld, %lld] weight",
                 codes.size(), static_cast<long long>(rows), static_cast<long long>(cols));
   PackedTensorSetArgs s;
-  s.format = compressed_module_format(a);
+  compressed_module_check_format(format, a);
+  s.format = format;
   s.rows = rows;
   s.cols = cols;
   s.bits = a.num_bits;
@@ -86,6 +96,7 @@ std::vector<EncodedTensor> compressed_module_encode(const QuantArgs& a, const QP
   s.block_cols = a.block_structure[1] > 0 ? a.block_structure[1] : 128;
   s.symmetric = a.symmetric;
   s.actorder_group = !g_idx.empty();
+  s.float_codes = a.type == QuantType::kFloat;
   const size_t n = static_cast<size_t>(rows), k = static_cast<size_t>(cols);
   std::vector<EncodedTensor> out;
   for (const PackedTensor& t : packed_tensor_set(s)) {

@@ -3,12 +3,15 @@
 // prefix: weight_packed / weight / weight_scale / weight_shape / weight_zero_point (asymmetric
 // only) / weight_g_idx (actorder=group only) / weight_global_scale (NVFP4).
 //
-//   auto tensors = compressed_module_encode(args, result.qparams, result.codes, result.g_idx, N, K);
+//   auto tensors = compressed_module_encode(quant_scheme_format(scheme), scheme.weights,
+//                                           result.qparams, result.codes, result.g_idx, N, K);
 //   for (auto& t : tensors) write(prefix + "." + t.name, t.dtype, t.shape, t.bytes);
 //
-// The format follows from the args: int -> pack-quantized; float 8-bit -> float-quantized;
-// float 4-bit tensor_group -> nvfp4-pack-quantized; float 4-bit group with e8m0 scales ->
-// mxfp4-pack-quantized. Tests: tests/quant/test_compressed_module.cpp.
+// The format comes from the scheme (quant_scheme_format in quant_scheme.h: it depends on the
+// input activations too) and must fit the args: int -> pack-/int-/naive-quantized; fp8 ->
+// float-/naive-quantized; fp4 tensor_group -> nvfp4-pack-quantized; fp4 group 32 with e8m0
+// scales -> mxfp4-pack-quantized. A misfit is an error naming both.
+// Tests: tests/quant/test_compressed_module.cpp.
 #pragma once
 
 #include <cstddef>
@@ -30,9 +33,11 @@ struct EncodedTensor {
   std::vector<std::byte> bytes;
 };
 
-PackFormat compressed_module_format(const QuantArgs& args);
+// Throws unless `format` can hold weights with these args (compressed-tensors' can_compress).
+void compressed_module_check_format(PackFormat format, const QuantArgs& args);
 
-std::vector<EncodedTensor> compressed_module_encode(const QuantArgs& args, const QParams& qparams,
+std::vector<EncodedTensor> compressed_module_encode(PackFormat format, const QuantArgs& args,
+                                                    const QParams& qparams,
                                                     const std::vector<int32_t>& codes,
                                                     const std::vector<int32_t>& g_idx, int64_t rows,
                                                     int64_t cols);

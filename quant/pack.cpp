@@ -212,12 +212,13 @@ struct FormatName {
   PackFormat format;
   std::string_view name;
 };
-constexpr std::array<FormatName, 5> kFormatNames = {{
+constexpr std::array<FormatName, 6> kFormatNames = {{
     {PackFormat::kPackQuantized, "pack-quantized"},
     {PackFormat::kFloatQuantized, "float-quantized"},
     {PackFormat::kNvfp4PackQuantized, "nvfp4-pack-quantized"},
     {PackFormat::kMxfp4PackQuantized, "mxfp4-pack-quantized"},
     {PackFormat::kIntQuantized, "int-quantized"},
+    {PackFormat::kNaiveQuantized, "naive-quantized"},
 }};
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -338,14 +339,27 @@ std::vector<PackedTensor> packed_tensor_set(const PackedTensorSetArgs& a) {
       set.push_back({"weight_scale", DType::kU8, scale_shape(a)});
       break;
     case PackFormat::kIntQuantized:
-      DSV4_CHECK_IN(kComponent, a.bits == 8, "expected 8 bits for int-quantized (int8), got %d",
-                    a.bits);
+      // int8 storage; compressed-tensors also writes narrower int codes (W4A8) this way.
+      DSV4_CHECK_IN(kComponent, a.bits >= 1 && a.bits <= 8,
+                    "expected 1-8 bits for int-quantized (int8 storage), got %d", a.bits);
       check_model_dtype(a.model_dtype);
       // §3.2 defines only the symmetric int8 layout; an asymmetric zero point's dtype and
       // shape are not specified there, so refuse rather than guess.
       check_symmetric(a);
       check_no_g_idx(a);
       set.push_back({"weight", DType::kI8, {a.rows, a.cols}});
+      set.push_back({"weight_scale", a.model_dtype, scale_shape(a)});
+      break;
+    case PackFormat::kNaiveQuantized:
+      // compressed-tensors' NaiveQuantizationCompressor: the codes in the "closest pytorch
+      // dtype" of the args (int8 for int <= 8 bits, e4m3 for fp8), same tensors as the two above.
+      DSV4_CHECK_IN(kComponent, a.float_codes ? a.bits == 8 : a.bits >= 1 && a.bits <= 8,
+                    "expected 8 bits (fp8) or 1-8 bits (int) for naive-quantized, got %d %s",
+                    a.bits, a.float_codes ? "float" : "int");
+      check_model_dtype(a.model_dtype);
+      check_symmetric(a);
+      check_no_g_idx(a);
+      set.push_back({"weight", a.float_codes ? DType::kF8E4M3 : DType::kI8, {a.rows, a.cols}});
       set.push_back({"weight_scale", a.model_dtype, scale_shape(a)});
       break;
     default:

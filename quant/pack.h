@@ -79,6 +79,7 @@ enum class PackFormat : uint8_t {
   kNvfp4PackQuantized,   // e2m1 pairs in uint8, e4m3 group-16 scales, fp32 global scale
   kMxfp4PackQuantized,   // e2m1 pairs in uint8, e8m0 (uint8) group-32 scales
   kIntQuantized,         // int8 weights unpacked (W8A8)
+  kNaiveQuantized,       // codes in their own dtype (int8 / e4m3), for schemes no other fits
 };
 
 // The compressed-tensors format string ("pack-quantized", ...) and its inverse.
@@ -98,6 +99,7 @@ struct PackedTensorSetArgs {
   int64_t block_rows = 128, block_cols = 128;  // kBlock (FP8_BLOCK)
   bool symmetric = true;                       // false: weight_zero_point (pack-quantized only)
   bool actorder_group = false;                 // actorder=group: weight_g_idx
+  bool float_codes = false;                    // naive-quantized: e4m3 codes, else int8
   DType model_dtype = DType::kBF16;            // weight_scale dtype where §3.2 says "model dtype"
 };
 

@@ -166,6 +166,7 @@ const Preset kPresets[] = {
     {"W3A16", [] { return int_args(3, true, Strategy::kGroup, 128); }},
     {"W8A8", [] { return int_args(8, true, Strategy::kChannel, 0); }},
     {"FP8", [] { return float_args(8, Strategy::kTensor, 0, ScaleDType::kModel); }},
+    {"FP8_DYNAMIC", [] { return float_args(8, Strategy::kChannel, 0, ScaleDType::kModel); }},
     {"FP8_BLOCK",
      [] {
        QuantArgs a = float_args(8, Strategy::kBlock, 0, ScaleDType::kModel);

@@ -6,10 +6,12 @@
 #include <cstring>
 #include <map>
 
+#include "common/check.h"
 #include "common/codec.h"
 #include "common/rng.h"
 #include "quant/compressed_module.h"
 #include "quant/gptq.h"
+#include "quant/quant_scheme.h"
 
 namespace dsv4::quant {
 namespace {
@@ -42,7 +44,7 @@ TEST(CompressedModule, PackQuantizedRoundTripsCodesScalesZeroPointsAndGIdx) {
     const RtnResult r = quantizer_rtn(a, w.data(), rows, cols);
     std::vector<int32_t> g_idx(cols);
     for (int64_t c = 0; c < cols; ++c) g_idx[static_cast<size_t>(c)] = static_cast<int32_t>(c / 128);
-    auto t = by_name(compressed_module_encode(a, r.qparams, r.codes, g_idx, rows, cols));
+    auto t = by_name(compressed_module_encode(PackFormat::kPackQuantized, a, r.qparams, r.codes, g_idx, rows, cols));
     ASSERT_TRUE(t.count("weight_packed")) << preset;
     EXPECT_EQ(int32_unpack(as<int32_t>(t["weight_packed"]), rows, cols, a.num_bits), r.codes) << preset;
     const auto scales = as<uint16_t>(t["weight_scale"]);
@@ -63,10 +65,11 @@ TEST(CompressedModule, FloatFormats) {
   const int64_t rows = 256, cols = 256;
   const auto w = random_weight(rows, cols, 2);
   {
-    const QuantArgs a = quant_args_preset("FP8_BLOCK");
+    const QuantScheme s = quant_scheme_preset("FP8_BLOCK");
+    const QuantArgs& a = s.weights;
     const RtnResult r = quantizer_rtn(a, w.data(), rows, cols);
-    auto t = by_name(compressed_module_encode(a, r.qparams, r.codes, {}, rows, cols));
-    EXPECT_EQ(compressed_module_format(a), PackFormat::kFloatQuantized);
+    EXPECT_EQ(quant_scheme_format(s), PackFormat::kFloatQuantized);
+    auto t = by_name(compressed_module_encode(quant_scheme_format(s), a, r.qparams, r.codes, {}, rows, cols));
     const auto bytes = as<uint8_t>(t["weight"]);
     for (size_t i = 0; i < bytes.size(); ++i) ASSERT_EQ(bytes[i], static_cast<uint8_t>(r.codes[i]));
     EXPECT_EQ(t["weight_scale"].shape, (std::vector<int64_t>{2, 2}));
@@ -74,7 +77,7 @@ TEST(CompressedModule, FloatFormats) {
   {
     const QuantArgs a = quant_args_preset("NVFP4A16");
     const RtnResult r = quantizer_rtn(a, w.data(), rows, cols);
-    auto t = by_name(compressed_module_encode(a, r.qparams, r.codes, {}, rows, cols));
+    auto t = by_name(compressed_module_encode(PackFormat::kNvfp4PackQuantized, a, r.qparams, r.codes, {}, rows, cols));
     const auto codes = fp4_unpack_codes(as<uint8_t>(t["weight_packed"]), rows, cols);
     for (size_t i = 0; i < codes.size(); ++i) ASSERT_EQ(codes[i], static_cast<uint8_t>(r.codes[i]));
     EXPECT_EQ(as<float>(t["weight_global_scale"]), std::vector<float>{r.qparams.global_scale});
@@ -83,9 +86,50 @@ TEST(CompressedModule, FloatFormats) {
   {
     const QuantArgs a = quant_args_preset("MXFP4A16");
     const RtnResult r = quantizer_rtn(a, w.data(), rows, cols);
-    auto t = by_name(compressed_module_encode(a, r.qparams, r.codes, {}, rows, cols));
+    auto t = by_name(compressed_module_encode(PackFormat::kMxfp4PackQuantized, a, r.qparams, r.codes, {}, rows, cols));
     EXPECT_EQ(as<uint8_t>(t["weight_scale"]), r.qparams.scale_e8m0);
-    EXPECT_EQ(compressed_module_format(a), PackFormat::kMxfp4PackQuantized);
+  }
+}
+
+TEST(CompressedModule, IntAndNaiveQuantizedHoldTheCodesUnpacked) {
+  const int64_t rows = 8, cols = 256;
+  const auto w = random_weight(rows, cols, 3);
+  {
+    // W8A8: int weights with int activations -> int-quantized, int8 codes [N, K], channel scales.
+    const QuantScheme s = quant_scheme_preset("W8A8");
+    ASSERT_EQ(quant_scheme_format(s), PackFormat::kIntQuantized);
+    const RtnResult r = quantizer_rtn(s.weights, w.data(), rows, cols);
+    auto t = by_name(compressed_module_encode(PackFormat::kIntQuantized, s.weights, r.qparams, r.codes, {}, rows, cols));
+    ASSERT_EQ(t.size(), 2u);
+    EXPECT_EQ(t["weight"].dtype, DType::kI8);
+    const auto codes = as<int8_t>(t["weight"]);
+    for (size_t i = 0; i < codes.size(); ++i) ASSERT_EQ(codes[i], r.codes[i]) << i;
+    EXPECT_EQ(t["weight_scale"].shape, (std::vector<int64_t>{rows, 1}));
+  }
+  {
+    // FP8 weights without activation quantization -> naive-quantized, e4m3 bytes.
+    QuantScheme s = quant_scheme_preset("FP8");
+    s.input_activations.reset();
+    ASSERT_EQ(quant_scheme_format(s), PackFormat::kNaiveQuantized);
+    const RtnResult r = quantizer_rtn(s.weights, w.data(), rows, cols);
+    auto t = by_name(compressed_module_encode(PackFormat::kNaiveQuantized, s.weights, r.qparams, r.codes, {}, rows, cols));
+    EXPECT_EQ(t["weight"].dtype, DType::kF8E4M3);
+    const auto bytes = as<uint8_t>(t["weight"]);
+    for (size_t i = 0; i < bytes.size(); ++i) ASSERT_EQ(bytes[i], static_cast<uint8_t>(r.codes[i]));
+  }
+}
+
+TEST(CompressedModule, FormatThatCannotHoldTheWeightsIsAnError) {
+  const QuantArgs w4 = quant_args_preset("W4A16");
+  const RtnResult r = quantizer_rtn(w4, random_weight(4, 128, 4).data(), 4, 128);
+  for (PackFormat f : {PackFormat::kFloatQuantized, PackFormat::kNvfp4PackQuantized,
+                       PackFormat::kMxfp4PackQuantized}) {
+    try {
+      compressed_module_encode(f, w4, r.qparams, r.codes, {}, 4, 128);
+      ADD_FAILURE() << "no error for " << pack_format_name(f);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("cannot hold weights int4"), std::string::npos) << e.what();
+    }
   }
 }
 

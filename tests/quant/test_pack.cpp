@@ -250,12 +250,13 @@ TEST(PackFp8, WrapsTheE4m3Codec) {
 TEST(PackFormatName, RoundTripsCompressedTensorsStrings) {
   for (auto f : {PackFormat::kPackQuantized, PackFormat::kFloatQuantized,
                  PackFormat::kNvfp4PackQuantized, PackFormat::kMxfp4PackQuantized,
-                 PackFormat::kIntQuantized}) {
+                 PackFormat::kIntQuantized, PackFormat::kNaiveQuantized}) {
     EXPECT_EQ(pack_format_from_name(pack_format_name(f)), f);
   }
   EXPECT_EQ(pack_format_name(PackFormat::kNvfp4PackQuantized), "nvfp4-pack-quantized");
   EXPECT_EQ(pack_format_name(PackFormat::kPackQuantized), "pack-quantized");
-  EXPECT_FALSE(pack_format_from_name("naive-quantized").has_value());
+  EXPECT_EQ(pack_format_name(PackFormat::kNaiveQuantized), "naive-quantized");
+  EXPECT_FALSE(pack_format_from_name("dense").has_value());
 }
 
 // Compact rendering of a tensor set for table comparisons: "name:DTYPE[d0,d1]" joined by " ".
@@ -335,8 +336,22 @@ TEST(PackTensorSet, IntQuantizedW8A8) {
   PackedTensorSetArgs a{.format = PackFormat::kIntQuantized, .rows = 64, .cols = 128, .bits = 8,
                         .scale_layout = PackScaleLayout::kChannel};
   EXPECT_EQ(render(packed_tensor_set(a)), "weight:I8[64,128] weight_scale:BF16[64,1]");
+  a.bits = 4;  // W4A8: int4 codes in int8 storage, as compressed-tensors writes them
+  EXPECT_EQ(render(packed_tensor_set(a)), "weight:I8[64,128] weight_scale:BF16[64,1]");
+  a.bits = 9;
+  expect_pack_error([&] { packed_tensor_set(a); }, "expected 1-8 bits for int-quantized");
+}
+
+TEST(PackTensorSet, NaiveQuantizedCodesInTheirOwnDtype) {
+  PackedTensorSetArgs a{.format = PackFormat::kNaiveQuantized, .rows = 64, .cols = 128, .bits = 8,
+                        .scale_layout = PackScaleLayout::kTensor, .float_codes = true};
+  EXPECT_EQ(render(packed_tensor_set(a)), "weight:F8_E4M3[64,128] weight_scale:BF16[1]");
+  a.float_codes = false;
   a.bits = 4;
-  expect_pack_error([&] { packed_tensor_set(a); }, "expected 8 bits for int-quantized");
+  a.scale_layout = PackScaleLayout::kGroup;
+  EXPECT_EQ(render(packed_tensor_set(a)), "weight:I8[64,128] weight_scale:BF16[64,1]");
+  a.float_codes = true;
+  expect_pack_error([&] { packed_tensor_set(a); }, "naive-quantized");
 }
 
 }  // namespace

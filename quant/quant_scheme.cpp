@@ -1,0 +1,184 @@
+// quant_scheme.cpp: scheme presets, format inference and the static activation tensors.
+#include "quant/quant_scheme.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "common/check.h"
+#include "common/codec.h"
+#include "quant/quantizer.h"
+
+namespace dsv4::quant {
+
+std::string_view act_strategy_name(ActStrategy s) {
+  switch (s) {
+    case ActStrategy::kTensor: return "tensor";
+    case ActStrategy::kToken: return "token";
+    case ActStrategy::kGroup: return "group";
+    case ActStrategy::kTensorGroup: return "tensor_group";
+  }
+  return "?";
+}
+
+std::string_view act_dynamic_name(ActDynamic d) {
+  switch (d) {
+    case ActDynamic::kStatic: return "false";
+    case ActDynamic::kDynamic: return "true";
+    case ActDynamic::kLocal: return "local";
+  }
+  return "?";
+}
+
+std::string ActivationArgs::to_string() const {
+  std::string out = strfmt("%s%d %s %s", type == QuantType::kInt ? "int" : "float", num_bits,
+                           symmetric ? "sym" : "asym", act_strategy_name(strategy).data());
+  if (group_size > 0) out += strfmt(" group=%d", group_size);
+  out += strfmt(" dynamic=%s", act_dynamic_name(dynamic).data());
+  return out;
+}
+
+void ActivationArgs::check() const {
+  const std::string s = to_string();
+  const char* cs = s.c_str();
+  if (type == QuantType::kInt) {
+    DSV4_CHECK_IN("quant", num_bits >= 2 && num_bits <= 8,
+                  "input_activations.num_bits %d: int activations take 2-8 bits (%s)", num_bits, cs);
+  } else {
+    DSV4_CHECK_IN("quant", num_bits == 8 || num_bits == 4,
+                  "input_activations.num_bits %d: float activations are fp8 or fp4 (%s)", num_bits, cs);
+    DSV4_CHECK_IN("quant", symmetric,
+                  "input_activations.symmetric false: asymmetric float activations are not "
+                  "implemented by compressed-tensors (%s)", cs);
+  }
+  const bool grouped = strategy == ActStrategy::kGroup || strategy == ActStrategy::kTensorGroup;
+  DSV4_CHECK_IN("quant", grouped == (group_size > 0),
+                "input_activations.group_size %d: %s (%s)", group_size,
+                grouped ? "group strategies need group_size > 0" : "only group strategies take a group_size", cs);
+  DSV4_CHECK_IN("quant", strategy != ActStrategy::kToken || dynamic == ActDynamic::kDynamic,
+                "input_activations.dynamic %s: the token strategy must be dynamic (%s)",
+                act_dynamic_name(dynamic).data(), cs);
+  DSV4_CHECK_IN("quant", dynamic != ActDynamic::kLocal || strategy == ActStrategy::kTensorGroup,
+                "input_activations.dynamic local: only strategy tensor_group has a local mode (%s)", cs);
+}
+
+void QuantScheme::check() const {
+  weights.check();
+  if (input_activations) input_activations->check();
+  if (format) compressed_module_check_format(*format, weights);
+}
+
+namespace {
+
+ActivationArgs act(int bits, QuantType type, ActStrategy strategy, int group_size,
+                   ActDynamic dynamic) {
+  ActivationArgs a;
+  a.num_bits = bits;
+  a.type = type;
+  a.strategy = strategy;
+  a.group_size = group_size;
+  a.dynamic = dynamic;
+  return a;
+}
+
+struct SchemePreset {
+  const char* name;
+  const char* weights;  // quant_args_preset name
+  std::optional<ActivationArgs> input_activations;
+};
+
+// Activation halves of compressed-tensors 0.18 (§2.3). Weight-only presets have none.
+const SchemePreset kSchemePresets[] = {
+    {"W8A8", "W8A8", act(8, QuantType::kInt, ActStrategy::kToken, 0, ActDynamic::kDynamic)},
+    {"FP8", "FP8", act(8, QuantType::kFloat, ActStrategy::kTensor, 0, ActDynamic::kStatic)},
+    {"FP8_DYNAMIC", "FP8_DYNAMIC",
+     act(8, QuantType::kFloat, ActStrategy::kToken, 0, ActDynamic::kDynamic)},
+    {"FP8_BLOCK", "FP8_BLOCK",
+     act(8, QuantType::kFloat, ActStrategy::kGroup, 128, ActDynamic::kDynamic)},
+    {"FP8_BLOCK_E8M0", "FP8_BLOCK_E8M0",
+     act(8, QuantType::kFloat, ActStrategy::kGroup, 128, ActDynamic::kDynamic)},
+    {"NVFP4", "NVFP4", act(4, QuantType::kFloat, ActStrategy::kTensorGroup, 16, ActDynamic::kLocal)},
+    {"MXFP4", "MXFP4A16", act(4, QuantType::kFloat, ActStrategy::kGroup, 32, ActDynamic::kDynamic)},
+};
+
+}  // namespace
+
+std::vector<std::string> quant_scheme_preset_names() {
+  std::vector<std::string> names = quant_args_preset_names();
+  for (const SchemePreset& p : kSchemePresets) {
+    bool known = false;
+    for (const std::string& n : names) known = known || n == p.name;
+    if (!known) names.emplace_back(p.name);
+  }
+  return names;
+}
+
+QuantScheme quant_scheme_preset(std::string_view name) {
+  QuantScheme s;
+  s.name = std::string(name);
+  for (const SchemePreset& p : kSchemePresets) {
+    if (name != p.name) continue;
+    s.weights = quant_args_preset(p.weights);
+    s.input_activations = p.input_activations;
+    return s;
+  }
+  for (const std::string& n : quant_args_preset_names()) {
+    if (name != n) continue;
+    s.weights = quant_args_preset(n);
+    return s;
+  }
+  std::string known;
+  for (const std::string& n : quant_scheme_preset_names()) known += (known.empty() ? "" : ", ") + n;
+  DSV4_FAIL("quant", "unknown quantization scheme '%.*s'; known schemes: %s",
+            static_cast<int>(name.size()), name.data(), known.c_str());
+}
+
+PackFormat quant_scheme_format(const QuantScheme& scheme) {
+  if (scheme.format) return *scheme.format;
+  const QuantArgs& w = scheme.weights;
+  const std::optional<ActivationArgs>& in = scheme.input_activations;
+  const bool fp4 = w.type == QuantType::kFloat && w.num_bits == 4;
+  if (fp4 && w.group_size == 32) return PackFormat::kMxfp4PackQuantized;
+  if (fp4 && w.group_size == 16) return PackFormat::kNvfp4PackQuantized;
+  if (w.type == QuantType::kInt) return in ? PackFormat::kIntQuantized : PackFormat::kPackQuantized;
+  if (w.type == QuantType::kFloat && in) return PackFormat::kFloatQuantized;
+  return PackFormat::kNaiveQuantized;
+}
+
+bool activation_needs_calibration(const ActivationArgs& a) {
+  return a.dynamic != ActDynamic::kDynamic;
+}
+
+std::vector<EncodedTensor> activation_encode(const QuantScheme& scheme, float input_amax) {
+  if (!scheme.input_activations || !activation_needs_calibration(*scheme.input_activations)) {
+    return {};
+  }
+  const ActivationArgs& a = *scheme.input_activations;
+  DSV4_CHECK_IN("quant", std::isfinite(input_amax) && input_amax >= 0.0f,
+                "input amax %g for scheme %s: expected a finite non-negative maximum", input_amax,
+                scheme.name.c_str());
+  if (a.strategy == ActStrategy::kTensorGroup && a.dynamic == ActDynamic::kLocal) {
+    const float gs = nvfp4_global_scale(input_amax);
+    EncodedTensor t{"input_global_scale", DType::kF32, {1}, {}};
+    t.bytes.resize(sizeof(float));
+    std::memcpy(t.bytes.data(), &gs, sizeof(float));
+    return {t};
+  }
+  DSV4_CHECK_IN("quant", a.strategy == ActStrategy::kTensor && a.symmetric,
+                "scheme %s: static input activations %s are not supported (only symmetric "
+                "per-tensor input_scale and NVFP4's input_global_scale)",
+                scheme.name.c_str(), a.to_string().c_str());
+  // calculate_qparams on [-amax, amax] with the activation args, in the model dtype (bf16).
+  QuantArgs qa;
+  qa.num_bits = a.num_bits;
+  qa.type = a.type;
+  qa.strategy = Strategy::kTensor;
+  qa.scale_dtype = ScaleDType::kModel;
+  const float scale = qparams_calculate(qa, -input_amax, input_amax, 0.0f).scale;
+  const uint16_t b = bf16_encode(scale);
+  EncodedTensor t{"input_scale", DType::kBF16, {1}, {}};
+  t.bytes.resize(sizeof(b));
+  std::memcpy(t.bytes.data(), &b, sizeof(b));
+  return {t};
+}
+
+}  // namespace dsv4::quant
