@@ -16,5 +16,7 @@ Command cmd_make_model_register(CLI::App& app);
 Command cmd_inspect_register(CLI::App& app);
 Command cmd_forward_register(CLI::App& app);
 Command cmd_solve_register(CLI::App& app);
+Command cmd_tokenize_register(CLI::App& app);
+Command cmd_plan_register(CLI::App& app);
 
 }  // namespace dsv4::launch

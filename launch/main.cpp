@@ -4,6 +4,8 @@
 //   dsv4-calib make-model --preset tiny --out /tmp/tiny
 //   dsv4-calib inspect /tmp/tiny
 //   dsv4-calib forward --model /tmp/tiny --ids ids.json
+//   dsv4-calib tokenize --tokenizer /models/dsv4 --text "Hello" --json
+//   dsv4-calib plan --recipe recipes/w4a16_mtp.yaml --model /tmp/tiny
 //   dsv4-calib --help
 #include <CLI/CLI.hpp>
 
@@ -31,6 +33,8 @@ int main(int argc, char** argv) {
   const dsv4::launch::Command inspect = dsv4::launch::cmd_inspect_register(app);
   const dsv4::launch::Command forward = dsv4::launch::cmd_forward_register(app);
   const dsv4::launch::Command solve = dsv4::launch::cmd_solve_register(app);
+  const dsv4::launch::Command tokenize = dsv4::launch::cmd_tokenize_register(app);
+  const dsv4::launch::Command plan = dsv4::launch::cmd_plan_register(app);
 
   try {
     app.parse(argc, argv);
@@ -43,6 +47,8 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("inspect")) return inspect();
     if (app.got_subcommand("forward")) return forward();
     if (app.got_subcommand("solve")) return solve();
+    if (app.got_subcommand("tokenize")) return tokenize();
+    if (app.got_subcommand("plan")) return plan();
   } catch (const dsv4::Error& e) {
     dsv4::log_error("%s", e.what());
     return 1;

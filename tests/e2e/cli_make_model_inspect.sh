@@ -91,7 +91,18 @@ else
   echo "skip flash write: no tokenizer at '$tok' (set DSV4_SHARED)"
 fi
 
-# 6. Bad arguments.
+# 6. plan: the shipped recipe on the tiny checkpoint and on the release's shape (no files).
+recipes="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../recipes" && pwd)"
+expect_output "plan w4a16_mtp on tiny" 0 "modules: 177 Linear, 112 quantized, 65 kept" \
+  "$bin" plan --recipe "$recipes/w4a16_mtp.yaml" --model "$work/tiny"
+# flash: 43 layers x 256 experts x 3 routed Linears + 43 x 4 attention Linears.
+expect_output "plan w4a16_mtp on flash" 0 '"quantized": 33196' \
+  "$bin" plan --recipe "$recipes/w4a16_mtp.yaml" --preset flash --json
+printf 'q_stage:\n  q_modifiers:\n    GPTQModifier: {scheme: W4A16, dampening: 0.1}\n' > "$work/bad.yaml"
+expect_output "plan names an unknown key" 1 "q_stage.q_modifiers.GPTQModifier.dampening: unknown key" \
+  "$bin" plan --recipe "$work/bad.yaml" --preset tiny
+
+# 7. Bad arguments.
 expect_output "flash needs a tokenizer" 1 "--tokenizer" "$bin" make-model --preset flash --layers 1 --out "$work/f"
 expect_output "unknown preset" 105 "preset" "$bin" make-model --preset huge --out "$work/h"
 expect_output "bad shard size" 1 "--shard-size" "$bin" make-model --preset tiny --shard-size 12X --out "$work/s"

@@ -1,0 +1,246 @@
+// module_plan.cpp: recipe x inventory -> which module gets which scheme.
+#include "calib/module_plan.h"
+
+#include <algorithm>
+#include <map>
+
+#include "common/check.h"
+#include "model/names.h"
+
+namespace dsv4::calib {
+namespace {
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// The Linear leaves of the release naming (transformers' nn.Linear / GroupedLinear modules, and
+// the per-expert Linears llm-compressor creates when it linearizes the fused experts).
+constexpr std::string_view kLinearSuffixes[] = {
+    ".attn.wq_a", ".attn.wq_b", ".attn.wkv", ".attn.wo_a", ".attn.wo_b",
+    ".compressor.wkv", ".compressor.wgate", ".indexer.wq_b", ".indexer.weights_proj",
+    ".w1", ".w2", ".w3", ".e_proj", ".h_proj"};
+
+std::string describe_scheme(const RecipeGroup& g) {
+  std::string s = g.scheme.name + " (" + g.scheme.weights.to_string();
+  if (g.scheme.input_activations) s += "; acts " + g.scheme.input_activations->to_string();
+  return s + ") " + std::string(quant::pack_format_name(quant::quant_scheme_format(g.scheme)));
+}
+
+// Bytes one module takes in the artifact under its scheme (weights and scales only).
+uint64_t module_output_bytes(const PlannedModule& m, const Recipe& r) {
+  const uint64_t n = static_cast<uint64_t>(m.rows) * static_cast<uint64_t>(m.cols);
+  if (!m.quantized()) return n * 2;  // BF16 (exact decode of an FP8/FP4 source, or the BF16 as is)
+  const quant::QuantArgs& a = r.modifiers[m.modifier].groups[m.group].scheme.weights;
+  uint64_t bytes = (n * static_cast<uint64_t>(a.num_bits) + 7) / 8;
+  if (a.group_size > 0) bytes += n / static_cast<uint64_t>(a.group_size) * 2;
+  if (a.strategy == quant::Strategy::kChannel) bytes += static_cast<uint64_t>(m.rows) * 2;
+  if (a.strategy == quant::Strategy::kBlock) {
+    bytes += static_cast<uint64_t>((m.rows + 127) / 128) * static_cast<uint64_t>((m.cols + 127) / 128) * 2;
+  }
+  return bytes;
+}
+
+}  // namespace
+
+bool module_is_linear(std::string_view name) {
+  if (name == "head") return true;
+  if (ends_with(name, ".gate")) return false;  // the router: its own class, never a Linear
+  for (std::string_view s : kLinearSuffixes) {
+    if (ends_with(name, s)) return true;
+  }
+  return false;
+}
+
+ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& config, int mtp_stages) {
+  const model::NameMap names(config);
+  ModulePlan plan;
+  for (const model::ExpectedTensor& t : model::inventory_expected(config, mtp_stages)) {
+    if (!ends_with(t.name, ".weight")) continue;
+    const std::string module = t.name.substr(0, t.name.size() - 7);
+    if (!module_is_linear(module)) continue;
+    PlannedModule m;
+    m.names.release = module;
+    m.names.hf = names.hf_module(module);
+    if (const auto v = names.vllm_module(module)) m.names.vllm = v->name;
+    m.names.classes = ends_with(module, ".wo_a") ? std::vector<std::string>{"DeepseekV4GroupedLinear", "Linear"}
+                                                 : std::vector<std::string>{"Linear"};
+    m.family = model::tensor_family(module);
+    m.layer = t.layer;
+    m.expert = t.expert;
+    m.rows = t.logical_shape[0];
+    m.cols = t.logical_shape[1];
+    m.source = t.encoding;
+    plan.modules.push_back(std::move(m));
+  }
+
+  // One matcher per target list and per ignore list; hit counts feed the warnings.
+  struct ModMatch {
+    TargetMatcher ignore;
+    std::vector<TargetMatcher> groups;
+    std::vector<int64_t> ignore_hits;
+    std::vector<std::vector<int64_t>> target_hits;
+  };
+  std::vector<ModMatch> mm;
+  for (const RecipeModifier& mod : recipe.modifiers) {
+    ModMatch x{TargetMatcher(mod.ignore, recipe.origin + ": " + mod.key_path + ".ignore"), {}, {}, {}};
+    x.ignore_hits.assign(mod.ignore.size(), 0);
+    for (const RecipeGroup& g : mod.groups) {
+      x.groups.emplace_back(g.targets, recipe.origin + ": " + g.key_path + " targets");
+      x.target_hits.emplace_back(g.targets.size(), 0);
+    }
+    mm.push_back(std::move(x));
+  }
+
+  for (PlannedModule& m : plan.modules) {
+    for (size_t i = 0; i < recipe.modifiers.size(); ++i) {
+      const RecipeModifier& mod = recipe.modifiers[i];
+      int group = -1, entry = -1;
+      for (size_t g = 0; g < mm[i].groups.size() && group < 0; ++g) {
+        entry = mm[i].groups[g].match(m.names);
+        if (entry >= 0) group = static_cast<int>(g);
+      }
+      if (group < 0) continue;
+      const int ig = mm[i].ignore.match(m.names);
+      if (ig >= 0) {  // ignore wins over targets
+        ++mm[i].ignore_hits[static_cast<size_t>(ig)];
+        if (m.kept_reason.empty()) m.kept_reason = "ignored by " + mod.key_path + ".ignore '" + mod.ignore[static_cast<size_t>(ig)] + "'";
+        continue;
+      }
+      ++mm[i].target_hits[static_cast<size_t>(group)][static_cast<size_t>(entry)];
+      const RecipeGroup& rg = mod.groups[static_cast<size_t>(group)];
+      DSV4_CHECK_IN("recipe", m.modifier < 0,
+                    "%s: module %s is targeted by both %s and %s; a module can be quantized once "
+                    "(narrow the targets or add it to one modifier's ignore)",
+                    recipe.origin.c_str(), m.names.release.c_str(),
+                    recipe.modifiers[m.modifier].groups[m.group].key_path.c_str(), rg.key_path.c_str());
+      const quant::QuantArgs& a = rg.scheme.weights;
+      if (a.strategy == quant::Strategy::kGroup || a.strategy == quant::Strategy::kTensorGroup) {
+        DSV4_CHECK_IN("recipe", m.cols % a.group_size == 0,
+                      "%s: %s: group_size %d does not divide the %lld input features of %s [%lld, %lld]",
+                      recipe.origin.c_str(), rg.key_path.c_str(), a.group_size, static_cast<long long>(m.cols),
+                      m.names.release.c_str(), static_cast<long long>(m.rows), static_cast<long long>(m.cols));
+      }
+      if (quant::quant_scheme_format(rg.scheme) == quant::PackFormat::kNvfp4PackQuantized ||
+          quant::quant_scheme_format(rg.scheme) == quant::PackFormat::kMxfp4PackQuantized) {
+        DSV4_CHECK_IN("recipe", m.cols % 2 == 0, "%s: %s: %s has an odd number of input features (%lld) for FP4 packing",
+                      recipe.origin.c_str(), rg.key_path.c_str(), m.names.release.c_str(), static_cast<long long>(m.cols));
+      }
+      m.modifier = static_cast<int>(i);
+      m.group = group;
+      m.kept_reason.clear();
+    }
+    if (!m.quantized() && m.kept_reason.empty()) m.kept_reason = "not targeted";
+  }
+
+  for (size_t i = 0; i < recipe.modifiers.size(); ++i) {
+    const RecipeModifier& mod = recipe.modifiers[i];
+    for (size_t g = 0; g < mod.groups.size(); ++g) {
+      for (size_t e = 0; e < mod.groups[g].targets.size(); ++e) {
+        if (mm[i].target_hits[g][e] == 0) {
+          plan.warnings.push_back(mod.groups[g].key_path + " target '" + mod.groups[g].targets[e] +
+                                  "' matches no module that is not ignored");
+        }
+      }
+    }
+    for (size_t e = 0; e < mod.ignore.size(); ++e) {
+      if (mm[i].ignore_hits[e] == 0) {
+        plan.warnings.push_back(mod.key_path + ".ignore '" + mod.ignore[e] + "' matches no targeted module");
+      }
+    }
+  }
+
+  // Hessians of one layer: distinct inputs per quantized GPTQ module. In all-experts mode the
+  // routed w1/w3 of a layer share one H; wq_a and wkv share one; wo_a has one per group.
+  std::map<int, std::map<std::string, int64_t>> per_layer;
+  for (const PlannedModule& m : plan.modules) {
+    plan.output_bytes += module_output_bytes(m, recipe);
+    if (!m.quantized() || recipe.modifiers[m.modifier].kind != ModifierKind::kGptq) continue;
+    std::string key = m.names.release;
+    if ((ends_with(key, ".w1") || ends_with(key, ".w3")) && m.expert >= 0 && recipe.calibration.all_experts) {
+      key = "experts.w13";
+    } else if (ends_with(key, ".w1") || ends_with(key, ".w3")) {
+      key = key.substr(0, key.size() - 1) + "13";
+    } else if (ends_with(key, ".attn.wq_a") || ends_with(key, ".attn.wkv")) {
+      key = "attn.x";
+    }
+    int64_t bytes = m.cols * m.cols * 4;
+    if (ends_with(key, ".wo_a")) bytes = static_cast<int64_t>(config.o_groups) * m.cols * m.cols * 4;
+    per_layer[m.layer][key] = bytes;
+  }
+  for (const auto& [layer, hs] : per_layer) {
+    int64_t sum = 0;
+    for (const auto& [k, b] : hs) sum += b;
+    plan.hessian_bytes_peak_layer = std::max(plan.hessian_bytes_peak_layer, sum);
+  }
+  return plan;
+}
+
+std::string module_plan_table(const Recipe& recipe, const ModulePlan& plan) {
+  struct Row {
+    int64_t count = 0;
+    std::string shape, source, action;
+  };
+  std::vector<std::string> order;
+  std::map<std::string, Row> rows;
+  for (const PlannedModule& m : plan.modules) {
+    const std::string action = m.quantized()
+                                   ? std::string(modifier_kind_name(recipe.modifiers[m.modifier].kind)) + " " +
+                                         describe_scheme(recipe.modifiers[m.modifier].groups[m.group])
+                                   : "kept BF16: " + m.kept_reason;
+    const std::string key = m.family + "|" + action;
+    if (!rows.count(key)) {
+      order.push_back(key);
+      rows[key].shape = "[" + std::to_string(m.rows) + ", " + std::to_string(m.cols) + "]";
+      rows[key].source = m.source == model::TensorEncoding::kFp8Block ? "fp8" : m.source == model::TensorEncoding::kMxfp4 ? "mxfp4" : "bf16";
+      rows[key].action = action;
+    }
+    ++rows[key].count;
+  }
+  std::string out = strfmt("%-44s %7s %-14s %-6s %s\n", "module family", "count", "shape", "source", "action");
+  int64_t quantized = 0;
+  for (const PlannedModule& m : plan.modules) quantized += m.quantized();
+  for (const std::string& key : order) {
+    const Row& r = rows[key];
+    out += strfmt("%-44s %7lld %-14s %-6s %s\n", key.substr(0, key.find('|')).c_str(),
+                  static_cast<long long>(r.count), r.shape.c_str(), r.source.c_str(), r.action.c_str());
+  }
+  out += strfmt("modules: %zu Linear, %lld quantized, %lld kept\n", plan.modules.size(),
+                static_cast<long long>(quantized), static_cast<long long>(plan.modules.size()) - quantized);
+  out += strfmt("estimate: Linear weights in the artifact %.3f GB; peak Hessian memory per layer %.3f GB (fp32)\n",
+                static_cast<double>(plan.output_bytes) / 1e9, static_cast<double>(plan.hessian_bytes_peak_layer) / 1e9);
+  for (const std::string& w : plan.warnings) out += "warning: " + w + "\n";
+  return out;
+}
+
+nlohmann::ordered_json module_plan_json(const Recipe& recipe, const ModulePlan& plan) {
+  nlohmann::ordered_json j;
+  nlohmann::ordered_json mods = nlohmann::ordered_json::array();
+  int64_t quantized = 0;
+  for (const PlannedModule& m : plan.modules) {
+    nlohmann::ordered_json e;
+    e["module"] = m.names.release;
+    e["family"] = m.family;
+    e["shape"] = {m.rows, m.cols};
+    if (m.quantized()) {
+      ++quantized;
+      const RecipeGroup& g = recipe.modifiers[m.modifier].groups[m.group];
+      e["modifier"] = std::string(modifier_kind_name(recipe.modifiers[m.modifier].kind));
+      e["group"] = g.name;
+      e["scheme"] = g.scheme.name;
+      e["format"] = std::string(quant::pack_format_name(quant::quant_scheme_format(g.scheme)));
+    } else {
+      e["kept"] = m.kept_reason;
+    }
+    mods.push_back(std::move(e));
+  }
+  j["modules"] = std::move(mods);
+  j["quantized"] = quantized;
+  j["kept"] = static_cast<int64_t>(plan.modules.size()) - quantized;
+  j["output_linear_bytes"] = plan.output_bytes;
+  j["hessian_bytes_peak_layer"] = plan.hessian_bytes_peak_layer;
+  j["warnings"] = plan.warnings;
+  return j;
+}
+
+}  // namespace dsv4::calib

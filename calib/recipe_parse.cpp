@@ -1,0 +1,310 @@
+// recipe_parse.cpp: YAML text -> Recipe (llm-compressor stage/modifier layout plus the dsv4-calib
+// sections), every key checked.
+#include <fstream>
+#include <sstream>
+
+#include "calib/recipe.h"
+#include "calib/recipe_quant_args.h"
+#include "calib/yaml_reader.h"
+#include "common/check.h"
+#include "common/fs.h"
+
+namespace dsv4::calib {
+
+std::string_view modifier_kind_name(ModifierKind k) {
+  return k == ModifierKind::kGptq ? "GPTQModifier" : "QuantizationModifier";
+}
+
+bool Recipe::needs_data() const {
+  for (const RecipeModifier& m : modifiers) {
+    if (m.kind == ModifierKind::kGptq) return true;
+    for (const RecipeGroup& g : m.groups) {
+      if (g.scheme.input_activations && quant::activation_needs_calibration(*g.scheme.input_activations)) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// `scheme: NAME` with `targets`, or `scheme: {NAME: [targets], ...}`.
+void parse_scheme_key(YamlReader& m, RecipeModifier* out) {
+  const YAML::Node s = m.take("scheme");
+  const std::vector<std::string> targets = m.get_strings("targets", {"Linear"});
+  auto preset = [&](const std::string& name, const std::string& key) {
+    try {
+      return quant::quant_scheme_preset(name);
+    } catch (const Error& e) {
+      m.fail(key, e.what());
+    }
+  };
+  if (s.IsScalar()) {
+    RecipeGroup g;
+    g.name = "group_0";
+    g.targets = targets;
+    g.scheme = preset(s.Scalar(), "scheme");
+    g.key_path = m.key_path("scheme");
+    out->groups.push_back(std::move(g));
+    return;
+  }
+  if (!s.IsMap()) m.fail("scheme", "expected a preset name or a mapping {PRESET: [targets]}");
+  YamlReader sm(s, m.file(), m.key_path("scheme"));
+  for (const std::string& name : sm.keys()) {
+    RecipeGroup g;
+    g.name = name;
+    g.targets = sm.get_strings(name, {});
+    if (g.targets.empty()) sm.fail(name, "expected a non-empty list of targets");
+    g.scheme = preset(name, "scheme." + name);
+    g.key_path = sm.key_path(name);
+    out->groups.push_back(std::move(g));
+  }
+}
+
+void parse_config_groups(YamlReader& m, RecipeModifier* out) {
+  YamlReader groups = m.child("config_groups");
+  for (const std::string& name : groups.keys()) {
+    YamlReader g = groups.child(name);
+    RecipeGroup rg;
+    rg.name = name;
+    rg.key_path = g.path();
+    rg.targets = g.get_strings("targets", {});
+    if (rg.targets.empty()) g.fail("targets", "expected a non-empty list of targets");
+    rg.scheme.name = name;
+    std::optional<quant::ActOrder> order;
+    if (!g.has("weights")) g.fail("weights", "a config group needs weights");
+    YamlReader w = g.child("weights");
+    rg.scheme.weights = recipe_weights_parse(w, &order);
+    if (g.has("input_activations")) {
+      YamlReader a = g.child("input_activations");
+      rg.scheme.input_activations = recipe_activations_parse(a);
+    } else {
+      (void)g.take("input_activations");
+    }
+    if (g.has("output_activations")) g.fail("output_activations", "output activation quantization is not supported");
+    (void)g.take("output_activations");
+    const std::string fmt = g.get_string("format", "");
+    if (!fmt.empty()) {
+      rg.scheme.format = quant::pack_format_from_name(fmt);
+      if (!rg.scheme.format) {
+        g.fail("format", "unknown format '" + fmt + "' (pack-quantized, float-quantized, int-quantized, "
+                         "naive-quantized, nvfp4-pack-quantized, mxfp4-pack-quantized)");
+      }
+    }
+    try {
+      rg.scheme.check();
+    } catch (const Error& e) {
+      g.fail("", e.what());
+    }
+    g.finish({"targets", "weights", "input_activations", "output_activations", "format"});
+    if (order) {
+      rg.actorder = *order;
+      rg.actorder_explicit = true;
+    }
+    out->groups.push_back(std::move(rg));
+  }
+  if (out->groups.empty()) m.fail("config_groups", "expected at least one group");
+}
+
+RecipeModifier parse_modifier(YamlReader& m, ModifierKind kind) {
+  RecipeModifier out;
+  out.kind = kind;
+  out.key_path = m.path();
+  const bool has_scheme = m.has("scheme"), has_groups = m.has("config_groups");
+  if (has_scheme && has_groups) m.fail("scheme", "scheme and config_groups cannot be used together");
+  if (!has_scheme && !has_groups) m.fail("scheme", "expected scheme (+ targets) or config_groups");
+  if (has_scheme) {
+    parse_scheme_key(m, &out);
+  } else {
+    if (m.has("targets")) m.fail("targets", "with config_groups, targets belong inside each group");
+    parse_config_groups(m, &out);
+  }
+  out.ignore = m.get_strings("ignore", {});
+  for (const std::string& ig : out.ignore) {
+    for (const RecipeGroup& g : out.groups) {
+      for (const std::string& t : g.targets) {
+        if (t == ig) m.fail("ignore", "'" + ig + "' is both ignored and a target of " + g.key_path);
+      }
+    }
+  }
+  if (m.has("kv_cache_scheme")) m.fail("kv_cache_scheme", "KV-cache quantization is not supported");
+  (void)m.take("kv_cache_scheme");
+  (void)m.get_bool("bypass_divisibility_checks", false);
+  std::vector<std::string> accepted = {"scheme", "targets", "config_groups", "ignore", "kv_cache_scheme",
+                                       "bypass_divisibility_checks"};
+  if (kind == ModifierKind::kGptq) {
+    quant::GptqOptions& o = out.gptq;
+    o.dampening_frac = static_cast<float>(m.get_double("dampening_frac", o.dampening_frac));
+    o.block_size = static_cast<int>(m.get_int("block_size", o.block_size));
+    const bool modifier_order_set = m.has("actorder");
+    o.actorder = recipe_actorder_parse(m, "actorder", quant::ActOrder::kStatic);
+    o.qparams = m.get_enum("qparams", "upfront", {"upfront", "lazy"}) == "lazy" ? quant::QParamsTiming::kLazy
+                                                                                : quant::QParamsTiming::kUpfront;
+    o.max_damping_escalations = static_cast<int>(m.get_int("max_damping_escalations", o.max_damping_escalations));
+    (void)m.get_bool("offload_hessians", false);       // Hessians live where the plan puts them
+    (void)m.get_strings("sequential_targets", {});     // always layer-sequential here
+    try {
+      o.check();
+    } catch (const Error& e) {
+      m.fail("", e.what());
+    }
+    // A group's own actorder wins, but must not contradict an explicit modifier-level one.
+    for (RecipeGroup& g : out.groups) {
+      if (g.actorder_explicit && modifier_order_set && g.actorder != o.actorder) {
+        m.fail("actorder", "contradicts " + g.key_path + ".weights.actorder");
+      }
+      if (!g.actorder_explicit) g.actorder = o.actorder;
+    }
+    accepted.insert(accepted.end(), {"dampening_frac", "block_size", "actorder", "qparams",
+                                     "max_damping_escalations", "offload_hessians", "sequential_targets"});
+  } else {
+    for (RecipeGroup& g : out.groups) g.actorder = quant::ActOrder::kNone;
+  }
+  m.finish(accepted);
+  return out;
+}
+
+void parse_stage(YamlReader& stage, Recipe* r) {
+  for (const std::string& gkey : stage.keys()) {
+    if (!ends_with(gkey, "_modifiers")) stage.fail(gkey, "expected a '<name>_modifiers' mapping");
+    YamlReader mods = stage.child(gkey);
+    for (const std::string& name : mods.keys()) {
+      YamlReader m = mods.child(name);
+      if (name == "GPTQModifier") {
+        r->modifiers.push_back(parse_modifier(m, ModifierKind::kGptq));
+      } else if (name == "QuantizationModifier") {
+        r->modifiers.push_back(parse_modifier(m, ModifierKind::kQuantization));
+      } else {
+        mods.fail(name, "unknown modifier; supported: GPTQModifier, QuantizationModifier");
+      }
+    }
+  }
+  stage.finish();
+}
+
+void parse_dataset(YamlReader& d, Recipe* r) {
+  data::DatasetOptions& o = r->dataset;
+  o.files = d.get_strings("files", {});
+  const std::string fmt = d.get_enum("format", "auto", {"auto", "jsonl", "text"});
+  o.format = fmt == "jsonl" ? data::DatasetFormat::kJsonl : fmt == "text" ? data::DatasetFormat::kText : data::DatasetFormat::kAuto;
+  const std::string unit = d.get_enum("text_unit", "paragraph", {"paragraph", "line", "file"});
+  o.text_unit = unit == "line" ? data::TextUnit::kLine : unit == "file" ? data::TextUnit::kFile : data::TextUnit::kParagraph;
+  o.num_samples = d.get_int("num_samples", 512);
+  o.seq_len = d.get_int("seq_len", 512);
+  o.min_len = d.get_int("min_len", o.min_len);
+  o.seed = static_cast<uint64_t>(d.get_int("seed", 42));
+  const std::string chat = d.get_enum("chat", "chat", {"chat", "thinking", "none"});
+  o.chat = chat == "none" ? std::nullopt : std::optional<data::ChatMode>(chat == "thinking" ? data::ChatMode::kThinking : data::ChatMode::kChat);
+  o.add_bos = d.get_bool("add_bos", o.add_bos);
+  o.packing = d.get_bool("packing", o.packing);
+  o.skip_malformed = d.get_bool("skip_malformed", o.skip_malformed);
+  d.finish({"files", "format", "text_unit", "num_samples", "seq_len", "min_len", "seed", "chat", "add_bos",
+            "packing", "skip_malformed"});
+  try {
+    if (!o.files.empty()) o.check();
+  } catch (const Error& e) {
+    d.fail("", e.what());
+  }
+}
+
+uint64_t parse_bytes(YamlReader& o, const std::string& key, uint64_t fallback) {
+  const std::string v = o.get_string(key, "");
+  if (v.empty()) return fallback;
+  char* end = nullptr;
+  const double num = std::strtod(v.c_str(), &end);
+  std::string unit(end);
+  while (!unit.empty() && unit.front() == ' ') unit.erase(0, 1);
+  const double mult = unit.empty() || unit == "B" ? 1.0
+                      : unit == "KB"              ? 1e3
+                      : unit == "MB"              ? 1e6
+                      : unit == "GB"              ? 1e9
+                      : unit == "KiB"             ? 1024.0
+                      : unit == "MiB"             ? 1048576.0
+                      : unit == "GiB"             ? 1073741824.0
+                                                  : -1.0;
+  if (end == v.c_str() || mult < 0 || num <= 0) {
+    o.fail(key, "expected a size such as 5GB, 512MiB or a byte count, got '" + v + "'");
+  }
+  return static_cast<uint64_t>(num * mult);
+}
+
+}  // namespace
+
+Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    DSV4_FAIL("recipe", "%s: line %d column %d: invalid YAML: %s", origin.c_str(), e.mark.line + 1,
+              e.mark.column + 1, e.msg.c_str());
+  }
+  YamlReader top(root, origin, "");
+  Recipe r;
+  r.origin = origin;
+  YamlReader model = top.child("model");
+  r.model = model.get_string("path", "");
+  r.tokenizer = model.get_string("tokenizer", "");
+  model.finish({"path", "tokenizer"});
+  YamlReader ds = top.child("dataset");
+  parse_dataset(ds, &r);
+  YamlReader cal = top.child("calibration");
+  r.calibration.all_experts = cal.get_bool("all_experts", true);
+  r.calibration.propagate_error = cal.get_bool("propagate_error", true);
+  r.calibration.w2_input = cal.get_enum("w2_input", "unweighted", {"unweighted", "weighted"}) == "weighted"
+                               ? W2Input::kWeighted
+                               : W2Input::kUnweighted;
+  r.calibration.batch_tokens = cal.get_int("batch_tokens", r.calibration.batch_tokens);
+  if (r.calibration.batch_tokens <= 0) cal.fail("batch_tokens", "expected a positive token count");
+  cal.finish({"all_experts", "propagate_error", "w2_input", "batch_tokens"});
+  YamlReader out = top.child("output");
+  r.output.dir = out.get_string("dir", "");
+  r.output.shard_bytes = parse_bytes(out, "shard_size", r.output.shard_bytes);
+  r.output.profile = out.get_enum("profile", "vllm", {"vllm"});
+  r.output.mtp_aliases = out.get_bool("mtp_aliases", false);
+  r.output.copy_tokenizer = out.get_bool("copy_tokenizer", true);
+  out.finish({"dir", "shard_size", "profile", "mtp_aliases", "copy_tokenizer"});
+  YamlReader run = top.child("run");
+  r.run.checkpoint_every = static_cast<int>(run.get_int("checkpoint_every", 1));
+  if (r.run.checkpoint_every < 1) run.fail("checkpoint_every", "expected at least 1");
+  r.run.collective_timeout_s = run.get_double("collective_timeout_s", r.run.collective_timeout_s);
+  run.finish({"checkpoint_every", "collective_timeout_s"});
+
+  static const std::vector<std::string> kSections = {"model", "dataset", "calibration", "output", "run"};
+  for (const std::string& key : top.keys()) {
+    if (std::find(kSections.begin(), kSections.end(), key) != kSections.end()) continue;
+    if (!ends_with(key, "_stage")) {
+      top.fail(key, "unknown key; expected model, dataset, calibration, output, run or a '<name>_stage'");
+    }
+    if (!r.stage.empty()) top.fail(key, "a second stage ('" + r.stage + "' came first); one stage is supported");
+    r.stage = key;
+    YamlReader stage = top.child(key);
+    parse_stage(stage, &r);
+  }
+  if (r.modifiers.empty()) top.fail("", "no quantization stage: expected e.g. quant_stage.quant_modifiers.GPTQModifier");
+  top.finish();
+  return r;
+}
+
+Recipe recipe_load(const std::string& path) {
+  std::ifstream in(path);
+  DSV4_CHECK_IN("recipe", in.good(), "%s: cannot open the recipe file", path.c_str());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return recipe_parse(ss.str(), path);
+}
+
+void recipe_apply_overrides(Recipe& r, const RecipeOverrides& o) {
+  if (o.model) r.model = *o.model;
+  if (o.dataset) r.dataset.files = {*o.dataset};
+  if (o.out) r.output.dir = *o.out;
+  if (o.num_samples) r.dataset.num_samples = *o.num_samples;
+  if (o.seq_len) r.dataset.seq_len = *o.seq_len;
+  if (!r.dataset.files.empty()) r.dataset.check();
+}
+
+}  // namespace dsv4::calib

@@ -1,0 +1,27 @@
+// recipe_quant_args.h: compressed-tensors QuantizationArgs (gptq_and_formats.md §2.2) read from a
+// recipe's `weights:` / `input_activations:` mapping into quant::QuantArgs / quant::ActivationArgs,
+// with compressed-tensors' inference rules (strategy from group_size, observer spellings, the
+// scale dtype implied by NVFP4/MX) and errors naming the key path.
+//
+//   YamlReader w = group.child("weights");
+//   std::optional<quant::ActOrder> order;
+//   quant::QuantArgs args = recipe_weights_parse(w, &order);
+#pragma once
+
+#include <optional>
+
+#include "calib/yaml_reader.h"
+#include "quant/gptq.h"
+#include "quant/quant_args.h"
+#include "quant/quant_scheme.h"
+
+namespace dsv4::calib {
+
+// *actorder gets the args' `actorder` when written (static/weight -> kStatic, group/true ->
+// kGroup, none/false/null -> kNone; "dynamic" is refused: it is not defined for GPTQ here).
+quant::QuantArgs recipe_weights_parse(YamlReader& r, std::optional<quant::ActOrder>* actorder);
+quant::ActivationArgs recipe_activations_parse(YamlReader& r);
+// "static" | "group" | "none" | ... as a modifier-level actorder value (same spellings).
+quant::ActOrder recipe_actorder_parse(YamlReader& r, const std::string& key, quant::ActOrder fallback);
+
+}  // namespace dsv4::calib

@@ -1,0 +1,133 @@
+// yaml_reader.cpp: key-path-aware YAML getters.
+#include "calib/yaml_reader.h"
+
+#include <algorithm>
+
+#include "common/check.h"
+
+namespace dsv4::calib {
+
+YamlReader::YamlReader(YAML::Node node, std::string file, std::string path)
+    : node_(std::move(node)), file_(std::move(file)), path_(std::move(path)) {
+  if (present() && !node_.IsMap()) {
+    DSV4_FAIL("recipe", "%s: %s: expected a mapping of keys, got %s", file_.c_str(),
+              path_.empty() ? "(top level)" : path_.c_str(),
+              node_.IsSequence() ? "a list" : "a single value");
+  }
+}
+
+std::string YamlReader::key_path(const std::string& key) const {
+  if (key.empty()) return path_.empty() ? "(top level)" : path_;
+  return path_.empty() ? key : path_ + "." + key;
+}
+
+void YamlReader::fail(const std::string& key, const std::string& message) const {
+  DSV4_FAIL("recipe", "%s: %s: %s", file_.c_str(), key_path(key).c_str(), message.c_str());
+}
+
+bool YamlReader::has(const std::string& key) const {
+  return present() && node_[key].IsDefined() && !node_[key].IsNull();
+}
+
+std::vector<std::string> YamlReader::keys() const {
+  std::vector<std::string> out;
+  if (!present()) return out;
+  for (const auto& kv : node_) out.push_back(kv.first.as<std::string>());
+  return out;
+}
+
+YAML::Node YamlReader::take(const std::string& key) {
+  read_.insert(key);
+  return present() ? node_[key] : YAML::Node();
+}
+
+namespace {
+
+std::string describe(const YAML::Node& n) {
+  if (n.IsSequence()) return "a list";
+  if (n.IsMap()) return "a mapping";
+  return "'" + n.Scalar() + "'";
+}
+
+}  // namespace
+
+std::string YamlReader::get_string(const std::string& key, const std::string& fallback) {
+  const YAML::Node n = take(key);
+  if (!n.IsDefined() || n.IsNull()) return fallback;
+  if (!n.IsScalar()) fail(key, "expected a string, got " + describe(n));
+  return n.Scalar();
+}
+
+int64_t YamlReader::get_int(const std::string& key, int64_t fallback) {
+  const YAML::Node n = take(key);
+  if (!n.IsDefined() || n.IsNull()) return fallback;
+  int64_t v = 0;
+  if (!n.IsScalar() || !YAML::convert<int64_t>::decode(n, v)) {
+    fail(key, "expected an integer, got " + describe(n));
+  }
+  return v;
+}
+
+double YamlReader::get_double(const std::string& key, double fallback) {
+  const YAML::Node n = take(key);
+  if (!n.IsDefined() || n.IsNull()) return fallback;
+  double v = 0;
+  if (!n.IsScalar() || !YAML::convert<double>::decode(n, v)) {
+    fail(key, "expected a number, got " + describe(n));
+  }
+  return v;
+}
+
+bool YamlReader::get_bool(const std::string& key, bool fallback) {
+  const YAML::Node n = take(key);
+  if (!n.IsDefined() || n.IsNull()) return fallback;
+  bool v = false;
+  if (!n.IsScalar() || !YAML::convert<bool>::decode(n, v)) {
+    fail(key, "expected true or false, got " + describe(n));
+  }
+  return v;
+}
+
+std::vector<std::string> YamlReader::get_strings(const std::string& key,
+                                                 const std::vector<std::string>& fallback) {
+  const YAML::Node n = take(key);
+  if (!n.IsDefined() || n.IsNull()) return fallback;
+  if (n.IsScalar()) return {n.Scalar()};
+  if (!n.IsSequence()) fail(key, "expected a string or a list of strings, got " + describe(n));
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n.size(); ++i) {
+    if (!n[i].IsScalar()) {
+      fail(key + "[" + std::to_string(i) + "]", "expected a string, got " + describe(n[i]));
+    }
+    out.push_back(n[i].Scalar());
+  }
+  return out;
+}
+
+std::string YamlReader::get_enum(const std::string& key, const std::string& fallback,
+                                 const std::vector<std::string>& allowed) {
+  const std::string v = get_string(key, fallback);
+  if (std::find(allowed.begin(), allowed.end(), v) != allowed.end()) return v;
+  std::string list;
+  for (const std::string& a : allowed) list += (list.empty() ? "" : ", ") + a;
+  fail(key, "expected one of " + list + ", got '" + v + "'");
+}
+
+YamlReader YamlReader::child(const std::string& key) {
+  return YamlReader(take(key), file_, key_path(key));
+}
+
+void YamlReader::finish(const std::vector<std::string>& accepted_hint) const {
+  if (!present()) return;
+  for (const std::string& k : keys()) {
+    if (read_.count(k)) continue;
+    std::string list;
+    for (const std::string& a : accepted_hint.empty() ? std::vector<std::string>(read_.begin(), read_.end())
+                                                       : accepted_hint) {
+      list += (list.empty() ? "" : ", ") + a;
+    }
+    fail(k, "unknown key" + (list.empty() ? std::string() : "; accepted here: " + list));
+  }
+}
+
+}  // namespace dsv4::calib

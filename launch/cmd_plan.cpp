@@ -1,0 +1,73 @@
+// cmd_plan.cpp: `dsv4-calib plan`: resolves a recipe on a model and prints the module -> scheme
+// table by family, what is kept and why, the estimates and every warning. Writes nothing.
+//
+//   dsv4-calib plan --recipe recipes/w4a16_mtp.yaml --model runs/tiny
+//   dsv4-calib plan --recipe recipes/w4a16_mtp.yaml --preset flash      # the release's shape, no files
+//   dsv4-calib plan --recipe R --model DIR --json                       # machine-readable
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <memory>
+
+#include "calib/module_plan.h"
+#include "calib/recipe.h"
+#include "common/check.h"
+#include "common/safetensors.h"
+#include "launch/commands.h"
+#include "model/config.h"
+#include "model/inventory.h"
+
+namespace dsv4::launch {
+namespace {
+
+struct PlanArgs {
+  std::string recipe, model, preset;
+  bool json = false;
+};
+
+int run_plan(const PlanArgs& a) {
+  calib::Recipe recipe = calib::recipe_load(a.recipe);
+  calib::RecipeOverrides o;
+  if (!a.model.empty()) o.model = a.model;
+  calib::recipe_apply_overrides(recipe, o);
+  model::ModelConfig config;
+  int mtp_stages = 1;
+  std::string source;
+  if (!a.preset.empty()) {
+    config = a.preset == "flash" ? model::ModelConfig::flash() : model::ModelConfig::tiny();
+    source = "preset " + a.preset + " (" + std::to_string(mtp_stages) + " MTP stage)";
+  } else {
+    DSV4_CHECK_IN("plan", !recipe.model.empty(),
+                  "%s: no model: set model.path in the recipe, or pass --model DIR or --preset flash|tiny",
+                  a.recipe.c_str());
+    config = model::ModelConfig::from_file(recipe.model + "/config.json");
+    mtp_stages = model::inventory_mtp_stages(Checkpoint::open(recipe.model).names());
+    source = recipe.model + " (" + std::to_string(mtp_stages) + " MTP stage(s) in the checkpoint)";
+  }
+  const calib::ModulePlan plan = calib::module_plan_build(recipe, config, mtp_stages);
+  if (a.json) {
+    nlohmann::ordered_json j = calib::module_plan_json(recipe, plan);
+    j["recipe"] = a.recipe;
+    j["model"] = source;
+    std::printf("%s\n", j.dump(1).c_str());
+  } else {
+    std::printf("recipe %s on %s\n%s", a.recipe.c_str(), source.c_str(),
+                calib::module_plan_table(recipe, plan).c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command cmd_plan_register(CLI::App& app) {
+  auto a = std::make_shared<PlanArgs>();
+  CLI::App* sub = app.add_subcommand("plan", "Resolve a recipe on a model: the module -> scheme table, nothing written");
+  sub->add_option("--recipe", a->recipe, "recipe YAML")->required()->check(CLI::ExistingFile);
+  sub->add_option("--model", a->model, "release checkpoint directory (overrides the recipe's model.path)");
+  sub->add_option("--preset", a->preset, "plan on a built-in shape instead of a checkpoint")
+      ->check(CLI::IsMember({"flash", "tiny"}));
+  sub->add_flag("--json", a->json, "print the plan as JSON");
+  return [a] { return run_plan(*a); };
+}
+
+}  // namespace dsv4::launch

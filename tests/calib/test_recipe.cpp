@@ -1,0 +1,166 @@
+// test_recipe.cpp: recipe parsing (llm-compressor layout + dsv4 sections), errors with key paths,
+// overrides, and the resolved recipe.yaml reading back to the same recipe.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "calib/recipe.h"
+#include "common/check.h"
+
+namespace dsv4::calib {
+namespace {
+
+void expect_error(const std::string& yaml, const std::string& needle) {
+  try {
+    recipe_parse(yaml, "r.yaml");
+    ADD_FAILURE() << "no error; expected one containing '" << needle << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("r.yaml"), std::string::npos) << e.what();
+  }
+}
+
+const char* kGroups = R"(
+model: {path: /m}
+dataset: {files: [a.jsonl], num_samples: 64, seq_len: 256, seed: 7, chat: thinking}
+calibration: {all_experts: false, w2_input: weighted}
+output: {dir: /o, shard_size: 2GB, mtp_aliases: true}
+run: {checkpoint_every: 2}
+quant_stage:
+  quant_modifiers:
+    GPTQModifier:
+      dampening_frac: 0.1
+      block_size: 64
+      ignore: [lm_head]
+      config_groups:
+        group_0:
+          targets: ["re:.*experts.*"]
+          weights: {num_bits: 4, type: int, symmetric: false, group_size: 32, observer: mse,
+                    observer_kwargs: {grid: 50}, actorder: group}
+        group_1:
+          targets: [Linear]
+          weights: {num_bits: 8, type: int, strategy: channel}
+          input_activations: {num_bits: 8, type: int, strategy: token, dynamic: true}
+    QuantizationModifier:
+      scheme: {FP8_BLOCK: ["re:.*attn.*"], NVFP4A16: ["re:.*shared.*"]}
+)";
+
+TEST(Recipe, ParsesGroupsPresetsAndSections) {
+  const Recipe r = recipe_parse(kGroups, "r.yaml");
+  EXPECT_EQ(r.model, "/m");
+  EXPECT_EQ(r.dataset.files, std::vector<std::string>{"a.jsonl"});
+  EXPECT_EQ(r.dataset.num_samples, 64);
+  EXPECT_EQ(r.dataset.seq_len, 256);
+  EXPECT_EQ(r.dataset.seed, 7u);
+  ASSERT_TRUE(r.dataset.chat.has_value());
+  EXPECT_EQ(*r.dataset.chat, data::ChatMode::kThinking);
+  EXPECT_FALSE(r.calibration.all_experts);
+  EXPECT_TRUE(r.calibration.propagate_error);
+  EXPECT_EQ(r.calibration.w2_input, W2Input::kWeighted);
+  EXPECT_EQ(r.output.shard_bytes, 2000000000u);
+  EXPECT_TRUE(r.output.mtp_aliases);
+  EXPECT_EQ(r.run.checkpoint_every, 2);
+  EXPECT_EQ(r.stage, "quant_stage");
+  ASSERT_EQ(r.modifiers.size(), 2u);
+  const RecipeModifier& g = r.modifiers[0];
+  EXPECT_EQ(g.kind, ModifierKind::kGptq);
+  EXPECT_FLOAT_EQ(g.gptq.dampening_frac, 0.1f);
+  EXPECT_EQ(g.gptq.block_size, 64);
+  EXPECT_EQ(g.gptq.actorder, quant::ActOrder::kStatic);  // the modifier default
+  EXPECT_EQ(g.ignore, std::vector<std::string>{"lm_head"});
+  ASSERT_EQ(g.groups.size(), 2u);
+  const quant::QuantArgs& w0 = g.groups[0].scheme.weights;
+  EXPECT_EQ(w0.num_bits, 4);
+  EXPECT_FALSE(w0.symmetric);
+  EXPECT_EQ(w0.strategy, quant::Strategy::kGroup);  // inferred from group_size
+  EXPECT_EQ(w0.group_size, 32);
+  EXPECT_EQ(w0.observer, quant::ObserverKind::kMse);
+  EXPECT_EQ(w0.mse.grid, 50);
+  EXPECT_EQ(g.groups[0].actorder, quant::ActOrder::kGroup);  // the group's own wins
+  EXPECT_EQ(g.groups[1].actorder, quant::ActOrder::kStatic);
+  EXPECT_EQ(quant::quant_scheme_format(g.groups[1].scheme), quant::PackFormat::kIntQuantized);
+  const RecipeModifier& q = r.modifiers[1];
+  EXPECT_EQ(q.kind, ModifierKind::kQuantization);
+  ASSERT_EQ(q.groups.size(), 2u);
+  EXPECT_EQ(q.groups[0].name, "FP8_BLOCK");
+  EXPECT_EQ(q.groups[0].scheme.weights, quant::quant_args_preset("FP8_BLOCK"));
+  EXPECT_TRUE(q.groups[0].scheme.input_activations.has_value());
+  EXPECT_EQ(q.groups[1].targets, std::vector<std::string>{"re:.*shared.*"});
+  EXPECT_TRUE(r.needs_data());
+}
+
+TEST(Recipe, StringSchemeDefaultsToLinearTargets) {
+  const Recipe r = recipe_parse("s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      scheme: W4A16\n", "r.yaml");
+  ASSERT_EQ(r.modifiers.size(), 1u);
+  EXPECT_EQ(r.modifiers[0].groups[0].targets, std::vector<std::string>{"Linear"});
+  EXPECT_FALSE(r.needs_data());
+  EXPECT_EQ(r.dataset.num_samples, 512);  // defaults filled
+  EXPECT_EQ(r.output.profile, "vllm");
+}
+
+TEST(Recipe, ResolvedYamlReadsBackEqual) {
+  const Recipe a = recipe_parse(kGroups, "r.yaml");
+  const std::string y = recipe_to_yaml(a);
+  const Recipe b = recipe_parse(y, "resolved.yaml");
+  EXPECT_EQ(recipe_to_yaml(b), y);
+  ASSERT_EQ(b.modifiers.size(), a.modifiers.size());
+  for (size_t i = 0; i < a.modifiers.size(); ++i) {
+    ASSERT_EQ(b.modifiers[i].groups.size(), a.modifiers[i].groups.size());
+    for (size_t g = 0; g < a.modifiers[i].groups.size(); ++g) {
+      EXPECT_EQ(b.modifiers[i].groups[g].scheme.weights, a.modifiers[i].groups[g].scheme.weights) << y;
+      EXPECT_EQ(b.modifiers[i].groups[g].actorder, a.modifiers[i].groups[g].actorder);
+      EXPECT_EQ(quant::quant_scheme_format(b.modifiers[i].groups[g].scheme),
+                quant::quant_scheme_format(a.modifiers[i].groups[g].scheme));
+    }
+  }
+  // The release FP8 rule (e8m0 on a block strategy) survives the round trip.
+  const Recipe e = recipe_parse(R"(
+q_stage:
+  q_modifiers:
+    QuantizationModifier:
+      config_groups:
+        g: {targets: [Linear], weights: {num_bits: 8, type: float, strategy: block, block_structure: 128x128, scale_dtype: e8m0}}
+)", "e.yaml");
+  EXPECT_EQ(recipe_parse(recipe_to_yaml(e), "x").modifiers[0].groups[0].scheme.weights,
+            quant::quant_args_preset("FP8_BLOCK_E8M0"));
+}
+
+TEST(Recipe, OverridesReplaceRecipeValues) {
+  Recipe r = recipe_parse(kGroups, "r.yaml");
+  recipe_apply_overrides(r, {.model = "/other", .dataset = "b.jsonl", .out = "/out2", .num_samples = 8, .seq_len = 64});
+  EXPECT_EQ(r.model, "/other");
+  EXPECT_EQ(r.dataset.files, std::vector<std::string>{"b.jsonl"});
+  EXPECT_EQ(r.output.dir, "/out2");
+  EXPECT_EQ(r.dataset.num_samples, 8);
+  EXPECT_EQ(r.dataset.seq_len, 64);
+}
+
+TEST(Recipe, ErrorsNameTheKeyPath) {
+  const std::string head = "q_stage:\n  q_modifiers:\n    GPTQModifier:\n";
+  expect_error(head + "      scheme: W4A16\n      dampening: 0.1\n", "q_stage.q_modifiers.GPTQModifier.dampening: unknown key");
+  expect_error(head + "      scheme: W4A17\n", "unknown quantization scheme 'W4A17'");
+  expect_error(head + "      scheme: W4A16\n      config_groups: {g: {targets: [x], weights: {num_bits: 4}}}\n",
+               "scheme and config_groups cannot be used together");
+  expect_error(head + "      config_groups: {g: {targets: [x], weights: {num_bits: 4, group_size: 0}}}\n",
+               "config_groups.g.weights.group_size");
+  expect_error(head + "      config_groups: {g: {targets: [x], weights: {num_bits: 4, type: float, symmetric: false, group_size: 16, strategy: tensor_group}}}\n",
+               "config_groups.g");
+  expect_error(head + "      config_groups: {g: {targets: [x], weights: {num_bits: 4, grup_size: 128}}}\n",
+               "weights.grup_size: unknown key");
+  expect_error(head + "      scheme: W4A16\n      targets: [Linear]\n      ignore: [Linear]\n", "'Linear' is both ignored and a target");
+  expect_error(head + "      scheme: W4A16\n      actorder: dynamic\n", "actorder 'dynamic'");
+  expect_error(head + "      actorder: group\n      config_groups: {g: {targets: [x], weights: {num_bits: 4, group_size: 128, actorder: static}}}\n",
+               "actorder: contradicts");
+  expect_error(head + "      scheme: W4A16\n      kv_cache_scheme: {num_bits: 8}\n", "KV-cache quantization is not supported");
+  expect_error("q_stage:\n  q_modifiers:\n    AWQModifier: {}\n", "unknown modifier");
+  expect_error("modell: {path: x}\nq_stage:\n  q_modifiers:\n    QuantizationModifier: {scheme: W4A16}\n", "modell: unknown key");
+  expect_error("dataset: {num_samples: many}\nq_stage:\n  q_modifiers:\n    QuantizationModifier: {scheme: W4A16}\n",
+               "dataset.num_samples: expected an integer, got 'many'");
+  expect_error("output: {shard_size: 5 parsecs}\nq_stage:\n  q_modifiers:\n    QuantizationModifier: {scheme: W4A16}\n",
+               "output.shard_size");
+  expect_error("model: {path: x}\n", "no quantization stage");
+  expect_error("a: [unclosed\n", "invalid YAML");
+}
+
+}  // namespace
+}  // namespace dsv4::calib
