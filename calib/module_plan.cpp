@@ -10,10 +10,6 @@
 namespace dsv4::calib {
 namespace {
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 // The Linear leaves of the release naming (transformers' nn.Linear / GroupedLinear modules, and
 // the per-expert Linears llm-compressor creates when it linearizes the fused experts).
 constexpr std::string_view kLinearSuffixes[] = {
@@ -45,9 +41,9 @@ uint64_t module_output_bytes(const PlannedModule& m, const Recipe& r) {
 
 bool module_is_linear(std::string_view name) {
   if (name == "head") return true;
-  if (ends_with(name, ".gate")) return false;  // the router: its own class, never a Linear
+  if (name.ends_with(".gate")) return false;  // the router: its own class, never a Linear
   for (std::string_view s : kLinearSuffixes) {
-    if (ends_with(name, s)) return true;
+    if (name.ends_with(s)) return true;
   }
   return false;
 }
@@ -56,14 +52,14 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
   const model::NameMap names(config);
   ModulePlan plan;
   for (const model::ExpectedTensor& t : model::inventory_expected(config, mtp_stages)) {
-    if (!ends_with(t.name, ".weight")) continue;
+    if (!t.name.ends_with(".weight")) continue;
     const std::string module = t.name.substr(0, t.name.size() - 7);
     if (!module_is_linear(module)) continue;
     PlannedModule m;
     m.names.release = module;
     m.names.hf = names.hf_module(module);
     if (const auto v = names.vllm_module(module)) m.names.vllm = v->name;
-    m.names.classes = ends_with(module, ".wo_a") ? std::vector<std::string>{"DeepseekV4GroupedLinear", "Linear"}
+    m.names.classes = module.ends_with(".wo_a") ? std::vector<std::string>{"DeepseekV4GroupedLinear", "Linear"}
                                                  : std::vector<std::string>{"Linear"};
     m.family = model::tensor_family(module);
     m.layer = t.layer;
@@ -121,8 +117,8 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
                       recipe.origin.c_str(), rg.key_path.c_str(), a.group_size, static_cast<long long>(m.cols),
                       m.names.release.c_str(), static_cast<long long>(m.rows), static_cast<long long>(m.cols));
       }
-      if (quant::quant_scheme_format(rg.scheme) == quant::PackFormat::kNvfp4PackQuantized ||
-          quant::quant_scheme_format(rg.scheme) == quant::PackFormat::kMxfp4PackQuantized) {
+      const quant::PackFormat format = quant::quant_scheme_format(rg.scheme);
+      if (format == quant::PackFormat::kNvfp4PackQuantized || format == quant::PackFormat::kMxfp4PackQuantized) {
         DSV4_CHECK_IN("recipe", m.cols % 2 == 0, "%s: %s: %s has an odd number of input features (%lld) for FP4 packing",
                       recipe.origin.c_str(), rg.key_path.c_str(), m.names.release.c_str(), static_cast<long long>(m.cols));
       }
@@ -157,15 +153,15 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
     plan.output_bytes += module_output_bytes(m, recipe);
     if (!m.quantized() || recipe.modifiers[m.modifier].kind != ModifierKind::kGptq) continue;
     std::string key = m.names.release;
-    if ((ends_with(key, ".w1") || ends_with(key, ".w3")) && m.expert >= 0 && recipe.calibration.all_experts) {
+    if ((key.ends_with(".w1") || key.ends_with(".w3")) && m.expert >= 0 && recipe.calibration.all_experts) {
       key = "experts.w13";
-    } else if (ends_with(key, ".w1") || ends_with(key, ".w3")) {
+    } else if (key.ends_with(".w1") || key.ends_with(".w3")) {
       key = key.substr(0, key.size() - 1) + "13";
-    } else if (ends_with(key, ".attn.wq_a") || ends_with(key, ".attn.wkv")) {
+    } else if (key.ends_with(".attn.wq_a") || key.ends_with(".attn.wkv")) {
       key = "attn.x";
     }
     int64_t bytes = m.cols * m.cols * 4;
-    if (ends_with(key, ".wo_a")) bytes = static_cast<int64_t>(config.o_groups) * m.cols * m.cols * 4;
+    if (key.ends_with(".wo_a")) bytes = static_cast<int64_t>(config.o_groups) * m.cols * m.cols * 4;
     per_layer[m.layer][key] = bytes;
   }
   for (const auto& [layer, hs] : per_layer) {

@@ -29,10 +29,6 @@ bool Recipe::needs_data() const {
 
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // `scheme: NAME` with `targets`, or `scheme: {NAME: [targets], ...}`.
 void parse_scheme_key(YamlReader& m, RecipeModifier* out) {
   const YAML::Node s = m.take("scheme");
@@ -171,7 +167,7 @@ RecipeModifier parse_modifier(YamlReader& m, ModifierKind kind) {
 
 void parse_stage(YamlReader& stage, Recipe* r) {
   for (const std::string& gkey : stage.keys()) {
-    if (!ends_with(gkey, "_modifiers")) stage.fail(gkey, "expected a '<name>_modifiers' mapping");
+    if (!gkey.ends_with("_modifiers")) stage.fail(gkey, "expected a '<name>_modifiers' mapping");
     YamlReader mods = stage.child(gkey);
     for (const std::string& name : mods.keys()) {
       YamlReader m = mods.child(name);
@@ -277,7 +273,7 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
   static const std::vector<std::string> kSections = {"model", "dataset", "calibration", "output", "run"};
   for (const std::string& key : top.keys()) {
     if (std::find(kSections.begin(), kSections.end(), key) != kSections.end()) continue;
-    if (!ends_with(key, "_stage")) {
+    if (!key.ends_with("_stage")) {
       top.fail(key, "unknown key; expected model, dataset, calibration, output, run or a '<name>_stage'");
     }
     if (!r.stage.empty()) top.fail(key, "a second stage ('" + r.stage + "' came first); one stage is supported");
