@@ -18,5 +18,9 @@ Command cmd_forward_register(CLI::App& app);
 Command cmd_solve_register(CLI::App& app);
 Command cmd_tokenize_register(CLI::App& app);
 Command cmd_plan_register(CLI::App& app);
+Command cmd_eval_register(CLI::App& app);
+Command cmd_verify_register(CLI::App& app);
+// The main job (`dsv4-calib --recipe R ...`): its options live on the top-level app itself.
+Command cmd_calibrate_register(CLI::App& app);
 
 }  // namespace dsv4::launch

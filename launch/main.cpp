@@ -6,6 +6,9 @@
 //   dsv4-calib forward --model /tmp/tiny --ids ids.json
 //   dsv4-calib tokenize --tokenizer /models/dsv4 --text "Hello" --json
 //   dsv4-calib plan --recipe recipes/w4a16_mtp.yaml --model /tmp/tiny
+//   dsv4-calib --recipe recipes/w4a16_mtp.yaml --model /tmp/tiny --dataset calib.jsonl --out /tmp/q
+//   dsv4-calib verify /tmp/q --source /tmp/tiny
+//   dsv4-calib eval --model /tmp/q --data calib.jsonl --reference /tmp/tiny
 //   dsv4-calib --help
 #include <CLI/CLI.hpp>
 
@@ -24,7 +27,7 @@
 int main(int argc, char** argv) {
   CLI::App app{"dsv4-calib: GPTQ calibration of DeepSeek-V4-Flash to a vLLM-ready checkpoint"};
   app.set_version_flag("--version", std::string("dsv4-calib ") + DSV4_VERSION);
-  app.require_subcommand(1);
+  app.require_subcommand(0, 1);  // none: the main job, `dsv4-calib --recipe R`
   int verbosity = 1;
   app.add_option("-v,--verbosity", verbosity, "0 = warnings only, 1 = info, 2 = debug")
       ->check(CLI::Range(0, 2));
@@ -35,6 +38,9 @@ int main(int argc, char** argv) {
   const dsv4::launch::Command solve = dsv4::launch::cmd_solve_register(app);
   const dsv4::launch::Command tokenize = dsv4::launch::cmd_tokenize_register(app);
   const dsv4::launch::Command plan = dsv4::launch::cmd_plan_register(app);
+  const dsv4::launch::Command eval = dsv4::launch::cmd_eval_register(app);
+  const dsv4::launch::Command verify = dsv4::launch::cmd_verify_register(app);
+  const dsv4::launch::Command calibrate = dsv4::launch::cmd_calibrate_register(app);
 
   try {
     app.parse(argc, argv);
@@ -49,6 +55,9 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("solve")) return solve();
     if (app.got_subcommand("tokenize")) return tokenize();
     if (app.got_subcommand("plan")) return plan();
+    if (app.got_subcommand("eval")) return eval();
+    if (app.got_subcommand("verify")) return verify();
+    return calibrate();
   } catch (const dsv4::Error& e) {
     dsv4::log_error("%s", e.what());
     return 1;

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# quickstart.sh: README command (1). Installs the dependencies, builds dsv4-calib (CPU preset),
-# writes the built-in tiny DeepSeek-V4 checkpoint to runs/tiny, inspects it and runs the CPU
-# reference forward on a short chat-formatted sequence. (The calibration job itself arrives with issue 6.)
+# quickstart.sh: README command (1), the whole job on the built-in tiny checkpoint. Installs the
+# dependencies, builds dsv4-calib (CPU preset), writes the tiny DeepSeek-V4 checkpoint in the
+# release layout to runs/tiny (with a synthetic chat calibration set, calib.jsonl), calibrates it
+# with recipes/w4a16_mtp.yaml (GPTQ W4A16 experts, FP8 block attention, MTP kept BF16), verifies
+# the artifact against the source, and evaluates source vs artifact (perplexity, KL, top-1).
+# The artifact goes to runs/tiny_w4a16_mtp; this script replaces its own previous output there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/install_deps.sh
 cmake --preset cpu >/dev/null
 cmake --build --preset cpu -j "$(nproc)" --target dsv4-calib
 bin=build/cpu/launch/dsv4-calib
-if [ ! -f runs/tiny/config.json ]; then
+if [ ! -f runs/tiny/config.json ] || [ ! -f runs/tiny/calib.jsonl ]; then
+  rm -rf runs/tiny
   "$bin" make-model --preset tiny --out runs/tiny
 fi
-"$bin" inspect runs/tiny
-echo '[0, 300, 263, 259, 301, 75, 104, 291, 114, 302, 304, 105, 262, 104, 1]' > runs/tiny_ids.json
-"$bin" forward --model runs/tiny --ids runs/tiny_ids.json
+out=runs/tiny_w4a16_mtp
+rm -rf "$out"
+"$bin" --recipe recipes/w4a16_mtp.yaml --model runs/tiny --dataset runs/tiny/calib.jsonl --out "$out" \
+  --num-samples 32 --seq-len 64
+"$bin" verify "$out" --source runs/tiny
+"$bin" eval --model "$out" --reference runs/tiny --data runs/tiny/calib.jsonl --num-samples 8 --seq-len 64

@@ -82,18 +82,33 @@ void run_block(const Checkpoint& ckpt, const ModelConfig& c, const std::string& 
 
 }  // namespace
 
+namespace {
+
+// The embedding is copied (not scaled) into all n streams.
+std::vector<float> state_from_embed(const std::vector<float>& embed, const ModelConfig& c, int64_t tokens) {
+  const int64_t d = c.hidden_size, n = c.hc_mult;
+  std::vector<float> state(static_cast<size_t>(tokens * n * d));
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t s = 0; s < n; ++s)
+      std::memcpy(&state[static_cast<size_t>((t * n + s) * d)], &embed[static_cast<size_t>(t * d)], d * sizeof(float));
+  return state;
+}
+
+}  // namespace
+
+std::vector<float> model_embed_state(const Checkpoint& ckpt, const ModelConfig& c, const std::vector<int64_t>& ids) {
+  const int64_t tokens = static_cast<int64_t>(ids.size());
+  DSV4_CHECK_IN("forward", tokens > 0, "no tokens to run");
+  return state_from_embed(embed_rows(ckpt, c, ids.data(), tokens), c, tokens);
+}
+
 ForwardResult model_forward(const Checkpoint& ckpt, const ModelConfig& c, const std::vector<int64_t>& ids,
                             const ForwardOptions& o) {
   const int64_t tokens = static_cast<int64_t>(ids.size());
   DSV4_CHECK_IN("forward", tokens > 0, "no tokens to run");
-  const int64_t d = c.hidden_size, n = c.hc_mult;
   ForwardResult r;
   r.embed = embed_rows(ckpt, c, ids.data(), tokens);
-  // The embedding is copied (not scaled) into all n streams.
-  std::vector<float> state(static_cast<size_t>(tokens * n * d));
-  for (int64_t t = 0; t < tokens; ++t)
-    for (int64_t s = 0; s < n; ++s)
-      std::memcpy(&state[static_cast<size_t>((t * n + s) * d)], &r.embed[static_cast<size_t>(t * d)], d * sizeof(float));
+  std::vector<float> state = state_from_embed(r.embed, c, tokens);
 
   const RopeTable main_rope = rope_table_build(c, false, tokens);
   const RopeTable compress_rope = rope_table_build(c, true, tokens);

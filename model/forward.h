@@ -43,6 +43,11 @@ struct ForwardResult {
   std::vector<float> logits;               // [T, vocab]
 };
 
+// The block input of the first layer: embed[ids] copied into all n HC streams, [T, n, D]. Only
+// the rows used are decoded (the table is 1 GB at Flash widths).
+std::vector<float> model_embed_state(const Checkpoint& checkpoint, const ModelConfig& config,
+                                     const std::vector<int64_t>& token_ids);
+
 ForwardResult model_forward(const Checkpoint& checkpoint, const ModelConfig& config,
                             const std::vector<int64_t>& token_ids, const ForwardOptions& options);
 

@@ -13,6 +13,7 @@
 #include "common/parallel.h"
 #include "common/safetensors.h"
 #include "model/inventory.h"
+#include "model/synth_text.h"
 #include "model/synth_tokenizer.h"
 #include "model/synth_weights.h"
 
@@ -164,6 +165,9 @@ SynthSummary synth_checkpoint_write(const ModelConfig& config, const SynthOption
   writer.finish();
   write_file_atomic(o.out_dir + "/config.json", config.to_release_json().dump(2) + "\n");
   write_tokenizer(config, o);
+  if (o.calibration_records > 0) {
+    write_file_atomic(o.out_dir + "/calib.jsonl", synth_calibration_jsonl(o.calibration_records, o.seed));
+  }
   fsync_directory(o.out_dir);
   return {plan.tensors, plan.bytes, static_cast<int>(writer.shard_names().size()), o.mtp_stages};
 }

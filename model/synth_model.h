@@ -27,6 +27,9 @@ struct SynthOptions {
   uint64_t max_shard_bytes = 4ull << 30;
   int threads = 0;  // 0: all cores
   int mtp_stages = 1;
+  // Chat records written beside the weights as calib.jsonl (synth_text.h), so the checkpoint can be
+  // calibrated with no other download; 0: none.
+  int calibration_records = 64;
 };
 
 struct SynthSummary {

@@ -1,0 +1,42 @@
+// artifact_decode.h: reads dsv4-calib's own output (a compressed-tensors checkpoint with release
+// names) back to fp32 weights, so the native forward, `eval` and `verify` run on an artifact
+// exactly as on a release checkpoint.
+//
+//   model::ModelConfig c = checkpoint_config_load("out/");   // config.json + the right decoder
+//   ForwardResult r = model_forward(Checkpoint::open("out/"), c, ids, {});
+//   std::vector<float> w = artifact_linear_decode(ckpt, "layers.0.ffn.experts.3.w1", 128, 256);
+//
+// Layouts decoded (gptq_and_formats.md §3.2-3.3), recognised from the tensors present under the
+// module prefix: pack-quantized (`weight_packed` int32 + `weight_scale` [+ `weight_zero_point`]
+// [+ `weight_g_idx`] + `weight_shape`), float-/naive-quantized (`weight` F8_E4M3 + `weight_scale`
+// tensor/channel/block), int-quantized (`weight` I8 + `weight_scale`), nvfp4-pack-quantized
+// (`weight_packed` U8 + `weight_scale` F8_E4M3 + `weight_global_scale`), mxfp4-pack-quantized
+// (`weight_packed` U8 + `weight_scale` U8 e8m0). Values are computed the way compressed-tensors'
+// decompressors compute them (in the scale's dtype: bf16 scales give bf16-rounded weights).
+// Tests: tests/calib/test_artifact_decode.cpp.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/safetensors.h"
+#include "model/config.h"
+
+namespace dsv4::calib {
+
+// Whether `module` is stored in one of the compressed-tensors layouts above.
+bool artifact_linear_is_compressed(const Checkpoint& checkpoint, const std::string& module);
+
+// The dequantized weight [out, in] of a compressed module. Throws naming the module and the
+// offending tensor when a tensor is missing, has the wrong dtype or shape, or the layout is none
+// of the above.
+std::vector<float> artifact_linear_decode(const Checkpoint& checkpoint, const std::string& module,
+                                          int64_t out, int64_t in);
+
+// config.json of a release checkpoint or of an artifact. For an artifact (quant_method
+// "compressed-tensors") the returned config carries a linear decoder so the model's loaders
+// decode compressed modules through artifact_linear_decode.
+model::ModelConfig checkpoint_config_load(const std::string& dir);
+
+}  // namespace dsv4::calib

@@ -1,0 +1,65 @@
+// artifact_layout.h: every tensor the artifact will hold, decided before any work starts: name,
+// dtype, shape, where its bytes come from, and the segment (top level, layer L, MTP stage S) that
+// produces it. The writer plans its shards from it, the pipeline fills it segment by segment, and
+// `verify` checks an artifact's key set against it (DESIGN §3).
+//
+//   ArtifactLayout l = artifact_layout(recipe, plan, config, source);
+//   for (const OutputTensor& t : l.tensors) ...   // ordered by segment, then name
+//
+// Rules, for each tensor of the source checkpoint:
+//   - a quantized module's `.weight` (and `.scale`) become the compressed-tensors tensors of its
+//     scheme (compressed_module_layout + activation_layout), named `<module>.<tensor>`;
+//   - an unquantized Linear stored FP8 or MXFP4 becomes `<module>.weight` BF16, the exact decode
+//     of its source (its `.scale` is dropped: no source `.scale` leaks into the artifact);
+//   - everything else (BF16 linears, norms, FP32 HC/sink/bias/ape tensors, I64 tid2eid, unknown
+//     extras) is copied byte for byte with its dtype and shape;
+//   - with output.mtp_aliases, each MTP stage S gets `mtp.S.head.weight` and
+//     `mtp.S.emb.tok_emb.weight`, byte copies of `head.weight` and `embed.weight` (vLLM's MTP
+//     loader reads them there).
+// Tests: tests/calib/test_artifact_layout.cpp.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "calib/module_plan.h"
+#include "common/safetensors.h"
+#include "model/config.h"
+
+namespace dsv4::calib {
+
+enum class OutputOrigin : uint8_t { kCopy, kDecodeBf16, kQuantized, kAlias };
+std::string_view output_origin_name(OutputOrigin o);
+
+struct OutputTensor {
+  std::string name;
+  DType dtype = DType::kBF16;
+  std::vector<int64_t> shape;
+  OutputOrigin origin = OutputOrigin::kCopy;
+  std::string source;  // kCopy / kAlias: the source tensor; kDecodeBf16 / kQuantized: the module
+  int module = -1;     // index into ModulePlan::modules for kDecodeBf16 / kQuantized
+  std::string leaf;    // kQuantized: the compressed-tensors name after the module ("weight_packed")
+  int segment = 0;     // 0: top level; 1 + L: main layer L; 1 + num_layers + S: MTP stage S
+};
+
+struct ArtifactLayout {
+  std::vector<OutputTensor> tensors;  // segment order, then by name
+  int num_segments = 0;
+  uint64_t bytes() const;
+  std::vector<TensorSpec> specs() const;  // for CheckpointWriter, same order
+};
+
+// Which segment a tensor or module name belongs to.
+int artifact_segment(std::string_view name, const model::ModelConfig& config);
+std::string artifact_segment_name(int segment, const model::ModelConfig& config);  // "top", "layers.3", "mtp.0"
+
+// Whether a planned module's GPTQ solve writes weight_g_idx (actorder group on a group strategy;
+// never for the grouped wo_a, which is solved per output group).
+bool module_writes_g_idx(const PlannedModule& module, const Recipe& recipe);
+
+ArtifactLayout artifact_layout(const Recipe& recipe, const ModulePlan& plan, const model::ModelConfig& config,
+                               const Checkpoint& source);
+
+}  // namespace dsv4::calib

@@ -1,0 +1,101 @@
+// artifact_writer.cpp: segment-ordered streaming of the artifact (see artifact_writer.h).
+#include "calib/artifact_writer.h"
+
+#include <filesystem>
+
+#include "common/check.h"
+#include "common/codec.h"
+#include "common/fs.h"
+#include "model/weight_decode.h"
+
+namespace dsv4::calib {
+namespace fs = std::filesystem;
+
+std::vector<std::string> tokenizer_file_names() {
+  return {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+          "chat_template.jinja"};
+}
+
+ArtifactWriter::ArtifactWriter(const OutputSection& output, const ArtifactLayout& layout, const Checkpoint& source,
+                               const model::ModelConfig& config)
+    : dir_(output.dir), copy_tokenizer_(output.copy_tokenizer), layout_(layout), source_(source),
+      fp8_block_(config.fp8_block) {
+  DSV4_CHECK_IN("writer", !dir_.empty(), "no output directory (output.dir in the recipe, or --out)");
+  std::error_code ec;
+  DSV4_CHECK_IN("writer", !fs::exists(dir_, ec) || (fs::is_directory(dir_, ec) && fs::is_empty(dir_, ec)),
+                "output directory %s exists and is not empty; refusing to overwrite it (choose another --out "
+                "or remove it)",
+                dir_.c_str());
+  DSV4_CHECK_IN("writer", fs::weakly_canonical(dir_, ec) != fs::weakly_canonical(source.dir(), ec),
+                "output directory %s is the source checkpoint", dir_.c_str());
+  make_directories(dir_);
+  writer_ = std::make_unique<CheckpointWriter>(dir_, layout.specs(), output.shard_bytes);
+}
+
+ArtifactWriter::~ArtifactWriter() = default;
+
+const std::vector<std::string>& ArtifactWriter::shard_names() const { return writer_->shard_names(); }
+
+void ArtifactWriter::write_segment(int segment, const std::map<std::string, const SolvedModule*>& solved) {
+  DSV4_CHECK_IN("writer", segment == next_segment_, "segment %d written out of order (expected %d)", segment,
+                next_segment_);
+  size_t used = 0;
+  for (; next_ < layout_.tensors.size() && layout_.tensors[next_].segment == segment; ++next_) {
+    const OutputTensor& t = layout_.tensors[next_];
+    const TensorSpec spec{t.name, t.dtype, t.shape};
+    switch (t.origin) {
+      case OutputOrigin::kCopy:
+      case OutputOrigin::kAlias:
+        writer_->write(t.name, source_.bytes(t.source));
+        break;
+      case OutputOrigin::kDecodeBf16: {
+        const std::vector<float> w = model::weight_decode_linear(source_, t.source, fp8_block_);
+        std::vector<uint16_t> bf(w.size());
+        for (size_t i = 0; i < w.size(); ++i) bf[i] = bf16_encode(w[i]);
+        writer_->write(t.name, std::as_bytes(std::span(bf)));
+        break;
+      }
+      case OutputOrigin::kQuantized: {
+        const auto it = solved.find(t.source);
+        DSV4_CHECK_IN("writer", it != solved.end(), "module %s of segment %d was not solved", t.source.c_str(),
+                      segment);
+        const quant::EncodedTensor* found = nullptr;
+        for (const quant::EncodedTensor& e : it->second->tensors) {
+          if (e.name == t.leaf) found = &e;
+        }
+        DSV4_CHECK_IN("writer", found != nullptr, "solved %s has no %s tensor", t.source.c_str(), t.leaf.c_str());
+        DSV4_CHECK_IN("writer", found->dtype == t.dtype && found->shape == t.shape && found->bytes.size() == spec.bytes(),
+                      "%s: solved as %s %s, the layout expects %s %s", t.name.c_str(),
+                      std::string(dtype_name(found->dtype)).c_str(), shape_string(found->shape).c_str(),
+                      std::string(dtype_name(t.dtype)).c_str(), shape_string(t.shape).c_str());
+        writer_->write(t.name, std::span<const std::byte>(found->bytes));
+        ++used;
+        break;
+      }
+    }
+    bytes_written_ += spec.bytes();
+  }
+  // Every solved tensor has a place in the layout (nothing solved is silently dropped).
+  size_t produced = 0;
+  for (const auto& [name, s] : solved) produced += s->tensors.size();
+  DSV4_CHECK_IN("writer", used == produced, "segment %d: %zu solved tensors, %zu placed by the layout", segment,
+                produced, used);
+  ++next_segment_;
+}
+
+void ArtifactWriter::finish(const std::vector<std::pair<std::string, std::string>>& files) {
+  DSV4_CHECK_IN("writer", next_ == layout_.tensors.size(), "finish after %zu of %zu tensors", next_,
+                layout_.tensors.size());
+  writer_->finish();
+  for (const auto& [name, content] : files) write_file_atomic(dir_ + "/" + name, content);
+  if (copy_tokenizer_) {
+    for (const std::string& f : tokenizer_file_names()) {
+      const std::string from = source_.dir() + "/" + f;
+      const bool claimed = std::any_of(files.begin(), files.end(), [&](const auto& x) { return x.first == f; });
+      if (!claimed && fs::exists(from)) write_file_atomic(dir_ + "/" + f, read_file(from));
+    }
+  }
+  fsync_directory(dir_);
+}
+
+}  // namespace dsv4::calib

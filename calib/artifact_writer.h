@@ -1,0 +1,62 @@
+// artifact_writer.h: streams the artifact's shards segment by segment as the pipeline finishes
+// them, then writes the side files. Shards and the index are committed only by finish(), so a
+// failed run leaves no partial checkpoint that could pass for a finished one.
+//
+//   ArtifactWriter w(recipe.output, layout, source, config);   // refuses a non-empty out dir
+//   w.write_segment(0, {});                                    // top level: copies only
+//   w.write_segment(1 + L, solved_of_layer_L);                 // quantized + copied + decoded
+//   w.finish({{"config.json", cfg.dump(2)}, {"recipe.yaml", ...}});
+//
+// Per tensor (artifact_layout.h): copies and aliases stream from the source mapping untouched;
+// decoded modules are widened to fp32 by the model's decoder and narrowed to BF16, which is
+// exact for FP8 e4m3 × e8m0 and e2m1 × e8m0 values; quantized tensors come from the solved
+// modules, checked against the layout's dtype and shape.
+// Tests: tests/calib/test_pipeline.cpp (through whole runs).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "calib/artifact_layout.h"
+#include "calib/module_solve.h"
+#include "calib/recipe.h"
+
+namespace dsv4::calib {
+
+class ArtifactWriter {
+ public:
+  ArtifactWriter(const OutputSection& output, const ArtifactLayout& layout, const Checkpoint& source,
+                 const model::ModelConfig& config);
+  ~ArtifactWriter();
+
+  // Writes every tensor of `segment` (segments in increasing order, each once). `solved` holds
+  // the quantized modules of the segment by release name.
+  void write_segment(int segment, const std::map<std::string, const SolvedModule*>& solved);
+  // After the last segment: commits the shards and index, then writes each (file name, content)
+  // atomically, and copies the source's tokenizer files when output.copy_tokenizer.
+  void finish(const std::vector<std::pair<std::string, std::string>>& files);
+
+  const std::string& dir() const { return dir_; }
+  const std::vector<std::string>& shard_names() const;
+  uint64_t bytes_written() const { return bytes_written_; }
+
+ private:
+  std::string dir_;
+  bool copy_tokenizer_;
+  const ArtifactLayout& layout_;
+  const Checkpoint& source_;
+  int fp8_block_;
+  std::unique_ptr<CheckpointWriter> writer_;
+  size_t next_ = 0;       // next layout index to write
+  int next_segment_ = 0;
+  uint64_t bytes_written_ = 0;
+};
+
+// The tokenizer and generation files copied from a model directory beside its weights.
+std::vector<std::string> tokenizer_file_names();
+
+}  // namespace dsv4::calib

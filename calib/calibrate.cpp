@@ -1,0 +1,196 @@
+// calibrate.cpp: preflight -> data -> pipeline -> artifact files (see calibrate.h).
+#include "calib/calibrate.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "calib/artifact_config.h"
+#include "calib/artifact_decode.h"
+#include "calib/artifact_layout.h"
+#include "calib/artifact_writer.h"
+#include "calib/module_plan.h"
+#include "common/check.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/rng.h"
+#include "data/calib_data.h"
+#include "data/tokenizer.h"
+#include "model/checkpoint_audit.h"
+#include "model/inventory.h"
+
+namespace dsv4::calib {
+namespace {
+
+using nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+std::string hex64(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// The safetensors header of a file: its 8-byte length prefix and the JSON after it.
+std::string header_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  DSV4_CHECK_IN("manifest", f.good(), "cannot read %s", path.c_str());
+  uint64_t len = 0;
+  f.read(reinterpret_cast<char*>(&len), 8);
+  DSV4_CHECK_IN("manifest", f.good() && len < kMaxHeaderBytes, "%s has no valid safetensors header", path.c_str());
+  std::string h(8 + len, '\0');
+  std::memcpy(h.data(), &len, 8);
+  f.read(h.data() + 8, static_cast<std::streamsize>(len));
+  return h;
+}
+
+ordered_json layer_json(const LayerReport& l) {
+  ordered_json j;
+  j["segment"] = l.name;
+  j["seconds"] = {{"total", l.seconds}, {"decode", l.seconds_decode}, {"forward", l.seconds_forward},
+                  {"solve", l.seconds_solve}, {"write", l.seconds_write}};
+  j["hessians"] = l.hessians;
+  ordered_json methods = ordered_json::object();
+  for (SolveMethod m : {SolveMethod::kGptq, SolveMethod::kRtn, SolveMethod::kFp8Reencode, SolveMethod::kMxfp4ToInt4}) {
+    if (const int k = l.count(m)) methods[std::string(solve_method_name(m))] = k;
+  }
+  j["methods"] = methods;
+  j["fallbacks"] = l.fallbacks();
+  if (l.mean_rel_error() >= 0) {
+    j["mean_rel_error"] = l.mean_rel_error();
+    j["mean_rtn_rel_error"] = l.mean_rtn_rel_error();
+  }
+  if (!l.expert_tokens.empty()) j["expert_tokens"] = l.expert_tokens;
+  ordered_json mods = ordered_json::array();
+  for (const ModuleReport& m : l.modules) {
+    ordered_json x;
+    x["module"] = m.module;
+    x["method"] = solve_method_name(m.method);
+    if (m.method == SolveMethod::kGptq) {
+      x["loss"] = m.loss;
+      x["rel_error"] = m.rel_error;
+      x["rtn_rel_error"] = m.rtn_rel_error;
+      x["dampening_frac"] = m.dampening_frac;
+      x["fallback"] = quant::gptq_fallback_name(m.fallback);
+      x["tokens"] = m.tokens;
+    }
+    mods.push_back(std::move(x));
+  }
+  j["modules"] = std::move(mods);
+  return j;
+}
+
+}  // namespace
+
+ordered_json checkpoint_identity(const Checkpoint& ckpt) {
+  ordered_json files = ordered_json::object();
+  for (const std::string& f : ckpt.shard_files()) {
+    const std::string path = ckpt.dir() + "/" + f;
+    files[f] = {{"bytes", static_cast<uint64_t>(fs::file_size(path))},
+                {"header_fnv1a64", hex64(hash_fnv1a64(header_bytes(path)))}};
+  }
+  for (const char* f : {"model.safetensors.index.json", "config.json"}) {
+    const std::string path = ckpt.dir() + "/" + f;
+    if (fs::exists(path)) files[f] = {{"fnv1a64", hex64(hash_fnv1a64(read_file(path)))}};
+  }
+  return files;
+}
+
+CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
+  const auto start = std::chrono::steady_clock::now();
+  DSV4_CHECK_IN("calibrate", !r.model.empty(), "%s: no model (model.path in the recipe, or --model)", r.origin.c_str());
+  DSV4_CHECK_IN("calibrate", !r.output.dir.empty(), "%s: no output directory (output.dir in the recipe, or --out)",
+                r.origin.c_str());
+
+  // Preflight: everything that can fail does so before any output exists.
+  const model::ModelConfig config = checkpoint_config_load(r.model);
+  const Checkpoint source = Checkpoint::open(r.model);
+  const model::AuditReport audit = model::checkpoint_audit(source, config);
+  if (!audit.ok()) {
+    std::string first;
+    for (const auto* list : {&audit.missing, &audit.unexpected, &audit.mismatched, &audit.problems}) {
+      for (size_t i = 0; i < list->size() && i < 3; ++i) first += "\n  " + (*list)[i];
+    }
+    DSV4_FAIL("calibrate", "source %s does not match the inventory its config.json implies (%zu missing, %zu "
+              "unexpected, %zu mismatched, %zu problems; `dsv4-calib inspect %s` lists them):%s",
+              r.model.c_str(), audit.missing.size(), audit.unexpected.size(), audit.mismatched.size(),
+              audit.problems.size(), r.model.c_str(), first.c_str());
+  }
+  const ModulePlan plan = module_plan_build(r, config, audit.mtp_stages);
+  for (const std::string& w : plan.warnings) log_warn("%s", w.c_str());
+  const ordered_json cfg = artifact_config_json(read_file(r.model + "/config.json"), r, plan, config);
+  const ArtifactLayout layout = artifact_layout(r, plan, config, source);
+
+  // Calibration data, only when something needs it.
+  std::optional<data::CalibData> data;
+  std::vector<std::vector<int64_t>> samples;
+  if (r.needs_data()) {
+    DSV4_CHECK_IN("calibrate", !r.dataset.files.empty(),
+                  "%s: the recipe needs calibration data (GPTQ or static activation scales) but dataset.files is "
+                  "empty (set it, or pass --dataset FILE)",
+                  r.origin.c_str());
+    const data::Tokenizer tok = data::Tokenizer::load(r.tokenizer.empty() ? r.model : r.tokenizer);
+    data = data::calib_data_build(tok, r.dataset);
+    DSV4_CHECK_IN("calibrate", !data->samples.empty(), "%s: the dataset gave no samples", r.origin.c_str());
+    for (const data::CalibSample& s : data->samples) samples.emplace_back(s.ids.begin(), s.ids.end());
+    log_info("calibration data: %zu samples, %lld tokens", samples.size(), static_cast<long long>(data->num_tokens()));
+  }
+
+  int64_t quantized = 0;
+  for (const PlannedModule& m : plan.modules) quantized += m.quantized() ? 1 : 0;
+  log_info("%s -> %s: %lld of %zu Linear modules quantized, %zu output tensors (%.3f GB), %d segments",
+           r.model.c_str(), r.output.dir.c_str(), static_cast<long long>(quantized), plan.modules.size(),
+           layout.tensors.size(), static_cast<double>(layout.bytes()) / 1e9, layout.num_segments);
+
+  ArtifactWriter writer(r.output, layout, source, config);
+  PipelineInputs in;
+  in.recipe = &r;
+  in.plan = &plan;
+  in.config = &config;
+  in.source = &source;
+  in.layout = &layout;
+  in.samples = std::move(samples);
+  in.threads = o.threads;
+  CalibrateResult res;
+  res.report = pipeline_run(in, writer, [&](const LayerReport& l) {
+    if (o.progress) log_info("%s", layer_report_line(l, layout.num_segments).c_str());
+  });
+
+  ordered_json m;
+  m["tool"] = {{"name", "dsv4-calib"}, {"version", o.tool_version}, {"commit", o.tool_commit}};
+  const std::string recipe_yaml = recipe_to_yaml(r);
+  m["recipe"] = {{"origin", r.origin}, {"fnv1a64", hex64(hash_fnv1a64(recipe_yaml))}};
+  m["source"] = {{"dir", r.model}, {"files", checkpoint_identity(source)}, {"mtp_stages", audit.mtp_stages}};
+  m["world_size"] = 1;
+  if (data) m["dataset"] = data::calib_data_manifest(*data);
+  m["samples"] = res.report.samples;
+  m["tokens"] = res.report.tokens;
+  ordered_json totals;
+  for (SolveMethod k : {SolveMethod::kGptq, SolveMethod::kRtn, SolveMethod::kFp8Reencode, SolveMethod::kMxfp4ToInt4}) {
+    int n = 0;
+    for (const LayerReport& l : res.report.layers) n += l.count(k);
+    totals[std::string(solve_method_name(k))] = n;
+  }
+  int fallbacks = 0;
+  for (const LayerReport& l : res.report.layers) fallbacks += l.fallbacks();
+  totals["fallbacks"] = fallbacks;
+  totals["seconds"] = res.report.seconds;
+  m["totals"] = totals;
+  ordered_json layers = ordered_json::array();
+  for (const LayerReport& l : res.report.layers) layers.push_back(layer_json(l));
+  m["layers"] = std::move(layers);
+
+  writer.finish({{"config.json", cfg.dump(2) + "\n"}, {"recipe.yaml", recipe_yaml}, {"calib_manifest.json", m.dump(2) + "\n"}});
+  res.manifest = std::move(m);
+  res.out_dir = r.output.dir;
+  res.bytes = layout.bytes();
+  res.shards = static_cast<int>(writer.shard_names().size());
+  log_info("wrote %s: %zu tensors, %.3f GB in %d shard(s), %lld GPTQ fallbacks, %.1f s", r.output.dir.c_str(),
+           layout.tensors.size(), static_cast<double>(res.bytes) / 1e9, res.shards, static_cast<long long>(fallbacks),
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return res;
+}
+
+}  // namespace dsv4::calib

@@ -1,0 +1,45 @@
+// calibrate.h: the whole job of `dsv4-calib --recipe R` on one process: preflight (recipe, source
+// audit, plan, config.json and layout, all before any work), calibration data, the pipeline, and
+// the artifact with its config.json, recipe.yaml and calib_manifest.json.
+//
+//   Recipe r = recipe_load("recipes/w4a16_mtp.yaml");
+//   recipe_apply_overrides(r, {.model = "runs/tiny", .out = "runs/q"});
+//   CalibrateResult res = calibrate_run(r, {});
+//
+// Fails closed: a damaged source (missing, unexpected or mis-typed tensors), a plan vLLM could
+// not load, or an existing non-empty output directory stop the run before anything is written.
+// Tests: tests/calib/test_pipeline.cpp.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+#include "calib/pipeline.h"
+#include "calib/recipe.h"
+
+namespace dsv4::calib {
+
+struct CalibrateOptions {
+  int threads = 0;            // module solves in parallel; 0: all cores
+  std::string tool_version = "dev";
+  std::string tool_commit = "unknown";
+  bool progress = true;       // one log line per layer
+};
+
+struct CalibrateResult {
+  PipelineReport report;
+  nlohmann::ordered_json manifest;
+  std::string out_dir;
+  uint64_t bytes = 0;
+  int shards = 0;
+};
+
+CalibrateResult calibrate_run(const Recipe& recipe, const CalibrateOptions& options);
+
+// Identity hashes of a checkpoint's files: FNV-1a 64 of each safetensors header (names, dtypes,
+// shapes and offsets of every tensor) with the file size, and of the index and config.json.
+// Cheap on 160 GB, and enough to tell a resumed run it is reading another source.
+nlohmann::ordered_json checkpoint_identity(const Checkpoint& checkpoint);
+
+}  // namespace dsv4::calib

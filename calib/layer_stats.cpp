@@ -1,0 +1,99 @@
+// layer_stats.cpp: Hessians, input absmax and expert token counts from the taps (see
+// layer_stats.h).
+#include "calib/layer_stats.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/check.h"
+
+namespace dsv4::calib {
+namespace {
+
+std::string with_group(const std::string& module, int group) {
+  return group < 0 ? module : module + "#" + std::to_string(group);
+}
+
+// "layers.3.ffn.experts.7.w1" -> "layers.3.ffn.experts.*.w13": the all-experts shared key.
+std::string shared_expert_key(const std::string& module) {
+  const size_t at = module.find(".ffn.experts.");
+  return module.substr(0, at) + ".ffn.experts.*.w13";
+}
+
+}  // namespace
+
+LayerStats::LayerStats(bool all_experts, W2Input w2_input) : all_experts_(all_experts), w2_input_(w2_input) {}
+
+void LayerStats::want_hessian(const std::string& module) { want_h_.insert(module); }
+void LayerStats::want_amax(const std::string& module) { want_amax_.insert(module); }
+
+std::string LayerStats::key_of(const std::string& module, const model::TapEvent& e) const {
+  const bool expert_w13 = e.expert >= 0 && (module.ends_with(".w1") || module.ends_with(".w3"));
+  // All-experts taps give every expert the same rows (the whole layer input, no token_rows).
+  if (all_experts_ && expert_w13 && e.token_rows == nullptr) return shared_expert_key(module);
+  // Modules fed by one activation share one Hessian, named after the first consumer.
+  return with_group(e.modules.front(), e.group);
+}
+
+void LayerStats::on_tap(const model::TapEvent& e) {
+  if (e.rows == 0 || e.modules.empty()) return;
+  bool wants_h = false;
+  for (const std::string& m : e.modules) {
+    if (want_amax_.count(m)) {
+      float a = 0.0f;
+      for (int64_t i = 0; i < e.rows * e.cols; ++i) a = std::max(a, std::fabs(e.x[i]));
+      float& slot = amax_[m];
+      slot = std::max(slot, a);
+    }
+    wants_h = wants_h || want_h_.count(m) > 0;
+  }
+  if (!wants_h) return;
+  const std::string key = key_of(e.modules.front(), e);
+  for (const std::string& m : e.modules) key_[with_group(m, e.group)] = key;
+  Slot& slot = acc_[key];
+  if (!slot.acc) slot.acc = std::make_unique<quant::HessianAccumulator>(e.cols);
+  DSV4_CHECK_IN("calib", slot.acc->dim() == e.cols, "tap for %s has %lld columns, its Hessian %lld", key.c_str(),
+                static_cast<long long>(e.cols), static_cast<long long>(slot.acc->dim()));
+  const bool shared = key.ends_with(".ffn.experts.*.w13");
+  if (shared && slot.last_pass == pass_) return;  // every expert repeats the same rows
+  slot.last_pass = pass_;
+
+  const bool weighted_w2 = e.row_weights != nullptr && w2_input_ == W2Input::kWeighted;
+  if (!weighted_w2) {
+    slot.acc->add(e.x, e.rows);
+    return;
+  }
+  // Rows scaled by their routing weight; unrouted rows (weight 0) are not tokens of this expert.
+  std::vector<float> rows;
+  rows.reserve(static_cast<size_t>(e.rows * e.cols));
+  int64_t n = 0;
+  for (int64_t r = 0; r < e.rows; ++r) {
+    const float w = e.row_weights[r];
+    if (w == 0.0f) continue;
+    for (int64_t c = 0; c < e.cols; ++c) rows.push_back(e.x[r * e.cols + c] * w);
+    ++n;
+  }
+  slot.acc->add(rows.data(), n);
+}
+
+void LayerStats::on_expert_tokens(const std::string&, int expert, int64_t count) { expert_tokens_[expert] += count; }
+
+bool LayerStats::has_hessian(const std::string& module, int group) const {
+  return key_.count(with_group(module, group)) > 0;
+}
+
+quant::HessianResult LayerStats::hessian(const std::string& module, int64_t cols, int group) const {
+  const auto k = key_.find(with_group(module, group));
+  if (k == key_.end()) return quant::HessianAccumulator(cols).finalize();
+  const quant::HessianAccumulator& acc = *acc_.at(k->second).acc;
+  DSV4_CHECK_IN("calib", acc.dim() == cols, "%s has %lld inputs but its activations have %lld columns",
+                module.c_str(), static_cast<long long>(cols), static_cast<long long>(acc.dim()));
+  return acc.finalize();
+}
+
+float LayerStats::amax(const std::string& module) const {
+  const auto it = amax_.find(module);
+  return it == amax_.end() ? 0.0f : it->second;
+}
+
+}  // namespace dsv4::calib

@@ -1,0 +1,74 @@
+// layer_stats.h: what pass A of one block collects through the forward's taps (model/taps.h):
+// the GPTQ Hessians of the modules that need one, the input absmax of modules with a static
+// activation scheme, and the routed token count of every expert.
+//
+//   LayerStats stats(config.all_experts, W2Input::kUnweighted);
+//   stats.want_hessian("layers.3.attn.wq_a");  stats.want_amax("layers.3.attn.wq_b");
+//   ctx.taps = &stats;  for (sample ...) { stats.next_pass(); block_forward(..., ctx); }
+//   HessianResult h = stats.hessian("layers.3.attn.wq_a", 4096);      // shared with wkv
+//   HessianResult g = stats.hessian("layers.3.attn.wo_a", 4096, 5);   // output group 5
+//
+// Sharing follows the taps: modules fed by one activation share one Hessian (wq_a and wkv; the
+// shared expert's w1 and w3; an expert's w1 and w3). In all-experts mode every routed expert's
+// w1/w3 sees the whole layer input, so the layer keeps ONE Hessian for all of them (DESIGN §2),
+// accumulated once per forward pass. w2 takes the expert's hidden state, unweighted (as
+// transformers and llm-compressor see it) or scaled by the routing weight (DeepSeek's
+// reference, where the weight is applied before w2); in the weighted convention rows whose
+// routing weight is 0 (tokens not routed there) are not counted.
+// Tests: tests/calib/test_layer_stats.cpp.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "calib/recipe.h"
+#include "model/taps.h"
+#include "quant/hessian.h"
+
+namespace dsv4::calib {
+
+class LayerStats final : public model::TapSink {
+ public:
+  LayerStats(bool all_experts, W2Input w2_input);
+
+  void want_hessian(const std::string& module);
+  void want_amax(const std::string& module);
+  // Marks the start of a forward pass over one sample (the all-experts shared Hessian is added
+  // once per pass).
+  void next_pass() { ++pass_; }
+
+  void on_tap(const model::TapEvent& event) override;
+  void on_expert_tokens(const std::string& block_prefix, int expert, int64_t count) override;
+
+  // Finalized Hessian of a wanted module with `cols` inputs (group >= 0: that wo_a output group).
+  // A module no token reached (an expert nobody routed to, outside all-experts mode) gets an
+  // all-zero H with no_tokens set, which GPTQ turns into RTN and reports.
+  quant::HessianResult hessian(const std::string& module, int64_t cols, int group = -1) const;
+  bool has_hessian(const std::string& module, int group = -1) const;
+  float amax(const std::string& module) const;  // 0 when never tapped
+  // Routed tokens per expert index of this block (real routing), summed over the passes.
+  const std::map<int, int64_t>& expert_tokens() const { return expert_tokens_; }
+  // Number of distinct Hessians held (the memory the layer needs).
+  size_t num_hessians() const { return acc_.size(); }
+
+ private:
+  struct Slot {
+    std::unique_ptr<quant::HessianAccumulator> acc;
+    int64_t last_pass = -1;
+  };
+  std::string key_of(const std::string& module, const model::TapEvent& e) const;
+  bool all_experts_;
+  W2Input w2_input_;
+  int64_t pass_ = 0;
+  std::set<std::string> want_h_, want_amax_;
+  std::map<std::string, Slot> acc_;           // key -> accumulator
+  std::map<std::string, std::string> key_;    // module[#group] -> key
+  std::map<std::string, float> amax_;
+  std::map<int, int64_t> expert_tokens_;
+};
+
+}  // namespace dsv4::calib

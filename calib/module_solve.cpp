@@ -1,0 +1,230 @@
+// module_solve.cpp: one module -> codes, qparams, dequantized weight and its compressed tensors
+// (see module_solve.h).
+#include "calib/module_solve.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "common/check.h"
+#include "common/dtype.h"
+#include "common/log.h"
+#include "quant/observer.h"
+#include "quant/quant_scheme.h"
+#include "quant/quantizer.h"
+
+namespace dsv4::calib {
+namespace {
+
+using quant::QuantArgs;
+using quant::Strategy;
+
+bool is_fp8_block_e8m0(const QuantArgs& a) {
+  return a.type == quant::QuantType::kFloat && a.num_bits == 8 && a.strategy == Strategy::kBlock &&
+         a.block_structure[0] == 128 && a.block_structure[1] == 128 && a.scale_dtype == quant::ScaleDType::kE8m0;
+}
+
+bool is_int4_sym_g32(const QuantArgs& a) {
+  return a.type == quant::QuantType::kInt && a.num_bits == 4 && a.symmetric && a.strategy == Strategy::kGroup &&
+         a.group_size == 32;
+}
+
+std::vector<uint8_t> as_u8(std::span<const std::byte> b) {
+  std::vector<uint8_t> out(b.size());
+  std::memcpy(out.data(), b.data(), b.size());
+  return out;
+}
+
+// The release FP8 path needs e8m0 scales; a checkpoint with F32 block scales (reportedly the
+// Base model) is rounded from its decoded weight instead.
+bool source_scales_e8m0(const Checkpoint& ckpt, const std::string& module) {
+  return ckpt.info(module + ".scale").dtype == DType::kF8E8M0;
+}
+
+quant::RtnResult solve_fp8_reencode(const Checkpoint& ckpt, const PlannedModule& m, const QuantArgs& args) {
+  const std::vector<uint8_t> codes = as_u8(ckpt.bytes(m.names.release + ".weight"));
+  const std::vector<uint8_t> scales = as_u8(ckpt.bytes(m.names.release + ".scale"));
+  return quant::quantizer_fp8_block_reencode(args, codes.data(), scales.data(), m.rows, m.cols);
+}
+
+quant::RtnResult solve_mxfp4_to_int4(const Checkpoint& ckpt, const PlannedModule& m, const QuantArgs& args) {
+  const auto packed = ckpt.bytes(m.names.release + ".weight");
+  DSV4_CHECK_IN("solve", static_cast<int64_t>(packed.size()) == m.rows * m.cols / 2,
+                "%s.weight in %s holds %zu bytes, expected %lld for MXFP4 [%lld, %lld]", m.names.release.c_str(),
+                ckpt.dir().c_str(), packed.size(), static_cast<long long>(m.rows * m.cols / 2),
+                static_cast<long long>(m.rows), static_cast<long long>(m.cols));
+  std::vector<uint8_t> nibbles(static_cast<size_t>(m.rows * m.cols));
+  for (size_t i = 0; i < packed.size(); ++i) {
+    const uint8_t b = static_cast<uint8_t>(packed[i]);
+    nibbles[2 * i] = b & 0xF;  // low nibble = even input
+    nibbles[2 * i + 1] = b >> 4;
+  }
+  const std::vector<uint8_t> scales = as_u8(ckpt.bytes(m.names.release + ".scale"));
+  return quant::quantizer_mxfp4_to_int4(args, nibbles.data(), scales.data(), m.rows, m.cols);
+}
+
+void take_rtn(SolvedModule& s, quant::RtnResult&& r) {
+  s.qparams = std::move(r.qparams);
+  s.codes = std::move(r.codes);
+  s.dequant = std::move(r.dequant);
+}
+
+void take_gptq(SolvedModule& s, quant::GptqResult&& r) {
+  s.qparams = std::move(r.qparams);
+  s.codes = std::move(r.codes);
+  s.dequant = std::move(r.dequant);
+  s.g_idx = std::move(r.g_idx);
+  s.loss += r.loss;
+  s.dampening_frac_used = std::max(s.dampening_frac_used, r.dampening_frac_used);
+  // The most severe fallback of the row blocks is the module's.
+  if (static_cast<int>(r.fallback) > static_cast<int>(s.fallback)) s.fallback = r.fallback;
+}
+
+// Appends the row block `part` (rows [r0, r0 + part.rows)) to `whole`.
+void append_rows(quant::QParams& whole, const quant::QParams& part) {
+  whole.rows += part.rows;
+  whole.cols = part.cols;
+  whole.scale_rows += part.scale_rows;
+  whole.scale_cols = part.scale_cols;
+  whole.scale.insert(whole.scale.end(), part.scale.begin(), part.scale.end());
+  whole.zero_point.insert(whole.zero_point.end(), part.zero_point.begin(), part.zero_point.end());
+  whole.scale_e8m0.insert(whole.scale_e8m0.end(), part.scale_e8m0.begin(), part.scale_e8m0.end());
+}
+
+// Σ_rows xᵣᵀ H xᵣ in double: the energy terms of tr(X H Xᵀ).
+double quad_form(const float* x, const float* h, int64_t rows, int64_t cols) {
+  double total = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * cols;
+    for (int64_t i = 0; i < cols; ++i) {
+      double acc = 0;
+      for (int64_t j = 0; j < cols; ++j) acc += static_cast<double>(h[i * cols + j]) * xr[j];
+      total += acc * xr[i];
+    }
+  }
+  return total;
+}
+
+// GPTQ of wo_a: each output group's rows with that group's Hessian.
+void solve_grouped_gptq(const ModuleSolveInput& in, const QuantArgs& args, quant::GptqOptions opts,
+                        SolvedModule& s) {
+  const PlannedModule& m = *in.module;
+  const int64_t groups = static_cast<int64_t>(in.hessians.size());
+  DSV4_CHECK_IN("solve", m.rows % groups == 0, "%s: %lld rows do not split into %lld output groups",
+                m.names.release.c_str(), static_cast<long long>(m.rows), static_cast<long long>(groups));
+  const int64_t block_rows = m.rows / groups;
+  const bool row_separable = args.strategy == Strategy::kChannel || args.strategy == Strategy::kGroup ||
+                             (args.strategy == Strategy::kBlock && block_rows % args.block_structure[0] == 0);
+  DSV4_CHECK_IN("solve", row_separable,
+                "%s (%s): GPTQ of a grouped linear solves each of its %lld output groups with its own "
+                "Hessian, so the scales must not span groups; use a channel, group or block strategy "
+                "whose block rows divide %lld",
+                m.names.release.c_str(), in.group->key_path.c_str(), static_cast<long long>(groups),
+                static_cast<long long>(block_rows));
+  if (opts.actorder == quant::ActOrder::kGroup) {
+    // One g_idx per output group cannot be written as the module's single weight_g_idx.
+    log_warn("%s: actorder group needs one g_idx per output group; solving with static", m.names.release.c_str());
+    opts.actorder = quant::ActOrder::kStatic;
+  }
+  quant::QParams qp;
+  for (int64_t g = 0; g < groups; ++g) {
+    const float* w = in.weight + g * block_rows * m.cols;
+    quant::GptqResult r = quant::gptq_solve(args, w, block_rows, m.cols, in.hessians[g]->h.data(), opts);
+    append_rows(qp, r.qparams);
+    s.codes.insert(s.codes.end(), r.codes.begin(), r.codes.end());
+    s.dequant.insert(s.dequant.end(), r.dequant.begin(), r.dequant.end());
+    s.loss += r.loss;
+    s.dampening_frac_used = std::max(s.dampening_frac_used, r.dampening_frac_used);
+    if (static_cast<int>(r.fallback) > static_cast<int>(s.fallback)) s.fallback = r.fallback;
+  }
+  s.qparams = std::move(qp);
+}
+
+// tr(ΔHΔᵀ)/tr(WHWᵀ) over all output groups of a grouped linear, each with its own H.
+double grouped_rel_error(const ModuleSolveInput& in, const float* q) {
+  const PlannedModule& m = *in.module;
+  const int64_t groups = static_cast<int64_t>(in.hessians.size());
+  const int64_t block_rows = m.rows / groups;
+  const int64_t n = block_rows * m.cols;
+  double num = 0, den = 0;
+  std::vector<float> delta(static_cast<size_t>(n));
+  for (int64_t g = 0; g < groups; ++g) {
+    const float* w = in.weight + g * n;
+    for (int64_t i = 0; i < n; ++i) delta[static_cast<size_t>(i)] = w[i] - q[g * n + i];
+    num += quad_form(delta.data(), in.hessians[g]->h.data(), block_rows, m.cols);
+    den += quad_form(w, in.hessians[g]->h.data(), block_rows, m.cols);
+  }
+  return den > 0 ? num / den : 0.0;
+}
+
+}  // namespace
+
+std::string_view solve_method_name(SolveMethod m) {
+  switch (m) {
+    case SolveMethod::kGptq: return "gptq";
+    case SolveMethod::kRtn: return "rtn";
+    case SolveMethod::kFp8Reencode: return "fp8_reencode";
+    case SolveMethod::kMxfp4ToInt4: return "mxfp4_to_int4";
+  }
+  return "?";
+}
+
+SolveMethod module_data_free_method(const PlannedModule& m, const RecipeGroup& g) {
+  const QuantArgs& a = g.scheme.weights;
+  if (m.source == model::TensorEncoding::kFp8Block && is_fp8_block_e8m0(a)) return SolveMethod::kFp8Reencode;
+  if (m.source == model::TensorEncoding::kMxfp4 && is_int4_sym_g32(a)) return SolveMethod::kMxfp4ToInt4;
+  return SolveMethod::kRtn;
+}
+
+SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& ckpt) {
+  const auto start = std::chrono::steady_clock::now();
+  DSV4_CHECK_IN("solve", in.module && in.group && in.weight, "module, group and weight are required");
+  const PlannedModule& m = *in.module;
+  const quant::QuantScheme& scheme = in.group->scheme;
+  const QuantArgs& args = scheme.weights;
+  SolvedModule s;
+  s.module = m.names.release;
+
+  if (in.kind == ModifierKind::kGptq) {
+    DSV4_CHECK_IN("solve", in.gptq != nullptr && !in.hessians.empty(), "%s: GPTQ needs its options and Hessian",
+                  m.names.release.c_str());
+    s.method = SolveMethod::kGptq;
+    quant::GptqOptions opts = *in.gptq;
+    opts.actorder = in.group->actorder;
+    for (const quant::HessianResult* h : in.hessians) s.tokens += h->num_tokens;
+    if (in.hessians.size() == 1) {
+      take_gptq(s, quant::gptq_solve(args, in.weight, m.rows, m.cols, in.hessians[0]->h.data(), opts));
+      const quant::RtnResult rtn = quant::quantizer_rtn(args, in.weight, m.rows, m.cols);
+      if (!in.hessians[0]->no_tokens) {
+        s.rel_error = quant::gptq_rel_error(in.weight, s.dequant.data(), m.rows, m.cols, in.hessians[0]->h.data());
+        s.rtn_rel_error = quant::gptq_rel_error(in.weight, rtn.dequant.data(), m.rows, m.cols, in.hessians[0]->h.data());
+      }
+    } else {
+      solve_grouped_gptq(in, args, opts, s);
+      const quant::RtnResult rtn = quant::quantizer_rtn(args, in.weight, m.rows, m.cols);
+      s.rel_error = grouped_rel_error(in, s.dequant.data());
+      s.rtn_rel_error = grouped_rel_error(in, rtn.dequant.data());
+    }
+  } else {
+    s.method = module_data_free_method(m, *in.group);
+    if (s.method != SolveMethod::kRtn && !source_scales_e8m0(ckpt, m.names.release)) s.method = SolveMethod::kRtn;
+    if (s.method == SolveMethod::kFp8Reencode) {
+      take_rtn(s, solve_fp8_reencode(ckpt, m, args));
+    } else if (s.method == SolveMethod::kMxfp4ToInt4) {
+      take_rtn(s, solve_mxfp4_to_int4(ckpt, m, args));
+    } else if (in.amax_tensor > 0.0f) {
+      const quant::QParams qp = quant::observer_qparams(args, in.weight, m.rows, m.cols, in.amax_tensor);
+      take_rtn(s, quant::quantizer_rtn_with(args, qp, in.weight));
+    } else {
+      take_rtn(s, quant::quantizer_rtn(args, in.weight, m.rows, m.cols));
+    }
+  }
+
+  s.tensors = quant::compressed_module_encode(quant::quant_scheme_format(scheme), args, s.qparams, s.codes, s.g_idx,
+                                              m.rows, m.cols);
+  for (quant::EncodedTensor& t : quant::activation_encode(scheme, in.input_amax)) s.tensors.push_back(std::move(t));
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return s;
+}
+
+}  // namespace dsv4::calib

@@ -1,0 +1,313 @@
+// pipeline.cpp: decode -> pass A -> solve -> pass B -> write, layer by layer (see pipeline.h).
+#include "calib/pipeline.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <optional>
+
+#include "calib/layer_stats.h"
+#include "common/check.h"
+#include "common/log.h"
+#include "common/parallel.h"
+#include "model/block.h"
+#include "model/block_weights.h"
+#include "model/forward.h"
+#include "model/rope.h"
+#include "quant/quant_scheme.h"
+
+namespace dsv4::calib {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+const RecipeGroup& group_of(const Recipe& r, const PlannedModule& m) {
+  return r.modifiers[static_cast<size_t>(m.modifier)].groups[static_cast<size_t>(m.group)];
+}
+const RecipeModifier& modifier_of(const Recipe& r, const PlannedModule& m) {
+  return r.modifiers[static_cast<size_t>(m.modifier)];
+}
+
+bool static_acts(const RecipeGroup& g) {
+  return g.scheme.input_activations && quant::activation_needs_calibration(*g.scheme.input_activations);
+}
+bool needs_data(const Recipe& r, const PlannedModule& m) {
+  return m.quantized() && (modifier_of(r, m).kind == ModifierKind::kGptq || static_acts(group_of(r, m)));
+}
+
+// The linear of a block that a release module name refers to (routed experts excluded).
+model::DenseLinear* block_linear(model::BlockWeights& w, const std::string& module) {
+  DSV4_CHECK_IN("pipeline", module.starts_with(w.prefix), "%s is not in block %s", module.c_str(), w.prefix.c_str());
+  const std::string leaf = module.substr(w.prefix.size());
+  model::AttentionWeights& a = w.attn;
+  if (leaf == "attn.wq_a") return &a.wq_a;
+  if (leaf == "attn.wq_b") return &a.wq_b;
+  if (leaf == "attn.wkv") return &a.wkv;
+  if (leaf == "attn.wo_a") return &a.wo_a;
+  if (leaf == "attn.wo_b") return &a.wo_b;
+  if (a.compressor && leaf == "attn.compressor.wkv") return &a.compressor->wkv;
+  if (a.compressor && leaf == "attn.compressor.wgate") return &a.compressor->wgate;
+  if (a.indexer && leaf == "attn.indexer.wq_b") return &a.indexer->wq_b;
+  if (a.indexer && leaf == "attn.indexer.weights_proj") return &a.indexer->weights_proj;
+  if (a.indexer && leaf == "attn.indexer.compressor.wkv") return &a.indexer->compressor.wkv;
+  if (a.indexer && leaf == "attn.indexer.compressor.wgate") return &a.indexer->compressor.wgate;
+  if (w.ffn.shared && leaf == "ffn.shared_experts.w1") return &w.ffn.shared->w1;
+  if (w.ffn.shared && leaf == "ffn.shared_experts.w2") return &w.ffn.shared->w2;
+  if (w.ffn.shared && leaf == "ffn.shared_experts.w3") return &w.ffn.shared->w3;
+  DSV4_FAIL("pipeline", "%s is not a linear the block forward uses", module.c_str());
+}
+
+model::DenseLinear* expert_linear(model::ExpertWeights& e, const std::string& module) {
+  if (module.ends_with(".w1")) return &e.w1;
+  if (module.ends_with(".w2")) return &e.w2;
+  return &e.w3;
+}
+
+// Replaces the block's weights of the solved modules by their dequantized values (pass B).
+void substitute(model::BlockWeights& w, const model::ModelConfig& c, const std::vector<const PlannedModule*>& mods,
+                std::vector<SolvedModule>& solved) {
+  bool any_expert = false;
+  for (size_t i = 0; i < mods.size(); ++i) {
+    if (mods[i]->expert >= 0) {
+      any_expert = true;
+      continue;
+    }
+    block_linear(w, mods[i]->names.release)->w = solved[i].dequant;
+  }
+  if (!any_expert) return;
+  std::vector<model::ExpertWeights> experts;
+  experts.reserve(static_cast<size_t>(c.n_routed_experts));
+  for (int e = 0; e < c.n_routed_experts; ++e) experts.push_back(*w.ffn.experts.get(e));
+  for (size_t i = 0; i < mods.size(); ++i) {
+    if (mods[i]->expert < 0) continue;
+    expert_linear(experts[static_cast<size_t>(mods[i]->expert)], mods[i]->names.release)->w = solved[i].dequant;
+  }
+  w.ffn.experts = model::ExpertSource::from_memory(std::move(experts));
+}
+
+// The module's fused partner for the NVFP4 global scale (vLLM keeps one for w1 and w3).
+std::string fused_partner(const std::string& module) {
+  if (module.ends_with(".w1")) return module.substr(0, module.size() - 1) + "3";
+  if (module.ends_with(".w3")) return module.substr(0, module.size() - 1) + "1";
+  return {};
+}
+
+float absmax(const std::vector<float>& v) {
+  float a = 0.0f;
+  for (float x : v) a = std::max(a, std::fabs(x));
+  return a;
+}
+
+struct Forwarder {
+  const model::ModelConfig& c;
+  const std::vector<std::vector<int64_t>>& samples;
+  model::NumericMode mode;
+  std::vector<model::RopeTable> main_rope, compress_rope;  // per sample length
+
+  // states[s] <- block(states[s]) for every sample.
+  void run(const model::BlockWeights& w, std::vector<std::vector<float>>& states, LayerStats* stats,
+           bool all_experts) const {
+    for (size_t s = 0; s < samples.size(); ++s) {
+      if (stats) stats->next_pass();
+      model::ForwardContext ctx{mode, stats, w.prefix, all_experts};
+      std::vector<float> next(states[s].size());
+      const model::RopeTable& rope = model::rope_is_compressed(w.spec) ? compress_rope[s] : main_rope[s];
+      model::block_forward(w, c, rope, states[s].data(), samples[s].data(), static_cast<int64_t>(samples[s].size()),
+                           next.data(), ctx);
+      states[s].swap(next);
+    }
+  }
+};
+
+}  // namespace
+
+int LayerReport::count(SolveMethod m) const {
+  return static_cast<int>(std::count_if(modules.begin(), modules.end(), [&](const ModuleReport& r) { return r.method == m; }));
+}
+int LayerReport::fallbacks() const {
+  return static_cast<int>(std::count_if(modules.begin(), modules.end(),
+                                        [](const ModuleReport& r) { return r.fallback != quant::GptqFallback::kNone; }));
+}
+double LayerReport::mean_rel_error() const {
+  double s = 0;
+  int n = 0;
+  for (const ModuleReport& m : modules) {
+    if (m.rel_error >= 0) s += m.rel_error, ++n;
+  }
+  return n ? s / n : -1.0;
+}
+double LayerReport::mean_rtn_rel_error() const {
+  double s = 0;
+  int n = 0;
+  for (const ModuleReport& m : modules) {
+    if (m.rtn_rel_error >= 0) s += m.rtn_rel_error, ++n;
+  }
+  return n ? s / n : -1.0;
+}
+
+std::string layer_report_line(const LayerReport& l, int num_segments) {
+  char buf[512];
+  int n = std::snprintf(buf, sizeof buf, "[%d/%d] %-9s %6.2fs (decode %.2f fwd %.2f solve %.2f write %.2f)", l.segment + 1,
+                        num_segments, l.name.c_str(), l.seconds, l.seconds_decode, l.seconds_forward, l.seconds_solve,
+                        l.seconds_write);
+  std::string s(buf, static_cast<size_t>(n));
+  if (!l.modules.empty()) {
+    s += " modules " + std::to_string(l.modules.size());
+    for (SolveMethod m : {SolveMethod::kGptq, SolveMethod::kRtn, SolveMethod::kFp8Reencode, SolveMethod::kMxfp4ToInt4}) {
+      if (const int k = l.count(m)) s += " " + std::string(solve_method_name(m)) + "=" + std::to_string(k);
+    }
+  }
+  if (l.mean_rel_error() >= 0) {
+    n = std::snprintf(buf, sizeof buf, " err %.3e (rtn %.3e)", l.mean_rel_error(), l.mean_rtn_rel_error());
+    s.append(buf, static_cast<size_t>(n));
+  }
+  if (l.fallbacks()) s += " fallbacks " + std::to_string(l.fallbacks());
+  if (!l.expert_tokens.empty()) {
+    const auto [lo, hi] = std::minmax_element(l.expert_tokens.begin(), l.expert_tokens.end());
+    s += " tokens/expert " + std::to_string(*lo) + ".." + std::to_string(*hi);
+  }
+  return s;
+}
+
+PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter& writer,
+                            const std::function<void(const LayerReport&)>& on_layer) {
+  DSV4_CHECK_IN("pipeline", in.recipe && in.plan && in.config && in.source && in.layout, "incomplete inputs");
+  const Recipe& r = *in.recipe;
+  const model::ModelConfig& c = *in.config;
+  const Checkpoint& src = *in.source;
+  const auto run_start = Clock::now();
+
+  // Modules by segment, and how far the forward must go.
+  std::vector<std::vector<const PlannedModule*>> by_segment(static_cast<size_t>(in.layout->num_segments));
+  int last_data_layer = -1;
+  for (const PlannedModule& m : in.plan->modules) {
+    if (!m.quantized()) continue;
+    const int seg = artifact_segment(m.names.release, c);
+    DSV4_CHECK_IN("pipeline", seg < in.layout->num_segments, "%s has no segment in the layout", m.names.release.c_str());
+    by_segment[static_cast<size_t>(seg)].push_back(&m);
+    if (!needs_data(r, m)) continue;
+    DSV4_CHECK_IN("pipeline", seg >= 1 && seg <= c.num_layers,
+                  "%s (%s) needs calibration data, which is supported for the main layers only so far; quantize it "
+                  "data-free (QuantizationModifier without static activations) or exclude it",
+                  m.names.release.c_str(), group_of(r, m).key_path.c_str());
+    last_data_layer = std::max(last_data_layer, seg - 1);
+  }
+  DSV4_CHECK_IN("pipeline", last_data_layer < 0 || !in.samples.empty(),
+                "the recipe needs calibration data (GPTQ or static activation scales) but there are no samples");
+
+  PipelineReport report;
+  report.samples = static_cast<int64_t>(in.samples.size());
+  std::vector<std::vector<float>> states;
+  Forwarder fwd{c, in.samples, in.mode, {}, {}};
+  if (last_data_layer >= 0) {
+    for (const auto& ids : in.samples) {
+      report.tokens += static_cast<int64_t>(ids.size());
+      states.push_back(model::model_embed_state(src, c, ids));
+      fwd.main_rope.push_back(model::rope_table_build(c, false, static_cast<int64_t>(ids.size())));
+      fwd.compress_rope.push_back(model::rope_table_build(c, true, static_cast<int64_t>(ids.size())));
+    }
+  }
+
+  for (int seg = 0; seg < in.layout->num_segments; ++seg) {
+    const auto seg_start = Clock::now();
+    LayerReport lr;
+    lr.segment = seg;
+    lr.name = artifact_segment_name(seg, c);
+    const std::vector<const PlannedModule*>& mods = by_segment[static_cast<size_t>(seg)];
+    const int layer = seg - 1;
+    const bool forward = layer >= 0 && layer <= last_data_layer;
+
+    // Decode (only what the forward needs; solves decode their own source weights).
+    auto t = Clock::now();
+    std::optional<model::BlockWeights> w;
+    if (forward) w.emplace(model::block_weights_load(src, c, "layers." + std::to_string(layer) + ".", layer));
+    lr.seconds_decode = since(t);
+
+    // Pass A: Hessians, input absmax, expert token counts.
+    LayerStats stats(r.calibration.all_experts, r.calibration.w2_input);
+    bool pass_a = false;
+    for (const PlannedModule* m : mods) {
+      if (!needs_data(r, *m)) continue;
+      pass_a = true;
+      if (modifier_of(r, *m).kind == ModifierKind::kGptq) stats.want_hessian(m->names.release);
+      if (static_acts(group_of(r, *m))) stats.want_amax(m->names.release);
+    }
+    std::vector<std::vector<float>> states_a;
+    t = Clock::now();
+    if (pass_a) {
+      states_a = states;  // pass B starts again from this layer's input
+      fwd.run(*w, states_a, &stats, r.calibration.all_experts);
+      lr.hessians = static_cast<int64_t>(stats.num_hessians());
+      lr.expert_tokens.assign(static_cast<size_t>(c.n_routed_experts), 0);
+      for (const auto& [e, n] : stats.expert_tokens()) lr.expert_tokens[static_cast<size_t>(e)] = n;
+    }
+    lr.seconds_forward = since(t);
+
+    // Solve.
+    t = Clock::now();
+    std::vector<SolvedModule> solved(mods.size());
+    std::mutex log_mutex;
+    parallel_for(mods.size(), in.threads, [&](size_t i) {
+      const PlannedModule& m = *mods[i];
+      const RecipeModifier& mod = modifier_of(r, m);
+      const RecipeGroup& g = group_of(r, m);
+      const std::vector<float> weight = model::linear_load(src, c, m.names.release, m.rows, m.cols).w;
+      ModuleSolveInput si{&m, &g, mod.kind, &mod.gptq, weight.data(), {}, 0.0f, stats.amax(m.names.release)};
+      std::vector<quant::HessianResult> hs;
+      if (mod.kind == ModifierKind::kGptq) {
+        if (m.names.release.ends_with(".wo_a")) {
+          for (int gi = 0; gi < c.o_groups; ++gi) hs.push_back(stats.hessian(m.names.release, m.cols, gi));
+        } else {
+          hs.push_back(stats.hessian(m.names.release, m.cols));
+        }
+        for (const quant::HessianResult& h : hs) si.hessians.push_back(&h);
+      }
+      if (g.scheme.weights.strategy == quant::Strategy::kTensorGroup) {
+        const std::string partner = fused_partner(m.names.release);
+        si.amax_tensor = absmax(weight);
+        if (!partner.empty()) si.amax_tensor = std::max(si.amax_tensor, absmax(model::linear_load(src, c, partner, m.rows, m.cols).w));
+      }
+      solved[i] = module_solve(si, src);
+      if (solved[i].fallback != quant::GptqFallback::kNone) {
+        std::lock_guard<std::mutex> lock(log_mutex);
+        log_warn("%s: %s (%lld tokens)", m.names.release.c_str(),
+                 std::string(quant::gptq_fallback_name(solved[i].fallback)).c_str(),
+                 static_cast<long long>(solved[i].tokens));
+      }
+    });
+    for (const SolvedModule& s : solved) {
+      lr.modules.push_back({s.module, s.method, s.loss, s.rel_error, s.rtn_rel_error, s.dampening_frac_used,
+                            s.fallback, s.tokens, s.seconds});
+    }
+    lr.seconds_solve = since(t);
+
+    // Pass B: the next layer's input from the quantized layer (or the source layer's output).
+    t = Clock::now();
+    if (forward) {
+      if (pass_a && !r.calibration.propagate_error) {
+        states.swap(states_a);
+      } else {
+        if (!mods.empty()) substitute(*w, c, mods, solved);
+        fwd.run(*w, states, nullptr, false);
+      }
+    }
+    lr.seconds_forward += since(t);
+
+    t = Clock::now();
+    std::map<std::string, const SolvedModule*> by_name;
+    for (const SolvedModule& s : solved) by_name[s.module] = &s;
+    writer.write_segment(seg, by_name);
+    lr.seconds_write = since(t);
+    lr.seconds = since(seg_start);
+    if (on_layer) on_layer(lr);
+    report.layers.push_back(std::move(lr));
+  }
+  report.seconds = since(run_start);
+  return report;
+}
+
+}  // namespace dsv4::calib
