@@ -110,10 +110,11 @@ std::vector<std::string> names_to_targets(const std::vector<std::string>& names,
   return out;
 }
 
-// The scheme part of a config group (everything but targets), for comparisons.
-ordered_json scheme_key(ordered_json group) {
-  group.erase("targets");
-  return group;
+// The scheme part of a config group (everything but targets), key order ignored, for comparisons.
+json scheme_key(const ordered_json& group) {
+  json j = json::parse(group.dump());
+  j.erase("targets");
+  return j;
 }
 
 RecipeGroup config_group_of(const Recipe& r, const PlannedModule& m) {
@@ -218,14 +219,14 @@ std::vector<std::string> artifact_config_check(const json& q, const Recipe& r, c
   struct Group {
     std::string name;
     TargetMatcher targets;
-    ordered_json scheme;
+    json scheme;
   };
   std::vector<Group> groups;
   for (const auto& [name, g] : q["config_groups"].items()) {
     std::vector<std::string> t;
     if (g.contains("targets") && g["targets"].is_array()) t = g["targets"].get<std::vector<std::string>>();
     groups.push_back({name, TargetMatcher(t, "config.json quantization_config.config_groups." + name + ".targets"),
-                      scheme_key(ordered_json::parse(g.dump()))});
+                      scheme_key(ordered_json::parse(g.dump()))});  // NOLINT: copy of an unordered group
   }
   std::vector<std::string> ignore_list;
   if (q.contains("ignore") && q["ignore"].is_array()) ignore_list = q["ignore"].get<std::vector<std::string>>();
@@ -233,7 +234,7 @@ std::vector<std::string> artifact_config_check(const json& q, const Recipe& r, c
   const model::NameMap name_map(c);
 
   for (const PlannedModule& m : plan.modules) {
-    const std::optional<ordered_json> want =
+    const std::optional<json> want =
         m.quantized() ? std::optional(scheme_key(scheme_group_json(config_group_of(r, m), {}, ArgsSpelling::kConfigJson)))
                       : std::nullopt;
     for (const std::string& name : module_lookup_names(m, name_map)) {

@@ -77,15 +77,12 @@ void compressed_module_check_format(PackFormat f, const QuantArgs& a) {
                 a.to_string().c_str());
 }
 
-std::vector<EncodedTensor> compressed_module_encode(PackFormat format, const QuantArgs& a,
-                                                    const QParams& qp,
-                                                    const std::vector<int32_t>& codes,
-                                                    const std::vector<int32_t>& g_idx, int64_t rows,
-                                                    int64_t cols) {
-  DSV4_CHECK_IN("pack", static_cast<int64_t>(codes.size()) == rows * cols, "%zu codes for a [%lld, %lld] weight",
-                codes.size(), static_cast<long long>(rows), static_cast<long long>(cols));
-  PackedTensorSetArgs s;
+namespace {
+
+PackedTensorSetArgs tensor_set_args(PackFormat format, const QuantArgs& a, int64_t rows, int64_t cols,
+                                    bool with_g_idx) {
   compressed_module_check_format(format, a);
+  PackedTensorSetArgs s;
   s.format = format;
   s.rows = rows;
   s.cols = cols;
@@ -95,8 +92,30 @@ std::vector<EncodedTensor> compressed_module_encode(PackFormat format, const Qua
   s.block_rows = a.block_structure[0] > 0 ? a.block_structure[0] : 128;
   s.block_cols = a.block_structure[1] > 0 ? a.block_structure[1] : 128;
   s.symmetric = a.symmetric;
-  s.actorder_group = !g_idx.empty();
+  s.actorder_group = with_g_idx;
   s.float_codes = a.type == QuantType::kFloat;
+  return s;
+}
+
+}  // namespace
+
+std::vector<EncodedTensor> compressed_module_layout(PackFormat format, const QuantArgs& a, int64_t rows, int64_t cols,
+                                                    bool with_g_idx) {
+  std::vector<EncodedTensor> out;
+  for (const PackedTensor& t : packed_tensor_set(tensor_set_args(format, a, rows, cols, with_g_idx))) {
+    out.push_back({t.name, t.dtype, t.shape, {}});
+  }
+  return out;
+}
+
+std::vector<EncodedTensor> compressed_module_encode(PackFormat format, const QuantArgs& a,
+                                                    const QParams& qp,
+                                                    const std::vector<int32_t>& codes,
+                                                    const std::vector<int32_t>& g_idx, int64_t rows,
+                                                    int64_t cols) {
+  DSV4_CHECK_IN("pack", static_cast<int64_t>(codes.size()) == rows * cols, "%zu codes for a [%lld, %lld] weight",
+                codes.size(), static_cast<long long>(rows), static_cast<long long>(cols));
+  const PackedTensorSetArgs s = tensor_set_args(format, a, rows, cols, !g_idx.empty());
   const size_t n = static_cast<size_t>(rows), k = static_cast<size_t>(cols);
   std::vector<EncodedTensor> out;
   for (const PackedTensor& t : packed_tensor_set(s)) {

@@ -36,6 +36,12 @@ struct EncodedTensor {
 // Throws unless `format` can hold weights with these args (compressed-tensors' can_compress).
 void compressed_module_check_format(PackFormat format, const QuantArgs& args);
 
+// The tensors compressed_module_encode writes for a [rows, cols] module (names, dtypes, shapes;
+// bytes empty), without quantizing anything: the writer plans its shards and `verify` checks key
+// sets from it. with_g_idx: the module was solved with actorder=group (weight_g_idx written).
+std::vector<EncodedTensor> compressed_module_layout(PackFormat format, const QuantArgs& args, int64_t rows,
+                                                    int64_t cols, bool with_g_idx);
+
 std::vector<EncodedTensor> compressed_module_encode(PackFormat format, const QuantArgs& args,
                                                     const QParams& qparams,
                                                     const std::vector<int32_t>& codes,

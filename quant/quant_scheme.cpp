@@ -148,6 +148,15 @@ bool activation_needs_calibration(const ActivationArgs& a) {
   return a.dynamic != ActDynamic::kDynamic;
 }
 
+std::vector<EncodedTensor> activation_layout(const QuantScheme& scheme) {
+  if (!scheme.input_activations || !activation_needs_calibration(*scheme.input_activations)) return {};
+  const ActivationArgs& a = *scheme.input_activations;
+  if (a.strategy == ActStrategy::kTensorGroup && a.dynamic == ActDynamic::kLocal) {
+    return {{"input_global_scale", DType::kF32, {1}, {}}};
+  }
+  return {{"input_scale", DType::kBF16, {1}, {}}};
+}
+
 std::vector<EncodedTensor> activation_encode(const QuantScheme& scheme, float input_amax) {
   if (!scheme.input_activations || !activation_needs_calibration(*scheme.input_activations)) {
     return {};
