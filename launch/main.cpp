@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   const dsv4::launch::Command plan = dsv4::launch::cmd_plan_register(app);
   const dsv4::launch::Command eval = dsv4::launch::cmd_eval_register(app);
   const dsv4::launch::Command verify = dsv4::launch::cmd_verify_register(app);
+  const dsv4::launch::Command dequant = dsv4::launch::cmd_dequant_register(app);
   const dsv4::launch::Command calibrate = dsv4::launch::cmd_calibrate_register(app);
 
   try {
@@ -57,6 +58,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("plan")) return plan();
     if (app.got_subcommand("eval")) return eval();
     if (app.got_subcommand("verify")) return verify();
+    if (app.got_subcommand("dequant")) return dequant();
     return calibrate();
   } catch (const dsv4::Error& e) {
     dsv4::log_error("%s", e.what());

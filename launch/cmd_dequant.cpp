@@ -1,0 +1,74 @@
+// cmd_dequant.cpp: `dsv4-calib dequant`: writes the dequantized weight of every compressed module
+// of an artifact (as dsv4-calib's own decoder computes it) to one safetensors file of F32 tensors
+// named by module, for cross-checks with other readers (tests/golden/ct_decompress_check.py runs
+// compressed-tensors' decompressors on the same artifact and compares).
+//
+//   dsv4-calib dequant runs/tiny_w4a16_mtp --out /tmp/dequant.safetensors [--match REGEX]
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <cstring>
+#include <regex>
+
+#include "calib/artifact_decode.h"
+#include "common/check.h"
+#include "common/log.h"
+#include "common/safetensors.h"
+#include "launch/commands.h"
+
+namespace dsv4::launch {
+namespace {
+
+struct DequantArgs {
+  std::string artifact, out, match = ".*";
+};
+
+int run_dequant(const DequantArgs& a) {
+  const Checkpoint ckpt = Checkpoint::open(a.artifact);
+  const std::regex match(a.match);
+  std::vector<std::pair<std::string, std::vector<int64_t>>> modules;  // module, [out, in]
+  for (const std::string& name : ckpt.names()) {
+    if (!name.ends_with(".weight_scale")) continue;
+    const std::string module = name.substr(0, name.size() - 13);
+    if (!std::regex_search(module, match)) continue;
+    std::vector<int64_t> shape;
+    if (ckpt.contains(module + ".weight_shape")) {
+      const auto b = ckpt.bytes(module + ".weight_shape");
+      shape.resize(2);
+      std::memcpy(shape.data(), b.data(), 16);
+    } else {
+      shape = ckpt.info(module + ".weight").shape;
+      if (ckpt.info(module + ".weight").dtype == DType::kU8) shape[1] *= 2;
+    }
+    if (ckpt.contains(module + ".weight_packed") && ckpt.info(module + ".weight_packed").dtype == DType::kU8) {
+      shape = ckpt.info(module + ".weight_packed").shape;
+      shape[1] *= 2;  // fp4 pairs
+    }
+    modules.push_back({module, shape});
+  }
+  DSV4_CHECK_IN("dequant", !modules.empty(), "%s has no compressed module matching '%s'", a.artifact.c_str(),
+                a.match.c_str());
+  std::vector<TensorSpec> specs;
+  for (const auto& [m, shape] : modules) specs.push_back({m, DType::kF32, shape});
+  SafetensorsWriter w(a.out, specs);
+  for (const auto& [m, shape] : modules) {
+    const std::vector<float> v = calib::artifact_linear_decode(ckpt, m, shape[0], shape[1]);
+    w.write(m, std::as_bytes(std::span(v)));
+  }
+  w.finish();
+  log_info("wrote %zu dequantized modules of %s to %s", modules.size(), a.artifact.c_str(), a.out.c_str());
+  return 0;
+}
+
+}  // namespace
+
+Command cmd_dequant_register(CLI::App& app) {
+  auto a = std::make_shared<DequantArgs>();
+  CLI::App* sub = app.add_subcommand("dequant", "Write the dequantized weights of an artifact's compressed modules");
+  sub->add_option("artifact", a->artifact, "artifact directory")->required()->check(CLI::ExistingDirectory);
+  sub->add_option("--out", a->out, "output .safetensors (F32, one tensor per module)")->required();
+  sub->add_option("--match", a->match, "only modules whose name matches this regex (search)");
+  return [a] { return run_dequant(*a); };
+}
+
+}  // namespace dsv4::launch
