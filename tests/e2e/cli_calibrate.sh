@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# cli_calibrate.sh: the main job through the real binary, as README command (1) runs it: make the
+# tiny checkpoint, calibrate it with recipes/w4a16_mtp.yaml (flags overriding the recipe), verify
+# the artifact, eval it against the source, dequant its modules; plus the refusals a user can hit
+# (occupied --out, missing --recipe, a recipe that needs data without a dataset).
+# Run by ctest (cli_calibrate) as: DSV4_BIN=path/to/dsv4-calib bash this.sh WORKDIR
+set -uo pipefail
+bin="${DSV4_BIN:?set DSV4_BIN to the dsv4-calib binary}"
+work="${1:?usage: $0 WORKDIR}"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+rm -rf "$work" && mkdir -p "$work"
+failures=0
+pass() { echo "ok   $1"; }
+fail() { echo "FAIL $1"; failures=$((failures + 1)); }
+
+# expect_ok NAME CMD...: CMD exits 0 (its output goes to $work/NAME.log).
+expect_ok() {
+  local name="$1"; shift
+  if "$@" >"$work/$name.log" 2>&1; then pass "$name"; else fail "$name (exit $?)"; tail -20 "$work/$name.log"; fi
+}
+# expect_error NAME PATTERN CMD...: CMD exits non-zero and its stderr matches PATTERN.
+expect_error() {
+  local name="$1" pattern="$2"; shift 2
+  if "$@" >"$work/$name.log" 2>&1; then fail "$name (exit 0)"; return; fi
+  if grep -qE "$pattern" "$work/$name.log"; then pass "$name"; else fail "$name (no '$pattern')"; cat "$work/$name.log"; fi
+}
+
+src="$work/tiny"
+out="$work/q"
+expect_ok make_model "$bin" make-model --preset tiny --out "$src"
+[ -s "$src/calib.jsonl" ] && pass calib_jsonl_written || fail calib_jsonl_written
+expect_ok calibrate "$bin" --recipe "$root/recipes/w4a16_mtp.yaml" --model "$src" --dataset "$src/calib.jsonl" \
+  --out "$out" --num-samples 8 --seq-len 32
+grep -qE "\[6/6\] mtp\.0" "$work/calibrate.log" && pass progress_lines || fail progress_lines
+grep -qE "layers\.0 .*gptq=24 fp8_reencode=4" "$work/calibrate.log" && pass layer_line_methods || fail layer_line_methods
+for f in config.json recipe.yaml calib_manifest.json model.safetensors.index.json tokenizer.json; do
+  [ -f "$out/$f" ] && pass "artifact_has_$f" || fail "artifact_has_$f"
+done
+grep -q '"num_samples": 8' "$out/calib_manifest.json" && pass manifest_records_override || fail manifest_records_override
+expect_ok verify "$bin" verify "$out" --source "$src"
+expect_ok eval "$bin" eval --model "$out" --reference "$src" --data "$src/calib.jsonl" --num-samples 2 --seq-len 32 --json
+grep -q '"kl_mean"' "$work/eval.log" && pass eval_reports_kl || fail eval_reports_kl
+expect_ok dequant "$bin" dequant "$out" --out "$work/dequant.safetensors" --match 'experts\.0\.w1$'
+
+# Refusals: nothing valid is overwritten, and the message says what to do.
+expect_error out_occupied "not empty" "$bin" --recipe "$root/recipes/w4a16_mtp.yaml" --model "$src" \
+  --dataset "$src/calib.jsonl" --out "$out"
+[ -f "$out/calib_manifest.json" ] && pass occupied_out_untouched || fail occupied_out_untouched
+expect_error no_recipe "pass --recipe" "$bin"
+expect_error needs_data "dataset.files" "$bin" --recipe "$root/recipes/w4a16_mtp.yaml" --model "$src" --out "$work/q2"
+[ ! -e "$work/q2" ] && pass needs_data_writes_nothing || fail needs_data_writes_nothing
+
+echo "cli_calibrate: $failures failure(s)"
+[ "$failures" -eq 0 ]
