@@ -11,8 +11,13 @@
 // [+ `weight_g_idx`] + `weight_shape`), float-/naive-quantized (`weight` F8_E4M3 + `weight_scale`
 // tensor/channel/block), int-quantized (`weight` I8 + `weight_scale`), nvfp4-pack-quantized
 // (`weight_packed` U8 + `weight_scale` F8_E4M3 + `weight_global_scale`), mxfp4-pack-quantized
-// (`weight_packed` U8 + `weight_scale` U8 e8m0). Values are computed the way compressed-tensors'
-// decompressors compute them (in the scale's dtype: bf16 scales give bf16-rounded weights).
+// (`weight_packed` U8 + `weight_scale` U8 e8m0). Values are exactly our quantizer's fake-quantized
+// weight (quantizer_dequant_value through gptq_dequant_with_g_idx, g_idx applied): bf16 scales give
+// the bf16-rounded product, as compressed-tensors' decompressors compute it; e4m3 / e8m0 scales
+// give the fp32 product. (compressed-tensors 0.19 rounds its NVFP4 / MXFP4 decompressed weight to
+// bf16 as well, which changes NVFP4 values by up to half a bf16 ulp; MXFP4 products are exact in
+// bf16; its pack-quantized decompressor ignores weight_g_idx, vLLM's kernels do not.)
+// Cross-checked against compressed-tensors itself by tests/golden/ct_decompress_check.py.
 // Tests: tests/calib/test_artifact_decode.cpp.
 #pragma once
 
@@ -25,7 +30,8 @@
 
 namespace dsv4::calib {
 
-// Whether `module` is stored in one of the compressed-tensors layouts above.
+// Whether `module` is stored in one of the compressed-tensors layouts above (it has
+// `weight_packed` or `weight_scale`). A plain BF16 `weight` is not: model::linear_load reads it.
 bool artifact_linear_is_compressed(const Checkpoint& checkpoint, const std::string& module);
 
 // The dequantized weight [out, in] of a compressed module. Throws naming the module and the

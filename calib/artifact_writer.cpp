@@ -16,18 +16,22 @@ std::vector<std::string> tokenizer_file_names() {
           "chat_template.jinja"};
 }
 
+void artifact_out_dir_check(const std::string& dir, const std::string& source_dir) {
+  DSV4_CHECK_IN("writer", !dir.empty(), "no output directory (output.dir in the recipe, or --out)");
+  std::error_code ec;
+  DSV4_CHECK_IN("writer", !fs::exists(dir, ec) || (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)),
+                "output directory %s exists and is not empty; refusing to overwrite it (choose another --out "
+                "or remove it)",
+                dir.c_str());
+  DSV4_CHECK_IN("writer", fs::weakly_canonical(dir, ec) != fs::weakly_canonical(source_dir, ec),
+                "output directory %s is the source checkpoint", dir.c_str());
+}
+
 ArtifactWriter::ArtifactWriter(const OutputSection& output, const ArtifactLayout& layout, const Checkpoint& source,
                                const model::ModelConfig& config)
     : dir_(output.dir), copy_tokenizer_(output.copy_tokenizer), layout_(layout), source_(source),
       fp8_block_(config.fp8_block) {
-  DSV4_CHECK_IN("writer", !dir_.empty(), "no output directory (output.dir in the recipe, or --out)");
-  std::error_code ec;
-  DSV4_CHECK_IN("writer", !fs::exists(dir_, ec) || (fs::is_directory(dir_, ec) && fs::is_empty(dir_, ec)),
-                "output directory %s exists and is not empty; refusing to overwrite it (choose another --out "
-                "or remove it)",
-                dir_.c_str());
-  DSV4_CHECK_IN("writer", fs::weakly_canonical(dir_, ec) != fs::weakly_canonical(source.dir(), ec),
-                "output directory %s is the source checkpoint", dir_.c_str());
+  artifact_out_dir_check(dir_, source.dir());
   make_directories(dir_);
   writer_ = std::make_unique<CheckpointWriter>(dir_, layout.specs(), output.shard_bytes);
 }

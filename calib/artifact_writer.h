@@ -56,6 +56,9 @@ class ArtifactWriter {
   uint64_t bytes_written_ = 0;
 };
 
+// Throws unless `dir` is usable as an output directory: set, absent or empty, not the source.
+void artifact_out_dir_check(const std::string& dir, const std::string& source_dir);
+
 // The tokenizer and generation files copied from a model directory beside its weights.
 std::vector<std::string> tokenizer_file_names();
 

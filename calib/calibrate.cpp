@@ -105,6 +105,7 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
                 r.origin.c_str());
 
   // Preflight: everything that can fail does so before any output exists.
+  artifact_out_dir_check(r.output.dir, r.model);
   const model::ModelConfig config = checkpoint_config_load(r.model);
   const Checkpoint source = Checkpoint::open(r.model);
   const model::AuditReport audit = model::checkpoint_audit(source, config);

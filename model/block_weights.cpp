@@ -57,6 +57,13 @@ std::vector<float> weight_load_f32(const Checkpoint& ckpt, const std::string& na
 DenseLinear linear_load(const Checkpoint& ckpt, const ModelConfig& config, const std::string& module,
                         int64_t out, int64_t in) {
   DenseLinear l{module, out, in, {}};
+  if (config.linear_decoder != nullptr && config.linear_decoder->decode(ckpt, module, out, in, &l.w)) {
+    DSV4_CHECK_IN("weights", l.w.size() == static_cast<size_t>(out * in),
+                  "the linear decoder returned %zu values for %s [%lld, %lld] in %s", l.w.size(),
+                  module.c_str(), static_cast<long long>(out), static_cast<long long>(in), ckpt.dir().c_str());
+    return l;
+  }
+  l.w.clear();  // a decoder that declined must not leave a partial result behind
   const std::string weight = module + ".weight";
   if (ckpt.contains(module + ".scale")) {
     const TensorInfo& t = ckpt.info(weight);
@@ -75,7 +82,8 @@ DenseLinear linear_load(const Checkpoint& ckpt, const ModelConfig& config, const
 
 ExpertSource::ExpertSource(ExpertSource&& o) noexcept
     : checkpoint_(o.checkpoint_), prefix_(std::move(o.prefix_)), hidden_(o.hidden_), inter_(o.inter_),
-      fp8_block_(o.fp8_block_), count_(o.count_), cache_all_(o.cache_all_), cache_(std::move(o.cache_)) {}
+      fp8_block_(o.fp8_block_), linear_decoder_(std::move(o.linear_decoder_)), count_(o.count_),
+      cache_all_(o.cache_all_), cache_(std::move(o.cache_)) {}
 
 ExpertSource& ExpertSource::operator=(ExpertSource&& o) noexcept {
   checkpoint_ = o.checkpoint_;
@@ -83,6 +91,7 @@ ExpertSource& ExpertSource::operator=(ExpertSource&& o) noexcept {
   hidden_ = o.hidden_;
   inter_ = o.inter_;
   fp8_block_ = o.fp8_block_;
+  linear_decoder_ = std::move(o.linear_decoder_);
   count_ = o.count_;
   cache_all_ = o.cache_all_;
   cache_ = std::move(o.cache_);
@@ -92,7 +101,8 @@ ExpertSource& ExpertSource::operator=(ExpertSource&& o) noexcept {
 ExpertSource::ExpertSource(const Checkpoint* checkpoint, const ModelConfig& config,
                            const std::string& block_prefix)
     : checkpoint_(checkpoint), prefix_(block_prefix + "ffn.experts."), hidden_(config.hidden_size),
-      inter_(config.moe_intermediate_size), fp8_block_(config.fp8_block), count_(config.n_routed_experts) {
+      inter_(config.moe_intermediate_size), fp8_block_(config.fp8_block), linear_decoder_(config.linear_decoder),
+      count_(config.n_routed_experts) {
   const uint64_t decoded_bytes = static_cast<uint64_t>(count_) * 3 * hidden_ * inter_ * sizeof(float);
   cache_all_ = decoded_bytes <= kExpertCacheBytes;
   cache_.resize(static_cast<size_t>(count_));
@@ -116,6 +126,7 @@ std::shared_ptr<const ExpertWeights> ExpertSource::get(int expert) const {
   // Decoding happens outside the lock so several experts decode in parallel.
   ModelConfig shape_only;
   shape_only.fp8_block = static_cast<int>(fp8_block_);
+  shape_only.linear_decoder = linear_decoder_;  // artifacts: experts are compressed-tensors modules
   const std::string stem = prefix_ + std::to_string(expert);
   auto e = std::make_shared<ExpertWeights>();
   e->w1 = linear_load(*checkpoint_, shape_only, stem + ".w1", inter_, hidden_);

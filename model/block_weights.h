@@ -86,6 +86,7 @@ class ExpertSource {
   const Checkpoint* checkpoint_ = nullptr;  // must outlive this source
   std::string prefix_;                       // "layers.3.ffn.experts."
   int64_t hidden_ = 0, inter_ = 0, fp8_block_ = 128;
+  std::shared_ptr<const LinearDecoder> linear_decoder_;  // ModelConfig::linear_decoder
   int count_ = 0;
   bool cache_all_ = false;
   mutable std::mutex mutex_;
@@ -115,6 +116,8 @@ BlockWeights block_weights_load(const Checkpoint& checkpoint, const ModelConfig&
                                 const std::string& prefix, int layer);
 
 // Helpers shared with the model-level loader (embed, head, HC head, MTP projections).
+// linear_load asks config.linear_decoder first (artifact layouts), then decodes the release
+// layouts: FP8/MXFP4 `.weight` + `.scale`, else a plain F32/BF16/F16 `.weight`.
 std::vector<float> weight_load_f32(const Checkpoint& checkpoint, const std::string& name,
                                    const std::vector<int64_t>& expected_shape);
 DenseLinear linear_load(const Checkpoint& checkpoint, const ModelConfig& config,

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,8 @@ namespace dsv4::model {
 
 // Attention flavour of a block, from its compress ratio: 0 = sliding window only, 4 = CSA
 // (overlapping compressor + lightning indexer), anything else > 0 = HCA (no indexer).
+class LinearDecoder;  // model/weight_decode.h
+
 enum class AttentionKind { kSliding, kCsa, kHca };
 enum class RoutingKind { kHash, kLearned };
 
@@ -96,6 +99,11 @@ struct ModelConfig {
   nlohmann::json source = nlohmann::json::object();
   // Where the values came from (a path, or "built-in tiny"); every error message starts with it.
   std::string origin = "built-in";
+  // Decoder of linears stored in a layout the release does not use (dsv4-calib's own
+  // compressed-tensors artifacts: calib::checkpoint_config_load sets it). linear_load asks it
+  // first; null = release layouts only. Not a hyper-parameter: value_diff and to_release_json
+  // ignore it, and copies of the config share it.
+  std::shared_ptr<const LinearDecoder> linear_decoder;
 
   static ModelConfig from_file(const std::string& path);  // errors name the path and key
   static ModelConfig from_json(const nlohmann::json& j, const std::string& origin);

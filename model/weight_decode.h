@@ -40,4 +40,17 @@ void weight_decode_mxfp4(std::span<const std::byte> packed, std::span<const std:
 std::vector<float> weight_decode_linear(const Checkpoint& checkpoint, const std::string& stem,
                                         int64_t fp8_block);
 
+// Decodes linears stored in a layout the release does not use (dsv4-calib's compressed-tensors
+// artifacts; implemented in calib/, which model/ must not include). Installed through
+// ModelConfig::linear_decoder; linear_load (and so every linear of the forward, routed experts
+// included) asks it first. decode() returns false when `module` is not in its layout, so the
+// release decoders run; when it returns true, *w holds the [out, in] weight. Must be safe to call
+// from several threads at once (experts decode in parallel).
+class LinearDecoder {
+ public:
+  virtual ~LinearDecoder() = default;
+  virtual bool decode(const Checkpoint& checkpoint, const std::string& module, int64_t out, int64_t in,
+                      std::vector<float>* w) const = 0;
+};
+
 }  // namespace dsv4::model

@@ -154,28 +154,27 @@ std::vector<EncodedTensor> activation_layout(const QuantScheme& scheme) {
   if (a.strategy == ActStrategy::kTensorGroup && a.dynamic == ActDynamic::kLocal) {
     return {{"input_global_scale", DType::kF32, {1}, {}}};
   }
-  return {{"input_scale", DType::kBF16, {1}, {}}};
-}
-
-std::vector<EncodedTensor> activation_encode(const QuantScheme& scheme, float input_amax) {
-  if (!scheme.input_activations || !activation_needs_calibration(*scheme.input_activations)) {
-    return {};
-  }
-  const ActivationArgs& a = *scheme.input_activations;
-  DSV4_CHECK_IN("quant", std::isfinite(input_amax) && input_amax >= 0.0f,
-                "input amax %g for scheme %s: expected a finite non-negative maximum", input_amax,
-                scheme.name.c_str());
-  if (a.strategy == ActStrategy::kTensorGroup && a.dynamic == ActDynamic::kLocal) {
-    const float gs = nvfp4_global_scale(input_amax);
-    EncodedTensor t{"input_global_scale", DType::kF32, {1}, {}};
-    t.bytes.resize(sizeof(float));
-    std::memcpy(t.bytes.data(), &gs, sizeof(float));
-    return {t};
-  }
   DSV4_CHECK_IN("quant", a.strategy == ActStrategy::kTensor && a.symmetric,
                 "scheme %s: static input activations %s are not supported (only symmetric "
                 "per-tensor input_scale and NVFP4's input_global_scale)",
                 scheme.name.c_str(), a.to_string().c_str());
+  return {{"input_scale", DType::kBF16, {1}, {}}};
+}
+
+std::vector<EncodedTensor> activation_encode(const QuantScheme& scheme, float input_amax) {
+  std::vector<EncodedTensor> out = activation_layout(scheme);  // the names, dtypes and shapes
+  if (out.empty()) return out;
+  const ActivationArgs& a = *scheme.input_activations;
+  DSV4_CHECK_IN("quant", std::isfinite(input_amax) && input_amax >= 0.0f,
+                "input amax %g for scheme %s: expected a finite non-negative maximum", input_amax,
+                scheme.name.c_str());
+  EncodedTensor& t = out[0];
+  if (t.name == "input_global_scale") {
+    const float gs = nvfp4_global_scale(input_amax);
+    t.bytes.resize(sizeof(float));
+    std::memcpy(t.bytes.data(), &gs, sizeof(float));
+    return out;
+  }
   // calculate_qparams on [-amax, amax] with the activation args, in the model dtype (bf16).
   QuantArgs qa;
   qa.num_bits = a.num_bits;
@@ -184,10 +183,9 @@ std::vector<EncodedTensor> activation_encode(const QuantScheme& scheme, float in
   qa.scale_dtype = ScaleDType::kModel;
   const float scale = qparams_calculate(qa, -input_amax, input_amax, 0.0f).scale;
   const uint16_t b = bf16_encode(scale);
-  EncodedTensor t{"input_scale", DType::kBF16, {1}, {}};
   t.bytes.resize(sizeof(b));
   std::memcpy(t.bytes.data(), &b, sizeof(b));
-  return {t};
+  return out;
 }
 
 }  // namespace dsv4::quant

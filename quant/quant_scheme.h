@@ -75,7 +75,9 @@ bool activation_needs_calibration(const ActivationArgs& act);
 // calculate_qparams does; NVFP4 (tensor_group, local) -> input_global_scale [1] f32 =
 // 448*6/amax. Dynamic schemes and schemes without activations -> empty.
 std::vector<EncodedTensor> activation_encode(const QuantScheme& scheme, float input_amax);
-// The tensors activation_encode writes (names, dtypes, shapes; bytes empty).
+// The tensors activation_encode writes (names, dtypes, shapes; bytes empty), without any data:
+// the writer plans shards and `verify` checks key sets from it. Throws, as activation_encode
+// does, for static activations other than symmetric per-tensor and NVFP4's tensor_group/local.
 std::vector<EncodedTensor> activation_layout(const QuantScheme& scheme);
 
 }  // namespace dsv4::quant

@@ -44,7 +44,7 @@ expect_ok dequant "$bin" dequant "$out" --out "$work/dequant.safetensors" --matc
 
 # Refusals: nothing valid is overwritten, and the message says what to do.
 expect_error out_occupied "not empty" "$bin" --recipe "$root/recipes/w4a16_mtp.yaml" --model "$src" \
-  --dataset "$src/calib.jsonl" --out "$out"
+  --dataset "$src/calib.jsonl" --out "$out" --num-samples 8
 [ -f "$out/calib_manifest.json" ] && pass occupied_out_untouched || fail occupied_out_untouched
 expect_error no_recipe "pass --recipe" "$bin"
 expect_error needs_data "dataset.files" "$bin" --recipe "$root/recipes/w4a16_mtp.yaml" --model "$src" --out "$work/q2"

@@ -13,11 +13,13 @@ dtype). Every module of the artifact with `weight_packed` or `weight_scale` is d
   * The module's QuantizationArgs and format are inferred from its tensors, with the same rules as
     calib/artifact_decode.cpp (pack-quantized: bits from the packed width and weight_shape, group
     size from weight_scale, asymmetric iff weight_zero_point; nvfp4 / mxfp4 from the scale dtype;
-    float-/int-quantized from the weight dtype and scale shape). The inferred (format, args) must be
-    one of the config.json config_groups (checked on strategy, bits, type, symmetric, group_size,
-    block_structure), so a mislabelled artifact is reported too.
+    float-/int-quantized from the weight dtype and scale shape). The inferred (format, args) must
+    match one of the config.json config_groups (on num_bits, type, symmetric, strategy, group_size,
+    block_structure; one scale column matches channel or a group as wide as the weight), so a
+    mislabelled artifact is reported ("NO GROUP") too.
   * compressed-tensors' decompressor of that format (BaseCompressor registry) turns the tensors
-    into a dense weight. Exception: modules with weight_g_idx (actorder=group). compressed-tensors
+    into a dense weight, with the matched group's QuantizationArgs (as a loader would; the
+    inferred args when no group matched). Exception: modules with weight_g_idx (actorder=group). compressed-tensors
     0.19's pack-quantized decompressor ignores g_idx (it assumes contiguous groups), so for those
     the script unpacks with compressed-tensors' unpack_from_int32 and applies
     scale[:, g_idx] / zero_point[:, g_idx] itself, with compressed-tensors' _dequantize arithmetic.
@@ -27,7 +29,9 @@ Comparison, per module: "exact" if the decompressed weight equals the expected b
 widening both to fp32); "rounded" if it equals the expected rounded to the decompressed dtype (the
 NVFP4 / MXFP4 decompressors return bf16 while our dequant of e4m3 / e8m0 scales is fp32; vLLM's
 kernels keep fp32 precision); otherwise "MISMATCH" with the worst element. Exit status 1 on any
-mismatch, on a module without an expected weight, or (with --exact) on any "rounded".
+mismatch, on a module without an expected weight or config group, on a config group
+compressed-tensors refuses to parse ("CONFIG": 0.19 rejects actorder "group"), or (with --exact)
+on any "rounded".
 """
 
 import argparse
@@ -40,6 +44,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from compressed_tensors import __version__ as ct_version
 from compressed_tensors.compressors.base import BaseCompressor
 from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
 from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
@@ -121,42 +126,58 @@ ARG_KEYS = ("num_bits", "type", "symmetric", "strategy", "group_size", "block_st
 
 
 def config_schemes(artifact):
+    """[(group name, format, QuantizationArgs)] of config.json's config_groups."""
     with open(os.path.join(artifact, "config.json")) as f:
         qc = json.load(f)["quantization_config"]
     if qc.get("quant_method") != "compressed-tensors":
         raise SystemExit(f"{artifact}/config.json: quant_method {qc.get('quant_method')!r}, "
                          "expected 'compressed-tensors'")
-    out = []
+    out, rejected = [], 0
     for name, group in qc["config_groups"].items():
         fmt = group.get("format") or qc.get("format")
-        w = QuantizationArgs.model_validate(group["weights"])
-        out.append((name, fmt, {k: getattr(w, k) for k in ARG_KEYS}))
-    return out
+        weights = group["weights"]
+        try:
+            args = QuantizationArgs.model_validate(weights)
+        except ValueError as e:
+            # compressed-tensors 0.19 refuses actorder "group"/"dynamic"/true ("has been removed"),
+            # and so would a loader validating with it: report, then check the tensors anyway.
+            rejected += 1
+            first = str(e).splitlines()[0:3]
+            print(f"CONFIG    {name}: compressed-tensors {ct_version} rejects its weights: {' '.join(first)}")
+            args = QuantizationArgs.model_validate({k: v for k, v in weights.items() if k != "actorder"})
+        out.append((name, fmt, args))
+    return out, rejected
 
 
-def normalized(args):
-    a = QuantizationArgs.model_validate({k: v for k, v in args.items() if k != "scale_dtype"})
-    return {k: getattr(a, k) for k in ARG_KEYS}
+def key_of(args):
+    if isinstance(args, dict):
+        args = QuantizationArgs.model_validate(args)
+    return {k: getattr(args, k) for k in ARG_KEYS}
 
 
-def matching_group(groups, fmt, args):
-    want = normalized(args)
+def matching_group(groups, fmt, args, cols):
+    """(group name, its QuantizationArgs) of the config group the inferred module fits, or None.
+    A single scale column is channel or, equally, one group as wide as the weight."""
+    wants = [key_of(args)]
+    if args.get("strategy") == "channel":
+        wants.append(key_of({**args, "strategy": "group", "group_size": cols}))
     for name, gfmt, gargs in groups:
         same_format = gfmt in (fmt, "mixed-precision", None) or {gfmt, fmt} <= {
             "float-quantized", "int-quantized", "naive-quantized"}
-        if same_format and gargs == want:
-            return name
+        if same_format and key_of(gargs) in wants:
+            return name, gargs
     return None
 
 
 def decompress(module, t, fmt, args):
-    scheme = QuantizationScheme(targets=["Linear"], weights=QuantizationArgs(**args), format=fmt)
+    """args: the config group's QuantizationArgs (what a loader would use), else the inferred."""
+    scheme = QuantizationScheme(targets=["Linear"], weights=args, format=fmt)
     if "weight_g_idx" not in t:
         state = dict(t)
         return BaseCompressor.get_value_from_registry(fmt).decompress(state, scheme)["weight"]
     # actorder=group: compressed-tensors' decompressor would use contiguous groups.
     rows, cols = (int(v) for v in t["weight_shape"].tolist())
-    bits, scale, g_idx = args["num_bits"], t["weight_scale"], t["weight_g_idx"].long()
+    bits, scale, g_idx = args.num_bits, t["weight_scale"], t["weight_g_idx"].long()
     x_q = unpack_from_int32(t["weight_packed"], bits, torch.Size([rows, cols]))
     zp = None
     if "weight_zero_point" in t:
@@ -192,33 +213,41 @@ def main():
     p.add_argument("--limit", type=int, default=0, help="check at most N modules (0: all)")
     a = p.parse_args()
 
-    groups = config_schemes(a.artifact)
+    groups, rejected = config_schemes(a.artifact)
     expected = load_file(a.dequant)
     modules = modules_of(a.artifact, a.modules)
     if not modules:
         raise SystemExit(f"{a.artifact}: no compressed module" + (f" matches {a.modules!r}" if a.modules else ""))
-    counts = {"exact": 0, "rounded": 0, "MISMATCH": 0, "no expected": 0, "no config group": 0}
+    counts = {"exact": 0, "rounded": 0, "MISMATCH": 0, "no expected": 0, "no config group": 0,
+              "config groups rejected": rejected}
     for i, module in enumerate(sorted(modules)):
         if a.limit and i >= a.limit:
             break
         t = modules[module]
         fmt, args = infer(module, t)
-        group = matching_group(groups, fmt, args)
+        cols = int(t["weight_shape"][1]) if "weight_shape" in t else (
+            t["weight"].shape[1] if "weight" in t else 2 * t["weight_packed"].shape[1])
+        group = matching_group(groups, fmt, args, cols)
         if group is None:
             counts["no config group"] += 1
-            print(f"NO GROUP  {module}: {fmt} {normalized(args)} matches no config_groups entry")
+            print(f"NO GROUP  {module}: {fmt} {key_of(args)} matches no config_groups entry")
+            qargs = QuantizationArgs.model_validate(args)
+        else:
+            qargs = group[1]
         key = module + ".weight"
         if key not in expected:
             counts["no expected"] += 1
             print(f"MISSING   {module}: no {key} in {a.dequant}")
             continue
-        got = decompress(module, t, fmt, args)
+        got = decompress(module, t, fmt, qargs)
         status, detail = compare(got, expected[key])
         counts[status] += 1
         gidx = " g_idx" if "weight_g_idx" in t else ""
-        print(f"{status:9} {module} [{fmt} {args.get('strategy')} {args['num_bits']}b{gidx}] {detail}".rstrip())
+        where = group[0] if group else "inferred"
+        print(f"{status:9} {module} [{where}: {fmt} {qargs.strategy} {qargs.num_bits}b{gidx}] {detail}".rstrip())
     print(" | ".join(f"{k}: {v}" for k, v in counts.items()))
-    bad = counts["MISMATCH"] + counts["no expected"] + counts["no config group"] + (counts["rounded"] if a.exact else 0)
+    bad = (counts["MISMATCH"] + counts["no expected"] + counts["no config group"] + rejected +
+           (counts["rounded"] if a.exact else 0))
     sys.exit(1 if bad else 0)
 
 

@@ -133,5 +133,97 @@ TEST(CompressedModule, FormatThatCannotHoldTheWeightsIsAnError) {
   }
 }
 
+// --- compressed_module_layout / activation_layout against the encoders ------------------------
+
+struct LayoutCase {
+  std::string label;
+  QuantScheme scheme;
+  PackFormat format;
+  bool with_g_idx = false;
+};
+
+// Every scheme preset in its inferred format, plus the formats a preset does not reach on its own.
+std::vector<LayoutCase> layout_cases() {
+  std::vector<LayoutCase> cases;
+  for (const std::string& name : quant_scheme_preset_names()) {
+    const QuantScheme s = quant_scheme_preset(name);
+    cases.push_back({name, s, quant_scheme_format(s)});
+  }
+  QuantScheme w4 = quant_scheme_preset("W4A16");
+  cases.push_back({"W4A16 actorder=group", w4, PackFormat::kPackQuantized, true});
+  QuantScheme w4_asym = quant_scheme_preset("W4A16_ASYM");
+  cases.push_back({"W4A16_ASYM actorder=group", w4_asym, PackFormat::kPackQuantized, true});
+  QuantScheme w3 = quant_scheme_preset("W3A16");
+  cases.push_back({"W3A16 actorder=group", w3, PackFormat::kPackQuantized, true});
+  QuantScheme fp8 = quant_scheme_preset("FP8");
+  fp8.input_activations.reset();
+  cases.push_back({"FP8 weight-only (naive)", fp8, PackFormat::kNaiveQuantized});
+  cases.push_back({"W8A8 naive", quant_scheme_preset("W8A8"), PackFormat::kNaiveQuantized});
+  return cases;
+}
+
+std::string layout_string(const std::vector<EncodedTensor>& v) {
+  std::string s;
+  for (const auto& t : v) {
+    s += t.name + ":" + std::string(dtype_name(t.dtype)) + "[";
+    for (size_t i = 0; i < t.shape.size(); ++i) s += (i ? "," : "") + std::to_string(t.shape[i]);
+    s += "] ";
+  }
+  return s;
+}
+
+TEST(CompressedModuleLayout, EqualsWhatEncodeWritesForEveryPresetAndFormat) {
+  // 130 rows: not a multiple of the 128 block (FP8_BLOCK pads) nor of 32/bits (zero points pad).
+  const int64_t rows = 130, cols = 256;
+  const auto w = random_weight(rows, cols, 7);
+  int checked = 0;
+  for (const LayoutCase& c : layout_cases()) {
+    SCOPED_TRACE(c.label + " as " + std::string(pack_format_name(c.format)) + " [" + std::to_string(rows) +
+                 ", " + std::to_string(cols) + "]");
+    const QuantArgs& a = c.scheme.weights;
+    const RtnResult r = quantizer_rtn(a, w.data(), rows, cols);
+    std::vector<int32_t> g_idx;
+    if (c.with_g_idx) {
+      // A permuted group mapping, as actorder=group writes it.
+      g_idx.resize(static_cast<size_t>(cols));
+      for (int64_t k = 0; k < cols; ++k) g_idx[k] = static_cast<int32_t>(((k * 7) % cols) / a.group_size);
+    }
+    const auto encoded = compressed_module_encode(c.format, a, r.qparams, r.codes, g_idx, rows, cols);
+    const auto layout = compressed_module_layout(c.format, a, rows, cols, c.with_g_idx);
+    EXPECT_EQ(layout_string(layout), layout_string(encoded));
+    for (const auto& t : layout) EXPECT_TRUE(t.bytes.empty()) << t.name;
+    uint64_t layout_bytes = 0, encoded_bytes = 0;
+    for (const auto& t : layout) {
+      uint64_t b = dtype_size(t.dtype);
+      for (int64_t v : t.shape) b *= static_cast<uint64_t>(v);
+      layout_bytes += b;
+    }
+    for (const auto& t : encoded) encoded_bytes += t.bytes.size();
+    EXPECT_EQ(layout_bytes, encoded_bytes);
+    EXPECT_GT(encoded_bytes, 0u);
+
+    const auto act_layout = activation_layout(c.scheme);
+    const auto act = activation_encode(c.scheme, 3.5f);
+    EXPECT_EQ(layout_string(act_layout), layout_string(act));
+    for (const auto& t : act_layout) EXPECT_TRUE(t.bytes.empty()) << t.name;
+    ++checked;
+  }
+  EXPECT_GE(checked, 15);
+}
+
+TEST(CompressedModuleLayout, StaticActivationsWriteTheirScales) {
+  EXPECT_EQ(layout_string(activation_layout(quant_scheme_preset("FP8"))), "input_scale:BF16[1] ");
+  EXPECT_EQ(layout_string(activation_layout(quant_scheme_preset("NVFP4"))), "input_global_scale:F32[1] ");
+  EXPECT_TRUE(activation_layout(quant_scheme_preset("FP8_DYNAMIC")).empty());
+  EXPECT_TRUE(activation_layout(quant_scheme_preset("W4A16")).empty());
+}
+
+TEST(CompressedModuleLayout, RejectsWhatEncodeRejects) {
+  // actorder=group needs group scales; the layout refuses it as encode does.
+  EXPECT_THROW(compressed_module_layout(PackFormat::kPackQuantized, quant_args_preset("W8A8"), 8, 256, true), Error);
+  EXPECT_THROW(compressed_module_layout(PackFormat::kFloatQuantized, quant_args_preset("W4A16"), 8, 256, false),
+               Error);
+}
+
 }  // namespace
 }  // namespace dsv4::quant

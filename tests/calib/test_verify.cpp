@@ -1,0 +1,1 @@
+// test_verify.cpp (being written)
