@@ -8,6 +8,7 @@
 #include "calib/scheme_json.h"
 #include "calib/target_match.h"
 #include "common/check.h"
+#include "common/log.h"
 #include "model/names.h"
 #include "quant/quant_scheme.h"
 
@@ -167,6 +168,11 @@ ordered_json artifact_quantization_config(const Recipe& r, const ModulePlan& pla
     probe.modifier = key.first;
     probe.group = key.second;
     const RecipeGroup g = config_group_of(r, probe);
+    if (g.actorder == quant::ActOrder::kGroup) {
+      log_warn("%s: actorder group is written as \"group\", which compressed-tensors 0.19 (and the vLLM "
+               "releases built on it) refuse to load ('has been removed'); use static for a servable artifact",
+               g.key_path.c_str());
+    }
     formats.insert(quant::quant_scheme_format(g.scheme));
     groups["group_" + std::to_string(index++)] = scheme_group_json(g, names_to_targets(names, c), ArgsSpelling::kConfigJson);
   }

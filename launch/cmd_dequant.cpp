@@ -1,9 +1,10 @@
 // cmd_dequant.cpp: `dsv4-calib dequant`: writes the dequantized weight of every compressed module
 // of an artifact (as dsv4-calib's own decoder computes it) to one safetensors file of F32 tensors
-// named by module, for cross-checks with other readers (tests/golden/ct_decompress_check.py runs
+// named `<module>.weight`, for cross-checks with other readers (tests/golden/ct_decompress_check.py runs
 // compressed-tensors' decompressors on the same artifact and compares).
 //
 //   dsv4-calib dequant runs/tiny_w4a16_mtp --out /tmp/dequant.safetensors [--match REGEX]
+//   python tests/golden/ct_decompress_check.py runs/tiny_w4a16_mtp --dequant /tmp/dequant.safetensors
 #include <CLI/CLI.hpp>
 
 #include <memory>
@@ -31,29 +32,28 @@ int run_dequant(const DequantArgs& a) {
     if (!name.ends_with(".weight_scale")) continue;
     const std::string module = name.substr(0, name.size() - 13);
     if (!std::regex_search(module, match)) continue;
+    // [out, in]: weight_shape (pack-quantized), two e2m1 per byte (nvfp4/mxfp4), else the weight.
     std::vector<int64_t> shape;
     if (ckpt.contains(module + ".weight_shape")) {
       const auto b = ckpt.bytes(module + ".weight_shape");
       shape.resize(2);
       std::memcpy(shape.data(), b.data(), 16);
+    } else if (ckpt.contains(module + ".weight_packed")) {
+      shape = ckpt.info(module + ".weight_packed").shape;
+      shape[1] *= 2;
     } else {
       shape = ckpt.info(module + ".weight").shape;
-      if (ckpt.info(module + ".weight").dtype == DType::kU8) shape[1] *= 2;
-    }
-    if (ckpt.contains(module + ".weight_packed") && ckpt.info(module + ".weight_packed").dtype == DType::kU8) {
-      shape = ckpt.info(module + ".weight_packed").shape;
-      shape[1] *= 2;  // fp4 pairs
     }
     modules.push_back({module, shape});
   }
   DSV4_CHECK_IN("dequant", !modules.empty(), "%s has no compressed module matching '%s'", a.artifact.c_str(),
                 a.match.c_str());
   std::vector<TensorSpec> specs;
-  for (const auto& [m, shape] : modules) specs.push_back({m, DType::kF32, shape});
+  for (const auto& [m, shape] : modules) specs.push_back({m + ".weight", DType::kF32, shape});
   SafetensorsWriter w(a.out, specs);
   for (const auto& [m, shape] : modules) {
     const std::vector<float> v = calib::artifact_linear_decode(ckpt, m, shape[0], shape[1]);
-    w.write(m, std::as_bytes(std::span(v)));
+    w.write(m + ".weight", std::as_bytes(std::span(v)));
   }
   w.finish();
   log_info("wrote %zu dequantized modules of %s to %s", modules.size(), a.artifact.c_str(), a.out.c_str());
