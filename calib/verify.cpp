@@ -50,6 +50,9 @@ void note_fail(VerifyCheck& c, std::string what) {
   if (c.examples.size() < kMaxExamples) c.examples.push_back(std::move(what));
 }
 
+long long ll(int64_t v) { return static_cast<long long>(v); }
+int64_t passed(const VerifyCheck& c) { return c.checked - c.failed; }
+
 VerifyCheck& finish(VerifyCheck& c, std::string detail) {
   c.passed = c.failed == 0;
   c.detail = std::move(detail);
@@ -135,6 +138,14 @@ bool check_files(const std::string& art_dir, const Checkpoint* art, const std::s
     } else {
       note_ok(c);
     }
+    // A shard the index does not list, or an AtomicFile temporary ("<path>.tmp.<pid>"), is never
+    // loaded, but it means the directory is not (only) the artifact one finished run wrote.
+    const std::vector<std::string> listed = art->shard_files();
+    for (const fs::directory_entry& f : fs::directory_iterator(art_dir)) {
+      const std::string n = f.path().filename().string();
+      const bool shard_like = n.ends_with(".safetensors") || n.find(".tmp.") != std::string::npos;
+      if (shard_like && !std::count(listed.begin(), listed.end(), n)) note_fail(c, n + ": stray (not in the index)");
+    }
   }
   if (recipe_ok) {
     note_ok(c);
@@ -154,7 +165,7 @@ bool check_files(const std::string& art_dir, const Checkpoint* art, const std::s
     for (const std::string& f : tokenizer_file_names()) {
       if (!fs::exists(src_dir + "/" + f)) continue;
       if (!fs::exists(art_dir + "/" + f)) note_fail(c, f + ": missing (the source has it)");
-      else if (read_file(art_dir + "/" + f) != read_file(src_dir + "/" + f)) note_fail(c, f + ": differs from the source");
+      else if (read_file(art_dir + "/" + f) != read_file(src_dir + "/" + f)) note_fail(c, f + ": differs");
       else note_ok(c);
     }
   }
@@ -177,14 +188,18 @@ void check_source_identity(const Expected& e, const Checkpoint& src, VerifyCheck
   }
   const json actual = json::parse(checkpoint_identity(src).dump());
   for (const auto& [file, id] : actual.items()) {
-    if (!recorded->contains(file)) note_fail(c, file + ": in --source, not in the manifest");
-    else if ((*recorded)[file] != id) note_fail(c, file + ": recorded " + clip((*recorded)[file].dump()) + ", --source has " + clip(id.dump()));
-    else note_ok(c);
+    if (!recorded->contains(file)) {
+      note_fail(c, file + ": in --source, not in the manifest");
+    } else if ((*recorded)[file] != id) {
+      note_fail(c, file + ": recorded " + clip((*recorded)[file].dump()) + ", --source has " + clip(id.dump()));
+    } else {
+      note_ok(c);
+    }
   }
   for (const auto& [file, id] : recorded->items()) {
     if (!actual.contains(file)) note_fail(c, file + ": in the manifest, not in --source");
   }
-  finish(c, c.failed ? "the artifact was made from another source" : strfmt("%lld files match", static_cast<long long>(c.checked)));
+  finish(c, c.failed ? "the artifact was made from another source" : strfmt("%lld files match", ll(c.checked)));
 }
 
 // ---- key set ----
@@ -248,8 +263,8 @@ std::string compare_tensor(const OutputTensor& t, const Checkpoint& art, const C
     uint16_t v;
     std::memcpy(&v, a.data() + 2 * first, 2);
     return strfmt("%s: %lld of %zu elements differ from bf16(decode(%s)) (first at %lld: %g, expected %g)",
-                  t.name.c_str(), static_cast<long long>(bad), w.size(), t.source.c_str(),
-                  static_cast<long long>(first), bf16_decode(v), bf16_decode(bf16_encode(w[first])));
+                  t.name.c_str(), ll(bad), w.size(), t.source.c_str(),
+                  ll(first), bf16_decode(v), bf16_decode(bf16_encode(w[first])));
   }
   const auto s = src.bytes(t.source);
   if (s.size() != a.size()) return t.name + ": byte size differs from " + t.source;
@@ -263,7 +278,7 @@ std::string compare_tensor(const OutputTensor& t, const Checkpoint& art, const C
     }
   }
   return strfmt("%s: %lld of %zu elements differ from source %s (first at %lld)", t.name.c_str(),
-                static_cast<long long>(bad), a.size() / es, t.source.c_str(), static_cast<long long>(first));
+                ll(bad), a.size() / es, t.source.c_str(), ll(first));
 }
 
 struct CopyChecks {
@@ -298,19 +313,19 @@ void check_copies(const Expected& e, const Checkpoint& art, const Checkpoint& sr
     }
     for (VerifyCheck* c : into) result[i].empty() ? note_ok(*c) : note_fail(*c, result[i]);
   }
-  finish(cc.fp32, strfmt("%lld FP32 tensors byte-identical to the source", static_cast<long long>(cc.fp32.checked - cc.fp32.failed)));
-  finish(cc.copies, strfmt("%lld kept tensors byte-identical", static_cast<long long>(cc.copies.checked - cc.copies.failed)));
+  finish(cc.fp32, strfmt("%lld FP32 tensors byte-identical to the source", ll(passed(cc.fp32))));
+  finish(cc.copies, strfmt("%lld kept tensors byte-identical", ll(passed(cc.copies))));
   finish(cc.decoded, strfmt("%lld unquantized FP8/MXFP4 Linears equal to their exact BF16 decode",
-                            static_cast<long long>(cc.decoded.checked - cc.decoded.failed)));
+                            ll(passed(cc.decoded))));
   finish(cc.mtp, strfmt("%lld MTP tensors equal to the source (bytes or exact decode)",
-                        static_cast<long long>(cc.mtp.checked - cc.mtp.failed)));
+                        ll(passed(cc.mtp))));
   const bool want_aliases = e.recipe.output.mtp_aliases && cc.aliases.checked == 0 &&
                             std::any_of(e.layout.tensors.begin(), e.layout.tensors.end(),
                                         [&](const OutputTensor& t) { return t.segment > e.config.num_layers; });
   if (want_aliases) note_fail(cc.aliases, "output.mtp_aliases is set but the layout has no alias");
   finish(cc.aliases, e.recipe.output.mtp_aliases
                          ? strfmt("%lld aliases byte-identical to head.weight / embed.weight",
-                                  static_cast<long long>(cc.aliases.checked - cc.aliases.failed))
+                                  ll(passed(cc.aliases)))
                          : std::string("output.mtp_aliases is off"));
 }
 
@@ -323,7 +338,8 @@ void check_mtp_unquantized(const Expected& e, const Checkpoint& art, VerifyCheck
     const std::string leaf = n.substr(n.rfind('.') + 1);
     const DType d = art.info(n).dtype;
     if (kQuantLeaves.count(leaf)) note_fail(c, n + ": quantization tensor under mtp.");
-    else if (leaf == "weight" && d != DType::kBF16 && d != DType::kF32) note_fail(c, n + ": " + std::string(dtype_name(d)) + " (expected BF16 or F32)");
+    else if (leaf == "weight" && d != DType::kBF16 && d != DType::kF32)
+      note_fail(c, n + ": " + std::string(dtype_name(d)) + " (expected BF16 or F32)");
     else note_ok(c);
   }
   for (const PlannedModule& m : e.plan.modules) {
@@ -331,7 +347,7 @@ void check_mtp_unquantized(const Expected& e, const Checkpoint& art, VerifyCheck
       note_fail(c, m.names.release + ": the recipe quantizes it (" + group_of(e.recipe, m).key_path + ")");
     }
   }
-  finish(c, c.failed ? "the MTP block is quantized" : strfmt("%lld MTP tensors, none quantized", static_cast<long long>(c.checked)));
+  finish(c, c.failed ? "the MTP block is quantized" : strfmt("%lld MTP tensors, none quantized", ll(c.checked)));
 }
 
 // ---- config.json ----
@@ -363,7 +379,8 @@ void check_config(const Expected& e, const std::string& art_dir, const std::stri
   const ordered_json& q = a["quantization_config"];
   const auto expect_str = [&](const char* key, const std::string& want) {
     if (!q.contains(key) || !q[key].is_string()) note_fail(c, strfmt("quantization_config.%s: missing", key));
-    else if (!want.empty() && q[key].get<std::string>() != want) note_fail(c, strfmt("quantization_config.%s: \"%s\", expected \"%s\"", key, q[key].get<std::string>().c_str(), want.c_str()));
+    else if (!want.empty() && q[key].get<std::string>() != want)
+      note_fail(c, strfmt("quantization_config.%s: %s, expected \"%s\"", key, q[key].dump().c_str(), want.c_str()));
     else note_ok(c);
   };
   expect_str("quant_method", "compressed-tensors");
@@ -458,7 +475,8 @@ void check_reconstruction(const Expected& e, const Checkpoint& art, const Checkp
     if (res[i].rel > f.rel) f = {f.count, res[i].rel, bound, name};
     if (res[i].rel > worst) worst = res[i].rel, worst_module = name;
     if (exact[i] && !res[i].exact_ok) {
-      note_fail(c, strfmt("%s: exact FP8 re-encode differs from the decoded source (rel %.3e)", name.c_str(), res[i].rel));
+      note_fail(c, strfmt("%s: exact FP8 re-encode differs from the decoded source (rel %.3e)", name.c_str(),
+                          res[i].rel));
     } else if (!(res[i].rel <= bound)) {
       note_fail(c, strfmt("%s: rel error %.4f > bound %.4f (RTN %.4f; %s)", name.c_str(), res[i].rel, bound,
                           res[i].rtn_rel, args.to_string().c_str()));
@@ -468,7 +486,7 @@ void check_reconstruction(const Expected& e, const Checkpoint& art, const Checkp
   }
   for (const auto& [family, f] : families) {
     c.info.push_back(strfmt("%s: %lld modules, worst %.4f (%s), bound %.4f", family.c_str(),
-                            static_cast<long long>(f.count), f.rel, f.module.c_str(), f.bound));
+                            ll(f.count), f.rel, f.module.c_str(), f.bound));
   }
   finish(c, all.empty() ? std::string("no quantized modules")
                         : strfmt("%zu of %zu quantized modules, worst rel error %.4f (%s)", pick.size(), all.size(),
@@ -484,7 +502,9 @@ std::map<std::string, std::string> manifest_fallbacks(const std::optional<ordere
     for (const auto& x : l["modules"]) {
       if (!x.is_object() || !x.contains("module") || !x["module"].is_string()) continue;
       std::string fb = x.contains("fallback") && x["fallback"].is_string() ? x["fallback"].get<std::string>() : "none";
-      if (x.contains("method") && x["method"].is_string() && x["method"] != "gptq") fb = "method " + x["method"].get<std::string>();
+      if (x.contains("method") && x["method"].is_string() && x["method"] != "gptq") {
+        fb = "method " + x["method"].get<std::string>();
+      }
       out[x["module"].get<std::string>()] = fb;
     }
   }
@@ -507,7 +527,7 @@ void check_gptq_signature(const Expected& e, const Checkpoint& art, const Checkp
     gptq.push_back(&m);
   }
   if (gptq.empty()) {
-    if (skipped > 0) note_fail(c, strfmt("all %lld GPTQ modules fell back to RTN (calib_manifest.json)", static_cast<long long>(skipped)));
+    if (skipped > 0) note_fail(c, strfmt("all %lld GPTQ modules fell back to RTN (calib_manifest.json)", ll(skipped)));
     finish(c, skipped ? "no GPTQ module to test" : "no GPTQ modules in the recipe");
     return;
   }
@@ -561,7 +581,7 @@ void check_gptq_signature(const Expected& e, const Checkpoint& art, const Checkp
   }
   finish(c, strfmt("%d of %zu sampled GPTQ modules differ from RTN (most: %.2f%%, %s); %lld RTN fallbacks skipped",
                    differing, pick.size(), 100.0 * std::max(best, 0.0), best_module.c_str(),
-                   static_cast<long long>(skipped)));
+                   ll(skipped)));
 }
 
 }  // namespace
@@ -626,6 +646,10 @@ VerifyReport verify_artifact(const std::string& art_dir, const std::string& src_
     report.checks.push_back(finish(plan, "recipe.yaml does not plan on --source"));
     return report;
   }
+  plan.checked = static_cast<int64_t>(e.plan.modules.size());
+  report.checks.push_back(finish(plan, strfmt("%zu Linear modules planned, %zu tensors expected in %d segments",
+                                              e.plan.modules.size(), e.layout.tensors.size(),
+                                              e.layout.num_segments)));
 
   const int threads = parallel_threads(o.threads);
   VerifyOptions opts = o;
@@ -655,11 +679,11 @@ std::string verify_report_text(const VerifyReport& r) {
   for (const VerifyCheck& c : r.checks) {
     failed += c.passed ? 0 : 1;
     out += strfmt("%s %s: checked %lld, failed %lld; %s\n", c.passed ? "PASS" : "FAIL", c.name.c_str(),
-                  static_cast<long long>(c.checked), static_cast<long long>(c.failed), c.detail.c_str());
+                  ll(c.checked), ll(c.failed), c.detail.c_str());
     if (!c.passed) {
       for (const std::string& x : c.examples) out += "    " + x + "\n";
       if (c.failed > static_cast<int64_t>(c.examples.size())) {
-        out += strfmt("    ... and %lld more\n", static_cast<long long>(c.failed - static_cast<int64_t>(c.examples.size())));
+        out += strfmt("    ... and %lld more\n", ll(c.failed - static_cast<int64_t>(c.examples.size())));
       }
     }
     for (const std::string& x : c.info) out += "    " + x + "\n";
