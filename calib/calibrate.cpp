@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/rng.h"
 #include "data/calib_data.h"
+#include "data/sample_hash.h"
 #include "data/tokenizer.h"
 #include "model/checkpoint_audit.h"
 #include "model/inventory.h"
@@ -26,12 +27,6 @@ namespace {
 
 using nlohmann::ordered_json;
 namespace fs = std::filesystem;
-
-std::string hex64(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 // The safetensors header of a file: its 8-byte length prefix and the JSON after it.
 std::string header_bytes(const std::string& path) {
@@ -53,7 +48,7 @@ ordered_json layer_json(const LayerReport& l) {
                   {"solve", l.seconds_solve}, {"write", l.seconds_write}};
   j["hessians"] = l.hessians;
   ordered_json methods = ordered_json::object();
-  for (SolveMethod m : {SolveMethod::kGptq, SolveMethod::kRtn, SolveMethod::kFp8Reencode, SolveMethod::kMxfp4ToInt4}) {
+  for (SolveMethod m : kSolveMethods) {
     if (const int k = l.count(m)) methods[std::string(solve_method_name(m))] = k;
   }
   j["methods"] = methods;
@@ -89,11 +84,11 @@ ordered_json checkpoint_identity(const Checkpoint& ckpt) {
   for (const std::string& f : ckpt.shard_files()) {
     const std::string path = ckpt.dir() + "/" + f;
     files[f] = {{"bytes", static_cast<uint64_t>(fs::file_size(path))},
-                {"header_fnv1a64", hex64(hash_fnv1a64(header_bytes(path)))}};
+                {"header_fnv1a64", data::sample_hash_hex(hash_fnv1a64(header_bytes(path)))}};
   }
   for (const char* f : {"model.safetensors.index.json", "config.json"}) {
     const std::string path = ckpt.dir() + "/" + f;
-    if (fs::exists(path)) files[f] = {{"fnv1a64", hex64(hash_fnv1a64(read_file(path)))}};
+    if (fs::exists(path)) files[f] = {{"fnv1a64", data::sample_hash_hex(hash_fnv1a64(read_file(path)))}};
   }
   return files;
 }
@@ -162,14 +157,14 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   ordered_json m;
   m["tool"] = {{"name", "dsv4-calib"}, {"version", o.tool_version}, {"commit", o.tool_commit}};
   const std::string recipe_yaml = recipe_to_yaml(r);
-  m["recipe"] = {{"origin", r.origin}, {"fnv1a64", hex64(hash_fnv1a64(recipe_yaml))}};
+  m["recipe"] = {{"origin", r.origin}, {"fnv1a64", data::sample_hash_hex(hash_fnv1a64(recipe_yaml))}};
   m["source"] = {{"dir", r.model}, {"files", checkpoint_identity(source)}, {"mtp_stages", audit.mtp_stages}};
   m["world_size"] = 1;
   if (data) m["dataset"] = data::calib_data_manifest(*data);
   m["samples"] = res.report.samples;
   m["tokens"] = res.report.tokens;
   ordered_json totals;
-  for (SolveMethod k : {SolveMethod::kGptq, SolveMethod::kRtn, SolveMethod::kFp8Reencode, SolveMethod::kMxfp4ToInt4}) {
+  for (SolveMethod k : kSolveMethods) {
     int n = 0;
     for (const LayerReport& l : res.report.layers) n += l.count(k);
     totals[std::string(solve_method_name(k))] = n;

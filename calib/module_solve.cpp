@@ -69,15 +69,19 @@ void take_rtn(SolvedModule& s, quant::RtnResult&& r) {
   s.dequant = std::move(r.dequant);
 }
 
+// Loss summed, damping and fallback the most severe over the solves (one, or one per wo_a group).
+void add_gptq_stats(SolvedModule& s, const quant::GptqResult& r) {
+  s.loss += r.loss;
+  s.dampening_frac_used = std::max(s.dampening_frac_used, r.dampening_frac_used);
+  if (static_cast<int>(r.fallback) > static_cast<int>(s.fallback)) s.fallback = r.fallback;
+}
+
 void take_gptq(SolvedModule& s, quant::GptqResult&& r) {
+  add_gptq_stats(s, r);
   s.qparams = std::move(r.qparams);
   s.codes = std::move(r.codes);
   s.dequant = std::move(r.dequant);
   s.g_idx = std::move(r.g_idx);
-  s.loss += r.loss;
-  s.dampening_frac_used = std::max(s.dampening_frac_used, r.dampening_frac_used);
-  // The most severe fallback of the row blocks is the module's.
-  if (static_cast<int>(r.fallback) > static_cast<int>(s.fallback)) s.fallback = r.fallback;
 }
 
 // Appends the row block `part` (rows [r0, r0 + part.rows)) to `whole`.
@@ -133,9 +137,7 @@ void solve_grouped_gptq(const ModuleSolveInput& in, const QuantArgs& args, quant
     append_rows(qp, r.qparams);
     s.codes.insert(s.codes.end(), r.codes.begin(), r.codes.end());
     s.dequant.insert(s.dequant.end(), r.dequant.begin(), r.dequant.end());
-    s.loss += r.loss;
-    s.dampening_frac_used = std::max(s.dampening_frac_used, r.dampening_frac_used);
-    if (static_cast<int>(r.fallback) > static_cast<int>(s.fallback)) s.fallback = r.fallback;
+    add_gptq_stats(s, r);
   }
   s.qparams = std::move(qp);
 }

@@ -32,6 +32,9 @@
 namespace dsv4::calib {
 
 enum class SolveMethod : uint8_t { kGptq, kRtn, kFp8Reencode, kMxfp4ToInt4 };
+// Every method, in report order (progress lines and the manifest tally them this way).
+inline constexpr SolveMethod kSolveMethods[] = {SolveMethod::kGptq, SolveMethod::kRtn, SolveMethod::kFp8Reencode,
+                                                SolveMethod::kMxfp4ToInt4};
 std::string_view solve_method_name(SolveMethod m);
 
 struct ModuleSolveInput {

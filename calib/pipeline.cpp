@@ -61,7 +61,9 @@ model::DenseLinear* block_linear(model::BlockWeights& w, const std::string& modu
   DSV4_FAIL("pipeline", "%s is not a linear the block forward uses", module.c_str());
 }
 
-model::DenseLinear* expert_linear(model::ExpertWeights& e, const std::string& module) {
+// `E` is ExpertWeights or const ExpertWeights (reading a decoded source expert).
+template <typename E>
+auto* expert_linear(E& e, const std::string& module) {
   if (module.ends_with(".w1")) return &e.w1;
   if (module.ends_with(".w2")) return &e.w2;
   return &e.w3;
@@ -123,6 +125,16 @@ struct Forwarder {
   }
 };
 
+// Mean of one error field over the modules that have it (>= 0); -1 when none does.
+double mean_known(const std::vector<ModuleReport>& modules, double ModuleReport::*field) {
+  double s = 0;
+  int n = 0;
+  for (const ModuleReport& m : modules) {
+    if (m.*field >= 0) s += m.*field, ++n;
+  }
+  return n ? s / n : -1.0;
+}
+
 }  // namespace
 
 int LayerReport::count(SolveMethod m) const {
@@ -132,22 +144,8 @@ int LayerReport::fallbacks() const {
   return static_cast<int>(std::count_if(modules.begin(), modules.end(),
                                         [](const ModuleReport& r) { return r.fallback != quant::GptqFallback::kNone; }));
 }
-double LayerReport::mean_rel_error() const {
-  double s = 0;
-  int n = 0;
-  for (const ModuleReport& m : modules) {
-    if (m.rel_error >= 0) s += m.rel_error, ++n;
-  }
-  return n ? s / n : -1.0;
-}
-double LayerReport::mean_rtn_rel_error() const {
-  double s = 0;
-  int n = 0;
-  for (const ModuleReport& m : modules) {
-    if (m.rtn_rel_error >= 0) s += m.rtn_rel_error, ++n;
-  }
-  return n ? s / n : -1.0;
-}
+double LayerReport::mean_rel_error() const { return mean_known(modules, &ModuleReport::rel_error); }
+double LayerReport::mean_rtn_rel_error() const { return mean_known(modules, &ModuleReport::rtn_rel_error); }
 
 std::string layer_report_line(const LayerReport& l, int num_segments) {
   char buf[512];
@@ -157,7 +155,7 @@ std::string layer_report_line(const LayerReport& l, int num_segments) {
   std::string s(buf, static_cast<size_t>(n));
   if (!l.modules.empty()) {
     s += " modules " + std::to_string(l.modules.size());
-    for (SolveMethod m : {SolveMethod::kGptq, SolveMethod::kRtn, SolveMethod::kFp8Reencode, SolveMethod::kMxfp4ToInt4}) {
+    for (SolveMethod m : kSolveMethods) {
       if (const int k = l.count(m)) s += " " + std::string(solve_method_name(m)) + "=" + std::to_string(k);
     }
   }
@@ -251,11 +249,18 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter& writer,
     t = Clock::now();
     std::vector<SolvedModule> solved(mods.size());
     std::mutex log_mutex;
+    // A module's source weight: from the block the forward already decoded, else from the checkpoint.
+    auto source_weight = [&](const std::string& module, int expert, int64_t rows, int64_t cols) {
+      if (!w) return model::linear_load(src, c, module, rows, cols).w;
+      if (expert < 0) return block_linear(*w, module)->w;
+      auto e = w->ffn.experts.get(expert);
+      return expert_linear(*e, module)->w;
+    };
     parallel_for(mods.size(), in.threads, [&](size_t i) {
       const PlannedModule& m = *mods[i];
       const RecipeModifier& mod = modifier_of(r, m);
       const RecipeGroup& g = group_of(r, m);
-      const std::vector<float> weight = model::linear_load(src, c, m.names.release, m.rows, m.cols).w;
+      const std::vector<float> weight = source_weight(m.names.release, m.expert, m.rows, m.cols);
       ModuleSolveInput si{&m, &g, mod.kind, &mod.gptq, weight.data(), {}, 0.0f, stats.amax(m.names.release)};
       std::vector<quant::HessianResult> hs;
       if (mod.kind == ModifierKind::kGptq) {
@@ -269,7 +274,7 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter& writer,
       if (g.scheme.weights.strategy == quant::Strategy::kTensorGroup) {
         const std::string partner = fused_partner(m.names.release);
         si.amax_tensor = absmax(weight);
-        if (!partner.empty()) si.amax_tensor = std::max(si.amax_tensor, absmax(model::linear_load(src, c, partner, m.rows, m.cols).w));
+        if (!partner.empty()) si.amax_tensor = std::max(si.amax_tensor, absmax(source_weight(partner, m.expert, m.rows, m.cols)));
       }
       solved[i] = module_solve(si, src);
       if (solved[i].fallback != quant::GptqFallback::kNone) {

@@ -9,20 +9,12 @@ bin="${DSV4_BIN:?set DSV4_BIN to the dsv4-calib binary}"
 work="${1:?usage: $0 WORKDIR}"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 rm -rf "$work" && mkdir -p "$work"
-failures=0
-pass() { echo "ok   $1"; }
-fail() { echo "FAIL $1"; failures=$((failures + 1)); }
+source "$(dirname "$0")/e2e_lib.sh"
 
 # expect_ok NAME CMD...: CMD exits 0 (its output goes to $work/NAME.log).
 expect_ok() {
   local name="$1"; shift
   if "$@" >"$work/$name.log" 2>&1; then pass "$name"; else fail "$name (exit $?)"; tail -20 "$work/$name.log"; fi
-}
-# expect_error NAME PATTERN CMD...: CMD exits non-zero and its stderr matches PATTERN.
-expect_error() {
-  local name="$1" pattern="$2"; shift 2
-  if "$@" >"$work/$name.log" 2>&1; then fail "$name (exit 0)"; return; fi
-  if grep -qE "$pattern" "$work/$name.log"; then pass "$name"; else fail "$name (no '$pattern')"; cat "$work/$name.log"; fi
 }
 
 src="$work/tiny"
@@ -50,5 +42,4 @@ expect_error no_recipe "pass --recipe" "$bin"
 expect_error needs_data "dataset.files" "$bin" --recipe "$root/recipes/w4a16_mtp.yaml" --model "$src" --out "$work/q2"
 [ ! -e "$work/q2" ] && pass needs_data_writes_nothing || fail needs_data_writes_nothing
 
-echo "cli_calibrate: $failures failure(s)"
-[ "$failures" -eq 0 ]
+e2e_finish

@@ -8,19 +8,7 @@ set -uo pipefail
 bin="${DSV4_BIN:?set DSV4_BIN to the dsv4-calib binary}"
 work="${1:?usage: $0 WORKDIR}"
 rm -rf "$work" && mkdir -p "$work"
-failures=0
-pass() { echo "ok   $1"; }
-fail() { echo "FAIL $1"; failures=$((failures + 1)); }
-# expect_output NAME EXPECTED_RC PATTERN CMD...: runs CMD, checks its exit code and that its
-# combined output contains PATTERN (a fixed string).
-expect_output() {
-  local name="$1" want_rc="$2" pattern="$3"; shift 3
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -ne "$want_rc" ]; then fail "$name: exit $rc, expected $want_rc; output: $out"; return; fi
-  if ! grep -qF -- "$pattern" <<<"$out"; then fail "$name: output lacks '$pattern'; output: $out"; return; fi
-  pass "$name"
-}
+source "$(dirname "$0")/e2e_lib.sh"
 
 "$bin" make-model --preset tiny --out "$work/a" >/dev/null || { echo "FAIL make-model a"; exit 1; }
 "$bin" make-model --preset tiny --seed 1 --out "$work/b" >/dev/null || { echo "FAIL make-model b"; exit 1; }
@@ -62,5 +50,4 @@ expect_output "bad --seq-len" 1 "--seq-len 1" "$bin" eval --model "$work/a" --da
 expect_output "bad --mode" 105 "--mode" "$bin" eval --model "$work/a" --data "$data" --mode fp16
 expect_output "--data required" 106 "--data" "$bin" eval --model "$work/a"
 
-if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
-echo "all checks passed"
+e2e_finish

@@ -7,19 +7,7 @@ set -uo pipefail
 bin="${DSV4_BIN:?set DSV4_BIN to the dsv4-calib binary}"
 work="${1:?usage: $0 WORKDIR}"
 rm -rf "$work" && mkdir -p "$work"
-failures=0
-pass() { echo "ok   $1"; }
-fail() { echo "FAIL $1"; failures=$((failures + 1)); }
-# expect_output NAME EXPECTED_RC PATTERN CMD...: runs CMD, checks its exit code and that its
-# combined output contains PATTERN (a fixed string).
-expect_output() {
-  local name="$1" want_rc="$2" pattern="$3"; shift 3
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -ne "$want_rc" ]; then fail "$name: exit $rc, expected $want_rc; output: $out"; return; fi
-  if ! grep -qF -- "$pattern" <<<"$out"; then fail "$name: output lacks '$pattern'; output: $out"; return; fi
-  pass "$name"
-}
+source "$(dirname "$0")/e2e_lib.sh"
 
 # 1. The full release inventory, without writing: the real index's exact totals.
 expect_output "flash dry-run tensors" 0 '"tensors":69187' \
@@ -107,5 +95,4 @@ expect_output "flash needs a tokenizer" 1 "--tokenizer" "$bin" make-model --pres
 expect_output "unknown preset" 105 "preset" "$bin" make-model --preset huge --out "$work/h"
 expect_output "bad shard size" 1 "--shard-size" "$bin" make-model --preset tiny --shard-size 12X --out "$work/s"
 
-echo "$failures failures"
-[ "$failures" -eq 0 ]
+e2e_finish

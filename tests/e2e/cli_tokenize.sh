@@ -13,9 +13,7 @@ fx="$(cd "$(dirname "$0")/../data/chat_fixture" && pwd)"
 # The fixture was made from this tokenizer; another one (e.g. DSV4_TOKENIZER_DIR) gives other ids.
 tok="$shared/data/deepseek_v3_tokenizer"
 rm -rf "$work" && mkdir -p "$work"
-failures=0
-pass() { echo "ok   $1"; }
-fail() { echo "FAIL $1"; failures=$((failures + 1)); }
+source "$(dirname "$0")/e2e_lib.sh"
 [ -f "$tok/tokenizer.json" ] || { echo "FAIL no tokenizer.json in $tok"; exit 1; }
 
 # expect_stdout NAME EXPECTED CMD...: CMD exits 0 and prints exactly EXPECTED.
@@ -25,15 +23,6 @@ expect_stdout() {
   out=$("$@" 2>"$work/stderr"); rc=$?
   if [ "$rc" -ne 0 ]; then fail "$name: exit $rc: $(cat "$work/stderr")"; return; fi
   if [ "$out" != "$want" ]; then fail "$name: got '$out', expected '$want'"; return; fi
-  pass "$name"
-}
-# expect_error NAME PATTERN CMD...: CMD exits non-zero and its output contains PATTERN.
-expect_error() {
-  local name="$1" pattern="$2"; shift 2
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -eq 0 ]; then fail "$name: exit 0, expected an error; output: $out"; return; fi
-  if ! grep -qF -- "$pattern" <<<"$out"; then fail "$name: output lacks '$pattern'; output: $out"; return; fi
   pass "$name"
 }
 # expect_file NAME EXPECTED_FILE CMD...: CMD exits 0 and its stdout equals the file.
@@ -67,5 +56,4 @@ expect_error "one input required" "exactly one of --text and --jsonl" "$bin" tok
 expect_error "missing tokenizer named" "$work/nowhere" "$bin" tokenize --tokenizer "$work/nowhere" --text x
 expect_error "missing --jsonl named" "$work/none.jsonl" "$bin" tokenize --tokenizer "$tok" --jsonl "$work/none.jsonl"
 
-if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
-echo "all checks passed"
+e2e_finish

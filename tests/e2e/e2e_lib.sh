@@ -1,0 +1,37 @@
+# e2e_lib.sh: the check helpers every tests/e2e script sources (not run on its own).
+#
+#   source "$(dirname "$0")/e2e_lib.sh"
+#   expect_output "name" 0 "fixed text" "$bin" inspect "$dir"
+#   expect_error "name" "fixed text" "$bin" --bad-flag
+#   e2e_finish    # prints the tally; exit status 1 when any check failed
+#
+# Patterns are fixed strings (grep -F), so a '.' in a key path matches only a '.'.
+failures=0
+pass() { echo "ok   $1"; }
+fail() { echo "FAIL $1"; failures=$((failures + 1)); }
+
+# expect_output NAME EXPECTED_RC PATTERN CMD...: runs CMD, checks its exit code and that its
+# combined output contains PATTERN.
+expect_output() {
+  local name="$1" want_rc="$2" pattern="$3"; shift 3
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" -ne "$want_rc" ]; then fail "$name: exit $rc, expected $want_rc; output: $out"; return; fi
+  if ! grep -qF -- "$pattern" <<<"$out"; then fail "$name: output lacks '$pattern'; output: $out"; return; fi
+  pass "$name"
+}
+
+# expect_error NAME PATTERN CMD...: CMD exits non-zero and its combined output contains PATTERN.
+expect_error() {
+  local name="$1" pattern="$2"; shift 2
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" -eq 0 ]; then fail "$name: exit 0, expected an error; output: $out"; return; fi
+  if ! grep -qF -- "$pattern" <<<"$out"; then fail "$name: output lacks '$pattern'; output: $out"; return; fi
+  pass "$name"
+}
+
+e2e_finish() {
+  if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
+  echo "all checks passed"
+}
