@@ -16,6 +16,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/rng.h"
+#include "dist/run_phase.h"
 #include "data/calib_data.h"
 #include "data/sample_hash.h"
 #include "data/tokenizer.h"
@@ -45,7 +46,7 @@ ordered_json layer_json(const LayerReport& l) {
   ordered_json j;
   j["segment"] = l.name;
   j["seconds"] = {{"total", l.seconds}, {"decode", l.seconds_decode}, {"forward", l.seconds_forward},
-                  {"solve", l.seconds_solve}, {"write", l.seconds_write}};
+                  {"solve", l.seconds_solve}, {"comm", l.seconds_comm}, {"write", l.seconds_write}};
   j["hessians"] = l.hessians;
   ordered_json methods = ordered_json::object();
   for (SolveMethod m : kSolveMethods) {
@@ -99,7 +100,13 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   DSV4_CHECK_IN("calibrate", !r.output.dir.empty(), "%s: no output directory (output.dir in the recipe, or --out)",
                 r.origin.c_str());
 
-  // Preflight: everything that can fail does so before any output exists.
+  std::unique_ptr<dist::Communicator> self;
+  if (!o.comm) self = dist::communicator_self();
+  dist::Communicator& comm = o.comm ? *o.comm : *self;
+  const bool writes = comm.rank() == 0;
+
+  // Preflight: everything that can fail does so before any output exists (on every rank; a
+  // failure on one rank aborts the job).
   artifact_out_dir_check(r.output.dir, r.model);
   const model::ModelConfig config = checkpoint_config_load(r.model);
   const Checkpoint source = Checkpoint::open(r.model);
@@ -130,8 +137,14 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
     const data::Tokenizer tok = data::Tokenizer::load(r.tokenizer.empty() ? r.model : r.tokenizer);
     data = data::calib_data_build(tok, r.dataset);
     DSV4_CHECK_IN("calibrate", !data->samples.empty(), "%s: the dataset gave no samples", r.origin.c_str());
-    for (const data::CalibSample& s : data->samples) samples.emplace_back(s.ids.begin(), s.ids.end());
-    log_info("calibration data: %zu samples, %lld tokens", samples.size(), static_cast<long long>(data->num_tokens()));
+    const data::SampleRange mine = data::calib_data_rank_range(*data, comm.rank(), comm.world());
+    for (int64_t i = mine.begin; i < mine.end; ++i) {
+      const data::CalibSample& s = data->samples[static_cast<size_t>(i)];
+      samples.emplace_back(s.ids.begin(), s.ids.end());
+    }
+    log_info("calibration data: %zu samples, %lld tokens%s", data->samples.size(),
+             static_cast<long long>(data->num_tokens()),
+             comm.world() > 1 ? (", split over " + std::to_string(comm.world()) + " ranks").c_str() : "");
   }
 
   int64_t quantized = 0;
@@ -140,7 +153,10 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
            r.model.c_str(), r.output.dir.c_str(), static_cast<long long>(quantized), plan.modules.size(),
            layout.tensors.size(), static_cast<double>(layout.bytes()) / 1e9, layout.num_segments);
 
-  ArtifactWriter writer(r.output, layout, source, config);
+  // Every rank has passed preflight before rank 0 creates the output directory.
+  comm.barrier();
+  std::unique_ptr<ArtifactWriter> writer;
+  if (writes) writer = std::make_unique<ArtifactWriter>(r.output, layout, source, config);
   PipelineInputs in;
   in.recipe = &r;
   in.plan = &plan;
@@ -149,17 +165,35 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   in.layout = &layout;
   in.samples = std::move(samples);
   in.threads = o.threads;
+  in.comm = &comm;
   CalibrateResult res;
-  res.report = pipeline_run(in, writer, [&](const LayerReport& l) {
+  res.report = pipeline_run(in, writer.get(), [&](const LayerReport& l) {
     if (o.progress) log_info("%s", layer_report_line(l, layout.num_segments).c_str());
   });
+
+  // Each rank's host and peak Hessian memory (partials in pass A, owned after the reduce).
+  ordered_json ranks = ordered_json::array();
+  {
+    ordered_json me = {{"rank", comm.rank()},
+                       {"host", log_context().host},
+                       {"samples", static_cast<int64_t>(in.samples.size())},
+                       {"hessian_bytes_partial_peak", res.report.hessian_bytes_partial_peak},
+                       {"hessian_bytes_owned_peak", res.report.hessian_bytes_owned_peak}};
+    for (const std::string& s : comm.all_gather_strings(me.dump())) ranks.push_back(ordered_json::parse(s));
+  }
+  if (!writes) {
+    comm.barrier();  // rank 0 finishing the artifact
+    res.out_dir = r.output.dir;
+    return res;
+  }
 
   ordered_json m;
   m["tool"] = {{"name", "dsv4-calib"}, {"version", o.tool_version}, {"commit", o.tool_commit}};
   const std::string recipe_yaml = recipe_to_yaml(r);
   m["recipe"] = {{"origin", r.origin}, {"fnv1a64", data::sample_hash_hex(hash_fnv1a64(recipe_yaml))}};
   m["source"] = {{"dir", r.model}, {"files", checkpoint_identity(source)}, {"mtp_stages", audit.mtp_stages}};
-  m["world_size"] = 1;
+  m["world_size"] = comm.world();
+  m["ranks"] = std::move(ranks);
   if (data) m["dataset"] = data::calib_data_manifest(*data);
   m["samples"] = res.report.samples;
   m["tokens"] = res.report.tokens;
@@ -178,14 +212,15 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   for (const LayerReport& l : res.report.layers) layers.push_back(layer_json(l));
   m["layers"] = std::move(layers);
 
-  writer.finish({{"config.json", cfg.dump(2) + "\n"}, {"recipe.yaml", recipe_yaml}, {"calib_manifest.json", m.dump(2) + "\n"}});
+  writer->finish({{"config.json", cfg.dump(2) + "\n"}, {"recipe.yaml", recipe_yaml}, {"calib_manifest.json", m.dump(2) + "\n"}});
   res.manifest = std::move(m);
   res.out_dir = r.output.dir;
   res.bytes = layout.bytes();
-  res.shards = static_cast<int>(writer.shard_names().size());
+  res.shards = static_cast<int>(writer->shard_names().size());
   log_info("wrote %s: %zu tensors, %.3f GB in %d shard(s), %lld GPTQ fallbacks, %.1f s", r.output.dir.c_str(),
            layout.tensors.size(), static_cast<double>(res.bytes) / 1e9, res.shards, static_cast<long long>(fallbacks),
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  comm.barrier();
   return res;
 }
 

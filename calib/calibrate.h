@@ -1,4 +1,4 @@
-// calibrate.h: the whole job of `dsv4-calib --recipe R` on one process: preflight (recipe, source
+// calibrate.h: the whole job of `dsv4-calib --recipe R` (on every rank of a job): preflight (recipe, source
 // audit, plan, config.json and layout, all before any work), calibration data, the pipeline, and
 // the artifact with its config.json, recipe.yaml and calib_manifest.json.
 //
@@ -6,6 +6,9 @@
 //   recipe_apply_overrides(r, {.model = "runs/tiny", .out = "runs/q"});
 //   CalibrateResult res = calibrate_run(r, {});
 //
+// With a communicator, every rank runs preflight and reads the data, takes its contiguous share
+// of the samples (data::calib_data_rank_range), and the pipeline reduces and shares per layer;
+// rank 0 alone writes the artifact, and the manifest records each rank's peak Hessian memory.
 // Fails closed: a damaged source (missing, unexpected or mis-typed tensors), a plan vLLM could
 // not load, or an existing non-empty output directory stop the run before anything is written.
 // Tests: tests/calib/test_pipeline.cpp.
@@ -17,6 +20,7 @@
 
 #include "calib/pipeline.h"
 #include "calib/recipe.h"
+#include "dist/communicator.h"
 
 namespace dsv4::calib {
 
@@ -25,6 +29,7 @@ struct CalibrateOptions {
   std::string tool_version = "dev";
   std::string tool_commit = "unknown";
   bool progress = true;       // one log line per layer
+  dist::Communicator* comm = nullptr;  // null: one process; else every rank calls calibrate_run
 };
 
 struct CalibrateResult {

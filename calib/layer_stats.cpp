@@ -85,10 +85,20 @@ bool LayerStats::has_hessian(const std::string& module, int group) const {
 quant::HessianResult LayerStats::hessian(const std::string& module, int64_t cols, int group) const {
   const auto k = key_.find(with_group(module, group));
   if (k == key_.end()) return quant::HessianAccumulator(cols).finalize();
+  DSV4_CHECK_IN("calib", !dropped_.count(k->second), "the Hessian of %s (%s) is owned by another rank", module.c_str(),
+                k->second.c_str());
   const quant::HessianAccumulator& acc = *acc_.at(k->second).acc;
   DSV4_CHECK_IN("calib", acc.dim() == cols, "%s has %lld inputs but its activations have %lld columns",
                 module.c_str(), static_cast<long long>(cols), static_cast<long long>(acc.dim()));
   return acc.finalize();
+}
+
+uint64_t LayerStats::hessian_bytes() const {
+  uint64_t b = 0;
+  for (const auto& [key, slot] : acc_) {
+    if (slot.acc) b += static_cast<uint64_t>(slot.acc->dim()) * static_cast<uint64_t>(slot.acc->dim()) * 4;
+  }
+  return b;
 }
 
 float LayerStats::amax(const std::string& module) const {

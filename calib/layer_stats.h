@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "calib/recipe.h"
+#include "dist/communicator.h"
 #include "model/taps.h"
 #include "quant/hessian.h"
 
@@ -54,6 +56,17 @@ class LayerStats final : public model::TapSink {
   const std::map<int, int64_t>& expert_tokens() const { return expert_tokens_; }
   // Number of distinct Hessians held (the memory the layer needs).
   size_t num_hessians() const { return acc_.size(); }
+  uint64_t hessian_bytes() const;  // fp32 bytes of the Hessians held now
+
+  // The distributed step after pass A (layer_stats_reduce.cpp): every rank holds partial sums
+  // over its own samples. The ranks agree on the set of Hessians (one all-gather of their key
+  // maps, so a rank whose samples never reached a module still takes part), then each partial
+  // goes by reduce to the one rank owning its consumers (all-reduce only when modules sharing
+  // one Hessian have different owners); Hessians this rank does not own are freed, and asking
+  // for one afterwards is an error. Input absmax (max) and expert token counts (sum) are
+  // all-reduced. The collectives are the same on every rank, in key order.
+  void reduce_to_owners(dist::Communicator& comm, const std::function<int(const std::string& module)>& owner,
+                        int num_experts);
 
  private:
   struct Slot {
@@ -69,6 +82,7 @@ class LayerStats final : public model::TapSink {
   std::map<std::string, std::string> key_;    // module[#group] -> key
   std::map<std::string, float> amax_;
   std::map<int, int64_t> expert_tokens_;
+  std::set<std::string> dropped_;             // keys freed by reduce_to_owners (not owned here)
 };
 
 }  // namespace dsv4::calib

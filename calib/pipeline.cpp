@@ -10,9 +10,12 @@
 #include <optional>
 
 #include "calib/layer_stats.h"
+#include "calib/solved_share.h"
 #include "common/check.h"
 #include "common/log.h"
 #include "common/parallel.h"
+#include "dist/ownership.h"
+#include "dist/run_phase.h"
 #include "model/block.h"
 #include "model/block_weights.h"
 #include "model/forward.h"
@@ -149,9 +152,9 @@ double LayerReport::mean_rtn_rel_error() const { return mean_known(modules, &Mod
 
 std::string layer_report_line(const LayerReport& l, int num_segments) {
   char buf[512];
-  int n = std::snprintf(buf, sizeof buf, "[%d/%d] %-9s %6.2fs (decode %.2f fwd %.2f solve %.2f write %.2f)", l.segment + 1,
-                        num_segments, l.name.c_str(), l.seconds, l.seconds_decode, l.seconds_forward, l.seconds_solve,
-                        l.seconds_write);
+  int n = std::snprintf(buf, sizeof buf, "[%d/%d] %-9s %6.2fs (decode %.2f fwd %.2f solve %.2f comm %.2f write %.2f)",
+                        l.segment + 1, num_segments, l.name.c_str(), l.seconds, l.seconds_decode, l.seconds_forward,
+                        l.seconds_solve, l.seconds_comm, l.seconds_write);
   std::string s(buf, static_cast<size_t>(n));
   if (!l.modules.empty()) {
     s += " modules " + std::to_string(l.modules.size());
@@ -171,15 +174,22 @@ std::string layer_report_line(const LayerReport& l, int num_segments) {
   return s;
 }
 
-PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter& writer,
+PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
                             const std::function<void(const LayerReport&)>& on_layer) {
   DSV4_CHECK_IN("pipeline", in.recipe && in.plan && in.config && in.source && in.layout, "incomplete inputs");
   const Recipe& r = *in.recipe;
   const model::ModelConfig& c = *in.config;
   const Checkpoint& src = *in.source;
   const auto run_start = Clock::now();
+  std::unique_ptr<dist::Communicator> self;
+  dist::Communicator* comm = in.comm;
+  if (!comm) {
+    self = dist::communicator_self();
+    comm = self.get();
+  }
+  const int rank = comm->rank();
 
-  // Modules by segment, and how far the forward must go.
+  // Modules by segment, their owners, and how far the forward must go.
   std::vector<std::vector<const PlannedModule*>> by_segment(static_cast<size_t>(in.layout->num_segments));
   int last_data_layer = -1;
   for (const PlannedModule& m : in.plan->modules) {
@@ -194,16 +204,28 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter& writer,
                   m.names.release.c_str(), group_of(r, m).key_path.c_str());
     last_data_layer = std::max(last_data_layer, seg - 1);
   }
-  DSV4_CHECK_IN("pipeline", last_data_layer < 0 || !in.samples.empty(),
-                "the recipe needs calibration data (GPTQ or static activation scales) but there are no samples");
+  std::vector<std::vector<int>> owners(by_segment.size());
+  for (size_t seg = 0; seg < by_segment.size(); ++seg) {
+    std::vector<double> cost;
+    for (const PlannedModule* m : by_segment[seg]) {
+      cost.push_back(dist::solve_cost(m->rows, m->cols, modifier_of(r, *m).kind == ModifierKind::kGptq));
+    }
+    owners[seg] = dist::ownership_assign(cost, comm->world());
+  }
 
   PipelineReport report;
-  report.samples = static_cast<int64_t>(in.samples.size());
+  int64_t counts[2] = {static_cast<int64_t>(in.samples.size()), 0};
+  for (const auto& ids : in.samples) counts[1] += static_cast<int64_t>(ids.size());
+  comm->all_reduce(counts, 2, dist::ElemType::kI64, dist::ReduceOp::kSum);
+  report.samples = counts[0];
+  report.tokens = counts[1];
+  DSV4_CHECK_IN("pipeline", last_data_layer < 0 || report.samples > 0,
+                "the recipe needs calibration data (GPTQ or static activation scales) but there are no samples");
+
   std::vector<std::vector<float>> states;
   Forwarder fwd{c, in.samples, in.mode, {}, {}};
   if (last_data_layer >= 0) {
     for (const auto& ids : in.samples) {
-      report.tokens += static_cast<int64_t>(ids.size());
       states.push_back(model::model_embed_state(src, c, ids));
       fwd.main_rope.push_back(model::rope_table_build(c, false, static_cast<int64_t>(ids.size())));
       fwd.compress_rope.push_back(model::rope_table_build(c, true, static_cast<int64_t>(ids.size())));
@@ -216,16 +238,21 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter& writer,
     lr.segment = seg;
     lr.name = artifact_segment_name(seg, c);
     const std::vector<const PlannedModule*>& mods = by_segment[static_cast<size_t>(seg)];
+    const std::vector<int>& owner = owners[static_cast<size_t>(seg)];
+    std::map<std::string, int> owner_of;
+    for (size_t i = 0; i < mods.size(); ++i) owner_of[mods[i]->names.release] = owner[i];
     const int layer = seg - 1;
     const bool forward = layer >= 0 && layer <= last_data_layer;
 
     // Decode (only what the forward needs; solves decode their own source weights).
+    dist::RunPhase::set(lr.name, "decode");
     auto t = Clock::now();
     std::optional<model::BlockWeights> w;
     if (forward) w.emplace(model::block_weights_load(src, c, "layers." + std::to_string(layer) + ".", layer));
     lr.seconds_decode = since(t);
 
-    // Pass A: Hessians, input absmax, expert token counts.
+    // Pass A: partial Hessians, input absmax, expert token counts over this rank's samples.
+    dist::RunPhase::set(lr.name, "pass A");
     LayerStats stats(r.calibration.all_experts, r.calibration.w2_input);
     bool pass_a = false;
     for (const PlannedModule* m : mods) {
@@ -239,15 +266,36 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter& writer,
     if (pass_a) {
       states_a = states;  // pass B starts again from this layer's input
       fwd.run(*w, states_a, &stats, r.calibration.all_experts);
+    }
+    lr.seconds_forward = since(t);
+
+    // Reduce: each partial to its owner.
+    t = Clock::now();
+    if (pass_a) {
+      dist::RunPhase::set(lr.name, "reduce");
+      report.hessian_bytes_partial_peak = std::max<uint64_t>(report.hessian_bytes_partial_peak, stats.hessian_bytes());
+      stats.reduce_to_owners(
+          *comm,
+          [&](const std::string& module) {
+            const auto it = owner_of.find(module);
+            return it == owner_of.end() ? -1 : it->second;
+          },
+          c.n_routed_experts);
+      report.hessian_bytes_owned_peak = std::max<uint64_t>(report.hessian_bytes_owned_peak, stats.hessian_bytes());
       lr.hessians = static_cast<int64_t>(stats.num_hessians());
       lr.expert_tokens.assign(static_cast<size_t>(c.n_routed_experts), 0);
       for (const auto& [e, n] : stats.expert_tokens()) lr.expert_tokens[static_cast<size_t>(e)] = n;
     }
-    lr.seconds_forward = since(t);
+    lr.seconds_comm = since(t);
 
-    // Solve.
+    // Solve this rank's modules.
+    dist::RunPhase::set(lr.name, "solve");
     t = Clock::now();
     std::vector<SolvedModule> solved(mods.size());
+    std::vector<size_t> mine;
+    for (size_t i = 0; i < mods.size(); ++i) {
+      if (owner[i] == rank) mine.push_back(i);
+    }
     std::mutex log_mutex;
     // A module's source weight: from the block the forward already decoded, else from the checkpoint.
     auto source_weight = [&](const std::string& module, int expert, int64_t rows, int64_t cols) {
@@ -256,7 +304,8 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter& writer,
       auto e = w->ffn.experts.get(expert);
       return expert_linear(*e, module)->w;
     };
-    parallel_for(mods.size(), in.threads, [&](size_t i) {
+    parallel_for(mine.size(), in.threads, [&](size_t j) {
+      const size_t i = mine[j];
       const PlannedModule& m = *mods[i];
       const RecipeModifier& mod = modifier_of(r, m);
       const RecipeGroup& g = group_of(r, m);
@@ -284,13 +333,20 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter& writer,
                  static_cast<long long>(solved[i].tokens));
       }
     });
+    lr.seconds_solve = since(t);
+
+    // Share: every rank gets every solved module (pass B needs them all, the writer too).
+    dist::RunPhase::set(lr.name, "share");
+    t = Clock::now();
+    solved_share(solved, owner, *comm);
+    lr.seconds_comm += since(t);
     for (const SolvedModule& s : solved) {
       lr.modules.push_back({s.module, s.method, s.loss, s.rel_error, s.rtn_rel_error, s.dampening_frac_used,
                             s.fallback, s.tokens, s.seconds});
     }
-    lr.seconds_solve = since(t);
 
     // Pass B: the next layer's input from the quantized layer (or the source layer's output).
+    dist::RunPhase::set(lr.name, "pass B");
     t = Clock::now();
     if (forward) {
       if (pass_a && !r.calibration.propagate_error) {
@@ -302,15 +358,19 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter& writer,
     }
     lr.seconds_forward += since(t);
 
+    dist::RunPhase::set(lr.name, "write");
     t = Clock::now();
-    std::map<std::string, const SolvedModule*> by_name;
-    for (const SolvedModule& s : solved) by_name[s.module] = &s;
-    writer.write_segment(seg, by_name);
+    if (writer) {
+      std::map<std::string, const SolvedModule*> by_name;
+      for (const SolvedModule& s : solved) by_name[s.module] = &s;
+      writer->write_segment(seg, by_name);
+    }
     lr.seconds_write = since(t);
     lr.seconds = since(seg_start);
     if (on_layer) on_layer(lr);
     report.layers.push_back(std::move(lr));
   }
+  dist::RunPhase::set("finish", "");
   report.seconds = since(run_start);
   return report;
 }

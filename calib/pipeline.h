@@ -7,6 +7,11 @@
 //   PipelineInputs in{&recipe, &plan, &config, &source, &layout, samples};
 //   PipelineReport rep = pipeline_run(in, writer, [](const LayerReport& l) { print(l); });
 //
+// Distributed (DESIGN §2): with a communicator of W ranks, `samples` are this rank's share; every
+// module of a layer has one owner (dist::ownership_assign over solve costs, the same on every
+// rank); pass A's partial Hessians are reduced to the owners, owners solve, the solved modules are
+// broadcast so every rank runs pass B, and only the rank given a writer (rank 0) writes.
+//
 // Forward passes run only up to the last layer holding a module that needs data (GPTQ or a static
 // activation scale); a data-free recipe runs no forward at all. GPTQ of the top-level head or of
 // MTP modules needs their own forward wiring and is rejected up front, naming the module.
@@ -22,6 +27,7 @@
 #include "calib/artifact_writer.h"
 #include "calib/module_plan.h"
 #include "calib/module_solve.h"
+#include "dist/communicator.h"
 #include "model/forward_context.h"
 
 namespace dsv4::calib {
@@ -32,7 +38,8 @@ struct PipelineInputs {
   const model::ModelConfig* config = nullptr;
   const Checkpoint* source = nullptr;
   const ArtifactLayout* layout = nullptr;
-  std::vector<std::vector<int64_t>> samples;  // token ids; may be empty for data-free recipes
+  std::vector<std::vector<int64_t>> samples;  // this rank's token ids; may be empty (data-free, or few samples)
+  dist::Communicator* comm = nullptr;         // null: one process
   model::NumericMode mode = model::NumericMode::kFp32;
   int threads = 0;                            // module solves in parallel; 0: all cores
 };
@@ -52,7 +59,8 @@ struct ModuleReport {
 struct LayerReport {
   int segment = 0;
   std::string name;  // "layers.3", "mtp.0", "top"
-  double seconds = 0.0, seconds_decode = 0.0, seconds_forward = 0.0, seconds_solve = 0.0, seconds_write = 0.0;
+  double seconds = 0.0, seconds_decode = 0.0, seconds_forward = 0.0, seconds_solve = 0.0, seconds_comm = 0.0,
+         seconds_write = 0.0;
   int64_t hessians = 0;
   std::vector<ModuleReport> modules;
   std::vector<int64_t> expert_tokens;  // routed tokens per expert in pass A (empty without one)
@@ -64,16 +72,21 @@ struct LayerReport {
 
 struct PipelineReport {
   std::vector<LayerReport> layers;
-  int64_t samples = 0;
+  int64_t samples = 0;  // over all ranks
   int64_t tokens = 0;
   double seconds = 0.0;
+  // This rank's peak fp32 Hessian bytes: the partial sums pass A holds, and what it keeps after
+  // the reduce (its owned modules only).
+  uint64_t hessian_bytes_partial_peak = 0;
+  uint64_t hessian_bytes_owned_peak = 0;
 };
 
 // One line per layer: time split, modules by method, mean H-weighted error vs RTN, fallbacks,
 // expert token range.
 std::string layer_report_line(const LayerReport& layer, int num_segments);
 
-PipelineReport pipeline_run(const PipelineInputs& inputs, ArtifactWriter& writer,
+// `writer` may be null on ranks that do not write (every rank but 0).
+PipelineReport pipeline_run(const PipelineInputs& inputs, ArtifactWriter* writer,
                             const std::function<void(const LayerReport&)>& on_layer = {});
 
 }  // namespace dsv4::calib

@@ -3,6 +3,10 @@
 //   dsv4-calib --recipe recipes/w4a16_mtp.yaml --model runs/tiny --dataset calib.jsonl --out runs/q
 //   dsv4-calib --recipe R --num-samples 64 --seq-len 256          # the recipe's model/dataset/out
 //
+// Under mpirun every rank runs this (`mpirun -n 8 dsv4-calib --recipe R`): MPI bring-up, an MPI
+// communicator with the recipe's collective timeout, and on an error on any rank the message
+// with rank, host and phase followed by an abort of the whole job (no rank is left waiting).
+//
 // The flags override the recipe's model.path, dataset.files, output.dir, dataset.num_samples and
 // dataset.seq_len, so one recipe serves many runs; the resolved recipe is written beside the
 // artifact as recipe.yaml.
@@ -13,6 +17,9 @@
 #include "calib/calibrate.h"
 #include "calib/recipe.h"
 #include "common/check.h"
+#include "dist/communicator.h"
+#include "dist/run_phase.h"
+#include "dist/topology.h"
 #include "launch/commands.h"
 
 #ifndef DSV4_VERSION
@@ -48,7 +55,21 @@ int run_calibrate(const CalibrateArgs& a) {
   co.threads = a.threads;
   co.tool_version = DSV4_VERSION;
   co.tool_commit = DSV4_COMMIT;
-  calib::calibrate_run(recipe, co);
+
+  const dist::Topology topo = dist::topology_init(nullptr, nullptr);
+  std::unique_ptr<dist::Communicator> comm = topo.world > 1 ? dist::communicator_mpi(recipe.run.collective_timeout_s)
+                                                            : dist::communicator_self();
+  co.comm = comm.get();
+  try {
+    calib::calibrate_run(recipe, co);
+  } catch (const std::exception& e) {
+    if (topo.world > 1) dist::run_phase_fail(comm.get(), e.what());
+    comm.reset();
+    dist::topology_finalize();
+    throw;
+  }
+  comm.reset();
+  dist::topology_finalize();
   return 0;
 }
 

@@ -1,0 +1,26 @@
+// solved_share.h: after the owners solve a layer, every rank needs every module's dequantized
+// weight for pass B and rank 0 needs the encoded tensors for the writer (DESIGN §2 "share").
+//
+//   solved_share(solved, owner, comm);   // solved[i] filled on its owner; afterwards on every rank
+//
+// One broadcast per rank (its owned modules, serialized), in rank order, so every rank issues the
+// same collectives whatever it owns. Shared: name, method, dequant, encoded tensors and the GPTQ
+// statistics; codes and qparams stay on the owner (nothing downstream of the solve reads them).
+// Tests: tests/calib/test_solved_share.cpp.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "calib/module_solve.h"
+#include "dist/communicator.h"
+
+namespace dsv4::calib {
+
+std::string solved_module_serialize(const SolvedModule& m);
+// Reads one module at `pos` and advances it; throws on a truncated or malformed blob.
+SolvedModule solved_module_deserialize(const std::string& blob, size_t& pos);
+
+void solved_share(std::vector<SolvedModule>& solved, const std::vector<int>& owner, dist::Communicator& comm);
+
+}  // namespace dsv4::calib

@@ -1,0 +1,74 @@
+// topology.cpp: MPI bring-up and local ranks (see topology.h).
+#include "dist/topology.h"
+
+#include <mpi.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "common/check.h"
+#include "common/log.h"
+#include "common/rng.h"
+
+namespace dsv4::dist {
+namespace {
+
+// Whether a launcher started this process as one rank of a job. Only decides whether to call
+// MPI_Init at all (a plain `dsv4-calib --recipe R` runs without MPI); rank and local rank come
+// from MPI itself.
+bool launched_by_mpi() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS", "DSV4_MPI"}) {
+    if (std::getenv(v)) return true;
+  }
+  return false;
+}
+
+std::string hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown-host";
+  return buf;
+}
+
+}  // namespace
+
+int local_rank_of(const std::vector<uint64_t>& host_hashes, int rank) {
+  DSV4_CHECK_IN("dist", rank >= 0 && static_cast<size_t>(rank) < host_hashes.size(), "rank %d of %zu", rank,
+                host_hashes.size());
+  int local = 0;
+  for (int r = 0; r < rank; ++r) local += host_hashes[static_cast<size_t>(r)] == host_hashes[static_cast<size_t>(rank)];
+  return local;
+}
+
+bool topology_mpi_active() {
+  int init = 0, fin = 0;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  return init && !fin;
+}
+
+Topology topology_init(int* argc, char*** argv) {
+  Topology t;
+  t.host = hostname();
+  if (!topology_mpi_active() && launched_by_mpi()) {
+    int provided = 0;
+    DSV4_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+  }
+  if (topology_mpi_active()) {
+    DSV4_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &t.rank));
+    DSV4_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &t.world));
+    const uint64_t mine = hash_fnv1a64(t.host);
+    std::vector<uint64_t> all(static_cast<size_t>(t.world));
+    DSV4_MPI_CHECK(MPI_Allgather(&mine, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD));
+    t.local_rank = local_rank_of(all, t.rank);
+    t.local_world = 0;
+    for (uint64_t h : all) t.local_world += h == mine;
+  }
+  set_log_context({.rank = t.rank, .world = t.world, .host = t.host, .device = -1});
+  return t;
+}
+
+void topology_finalize() {
+  if (topology_mpi_active()) MPI_Finalize();
+}
+
+}  // namespace dsv4::dist
