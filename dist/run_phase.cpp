@@ -4,10 +4,15 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <sstream>
+#include <thread>
+#include <vector>
 
+#include "common/check.h"
 #include "common/log.h"
 #include "dist/communicator.h"
 #include "dist/topology.h"
@@ -25,14 +30,48 @@ PhaseState& state() {
   return s;
 }
 
+struct Fault {
+  std::string action, rank, segment, phase;
+};
+
+// DSV4_FAULT, parsed on first use; action empty when unset.
+const Fault& fault() {
+  static const Fault f = [] {
+    Fault x;
+    const char* env = std::getenv("DSV4_FAULT");
+    if (!env || !*env) return x;
+    std::vector<std::string> parts;
+    std::stringstream in(env);
+    for (std::string p; std::getline(in, p, '@');) parts.push_back(p);
+    DSV4_CHECK_IN("dist", parts.size() == 4 && (parts[0] == "stall" || parts[0] == "kill" || parts[0] == "throw"),
+                  "DSV4_FAULT='%s': expected ACTION@RANK@SEGMENT@PHASE with ACTION stall|kill|throw", env);
+    return Fault{parts[0], parts[1], parts[2], parts[3]};
+  }();
+  return f;
+}
+
+void maybe_inject(const std::string& segment, const std::string& phase) {
+  const Fault& f = fault();
+  if (f.action.empty() || f.segment != segment || f.phase != phase) return;
+  if (f.rank != "*" && f.rank != std::to_string(log_context().rank)) return;
+  std::fprintf(stderr, " !! DSV4_FAULT: %s at %s %s\n", f.action.c_str(), segment.c_str(), phase.c_str());
+  std::fflush(stderr);
+  if (f.action == "kill") std::raise(SIGKILL);
+  if (f.action == "throw") DSV4_FAIL("fault", "injected error at %s %s", segment.c_str(), phase.c_str());
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));  // stall
+}
+
 }  // namespace
 
 void RunPhase::set(const std::string& segment, const std::string& phase) {
-  PhaseState& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  s.segment = segment;
-  s.phase = phase;
-  s.since = std::chrono::steady_clock::now();
+  {
+    PhaseState& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    s.segment = segment;
+    s.phase = phase;
+    s.since = std::chrono::steady_clock::now();
+  }
+  maybe_inject(segment, phase);
 }
 
 std::string RunPhase::describe() {

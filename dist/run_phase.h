@@ -6,7 +6,11 @@
 //   RunPhase::describe();                           // "layers.22 reduce (12.3 s in phase)"
 //   run_phase_fail(comm, "collective timed out");   // prints rank, host, phase; aborts the job
 //
-// Tests: tests/dist/test_communicator.cpp.
+// Fault injection for the failure tests (tests/e2e): DSV4_FAULT="ACTION@RANK@SEGMENT@PHASE" makes
+// RunPhase::set on that rank ("*": every rank), entering that segment and phase, do ACTION:
+// `stall` (sleep forever: a stuck rank), `kill` (SIGKILL itself: a lost rank), `throw` (an
+// error). Unset in normal runs; parsed once.
+// Tests: tests/dist/test_communicator.cpp, tests/e2e/cli_calibrate_mpi.sh.
 #pragma once
 
 #include <string>

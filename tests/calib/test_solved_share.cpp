@@ -1,0 +1,67 @@
+// test_solved_share.cpp: the solved-module wire format (what owners broadcast after a solve).
+#include <gtest/gtest.h>
+
+#include "calib/solved_share.h"
+#include "common/check.h"
+
+namespace dsv4::calib {
+namespace {
+
+SolvedModule sample_module(const std::string& name, int salt) {
+  SolvedModule m;
+  m.module = name;
+  m.method = SolveMethod::kGptq;
+  m.codes = {1, 2, 3};  // owner-only: not on the wire
+  m.dequant = {0.5f * salt, -1.25f, 3.0f, 1e-7f};
+  quant::EncodedTensor a{"weight_packed", DType::kI32, {2, 1}, std::vector<std::byte>(8, std::byte{0x5a})};
+  quant::EncodedTensor b{"weight_scale", DType::kBF16, {2, 1}, {std::byte{1}, std::byte{2}, std::byte{3}, std::byte{4}}};
+  m.tensors = {a, b};
+  m.loss = 0.125 * salt;
+  m.rel_error = 0.01;
+  m.rtn_rel_error = 0.03;
+  m.dampening_frac_used = 0.1;
+  m.fallback = quant::GptqFallback::kDampingRaised;
+  m.tokens = 777;
+  m.seconds = 1.5;
+  return m;
+}
+
+TEST(SolvedShare, RoundTripKeepsEverythingDownstreamReads) {
+  const SolvedModule a = sample_module("layers.0.ffn.experts.3.w2", 1), b = sample_module("layers.0.attn.wo_a", 2);
+  const std::string blob = solved_module_serialize(a) + solved_module_serialize(b);
+  size_t pos = 0;
+  const SolvedModule x = solved_module_deserialize(blob, pos), y = solved_module_deserialize(blob, pos);
+  EXPECT_EQ(pos, blob.size());
+  for (const auto& [got, want] : {std::pair{&x, &a}, std::pair{&y, &b}}) {
+    EXPECT_EQ(got->module, want->module);
+    EXPECT_EQ(got->method, want->method);
+    EXPECT_EQ(got->dequant, want->dequant);
+    ASSERT_EQ(got->tensors.size(), want->tensors.size());
+    for (size_t i = 0; i < got->tensors.size(); ++i) {
+      EXPECT_EQ(got->tensors[i].name, want->tensors[i].name);
+      EXPECT_EQ(got->tensors[i].dtype, want->tensors[i].dtype);
+      EXPECT_EQ(got->tensors[i].shape, want->tensors[i].shape);
+      EXPECT_EQ(got->tensors[i].bytes, want->tensors[i].bytes);
+    }
+    EXPECT_EQ(got->loss, want->loss);
+    EXPECT_EQ(got->rel_error, want->rel_error);
+    EXPECT_EQ(got->rtn_rel_error, want->rtn_rel_error);
+    EXPECT_EQ(got->dampening_frac_used, want->dampening_frac_used);
+    EXPECT_EQ(got->fallback, want->fallback);
+    EXPECT_EQ(got->tokens, want->tokens);
+    EXPECT_EQ(got->seconds, want->seconds);
+    EXPECT_TRUE(got->codes.empty());
+  }
+}
+
+TEST(SolvedShare, TruncatedBlobIsAnErrorNotGarbage) {
+  const std::string blob = solved_module_serialize(sample_module("layers.1.attn.wq_a", 3));
+  for (size_t cut : {size_t{0}, size_t{5}, blob.size() / 2, blob.size() - 1}) {
+    size_t pos = 0;
+    const std::string part = blob.substr(0, cut);
+    EXPECT_THROW(solved_module_deserialize(part, pos), Error) << "cut at " << cut;
+  }
+}
+
+}  // namespace
+}  // namespace dsv4::calib
