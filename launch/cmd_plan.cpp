@@ -80,11 +80,11 @@ Command cmd_plan_register(CLI::App& app) {
   sub->add_option("--model", a->model, "release checkpoint directory (overrides the recipe's model.path)");
   sub->add_option("--preset", a->preset, "plan on a built-in shape instead of a checkpoint")
       ->check(CLI::IsMember({"flash", "tiny"}));
-  sub->add_option("--num-samples", a->num_samples, "calibration samples for the estimate (overrides dataset.num_samples)")
+  sub->add_option("--num-samples", a->num_samples, "samples for the estimate (overrides dataset.num_samples)")
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--seq-len", a->seq_len, "tokens per sample for the estimate (overrides dataset.seq_len)")
       ->check(CLI::NonNegativeNumber);
-  sub->add_option("--threads", a->threads, "OpenBLAS threads of the sgemm probe (0: OpenBLAS's default, as the forward)")
+  sub->add_option("--threads", a->threads, "OpenBLAS threads of the sgemm probe (0: its default, as the forward)")
       ->check(CLI::NonNegativeNumber);
   sub->add_flag("--json", a->json, "print the plan as JSON");
   return [a] { return run_plan(*a); };

@@ -1,0 +1,323 @@
+// run_estimate.cpp: FLOP and byte counts of a calibration run, and the sgemm probe (see
+// run_estimate.h).
+#include "calib/run_estimate.h"
+
+// The forward's GEMMs run on OpenBLAS's thread pool (model/ops.cpp); ops.h has no thread knob,
+// so the probe sets the pool size through OpenBLAS's own API.
+#include <cblas.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+
+#include "common/check.h"
+#include "model/ops.h"
+#include "quant/quant_scheme.h"
+
+namespace dsv4::calib {
+namespace {
+
+// The rule of calib/pipeline.cpp: a module needs calibration data when GPTQ quantizes it or its
+// scheme has static input activations.
+bool needs_data(const Recipe& r, const PlannedModule& m) {
+  if (!m.quantized()) return false;
+  const RecipeModifier& mod = r.modifiers[static_cast<size_t>(m.modifier)];
+  const RecipeGroup& g = mod.groups[static_cast<size_t>(m.group)];
+  return mod.kind == ModifierKind::kGptq ||
+         (g.scheme.input_activations && quant::activation_needs_calibration(*g.scheme.input_activations));
+}
+
+bool is_gptq(const Recipe& r, const PlannedModule& m) {
+  return m.quantized() && r.modifiers[static_cast<size_t>(m.modifier)].kind == ModifierKind::kGptq;
+}
+
+// Bytes of a Linear weight and its scales as the release stores it (model/inventory.h).
+uint64_t source_bytes(const PlannedModule& m, const model::ModelConfig& c) {
+  const uint64_t n = static_cast<uint64_t>(m.rows) * static_cast<uint64_t>(m.cols);
+  switch (m.source) {
+    case model::TensorEncoding::kFp8Block: {
+      const uint64_t b = static_cast<uint64_t>(c.fp8_block);
+      return n + (static_cast<uint64_t>(m.rows) + b - 1) / b * ((static_cast<uint64_t>(m.cols) + b - 1) / b);
+    }
+    case model::TensorEncoding::kMxfp4: return n / 2 + n / 32;  // two e2m1 per byte + one e8m0 per 32
+    default: return n * 2;                                      // BF16
+  }
+}
+
+// The part of the release name after "layers.L.".
+std::string leaf_of(const PlannedModule& m) {
+  const std::string prefix = "layers." + std::to_string(m.layer) + ".";
+  return m.names.release.starts_with(prefix) ? m.names.release.substr(prefix.size()) : m.names.release;
+}
+
+// Score and value FLOPs of the core attention (and the indexer's scores) of one sequence of L
+// tokens, beyond the Linears: per query, q·Kᵀ and P·K over its n keys cost 2·H·dh·n each, with n
+// = the sliding window so far + the compressed entries it uses (HCA: every visible one; CSA: the
+// indexer's min(index_topk, visible) picks). The indexer scores every query against all W
+// entries (model/attention_indexer.cpp masks afterwards). Left out as small next to these: the
+// compressor's per-channel softmax pooling, the sink softmax, norms and RoPE.
+double attention_flops(const model::ModelConfig& c, const model::LayerSpec& spec, int64_t len) {
+  const int m = spec.compress_ratio;
+  const int64_t windows = m > 0 ? len / m : 0;
+  double keys = 0;
+  for (int64_t t = 0; t < len; ++t) {
+    int64_t n = std::min<int64_t>(t + 1, c.sliding_window);
+    if (m > 0) {
+      const int64_t visible = std::min<int64_t>((t + 1) / m, windows);
+      n += spec.has_indexer() ? std::min<int64_t>(visible, c.index_topk) : visible;
+    }
+    keys += static_cast<double>(n);
+  }
+  double f = 4.0 * c.num_heads * c.head_dim * keys;
+  if (spec.has_indexer()) {
+    f += 2.0 * static_cast<double>(len) * c.index_n_heads * c.index_head_dim * static_cast<double>(windows);
+  }
+  return f;
+}
+
+// Which Hessian a GPTQ module's input goes to, shared as the taps share them (model/attention.cpp,
+// model/moe.cpp, calib/layer_stats.cpp): every consumer of x_attn (wq_a, wkv, the compressor's
+// and the indexer's x projections) one H; wq_b and indexer.wq_b (both read qr) one; the shared
+// expert's w1/w3 one; in all-experts mode the routed w1/w3 of a layer ONE, else one per expert.
+// This is more sharing than ModulePlan::hessian_bytes_peak_layer assumes (wq_a + wkv only).
+struct HessianUse {
+  int64_t cols = 0;
+  int groups = 1;             // wo_a: one H per output group
+  double token_share = 1.0;   // fraction of the run's tokens that reach it
+};
+
+std::string hessian_key(const PlannedModule& m, const std::string& leaf, bool all_experts) {
+  const std::string layer = std::to_string(m.layer) + ".";
+  static const std::set<std::string> kAttnInput = {
+      "attn.wq_a", "attn.wkv", "attn.compressor.wkv", "attn.compressor.wgate", "attn.indexer.weights_proj",
+      "attn.indexer.compressor.wkv", "attn.indexer.compressor.wgate"};
+  const bool w13 = leaf.ends_with(".w1") || leaf.ends_with(".w3");
+  if (m.expert >= 0 && w13) {
+    return layer + (all_experts ? "experts.*.w13" : "experts." + std::to_string(m.expert) + ".w13");
+  }
+  if (kAttnInput.count(leaf)) return layer + "x_attn";
+  if (leaf == "attn.wq_b" || leaf == "attn.indexer.wq_b") return layer + "qr";
+  if (leaf.starts_with("ffn.shared_experts.") && w13) return layer + "shared.w13";
+  return m.names.release;
+}
+
+std::string flops_text(double f) {
+  if (f >= 1e15) return strfmt("%.3g PFLOP", f / 1e15);
+  if (f >= 1e12) return strfmt("%.3g TFLOP", f / 1e12);
+  return strfmt("%.3g GFLOP", f / 1e9);
+}
+
+std::string bytes_text(double b) {
+  if (b >= 1e9) return strfmt("%.3g GB", b / 1e9);
+  return strfmt("%.3g MB", b / 1e6);
+}
+
+}  // namespace
+
+std::string duration_text(double s) {
+  if (s < 60) return strfmt(s < 10 ? "%.2f s" : "%.1f s", s);
+  if (s < 3600) return strfmt("%.1f min", s / 60);
+  if (s < 2 * 86400) return strfmt("%.1f h", s / 3600);
+  return strfmt("%.1f days", s / 86400);
+}
+
+RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const model::ModelConfig& config,
+                         int64_t samples, int64_t seq_len, double gflops) {
+  DSV4_CHECK_IN("estimate", samples >= 0 && seq_len >= 0, "samples %lld, seq_len %lld", static_cast<long long>(samples),
+                static_cast<long long>(seq_len));
+  DSV4_CHECK_IN("estimate", gflops > 0, "sgemm rate %g GFLOP/s must be positive", gflops);
+  RunEstimate e;
+  e.samples = samples;
+  e.seq_len = seq_len;
+  e.tokens = samples * seq_len;
+  e.all_experts = recipe.calibration.all_experts;
+  e.gflops = gflops;
+  e.output_bytes = plan.output_bytes;
+  const int num_layers = config.num_layers;
+  const double tokens = static_cast<double>(e.tokens);
+  const double routed_share = static_cast<double>(config.num_experts_per_tok) / config.n_routed_experts;
+
+  // How far the forward goes, and which layers run pass A.
+  int last_data_layer = -1;
+  std::set<int> pass_a;
+  int64_t outside = 0;
+  for (const PlannedModule& m : plan.modules) {
+    if (!needs_data(recipe, m)) continue;
+    if (m.layer < 0 || m.layer >= num_layers) {
+      ++outside;
+      continue;
+    }
+    last_data_layer = std::max(last_data_layer, m.layer);
+    pass_a.insert(m.layer);
+  }
+  e.forward_layers = last_data_layer + 1;
+  e.pass_a_layers = static_cast<int>(pass_a.size());
+  if (outside) {
+    e.notes.push_back(strfmt("%lld module(s) outside the main layers need data; the pipeline refuses them, so they are "
+                             "not counted", static_cast<long long>(outside)));
+  }
+  if (last_data_layer < 0) e.notes.push_back("data-free recipe: no forward, no Hessians");
+  if (last_data_layer >= 0 && e.tokens == 0) {
+    e.notes.push_back("no tokens (dataset.num_samples or seq_len is 0): pass --num-samples N --seq-len L");
+  }
+
+  // Forward, per sequence of seq_len tokens, then times the samples. Per token: 2·params of every
+  // Linear of the block but the routed experts (attention, compressor, indexer, shared expert), the
+  // router, and HC_pre's mixing projection at both sites (HC's O(hc²·D) mixes are left out).
+  std::map<int, double> dense_params;  // layer -> Σ rows·cols of its non-routed Linears
+  for (const PlannedModule& m : plan.modules) {
+    if (m.layer >= 0 && m.layer < num_layers && m.expert < 0) {
+      dense_params[m.layer] += static_cast<double>(m.rows) * static_cast<double>(m.cols);
+    }
+  }
+  const double hidden = config.hidden_size, inter = config.moe_intermediate_size;
+  const double per_token_other = 2.0 * hidden * config.n_routed_experts + 2.0 * 2.0 * config.hc_mix() * config.hc_dim();
+  const double routed_topk = 2.0 * 3.0 * hidden * inter * config.num_experts_per_tok;  // w1, w3, w2 of k experts
+  const double all_experts_w13 = 2.0 * 2.0 * hidden * inter * config.n_routed_experts;  // every expert's w1, w3
+  const double len = static_cast<double>(seq_len), n = static_cast<double>(samples);
+  for (int l = 0; l <= last_data_layer; ++l) {
+    const double base =
+        len * (2.0 * dense_params[l] + per_token_other) + attention_flops(config, config.layer(l), seq_len);
+    const double routed = len * routed_topk;
+    const bool a = pass_a.count(l) > 0;
+    if (a) {
+      const double extra = e.all_experts ? len * all_experts_w13 : 0.0;
+      e.forward_pass_a_flops += n * (base + routed + extra);
+      e.routed_expert_flops += n * (routed + extra);
+    }
+    if (!a || recipe.calibration.propagate_error) {  // else pass A's output is the next layer's input
+      e.forward_pass_b_flops += n * (base + routed);
+      e.routed_expert_flops += n * routed;
+    }
+  }
+
+  // Hessians and GPTQ solves of the GPTQ modules of the main layers.
+  std::map<std::string, HessianUse> hess;
+  for (const PlannedModule& m : plan.modules) {
+    if (!is_gptq(recipe, m) || m.layer < 0 || m.layer >= num_layers) continue;
+    const std::string leaf = leaf_of(m);
+    HessianUse u;
+    u.cols = m.cols;
+    if (leaf == "attn.wo_a") u.groups = config.o_groups;
+    if (m.expert >= 0) {
+      // Routed w1/w3 see the rows routed to them, or every row in all-experts mode; w2 sees every
+      // row in all-experts mode unless the weighted convention drops the unrouted (weight 0) rows.
+      const bool w2 = leaf.ends_with(".w2");
+      const bool every_row = e.all_experts && (!w2 || recipe.calibration.w2_input == W2Input::kUnweighted);
+      u.token_share = every_row ? 1.0 : routed_share;
+    }
+    hess[hessian_key(m, leaf, e.all_experts)] = u;
+
+    // One solve per H (wo_a: per output group of rows/groups rows): the damped Cholesky, inverse
+    // and second Cholesky (≈ cols³ together) and the blocked column sweep (≈ 2·rows·cols²). Every
+    // module factors its own H, shared or not, as module_solve does. The report computes
+    // tr(ΔHΔᵀ) and tr(WHWᵀ) for GPTQ and for RTN: 4 quadratic forms of 2·rows·cols².
+    const double rows = static_cast<double>(m.rows), cols = static_cast<double>(m.cols);
+    e.gptq_flops += u.groups * cols * cols * cols + 2.0 * rows * cols * cols;
+    e.gptq_report_flops += 8.0 * rows * cols * cols;
+    ++e.gptq_modules;
+  }
+  // 2·tokens·cols² is the full XᵀX as a GEMM (or DESIGN §5) counts it; the CPU accumulator
+  // (quant/hessian.cpp) computes the upper triangle only, half of that, in a plain loop.
+  for (const auto& [key, u] : hess) {
+    const double cols = static_cast<double>(u.cols);
+    e.hessian_flops += u.groups * 2.0 * tokens * u.token_share * cols * cols;
+    e.hessians += u.groups;
+  }
+
+  // Bytes decoded: the whole block of every forward layer, and every quantized module elsewhere
+  // (its solve decodes, or for the exact re-encodings reads, its source).
+  for (const PlannedModule& m : plan.modules) {
+    const bool forward_layer = m.layer >= 0 && m.layer <= last_data_layer;
+    if (forward_layer || m.quantized()) e.decode_bytes += source_bytes(m, config);
+  }
+
+  const double rate = gflops * 1e9;
+  e.seconds_forward = e.forward_flops() / rate;
+  e.seconds_hessian = e.hessian_flops / rate;
+  e.seconds_gptq = (e.gptq_flops + e.gptq_report_flops) / rate;
+  return e;
+}
+
+double measure_sgemm_gflops(int threads) {
+  struct ThreadsGuard {
+    int previous = openblas_get_num_threads();
+    ~ThreadsGuard() { openblas_set_num_threads(previous); }
+  } guard;
+  if (threads > 0) openblas_set_num_threads(threads);
+  // Large enough to leave OpenBLAS's small-matrix path and use every thread, small enough (5 MB)
+  // that the probe takes ~0.2 s on any machine; values in [-0.5, 0.5] (no denormals).
+  constexpr int64_t kRows = 256, kIn = 1024, kOut = 1024;
+  std::vector<float> x(static_cast<size_t>(kRows * kIn)), w(static_cast<size_t>(kOut * kIn));
+  std::vector<float> y(static_cast<size_t>(kRows * kOut));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i % 17) - 8) / 16.0f;
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(static_cast<int>(i % 13) - 6) / 12.0f;
+  model::linear_forward(x.data(), kRows, kIn, w.data(), kOut, y.data());  // warm-up: thread pool, caches
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  int64_t calls = 0;
+  double elapsed = 0;
+  do {
+    model::linear_forward(x.data(), kRows, kIn, w.data(), kOut, y.data());
+    ++calls;
+    elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  } while (elapsed < 0.2);
+  return 2.0 * kRows * kIn * kOut * static_cast<double>(calls) / elapsed / 1e9;
+}
+
+int sgemm_probe_threads(int threads) { return threads > 0 ? threads : openblas_get_num_threads(); }
+
+std::string run_estimate_text(const RunEstimate& e) {
+  std::string out = strfmt("time estimate: %lld samples x %lld tokens = %lld tokens (at most: shorter records are not "
+                           "padded); forward through %d main layer(s), pass A in %d, all-experts %s\n",
+                           static_cast<long long>(e.samples), static_cast<long long>(e.seq_len),
+                           static_cast<long long>(e.tokens), e.forward_layers, e.pass_a_layers,
+                           e.all_experts ? "on" : "off");
+  out += strfmt("  forward   %-10s %s: pass A %s, pass B %s; routed experts %s\n",
+                duration_text(e.seconds_forward).c_str(), flops_text(e.forward_flops()).c_str(),
+                flops_text(e.forward_pass_a_flops).c_str(), flops_text(e.forward_pass_b_flops).c_str(),
+                flops_text(e.routed_expert_flops).c_str());
+  out += strfmt("  hessians  %-10s %s: %lld distinct\n", duration_text(e.seconds_hessian).c_str(),
+                flops_text(e.hessian_flops).c_str(), static_cast<long long>(e.hessians));
+  out += strfmt("  gptq      %-10s %s: %lld modules, + error report %s\n", duration_text(e.seconds_gptq).c_str(),
+                flops_text(e.gptq_flops).c_str(), static_cast<long long>(e.gptq_modules),
+                flops_text(e.gptq_report_flops).c_str());
+  out += strfmt("  total     %-10s %s at %.1f GFLOP/s: a lower bound (sgemm rate for every FLOP; decode and I/O not "
+                "timed)\n", duration_text(e.seconds()).c_str(), flops_text(e.total_flops()).c_str(), e.gflops);
+  out += strfmt("  bytes                %s of source Linears decoded; %s of Linear weights written\n",
+                bytes_text(static_cast<double>(e.decode_bytes)).c_str(),
+                bytes_text(static_cast<double>(e.output_bytes)).c_str());
+  for (const std::string& n : e.notes) out += "  note: " + n + "\n";
+  return out;
+}
+
+nlohmann::ordered_json run_estimate_json(const RunEstimate& e) {
+  nlohmann::ordered_json j;
+  j["samples"] = e.samples;
+  j["seq_len"] = e.seq_len;
+  j["tokens"] = e.tokens;
+  j["forward_layers"] = e.forward_layers;
+  j["pass_a_layers"] = e.pass_a_layers;
+  j["all_experts"] = e.all_experts;
+  j["forward_pass_a_flops"] = e.forward_pass_a_flops;
+  j["forward_pass_b_flops"] = e.forward_pass_b_flops;
+  j["routed_expert_flops"] = e.routed_expert_flops;
+  j["hessian_flops"] = e.hessian_flops;
+  j["hessians"] = e.hessians;
+  j["gptq_flops"] = e.gptq_flops;
+  j["gptq_report_flops"] = e.gptq_report_flops;
+  j["gptq_modules"] = e.gptq_modules;
+  j["total_flops"] = e.total_flops();
+  j["decode_bytes"] = e.decode_bytes;
+  j["output_linear_bytes"] = e.output_bytes;
+  j["gflops"] = e.gflops;
+  j["seconds"] = {{"forward", e.seconds_forward},
+                  {"hessian", e.seconds_hessian},
+                  {"gptq", e.seconds_gptq},
+                  {"total", e.seconds()}};
+  j["notes"] = e.notes;
+  return j;
+}
+
+}  // namespace dsv4::calib

@@ -1,0 +1,82 @@
+// run_estimate.h: the work and time a calibration run of a recipe would take, from the plan and
+// the model's shape alone (`dsv4-calib plan` prints it): forward FLOPs of pass A (with taps) and
+// pass B, Hessian accumulation FLOPs per distinct Hessian, GPTQ solve FLOPs, bytes decoded and
+// written, and seconds = FLOPs / a measured sgemm rate.
+//
+//   const double gflops = measure_sgemm_gflops(0);   // OpenBLAS's own thread count, as the forward
+//   RunEstimate e = run_estimate(recipe, plan, config, recipe.dataset.num_samples, recipe.dataset.seq_len, gflops);
+//   std::fputs(run_estimate_text(e).c_str(), stdout);  // a few lines; run_estimate_json for --json
+//
+// What it follows (calib/pipeline.cpp): the forward runs the main layers 0..L, L the last layer
+// with a module that needs data (GPTQ, or a static input-activation scheme); a data-free recipe
+// runs no forward. Pass A runs in the layers with such a module; in all-experts mode it pushes
+// every token through every routed expert's w1/w3 (model/moe.cpp, for the taps) besides the
+// routed top-k. Pass B (top-k only) runs in every forward layer unless pass A's output is kept
+// (propagate_error false). Hessians follow the taps' sharing (calib/layer_stats.h). Tokens are
+// samples·seq_len, an upper bound: records shorter than seq_len are not padded.
+//
+// The seconds are a lower bound: the CPU reference also runs non-GEMM loops (Hessian
+// accumulation, GPTQ's double-precision Cholesky and sweep, softmax, RoPE, weight decode, writing)
+// slower than sgemm, and small GEMMs below the probe's rate. Measured on the 2-core build machine
+// (tiny model, w4a16_mtp, 32 samples × 64 tokens, one thread): the run took 3.5 s against 0.50-0.61 s
+// estimated, ≈ 6-7× (forward with Hessians ≈ 3-3.7×, GPTQ solves ≈ 15-20×); docs/PERFORMANCE.md
+// ("Plan's time estimate") has the commands.
+// Tests: tests/calib/test_run_estimate.cpp.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "calib/module_plan.h"
+#include "calib/recipe.h"
+#include "model/config.h"
+
+namespace dsv4::calib {
+
+struct RunEstimate {
+  int64_t samples = 0, seq_len = 0;
+  int64_t tokens = 0;             // samples·seq_len
+  int forward_layers = 0;         // main layers the forward runs through (0: data-free)
+  int pass_a_layers = 0;          // of those, the ones with a module that needs data
+  bool all_experts = true;
+
+  double forward_pass_a_flops = 0;  // block forwards with taps
+  double forward_pass_b_flops = 0;  // block forwards of the quantized layers
+  double routed_expert_flops = 0;   // the routed-expert GEMMs inside both passes
+  double hessian_flops = 0;         // 2·tokens·cols² per distinct Hessian
+  int64_t hessians = 0;             // distinct Hessians over the run (wo_a: one per output group)
+  double gptq_flops = 0;            // cols³ (Cholesky/inverse) + 2·rows·cols² (sweep) per solve
+  double gptq_report_flops = 0;     // the GPTQ and RTN error vs H of every GPTQ module (8·rows·cols²)
+  int64_t gptq_modules = 0;
+  uint64_t decode_bytes = 0;        // source bytes of the Linears decoded to fp32
+  uint64_t output_bytes = 0;        // Linear weights written (ModulePlan::output_bytes)
+
+  double gflops = 0;  // the rate the seconds use
+  double seconds_forward = 0, seconds_hessian = 0, seconds_gptq = 0;
+  std::vector<std::string> notes;  // what the estimate leaves out for this recipe
+
+  double forward_flops() const { return forward_pass_a_flops + forward_pass_b_flops; }
+  double total_flops() const { return forward_flops() + hessian_flops + gptq_flops + gptq_report_flops; }
+  double seconds() const { return seconds_forward + seconds_hessian + seconds_gptq; }
+};
+
+// Pure: no I/O, no timing. gflops > 0 is the rate every FLOP count is divided by.
+RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const model::ModelConfig& config,
+                         int64_t samples, int64_t seq_len, double gflops);
+
+// sgemm rate of model::linear_forward on [256, 1024] x [1024, 1024]ᵀ: one warm-up call, then
+// repeated for ~0.2 s. threads > 0 runs OpenBLAS with that many threads for the probe (the
+// previous count is restored); <= 0 keeps OpenBLAS's own count, which the calibration forward uses.
+double measure_sgemm_gflops(int threads);
+// The OpenBLAS thread count measure_sgemm_gflops(threads) runs with.
+int sgemm_probe_threads(int threads);
+
+std::string run_estimate_text(const RunEstimate& e);
+nlohmann::ordered_json run_estimate_json(const RunEstimate& e);
+// "0.42 s", "14.2 min", "2.1 h", "3.5 days".
+std::string duration_text(double seconds);
+
+}  // namespace dsv4::calib
