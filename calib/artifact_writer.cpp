@@ -1,6 +1,8 @@
 // artifact_writer.cpp: segment-ordered streaming of the artifact (see artifact_writer.h).
 #include "calib/artifact_writer.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 
 #include "common/check.h"
@@ -31,7 +33,10 @@ ArtifactWriter::ArtifactWriter(const OutputSection& output, const ArtifactLayout
                                const model::ModelConfig& config)
     : dir_(output.dir), copy_tokenizer_(output.copy_tokenizer), layout_(layout), source_(source),
       fp8_block_(config.fp8_block) {
-  artifact_out_dir_check(dir_, source.dir());
+  std::error_code ec;
+  DSV4_CHECK_IN("writer", !dir_.empty(), "no output directory (output.dir in the recipe, or --out)");
+  DSV4_CHECK_IN("writer", fs::weakly_canonical(dir_, ec) != fs::weakly_canonical(source.dir(), ec),
+                "output directory %s is the source checkpoint", dir_.c_str());
   make_directories(dir_);
   writer_ = std::make_unique<CheckpointWriter>(dir_, layout.specs(), output.shard_bytes);
 }
@@ -40,9 +45,56 @@ ArtifactWriter::~ArtifactWriter() = default;
 
 const std::vector<std::string>& ArtifactWriter::shard_names() const { return writer_->shard_names(); }
 
+void ArtifactWriter::commit_shards_as_written(std::function<void(const std::string&)> on_commit) {
+  writer_->commit_when_sealed(std::move(on_commit));
+}
+
+std::vector<std::string> ArtifactWriter::planned_shard_names(const ArtifactLayout& layout, uint64_t shard_bytes) {
+  const std::vector<size_t> plan = CheckpointWriter::plan_shards(layout.specs(), shard_bytes);
+  const size_t n = plan.empty() ? 0 : plan.back() + 1;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < n; ++i) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, n);
+    names.push_back(name);
+  }
+  return names;
+}
+
+int ArtifactWriter::open_from_segment() const {
+  const size_t open = writer_->current_shard();
+  for (size_t i = 0; i < layout_.tensors.size(); ++i) {
+    if (writer_->shard_of(layout_.tensors[i].name) >= open) return std::min(layout_.tensors[i].segment, next_segment_);
+  }
+  return next_segment_;
+}
+
+void ArtifactWriter::resume_at(int segment, const std::function<std::vector<SolvedModule>(int)>& staged) {
+  DSV4_CHECK_IN("writer", next_ == 0, "resume_at after writing");
+  if (layout_.tensors.empty()) return;
+  size_t first = 0;
+  while (first < layout_.tensors.size() && layout_.tensors[first].segment < segment) ++first;
+  // All segments committed: the last shard is committed only by finish(), so write it again.
+  const size_t anchor = std::min(first, layout_.tensors.size() - 1);
+  const size_t shard = writer_->shard_of(layout_.tensors[anchor].name);
+  size_t start = first;
+  while (start > 0 && writer_->shard_of(layout_.tensors[start - 1].name) == shard) --start;
+  writer_->start_at_shard(shard);
+  next_ = start;
+  next_segment_ = start < layout_.tensors.size() ? layout_.tensors[start].segment : segment;
+  for (int s = next_segment_; s < segment; ++s) {
+    const std::vector<SolvedModule> mods = staged(s);
+    std::map<std::string, const SolvedModule*> by_name;
+    for (const SolvedModule& m : mods) by_name[m.module] = &m;
+    write_segment(s, by_name);
+  }
+}
+
 void ArtifactWriter::write_segment(int segment, const std::map<std::string, const SolvedModule*>& solved) {
   DSV4_CHECK_IN("writer", segment == next_segment_, "segment %d written out of order (expected %d)", segment,
                 next_segment_);
+  // On resume the first segment may be written from the middle (its shard's start).
+  const bool partial = next_ > 0 && layout_.tensors[next_ - 1].segment == segment;
   size_t used = 0;
   for (; next_ < layout_.tensors.size() && layout_.tensors[next_].segment == segment; ++next_) {
     const OutputTensor& t = layout_.tensors[next_];
@@ -82,8 +134,8 @@ void ArtifactWriter::write_segment(int segment, const std::map<std::string, cons
   // Every solved tensor has a place in the layout (nothing solved is silently dropped).
   size_t produced = 0;
   for (const auto& [name, s] : solved) produced += s->tensors.size();
-  DSV4_CHECK_IN("writer", used == produced, "segment %d: %zu solved tensors, %zu placed by the layout", segment,
-                produced, used);
+  DSV4_CHECK_IN("writer", partial || used == produced, "segment %d: %zu solved tensors, %zu placed by the layout",
+                segment, produced, used);
   ++next_segment_;
 }
 

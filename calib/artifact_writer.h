@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -32,6 +33,18 @@ class ArtifactWriter {
   ArtifactWriter(const OutputSection& output, const ArtifactLayout& layout, const Checkpoint& source,
                  const model::ModelConfig& config);
   ~ArtifactWriter();
+
+  // Resumable runs (run_checkpoint.h). Commit every shard as soon as it is complete, reporting
+  // it; before the first write only.
+  void commit_shards_as_written(std::function<void(const std::string& shard_name)> on_commit);
+  // Continue a run whose segments before `segment` are committed: shards before the one holding
+  // the segment's first tensor are on disk; the earlier tensors of that shard are written again
+  // from `staged(s)` (the solved modules of segment s; copies and decodes come from the source).
+  void resume_at(int segment, const std::function<std::vector<SolvedModule>(int)>& staged);
+  // The lowest segment with a tensor in a shard not yet committed (num_segments when all are).
+  int open_from_segment() const;
+  // The shard names the layout gives (known before writing).
+  static std::vector<std::string> planned_shard_names(const ArtifactLayout& layout, uint64_t shard_bytes);
 
   // Writes every tensor of `segment` (segments in increasing order, each once). `solved` holds
   // the quantized modules of the segment by release name.
@@ -57,6 +70,7 @@ class ArtifactWriter {
 };
 
 // Throws unless `dir` is usable as an output directory: set, absent or empty, not the source.
+// (calibrate_run checks through RunCheckpoint, which also accepts an interrupted run to resume.)
 void artifact_out_dir_check(const std::string& dir, const std::string& source_dir);
 
 // The tokenizer and generation files copied from a model directory beside its weights.

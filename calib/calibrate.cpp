@@ -12,6 +12,7 @@
 #include "calib/artifact_layout.h"
 #include "calib/artifact_writer.h"
 #include "calib/module_plan.h"
+#include "calib/run_checkpoint.h"
 #include "common/check.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -40,42 +41,6 @@ std::string header_bytes(const std::string& path) {
   std::memcpy(h.data(), &len, 8);
   f.read(h.data() + 8, static_cast<std::streamsize>(len));
   return h;
-}
-
-ordered_json layer_json(const LayerReport& l) {
-  ordered_json j;
-  j["segment"] = l.name;
-  j["seconds"] = {{"total", l.seconds}, {"decode", l.seconds_decode}, {"forward", l.seconds_forward},
-                  {"solve", l.seconds_solve}, {"comm", l.seconds_comm}, {"write", l.seconds_write}};
-  j["hessians"] = l.hessians;
-  ordered_json methods = ordered_json::object();
-  for (SolveMethod m : kSolveMethods) {
-    if (const int k = l.count(m)) methods[std::string(solve_method_name(m))] = k;
-  }
-  j["methods"] = methods;
-  j["fallbacks"] = l.fallbacks();
-  if (l.mean_rel_error() >= 0) {
-    j["mean_rel_error"] = l.mean_rel_error();
-    j["mean_rtn_rel_error"] = l.mean_rtn_rel_error();
-  }
-  if (!l.expert_tokens.empty()) j["expert_tokens"] = l.expert_tokens;
-  ordered_json mods = ordered_json::array();
-  for (const ModuleReport& m : l.modules) {
-    ordered_json x;
-    x["module"] = m.module;
-    x["method"] = solve_method_name(m.method);
-    if (m.method == SolveMethod::kGptq) {
-      x["loss"] = m.loss;
-      x["rel_error"] = m.rel_error;
-      x["rtn_rel_error"] = m.rtn_rel_error;
-      x["dampening_frac"] = m.dampening_frac;
-      x["fallback"] = quant::gptq_fallback_name(m.fallback);
-      x["tokens"] = m.tokens;
-    }
-    mods.push_back(std::move(x));
-  }
-  j["modules"] = std::move(mods);
-  return j;
 }
 
 }  // namespace
@@ -107,7 +72,11 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
 
   // Preflight: everything that can fail does so before any output exists (on every rank; a
   // failure on one rank aborts the job).
-  artifact_out_dir_check(r.output.dir, r.model);
+  {
+    std::error_code ec;
+    DSV4_CHECK_IN("calibrate", fs::weakly_canonical(r.output.dir, ec) != fs::weakly_canonical(r.model, ec),
+                  "output directory %s is the source checkpoint", r.output.dir.c_str());
+  }
   const model::ModelConfig config = checkpoint_config_load(r.model);
   const Checkpoint source = Checkpoint::open(r.model);
   const model::AuditReport audit = model::checkpoint_audit(source, config);
@@ -129,6 +98,8 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   // Calibration data, only when something needs it.
   std::optional<data::CalibData> data;
   std::vector<std::vector<int64_t>> samples;
+  std::vector<int64_t> sample_lengths;  // all samples, for snapshots
+  data::SampleRange mine;
   if (r.needs_data()) {
     DSV4_CHECK_IN("calibrate", !r.dataset.files.empty(),
                   "%s: the recipe needs calibration data (GPTQ or static activation scales) but dataset.files is "
@@ -137,7 +108,8 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
     const data::Tokenizer tok = data::Tokenizer::load(r.tokenizer.empty() ? r.model : r.tokenizer);
     data = data::calib_data_build(tok, r.dataset);
     DSV4_CHECK_IN("calibrate", !data->samples.empty(), "%s: the dataset gave no samples", r.origin.c_str());
-    const data::SampleRange mine = data::calib_data_rank_range(*data, comm.rank(), comm.world());
+    mine = data::calib_data_rank_range(*data, comm.rank(), comm.world());
+    for (const data::CalibSample& s : data->samples) sample_lengths.push_back(static_cast<int64_t>(s.ids.size()));
     for (int64_t i = mine.begin; i < mine.end; ++i) {
       const data::CalibSample& s = data->samples[static_cast<size_t>(i)];
       samples.emplace_back(s.ids.begin(), s.ids.end());
@@ -153,10 +125,25 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
            r.model.c_str(), r.output.dir.c_str(), static_cast<long long>(quantized), plan.modules.size(),
            layout.tensors.size(), static_cast<double>(layout.bytes()) / 1e9, layout.num_segments);
 
-  // Every rank has passed preflight before rank 0 creates the output directory.
-  comm.barrier();
+  // The run state: a new run, or the interrupted one in the output directory (resume).
+  const std::string recipe_yaml = recipe_to_yaml(r);
+  RunIdentity id;
+  id.recipe_fnv = data::sample_hash_hex(hash_fnv1a64(recipe_yaml));
+  id.source_fnv = data::sample_hash_hex(hash_fnv1a64(checkpoint_identity(source).dump()));
+  id.data_fnv = data ? data::sample_hash_hex(data::calib_data_hash(*data)) : "none";
+  id.num_segments = layout.num_segments;
+  id.shard_names = ArtifactWriter::planned_shard_names(layout, r.output.shard_bytes);
+  RunCheckpoint ck = RunCheckpoint::open_or_create(r.output.dir, id, comm, o.restart);
   std::unique_ptr<ArtifactWriter> writer;
-  if (writes) writer = std::make_unique<ArtifactWriter>(r.output, layout, source, config);
+  if (writes) {
+    writer = std::make_unique<ArtifactWriter>(r.output, layout, source, config);
+    writer->commit_shards_as_written([&](const std::string& shard) { ck.on_shard_committed(shard); });
+    if (ck.resuming()) {
+      writer->resume_at(ck.first_segment(), [&](int seg) {
+        return ck.has_staged(seg) ? ck.staged(seg) : std::vector<SolvedModule>{};
+      });
+    }
+  }
   PipelineInputs in;
   in.recipe = &r;
   in.plan = &plan;
@@ -166,6 +153,9 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   in.samples = std::move(samples);
   in.threads = o.threads;
   in.comm = &comm;
+  in.checkpoint = &ck;
+  in.first_sample = mine.begin;
+  in.sample_lengths = std::move(sample_lengths);
   CalibrateResult res;
   res.report = pipeline_run(in, writer.get(), [&](const LayerReport& l) {
     if (o.progress) log_info("%s", layer_report_line(l, layout.num_segments).c_str());
@@ -189,7 +179,6 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
 
   ordered_json m;
   m["tool"] = {{"name", "dsv4-calib"}, {"version", o.tool_version}, {"commit", o.tool_commit}};
-  const std::string recipe_yaml = recipe_to_yaml(r);
   m["recipe"] = {{"origin", r.origin}, {"fnv1a64", data::sample_hash_hex(hash_fnv1a64(recipe_yaml))}};
   m["source"] = {{"dir", r.model}, {"files", checkpoint_identity(source)}, {"mtp_stages", audit.mtp_stages}};
   m["world_size"] = comm.world();
@@ -197,22 +186,26 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   if (data) m["dataset"] = data::calib_data_manifest(*data);
   m["samples"] = res.report.samples;
   m["tokens"] = res.report.tokens;
+  // Segments committed by an earlier (interrupted) process come from the journal.
+  ordered_json layers = ordered_json::array();
+  for (const ordered_json& l : ck.committed_reports()) layers.push_back(l);
+  for (const LayerReport& l : res.report.layers) layers.push_back(layer_report_json(l));
   ordered_json totals;
   for (SolveMethod k : kSolveMethods) {
     int n = 0;
-    for (const LayerReport& l : res.report.layers) n += l.count(k);
+    for (const ordered_json& l : layers) n += l.at("methods").value(std::string(solve_method_name(k)), 0);
     totals[std::string(solve_method_name(k))] = n;
   }
   int fallbacks = 0;
-  for (const LayerReport& l : res.report.layers) fallbacks += l.fallbacks();
+  for (const ordered_json& l : layers) fallbacks += l.at("fallbacks").get<int>();
   totals["fallbacks"] = fallbacks;
   totals["seconds"] = res.report.seconds;
+  if (ck.resuming()) totals["resumed_at_segment"] = ck.first_segment();
   m["totals"] = totals;
-  ordered_json layers = ordered_json::array();
-  for (const LayerReport& l : res.report.layers) layers.push_back(layer_json(l));
   m["layers"] = std::move(layers);
 
   writer->finish({{"config.json", cfg.dump(2) + "\n"}, {"recipe.yaml", recipe_yaml}, {"calib_manifest.json", m.dump(2) + "\n"}});
+  ck.finish();
   res.manifest = std::move(m);
   res.out_dir = r.output.dir;
   res.bytes = layout.bytes();

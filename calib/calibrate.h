@@ -30,6 +30,7 @@ struct CalibrateOptions {
   std::string tool_commit = "unknown";
   bool progress = true;       // one log line per layer
   dist::Communicator* comm = nullptr;  // null: one process; else every rank calls calibrate_run
+  bool restart = false;                // discard an interrupted run in the output directory
 };
 
 struct CalibrateResult {

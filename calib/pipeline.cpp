@@ -150,6 +150,44 @@ int LayerReport::fallbacks() const {
 double LayerReport::mean_rel_error() const { return mean_known(modules, &ModuleReport::rel_error); }
 double LayerReport::mean_rtn_rel_error() const { return mean_known(modules, &ModuleReport::rtn_rel_error); }
 
+nlohmann::ordered_json layer_report_json(const LayerReport& l) {
+  using nlohmann::ordered_json;
+  ordered_json j;
+  j["segment"] = l.name;
+  j["seconds"] = {{"total", l.seconds}, {"decode", l.seconds_decode}, {"forward", l.seconds_forward},
+                  {"solve", l.seconds_solve}, {"comm", l.seconds_comm}, {"write", l.seconds_write}};
+  j["hessians"] = l.hessians;
+  ordered_json methods = ordered_json::object();
+  for (SolveMethod m : kSolveMethods) {
+    if (const int k = l.count(m)) methods[std::string(solve_method_name(m))] = k;
+  }
+  j["methods"] = methods;
+  j["fallbacks"] = l.fallbacks();
+  if (l.mean_rel_error() >= 0) {
+    j["mean_rel_error"] = l.mean_rel_error();
+    j["mean_rtn_rel_error"] = l.mean_rtn_rel_error();
+  }
+  if (!l.expert_tokens.empty()) j["expert_tokens"] = l.expert_tokens;
+  ordered_json mods = ordered_json::array();
+  for (const ModuleReport& m : l.modules) {
+    ordered_json x;
+    x["module"] = m.module;
+    x["method"] = solve_method_name(m.method);
+    if (m.method == SolveMethod::kGptq) {
+      x["loss"] = m.loss;
+      x["rel_error"] = m.rel_error;
+      x["rtn_rel_error"] = m.rtn_rel_error;
+      x["dampening_frac"] = m.dampening_frac;
+      x["fallback"] = quant::gptq_fallback_name(m.fallback);
+      x["tokens"] = m.tokens;
+    }
+    mods.push_back(std::move(x));
+  }
+  j["modules"] = std::move(mods);
+  return j;
+}
+
+
 std::string layer_report_line(const LayerReport& l, int num_segments) {
   char buf[512];
   int n = std::snprintf(buf, sizeof buf, "[%d/%d] %-9s %6.2fs (decode %.2f fwd %.2f solve %.2f comm %.2f write %.2f)",
@@ -222,17 +260,50 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
   DSV4_CHECK_IN("pipeline", last_data_layer < 0 || report.samples > 0,
                 "the recipe needs calibration data (GPTQ or static activation scales) but there are no samples");
 
+  RunCheckpoint* ck = in.checkpoint;
+  const int first_segment = ck ? ck->first_segment() : 0;
   std::vector<std::vector<float>> states;
   Forwarder fwd{c, in.samples, in.mode, {}, {}};
   if (last_data_layer >= 0) {
     for (const auto& ids : in.samples) {
-      states.push_back(model::model_embed_state(src, c, ids));
       fwd.main_rope.push_back(model::rope_table_build(c, false, static_cast<int64_t>(ids.size())));
       fwd.compress_rope.push_back(model::rope_table_build(c, true, static_cast<int64_t>(ids.size())));
     }
   }
+  // The input of the first segment to compute: embeddings, or the newest snapshot, then the
+  // committed layers after it replayed with their quantized weights (staged by the journal).
+  if (last_data_layer >= 0 && first_segment - 1 <= last_data_layer) {
+    dist::RunPhase::set("resume", "replay");
+    int replay_from = 1;  // segment of layer 0
+    if (ck && ck->snapshot_segment() >= 1) {
+      states = ck->load_snapshot(in.first_sample, static_cast<int64_t>(in.samples.size()), in.sample_lengths,
+                                 c.hc_dim());
+      replay_from = ck->snapshot_segment() + 1;
+    } else {
+      for (const auto& ids : in.samples) states.push_back(model::model_embed_state(src, c, ids));
+    }
+    for (int seg = replay_from; seg < first_segment; ++seg) {
+      const int layer = seg - 1;
+      model::BlockWeights w = model::block_weights_load(src, c, "layers." + std::to_string(layer) + ".", layer);
+      const std::vector<const PlannedModule*>& mods = by_segment[static_cast<size_t>(seg)];
+      if (!mods.empty() && r.calibration.propagate_error) {
+        std::vector<SolvedModule> staged = ck->staged(seg);
+        std::vector<SolvedModule> ordered(mods.size());
+        for (size_t i = 0; i < mods.size(); ++i) {
+          for (SolvedModule& m : staged) {
+            if (m.module == mods[i]->names.release) ordered[i] = std::move(m);
+          }
+          DSV4_CHECK_IN("resume", ordered[i].dequant.size() == static_cast<size_t>(mods[i]->rows * mods[i]->cols),
+                        "staged segment %d lacks the weights of %s", seg, mods[i]->names.release.c_str());
+        }
+        substitute(w, c, mods, ordered);
+      }
+      fwd.run(w, states, nullptr, false);
+      log_info("replayed %s from its committed weights", artifact_segment_name(seg, c).c_str());
+    }
+  }
 
-  for (int seg = 0; seg < in.layout->num_segments; ++seg) {
+  for (int seg = first_segment; seg < in.layout->num_segments; ++seg) {
     const auto seg_start = Clock::now();
     LayerReport lr;
     lr.segment = seg;
@@ -367,6 +438,13 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     }
     lr.seconds_write = since(t);
     lr.seconds = since(seg_start);
+    if (ck) {
+      dist::RunPhase::set(lr.name, "commit");
+      const bool more_forward = forward && layer < last_data_layer;
+      const bool snapshot_due = more_forward && (layer + 1) % r.run.checkpoint_every == 0;
+      ck->commit_segment(seg, layer_report_json(lr), solved, forward ? &states : nullptr, in.first_sample, snapshot_due,
+                         more_forward && r.calibration.propagate_error, writer ? writer->open_from_segment() : 0);
+    }
     if (on_layer) on_layer(lr);
     report.layers.push_back(std::move(lr));
   }

@@ -18,6 +18,8 @@
 // Tests: tests/calib/test_pipeline.cpp.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -27,6 +29,7 @@
 #include "calib/artifact_writer.h"
 #include "calib/module_plan.h"
 #include "calib/module_solve.h"
+#include "calib/run_checkpoint.h"
 #include "dist/communicator.h"
 #include "model/forward_context.h"
 
@@ -40,6 +43,12 @@ struct PipelineInputs {
   const ArtifactLayout* layout = nullptr;
   std::vector<std::vector<int64_t>> samples;  // this rank's token ids; may be empty (data-free, or few samples)
   dist::Communicator* comm = nullptr;         // null: one process
+  // Resumable runs: the run state (null: none). Starts at checkpoint->first_segment(), rebuilding
+  // the states from the newest snapshot and replaying committed layers after it; commits every
+  // segment. Snapshots need this rank's first sample index and every sample's length.
+  RunCheckpoint* checkpoint = nullptr;
+  int64_t first_sample = 0;
+  std::vector<int64_t> sample_lengths;  // all samples (every rank)
   model::NumericMode mode = model::NumericMode::kFp32;
   int threads = 0;                            // module solves in parallel; 0: all cores
 };
@@ -80,6 +89,9 @@ struct PipelineReport {
   uint64_t hessian_bytes_partial_peak = 0;
   uint64_t hessian_bytes_owned_peak = 0;
 };
+
+// The report as the manifest and the journal store it.
+nlohmann::ordered_json layer_report_json(const LayerReport& layer);
 
 // One line per layer: time split, modules by method, mean H-weighted error vs RTN, fallbacks,
 // expert token range.

@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -146,6 +147,14 @@ class CheckpointWriter {
   static std::vector<size_t> plan_shards(const std::vector<TensorSpec>& specs,
                                          uint64_t max_shard_bytes);
 
+  // Resumable runs (calib/run_journal.h): commit each shard as soon as it is complete and report
+  // it, instead of all at finish(); and start writing at shard `first` because the shards before
+  // it are already on disk, committed by an earlier process. Both only before the first write.
+  void commit_when_sealed(std::function<void(const std::string& shard_name)> on_commit);
+  void start_at_shard(size_t first);
+  size_t shard_of(std::string_view name) const;  // throws for a name not in the specs
+  size_t current_shard() const { return shard_; }
+
  private:
   std::string dir_;
   std::vector<std::vector<TensorSpec>> shard_specs_;
@@ -157,7 +166,10 @@ class CheckpointWriter {
   std::vector<std::pair<std::string, std::string>> weight_map_;  // name -> file
   uint64_t total_size_ = 0;
   bool finished_ = false;
+  bool wrote_ = false;
+  std::function<void(const std::string&)> on_commit_;  // set: commit shards as they seal
   void open_shard(size_t i);
+  void seal_current();
 };
 
 }  // namespace dsv4

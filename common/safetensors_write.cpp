@@ -200,19 +200,50 @@ void CheckpointWriter::write(std::string_view name, std::span<const std::byte> c
   // tensor, if one is short). Sealed shards are committed only in finish(): until then an
   // abandoned checkpoint leaves nothing behind.
   while (shard_ < it->second) {
-    writer_->check_complete();
-    sealed_.push_back(std::move(writer_));
+    seal_current();
     open_shard(shard_ + 1);
   }
+  wrote_ = true;
   writer_->write(name, chunk);
+}
+
+void CheckpointWriter::seal_current() {
+  writer_->check_complete();
+  if (on_commit_) {
+    writer_->commit();
+    writer_.reset();
+    on_commit_(shard_names_[shard_]);
+  } else {
+    sealed_.push_back(std::move(writer_));
+  }
+}
+
+void CheckpointWriter::commit_when_sealed(std::function<void(const std::string&)> on_commit) {
+  DSV4_CHECK_IN(kComponent, !wrote_, "%s: commit_when_sealed after the first write", dir_.c_str());
+  on_commit_ = std::move(on_commit);
+}
+
+void CheckpointWriter::start_at_shard(size_t first) {
+  DSV4_CHECK_IN(kComponent, !wrote_, "%s: start_at_shard after the first write", dir_.c_str());
+  DSV4_CHECK_IN(kComponent, first < shard_specs_.size(), "%s: start at shard %zu of %zu", dir_.c_str(), first,
+                shard_specs_.size());
+  writer_.reset();
+  open_shard(first);
+}
+
+size_t CheckpointWriter::shard_of(std::string_view name) const {
+  const auto it = shard_of_.find(std::string(name));
+  DSV4_CHECK_IN(kComponent, it != shard_of_.end(), "%s: tensor '%.*s' is not in the specs", dir_.c_str(),
+                static_cast<int>(name.size()), name.data());
+  return it->second;
 }
 
 void CheckpointWriter::finish() {
   DSV4_CHECK_IN(kComponent, !finished_, "%s: finish() called twice", dir_.c_str());
   // Seal the remaining shards first (trailing shards may hold only zero-byte tensors).
   while (writer_ != nullptr) {
-    writer_->check_complete();
-    sealed_.push_back(std::move(writer_));
+    seal_current();
+    writer_.reset();
     if (shard_ + 1 < shard_specs_.size()) open_shard(shard_ + 1);
   }
   for (const auto& w : sealed_) w->commit();

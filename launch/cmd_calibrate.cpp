@@ -37,6 +37,7 @@ struct CalibrateArgs {
   std::vector<std::string> datasets;
   int64_t num_samples = -1, seq_len = -1;
   int threads = 0;
+  bool restart = false;
 };
 
 int run_calibrate(const CalibrateArgs& a) {
@@ -53,6 +54,7 @@ int run_calibrate(const CalibrateArgs& a) {
   if (!a.datasets.empty()) recipe.dataset.files = a.datasets;
   calib::CalibrateOptions co;
   co.threads = a.threads;
+  co.restart = a.restart;
   co.tool_version = DSV4_VERSION;
   co.tool_commit = DSV4_COMMIT;
 
@@ -85,6 +87,8 @@ Command cmd_calibrate_register(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--seq-len", a->seq_len, "tokens per sample (overrides dataset.seq_len)")->check(CLI::NonNegativeNumber);
   app.add_option("--threads", a->threads, "threads for module solves (0: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_flag("--restart", a->restart,
+               "discard the interrupted run in the output directory and start over (default: resume it)");
   return [a] { return run_calibrate(*a); };
 }
 

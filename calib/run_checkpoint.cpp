@@ -1,0 +1,319 @@
+// run_checkpoint.cpp: the run journal, staged solved segments and activation snapshots (see
+// run_checkpoint.h).
+#include "calib/run_checkpoint.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <unistd.h>
+
+#include "calib/solved_share.h"
+#include "common/check.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/rng.h"
+#include "data/sample_hash.h"
+
+namespace dsv4::calib {
+namespace fs = std::filesystem;
+using nlohmann::ordered_json;
+
+namespace {
+
+constexpr const char* kRunDir = ".calib_run";
+constexpr const char* kJournal = "journal.jsonl";
+
+std::string seg_name(int segment) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "seg-%05d", segment);
+  return buf;
+}
+
+ordered_json file_record(const std::string& dir, const std::string& rel) {
+  const std::string path = dir + "/" + rel;
+  return {{"file", rel}, {"bytes", static_cast<uint64_t>(fs::file_size(path))}, {"fnv", file_fnv_hex(path)}};
+}
+
+// Throws unless dir/rel exists with the recorded size and checksum.
+void check_record(const std::string& dir, const ordered_json& rec, const char* what) {
+  const std::string path = dir + "/" + rec.at("file").get<std::string>();
+  std::error_code ec;
+  DSV4_CHECK_IN("resume", fs::exists(path, ec), "%s %s listed in the journal is missing; the run state is damaged "
+                "(pass --restart to start over)", what, path.c_str());
+  const uint64_t bytes = fs::file_size(path);
+  DSV4_CHECK_IN("resume", bytes == rec.at("bytes").get<uint64_t>() && file_fnv_hex(path) == rec.at("fnv").get<std::string>(),
+                "%s %s does not match the journal (%llu bytes, checksum %s expected); the run state is damaged "
+                "(pass --restart to start over)",
+                what, path.c_str(), static_cast<unsigned long long>(rec.at("bytes").get<uint64_t>()),
+                rec.at("fnv").get<std::string>().c_str());
+}
+
+// Leftover temporary files of killed writers (AtomicFile names: <path>.tmp.<pid>).
+void sweep_temp_files(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return;
+  for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
+    if (e.is_regular_file(ec) && e.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(e.path(), ec);
+  }
+}
+
+}  // namespace
+
+std::string file_fnv_hex(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  DSV4_CHECK_IN("resume", f.good(), "cannot read %s", path.c_str());
+  uint64_t h = 0xcbf29ce484222325ull;
+  std::vector<char> buf(1 << 20);
+  while (f) {
+    f.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const std::streamsize n = f.gcount();
+    for (std::streamsize i = 0; i < n; ++i) {
+      h ^= static_cast<unsigned char>(buf[static_cast<size_t>(i)]);
+      h *= 0x100000001b3ull;
+    }
+  }
+  return data::sample_hash_hex(h);
+}
+
+RunCheckpoint RunCheckpoint::open_or_create(const std::string& out, const RunIdentity& id, dist::Communicator& comm,
+                                            bool restart) {
+  RunCheckpoint ck(out, comm);
+  ck.run_dir_ = out + "/" + kRunDir;
+  const std::string journal = ck.run_dir_ + "/" + kJournal;
+  std::error_code ec;
+  const bool has_journal = fs::exists(journal, ec);
+  const bool rank0 = comm.rank() == 0;
+
+  if (has_journal && restart) {
+    log_info("--restart: discarding the run state in %s", ck.run_dir_.c_str());
+    comm.barrier();  // every rank has seen the journal before rank 0 removes it
+    if (rank0) {
+      for (const std::string& s : id.shard_names) fs::remove(out + "/" + s, ec);
+      fs::remove_all(ck.run_dir_, ec);
+      sweep_temp_files(out);
+    }
+    comm.barrier();
+  } else if (has_journal) {
+    // Parse; a torn last line (killed mid-append, never fsync'd as complete) is ignored.
+    std::vector<ordered_json> lines;
+    {
+      std::ifstream f(journal);
+      for (std::string line; std::getline(f, line);) {
+        if (line.empty()) continue;
+        try {
+          lines.push_back(ordered_json::parse(line));
+        } catch (const std::exception&) {
+          break;
+        }
+      }
+    }
+    DSV4_CHECK_IN("resume", !lines.empty() && lines[0].value("kind", "") == "header",
+                  "%s has no header line; the run state is damaged (pass --restart to start over)", journal.c_str());
+    const ordered_json& h = lines[0];
+    auto same = [&](const char* key, const std::string& now, const char* what) {
+      DSV4_CHECK_IN("resume", h.value(key, "") == now,
+                    "%s holds an interrupted run with another %s (journal %s, now %s); resuming would mix two runs. "
+                    "Pass --restart to discard it and start over, or choose another --out",
+                    out.c_str(), what, h.value(key, "").c_str(), now.c_str());
+    };
+    same("recipe_fnv", id.recipe_fnv, "recipe");
+    same("source_fnv", id.source_fnv, "source checkpoint");
+    same("data_fnv", id.data_fnv, "calibration data");
+    DSV4_CHECK_IN("resume", h.at("shards").get<std::vector<std::string>>() == id.shard_names,
+                  "%s: the journal plans other shards than this run; pass --restart", out.c_str());
+    std::map<int, bool> staged;  // segment -> needed for replay
+    for (size_t i = 1; i < lines.size(); ++i) {
+      const ordered_json& e = lines[i];
+      const int seg = e.at("segment").get<int>();
+      DSV4_CHECK_IN("resume", seg == static_cast<int>(i) - 1, "%s line %zu: segment %d out of order", journal.c_str(),
+                    i + 1, seg);
+      ck.reports_.push_back(e.at("report"));
+      for (const auto& s : e.at("shards")) check_record(out, s, "committed shard");
+      if (!e.at("staged").is_null()) staged[seg] = e.at("staged").value("replay", false);
+      if (!e.at("snapshot").is_null()) {
+        ck.snapshot_segment_ = e.at("snapshot").at("segment").get<int>();
+        ck.snapshot_files_ = e.at("snapshot").at("files");
+      }
+      for (const auto& d : e.at("dropped_staged")) staged.erase(d.get<int>());
+      ck.first_segment_ = seg + 1;
+    }
+    ck.staged_segments_ = staged;
+    for (const auto& [s, replay] : staged) {
+      const ordered_json& e = lines[static_cast<size_t>(s) + 1];
+      check_record(ck.run_dir_, e.at("staged"), "staged segment");
+    }
+    for (const auto& f : ck.snapshot_files_) check_record(ck.snapshot_dir(ck.snapshot_segment_), f, "snapshot");
+    comm.barrier();  // every rank has read the state before rank 0 sweeps
+    if (rank0) {
+      sweep_temp_files(out);
+      log_info("resuming %s at segment %d of %d (snapshot after segment %d, %zu staged segments)", out.c_str(),
+               ck.first_segment_, id.num_segments, ck.snapshot_segment_, staged.size());
+    }
+    comm.barrier();
+    return ck;
+  } else {
+    const bool fresh = !fs::exists(out, ec) || (fs::is_directory(out, ec) && fs::is_empty(out, ec));
+    DSV4_CHECK_IN("writer", fresh || !fs::exists(out + "/model.safetensors.index.json", ec),
+                  "output directory %s holds a finished artifact; refusing to overwrite it (choose another --out or "
+                  "remove it)", out.c_str());
+    DSV4_CHECK_IN("writer", fresh,
+                  "output directory %s exists, is not empty and holds no interrupted run (.calib_run/journal.jsonl); "
+                  "refusing to overwrite it (choose another --out or remove it)", out.c_str());
+  }
+  comm.barrier();  // every rank has checked the directory before rank 0 creates the run state
+  if (rank0) {
+    make_directories(ck.run_dir_ + "/solved");
+    ordered_json h = {{"kind", "header"},           {"version", 1},
+                      {"recipe_fnv", id.recipe_fnv}, {"source_fnv", id.source_fnv},
+                      {"data_fnv", id.data_fnv},     {"num_segments", id.num_segments},
+                      {"shards", id.shard_names},    {"world_size", comm.world()}};
+    write_file_atomic(journal, h.dump() + "\n");
+  }
+  comm.barrier();
+  return ck;
+}
+
+std::string RunCheckpoint::staged_path(int segment) const { return run_dir_ + "/solved/" + seg_name(segment) + ".bin"; }
+std::string RunCheckpoint::snapshot_dir(int segment) const { return run_dir_ + "/snap/" + seg_name(segment); }
+
+void RunCheckpoint::append(const ordered_json& line) {
+  const std::string path = run_dir_ + "/" + kJournal;
+  FILE* f = std::fopen(path.c_str(), "a");
+  DSV4_CHECK_IN("resume", f != nullptr, "cannot append to %s", path.c_str());
+  const std::string text = line.dump() + "\n";
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 &&
+                  ::fsync(fileno(f)) == 0;
+  std::fclose(f);
+  DSV4_CHECK_IN("resume", ok, "writing %s failed (%zu bytes; disk full or read-only?): the journal is still valid "
+                "up to the previous segment, rerun the same command to resume once fixed", path.c_str(), text.size());
+}
+
+void RunCheckpoint::on_shard_committed(const std::string& shard_name) {
+  pending_shards_.push_back(file_record(out_, shard_name));
+}
+
+std::vector<std::vector<float>> RunCheckpoint::load_snapshot(int64_t first, int64_t n, const std::vector<int64_t>& lengths,
+                                                             int64_t per_token) const {
+  DSV4_CHECK_IN("resume", snapshot_segment_ >= 0, "no snapshot to load");
+  std::vector<std::vector<float>> states;
+  for (int64_t i = first; i < first + n; ++i) {
+    const ordered_json* rec = nullptr;
+    for (const auto& f : snapshot_files_) {
+      if (f.at("begin").get<int64_t>() <= i && i < f.at("end").get<int64_t>()) rec = &f;
+    }
+    DSV4_CHECK_IN("resume", rec != nullptr, "snapshot after segment %d has no file for sample %lld", snapshot_segment_,
+                  static_cast<long long>(i));
+    int64_t offset = 0;
+    for (int64_t j = rec->at("begin").get<int64_t>(); j < i; ++j) offset += lengths[static_cast<size_t>(j)] * per_token;
+    std::vector<float> s(static_cast<size_t>(lengths[static_cast<size_t>(i)] * per_token));
+    const std::string path = snapshot_dir(snapshot_segment_) + "/" + rec->at("file").get<std::string>();
+    std::ifstream f(path, std::ios::binary);
+    f.seekg(offset * 4);
+    f.read(reinterpret_cast<char*>(s.data()), static_cast<std::streamsize>(s.size() * 4));
+    DSV4_CHECK_IN("resume", f.good(), "%s is shorter than its samples need", path.c_str());
+    states.push_back(std::move(s));
+  }
+  return states;
+}
+
+std::vector<SolvedModule> RunCheckpoint::staged(int segment) const {
+  DSV4_CHECK_IN("resume", staged_segments_.count(segment) == 1,
+                "segment %d has no staged solved modules", segment);
+  const std::string blob = read_file(staged_path(segment));
+  std::vector<SolvedModule> out;
+  for (size_t pos = 0; pos < blob.size();) out.push_back(solved_module_deserialize(blob, pos));
+  return out;
+}
+
+void RunCheckpoint::commit_segment(int segment, const ordered_json& report, const std::vector<SolvedModule>& solved,
+                                   const std::vector<std::vector<float>>* states, int64_t first_sample,
+                                   bool snapshot_due, bool replay_needs_it, int open_from_segment) {
+  const bool rank0 = comm_->rank() == 0;
+  // 1. Snapshot: each rank its own samples; rank 0 learns the file records.
+  ordered_json snapshot = nullptr;
+  if (snapshot_due && states) {
+    const std::string dir = snapshot_dir(segment);
+    make_directories(dir);
+    ordered_json mine = nullptr;
+    if (!states->empty()) {
+      const int64_t end = first_sample + static_cast<int64_t>(states->size());
+      char name[64];
+      std::snprintf(name, sizeof name, "samples-%06lld-%06lld.f32", static_cast<long long>(first_sample),
+                    static_cast<long long>(end));
+      AtomicFile f(dir + "/" + name);
+      for (const auto& s : *states) f.write(s.data(), s.size() * sizeof(float));
+      f.commit();
+      mine = file_record(dir, name);
+      mine["begin"] = first_sample;
+      mine["end"] = end;
+    }
+    ordered_json files = ordered_json::array();
+    for (const std::string& s : comm_->all_gather_strings(mine.dump())) {
+      const ordered_json r = ordered_json::parse(s);
+      if (!r.is_null()) files.push_back(r);
+    }
+    snapshot = {{"segment", segment}, {"files", files}};
+  }
+  if (!rank0) return;
+
+  // 2. Stage the solved modules: the writer may need them again (open shard), and replay does
+  // (forward layers until a later snapshot exists).
+  ordered_json staged = nullptr;
+  if (!solved.empty()) {
+    std::string blob;
+    for (const SolvedModule& m : solved) {
+      if (replay_needs_it) {
+        blob += solved_module_serialize(m);
+      } else {  // the writer needs only the encoded tensors
+        SolvedModule lean = m;
+        lean.dequant.clear();
+        blob += solved_module_serialize(lean);
+      }
+    }
+    write_file_atomic(staged_path(segment), blob);
+    staged = file_record(run_dir_, "solved/" + seg_name(segment) + ".bin");
+    staged["replay"] = replay_needs_it;
+    staged_segments_[segment] = replay_needs_it;
+  }
+  int new_snapshot = snapshot_segment_;
+  if (!snapshot.is_null()) new_snapshot = segment;
+
+  // 3. What is no longer needed once this line is durable.
+  ordered_json dropped = ordered_json::array();
+  for (const auto& [s, replay] : staged_segments_) {
+    const bool writer_done = s < open_from_segment;
+    const bool replay_done = !replay || s <= new_snapshot;
+    if (writer_done && replay_done) dropped.push_back(s);
+  }
+  const int old_snapshot = snapshot_segment_;
+  append({{"kind", "segment"},
+          {"segment", segment},
+          {"report", report},
+          {"shards", pending_shards_},
+          {"staged", staged},
+          {"snapshot", snapshot},
+          {"dropped_staged", dropped}});
+  pending_shards_ = ordered_json::array();
+  if (!snapshot.is_null()) {
+    snapshot_segment_ = segment;
+    snapshot_files_ = snapshot.at("files");
+  }
+  std::error_code ec;
+  for (const auto& s : dropped) {
+    fs::remove(staged_path(s.get<int>()), ec);
+    staged_segments_.erase(s.get<int>());
+  }
+  if (old_snapshot >= 0 && old_snapshot != snapshot_segment_) fs::remove_all(snapshot_dir(old_snapshot), ec);
+}
+
+void RunCheckpoint::finish() {
+  if (comm_->rank() != 0) return;
+  std::error_code ec;
+  fs::remove_all(run_dir_, ec);
+  fsync_directory(out_);
+}
+
+}  // namespace dsv4::calib
