@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/rng.h"
 #include "data/sample_hash.h"
+#include "dist/run_phase.h"
 
 namespace dsv4::calib {
 namespace fs = std::filesystem;
@@ -234,7 +235,9 @@ void RunCheckpoint::commit_segment(int segment, const ordered_json& report, cons
   const bool rank0 = comm_->rank() == 0;
   // 1. Snapshot: each rank its own samples; rank 0 learns the file records.
   ordered_json snapshot = nullptr;
+  const std::string seg_label = "segment " + std::to_string(segment);
   if (snapshot_due && states) {
+    dist::RunPhase::set(seg_label, "snapshot");
     const std::string dir = snapshot_dir(segment);
     make_directories(dir);
     ordered_json mine = nullptr;
@@ -262,6 +265,7 @@ void RunCheckpoint::commit_segment(int segment, const ordered_json& report, cons
   // 2. Stage the solved modules: the writer may need them again (open shard), and replay does
   // (forward layers until a later snapshot exists).
   ordered_json staged = nullptr;
+  dist::RunPhase::set(seg_label, "stage");
   if (!solved.empty()) {
     std::string blob;
     for (const SolvedModule& m : solved) {
@@ -289,6 +293,7 @@ void RunCheckpoint::commit_segment(int segment, const ordered_json& report, cons
     if (writer_done && replay_done) dropped.push_back(s);
   }
   const int old_snapshot = snapshot_segment_;
+  dist::RunPhase::set(seg_label, "journal");
   append({{"kind", "segment"},
           {"segment", segment},
           {"report", report},

@@ -35,7 +35,7 @@ grep -q '"kl_mean"' "$work/eval.log" && pass eval_reports_kl || fail eval_report
 expect_ok dequant "$bin" dequant "$out" --out "$work/dequant.safetensors" --match 'experts\.0\.w1$'
 
 # Refusals: nothing valid is overwritten, and the message says what to do.
-expect_error out_occupied "not empty" "$bin" --recipe "$root/recipes/w4a16_mtp.yaml" --model "$src" \
+expect_error out_occupied "holds a finished artifact" "$bin" --recipe "$root/recipes/w4a16_mtp.yaml" --model "$src" \
   --dataset "$src/calib.jsonl" --out "$out" --num-samples 8
 [ -f "$out/calib_manifest.json" ] && pass occupied_out_untouched || fail occupied_out_untouched
 expect_error no_recipe "pass --recipe" "$bin"
