@@ -29,6 +29,25 @@ void artifact_out_dir_check(const std::string& dir, const std::string& source_di
                 "output directory %s is the source checkpoint", dir.c_str());
 }
 
+void output_space_check(const std::string& dir, uint64_t artifact_bytes, uint64_t snapshot_bytes, int64_t available) {
+  if (available < 0) {
+    fs::path p = fs::absolute(dir);
+    std::error_code ec;
+    while (!fs::exists(p, ec) && p.has_parent_path() && p != p.parent_path()) p = p.parent_path();
+    const fs::space_info si = fs::space(p, ec);
+    if (ec) return;  // cannot tell: the writes themselves will report a full disk with the path
+    available = static_cast<int64_t>(si.available);
+  }
+  const uint64_t need = artifact_bytes + snapshot_bytes;
+  DSV4_CHECK_IN("writer", static_cast<uint64_t>(available) >= need,
+                "output directory %s: the run needs %llu more bytes (%.3f GB: artifact %.3f GB, activation snapshots "
+                "%.3f GB) but its filesystem has %llu bytes (%.3f GB) available; free space or choose another --out "
+                "(an interrupted run resumes where it stopped once space exists)",
+                dir.c_str(), static_cast<unsigned long long>(need), static_cast<double>(need) / 1e9,
+                static_cast<double>(artifact_bytes) / 1e9, static_cast<double>(snapshot_bytes) / 1e9,
+                static_cast<unsigned long long>(available), static_cast<double>(available) / 1e9);
+}
+
 ArtifactWriter::ArtifactWriter(const OutputSection& output, const ArtifactLayout& layout, const Checkpoint& source,
                                const model::ModelConfig& config)
     : dir_(output.dir), copy_tokenizer_(output.copy_tokenizer), layout_(layout), source_(source),

@@ -134,6 +134,20 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   id.num_segments = layout.num_segments;
   id.shard_names = ArtifactWriter::planned_shard_names(layout, r.output.shard_bytes);
   RunCheckpoint ck = RunCheckpoint::open_or_create(r.output.dir, id, comm, o.restart);
+  if (writes) {
+    // Space for what is still to be written: the shards not yet on disk, and the snapshots (two
+    // at a time while the newer one is committed).
+    uint64_t on_disk = 0;
+    std::error_code ec;
+    for (const std::string& s : id.shard_names) {
+      if (fs::exists(r.output.dir + "/" + s, ec)) on_disk += fs::file_size(r.output.dir + "/" + s, ec);
+    }
+    const uint64_t artifact = layout.bytes() > on_disk ? layout.bytes() - on_disk : 0;
+    const uint64_t snapshots = data ? 2ull * static_cast<uint64_t>(data->num_tokens()) *
+                                          static_cast<uint64_t>(config.hc_dim()) * sizeof(float)
+                                    : 0;
+    output_space_check(r.output.dir, artifact, snapshots);
+  }
   std::unique_ptr<ArtifactWriter> writer;
   if (writes) {
     writer = std::make_unique<ArtifactWriter>(r.output, layout, source, config);

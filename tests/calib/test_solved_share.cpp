@@ -1,6 +1,8 @@
-// test_solved_share.cpp: the solved-module wire format (what owners broadcast after a solve).
+// test_solved_share.cpp: the solved-module wire format (what owners broadcast after a solve, and
+// what the run journal stages), and the free-space preflight of resumable runs.
 #include <gtest/gtest.h>
 
+#include "calib/artifact_writer.h"
 #include "calib/solved_share.h"
 #include "common/check.h"
 
@@ -61,6 +63,29 @@ TEST(SolvedShare, TruncatedBlobIsAnErrorNotGarbage) {
     const std::string part = blob.substr(0, cut);
     EXPECT_THROW(solved_module_deserialize(part, pos), Error) << "cut at " << cut;
   }
+}
+
+}  // namespace
+}  // namespace dsv4::calib
+
+namespace dsv4::calib {
+namespace {
+
+TEST(OutputSpace, RefusesWithPathAndBytesWhenTooLittleIsAvailable) {
+  EXPECT_NO_THROW(output_space_check("/tmp/out_x", 1000, 500, 1500));
+  try {
+    output_space_check("/tmp/out_x", 1000, 500, 1499);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    const std::string w = e.what();
+    EXPECT_NE(w.find("/tmp/out_x"), std::string::npos) << w;
+    EXPECT_NE(w.find("needs 1500 more bytes"), std::string::npos) << w;
+    EXPECT_NE(w.find("1499 bytes"), std::string::npos) << w;
+    EXPECT_NE(w.find("resumes"), std::string::npos) << w;
+  }
+  // The real filesystem of an absent directory's parent: a petabyte does not fit.
+  EXPECT_THROW(output_space_check("/tmp/no/such/dir", uint64_t{1} << 50, 0), Error);
+  EXPECT_NO_THROW(output_space_check("/tmp/no/such/dir", 1, 0));
 }
 
 }  // namespace
