@@ -71,6 +71,11 @@ class Communicator {
 // (topology_init). Collectives are non-blocking calls polled against the watchdog deadline.
 std::unique_ptr<Communicator> communicator_mpi(double timeout_s);
 
+// CUDA builds only (dist/comm_nccl.cpp): an NCCL communicator over the MPI job (or of one rank
+// without MPI) on `device`, which the caller has bound (cudaSetDevice(local_rank)) before any
+// other CUDA call. Buffers may be device or host memory (host buffers are staged).
+std::unique_ptr<Communicator> communicator_nccl(double timeout_s, int device);
+
 // A single-process communicator: every collective is the identity. Runs without MPI at all.
 std::unique_ptr<Communicator> communicator_self();
 
