@@ -3,6 +3,9 @@
 # whole suite with DSV4_REQUIRE_GPU=1 (a GPU test that would skip fails instead), then times
 # what there is to time. Logs go to $OUT (the device tool brings them back).
 #   prepare here: mkdir -p .gpu/tokenizer && cp ../shared/data/deepseek_v3_tokenizer/tokenizer*.json .gpu/tokenizer/
+#                 apt-get download libpcre2-dev && dpkg -x libpcre2-dev_*.deb x &&
+#                 mkdir -p .gpu/pcre2/include .gpu/pcre2/lib/pkgconfig && cp x/usr/include/pcre2.h .gpu/pcre2/include/
+#                 and write .gpu/pcre2/lib/pkgconfig/libpcre2-8.pc with prefix=${pcfiledir}/../.. (Libs -lpcre2-8)
 #   run there (device tool, carry [".gpu"]): bash bench/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +16,13 @@ mkdir -p "$out"
   nvcc --version | tail -n 2
 } > "$out/machine.txt" 2>&1
 export DSV4_REQUIRE_GPU=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# The GPU image (Ubuntu 24.04) has PCRE2's runtime but not libpcre2-dev, and no network: use the
+# header and pkg-config file carried in .gpu/pcre2 (prepared as above), linked to the
+# system's libpcre2-8.so.0.
+if ! pkg-config --exists libpcre2-8 && [ -f .gpu/pcre2/include/pcre2.h ]; then
+  ln -sfn /usr/lib/x86_64-linux-gnu/libpcre2-8.so.0 .gpu/pcre2/lib/libpcre2-8.so
+  export PKG_CONFIG_PATH="$PWD/.gpu/pcre2/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+fi
 cmake --preset cuda > "$out/configure.log" 2>&1
 cmake --build --preset cuda -j "$(nproc)" > "$out/build.log" 2>&1 || { tail -n 50 "$out/build.log"; exit 1; }
 ctest --preset cuda -j 4 --output-on-failure 2>&1 | tee "$out/ctest.log" | tail -n 15
