@@ -23,6 +23,11 @@ if ! pkg-config --exists libpcre2-8 && [ -f .gpu/pcre2/include/pcre2.h ]; then
   ln -sfn /usr/lib/x86_64-linux-gnu/libpcre2-8.so.0 .gpu/pcre2/lib/libpcre2-8.so
   export PKG_CONFIG_PATH="$PWD/.gpu/pcre2/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 fi
+# ../shared does not travel to the GPU machine: the real-tokenizer test (cli_tokenize) reads it
+# from there, so point it at the carried copy.
+if [ ! -f ../shared/data/deepseek_v3_tokenizer/tokenizer.json ] && [ -f .gpu/tokenizer/tokenizer.json ]; then
+  mkdir -p ../shared/data && ln -sfn "$PWD/.gpu/tokenizer" ../shared/data/deepseek_v3_tokenizer
+fi
 cmake --preset cuda > "$out/configure.log" 2>&1
 cmake --build --preset cuda -j "$(nproc)" > "$out/build.log" 2>&1 || { tail -n 50 "$out/build.log"; exit 1; }
 ctest --preset cuda -j 4 --output-on-failure 2>&1 | tee "$out/ctest.log" | tail -n 15
