@@ -7,9 +7,9 @@
 //   weight_decode_mxfp4_cuda(d_packed, d_scales, DType::kF8E8M0, out, in, d_w_bf16, stream);
 //
 // All pointers are device pointers; the call only enqueues on `stream` (no synchronisation).
-// One pass over the bytes: each thread turns 16 code bytes (16 FP8 values, or 32 FP4 values, one
-// MX group) into 16/32 outputs with vector loads and stores; shapes whose rows are not a multiple
-// of 16 columns take a scalar kernel. Tests: tests/model/test_weight_decode_cuda.cu; bandwidth:
+// One pass over the bytes: each thread turns 8 codes (8 FP8 bytes, 4 packed FP4 bytes) into 8
+// outputs with 16-byte stores, so warps read and write contiguous memory; FP8 shapes whose
+// columns are not a multiple of 8 take a scalar kernel. Tests: tests/model/test_weight_decode_cuda.cu; bandwidth:
 // bench/decode_bandwidth.cu.
 #pragma once
 
