@@ -1,0 +1,46 @@
+// hessian_cuda.cu: S += XᵀX through cuBLAS (see hessian_cuda.h).
+#include "quant/hessian_cuda.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <climits>
+
+#include "common/check.h"
+
+namespace dsv4::quant {
+namespace {
+
+// Row-major X [tokens, d] is column-major Xc [d, tokens] (ld = d), so S = Xc · Xcᵀ: an
+// (N, T) GEMM with m = n = d and k = tokens. S is symmetric, so its row/column order is moot.
+void check_dims(int64_t tokens, int64_t d) {
+  DSV4_CHECK_IN("hessian", tokens >= 0 && d > 0 && tokens <= INT_MAX && d <= INT_MAX,
+                "Hessian of [%lld, %lld] inputs", static_cast<long long>(tokens), static_cast<long long>(d));
+}
+
+}  // namespace
+
+void hessian_sum_cuda(BlasHandle blas, const uint16_t* x, int64_t tokens, int64_t d, float* s, DeviceStream stream) {
+  check_dims(tokens, d);
+  if (tokens == 0) return;
+  const float one = 1.0f;
+  DSV4_CUBLAS_CHECK(cublasSetStream(blas, stream));
+  const int n = static_cast<int>(d), k = static_cast<int>(tokens);
+  DSV4_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, n, n, k, &one, x, CUDA_R_16BF, n, x, CUDA_R_16BF, n,
+                                 &one, s, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+void hessian_sum_batched_cuda(BlasHandle blas, const uint16_t* x, int64_t tokens, int64_t d, float* s, int count,
+                              DeviceStream stream) {
+  check_dims(tokens, d);
+  DSV4_CHECK_IN("hessian", count >= 0, "batch of %d Hessians", count);
+  if (tokens == 0 || count == 0) return;
+  const float one = 1.0f;
+  DSV4_CUBLAS_CHECK(cublasSetStream(blas, stream));
+  const int n = static_cast<int>(d), k = static_cast<int>(tokens);
+  DSV4_CUBLAS_CHECK(cublasGemmStridedBatchedEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, n, n, k, &one, x, CUDA_R_16BF, n,
+                                               tokens * d, x, CUDA_R_16BF, n, tokens * d, &one, s, CUDA_R_32F, n, d * d,
+                                               count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+}  // namespace dsv4::quant
