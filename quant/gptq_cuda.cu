@@ -1,0 +1,297 @@
+// gptq_cuda.cu: the batched GPU GPTQ (see gptq_cuda.h).
+#include "quant/gptq_cuda.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cusolverDn.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "common/check.h"
+#include "common/codec_inline.h"
+
+namespace dsv4::quant {
+namespace {
+
+constexpr int kRowsPerCta = 128;  // one thread per weight row
+constexpr int kMaxBlock = 128;
+
+// Device scratch freed at scope end (the solver is not in the hot loop; the sweep is).
+template <typename T>
+struct Scratch {
+  T* p = nullptr;
+  explicit Scratch(size_t n) { DSV4_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T))); }
+  ~Scratch() { cudaFree(p); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+};
+
+// hp[i][j] = h[perm[i]][perm[j]] in fp64; the diagonal: 0 -> 1 (dead column), then + damp.
+__global__ void build_damped_kernel(const float* h, const int32_t* perm, int64_t n, double damp, double* hp) {
+  for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < n * n;
+       x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t i = x / n, j = x % n;
+    double v = h[static_cast<int64_t>(perm[i]) * n + perm[j]];
+    if (i == j) {
+      if (v == 0.0) v = 1.0;
+      v += damp;
+    }
+    hp[x] = v;
+  }
+}
+
+// The lower Cholesky factor of H⁻¹ in column-major is, read row-major, the upper U of
+// H⁻¹ = UᵀU (gptq.h's definition); keep that triangle, zero the other, round to fp32.
+__global__ void upper_from_lower_colmajor_kernel(const double* a, int64_t n, float* u) {
+  for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < n * n;
+       x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t j = x / n, c = x % n;
+    u[x] = c >= j ? static_cast<float>(a[x]) : 0.0f;
+  }
+}
+
+__global__ void identity_kernel(int64_t n, float* u) {
+  for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < n * n;
+       x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    u[x] = x / n == x % n ? 1.0f : 0.0f;
+  }
+}
+
+int grid_for(int64_t items) { return static_cast<int>(std::min<int64_t>((items + 255) / 256, 65535)); }
+
+// One factorisation attempt: potrf(H + damp) -> potri -> potrf; false when not positive definite.
+bool inverse_cholesky(SolverHandle solver, double* a, int64_t n, cudaStream_t stream) {
+  const int ni = static_cast<int>(n);
+  int lwork = 0, lwork2 = 0;
+  DSV4_CUSOLVER_CHECK(cusolverDnDpotrf_bufferSize(solver, CUBLAS_FILL_MODE_LOWER, ni, a, ni, &lwork));
+  DSV4_CUSOLVER_CHECK(cusolverDnDpotri_bufferSize(solver, CUBLAS_FILL_MODE_LOWER, ni, a, ni, &lwork2));
+  Scratch<double> work(static_cast<size_t>(std::max(lwork, lwork2)));
+  Scratch<int> info(1);
+  int host_info = 0;
+  auto step_ok = [&]() {
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(&host_info, info.p, sizeof(int), cudaMemcpyDeviceToHost, stream));
+    DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return host_info == 0;
+  };
+  DSV4_CUSOLVER_CHECK(cusolverDnDpotrf(solver, CUBLAS_FILL_MODE_LOWER, ni, a, ni, work.p, lwork, info.p));
+  if (!step_ok()) return false;
+  DSV4_CUSOLVER_CHECK(cusolverDnDpotri(solver, CUBLAS_FILL_MODE_LOWER, ni, a, ni, work.p, lwork2, info.p));
+  if (!step_ok()) return false;
+  DSV4_CUSOLVER_CHECK(cusolverDnDpotrf(solver, CUBLAS_FILL_MODE_LOWER, ni, a, ni, work.p, lwork, info.p));
+  return step_ok();
+}
+
+__global__ void permute_kernel(const float* w, int64_t total_rows, int64_t cols, const int32_t* perm,
+                               const uint8_t* dead, float* wp) {
+  for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < total_rows * cols;
+       x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = x / cols, j = x % cols;
+    wp[x] = dead[j] ? 0.0f : w[r * cols + perm[j]];
+  }
+}
+
+struct SweepKernelArgs {
+  float* w;
+  const float* u;
+  int64_t u_stride, rows, cols, scale_rows, scale_cols;
+  const float* scale;
+  const float* zero_point;
+  const int32_t* qcol;
+  const int32_t* out_col;
+  int64_t col_map_stride;
+  float qmin, qmax;
+  bool bf16_dequant;
+  int32_t* codes;
+  float* dequant;
+  double* loss;
+  float* err;
+  int block_size;
+};
+
+// The in-block sweep of columns [i1, i1 + nb) for kRowsPerCta rows of matrix blockIdx.y; the
+// CPU reference's per-row loop, in the same fp32 operation order (explicit _rn intrinsics: no
+// FMA contraction).
+__global__ void sweep_block_kernel(SweepKernelArgs a, int64_t i1, int nb) {
+  extern __shared__ float smem[];
+  float* ub = smem;                   // [nb][nb]: U[i1 + k][i1 + kk]
+  float* w1 = smem + nb * nb;         // [nb][kRowsPerCta + 1]: column k of the CTA's rows
+  constexpr int ld = kRowsPerCta + 1;  // padded: conflict-free both when loading and sweeping
+  const int t = threadIdx.x;
+  const int64_t b = blockIdx.y, row0 = static_cast<int64_t>(blockIdx.x) * kRowsPerCta;
+  float* w = a.w + b * a.rows * a.cols;
+  const float* u = a.u + b * a.u_stride;
+  for (int x = t; x < nb * nb; x += kRowsPerCta) {
+    const int k = x / nb, kk = x % nb;
+    ub[x] = u[(i1 + k) * a.cols + i1 + kk];
+  }
+  for (int x = t; x < kRowsPerCta * nb; x += kRowsPerCta) {
+    const int r = x / nb, k = x % nb;
+    const int64_t row = row0 + r;
+    w1[k * ld + r] = row < a.rows ? w[row * a.cols + i1 + k] : 0.0f;
+  }
+  __syncthreads();
+  const int64_t row = row0 + t;
+  if (row >= a.rows) return;
+  const int64_t cell_row = (b * a.scale_rows + (a.scale_rows == 1 ? 0 : row)) * a.scale_cols;
+  const int32_t* qcol = a.qcol + b * a.col_map_stride;
+  const int32_t* out_col = a.out_col ? a.out_col + b * a.col_map_stride : nullptr;
+  const int64_t out_row = (b * a.rows + row) * a.cols;
+  float* err = a.err + (b * a.rows + row) * a.block_size;
+  double loss = 0.0;
+  for (int k = 0; k < nb; ++k) {
+    const int64_t j = i1 + k;
+    const float x = w1[k * ld + t];
+    const int64_t cell = cell_row + qcol[j];
+    const float s = a.scale[cell], zp = a.zero_point[cell];
+    float v = zp == 0.0f ? __fdiv_rn(x, s) : __fadd_rn(__fdiv_rn(x, s), zp);
+    v = fminf(fmaxf(v, a.qmin), a.qmax);
+    const int32_t code = static_cast<int32_t>(rintf(v));
+    float deq = __fmul_rn(__fsub_rn(static_cast<float>(code), zp), s);
+    if (a.bf16_dequant) deq = codec::bf16_decode(codec::bf16_encode(deq));
+    const float d = ub[k * nb + k];
+    const float diff = __fsub_rn(x, deq);
+    loss += static_cast<double>(diff) * diff / (static_cast<double>(d) * d);
+    const float e = __fdiv_rn(diff, d);
+    err[k] = e;
+    const int64_t out = out_row + (out_col ? out_col[j] : j);
+    a.codes[out] = code;
+    a.dequant[out] = deq;
+    for (int kk = k + 1; kk < nb; ++kk) w1[kk * ld + t] = __fsub_rn(w1[kk * ld + t], __fmul_rn(e, ub[k * nb + kk]));
+  }
+  atomicAdd(&a.loss[b], loss);
+}
+
+}  // namespace
+
+GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols, const GptqOptions& opts,
+                               ActOrder order, float* u, DeviceStream stream) {
+  opts.check();
+  DSV4_CHECK_IN("gptq", cols > 0 && cols <= 65536, "GPU GPTQ of %lld columns", static_cast<long long>(cols));
+  DSV4_CHECK_IN("gptq", order != ActOrder::kGroup, "act-order group runs on the CPU path");
+  const cudaStream_t s = stream;
+  DSV4_CUSOLVER_CHECK(cusolverDnSetStream(solver, s));
+  const int64_t n = cols;
+  std::vector<float> diag(static_cast<size_t>(n));
+  DSV4_CUDA_CHECK(cudaMemcpy2DAsync(diag.data(), sizeof(float), h, static_cast<size_t>(n + 1) * sizeof(float),
+                                    sizeof(float), static_cast<size_t>(n), cudaMemcpyDeviceToHost, s));
+  DSV4_CUDA_CHECK(cudaStreamSynchronize(s));
+
+  GptqPrepared p;
+  p.perm.resize(static_cast<size_t>(n));
+  std::iota(p.perm.begin(), p.perm.end(), 0);
+  // H is a Gram matrix: an all-zero diagonal means no tokens (H = 0), as the CPU path checks.
+  const bool no_tokens = std::all_of(diag.begin(), diag.end(), [](float d) { return d == 0.0f; });
+  if (no_tokens) {
+    p.fallback = GptqFallback::kRtnNoTokens;
+    identity_kernel<<<grid_for(n * n), 256, 0, s>>>(n, u);
+    DSV4_CUDA_CHECK_LAUNCH();
+    return p;
+  }
+  if (order == ActOrder::kStatic) {
+    std::vector<float> key(diag);
+    for (float& k : key) {
+      if (std::isnan(k)) k = -std::numeric_limits<float>::infinity();
+    }
+    std::stable_sort(p.perm.begin(), p.perm.end(), [&](int32_t a, int32_t b) { return key[a] > key[b]; });
+  }
+  double diag_sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    double d = diag[static_cast<size_t>(p.perm[static_cast<size_t>(i)])];
+    if (d == 0.0) {
+      d = 1.0;
+      p.dead.push_back(p.perm[static_cast<size_t>(i)]);
+    }
+    diag_sum += d;
+  }
+  const double diag_mean = diag_sum / static_cast<double>(n);
+
+  Scratch<int32_t> perm(static_cast<size_t>(n));
+  DSV4_CUDA_CHECK(cudaMemcpyAsync(perm.p, p.perm.data(), static_cast<size_t>(n) * 4, cudaMemcpyHostToDevice, s));
+  Scratch<double> a(static_cast<size_t>(n * n));
+  double frac = opts.dampening_frac;
+  for (int attempt = 0; attempt <= opts.max_damping_escalations; ++attempt) {
+    const double damp = frac * diag_mean;
+    build_damped_kernel<<<grid_for(n * n), 256, 0, s>>>(h, perm.p, n, damp, a.p);
+    DSV4_CUDA_CHECK_LAUNCH();
+    if (inverse_cholesky(solver, a.p, n, s)) {
+      upper_from_lower_colmajor_kernel<<<grid_for(n * n), 256, 0, s>>>(a.p, n, u);
+      DSV4_CUDA_CHECK_LAUNCH();
+      p.damping_escalations = attempt;
+      p.dampening_frac_used = frac;
+      p.damp = damp;
+      p.fallback = attempt > 0 ? GptqFallback::kDampingRaised : GptqFallback::kNone;
+      return p;
+    }
+    frac *= opts.damping_escalation_factor;
+  }
+  p.fallback = GptqFallback::kRtnCholeskyFailed;
+  p.damping_escalations = opts.max_damping_escalations;
+  identity_kernel<<<grid_for(n * n), 256, 0, s>>>(n, u);
+  DSV4_CUDA_CHECK_LAUNCH();
+  return p;
+}
+
+void gptq_permute_cuda(const float* w, int count, int64_t rows, int64_t cols, const GptqPrepared& p, float* wp,
+                       DeviceStream stream) {
+  DSV4_CHECK_IN("gptq", static_cast<int64_t>(p.perm.size()) == cols, "permutation of %zu columns for %lld",
+                p.perm.size(), static_cast<long long>(cols));
+  std::vector<uint8_t> dead(static_cast<size_t>(cols), 0);
+  for (int64_t j = 0; j < cols; ++j) {
+    dead[static_cast<size_t>(j)] = std::count(p.dead.begin(), p.dead.end(), p.perm[static_cast<size_t>(j)]) > 0;
+  }
+  const cudaStream_t s = stream;
+  Scratch<int32_t> perm(static_cast<size_t>(cols));
+  Scratch<uint8_t> dead_d(static_cast<size_t>(cols));
+  DSV4_CUDA_CHECK(cudaMemcpyAsync(perm.p, p.perm.data(), static_cast<size_t>(cols) * 4, cudaMemcpyHostToDevice, s));
+  DSV4_CUDA_CHECK(cudaMemcpyAsync(dead_d.p, dead.data(), static_cast<size_t>(cols), cudaMemcpyHostToDevice, s));
+  const int64_t total = static_cast<int64_t>(count) * rows;
+  permute_kernel<<<grid_for(total * cols), 256, 0, s>>>(w, total, cols, perm.p, dead_d.p, wp);
+  DSV4_CUDA_CHECK_LAUNCH();
+  DSV4_CUDA_CHECK(cudaStreamSynchronize(s));  // the scratch is freed on return
+}
+
+std::vector<int32_t> gptq_qparam_columns(const QuantArgs& args, const QParams& qp, const GptqPrepared& p) {
+  std::vector<int32_t> q(p.perm.size());
+  for (size_t j = 0; j < q.size(); ++j) q[j] = static_cast<int32_t>(qp.scale_col(args, p.perm[j]));
+  return q;
+}
+
+void gptq_sweep_cuda(BlasHandle blas, const GptqSweep& sw, DeviceStream stream) {
+  DSV4_CHECK_IN("gptq", sw.count >= 0 && sw.rows > 0 && sw.cols > 0, "GPU sweep of %d matrices [%lld, %lld]", sw.count,
+                static_cast<long long>(sw.rows), static_cast<long long>(sw.cols));
+  DSV4_CHECK_IN("gptq", sw.block_size > 0 && sw.block_size <= kMaxBlock, "GPU sweep block size %d (1..%d)",
+                sw.block_size, kMaxBlock);
+  DSV4_CHECK_IN("gptq", sw.w && sw.u && sw.scale && sw.zero_point && sw.qcol && sw.codes && sw.dequant && sw.loss && sw.err,
+                "GPU sweep with a null buffer");
+  if (sw.count == 0) return;
+  const cudaStream_t s = stream;
+  DSV4_CUBLAS_CHECK(cublasSetStream(blas, s));
+  DSV4_CUBLAS_CHECK(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));  // true FP32, never TF32
+  const size_t smem_max = (kMaxBlock * kMaxBlock + kMaxBlock * (kRowsPerCta + 1)) * sizeof(float);
+  DSV4_CUDA_CHECK(cudaFuncSetAttribute(sweep_block_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(smem_max)));
+  SweepKernelArgs a{sw.w,    sw.u,         sw.u_stride,     sw.rows,  sw.cols,    sw.scale_rows, sw.scale_cols,
+                    sw.scale, sw.zero_point, sw.qcol,        sw.out_col, sw.col_map_stride, sw.qmin,  sw.qmax,  sw.bf16_dequant,
+                    sw.codes, sw.dequant,  sw.loss,         sw.err,   sw.block_size};
+  const dim3 grid(static_cast<unsigned>((sw.rows + kRowsPerCta - 1) / kRowsPerCta), static_cast<unsigned>(sw.count));
+  const float minus_one = -1.0f, one = 1.0f;
+  for (int64_t i1 = 0; i1 < sw.cols; i1 += sw.block_size) {
+    const int nb = static_cast<int>(std::min<int64_t>(sw.block_size, sw.cols - i1));
+    const size_t smem = (static_cast<size_t>(nb) * nb + static_cast<size_t>(nb) * (kRowsPerCta + 1)) * sizeof(float);
+    sweep_block_kernel<<<grid, kRowsPerCta, smem, s>>>(a, i1, nb);
+    DSV4_CUDA_CHECK_LAUNCH();
+    const int64_t i2 = i1 + nb;
+    if (i2 >= sw.cols || sw.identity_u) continue;
+    // W[:, i2:] -= Err · U[i1:i2, i2:] for every matrix. Column-major view: Wᵀ[i2:, :] (m = cols-i2,
+    // n = rows, ld = cols) -= U[i1:i2, i2:]ᵀ (m x nb, ld = cols) · Errᵀ (nb x rows, ld = block_size).
+    DSV4_CUBLAS_CHECK(cublasSgemmStridedBatched(
+        blas, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(sw.cols - i2), static_cast<int>(sw.rows), nb, &minus_one,
+        sw.u + i1 * sw.cols + i2, static_cast<int>(sw.cols), sw.u_stride, sw.err, sw.block_size,
+        sw.rows * sw.block_size, &one, sw.w + i2, static_cast<int>(sw.cols), sw.rows * sw.cols, sw.count));
+  }
+}
+
+}  // namespace dsv4::quant

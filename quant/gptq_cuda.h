@@ -1,0 +1,89 @@
+// gptq_cuda.h: GPTQ on the GPU, batched over many matrices of one shape (CUDA builds; issue 8).
+// The same algorithm as gptq.h's CPU reference, split in the two parts whose costs differ:
+//
+//   1. gptq_prepare_cuda: per distinct Hessian, act-order permutation, dead columns, relative
+//      damping with escalation, and the Cholesky chain U = chol((H + damp·I)⁻¹, upper) in fp64
+//      through cuSOLVER (potrf, potri, potrf), rounded to fp32. One factorisation per distinct H,
+//      reused by every matrix sharing it (in all-experts mode, all 512 w1/w3 of a layer). Reads
+//      info back to the host to escalate: the one planned synchronisation per Hessian.
+//   2. gptq_sweep_cuda: the blocked column sweep of `count` matrices at once. Per 128-column
+//      block, one kernel runs the in-block sweep of every row of every matrix (a thread per row,
+//      the block's U and the rows' columns in shared memory), then one strided-batched SGEMM
+//      applies W[:, i2:] -= Err·U[i1:i2, i2:] to all matrices.
+//
+//   GptqPrepared p = gptq_prepare_cuda(solver, d_h, cols, opts, ActOrder::kStatic, d_u);
+//   GptqSweep s{...};   // weights in p's column order, qparams, outputs
+//   gptq_sweep_cuda(blas, s, stream);
+//
+// Numerics: the sweep runs in fp32 with the CPU reference's operation order inside a block
+// (no FMA contraction); the between-block update is a cuBLAS SGEMM (FP32, no TF32), whose
+// summation order differs from the CPU loop, so a few codes can round the other way; the
+// Cholesky chain runs in fp64 as on the CPU. Tests: tests/quant/test_gptq_cuda.cu (codes vs
+// gptq_solve); speed: bench/gptq_layer.cu.
+// Scope today: integer schemes (symmetric or asymmetric; channel, group, tensor strategies) with
+// qparams computed up front (kUpfront) and act-order none or static. Lazy qparams, act-order group
+// and FP4/FP8 code formats run on the CPU path.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "quant/gptq.h"
+
+struct CUstream_st;
+struct cublasContext;
+struct cusolverDnContext;
+
+namespace dsv4::quant {
+
+using DeviceStream = CUstream_st*;
+using BlasHandle = cublasContext*;
+using SolverHandle = cusolverDnContext*;
+
+struct GptqPrepared {
+  std::vector<int32_t> perm;   // permuted column j -> original column (host)
+  std::vector<int32_t> dead;   // original indices of dead columns (diag(H) == 0)
+  double dampening_frac_used = 0.0, damp = 0.0;
+  int damping_escalations = 0;
+  GptqFallback fallback = GptqFallback::kNone;  // kRtnNoTokens / kRtnCholeskyFailed: u is identity
+};
+
+// h: device fp32 [cols, cols] (finalized H, original order). Writes u: device fp32 [cols, cols],
+// upper triangular, permuted order. `stream` is set on the solver handle.
+GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols, const GptqOptions& opts,
+                               ActOrder order, float* u, DeviceStream stream);
+
+// wp[b][r][j] = w[b][r][perm[j]], zero for dead columns: the sweep's input for `count` matrices
+// [rows, cols] (original order) sharing p's Hessian.
+void gptq_permute_cuda(const float* w, int count, int64_t rows, int64_t cols, const GptqPrepared& p, float* wp,
+                       DeviceStream stream);
+
+// Host: the qparam column of each permuted column (static order keeps the original column's
+// group, gptq.cpp), for GptqSweep::qcol.
+std::vector<int32_t> gptq_qparam_columns(const QuantArgs& args, const QParams& qp, const GptqPrepared& p);
+
+struct GptqSweep {
+  int count = 0;                 // matrices
+  int64_t rows = 0, cols = 0;
+  int block_size = 128;          // <= 128
+  float* w = nullptr;            // [count, rows, cols] fp32, PERMUTED column order; overwritten
+  const float* u = nullptr;      // [cols, cols] upper, permuted order
+  int64_t u_stride = 0;          // elements between matrices' U (0: one U shared by all)
+  const float* scale = nullptr;  // [count, scale_rows, scale_cols] effective scales
+  const float* zero_point = nullptr;  // same grid
+  int64_t scale_rows = 0, scale_cols = 0;
+  const int32_t* qcol = nullptr;     // [cols] qparam column of permuted column j
+  const int32_t* out_col = nullptr;  // [cols] original column of permuted column j (null: j)
+  int64_t col_map_stride = 0;        // elements between matrices' qcol/out_col (0: shared, with U)
+  float qmin = 0.0f, qmax = 0.0f;
+  bool bf16_dequant = false;     // scale dtype "model": dequantized values rounded to bf16
+  int32_t* codes = nullptr;      // [count, rows, cols] original order
+  float* dequant = nullptr;      // [count, rows, cols] original order
+  double* loss = nullptr;        // [count], added to: Σ ((w−q)/d)² (halve for llm-compressor's)
+  float* err = nullptr;          // scratch [count, rows, block_size]
+  bool identity_u = false;       // RTN fallbacks: no between-block update
+};
+
+void gptq_sweep_cuda(BlasHandle blas, const GptqSweep& s, DeviceStream stream);
+
+}  // namespace dsv4::quant
