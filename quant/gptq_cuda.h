@@ -7,16 +7,17 @@
 //      reused by every matrix sharing it (in all-experts mode, all 512 w1/w3 of a layer). Reads
 //      info back to the host to escalate: the one planned synchronisation per Hessian.
 //   2. gptq_sweep_cuda: the blocked column sweep of `count` matrices at once. Per 128-column
-//      block, one kernel runs the in-block sweep of every row of every matrix (a thread per row,
-//      the block's U and the rows' columns in shared memory), then one strided-batched SGEMM
+//      block, one kernel runs the in-block sweep of every row of every matrix (4 threads per row,
+//      its columns in registers, the block's U in shared memory), then one strided-batched SGEMM
 //      applies W[:, i2:] -= Err·U[i1:i2, i2:] to all matrices.
 //
 //   GptqPrepared p = gptq_prepare_cuda(solver, d_h, cols, opts, ActOrder::kStatic, d_u);
 //   GptqSweep s{...};   // weights in p's column order, qparams, outputs
 //   gptq_sweep_cuda(blas, s, stream);
 //
-// Numerics: the sweep runs in fp32 with the CPU reference's operation order inside a block
-// (no FMA contraction); the between-block update is a cuBLAS SGEMM (FP32, no TF32), whose
+// Numerics: the sweep runs in fp32 with the CPU reference's operations inside a block, every
+// column receiving its updates in the same order (no FMA contraction), so in-block results are
+// the CPU's bit for bit; the between-block update is a cuBLAS SGEMM (FP32, no TF32), whose
 // summation order differs from the CPU loop, so a few codes can round the other way; the
 // Cholesky chain runs in fp64 as on the CPU. Tests: tests/quant/test_gptq_cuda.cu (codes vs
 // gptq_solve); speed: bench/gptq_layer.cu.
@@ -52,6 +53,13 @@ struct GptqPrepared {
 // upper triangular, permuted order. `stream` is set on the solver handle.
 GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols, const GptqOptions& opts,
                                ActOrder order, float* u, DeviceStream stream);
+
+// `count` Hessians at once: h[i] (device, [cols, cols]) into u + i·cols², on `streams` host
+// threads each with its own cuSOLVER handle and stream. cuSOLVER's factorisations at these sizes
+// are latency-bound (measured ≈ 6 ms per 2048² chain on H100, far from the FLOP rate), so
+// independent chains overlap. The device is the calling thread's current one.
+std::vector<GptqPrepared> gptq_prepare_many_cuda(const float* const* h, int count, int64_t cols, const GptqOptions& opts,
+                                                 ActOrder order, float* u, int streams = 8);
 
 // wp[b][r][j] = w[b][r][perm[j]], zero for dead columns: the sweep's input for `count` matrices
 // [rows, cols] (original order) sharing p's Hessian.

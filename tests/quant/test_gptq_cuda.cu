@@ -7,12 +7,14 @@
 //     codes, dequantized values and fallbacks identical to the CPU;
 //   - correlated H: U within 1e-4 of the largest |U| entry; at most 1% of codes differ (the
 //     SGEMM's summation order flips a rounding now and then; the measured fraction is printed);
-//     loss within 1% of the CPU's; dead columns and damping identical.
+//     loss within 1% of the CPU's; dead columns and damping identical;
+//   - Hessians prepared on several streams: U bitwise equal to one-at-a-time.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -276,6 +278,34 @@ TEST(GptqCuda, CorrelatedHessiansMatchCpuUpToSummationOrder) {
       EXPECT_LE(frac, 0.01);
     }
   }
+}
+
+TEST(GptqCuda, ManyHessiansOnStreamsEqualOneAtATime) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  const int64_t cols = 256;
+  const int count = 5;
+  std::vector<std::vector<float>> hs;
+  for (int i = 0; i < count; ++i) hs.push_back(make_hessian(cols, i == 2 ? 9 : -1, false));
+  hs.push_back(std::vector<float>(static_cast<size_t>(cols * cols), 0.0f));  // a zero-token one
+  Handles hd;
+  std::vector<float> all;
+  for (const auto& h : hs) all.insert(all.end(), h.begin(), h.end());
+  Dev<float> d_h(all), u_many(all.size()), u_one(static_cast<size_t>(cols * cols));
+  std::vector<const float*> ptrs;
+  for (size_t i = 0; i < hs.size(); ++i) ptrs.push_back(d_h.p + i * static_cast<size_t>(cols * cols));
+  const std::vector<GptqPrepared> many =
+      gptq_prepare_many_cuda(ptrs.data(), static_cast<int>(hs.size()), cols, GptqOptions{}, ActOrder::kStatic, u_many.p, 3);
+  const std::vector<float> um = u_many.get();
+  for (size_t i = 0; i < hs.size(); ++i) {
+    const GptqPrepared one = gptq_prepare_cuda(hd.solver, ptrs[i], cols, GptqOptions{}, ActOrder::kStatic, u_one.p, nullptr);
+    DSV4_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_EQ(many[i].perm, one.perm) << i;
+    EXPECT_EQ(many[i].dead, one.dead) << i;
+    EXPECT_EQ(many[i].fallback, one.fallback) << i;
+    const std::vector<float> uo = u_one.get();
+    EXPECT_TRUE(std::equal(uo.begin(), uo.end(), um.begin() + static_cast<long>(i * cols * cols))) << "U of Hessian " << i;
+  }
+  EXPECT_EQ(many.back().fallback, GptqFallback::kRtnNoTokens);
 }
 
 TEST(GptqCuda, BadArgumentsAreErrors) {
