@@ -4,6 +4,7 @@
 // (INT4 symmetric, group 128, bf16 scales), act-order static, block 128.
 //
 //   bench_gptq_layer [CHUNK]      # matrices per batched sweep (default 64; memory ≈ 4·CHUNK·32 MiB)
+//   BENCH_KERNEL_ONLY=1 bench_gptq_layer   # the in-block kernels alone (no between-block SGEMM)
 //
 // Inputs are generated on the device (pseudo-random weights; Hessians XᵀX of random bf16 X with
 // 8192 tokens). Qparams come from a simple absmax kernel (the GPU observer is not built yet; the
@@ -150,6 +151,8 @@ Part solve_family(cublasHandle_t blas, cusolverDnHandle_t solver, int count, int
     s.dequant = deq;
     s.loss = loss;
     s.err = err;
+    // BENCH_KERNEL_ONLY=1 skips the between-block SGEMMs (identity_u), to split the sweep's time.
+    s.identity_u = std::getenv("BENCH_KERNEL_ONLY") != nullptr;
     auto s0 = Clock::now();
     dsv4::quant::gptq_sweep_cuda(blas, s, nullptr);
     DSV4_CUDA_CHECK(cudaDeviceSynchronize());
