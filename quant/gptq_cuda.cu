@@ -209,41 +209,50 @@ __global__ void __launch_bounds__(kSlicedThreads) sweep_block_sliced_kernel(Swee
   const int64_t out_row = (b * a.rows + r) * a.cols;
   float* err = a.err + (b * a.rows + r) * a.block_size;
   double loss = 0.0;
+  // Phase p sweeps the 32 columns of slice p (owner: the threads with q == p). The phase loop
+  // stays rolled and only the 32 steps inside are unrolled: fully unrolling all 128 steps made a
+  // kernel too large for the instruction cache (ncu on H100: instruction-fetch stalls were a third
+  // of all stalls). Inside a phase the column index is static, so the owner's value stays in a
+  // register, and whether a column is updated is (q > p) or (q >= p), fixed per phase.
+#pragma unroll 1
+  for (int p = 0; p < kSlices; ++p) {
+    const bool later = q > p, owner = q == p;
 #pragma unroll
-  for (int k = 0; k < kMaxBlock; ++k) {
-    const int owner = k / kSliceCols;
-    float e = 0.0f;
-    if (q == owner) {
-      const int64_t j = i1 + k;
-      const float x = wr[k % kSliceCols];
-      const int64_t cell = cell_row + qcol[j];
-      const float s = a.scale[cell], zp = a.zero_point[cell];
-      float v = zp == 0.0f ? __fdiv_rn(x, s) : __fadd_rn(__fdiv_rn(x, s), zp);
-      v = fminf(fmaxf(v, a.qmin), a.qmax);
-      const int32_t code = static_cast<int32_t>(rintf(v));
-      float deq = __fmul_rn(__fsub_rn(static_cast<float>(code), zp), s);
-      if (a.bf16_dequant) deq = codec::bf16_decode(codec::bf16_encode(deq));
-      const float d = ub[k * kULd + owner * kSliceLd + k % kSliceCols];
-      const float diff = __fsub_rn(x, deq);
-      loss += static_cast<double>(diff) * diff / (static_cast<double>(d) * d);
-      e = __fdiv_rn(diff, d);
-      if (active) {
-        err[k] = e;
-        const int64_t out = out_row + (out_col ? out_col[j] : j);
-        a.codes[out] = code;
-        a.dequant[out] = deq;
+    for (int kc = 0; kc < kSliceCols; ++kc) {
+      const int k = p * kSliceCols + kc;
+      float e = 0.0f;
+      if (owner) {
+        const int64_t j = i1 + k;
+        const float x = wr[kc];
+        const int64_t cell = cell_row + qcol[j];
+        const float s = a.scale[cell], zp = a.zero_point[cell];
+        float v = zp == 0.0f ? __fdiv_rn(x, s) : __fadd_rn(__fdiv_rn(x, s), zp);
+        v = fminf(fmaxf(v, a.qmin), a.qmax);
+        const int32_t code = static_cast<int32_t>(rintf(v));
+        float deq = __fmul_rn(__fsub_rn(static_cast<float>(code), zp), s);
+        if (a.bf16_dequant) deq = codec::bf16_decode(codec::bf16_encode(deq));
+        const float d = ub[k * kULd + p * kSliceLd + kc];
+        const float diff = __fsub_rn(x, deq);
+        loss += static_cast<double>(diff) * diff / (static_cast<double>(d) * d);
+        e = __fdiv_rn(diff, d);
+        if (active) {
+          err[k] = e;
+          const int64_t out = out_row + (out_col ? out_col[j] : j);
+          a.codes[out] = code;
+          a.dequant[out] = deq;
+        }
       }
-    }
-    e = __shfl_sync(0xffffffffu, e, (lane & ~(kSlices - 1)) | owner);
-    const float* uk = ub + k * kULd + q * kSliceLd;
+      e = __shfl_sync(0xffffffffu, e, (lane & ~(kSlices - 1)) | p);
+      const float* uk = ub + k * kULd + q * kSliceLd;
 #pragma unroll
-    for (int c = 0; c < kSliceCols; c += 4) {
-      const float4 u4 = *reinterpret_cast<const float4*>(uk + c);
-      const int col = q * kSliceCols + c;
-      if (col + 0 > k) wr[c + 0] = __fsub_rn(wr[c + 0], __fmul_rn(e, u4.x));
-      if (col + 1 > k) wr[c + 1] = __fsub_rn(wr[c + 1], __fmul_rn(e, u4.y));
-      if (col + 2 > k) wr[c + 2] = __fsub_rn(wr[c + 2], __fmul_rn(e, u4.z));
-      if (col + 3 > k) wr[c + 3] = __fsub_rn(wr[c + 3], __fmul_rn(e, u4.w));
+      for (int c = 0; c < kSliceCols; c += 4) {
+        const float4 u4 = *reinterpret_cast<const float4*>(uk + c);
+        // Column 32q + c + i is after k when q > p, or q == p and c + i > kc (static).
+        if (later || (owner && c + 0 > kc)) wr[c + 0] = __fsub_rn(wr[c + 0], __fmul_rn(e, u4.x));
+        if (later || (owner && c + 1 > kc)) wr[c + 1] = __fsub_rn(wr[c + 1], __fmul_rn(e, u4.y));
+        if (later || (owner && c + 2 > kc)) wr[c + 2] = __fsub_rn(wr[c + 2], __fmul_rn(e, u4.z));
+        if (later || (owner && c + 3 > kc)) wr[c + 3] = __fsub_rn(wr[c + 3], __fmul_rn(e, u4.w));
+      }
     }
   }
   if (active) atomicAdd(&a.loss[b], loss);
