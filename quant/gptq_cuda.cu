@@ -180,19 +180,43 @@ constexpr int kSliceLd = kSliceCols + 4;                 // padded slice stride 
 constexpr int kULd = kSlices * kSliceLd;                 // 144 floats per U row
 constexpr int kSlicedThreads = 256;                      // 64 rows per CTA
 constexpr int kSlicedRows = kSlicedThreads / kSlices;
-constexpr int kSlicedSmem = kMaxBlock * kULd * sizeof(float);
+constexpr int kMaxSlicedScaleCols = 64;  // qparam groups per row the sliced kernel holds
+// Shared memory of the sliced kernel for rows with `scale_cols` qparam groups.
+size_t sliced_smem(int64_t scale_cols) {
+  return (static_cast<size_t>(kMaxBlock) * kULd + 2 * static_cast<size_t>(kSlicedRows) * scale_cols) * sizeof(float) +
+         2 * kMaxBlock * sizeof(int32_t);
+}
 
 __global__ void __launch_bounds__(kSlicedThreads) sweep_block_sliced_kernel(SweepKernelArgs a, int64_t i1) {
-  extern __shared__ float4 ub4[];
-  float* ub = reinterpret_cast<float*>(ub4);  // [k][q * kSliceLd + c] = U[i1 + k][i1 + 32q + c]
+  extern __shared__ float4 smem4[];
+  // ub [k][q * kSliceLd + c] = U[i1 + k][i1 + 32q + c]; then the qparams of the CTA's rows (every
+  // group of a row: a few KiB) and the block's qparam and output columns. Everything a sweep step
+  // reads is in shared memory: global loads there stalled the in-order warps on L1TEX for half of
+  // their cycles (ncu on H100).
+  float* ub = reinterpret_cast<float*>(smem4);
+  float* sc = ub + kMaxBlock * kULd;                                           // [kSlicedRows][scale_cols]
+  float* zc = sc + kSlicedRows * a.scale_cols;                                  // [kSlicedRows][scale_cols]
+  int32_t* qc = reinterpret_cast<int32_t*>(zc + kSlicedRows * a.scale_cols);  // [kMaxBlock]
+  int32_t* oc = qc + kMaxBlock;                                                 // [kMaxBlock]
   const int tid = threadIdx.x, q = tid % kSlices, lane = tid % 32;
   const int64_t b = blockIdx.y;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kSlicedRows + tid / kSlices;
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kSlicedRows;
+  const int64_t row = row0 + tid / kSlices;
   const bool active = row < a.rows;
   const float* u = a.u + b * a.u_stride;
   for (int x = tid; x < kMaxBlock * kMaxBlock; x += kSlicedThreads) {
     const int k = x / kMaxBlock, kk = x % kMaxBlock;
     ub[k * kULd + (kk / kSliceCols) * kSliceLd + kk % kSliceCols] = u[(i1 + k) * a.cols + i1 + kk];
+  }
+  for (int64_t x = tid; x < kSlicedRows * a.scale_cols; x += kSlicedThreads) {
+    const int64_t rr = min(row0 + x / a.scale_cols, a.rows - 1);
+    const int64_t cell = (b * a.scale_rows + (a.scale_rows == 1 ? 0 : rr)) * a.scale_cols + x % a.scale_cols;
+    sc[x] = a.scale[cell];
+    zc[x] = a.zero_point[cell];
+  }
+  for (int x = tid; x < kMaxBlock; x += kSlicedThreads) {
+    qc[x] = a.qcol[b * a.col_map_stride + i1 + x];
+    oc[x] = a.out_col ? a.out_col[b * a.col_map_stride + i1 + x] : static_cast<int32_t>(i1 + x);
   }
   __syncthreads();
   const int64_t r = active ? row : a.rows - 1;  // inactive rows compute on a copy, store nothing
@@ -203,9 +227,8 @@ __global__ void __launch_bounds__(kSlicedThreads) sweep_block_sliced_kernel(Swee
     const float4 v = *reinterpret_cast<const float4*>(wrow + c);
     wr[c] = v.x, wr[c + 1] = v.y, wr[c + 2] = v.z, wr[c + 3] = v.w;
   }
-  const int64_t cell_row = (b * a.scale_rows + (a.scale_rows == 1 ? 0 : r)) * a.scale_cols;
-  const int32_t* qcol = a.qcol + b * a.col_map_stride;
-  const int32_t* out_col = a.out_col ? a.out_col + b * a.col_map_stride : nullptr;
+  const float* srow = sc + (tid / kSlices) * a.scale_cols;
+  const float* zrow = zc + (tid / kSlices) * a.scale_cols;
   const int64_t out_row = (b * a.rows + r) * a.cols;
   float* err = a.err + (b * a.rows + r) * a.block_size;
   double loss = 0.0;
@@ -222,10 +245,9 @@ __global__ void __launch_bounds__(kSlicedThreads) sweep_block_sliced_kernel(Swee
       const int k = p * kSliceCols + kc;
       float e = 0.0f;
       if (owner) {
-        const int64_t j = i1 + k;
         const float x = wr[kc];
-        const int64_t cell = cell_row + qcol[j];
-        const float s = a.scale[cell], zp = a.zero_point[cell];
+        const int g = qc[k];
+        const float s = srow[g], zp = zrow[g];
         float v = zp == 0.0f ? __fdiv_rn(x, s) : __fadd_rn(__fdiv_rn(x, s), zp);
         v = fminf(fmaxf(v, a.qmin), a.qmax);
         const int32_t code = static_cast<int32_t>(rintf(v));
@@ -237,9 +259,8 @@ __global__ void __launch_bounds__(kSlicedThreads) sweep_block_sliced_kernel(Swee
         e = __fdiv_rn(diff, d);
         if (active) {
           err[k] = e;
-          const int64_t out = out_row + (out_col ? out_col[j] : j);
-          a.codes[out] = code;
-          a.dequant[out] = deq;
+          a.codes[out_row + oc[k]] = code;
+          a.dequant[out_row + oc[k]] = deq;
         }
       }
       e = __shfl_sync(0xffffffffu, e, (lane & ~(kSlices - 1)) | p);
@@ -400,13 +421,14 @@ void gptq_sweep_cuda(BlasHandle blas, const GptqSweep& sw, DeviceStream stream) 
                     sw.codes, sw.dequant,  sw.loss,         sw.err,   sw.block_size};
   const dim3 grid(static_cast<unsigned>((sw.rows + kRowsPerCta - 1) / kRowsPerCta), static_cast<unsigned>(sw.count));
   const dim3 grid_sliced(static_cast<unsigned>((sw.rows + kSlicedRows - 1) / kSlicedRows), static_cast<unsigned>(sw.count));
-  DSV4_CUDA_CHECK(cudaFuncSetAttribute(sweep_block_sliced_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSlicedSmem));
+  DSV4_CUDA_CHECK(cudaFuncSetAttribute(sweep_block_sliced_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(sliced_smem(kMaxSlicedScaleCols))));
   const float minus_one = -1.0f, one = 1.0f;
   for (int64_t i1 = 0; i1 < sw.cols; i1 += sw.block_size) {
     const int nb = static_cast<int>(std::min<int64_t>(sw.block_size, sw.cols - i1));
     const bool aligned = sw.cols % 4 == 0 && i1 % 4 == 0 && reinterpret_cast<uintptr_t>(sw.w) % 16 == 0;
-    if (nb == kMaxBlock && aligned) {
-      sweep_block_sliced_kernel<<<grid_sliced, kSlicedThreads, kSlicedSmem, s>>>(a, i1);
+    if (nb == kMaxBlock && aligned && sw.scale_cols <= kMaxSlicedScaleCols) {
+      sweep_block_sliced_kernel<<<grid_sliced, kSlicedThreads, sliced_smem(sw.scale_cols), s>>>(a, i1);
     } else {
       const size_t smem = (static_cast<size_t>(nb) * nb + static_cast<size_t>(nb) * (kRowsPerCta + 1)) * sizeof(float);
       sweep_block_kernel<<<grid, kRowsPerCta, smem, s>>>(a, i1, nb);
