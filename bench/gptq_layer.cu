@@ -3,7 +3,8 @@
 // Hessian 4096², and 256 matrices [4096, 2048] (w2) each with its own Hessian 2048²; W4A16
 // (INT4 symmetric, group 128, bf16 scales), act-order static, block 128.
 //
-//   bench_gptq_layer [CHUNK]      # matrices per batched sweep (default 64; memory ≈ 4·CHUNK·32 MiB)
+//   bench_gptq_layer [CHUNK [STREAMS]]   # matrices per batched sweep (default 64; memory ≈ 4·CHUNK·32 MiB),
+//                                        # host threads/streams for the Cholesky chains (default 8)
 //   BENCH_KERNEL_ONLY=1 bench_gptq_layer   # the in-block kernels alone (no between-block SGEMM)
 //
 // Inputs are generated on the device (pseudo-random weights; Hessians XᵀX of random bf16 X with
@@ -67,7 +68,7 @@ struct Part {
 
 // Solves `count` matrices [rows, cols] in chunks; `shared` one H for all, else one H each.
 Part solve_family(cublasHandle_t blas, cusolverDnHandle_t solver, int count, int64_t rows, int64_t cols, bool shared,
-                  int chunk, uint32_t seed) {
+                  int chunk, uint32_t seed, int streams) {
   Part t;
   const dsv4::quant::QuantArgs args = dsv4::quant::quant_args_preset("W4A16");
   dsv4::quant::GptqOptions opts;
@@ -108,7 +109,7 @@ Part solve_family(cublasHandle_t blas, cusolverDnHandle_t solver, int count, int
       DSV4_CUDA_CHECK(cudaDeviceSynchronize());
       auto c0 = Clock::now();
       const std::vector<dsv4::quant::GptqPrepared> got =
-          dsv4::quant::gptq_prepare_many_cuda(hp.data(), hn, cols, opts, dsv4::quant::ActOrder::kStatic, u);
+          dsv4::quant::gptq_prepare_many_cuda(hp.data(), hn, cols, opts, dsv4::quant::ActOrder::kStatic, u, streams);
       DSV4_CUDA_CHECK(cudaDeviceSynchronize());
       t.chol += since(c0);
       for (int i = 0; i < hn; ++i) {
@@ -172,16 +173,17 @@ Part solve_family(cublasHandle_t blas, cusolverDnHandle_t solver, int count, int
 int main(int argc, char** argv) {
   try {
     const int chunk = argc > 1 ? std::atoi(argv[1]) : 64;
+    const int streams = argc > 2 ? std::atoi(argv[2]) : 8;
     cudaDeviceProp prop{};
     DSV4_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    std::printf("device: %s, chunk %d matrices\n", prop.name, chunk);
+    std::printf("device: %s, chunk %d matrices, %d Cholesky streams\n", prop.name, chunk, streams);
     cublasHandle_t blas;
     cusolverDnHandle_t solver;
     DSV4_CUBLAS_CHECK(cublasCreate(&blas));
     DSV4_CUSOLVER_CHECK(cusolverDnCreate(&solver));
-    solve_family(blas, solver, chunk, 2048, 4096, true, chunk, 7);  // warm-up: cuBLAS/cuSOLVER init, kernels
-    const Part a = solve_family(blas, solver, 512, 2048, 4096, true, chunk, 11);
-    const Part b = solve_family(blas, solver, 256, 4096, 2048, false, chunk, 13);
+    solve_family(blas, solver, chunk, 2048, 4096, true, chunk, 7, streams);  // warm-up: library init, kernels
+    const Part a = solve_family(blas, solver, 512, 2048, 4096, true, chunk, 11, streams);
+    const Part b = solve_family(blas, solver, 256, 4096, 2048, false, chunk, 13, streams);
     // FP32-class work: sweep ≈ rows·cols² (between-block GEMMs, 2 FLOP per MAC over the upper
     // half) + rows·cols·128 (in-block); Cholesky chain ≈ (4/3)·n³ fp64 per distinct H.
     const double sweep_a = 512.0 * (2048.0 * 4096 * 4096 + 2048.0 * 4096 * 128);
