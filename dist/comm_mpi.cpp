@@ -5,9 +5,7 @@
 #include <mpi.h>
 
 #include <algorithm>
-#include <chrono>
 #include <climits>
-#include <thread>
 
 #include "common/check.h"
 #include "dist/communicator.h"
@@ -108,21 +106,11 @@ class MpiCommunicator final : public Communicator {
 
   // Polls `req` until it completes or the watchdog deadline passes (then aborts the job).
   void wait(MPI_Request& req, const char* what) {
-    using Clock = std::chrono::steady_clock;
-    const auto start = Clock::now();
-    auto pause = std::chrono::microseconds(1);
-    for (;;) {
+    run_phase_wait(this, timeout_s(), what, [&] {
       int done = 0;
       DSV4_MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
-      if (done) return;
-      const double waited = std::chrono::duration<double>(Clock::now() - start).count();
-      if (timeout_s() > 0 && waited > timeout_s()) {
-        run_phase_fail(this, std::string(what) + " did not complete within " + std::to_string(static_cast<int>(timeout_s())) +
-                                 " s (run.collective_timeout_s): another rank is lost, stuck, or failed");
-      }
-      std::this_thread::sleep_for(pause);
-      pause = std::min(pause * 2, std::chrono::microseconds(2000));
-    }
+      return done != 0;
+    }, 2000);
   }
 
   static bool topology_mpi_alive() {

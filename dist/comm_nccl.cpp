@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <thread>
 
 #include "common/check.h"
@@ -161,7 +162,8 @@ class NcclCommunicator final : public Communicator {
     DSV4_CHECK_IN("dist", root >= 0 && root < world(), "%s to root rank %d in a world of %d", what, root, world());
   }
 
-  // Polls until the stream is idle; an NCCL async error throws, the deadline aborts the job.
+  // Polls until the stream is idle (and the communicator has no pending or failed operation); an
+  // NCCL async error throws, the deadline aborts the job.
   void wait(const char* what) {
     poll(what, [&] {
       const cudaError_t e = cudaStreamQuery(stream_);
@@ -173,25 +175,13 @@ class NcclCommunicator final : public Communicator {
   void wait_comm_ready(const char* what) {
     poll(what, [] { return true; });
   }
-  template <typename Done>
-  void poll(const char* what, Done done) {
-    using Clock = std::chrono::steady_clock;
-    const auto start = Clock::now();
-    auto pause = std::chrono::microseconds(1);
-    for (;;) {
+  void poll(const char* what, const std::function<bool()>& stream_done) {
+    run_phase_wait(this, timeout_s(), std::string("NCCL ") + what, [&] {
       ncclResult_t async = ncclSuccess;
       DSV4_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
       if (async != ncclSuccess && async != ncclInProgress) DSV4_NCCL_CHECK(async);
-      if (async == ncclSuccess && done()) return;
-      const double waited = std::chrono::duration<double>(Clock::now() - start).count();
-      if (timeout_s() > 0 && waited > timeout_s()) {
-        run_phase_fail(this, std::string("NCCL ") + what + " did not complete within " +
-                                 std::to_string(static_cast<int>(timeout_s())) +
-                                 " s (run.collective_timeout_s): another rank is lost, stuck, or failed");
-      }
-      std::this_thread::sleep_for(pause);
-      pause = std::min(pause * 2, std::chrono::microseconds(500));
-    }
+      return async == ncclSuccess && stream_done();
+    }, 500);
   }
 
   int device_;

@@ -3,6 +3,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -82,6 +83,22 @@ std::string RunPhase::describe() {
   char buf[64];
   std::snprintf(buf, sizeof buf, " (%.1f s in phase)", in_phase);
   return s.segment + " " + s.phase + buf;
+}
+
+void run_phase_wait(Communicator* comm, double timeout_s, const std::string& what, const std::function<bool()>& done,
+                    int max_pause_us) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  auto pause = std::chrono::microseconds(1);
+  while (!done()) {
+    const double waited = std::chrono::duration<double>(Clock::now() - start).count();
+    if (timeout_s > 0 && waited > timeout_s) {
+      run_phase_fail(comm, what + " did not complete within " + std::to_string(static_cast<int>(timeout_s)) +
+                               " s (run.collective_timeout_s): another rank is lost, stuck, or failed");
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(max_pause_us));
+  }
 }
 
 void run_phase_fail(Communicator* comm, const std::string& message, int exit_code) {

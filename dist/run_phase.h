@@ -13,6 +13,7 @@
 // Tests: tests/dist/test_communicator.cpp, tests/e2e/cli_calibrate_mpi.sh.
 #pragma once
 
+#include <functional>
 #include <string>
 
 namespace dsv4::dist {
@@ -23,6 +24,13 @@ struct RunPhase {
   static void set(const std::string& segment, const std::string& phase);
   static std::string describe();  // "<segment> <phase> (N s in phase)", or "startup"
 };
+
+// Polls `done` until it returns true, sleeping between polls (1 µs doubling up to max_pause_us,
+// so oversubscribed CPU ranks leave the cores to the ranks still computing). Past `timeout_s`
+// (> 0) it fails the run through run_phase_fail: "<what> did not complete within N s". Both
+// communicator backends wait for their collectives through this.
+void run_phase_wait(Communicator* comm, double timeout_s, const std::string& what, const std::function<bool()>& done,
+                    int max_pause_us);
 
 // Prints "rank R/W on HOST at <phase>: <message>" to stderr (every rank that calls it), then
 // aborts the job through `comm` (or exits with `exit_code` when comm is null).
