@@ -11,28 +11,13 @@
 #include <cstdio>
 #include <vector>
 
+#include "bench/cuda_timing.h"
 #include "common/check.h"
 #include "model/weight_decode_cuda.h"
 
 namespace {
 
-template <typename F>
-double mean_ms(F f, cudaStream_t s) {
-  for (int i = 0; i < 3; ++i) f();
-  cudaEvent_t a, b;
-  DSV4_CUDA_CHECK(cudaEventCreate(&a));
-  DSV4_CUDA_CHECK(cudaEventCreate(&b));
-  DSV4_CUDA_CHECK(cudaEventRecord(a, s));
-  const int reps = 20;
-  for (int i = 0; i < reps; ++i) f();
-  DSV4_CUDA_CHECK(cudaEventRecord(b, s));
-  DSV4_CUDA_CHECK(cudaEventSynchronize(b));
-  float ms = 0;
-  DSV4_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  return ms / reps;
-}
+double mean_ms(const auto& f, cudaStream_t s) { return cuda_mean_ms(f, s, 3, 20); }
 
 void report(const char* name, double bytes, double ms, double copy_gbs) {
   const double gbs = bytes / (ms * 1e-3) / 1e9;

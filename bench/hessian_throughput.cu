@@ -12,6 +12,7 @@
 
 #include <cstdio>
 
+#include "bench/cuda_timing.h"
 #include "common/check.h"
 #include "quant/hessian_cuda.h"
 
@@ -31,22 +32,7 @@ __global__ void fill_random_bf16(uint16_t* x, size_t n) {
   }
 }
 
-template <typename F>
-double mean_ms(F f, cudaStream_t s, int reps = 10) {
-  for (int i = 0; i < 2; ++i) f();
-  cudaEvent_t a, b;
-  DSV4_CUDA_CHECK(cudaEventCreate(&a));
-  DSV4_CUDA_CHECK(cudaEventCreate(&b));
-  DSV4_CUDA_CHECK(cudaEventRecord(a, s));
-  for (int i = 0; i < reps; ++i) f();
-  DSV4_CUDA_CHECK(cudaEventRecord(b, s));
-  DSV4_CUDA_CHECK(cudaEventSynchronize(b));
-  float ms = 0;
-  DSV4_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  return ms / reps;
-}
+double mean_ms(const auto& f, cudaStream_t s) { return cuda_mean_ms(f, s, 2, 10); }
 
 }  // namespace
 
