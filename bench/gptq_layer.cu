@@ -8,8 +8,7 @@
 //   BENCH_KERNEL_ONLY=1 bench_gptq_layer   # the in-block kernels alone (no between-block SGEMM)
 //
 // Inputs are generated on the device (pseudo-random weights; Hessians XᵀX of random bf16 X with
-// 8192 tokens). Qparams come from a simple absmax kernel (the GPU observer is not built yet; the
-// sweep's cost does not depend on the scale values). Times: the Cholesky chains (cuSOLVER fp64),
+// 8192 tokens); qparams from the GPU min-max observer (quant/observer_cuda.h). Times: the Cholesky chains (cuSOLVER fp64),
 // the permutation, the sweeps (in-block kernel + SGEMM), each synchronised and summed. The
 // Cholesky chains of the per-matrix Hessians run on 8 streams (gptq_prepare_many_cuda).
 #include <cublas_v2.h>
@@ -24,6 +23,7 @@
 #include "common/check.h"
 #include "quant/gptq_cuda.h"
 #include "quant/hessian_cuda.h"
+#include "quant/observer_cuda.h"
 #include "quant/quant_args.h"
 
 namespace {
@@ -49,19 +49,6 @@ __global__ void fill_bf16(uint16_t* x, size_t n, uint32_t seed) {
     x[i] = static_cast<uint16_t>((h & 0x8000u) | ((126u + (h >> 20) % 3u) << 7) | (h & 0x7fu));
   }
 }
-// Symmetric INT4 group qparams from absmax: scale = absmax / 7.5 per (matrix, row, group).
-__global__ void absmax_scales(const float* w, int64_t total_rows, int64_t cols, int group, float* scale, float* zp) {
-  const int64_t groups = cols / group;
-  for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < total_rows * groups;
-       x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t r = x / groups, g = x % groups;
-    float a = 0.0f;
-    for (int c = 0; c < group; ++c) a = fmaxf(a, fabsf(w[r * cols + g * group + c]));
-    scale[x] = a > 0.0f ? a / 7.5f : 1e-8f;
-    zp[x] = 0.0f;
-  }
-}
-
 struct Part {
   double chol = 0, permute = 0, sweep = 0;
 };
@@ -122,10 +109,10 @@ Part solve_family(cublasHandle_t blas, cusolverDnHandle_t solver, int count, int
       }
     }
     fill_weights<<<4096, 256>>>(w, per * n, seed + done);
-    absmax_scales<<<4096, 256>>>(w, n * rows, cols, 128, scale, zp);
     DSV4_CUDA_CHECK(cudaMemset(loss, 0, static_cast<size_t>(chunk) * 8));
     DSV4_CUDA_CHECK(cudaDeviceSynchronize());
     auto p0 = Clock::now();
+    dsv4::quant::observer_minmax_int_cuda(args, w, n, rows, cols, scale, zp, nullptr);
     for (int i = 0; i < n; ++i) {
       dsv4::quant::gptq_permute_cuda(w + per * i, 1, rows, cols, prep[static_cast<size_t>(shared ? 0 : i)], wp + per * i, nullptr);
     }
@@ -190,9 +177,9 @@ int main(int argc, char** argv) {
     const double sweep_b = 256.0 * (4096.0 * 2048 * 2048 + 4096.0 * 2048 * 128);
     const double chol = 4.0 / 3.0 * (4096.0 * 4096 * 4096 + 256.0 * 2048 * 2048 * 2048);
     const double total = a.chol + a.permute + a.sweep + b.chol + b.permute + b.sweep;
-    std::printf("w1/w3: 512 x [2048, 4096], one H: cholesky %.3f s, permute %.3f s, sweep %.3f s (%.1f TFLOP/s)\n",
+    std::printf("w1/w3: 512 x [2048, 4096], one H: cholesky %.3f s, qparams+permute %.3f s, sweep %.3f s (%.1f TFLOP/s)\n",
                 a.chol, a.permute, a.sweep, sweep_a / a.sweep / 1e12);
-    std::printf("w2:    256 x [4096, 2048], own H: cholesky %.3f s, permute %.3f s, sweep %.3f s (%.1f TFLOP/s)\n",
+    std::printf("w2:    256 x [4096, 2048], own H: cholesky %.3f s, qparams+permute %.3f s, sweep %.3f s (%.1f TFLOP/s)\n",
                 b.chol, b.permute, b.sweep, sweep_b / b.sweep / 1e12);
     std::printf("layer: %.3f s for 768 matrices; sweep work %.1f TFLOP, Cholesky chains %.2f TFLOP (fp64)\n", total,
                 (sweep_a + sweep_b) / 1e12, chol / 1e12);

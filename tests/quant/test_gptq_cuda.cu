@@ -1,4 +1,5 @@
-// test_gptq_cuda.cu: the batched GPU GPTQ (quant/gptq_cuda.h) against gptq_solve, the CPU
+// test_gptq_cuda.cu: the batched GPU GPTQ (quant/gptq_cuda.h) and the GPU integer observer
+// (quant/observer_cuda.h, bitwise equal to observer_qparams) against the CPU; GPTQ vs gptq_solve, the CPU
 // reference, on random weights and correlated Hessians drawn fresh each run (CUDA build; skips
 // without a device unless DSV4_REQUIRE_GPU=1). The qparams are the CPU observer's (the GPU
 // observer is not built yet), so the comparison isolates the Cholesky chain and the sweep.
@@ -24,6 +25,7 @@
 #include "quant/gptq_cuda.h"
 #include "quant/hessian.h"
 #include "quant/observer.h"
+#include "quant/observer_cuda.h"
 #include "quant/quant_scheme.h"
 #include "quant/quantizer.h"
 #include "tests/gpu_test.h"
@@ -306,6 +308,46 @@ TEST(GptqCuda, ManyHessiansOnStreamsEqualOneAtATime) {
     EXPECT_TRUE(std::equal(uo.begin(), uo.end(), um.begin() + static_cast<long>(i * cols * cols))) << "U of Hessian " << i;
   }
   EXPECT_EQ(many.back().fallback, GptqFallback::kRtnNoTokens);
+}
+
+TEST(ObserverCuda, MinMaxIntEqualsCpuBitwise) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  const int64_t rows = 96, cols = 512;
+  const int count = 3;
+  std::vector<std::pair<std::string, QuantArgs>> cases;
+  for (const char* name : {"W4A16", "W4A16_ASYM", "W8A16_CHANNEL", "W3A16"}) cases.emplace_back(name, quant_args_preset(name));
+  QuantArgs f32 = quant_args_preset("W4A16_ASYM");
+  f32.scale_dtype = ScaleDType::kF32;
+  cases.emplace_back("W4A16_ASYM fp32 scales", f32);
+  for (const auto& [name, args] : cases) {
+    std::vector<float> all;
+    std::vector<std::vector<float>> ws;
+    for (int b = 0; b < count; ++b) {
+      ws.push_back(normal(static_cast<size_t>(rows * cols), 0.01f * (b + 1)));
+      if (b == 1) std::fill(ws[1].begin(), ws[1].begin() + 128, 0.0f);  // an all-zero group: eps scale
+      all.insert(all.end(), ws.back().begin(), ws.back().end());
+    }
+    const int64_t per = rows * (args.strategy == Strategy::kGroup ? cols / args.group_size : 1);
+    Dev<float> d_w(all), d_s(static_cast<size_t>(count * per)), d_z(static_cast<size_t>(count * per));
+    observer_minmax_int_cuda(args, d_w.p, count, rows, cols, d_s.p, d_z.p, nullptr);
+    DSV4_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<float> gs = d_s.get(), gz = d_z.get();
+    for (int b = 0; b < count; ++b) {
+      const QParams qp = observer_qparams(args, ws[static_cast<size_t>(b)].data(), rows, cols);
+      ASSERT_EQ(static_cast<int64_t>(qp.scale.size()), per) << name;
+      for (int64_t c = 0; c < per; ++c) {
+        ASSERT_EQ(gs[static_cast<size_t>(b * per + c)], qp.scale[static_cast<size_t>(c)]) << name << " matrix " << b << " cell " << c;
+        ASSERT_EQ(gz[static_cast<size_t>(b * per + c)], qp.zero_point[static_cast<size_t>(c)]) << name << " matrix " << b << " cell " << c;
+      }
+    }
+  }
+}
+
+TEST(ObserverCuda, OtherSchemesAreRefused) {
+  QuantArgs mse = quant_args_preset("W4A16");
+  mse.observer = ObserverKind::kMse;
+  EXPECT_THROW(observer_minmax_int_cuda(mse, nullptr, 1, 4, 128, nullptr, nullptr, nullptr), Error);
+  EXPECT_THROW(observer_minmax_int_cuda(quant_args_preset("NVFP4"), nullptr, 1, 4, 128, nullptr, nullptr, nullptr), Error);
 }
 
 TEST(GptqCuda, BadArgumentsAreErrors) {
