@@ -5,7 +5,8 @@
 // observer is not built yet), so the comparison isolates the Cholesky chain and the sweep.
 // Stated tolerances:
 //   - diagonal H (U diagonal: the between-block SGEMM adds exact zeros) and zero-token H (RTN):
-//     codes, dequantized values and fallbacks identical to the CPU;
+//     codes, dequantized values and fallbacks identical to the CPU; the loss within 1e-6
+//     (the GPU sums (diff/d)² from the fp32 quotient, the CPU from an fp64 one);
 //   - correlated H: U within 1e-4 of the largest |U| entry; at most 1% of codes differ (the
 //     SGEMM's summation order flips a rounding now and then; the measured fraction is printed);
 //     loss within 1% of the CPU's; dead columns and damping identical;
@@ -215,7 +216,7 @@ TEST(GptqCuda, DiagonalHessianEqualsCpuExactly) {
                                         normal(static_cast<size_t>(rows * cols), 0.05f)};
   const GpuResult g = gpu_solve(args, ws, {h}, rows, cols, opts);
   for (int b = 0; b < 2; ++b) {
-    const Compared c = compare(args, g, b, ws[static_cast<size_t>(b)], h, rows, cols, opts, 1e-9);
+    const Compared c = compare(args, g, b, ws[static_cast<size_t>(b)], h, rows, cols, opts, 1e-6);
     EXPECT_EQ(c.codes_differing, 0u) << "matrix " << b;
   }
 }
@@ -228,7 +229,7 @@ TEST(GptqCuda, ZeroTokenHessianIsRtnExactly) {
   const std::vector<std::vector<float>> ws = {normal(static_cast<size_t>(rows * cols), 0.03f)};
   const GpuResult g = gpu_solve(args, ws, {h}, rows, cols, GptqOptions{});
   EXPECT_EQ(g.prepared[0].fallback, GptqFallback::kRtnNoTokens);
-  const Compared c = compare(args, g, 0, ws[0], h, rows, cols, GptqOptions{}, 1e-9);
+  const Compared c = compare(args, g, 0, ws[0], h, rows, cols, GptqOptions{}, 1e-6);
   EXPECT_EQ(c.codes_differing, 0u);
 }
 
