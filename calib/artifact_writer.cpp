@@ -2,7 +2,6 @@
 #include "calib/artifact_writer.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <filesystem>
 
 #include "common/check.h"
@@ -72,11 +71,7 @@ std::vector<std::string> ArtifactWriter::planned_shard_names(const ArtifactLayou
   const std::vector<size_t> plan = CheckpointWriter::plan_shards(layout.specs(), shard_bytes);
   const size_t n = plan.empty() ? 0 : plan.back() + 1;
   std::vector<std::string> names;
-  for (size_t i = 0; i < n; ++i) {
-    char name[64];
-    std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, n);
-    names.push_back(name);
-  }
+  for (size_t i = 0; i < n; ++i) names.push_back(CheckpointWriter::shard_name(i, n));
   return names;
 }
 

@@ -66,15 +66,11 @@ void sweep_temp_files(const std::string& dir) {
 std::string file_fnv_hex(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   DSV4_CHECK_IN("resume", f.good(), "cannot read %s", path.c_str());
-  uint64_t h = 0xcbf29ce484222325ull;
+  uint64_t h = kFnv1a64Offset;
   std::vector<char> buf(1 << 20);
   while (f) {
     f.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    const std::streamsize n = f.gcount();
-    for (std::streamsize i = 0; i < n; ++i) {
-      h ^= static_cast<unsigned char>(buf[static_cast<size_t>(i)]);
-      h *= 0x100000001b3ull;
-    }
+    h = hash_fnv1a64(std::string_view(buf.data(), static_cast<size_t>(f.gcount())), h);
   }
   return data::sample_hash_hex(h);
 }
@@ -268,15 +264,8 @@ void RunCheckpoint::commit_segment(int segment, const ordered_json& report, cons
   dist::RunPhase::set(seg_label, "stage");
   if (!solved.empty()) {
     std::string blob;
-    for (const SolvedModule& m : solved) {
-      if (replay_needs_it) {
-        blob += solved_module_serialize(m);
-      } else {  // the writer needs only the encoded tensors
-        SolvedModule lean = m;
-        lean.dequant.clear();
-        blob += solved_module_serialize(lean);
-      }
-    }
+    // Without replay the writer needs only the encoded tensors.
+    for (const SolvedModule& m : solved) blob += solved_module_serialize(m, replay_needs_it);
     write_file_atomic(staged_path(segment), blob);
     staged = file_record(run_dir_, "solved/" + seg_name(segment) + ".bin");
     staged["replay"] = replay_needs_it;

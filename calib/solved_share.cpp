@@ -55,11 +55,11 @@ struct Reader {
 
 }  // namespace
 
-std::string solved_module_serialize(const SolvedModule& m) {
+std::string solved_module_serialize(const SolvedModule& m, bool include_dequant) {
   std::string out;
   put_bytes(out, m.module.data(), m.module.size());
   put(out, static_cast<uint8_t>(m.method));
-  put_bytes(out, m.dequant.data(), m.dequant.size() * sizeof(float));
+  put_bytes(out, m.dequant.data(), include_dequant ? m.dequant.size() * sizeof(float) : 0);
   put(out, static_cast<uint64_t>(m.tensors.size()));
   for (const quant::EncodedTensor& t : m.tensors) {
     put_bytes(out, t.name.data(), t.name.size());

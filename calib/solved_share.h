@@ -17,7 +17,8 @@
 
 namespace dsv4::calib {
 
-std::string solved_module_serialize(const SolvedModule& m);
+// include_dequant = false leaves out the fp32 dequantized weight (what the writer alone needs).
+std::string solved_module_serialize(const SolvedModule& m, bool include_dequant = true);
 // Reads one module at `pos` and advances it; throws on a truncated or malformed blob.
 SolvedModule solved_module_deserialize(const std::string& blob, size_t& pos);
 

@@ -5,8 +5,8 @@
 
 namespace dsv4 {
 
-uint64_t hash_fnv1a64(std::string_view text) {
-  uint64_t h = 0xcbf29ce484222325ull;
+uint64_t hash_fnv1a64(std::string_view text, uint64_t state) {
+  uint64_t h = state;
   for (unsigned char c : text) {
     h ^= c;
     h *= 0x100000001b3ull;

@@ -15,7 +15,10 @@
 
 namespace dsv4 {
 
-uint64_t hash_fnv1a64(std::string_view text);
+inline constexpr uint64_t kFnv1a64Offset = 0xcbf29ce484222325ull;
+// FNV-1a 64 of `text`, continuing from `state` (pass the previous result to hash a stream in
+// pieces; the default starts a new hash).
+uint64_t hash_fnv1a64(std::string_view text, uint64_t state = kFnv1a64Offset);
 uint64_t mix64(uint64_t x);  // the SplitMix64 finaliser: a bijective 64-bit hash
 inline uint64_t rng_seed_for(uint64_t seed, std::string_view key) {
   return mix64(seed ^ hash_fnv1a64(key));

@@ -146,6 +146,8 @@ class CheckpointWriter {
   // data and the tensor would take it past max_shard_bytes.
   static std::vector<size_t> plan_shards(const std::vector<TensorSpec>& specs,
                                          uint64_t max_shard_bytes);
+  // "model-0000i-of-0000n.safetensors" for shard i (0-based) of n.
+  static std::string shard_name(size_t i, size_t n);
 
   // Resumable runs (calib/run_journal.h): commit each shard as soon as it is complete and report
   // it, instead of all at finish(); and start writing at shard `first` because the shards before

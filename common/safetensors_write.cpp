@@ -148,6 +148,12 @@ std::vector<size_t> CheckpointWriter::plan_shards(const std::vector<TensorSpec>&
   return plan;
 }
 
+std::string CheckpointWriter::shard_name(size_t i, size_t n) {
+  char name[64];
+  std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, n);
+  return name;
+}
+
 CheckpointWriter::CheckpointWriter(std::string dir, std::vector<TensorSpec> specs,
                                    uint64_t max_shard_bytes)
     : dir_(std::move(dir)) {
@@ -167,10 +173,8 @@ CheckpointWriter::CheckpointWriter(std::string dir, std::vector<TensorSpec> spec
                 "raise max_shard_bytes (%llu)", dir_.c_str(), n,
                 static_cast<unsigned long long>(max_shard_bytes));
   for (size_t i = 0; i < n; ++i) {
-    char name[64];
-    std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, n);
-    shard_names_.push_back(name);
-    for (const TensorSpec& s : shard_specs_[i]) weight_map_.emplace_back(s.name, name);
+    shard_names_.push_back(shard_name(i, n));
+    for (const TensorSpec& s : shard_specs_[i]) weight_map_.emplace_back(s.name, shard_names_.back());
   }
   std::sort(weight_map_.begin(), weight_map_.end());
   make_directories(dir_);

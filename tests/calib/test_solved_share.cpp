@@ -56,6 +56,19 @@ TEST(SolvedShare, RoundTripKeepsEverythingDownstreamReads) {
   }
 }
 
+TEST(SolvedShare, WithoutDequantKeepsTheTensors) {
+  const SolvedModule m = sample_module("layers.2.ffn.experts.1.w1", 4);
+  const std::string blob = solved_module_serialize(m, false);
+  EXPECT_LT(blob.size(), solved_module_serialize(m).size());
+  size_t pos = 0;
+  const SolvedModule x = solved_module_deserialize(blob, pos);
+  EXPECT_EQ(pos, blob.size());
+  EXPECT_TRUE(x.dequant.empty());
+  ASSERT_EQ(x.tensors.size(), m.tensors.size());
+  for (size_t i = 0; i < m.tensors.size(); ++i) EXPECT_EQ(x.tensors[i].bytes, m.tensors[i].bytes);
+  EXPECT_EQ(x.loss, m.loss);
+}
+
 TEST(SolvedShare, TruncatedBlobIsAnErrorNotGarbage) {
   const std::string blob = solved_module_serialize(sample_module("layers.1.attn.wq_a", 3));
   for (size_t cut : {size_t{0}, size_t{5}, blob.size() / 2, blob.size() - 1}) {

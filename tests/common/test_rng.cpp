@@ -22,6 +22,12 @@ TEST(Rng, SameSeedSameStreamDifferentKeyDifferentStream) {
   EXPECT_EQ(equal_to_c, 0);
 }
 
+TEST(Rng, Fnv1aKnownValueAndStreamedInPieces) {
+  EXPECT_EQ(hash_fnv1a64(""), 0xcbf29ce484222325ull);
+  EXPECT_EQ(hash_fnv1a64("a"), 0xaf63dc4c8601ec8cull);  // the FNV-1a 64 test vector
+  EXPECT_EQ(hash_fnv1a64("world", hash_fnv1a64("hello ")), hash_fnv1a64("hello world"));
+}
+
 TEST(Rng, KnownFirstValues) {
   // SplitMix64 reference values for seed 0 (the algorithm's published test vector), so a
   // silent change of the generator, which would change every synthetic checkpoint, fails here.
