@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/check.h"
+#include "common/device_arena.h"
 #include "quant/gptq_cuda.h"
 #include "quant/hessian_cuda.h"
 #include "quant/observer_cuda.h"
@@ -66,6 +67,7 @@ Part solve_family(cublasHandle_t blas, cusolverDnHandle_t solver, int count, int
   double* loss = nullptr;
   const size_t per = static_cast<size_t>(rows * cols);
   const int nh = shared ? 1 : chunk;
+  dsv4::DeviceArena arena(dsv4::quant::observer_cuda_scratch_bytes(args, chunk, rows, cols));
   DSV4_CUDA_CHECK(cudaMalloc(&x, static_cast<size_t>(tokens * cols) * 2));
   DSV4_CUDA_CHECK(cudaMalloc(&h, static_cast<size_t>(nh) * cols * cols * 4));
   DSV4_CUDA_CHECK(cudaMalloc(&u, static_cast<size_t>(nh) * cols * cols * 4));
@@ -112,7 +114,7 @@ Part solve_family(cublasHandle_t blas, cusolverDnHandle_t solver, int count, int
     DSV4_CUDA_CHECK(cudaMemset(loss, 0, static_cast<size_t>(chunk) * 8));
     DSV4_CUDA_CHECK(cudaDeviceSynchronize());
     auto p0 = Clock::now();
-    dsv4::quant::observer_minmax_int_cuda(args, w, n, rows, cols, scale, zp, nullptr);
+    dsv4::quant::observer_qparams_cuda(args, w, n, rows, cols, nullptr, {scale, zp, nullptr, nullptr}, arena, nullptr);
     for (int i = 0; i < n; ++i) {
       dsv4::quant::gptq_permute_cuda(w + per * i, 1, rows, cols, prep[static_cast<size_t>(shared ? 0 : i)], wp + per * i, nullptr);
     }

@@ -350,6 +350,7 @@ std::vector<float> gptq_dequant_with_g_idx(const QuantArgs& args, const QParams&
                 "g_idx has %zu entries for %lld columns", g_idx.size(),
                 static_cast<long long>(cols));
   std::vector<float> out(codes.size());
+  const CellArgs ca = cell_args(args);
   for (int64_t c = 0; c < cols; ++c) {
     const int64_t sc = g_idx.empty() ? qp.scale_col(args, c) : g_idx[static_cast<size_t>(c)];
     DSV4_CHECK_IN("gptq", sc >= 0 && sc < qp.scale_cols, "g_idx[%lld] = %lld out of [0, %lld)",
@@ -358,8 +359,7 @@ std::vector<float> gptq_dequant_with_g_idx(const QuantArgs& args, const QParams&
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t cell = qp.scale_row(args, r) * qp.scale_cols + sc;
       const float zp = qp.zero_point[static_cast<size_t>(cell)];
-      out[r * cols + c] = quantizer_dequant_value(args, codes[r * cols + c],
-                                                  qparams_effective_scale(qp, cell), zp);
+      out[r * cols + c] = dequant_value(ca, codes[r * cols + c], qparams_effective_scale(qp, cell), zp);
     }
   }
   return out;

@@ -11,8 +11,8 @@
 #include <numeric>
 
 #include "common/check.h"
-#include "common/codec_inline.h"
 #include "common/parallel.h"
+#include "quant/quantizer_inline.h"
 
 namespace dsv4::quant {
 namespace {
@@ -148,11 +148,8 @@ __global__ void sweep_block_kernel(SweepKernelArgs a, int64_t i1, int nb) {
     const float x = w1[k * ld + t];
     const int64_t cell = cell_row + qcol[j];
     const float s = a.scale[cell], zp = a.zero_point[cell];
-    float v = zp == 0.0f ? __fdiv_rn(x, s) : __fadd_rn(__fdiv_rn(x, s), zp);
-    v = fminf(fmaxf(v, a.qmin), a.qmax);
-    const int32_t code = static_cast<int32_t>(rintf(v));
-    float deq = __fmul_rn(__fsub_rn(static_cast<float>(code), zp), s);
-    if (a.bf16_dequant) deq = codec::bf16_decode(codec::bf16_encode(deq));
+    float deq;
+    const int32_t code = quantize_int(x, s, zp, a.qmin, a.qmax, a.bf16_dequant, &deq);
     const float d = ub[k * nb + k];
     const float diff = __fsub_rn(x, deq);
     loss += static_cast<double>(diff) * diff / (static_cast<double>(d) * d);
@@ -248,11 +245,8 @@ __global__ void __launch_bounds__(kSlicedThreads) sweep_block_sliced_kernel(Swee
         const float x = wr[kc];
         const int g = qc[k];
         const float s = srow[g], zp = zrow[g];
-        float v = zp == 0.0f ? __fdiv_rn(x, s) : __fadd_rn(__fdiv_rn(x, s), zp);
-        v = fminf(fmaxf(v, a.qmin), a.qmax);
-        const int32_t code = static_cast<int32_t>(rintf(v));
-        float deq = __fmul_rn(__fsub_rn(static_cast<float>(code), zp), s);
-        if (a.bf16_dequant) deq = codec::bf16_decode(codec::bf16_encode(deq));
+        float deq;
+        const int32_t code = quantize_int(x, s, zp, a.qmin, a.qmax, a.bf16_dequant, &deq);
         const float d = ub[k * kULd + p * kSliceLd + kc];
         const float diff = __fsub_rn(x, deq);
         e = __fdiv_rn(diff, d);

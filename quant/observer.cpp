@@ -66,19 +66,20 @@ MinMaxStats observer_mse(const QuantArgs& args, const float* w, int64_t rows, in
   std::vector<double> err(n);
   std::vector<float> s(n), zp(n);
   const int steps = static_cast<int>(o.maxshrink * static_cast<float>(o.grid));
+  const CellArgs ca = cell_args(args);
   int no_improve = 0;
   for (int i = 0; i < steps; ++i) {
     const float p = 1.0f - static_cast<float>(i) / static_cast<float>(o.grid);
     for (size_t k = 0; k < n; ++k) {
       // No global scale in the search: for tensor_group the e4m3 scale rounding is skipped.
-      const CellQParams q = qparams_calculate(args, p * min0[k], p * max0[k], 0.0f);
+      const CellQParams q = cell_qparams(ca, p * min0[k], p * max0[k], 0.0f);
       s[k] = q.scale;
       zp[k] = q.zero_point;
     }
     std::fill(err.begin(), err.end(), 0.0);
     for_each_cell_element(args, grid, w, [&](size_t cell, float x) {
       float d;
-      quantizer_quantize_value(args, x, s[cell], zp[cell], &d);
+      quantize_value(ca, x, s[cell], zp[cell], &d);
       err[cell] += std::pow(static_cast<double>(std::fabs(d - x)), static_cast<double>(o.norm));
     });
     bool improved = false;
@@ -110,10 +111,10 @@ QParams observer_qparams(const QuantArgs& args, const float* w, int64_t rows, in
 std::vector<double> observer_cell_error(const QuantArgs& args, const QParams& qp, const float* w,
                                         float norm) {
   std::vector<double> err(qp.scale.size(), 0.0);
+  const CellArgs ca = cell_args(args);
   for_each_cell_element(args, qp, w, [&](size_t cell, float x) {
     float d;
-    quantizer_quantize_value(args, x, qparams_effective_scale(qp, static_cast<int64_t>(cell)),
-                             qp.zero_point[cell], &d);
+    quantize_value(ca, x, qparams_effective_scale(qp, static_cast<int64_t>(cell)), qp.zero_point[cell], &d);
     err[cell] += std::pow(static_cast<double>(std::fabs(d - x)), static_cast<double>(norm));
   });
   return err;

@@ -3,7 +3,6 @@
 #include "quant/quantizer.h"
 
 #include <algorithm>
-#include <bit>
 #include <cfloat>
 #include <cmath>
 
@@ -12,45 +11,6 @@
 #include "quant/observer.h"
 
 namespace dsv4::quant {
-namespace {
-
-// torch.round: round half to even (default FP environment is round-to-nearest-even).
-float round_half_even(float x) { return std::nearbyint(x); }
-
-float bf16_round(float x) { return bf16_decode(bf16_encode(x)); }
-
-// Scale arithmetic in the model dtype: llm-compressor runs calculate_qparams on bf16 min/max
-// tensors, so each torch op result is rounded to bf16 (§1.8). Other scale dtypes compute in fp32.
-float arith(const QuantArgs& args, float x) {
-  return args.scale_dtype == ScaleDType::kModel ? bf16_round(x) : x;
-}
-
-// torch.finfo(scale dtype).eps, which replaces zero scales.
-float scale_eps(ScaleDType d) {
-  switch (d) {
-    case ScaleDType::kModel: return 0.0078125f;  // bf16: 2^-7
-    case ScaleDType::kF32: return FLT_EPSILON;
-    case ScaleDType::kE4m3: return 0.125f;
-    case ScaleDType::kE8m0: return 1.0f;  // unreachable: e8m0 scales are never 0
-  }
-  return FLT_EPSILON;
-}
-
-// generate_mx_scales: round amax to a power of two at the element format's mantissa precision
-// (fp32 bits + 2^21 for e2m1's 1 mantissa bit, then drop the mantissa), take its exponent, and
-// subtract the element emax (2 for fp4: floor(log2 6); 8 for fp8: floor(log2 448)).
-uint8_t mx_scale_byte(const QuantArgs& args, float amax) {
-  const int mantissa_bits = args.num_bits == 4 ? 1 : 3;
-  const int elem_emax = args.num_bits == 4 ? 2 : 8;
-  uint32_t bits = std::bit_cast<uint32_t>(std::fabs(amax));
-  bits = (bits + (1u << (23 - mantissa_bits - 1))) & 0x7F800000u;
-  if (bits == 0) return 0;  // log2(0) = -inf clamps to the smallest scale
-  const int exponent = static_cast<int>(bits >> 23) - 127;
-  return static_cast<uint8_t>(std::clamp(127 + exponent - elem_emax, 0, 254));
-}
-
-}  // namespace
-
 int64_t QParams::scale_row(const QuantArgs& args, int64_t row) const {
   switch (args.strategy) {
     case Strategy::kTensor: return 0;
@@ -81,45 +41,11 @@ void qparams_shape(const QuantArgs& args, int64_t rows, int64_t cols, int64_t* s
   }
 }
 
-float nvfp4_global_scale(float amax_tensor) {
-  const float amax = std::max(std::fabs(amax_tensor), FLT_MIN);
-  const float gs = (kE4m3Max * kE2m1Max) / amax;
-  return std::isfinite(gs) ? gs : 1.0f;
-}
+float nvfp4_global_scale(float amax_tensor) { return global_scale_nvfp4(amax_tensor); }
 
 CellQParams qparams_calculate(const QuantArgs& args, float min_val, float max_val,
                               float global_scale) {
-  min_val = std::min(min_val, 0.0f);  // zero must be representable
-  max_val = std::max(max_val, 0.0f);
-  const float qmin = args.qmin(), qmax = args.qmax();
-  const float range = qmax - qmin;
-  const float amax = std::max(std::fabs(min_val), std::fabs(max_val));
-  CellQParams out;
-  if (args.scale_dtype == ScaleDType::kE8m0) {
-    // MX rule for groups; elsewhere the DSV4 release rule 2^ceil(log2(amax/qmax)), never clips.
-    out.e8m0 = args.is_mx() ? mx_scale_byte(args, amax) : e8m0_encode_ceil(amax / qmax);
-    out.scale = e8m0_decode(out.e8m0);
-    return out;
-  }
-  float s = args.symmetric ? arith(args, amax / (range / 2.0f))
-                           : arith(args, arith(args, max_val - min_val) / range);
-  const bool has_global = global_scale > 0.0f;
-  if (has_global) s = global_scale * s;
-  if (args.scale_dtype == ScaleDType::kE4m3 &&
-      (has_global || args.strategy != Strategy::kTensorGroup)) {
-    s = e4m3_decode(e4m3_encode(std::min(s, kE4m3Max)));
-  }
-  if (s == 0.0f) s = scale_eps(args.scale_dtype);
-  // The zero point uses the final (eps-replaced) scale, so an all-zero group gets zp = qmin
-  // instead of 0/0 (codes equal zp, dequantized values 0).
-  if (!args.symmetric) {
-    float zp = arith(args, qmin - arith(args, min_val / s));
-    zp = std::clamp(zp, qmin, qmax);
-    out.zero_point = args.type == QuantType::kInt ? round_half_even(zp)
-                                                  : e4m3_decode(e4m3_encode(zp));
-  }
-  out.scale = s;
-  return out;
+  return cell_qparams(cell_args(args), min_val, max_val, global_scale);
 }
 
 QParams qparams_from_minmax(const QuantArgs& args, int64_t rows, int64_t cols,
@@ -161,32 +87,13 @@ float qparams_effective_scale(const QParams& qp, int64_t cell) {
 
 int32_t quantizer_quantize_value(const QuantArgs& args, float x, float s_eff, float zp,
                                  float* deq) {
-  // zp == 0 is not added, so -0 stays -0 (e4m3 0x80 re-encodes to 0x80; the value is the same).
-  const float v = std::clamp(zp == 0.0f ? x / s_eff : x / s_eff + zp, args.qmin(), args.qmax());
-  int32_t code;
-  if (args.type == QuantType::kInt) {
-    code = static_cast<int32_t>(round_half_even(v));
-  } else if (args.num_bits == 8) {
-    code = e4m3_encode(v);
-  } else {
-    code = e2m1_encode(v);
-  }
-  if (deq != nullptr) *deq = quantizer_dequant_value(args, code, s_eff, zp);
-  return code;
+  return quantize_value(cell_args(args), x, s_eff, zp, deq);
 }
 
-float quantizer_code_value(const QuantArgs& args, int32_t code) {
-  if (args.type == QuantType::kInt) return static_cast<float>(code);
-  if (args.num_bits == 8) return e4m3_decode(static_cast<uint8_t>(code));
-  return e2m1_decode(static_cast<uint8_t>(code));
-}
+float quantizer_code_value(const QuantArgs& args, int32_t code) { return code_value(cell_args(args), code); }
 
 float quantizer_dequant_value(const QuantArgs& args, int32_t code, float s_eff, float zp) {
-  // compressed-tensors multiplies in the scale's dtype: with bf16 ("model") scales the fake-quant
-  // value is bf16(code * scale), and GPTQ propagates exactly that value's error. The difference
-  // of code and zero point is exact (both small integers).
-  const float d = (quantizer_code_value(args, code) - zp) * s_eff;
-  return args.scale_dtype == ScaleDType::kModel ? bf16_round(d) : d;
+  return dequant_value(cell_args(args), code, s_eff, zp);
 }
 
 void quantizer_fake_quant_column(const QuantArgs& args, const QParams& qp, int64_t col,
@@ -196,11 +103,12 @@ void quantizer_fake_quant_column(const QuantArgs& args, const QParams& qp, int64
                 static_cast<long long>(col), static_cast<long long>(rows),
                 static_cast<long long>(qp.rows), static_cast<long long>(qp.cols));
   const int64_t scale_col = qp.scale_col(args, col);
+  const CellArgs ca = cell_args(args);
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t cell = qp.scale_row(args, r) * qp.scale_cols + scale_col;
     float d;
-    const int32_t c = quantizer_quantize_value(args, w_col[r], qparams_effective_scale(qp, cell),
-                                               qp.zero_point[static_cast<size_t>(cell)], &d);
+    const int32_t c = quantize_value(ca, w_col[r], qparams_effective_scale(qp, cell),
+                                     qp.zero_point[static_cast<size_t>(cell)], &d);
     if (codes != nullptr) codes[r] = c;
     if (deq != nullptr) deq[r] = d;
   }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "quant/quant_args.h"
+#include "quant/quantizer_inline.h"  // CellQParams, and the arithmetic below as host/device code
 
 namespace dsv4::quant {
 
@@ -49,11 +50,6 @@ float nvfp4_global_scale(float amax_tensor);
 
 // calculate_qparams for one cell: min/max -> (scale, zero point). `global_scale` <= 0 means none.
 // For tensor_group with no global scale (the MSE search) the e4m3 rounding is skipped (§1.9).
-struct CellQParams {
-  float scale = 0.0f;
-  float zero_point = 0.0f;
-  uint8_t e8m0 = 0;
-};
 CellQParams qparams_calculate(const QuantArgs& args, float min_val, float max_val,
                               float global_scale);
 

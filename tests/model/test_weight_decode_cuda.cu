@@ -15,23 +15,11 @@
 #include "common/codec.h"
 #include "model/weight_decode.h"
 #include "model/weight_decode_cuda.h"
+#include "tests/device_buffer.h"
 #include "tests/gpu_test.h"
 
 namespace dsv4::model {
 namespace {
-
-template <typename T>
-struct DeviceBuffer {
-  T* p = nullptr;
-  explicit DeviceBuffer(size_t n) { DSV4_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T))); }
-  ~DeviceBuffer() { cudaFree(p); }
-  void upload(const std::vector<T>& v) { DSV4_CUDA_CHECK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice)); }
-  std::vector<T> download(size_t n) const {
-    std::vector<T> v(n);
-    DSV4_CUDA_CHECK(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
-    return v;
-  }
-};
 
 std::mt19937& rng() {
   static std::mt19937 g(std::random_device{}());

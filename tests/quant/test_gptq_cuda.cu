@@ -1,8 +1,8 @@
-// test_gptq_cuda.cu: the batched GPU GPTQ (quant/gptq_cuda.h) and the GPU integer observer
-// (quant/observer_cuda.h, bitwise equal to observer_qparams) against the CPU; GPTQ vs gptq_solve, the CPU
+// test_gptq_cuda.cu: the batched GPU GPTQ (quant/gptq_cuda.h) against gptq_solve, the CPU
 // reference, on random weights and correlated Hessians drawn fresh each run (CUDA build; skips
-// without a device unless DSV4_REQUIRE_GPU=1). The qparams are the CPU observer's (the GPU
-// observer is not built yet), so the comparison isolates the Cholesky chain and the sweep.
+// without a device unless DSV4_REQUIRE_GPU=1). The qparams are the CPU observer's, so the
+// comparison isolates the Cholesky chain and the sweep (the GPU observer has its own test,
+// test_quantizer_cuda.cu).
 // Stated tolerances:
 //   - diagonal H (U diagonal: the between-block SGEMM adds exact zeros) and zero-token H (RTN):
 //     codes, dequantized values and fallbacks identical to the CPU; the loss within 1e-6
@@ -26,9 +26,9 @@
 #include "quant/gptq_cuda.h"
 #include "quant/hessian.h"
 #include "quant/observer.h"
-#include "quant/observer_cuda.h"
 #include "quant/quant_scheme.h"
 #include "quant/quantizer.h"
+#include "tests/device_buffer.h"
 #include "tests/gpu_test.h"
 
 namespace dsv4::quant {
@@ -73,22 +73,6 @@ std::vector<float> make_hessian(int64_t cols, int dead, bool diagonal) {
   return h;
 }
 
-template <typename T>
-struct Dev {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit Dev(size_t count) : n(count) { DSV4_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T))); }
-  Dev(const std::vector<T>& v) : Dev(v.size()) {
-    DSV4_CUDA_CHECK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  ~Dev() { cudaFree(p); }
-  std::vector<T> get() const {
-    std::vector<T> v(n);
-    DSV4_CUDA_CHECK(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
-    return v;
-  }
-};
-
 struct Handles {
   cublasHandle_t blas = nullptr;
   cusolverDnHandle_t solver = nullptr;
@@ -117,18 +101,18 @@ GpuResult gpu_solve(const QuantArgs& args, const std::vector<std::vector<float>>
   const int count = static_cast<int>(ws.size());
   const bool shared = hs.size() == 1;
   const int nh = static_cast<int>(hs.size());
-  Dev<float> u(static_cast<size_t>(nh * cols * cols)), w(static_cast<size_t>(count * rows * cols));
+  DeviceBuffer<float> u(static_cast<size_t>(nh * cols * cols)), w(static_cast<size_t>(count * rows * cols));
   GpuResult out;
   std::vector<int32_t> qcol, out_col;
   std::vector<float> scale, zp;
   int64_t scale_rows = 0, scale_cols = 0;
   for (int i = 0; i < nh; ++i) {
-    Dev<float> h(hs[static_cast<size_t>(i)]);
+    DeviceBuffer<float> h(hs[static_cast<size_t>(i)]);
     out.prepared.push_back(gptq_prepare_cuda(hd.solver, h.p, cols, opts, opts.actorder, u.p + i * cols * cols, nullptr));
   }
   for (int b = 0; b < count; ++b) {
     const GptqPrepared& p = out.prepared[static_cast<size_t>(shared ? 0 : b)];
-    Dev<float> wb(ws[static_cast<size_t>(b)]);
+    DeviceBuffer<float> wb(ws[static_cast<size_t>(b)]);
     gptq_permute_cuda(wb.p, 1, rows, cols, p, w.p + b * rows * cols, nullptr);
     const QParams qp = observer_qparams(args, ws[static_cast<size_t>(b)].data(), rows, cols);
     scale_rows = qp.scale_rows;
@@ -143,10 +127,10 @@ GpuResult gpu_solve(const QuantArgs& args, const std::vector<std::vector<float>>
       out_col.insert(out_col.end(), p.perm.begin(), p.perm.end());
     }
   }
-  Dev<float> d_scale(scale), d_zp(zp);
-  Dev<int32_t> d_qcol(qcol), d_out(out_col), codes(static_cast<size_t>(count * rows * cols));
-  Dev<float> deq(static_cast<size_t>(count * rows * cols)), err(static_cast<size_t>(count * rows * opts.block_size));
-  Dev<double> loss(std::vector<double>(static_cast<size_t>(count), 0.0));
+  DeviceBuffer<float> d_scale(scale), d_zp(zp);
+  DeviceBuffer<int32_t> d_qcol(qcol), d_out(out_col), codes(static_cast<size_t>(count * rows * cols));
+  DeviceBuffer<float> deq(static_cast<size_t>(count * rows * cols)), err(static_cast<size_t>(count * rows * opts.block_size));
+  DeviceBuffer<double> loss(std::vector<double>(static_cast<size_t>(count), 0.0));
   GptqSweep s;
   s.count = count;
   s.rows = rows;
@@ -293,7 +277,7 @@ TEST(GptqCuda, ManyHessiansOnStreamsEqualOneAtATime) {
   Handles hd;
   std::vector<float> all;
   for (const auto& h : hs) all.insert(all.end(), h.begin(), h.end());
-  Dev<float> d_h(all), u_many(all.size()), u_one(static_cast<size_t>(cols * cols));
+  DeviceBuffer<float> d_h(all), u_many(all.size()), u_one(static_cast<size_t>(cols * cols));
   std::vector<const float*> ptrs;
   for (size_t i = 0; i < hs.size(); ++i) ptrs.push_back(d_h.p + i * static_cast<size_t>(cols * cols));
   const std::vector<GptqPrepared> many =
@@ -309,46 +293,6 @@ TEST(GptqCuda, ManyHessiansOnStreamsEqualOneAtATime) {
     EXPECT_TRUE(std::equal(uo.begin(), uo.end(), um.begin() + static_cast<long>(i * cols * cols))) << "U of Hessian " << i;
   }
   EXPECT_EQ(many.back().fallback, GptqFallback::kRtnNoTokens);
-}
-
-TEST(ObserverCuda, MinMaxIntEqualsCpuBitwise) {
-  DSV4_REQUIRE_GPU_OR_SKIP();
-  const int64_t rows = 96, cols = 512;
-  const int count = 3;
-  std::vector<std::pair<std::string, QuantArgs>> cases;
-  for (const char* name : {"W4A16", "W4A16_ASYM", "W8A16_CHANNEL", "W3A16"}) cases.emplace_back(name, quant_args_preset(name));
-  QuantArgs f32 = quant_args_preset("W4A16_ASYM");
-  f32.scale_dtype = ScaleDType::kF32;
-  cases.emplace_back("W4A16_ASYM fp32 scales", f32);
-  for (const auto& [name, args] : cases) {
-    std::vector<float> all;
-    std::vector<std::vector<float>> ws;
-    for (int b = 0; b < count; ++b) {
-      ws.push_back(normal(static_cast<size_t>(rows * cols), 0.01f * (b + 1)));
-      if (b == 1) std::fill(ws[1].begin(), ws[1].begin() + 128, 0.0f);  // an all-zero group: eps scale
-      all.insert(all.end(), ws.back().begin(), ws.back().end());
-    }
-    const int64_t per = rows * (args.strategy == Strategy::kGroup ? cols / args.group_size : 1);
-    Dev<float> d_w(all), d_s(static_cast<size_t>(count * per)), d_z(static_cast<size_t>(count * per));
-    observer_minmax_int_cuda(args, d_w.p, count, rows, cols, d_s.p, d_z.p, nullptr);
-    DSV4_CUDA_CHECK(cudaDeviceSynchronize());
-    const std::vector<float> gs = d_s.get(), gz = d_z.get();
-    for (int b = 0; b < count; ++b) {
-      const QParams qp = observer_qparams(args, ws[static_cast<size_t>(b)].data(), rows, cols);
-      ASSERT_EQ(static_cast<int64_t>(qp.scale.size()), per) << name;
-      for (int64_t c = 0; c < per; ++c) {
-        ASSERT_EQ(gs[static_cast<size_t>(b * per + c)], qp.scale[static_cast<size_t>(c)]) << name << " matrix " << b << " cell " << c;
-        ASSERT_EQ(gz[static_cast<size_t>(b * per + c)], qp.zero_point[static_cast<size_t>(c)]) << name << " matrix " << b << " cell " << c;
-      }
-    }
-  }
-}
-
-TEST(ObserverCuda, OtherSchemesAreRefused) {
-  QuantArgs mse = quant_args_preset("W4A16");
-  mse.observer = ObserverKind::kMse;
-  EXPECT_THROW(observer_minmax_int_cuda(mse, nullptr, 1, 4, 128, nullptr, nullptr, nullptr), Error);
-  EXPECT_THROW(observer_minmax_int_cuda(quant_args_preset("NVFP4"), nullptr, 1, 4, 128, nullptr, nullptr, nullptr), Error);
 }
 
 TEST(GptqCuda, BadArgumentsAreErrors) {
