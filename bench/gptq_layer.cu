@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "common/check.h"
@@ -142,7 +143,8 @@ Part solve_family(cublasHandle_t blas, cusolverDnHandle_t solver, int count, int
     s.loss = loss;
     s.err = err;
     // BENCH_KERNEL_ONLY=1 skips the between-block SGEMMs (identity_u), to split the sweep's time.
-    s.identity_u = std::getenv("BENCH_KERNEL_ONLY") != nullptr;
+    const char* kernel_only = std::getenv("BENCH_KERNEL_ONLY");
+    s.identity_u = kernel_only != nullptr && std::string(kernel_only) == "1";
     auto s0 = Clock::now();
     dsv4::quant::gptq_sweep_cuda(blas, s, nullptr);
     DSV4_CUDA_CHECK(cudaDeviceSynchronize());

@@ -173,6 +173,8 @@ std::vector<Case> cases(bool mse) {
   add("INT8_ASYM_CHANNEL", PackFormat::kPackQuantized);
   add("FP8", PackFormat::kFloatQuantized);  // tensor strategy: one cell per matrix
   add("FP8_DYNAMIC", PackFormat::kFloatQuantized);
+  add("FP8_DYNAMIC", PackFormat::kFloatQuantized, 50, 386);  // odd width: the one-column-per-thread kernel
+  out.back().name = "FP8_DYNAMIC odd width";
   add("FP8_BLOCK_E8M0", PackFormat::kFloatQuantized, 200, 320);
   add("W4A16", PackFormat::kNaiveQuantized);
   out.back().name = "W4A16 naive";
