@@ -34,8 +34,15 @@ struct Scratch {
   Scratch& operator=(const Scratch&) = delete;
 };
 
-// hp[i][j] = h[perm[i]][perm[j]] in fp64; the diagonal: 0 -> 1 (dead column), then + damp.
-__global__ void build_damped_kernel(const float* h, const int32_t* perm, int64_t n, double damp, double* hp) {
+// The Cholesky chain runs on the reversed matrix: with J the reversal permutation and
+// J·Hp·J = M·Mᵀ (M lower), Hp = R·Rᵀ for the upper R = J·M·J, so Hp⁻¹ = R⁻ᵀ·R⁻¹ and
+// U = R⁻¹ = J·M⁻¹·J is the upper Cholesky factor of Hp⁻¹ (unique with a positive diagonal):
+// one potrf and one trtri, 2n³/3 flops against the reference chain's (potrf, potri, potrf) 4n³/3.
+// The same U in exact arithmetic; the fp64 roundings differ at ~1e-15, far below U's fp32 ones.
+
+// J·Hp·J with hp[i][j] = h[perm[i]][perm[j]] in fp64; the diagonal: 0 -> 1 (dead column), then
+// + damp.
+__global__ void build_damped_reversed_kernel(const float* h, const int32_t* perm, int64_t n, double damp, double* hp) {
   for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < n * n;
        x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t i = x / n, j = x % n;
@@ -44,17 +51,17 @@ __global__ void build_damped_kernel(const float* h, const int32_t* perm, int64_t
       if (v == 0.0) v = 1.0;
       v += damp;
     }
-    hp[x] = v;
+    hp[(n - 1 - i) * n + (n - 1 - j)] = v;
   }
 }
 
-// The lower Cholesky factor of H⁻¹ in column-major is, read row-major, the upper U of
-// H⁻¹ = UᵀU (gptq.h's definition); keep that triangle, zero the other, round to fp32.
-__global__ void upper_from_lower_colmajor_kernel(const double* a, int64_t n, float* u) {
+// u (row-major, upper) = J·M⁻¹·J from M⁻¹ (column-major, lower), rounded to fp32: u[i][c] =
+// M⁻¹[n-1-i][n-1-c], stored at column n-1-c, row n-1-i.
+__global__ void upper_from_reversed_inverse_kernel(const double* minv, int64_t n, float* u) {
   for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < n * n;
        x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t j = x / n, c = x % n;
-    u[x] = c >= j ? static_cast<float>(a[x]) : 0.0f;
+    const int64_t i = x / n, c = x % n;
+    u[x] = c >= i ? static_cast<float>(minv[(n - 1 - c) * n + (n - 1 - i)]) : 0.0f;
   }
 }
 
@@ -67,23 +74,28 @@ __global__ void identity_kernel(int64_t n, float* u) {
 
 int grid_for(int64_t items) { return static_cast<int>(std::min<int64_t>((items + 255) / 256, 65535)); }
 
-// One factorisation attempt: potrf(H + damp) -> potri -> potrf; false when not positive definite.
+// One factorisation attempt on J·(H + damp)·J: potrf, then trtri of the factor; false when not
+// positive definite.
 bool inverse_cholesky(SolverHandle solver, double* a, int64_t n, cudaStream_t stream) {
   const int ni = static_cast<int>(n);
-  int lwork = 0, lwork2 = 0;
+  int lwork = 0;
+  size_t trtri_device = 0, trtri_host = 0;
   DSV4_CUSOLVER_CHECK(cusolverDnDpotrf_bufferSize(solver, CUBLAS_FILL_MODE_LOWER, ni, a, ni, &lwork));
-  DSV4_CUSOLVER_CHECK(cusolverDnDpotri_bufferSize(solver, CUBLAS_FILL_MODE_LOWER, ni, a, ni, &lwork2));
-  Scratch<double> work(static_cast<size_t>(std::max(lwork, lwork2)), stream);
-  Scratch<int> info(3, stream);
-  // All three steps are queued and their infos read once (one synchronisation per attempt): a
-  // failed step makes the later ones compute garbage, which is discarded with the attempt.
+  DSV4_CUSOLVER_CHECK(cusolverDnXtrtri_bufferSize(solver, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, a,
+                                                  n, &trtri_device, &trtri_host));
+  Scratch<double> work(static_cast<size_t>(lwork), stream);
+  Scratch<char> trtri_work(trtri_device, stream);
+  std::vector<char> trtri_host_work(std::max<size_t>(trtri_host, 1));
+  Scratch<int> info(2, stream);
+  // Both steps are queued and their infos read once (one synchronisation per attempt): a failed
+  // potrf makes trtri compute garbage, which is discarded with the attempt.
   DSV4_CUSOLVER_CHECK(cusolverDnDpotrf(solver, CUBLAS_FILL_MODE_LOWER, ni, a, ni, work.p, lwork, info.p));
-  DSV4_CUSOLVER_CHECK(cusolverDnDpotri(solver, CUBLAS_FILL_MODE_LOWER, ni, a, ni, work.p, lwork2, info.p + 1));
-  DSV4_CUSOLVER_CHECK(cusolverDnDpotrf(solver, CUBLAS_FILL_MODE_LOWER, ni, a, ni, work.p, lwork, info.p + 2));
-  int host_info[3] = {1, 1, 1};
+  DSV4_CUSOLVER_CHECK(cusolverDnXtrtri(solver, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, a, n,
+                                       trtri_work.p, trtri_device, trtri_host_work.data(), trtri_host, info.p + 1));
+  int host_info[2] = {1, 1};
   DSV4_CUDA_CHECK(cudaMemcpyAsync(host_info, info.p, sizeof host_info, cudaMemcpyDeviceToHost, stream));
   DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
-  return host_info[0] == 0 && host_info[1] == 0 && host_info[2] == 0;
+  return host_info[0] == 0 && host_info[1] == 0;
 }
 
 __global__ void permute_kernel(const float* w, int64_t total_rows, int64_t cols, const int32_t* perm,
@@ -174,36 +186,52 @@ __global__ void sweep_block_kernel(SweepKernelArgs a, int64_t i1, int nb) {
 constexpr int kSliceCols = 32;
 constexpr int kSlices = kMaxBlock / kSliceCols;          // 4 threads per row
 constexpr int kSliceLd = kSliceCols + 4;                 // padded slice stride in shared memory
-constexpr int kULd = kSlices * kSliceLd;                 // 144 floats per U row
-constexpr int kSlicedThreads = 256;                      // 64 rows per CTA
-constexpr int kSlicedRows = kSlicedThreads / kSlices;
+// U's block is upper triangular, so row k of phase p = k / 32 keeps only slices p..3: phase p's
+// 32 rows are (4 - p)·kSliceLd floats long and start at phase_base(p). 46 KiB instead of 72 KiB
+// for the full block lets three CTAs share an SM (24 warps instead of 16: the in-order sweep is
+// latency-bound, so resident warps are its throughput).
+__host__ __device__ constexpr int phase_row_len(int p) { return (kSlices - p) * kSliceLd; }
+__host__ __device__ constexpr int phase_base(int p) {
+  return p == 0 ? 0 : phase_base(p - 1) + kSliceCols * phase_row_len(p - 1);
+}
+constexpr int kPackedU = phase_base(kSlices);  // 11,520 floats
+constexpr int kSlicedThreads = 256;                      // 64 row slots per CTA
+constexpr int kRowsPerThread = 1;                        // rows per slot (2 measured slower: 128 registers)
+constexpr int kSlicedRows = kSlicedThreads / kSlices * kRowsPerThread;  // rows per CTA
 constexpr int kMaxSlicedScaleCols = 64;  // qparam groups per row the sliced kernel holds
 // Shared memory of the sliced kernel for rows with `scale_cols` qparam groups.
 size_t sliced_smem(int64_t scale_cols) {
-  return (static_cast<size_t>(kMaxBlock) * kULd + 2 * static_cast<size_t>(kSlicedRows) * scale_cols) * sizeof(float) +
+  return (static_cast<size_t>(kPackedU) + 2 * static_cast<size_t>(kSlicedRows) * scale_cols) * sizeof(float) +
          2 * kMaxBlock * sizeof(int32_t);
 }
 
-__global__ void __launch_bounds__(kSlicedThreads) sweep_block_sliced_kernel(SweepKernelArgs a, int64_t i1) {
+// Each thread sweeps the same 32-column slice of kRowsPerThread rows (slot, slot + 64, ...), whose
+// steps are independent and share every U value read from shared memory. Two rows per thread
+// were 17% slower on H100 than one (128 registers: fewer resident warps), so the layer runs
+// with one; the loops over rows cost nothing then.
+__global__ void __launch_bounds__(kSlicedThreads, 3) sweep_block_sliced_kernel(SweepKernelArgs a, int64_t i1) {
+  constexpr int R = kRowsPerThread, kSlots = kSlicedThreads / kSlices;
   extern __shared__ float4 smem4[];
   // ub [k][q * kSliceLd + c] = U[i1 + k][i1 + 32q + c]; then the qparams of the CTA's rows (every
   // group of a row: a few KiB) and the block's qparam and output columns. Everything a sweep step
   // reads is in shared memory: global loads there stalled the in-order warps on L1TEX for half of
   // their cycles (ncu on H100).
   float* ub = reinterpret_cast<float*>(smem4);
-  float* sc = ub + kMaxBlock * kULd;                                           // [kSlicedRows][scale_cols]
+  float* sc = ub + kPackedU;                                                   // [kSlicedRows][scale_cols]
   float* zc = sc + kSlicedRows * a.scale_cols;                                  // [kSlicedRows][scale_cols]
   int32_t* qc = reinterpret_cast<int32_t*>(zc + kSlicedRows * a.scale_cols);  // [kMaxBlock]
   int32_t* oc = qc + kMaxBlock;                                                 // [kMaxBlock]
-  const int tid = threadIdx.x, q = tid % kSlices, lane = tid % 32;
+  const int tid = threadIdx.x, q = tid % kSlices, lane = tid % 32, slot = tid / kSlices;
   const int64_t b = blockIdx.y;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kSlicedRows;
-  const int64_t row = row0 + tid / kSlices;
-  const bool active = row < a.rows;
   const float* u = a.u + b * a.u_stride;
   for (int x = tid; x < kMaxBlock * kMaxBlock; x += kSlicedThreads) {
     const int k = x / kMaxBlock, kk = x % kMaxBlock;
-    ub[k * kULd + (kk / kSliceCols) * kSliceLd + kk % kSliceCols] = u[(i1 + k) * a.cols + i1 + kk];
+    const int p = k / kSliceCols, q = kk / kSliceCols;
+    if (q >= p) {
+      ub[phase_base(p) + (k % kSliceCols) * phase_row_len(p) + (q - p) * kSliceLd + kk % kSliceCols] =
+          u[(i1 + k) * a.cols + i1 + kk];
+    }
   }
   for (int64_t x = tid; x < kSlicedRows * a.scale_cols; x += kSlicedThreads) {
     const int64_t rr = min(row0 + x / a.scale_cols, a.rows - 1);
@@ -216,19 +244,31 @@ __global__ void __launch_bounds__(kSlicedThreads) sweep_block_sliced_kernel(Swee
     oc[x] = a.out_col ? a.out_col[b * a.col_map_stride + i1 + x] : static_cast<int32_t>(i1 + x);
   }
   __syncthreads();
-  const int64_t r = active ? row : a.rows - 1;  // inactive rows compute on a copy, store nothing
-  const float* wrow = a.w + (b * a.rows + r) * a.cols + i1 + q * kSliceCols;
-  float wr[kSliceCols];
+  bool active[R];
+  int64_t out_row[R];
+  const float* srow[R];
+  const float* zrow[R];
+  float* err[R];
+  float wr[R][kSliceCols];
+  double loss[R];
 #pragma unroll
-  for (int c = 0; c < kSliceCols; c += 4) {
-    const float4 v = *reinterpret_cast<const float4*>(wrow + c);
-    wr[c] = v.x, wr[c + 1] = v.y, wr[c + 2] = v.z, wr[c + 3] = v.w;
+  for (int j = 0; j < R; ++j) {
+    const int local = slot + j * kSlots;
+    const int64_t row = row0 + local;
+    active[j] = row < a.rows;
+    const int64_t r = active[j] ? row : a.rows - 1;  // inactive rows compute on a copy, store nothing
+    const float* wrow = a.w + (b * a.rows + r) * a.cols + i1 + q * kSliceCols;
+#pragma unroll
+    for (int c = 0; c < kSliceCols; c += 4) {
+      const float4 v = *reinterpret_cast<const float4*>(wrow + c);
+      wr[j][c] = v.x, wr[j][c + 1] = v.y, wr[j][c + 2] = v.z, wr[j][c + 3] = v.w;
+    }
+    srow[j] = sc + local * a.scale_cols;
+    zrow[j] = zc + local * a.scale_cols;
+    out_row[j] = (b * a.rows + r) * a.cols;
+    err[j] = a.err + (b * a.rows + r) * a.block_size;
+    loss[j] = 0.0;
   }
-  const float* srow = sc + (tid / kSlices) * a.scale_cols;
-  const float* zrow = zc + (tid / kSlices) * a.scale_cols;
-  const int64_t out_row = (b * a.rows + r) * a.cols;
-  float* err = a.err + (b * a.rows + r) * a.block_size;
-  double loss = 0.0;
   // Phase p sweeps the 32 columns of slice p (owner: the threads with q == p). The phase loop
   // stays rolled and only the 32 steps inside are unrolled: fully unrolling all 128 steps made a
   // kernel too large for the instruction cache (ncu on H100: instruction-fetch stalls were a third
@@ -237,42 +277,56 @@ __global__ void __launch_bounds__(kSlicedThreads) sweep_block_sliced_kernel(Swee
 #pragma unroll 1
   for (int p = 0; p < kSlices; ++p) {
     const bool later = q > p, owner = q == p;
+    // This phase's rows; threads of earlier slices (no updates) read their owner's slice instead.
+    const float* up = ub + phase_base(p);
+    const int row_len = phase_row_len(p), slice_off = (q > p ? q - p : 0) * kSliceLd;
 #pragma unroll
     for (int kc = 0; kc < kSliceCols; ++kc) {
       const int k = p * kSliceCols + kc;
-      float e = 0.0f;
+      float e[R];
+#pragma unroll
+      for (int j = 0; j < R; ++j) e[j] = 0.0f;
       if (owner) {
-        const float x = wr[kc];
         const int g = qc[k];
-        const float s = srow[g], zp = zrow[g];
-        float deq;
-        const int32_t code = quantize_int(x, s, zp, a.qmin, a.qmax, a.bf16_dequant, &deq);
-        const float d = ub[k * kULd + p * kSliceLd + kc];
-        const float diff = __fsub_rn(x, deq);
-        e = __fdiv_rn(diff, d);
-        // (diff/d)² from the fp32 quotient (relative difference ~1e-7 from the CPU's fp64
-        // quotient): an fp64 division per weight sat on the in-order warp's critical path.
-        loss += static_cast<double>(e) * e;
-        if (active) {
-          err[k] = e;
-          a.codes[out_row + oc[k]] = code;
-          a.dequant[out_row + oc[k]] = deq;
+        const float d = up[kc * row_len + kc];
+#pragma unroll
+        for (int j = 0; j < R; ++j) {
+          const float x = wr[j][kc];
+          float deq;
+          const int32_t code = quantize_int(x, srow[j][g], zrow[j][g], a.qmin, a.qmax, a.bf16_dequant, &deq);
+          e[j] = __fdiv_rn(__fsub_rn(x, deq), d);
+          // (diff/d)² from the fp32 quotient (relative difference ~1e-7 from the CPU's fp64
+          // quotient): an fp64 division per weight sat on the in-order warp's critical path.
+          loss[j] += static_cast<double>(e[j]) * e[j];
+          if (active[j]) {
+            err[j][k] = e[j];
+            a.codes[out_row[j] + oc[k]] = code;
+            a.dequant[out_row[j] + oc[k]] = deq;
+          }
         }
       }
-      e = __shfl_sync(0xffffffffu, e, (lane & ~(kSlices - 1)) | p);
-      const float* uk = ub + k * kULd + q * kSliceLd;
+#pragma unroll
+      for (int j = 0; j < R; ++j) e[j] = __shfl_sync(0xffffffffu, e[j], (lane & ~(kSlices - 1)) | p);
+      const float* uk = up + kc * row_len + slice_off;
 #pragma unroll
       for (int c = 0; c < kSliceCols; c += 4) {
         const float4 u4 = *reinterpret_cast<const float4*>(uk + c);
-        // Column 32q + c + i is after k when q > p, or q == p and c + i > kc (static).
-        if (later || (owner && c + 0 > kc)) wr[c + 0] = __fsub_rn(wr[c + 0], __fmul_rn(e, u4.x));
-        if (later || (owner && c + 1 > kc)) wr[c + 1] = __fsub_rn(wr[c + 1], __fmul_rn(e, u4.y));
-        if (later || (owner && c + 2 > kc)) wr[c + 2] = __fsub_rn(wr[c + 2], __fmul_rn(e, u4.z));
-        if (later || (owner && c + 3 > kc)) wr[c + 3] = __fsub_rn(wr[c + 3], __fmul_rn(e, u4.w));
+        const float uc[4] = {u4.x, u4.y, u4.z, u4.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          // Column 32q + c + i is after k when q > p, or q == p and c + i > kc (static).
+          if (later || (owner && c + i > kc)) {
+#pragma unroll
+            for (int j = 0; j < R; ++j) wr[j][c + i] = __fsub_rn(wr[j][c + i], __fmul_rn(e[j], uc[i]));
+          }
+        }
       }
     }
   }
-  if (active) atomicAdd(&a.loss[b], loss);
+#pragma unroll
+  for (int j = 0; j < R; ++j) {
+    if (active[j]) atomicAdd(&a.loss[b], loss[j]);
+  }
 }
 
 }  // namespace
@@ -325,10 +379,10 @@ GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols
   double frac = opts.dampening_frac;
   for (int attempt = 0; attempt <= opts.max_damping_escalations; ++attempt) {
     const double damp = frac * diag_mean;
-    build_damped_kernel<<<grid_for(n * n), 256, 0, s>>>(h, perm.p, n, damp, a.p);
+    build_damped_reversed_kernel<<<grid_for(n * n), 256, 0, s>>>(h, perm.p, n, damp, a.p);
     DSV4_CUDA_CHECK_LAUNCH();
     if (inverse_cholesky(solver, a.p, n, s)) {
-      upper_from_lower_colmajor_kernel<<<grid_for(n * n), 256, 0, s>>>(a.p, n, u);
+      upper_from_reversed_inverse_kernel<<<grid_for(n * n), 256, 0, s>>>(a.p, n, u);
       DSV4_CUDA_CHECK_LAUNCH();
       p.damping_escalations = attempt;
       p.dampening_frac_used = frac;
