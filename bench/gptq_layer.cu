@@ -3,14 +3,13 @@
 // Hessian 4096², and 256 matrices [4096, 2048] (w2) each with its own Hessian 2048²; W4A16
 // (INT4 symmetric, group 128, bf16 scales), act-order static, block 128.
 //
-//   bench_gptq_layer [CHUNK [STREAMS]]   # matrices per batched sweep (default 64; memory ≈ 4·CHUNK·32 MiB),
-//                                        # host threads/streams for the Cholesky chains (default 8)
+//   bench_gptq_layer [CHUNK]             # matrices per batched sweep (default 64; memory ≈ 4·CHUNK·32 MiB)
 //   BENCH_KERNEL_ONLY=1 bench_gptq_layer   # the in-block kernels alone (no between-block SGEMM)
 //
 // Inputs are generated on the device (pseudo-random weights; Hessians XᵀX of random bf16 X with
-// 8192 tokens); qparams from the GPU min-max observer (quant/observer_cuda.h). Times: the Cholesky chains (cuSOLVER fp64),
-// the permutation, the sweeps (in-block kernel + SGEMM), each synchronised and summed. The
-// Cholesky chains of the per-matrix Hessians run on 8 streams (gptq_prepare_many_cuda).
+// 8192 tokens, not timed); qparams from the GPU min-max observer (quant/observer_cuda.h). Times,
+// each phase synchronised and summed: the Cholesky factorisations (gptq_prepare_many_cuda,
+// batched fp64), qparams + permutation, the sweeps (in-block kernel + SGEMM).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
@@ -18,6 +17,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,86 +55,106 @@ struct Part {
   double chol = 0, permute = 0, sweep = 0;
 };
 
-// Solves `count` matrices [rows, cols] in chunks; `shared` one H for all, else one H each.
-Part solve_family(cublasHandle_t blas, cusolverDnHandle_t solver, int count, int64_t rows, int64_t cols, bool shared,
-                  int chunk, uint32_t seed, int streams) {
-  Part t;
-  const dsv4::quant::QuantArgs args = dsv4::quant::quant_args_preset("W4A16");
-  dsv4::quant::GptqOptions opts;
-  const int64_t tokens = 8192, groups = cols / 128;
+void sync() { DSV4_CUDA_CHECK(cudaStreamSynchronize(nullptr)); }  // legacy stream only: never waits for side streams
+
+struct Family {
+  int count;
+  int64_t rows, cols;
+  bool shared;  // one H for all matrices, else one each
+  uint32_t seed;
+  int hessians() const { return shared ? 1 : count; }
+};
+
+// The family's Hessians XᵀX of random bf16 X (8192 tokens), on the device, not timed.
+struct Hessians {
+  float* h = nullptr;
+  float* u = nullptr;
+  std::vector<const float*> ptrs;
+  std::vector<dsv4::quant::GptqPrepared> prep;
+  std::unique_ptr<dsv4::DeviceArena> arena;  // the preparation's scratch, allocated up front
+};
+Hessians make_hessians(cublasHandle_t blas, const Family& f) {
+  const int64_t tokens = 8192, n = f.cols;
+  Hessians hs;
   uint16_t* x = nullptr;
-  float *h = nullptr, *u = nullptr, *w = nullptr, *wp = nullptr, *deq = nullptr, *err = nullptr, *scale = nullptr, *zp = nullptr;
+  DSV4_CUDA_CHECK(cudaMalloc(&x, static_cast<size_t>(tokens * n) * 2));
+  DSV4_CUDA_CHECK(cudaMalloc(&hs.h, static_cast<size_t>(f.hessians()) * n * n * 4));
+  DSV4_CUDA_CHECK(cudaMalloc(&hs.u, static_cast<size_t>(f.hessians()) * n * n * 4));
+  DSV4_CUDA_CHECK(cudaMemset(hs.h, 0, static_cast<size_t>(f.hessians()) * n * n * 4));
+  for (int i = 0; i < f.hessians(); ++i) {
+    fill_bf16<<<1024, 256>>>(x, static_cast<size_t>(tokens * n), f.seed + 1000 + i);
+    float* hi = hs.h + static_cast<size_t>(i) * n * n;
+    dsv4::quant::hessian_sum_cuda(blas, x, tokens, n, hi, nullptr);
+    hs.ptrs.push_back(hi);
+  }
+  DSV4_CUDA_CHECK(cudaDeviceSynchronize());
+  cudaFree(x);
+  hs.arena = std::make_unique<dsv4::DeviceArena>(dsv4::quant::gptq_prepare_many_scratch_bytes(f.hessians(), n));
+  return hs;
+}
+
+// Every distinct H's Cholesky factorisation, batched.
+void prepare(cublasHandle_t blas, cusolverDnHandle_t solver, Hessians& hs, const Family& f) {
+  hs.prep = dsv4::quant::gptq_prepare_many_cuda(blas, solver, hs.ptrs.data(), f.hessians(), f.cols,
+                                                dsv4::quant::GptqOptions{}, dsv4::quant::ActOrder::kStatic, hs.u,
+                                                *hs.arena, nullptr);
+  sync();
+}
+
+// Observer, permutation and sweep of the family's matrices in chunks, on the legacy stream.
+void sweep_family(cublasHandle_t blas, const Family& f, const Hessians& hs, int chunk, Part& t) {
+  const dsv4::quant::QuantArgs args = dsv4::quant::quant_args_preset("W4A16");
+  const int64_t rows = f.rows, cols = f.cols, groups = cols / 128;
+  const size_t per = static_cast<size_t>(rows * cols);
+  float *w = nullptr, *wp = nullptr, *deq = nullptr, *err = nullptr, *scale = nullptr, *zp = nullptr;
   int32_t *codes = nullptr, *qcol = nullptr, *ocol = nullptr;
   double* loss = nullptr;
-  const size_t per = static_cast<size_t>(rows * cols);
-  const int nh = shared ? 1 : chunk;
   dsv4::DeviceArena arena(dsv4::quant::observer_cuda_scratch_bytes(args, chunk, rows, cols));
-  DSV4_CUDA_CHECK(cudaMalloc(&x, static_cast<size_t>(tokens * cols) * 2));
-  DSV4_CUDA_CHECK(cudaMalloc(&h, static_cast<size_t>(nh) * cols * cols * 4));
-  DSV4_CUDA_CHECK(cudaMalloc(&u, static_cast<size_t>(nh) * cols * cols * 4));
   DSV4_CUDA_CHECK(cudaMalloc(&w, per * chunk * 4));
   DSV4_CUDA_CHECK(cudaMalloc(&wp, per * chunk * 4));
   DSV4_CUDA_CHECK(cudaMalloc(&deq, per * chunk * 4));
   DSV4_CUDA_CHECK(cudaMalloc(&codes, per * chunk * 4));
-  DSV4_CUDA_CHECK(cudaMalloc(&err, static_cast<size_t>(chunk * rows * 128) * 4));
+  DSV4_CUDA_CHECK(cudaMalloc(&err, static_cast<size_t>(chunk * rows * 256) * 4));
   DSV4_CUDA_CHECK(cudaMalloc(&scale, static_cast<size_t>(chunk * rows * groups) * 4));
   DSV4_CUDA_CHECK(cudaMalloc(&zp, static_cast<size_t>(chunk * rows * groups) * 4));
-  DSV4_CUDA_CHECK(cudaMalloc(&qcol, static_cast<size_t>(nh * cols) * 4));
-  DSV4_CUDA_CHECK(cudaMalloc(&ocol, static_cast<size_t>(nh * cols) * 4));
+  DSV4_CUDA_CHECK(cudaMalloc(&qcol, static_cast<size_t>(f.hessians() * cols) * 4));
+  DSV4_CUDA_CHECK(cudaMalloc(&ocol, static_cast<size_t>(f.hessians() * cols) * 4));
   DSV4_CUDA_CHECK(cudaMalloc(&loss, static_cast<size_t>(chunk) * 8));
-  std::vector<dsv4::quant::GptqPrepared> prep(static_cast<size_t>(nh));
-  for (int done = 0; done < count; done += chunk) {
-    const int n = std::min(chunk, count - done);
-    // Hessians: one (first chunk only when shared) or one per matrix, prepared on 8 streams.
-    if (!shared || done == 0) {
-      const int hn = shared ? 1 : n;
-      std::vector<const float*> hp;
-      for (int i = 0; i < hn; ++i) {
-        fill_bf16<<<1024, 256>>>(x, static_cast<size_t>(tokens * cols), seed + 1000 + done + i);
-        float* hi = h + static_cast<size_t>(i) * cols * cols;
-        DSV4_CUDA_CHECK(cudaMemset(hi, 0, static_cast<size_t>(cols * cols) * 4));
-        dsv4::quant::hessian_sum_cuda(blas, x, tokens, cols, hi, nullptr);
-        hp.push_back(hi);
-      }
-      DSV4_CUDA_CHECK(cudaDeviceSynchronize());
-      auto c0 = Clock::now();
-      const std::vector<dsv4::quant::GptqPrepared> got =
-          dsv4::quant::gptq_prepare_many_cuda(hp.data(), hn, cols, opts, dsv4::quant::ActOrder::kStatic, u, streams);
-      DSV4_CUDA_CHECK(cudaDeviceSynchronize());
-      t.chol += since(c0);
-      for (int i = 0; i < hn; ++i) {
-        prep[static_cast<size_t>(i)] = got[static_cast<size_t>(i)];
-        std::vector<int32_t> q(static_cast<size_t>(cols));
-        for (int64_t j = 0; j < cols; ++j) q[static_cast<size_t>(j)] = prep[static_cast<size_t>(i)].perm[static_cast<size_t>(j)] / 128;
-        DSV4_CUDA_CHECK(cudaMemcpy(qcol + i * cols, q.data(), static_cast<size_t>(cols) * 4, cudaMemcpyHostToDevice));
-        DSV4_CUDA_CHECK(cudaMemcpy(ocol + i * cols, prep[static_cast<size_t>(i)].perm.data(), static_cast<size_t>(cols) * 4,
-                                   cudaMemcpyHostToDevice));
-      }
-    }
-    fill_weights<<<4096, 256>>>(w, per * n, seed + done);
-    DSV4_CUDA_CHECK(cudaMemset(loss, 0, static_cast<size_t>(chunk) * 8));
-    DSV4_CUDA_CHECK(cudaDeviceSynchronize());
+  for (int i = 0; i < f.hessians(); ++i) {
+    const std::vector<int32_t>& perm = hs.prep[static_cast<size_t>(i)].perm;
+    std::vector<int32_t> q(static_cast<size_t>(cols));
+    for (int64_t j = 0; j < cols; ++j) q[static_cast<size_t>(j)] = perm[static_cast<size_t>(j)] / 128;
+    DSV4_CUDA_CHECK(cudaMemcpy(qcol + i * cols, q.data(), static_cast<size_t>(cols) * 4, cudaMemcpyHostToDevice));
+    DSV4_CUDA_CHECK(cudaMemcpy(ocol + i * cols, perm.data(), static_cast<size_t>(cols) * 4, cudaMemcpyHostToDevice));
+  }
+  for (int done = 0; done < f.count; done += chunk) {
+    const int n = std::min(chunk, f.count - done);
+    const int64_t h0 = f.shared ? 0 : done;  // this chunk's first Hessian
+    fill_weights<<<4096, 256>>>(w, per * n, f.seed + done);
+    DSV4_CUDA_CHECK(cudaMemsetAsync(loss, 0, static_cast<size_t>(chunk) * 8, nullptr));
+    sync();
     auto p0 = Clock::now();
     dsv4::quant::observer_qparams_cuda(args, w, n, rows, cols, nullptr, {scale, zp, nullptr, nullptr}, arena, nullptr);
     for (int i = 0; i < n; ++i) {
-      dsv4::quant::gptq_permute_cuda(w + per * i, 1, rows, cols, prep[static_cast<size_t>(shared ? 0 : i)], wp + per * i, nullptr);
+      dsv4::quant::gptq_permute_cuda(w + per * i, 1, rows, cols, hs.prep[static_cast<size_t>(f.shared ? 0 : h0 + i)],
+                                     wp + per * i, nullptr);
     }
-    DSV4_CUDA_CHECK(cudaDeviceSynchronize());
+    sync();
     t.permute += since(p0);
     dsv4::quant::GptqSweep s;
     s.count = n;
     s.rows = rows;
     s.cols = cols;
     s.w = wp;
-    s.u = u;
-    s.u_stride = shared ? 0 : cols * cols;
+    s.u = hs.u + h0 * cols * cols;
+    s.u_stride = f.shared ? 0 : cols * cols;
     s.scale = scale;
     s.zero_point = zp;
     s.scale_rows = rows;
     s.scale_cols = groups;
-    s.qcol = qcol;
-    s.out_col = ocol;
-    s.col_map_stride = shared ? 0 : cols;
+    s.qcol = qcol + h0 * cols;
+    s.out_col = ocol + h0 * cols;
+    s.col_map_stride = f.shared ? 0 : cols;
     s.qmin = args.qmin();
     s.qmax = args.qmax();
     s.bf16_dequant = true;
@@ -147,16 +167,19 @@ Part solve_family(cublasHandle_t blas, cusolverDnHandle_t solver, int count, int
     s.identity_u = kernel_only != nullptr && std::string(kernel_only) == "1";
     auto s0 = Clock::now();
     dsv4::quant::gptq_sweep_cuda(blas, s, nullptr);
-    DSV4_CUDA_CHECK(cudaDeviceSynchronize());
+    sync();
     t.sweep += since(s0);
   }
-  for (void* p : {static_cast<void*>(x), static_cast<void*>(h), static_cast<void*>(u), static_cast<void*>(w),
-                  static_cast<void*>(wp), static_cast<void*>(deq), static_cast<void*>(codes), static_cast<void*>(err),
-                  static_cast<void*>(scale), static_cast<void*>(zp), static_cast<void*>(qcol), static_cast<void*>(ocol),
-                  static_cast<void*>(loss)}) {
+  for (void* p : {static_cast<void*>(w), static_cast<void*>(wp), static_cast<void*>(deq), static_cast<void*>(codes),
+                  static_cast<void*>(err), static_cast<void*>(scale), static_cast<void*>(zp), static_cast<void*>(qcol),
+                  static_cast<void*>(ocol), static_cast<void*>(loss)}) {
     cudaFree(p);
   }
-  return t;
+}
+
+void free_hessians(Hessians& hs) {
+  cudaFree(hs.h);
+  cudaFree(hs.u);
 }
 
 }  // namespace
@@ -164,29 +187,46 @@ Part solve_family(cublasHandle_t blas, cusolverDnHandle_t solver, int count, int
 int main(int argc, char** argv) {
   try {
     const int chunk = argc > 1 ? std::atoi(argv[1]) : 64;
-    const int streams = argc > 2 ? std::atoi(argv[2]) : 8;
     cudaDeviceProp prop{};
     DSV4_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    std::printf("device: %s, chunk %d matrices, %d Cholesky streams\n", prop.name, chunk, streams);
+    std::printf("device: %s, chunk %d matrices\n", prop.name, chunk);
     cublasHandle_t blas;
     cusolverDnHandle_t solver;
     DSV4_CUBLAS_CHECK(cublasCreate(&blas));
     DSV4_CUSOLVER_CHECK(cusolverDnCreate(&solver));
-    solve_family(blas, solver, chunk, 2048, 4096, true, chunk, 7, streams);  // warm-up: library init, kernels
-    const Part a = solve_family(blas, solver, 512, 2048, 4096, true, chunk, 11, streams);
-    const Part b = solve_family(blas, solver, 256, 4096, 2048, false, chunk, 13, streams);
+    const Family fa{512, 2048, 4096, true, 11}, fb{256, 4096, 2048, false, 13};
+    {  // warm-up: library init, kernels
+      const Family warm{chunk, 2048, 4096, true, 7};
+      Hessians hw = make_hessians(blas, warm);
+      Part pw;
+      prepare(blas, solver, hw, warm);
+      sweep_family(blas, warm, hw, chunk, pw);
+      free_hessians(hw);
+    }
+    Hessians ha = make_hessians(blas, fa), hb = make_hessians(blas, fb);
+    Part a, b;
+    auto c0 = Clock::now();
+    prepare(blas, solver, ha, fa);
+    a.chol = since(c0);
+    sweep_family(blas, fa, ha, chunk, a);
+    c0 = Clock::now();
+    prepare(blas, solver, hb, fb);
+    b.chol = since(c0);
+    sweep_family(blas, fb, hb, chunk, b);
+    free_hessians(ha);
+    free_hessians(hb);
     // FP32-class work: sweep ≈ rows·cols² (between-block GEMMs, 2 FLOP per MAC over the upper
-    // half) + rows·cols·128 (in-block); Cholesky chain ≈ (4/3)·n³ fp64 per distinct H.
+    // half) + rows·cols·128 (in-block); Cholesky (potrf + trtri) ≈ (2/3)·n³ fp64 per distinct H.
     const double sweep_a = 512.0 * (2048.0 * 4096 * 4096 + 2048.0 * 4096 * 128);
     const double sweep_b = 256.0 * (4096.0 * 2048 * 2048 + 4096.0 * 2048 * 128);
-    const double chol = 4.0 / 3.0 * (4096.0 * 4096 * 4096 + 256.0 * 2048 * 2048 * 2048);
+    const double chol = 2.0 / 3.0 * (4096.0 * 4096 * 4096 + 256.0 * 2048 * 2048 * 2048);  // potrf + trtri
     const double total = a.chol + a.permute + a.sweep + b.chol + b.permute + b.sweep;
     std::printf("w1/w3: 512 x [2048, 4096], one H: cholesky %.3f s, qparams+permute %.3f s, sweep %.3f s (%.1f TFLOP/s)\n",
                 a.chol, a.permute, a.sweep, sweep_a / a.sweep / 1e12);
     std::printf("w2:    256 x [4096, 2048], own H: cholesky %.3f s, qparams+permute %.3f s, sweep %.3f s (%.1f TFLOP/s)\n",
                 b.chol, b.permute, b.sweep, sweep_b / b.sweep / 1e12);
-    std::printf("layer: %.3f s for 768 matrices; sweep work %.1f TFLOP, Cholesky chains %.2f TFLOP (fp64)\n", total,
-                (sweep_a + sweep_b) / 1e12, chol / 1e12);
+    std::printf("layer: %.3f s for 768 matrices; sweep work %.1f TFLOP, Cholesky chains %.2f TFLOP (fp64)\n",
+                total, (sweep_a + sweep_b) / 1e12, chol / 1e12);
     cublasDestroy(blas);
     cusolverDnDestroy(solver);
   } catch (const dsv4::Error& e) {

@@ -11,7 +11,8 @@
 #include <numeric>
 
 #include "common/check.h"
-#include "common/parallel.h"
+#include "common/device_arena.h"
+#include "quant/cholesky_batched_cuda.h"
 #include "quant/quantizer_inline.h"
 
 namespace dsv4::quant {
@@ -65,6 +66,43 @@ __global__ void upper_from_reversed_inverse_kernel(const double* minv, int64_t n
   }
 }
 
+// The batched forms: matrix t of a batch reads h[t] with perm + t·n and damp[t], and writes its
+// U to u + index[t]·n².
+__global__ void build_damped_reversed_batched_kernel(const float* const* h, const int32_t* perm, const double* damp,
+                                                     int count, int64_t n, double* hp) {
+  for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < count * n * n;
+       x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = x / (n * n), e = x % (n * n), i = e / n, j = e % n;
+    const int32_t* pt = perm + t * n;
+    double v = h[t][static_cast<int64_t>(pt[i]) * n + pt[j]];
+    if (i == j) {
+      if (v == 0.0) v = 1.0;
+      v += damp[t];
+    }
+    hp[t * n * n + (n - 1 - i) * n + (n - 1 - j)] = v;
+  }
+}
+
+// Through 32×32 shared-memory tiles, so both the column-major reads of M⁻¹ and the row-major
+// writes of U are coalesced (the element-wise form read with a stride of n doubles). Grid:
+// (tiles, tiles, count), 32×8 threads.
+__global__ void upper_from_reversed_inverse_batched_kernel(const double* minv, const int32_t* index, int64_t n,
+                                                           float* u) {
+  __shared__ float tile[32][33];
+  const int64_t t = blockIdx.z, i0 = static_cast<int64_t>(blockIdx.y) * 32, c0 = static_cast<int64_t>(blockIdx.x) * 32;
+  const double* m = minv + t * n * n;
+  for (int dc = threadIdx.y; dc < 32; dc += blockDim.y) {  // u(i0 + tx, c0 + dc) = M⁻¹[n-1-i][n-1-c]
+    const int64_t i = i0 + threadIdx.x, c = c0 + dc;
+    tile[dc][threadIdx.x] = i < n && c < n ? static_cast<float>(m[(n - 1 - c) * n + (n - 1 - i)]) : 0.0f;
+  }
+  __syncthreads();
+  float* ut = u + static_cast<int64_t>(index[t]) * n * n;
+  for (int di = threadIdx.y; di < 32; di += blockDim.y) {
+    const int64_t i = i0 + di, c = c0 + threadIdx.x;
+    if (i < n && c < n) ut[i * n + c] = c >= i ? tile[threadIdx.x][di] : 0.0f;
+  }
+}
+
 __global__ void identity_kernel(int64_t n, float* u) {
   for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < n * n;
        x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -73,6 +111,15 @@ __global__ void identity_kernel(int64_t n, float* u) {
 }
 
 int grid_for(int64_t items) { return static_cast<int>(std::min<int64_t>((items + 255) / 256, 65535)); }
+
+// info[0] = 1 when any entry is not finite: cuSOLVER's potrf info misses some indefinite
+// matrices (an off-diagonal 2×2 minor with eigenvalue -2 "succeeded" with NaNs on H100).
+__global__ void flag_nonfinite_kernel(const double* m, int64_t n, int* info) {
+  for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < n;
+       x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    if (!isfinite(m[x])) info[0] = 1;
+  }
+}
 
 // One factorisation attempt on J·(H + damp)·J: potrf, then trtri of the factor; false when not
 // positive definite.
@@ -86,16 +133,19 @@ bool inverse_cholesky(SolverHandle solver, double* a, int64_t n, cudaStream_t st
   Scratch<double> work(static_cast<size_t>(lwork), stream);
   Scratch<char> trtri_work(trtri_device, stream);
   std::vector<char> trtri_host_work(std::max<size_t>(trtri_host, 1));
-  Scratch<int> info(2, stream);
+  Scratch<int> info(3, stream);
+  DSV4_CUDA_CHECK(cudaMemsetAsync(info.p + 2, 0, sizeof(int), stream));
   // Both steps are queued and their infos read once (one synchronisation per attempt): a failed
   // potrf makes trtri compute garbage, which is discarded with the attempt.
   DSV4_CUSOLVER_CHECK(cusolverDnDpotrf(solver, CUBLAS_FILL_MODE_LOWER, ni, a, ni, work.p, lwork, info.p));
   DSV4_CUSOLVER_CHECK(cusolverDnXtrtri(solver, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, a, n,
                                        trtri_work.p, trtri_device, trtri_host_work.data(), trtri_host, info.p + 1));
-  int host_info[2] = {1, 1};
+  flag_nonfinite_kernel<<<grid_for(n * n), 256, 0, stream>>>(a, n * n, info.p + 2);
+  DSV4_CUDA_CHECK_LAUNCH();
+  int host_info[3] = {1, 1, 1};
   DSV4_CUDA_CHECK(cudaMemcpyAsync(host_info, info.p, sizeof host_info, cudaMemcpyDeviceToHost, stream));
   DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
-  return host_info[0] == 0 && host_info[1] == 0;
+  return host_info[0] == 0 && host_info[1] == 0 && host_info[2] == 0;
 }
 
 __global__ void permute_kernel(const float* w, int64_t total_rows, int64_t cols, const int32_t* perm,
@@ -123,6 +173,8 @@ struct SweepKernelArgs {
   double* loss;
   float* err;
   int block_size;
+  int64_t err_ld;  // floats between rows of err: two blocks' errors side by side
+  int err_col;     // where this block's errors start in the row
 };
 
 // The in-block sweep of columns [i1, i1 + nb) for kRowsPerCta rows of matrix blockIdx.y; the
@@ -153,7 +205,7 @@ __global__ void sweep_block_kernel(SweepKernelArgs a, int64_t i1, int nb) {
   const int32_t* qcol = a.qcol + b * a.col_map_stride;
   const int32_t* out_col = a.out_col ? a.out_col + b * a.col_map_stride : nullptr;
   const int64_t out_row = (b * a.rows + row) * a.cols;
-  float* err = a.err + (b * a.rows + row) * a.block_size;
+  float* err = a.err + (b * a.rows + row) * a.err_ld + a.err_col;
   double loss = 0.0;
   for (int k = 0; k < nb; ++k) {
     const int64_t j = i1 + k;
@@ -266,7 +318,7 @@ __global__ void __launch_bounds__(kSlicedThreads, 3) sweep_block_sliced_kernel(S
     srow[j] = sc + local * a.scale_cols;
     zrow[j] = zc + local * a.scale_cols;
     out_row[j] = (b * a.rows + r) * a.cols;
-    err[j] = a.err + (b * a.rows + r) * a.block_size;
+    err[j] = a.err + (b * a.rows + r) * a.err_ld + a.err_col;
     loss[j] = 0.0;
   }
   // Phase p sweeps the 32 columns of slice p (owner: the threads with q == p). The phase loop
@@ -329,31 +381,25 @@ __global__ void __launch_bounds__(kSlicedThreads, 3) sweep_block_sliced_kernel(S
   }
 }
 
-}  // namespace
+// The host half of a preparation, from diag(H): act-order permutation, dead columns, the mean
+// damped diagonal, and whether H is empty (no tokens: RTN with an identity U).
+struct PreparePlan {
+  GptqPrepared prepared;
+  double diag_mean = 0.0;
+  bool no_tokens = false;
+};
 
-GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols, const GptqOptions& opts,
-                               ActOrder order, float* u, DeviceStream stream) {
-  opts.check();
-  DSV4_CHECK_IN("gptq", cols > 0 && cols <= 65536, "GPU GPTQ of %lld columns", static_cast<long long>(cols));
-  DSV4_CHECK_IN("gptq", order != ActOrder::kGroup, "act-order group runs on the CPU path");
-  const cudaStream_t s = stream;
-  DSV4_CUSOLVER_CHECK(cusolverDnSetStream(solver, s));
-  const int64_t n = cols;
-  std::vector<float> diag(static_cast<size_t>(n));
-  DSV4_CUDA_CHECK(cudaMemcpy2DAsync(diag.data(), sizeof(float), h, static_cast<size_t>(n + 1) * sizeof(float),
-                                    sizeof(float), static_cast<size_t>(n), cudaMemcpyDeviceToHost, s));
-  DSV4_CUDA_CHECK(cudaStreamSynchronize(s));
-
-  GptqPrepared p;
+PreparePlan prepare_plan(const std::vector<float>& diag, ActOrder order) {
+  const int64_t n = static_cast<int64_t>(diag.size());
+  PreparePlan plan;
+  GptqPrepared& p = plan.prepared;
   p.perm.resize(static_cast<size_t>(n));
   std::iota(p.perm.begin(), p.perm.end(), 0);
   // H is a Gram matrix: an all-zero diagonal means no tokens (H = 0), as the CPU path checks.
-  const bool no_tokens = std::all_of(diag.begin(), diag.end(), [](float d) { return d == 0.0f; });
-  if (no_tokens) {
+  plan.no_tokens = std::all_of(diag.begin(), diag.end(), [](float d) { return d == 0.0f; });
+  if (plan.no_tokens) {
     p.fallback = GptqFallback::kRtnNoTokens;
-    identity_kernel<<<grid_for(n * n), 256, 0, s>>>(n, u);
-    DSV4_CUDA_CHECK_LAUNCH();
-    return p;
+    return plan;
   }
   if (order == ActOrder::kStatic) {
     std::vector<float> key(diag);
@@ -371,7 +417,33 @@ GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols
     }
     diag_sum += d;
   }
-  const double diag_mean = diag_sum / static_cast<double>(n);
+  plan.diag_mean = diag_sum / static_cast<double>(n);
+  return plan;
+}
+
+}  // namespace
+
+GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols, const GptqOptions& opts,
+                               ActOrder order, float* u, DeviceStream stream) {
+  opts.check();
+  DSV4_CHECK_IN("gptq", cols > 0 && cols <= 65536, "GPU GPTQ of %lld columns", static_cast<long long>(cols));
+  DSV4_CHECK_IN("gptq", order != ActOrder::kGroup, "act-order group runs on the CPU path");
+  const cudaStream_t s = stream;
+  DSV4_CUSOLVER_CHECK(cusolverDnSetStream(solver, s));
+  const int64_t n = cols;
+  std::vector<float> diag(static_cast<size_t>(n));
+  DSV4_CUDA_CHECK(cudaMemcpy2DAsync(diag.data(), sizeof(float), h, static_cast<size_t>(n + 1) * sizeof(float),
+                                    sizeof(float), static_cast<size_t>(n), cudaMemcpyDeviceToHost, s));
+  DSV4_CUDA_CHECK(cudaStreamSynchronize(s));
+
+  const PreparePlan plan = prepare_plan(diag, order);
+  GptqPrepared p = plan.prepared;
+  if (plan.no_tokens) {
+    identity_kernel<<<grid_for(n * n), 256, 0, s>>>(n, u);
+    DSV4_CUDA_CHECK_LAUNCH();
+    return p;
+  }
+  const double diag_mean = plan.diag_mean;
 
   Scratch<int32_t> perm(static_cast<size_t>(n), s);
   DSV4_CUDA_CHECK(cudaMemcpyAsync(perm.p, p.perm.data(), static_cast<size_t>(n) * 4, cudaMemcpyHostToDevice, s));
@@ -399,32 +471,104 @@ GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols
   return p;
 }
 
-std::vector<GptqPrepared> gptq_prepare_many_cuda(const float* const* h, int count, int64_t cols, const GptqOptions& opts,
-                                                 ActOrder order, float* u, int streams) {
-  DSV4_CHECK_IN("gptq", count >= 0 && streams > 0, "%d Hessians on %d streams", count, streams);
+namespace {
+// Hessians per batch: up to 64, two fp64 copies each within ~4 GiB.
+int prepare_batch(int count, int64_t n) {
+  const int64_t fit = std::clamp<int64_t>((int64_t{4} << 30) / (2 * n * n * 8), 1, 64);
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(fit, count)));
+}
+}  // namespace
+
+size_t gptq_prepare_many_scratch_bytes(int count, int64_t cols) {
+  if (count <= 1) return 0;
+  const size_t b = static_cast<size_t>(prepare_batch(count, cols)), n = static_cast<size_t>(cols);
+  const auto up = [](size_t x) { return (x + DeviceArena::kAlign - 1) / DeviceArena::kAlign * DeviceArena::kAlign; };
+  return 2 * up(b * n * n * 8) + up(b * n * 4) + up(b * 4) + up(b * 4) + up(b * 8) + up(b * sizeof(void*)) +
+         cholesky_inverse_lower_batched_scratch_bytes(static_cast<int>(b));
+}
+
+std::vector<GptqPrepared> gptq_prepare_many_cuda(BlasHandle blas, SolverHandle solver, const float* const* h, int count,
+                                                 int64_t cols, const GptqOptions& opts, ActOrder order, float* u,
+                                                 DeviceArena& arena, DeviceStream stream) {
+  opts.check();
+  DSV4_CHECK_IN("gptq", count >= 0, "%d Hessians", count);
+  DSV4_CHECK_IN("gptq", cols > 0 && cols <= 65536, "GPU GPTQ of %lld columns", static_cast<long long>(cols));
+  DSV4_CHECK_IN("gptq", order != ActOrder::kGroup, "act-order group runs on the CPU path");
   std::vector<GptqPrepared> out(static_cast<size_t>(count));
-  int device = 0;
-  DSV4_CUDA_CHECK(cudaGetDevice(&device));
-  const int workers = std::min(streams, std::max(count, 1));
-  parallel_for(static_cast<size_t>(workers), workers, [&](size_t t) {
-    DSV4_CUDA_CHECK(cudaSetDevice(device));
-    cudaStream_t stream;
-    DSV4_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    cusolverDnHandle_t solver;
-    DSV4_CUSOLVER_CHECK(cusolverDnCreate(&solver));
-    try {
-      for (int i = static_cast<int>(t); i < count; i += workers) {
-        out[static_cast<size_t>(i)] = gptq_prepare_cuda(solver, h[i], cols, opts, order, u + static_cast<int64_t>(i) * cols * cols, stream);
-      }
-      DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
-    } catch (...) {
-      cusolverDnDestroy(solver);
-      cudaStreamDestroy(stream);
-      throw;
+  if (count == 0) return out;
+  const cudaStream_t s = stream;
+  const int64_t n = cols, nn = n * n;
+  if (count == 1) {  // one Hessian (the shared w1/w3 one): cuSOLVER's potrf + trtri are 3x faster than the batched steps
+    out[0] = gptq_prepare_cuda(solver, h[0], cols, opts, order, u, s);
+    return out;
+  }
+  // Every diagonal in one round trip, then the plans on the host.
+  std::vector<std::vector<float>> diag(static_cast<size_t>(count), std::vector<float>(static_cast<size_t>(n)));
+  for (int i = 0; i < count; ++i) {
+    DSV4_CUDA_CHECK(cudaMemcpy2DAsync(diag[static_cast<size_t>(i)].data(), sizeof(float), h[i],
+                                      static_cast<size_t>(n + 1) * sizeof(float), sizeof(float), static_cast<size_t>(n),
+                                      cudaMemcpyDeviceToHost, s));
+  }
+  DSV4_CUDA_CHECK(cudaStreamSynchronize(s));
+  std::vector<PreparePlan> plans;
+  std::vector<int32_t> todo;  // Hessians to factorise
+  for (int i = 0; i < count; ++i) {
+    plans.push_back(prepare_plan(diag[static_cast<size_t>(i)], order));
+    out[static_cast<size_t>(i)] = plans.back().prepared;
+    if (plans.back().no_tokens) {
+      identity_kernel<<<grid_for(nn), 256, 0, s>>>(n, u + i * nn);
+      DSV4_CUDA_CHECK_LAUNCH();
+    } else {
+      todo.push_back(i);
     }
-    cusolverDnDestroy(solver);
-    cudaStreamDestroy(stream);
-  });
+  }
+  const int batch = prepare_batch(count, n);
+  ArenaScope scope(arena);
+  double* a = arena.take<double>(static_cast<size_t>(batch * nn), "GPTQ batched Hessians (fp64)");
+  double* inv = arena.take<double>(static_cast<size_t>(batch * nn), "GPTQ batched inverse factors (fp64)");
+  int32_t* perm = arena.take<int32_t>(static_cast<size_t>(batch * n), "GPTQ batched permutations");
+  int32_t* index = arena.take<int32_t>(static_cast<size_t>(batch), "GPTQ batch index");
+  int* failed = arena.take<int>(static_cast<size_t>(batch), "GPTQ batch failures");
+  double* damp = arena.take<double>(static_cast<size_t>(batch), "GPTQ batch damping");
+  const float** hptr = arena.take<const float*>(static_cast<size_t>(batch), "GPTQ batch Hessian pointers");
+  std::vector<int32_t> retry;  // not positive definite at the first damping: one at a time, escalating
+  for (size_t b0 = 0; b0 < todo.size(); b0 += static_cast<size_t>(batch)) {
+    const int m = static_cast<int>(std::min(todo.size() - b0, static_cast<size_t>(batch)));
+    std::vector<int32_t> perms, idx(todo.begin() + static_cast<long>(b0), todo.begin() + static_cast<long>(b0) + m);
+    std::vector<double> damps;
+    std::vector<const float*> hs;
+    for (int32_t i : idx) {
+      const PreparePlan& pl = plans[static_cast<size_t>(i)];
+      perms.insert(perms.end(), pl.prepared.perm.begin(), pl.prepared.perm.end());
+      damps.push_back(opts.dampening_frac * pl.diag_mean);
+      hs.push_back(h[i]);
+    }
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(perm, perms.data(), perms.size() * 4, cudaMemcpyHostToDevice, s));
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(index, idx.data(), idx.size() * 4, cudaMemcpyHostToDevice, s));
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(damp, damps.data(), damps.size() * 8, cudaMemcpyHostToDevice, s));
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(hptr, hs.data(), hs.size() * sizeof(const float*), cudaMemcpyHostToDevice, s));
+    build_damped_reversed_batched_kernel<<<grid_for(m * nn), 256, 0, s>>>(hptr, perm, damp, m, n, a);
+    DSV4_CUDA_CHECK_LAUNCH();
+    cholesky_inverse_lower_batched_cuda(blas, solver, a, inv, m, n, failed, arena, s);
+    const unsigned tiles = static_cast<unsigned>((n + 31) / 32);
+    upper_from_reversed_inverse_batched_kernel<<<dim3(tiles, tiles, static_cast<unsigned>(m)), dim3(32, 8), 0, s>>>(
+        inv, index, n, u);
+    DSV4_CUDA_CHECK_LAUNCH();
+    std::vector<int> bad(static_cast<size_t>(m));
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(bad.data(), failed, bad.size() * sizeof(int), cudaMemcpyDeviceToHost, s));
+    DSV4_CUDA_CHECK(cudaStreamSynchronize(s));  // also keeps the host vectors above alive until copied
+    for (int t = 0; t < m; ++t) {
+      GptqPrepared& p = out[static_cast<size_t>(idx[static_cast<size_t>(t)])];
+      if (bad[static_cast<size_t>(t)] != 0) {
+        retry.push_back(idx[static_cast<size_t>(t)]);
+      } else {
+        p.dampening_frac_used = opts.dampening_frac;
+        p.damp = damps[static_cast<size_t>(t)];
+      }
+    }
+  }
+  for (int32_t i : retry) out[static_cast<size_t>(i)] = gptq_prepare_cuda(solver, h[i], cols, opts, order, u + i * nn, s);
+  DSV4_CUDA_CHECK(cudaStreamSynchronize(s));
   return out;
 }
 
@@ -468,14 +612,15 @@ void gptq_sweep_cuda(BlasHandle blas, const GptqSweep& sw, DeviceStream stream) 
                                        static_cast<int>(smem_max)));
   SweepKernelArgs a{sw.w,    sw.u,         sw.u_stride,     sw.rows,  sw.cols,    sw.scale_rows, sw.scale_cols,
                     sw.scale, sw.zero_point, sw.qcol,        sw.out_col, sw.col_map_stride, sw.qmin,  sw.qmax,  sw.bf16_dequant,
-                    sw.codes, sw.dequant,  sw.loss,         sw.err,   sw.block_size};
+                    sw.codes, sw.dequant,  sw.loss,         sw.err,   sw.block_size, 2 * static_cast<int64_t>(sw.block_size), 0};
   const dim3 grid(static_cast<unsigned>((sw.rows + kRowsPerCta - 1) / kRowsPerCta), static_cast<unsigned>(sw.count));
   const dim3 grid_sliced(static_cast<unsigned>((sw.rows + kSlicedRows - 1) / kSlicedRows), static_cast<unsigned>(sw.count));
   DSV4_CUDA_CHECK(cudaFuncSetAttribute(sweep_block_sliced_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(sliced_smem(kMaxSlicedScaleCols))));
   const float minus_one = -1.0f, one = 1.0f;
-  for (int64_t i1 = 0; i1 < sw.cols; i1 += sw.block_size) {
-    const int nb = static_cast<int>(std::min<int64_t>(sw.block_size, sw.cols - i1));
+  // Block i1 (nb columns, errors at err column err_col) in-block.
+  const auto sweep_block = [&](int64_t i1, int nb, int err_col) {
+    a.err_col = err_col;
     const bool aligned = sw.cols % 4 == 0 && i1 % 4 == 0 && reinterpret_cast<uintptr_t>(sw.w) % 16 == 0;
     if (nb == kMaxBlock && aligned && sw.scale_cols <= kMaxSlicedScaleCols) {
       sweep_block_sliced_kernel<<<grid_sliced, kSlicedThreads, sliced_smem(sw.scale_cols), s>>>(a, i1);
@@ -484,14 +629,29 @@ void gptq_sweep_cuda(BlasHandle blas, const GptqSweep& sw, DeviceStream stream) 
       sweep_block_kernel<<<grid, kRowsPerCta, smem, s>>>(a, i1, nb);
     }
     DSV4_CUDA_CHECK_LAUNCH();
-    const int64_t i2 = i1 + nb;
-    if (i2 >= sw.cols || sw.identity_u) continue;
-    // W[:, i2:] -= Err · U[i1:i2, i2:] for every matrix. Column-major view: Wᵀ[i2:, :] (m = cols-i2,
-    // n = rows, ld = cols) -= U[i1:i2, i2:]ᵀ (m x nb, ld = cols) · Errᵀ (nb x rows, ld = block_size).
+  };
+  // W[:, c0:c1] -= Err[:, 0:k] · U[i1:i1+k, c0:c1] for every matrix. Column-major view: Wᵀ[c0:c1, :]
+  // (m = c1-c0, n = rows, ld = cols) -= U[i1:i1+k, c0:c1]ᵀ (m x k, ld = cols) · Errᵀ (k x rows, ld = err_ld).
+  const auto update = [&](int64_t c0, int64_t c1, int64_t i1, int k) {
+    if (sw.identity_u || c1 <= c0) return;
     DSV4_CUBLAS_CHECK(cublasSgemmStridedBatched(
-        blas, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(sw.cols - i2), static_cast<int>(sw.rows), nb, &minus_one,
-        sw.u + i1 * sw.cols + i2, static_cast<int>(sw.cols), sw.u_stride, sw.err, sw.block_size,
-        sw.rows * sw.block_size, &one, sw.w + i2, static_cast<int>(sw.cols), sw.rows * sw.cols, sw.count));
+        blas, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(c1 - c0), static_cast<int>(sw.rows), k, &minus_one,
+        sw.u + i1 * sw.cols + c0, static_cast<int>(sw.cols), sw.u_stride, sw.err, static_cast<int>(a.err_ld),
+        sw.rows * a.err_ld, &one, sw.w + c0, static_cast<int>(sw.cols), sw.rows * sw.cols, sw.count));
+  };
+  // Blocks go in pairs: block A, its update of block B's columns only, block B, then one update of
+  // everything after B with both blocks' errors (k = 2·block_size). Half as many passes over the
+  // trailing weights, and a deeper k for the GEMM, than one update per block; the sum of the two
+  // blocks' updates is formed in another order, as any GEMM's is.
+  for (int64_t i1 = 0; i1 < sw.cols; i1 += 2 * static_cast<int64_t>(sw.block_size)) {
+    const int na = static_cast<int>(std::min<int64_t>(sw.block_size, sw.cols - i1));
+    sweep_block(i1, na, 0);
+    const int64_t ib = i1 + na;
+    if (ib >= sw.cols) break;
+    const int nbb = static_cast<int>(std::min<int64_t>(sw.block_size, sw.cols - ib));
+    update(ib, ib + nbb, i1, na);
+    sweep_block(ib, nbb, na);
+    update(ib + nbb, sw.cols, i1, na + nbb);
   }
 }
 

@@ -2,14 +2,16 @@
 // The same algorithm as gptq.h's CPU reference, split in the two parts whose costs differ:
 //
 //   1. gptq_prepare_cuda: per distinct Hessian, act-order permutation, dead columns, relative
-//      damping with escalation, and the Cholesky chain U = chol((H + damp·I)⁻¹, upper) in fp64
-//      through cuSOLVER (potrf, potri, potrf), rounded to fp32. One factorisation per distinct H,
+//      damping with escalation, and U = chol((H + damp·I)⁻¹, upper) in fp64 through cuSOLVER,
+//      rounded to fp32: computed as the inverse of the reversed matrix's Cholesky factor (potrf,
+//      trtri; gptq_cuda.cu says why that is the same U). One factorisation per distinct H,
 //      reused by every matrix sharing it (in all-experts mode, all 512 w1/w3 of a layer). Reads
 //      info back to the host to escalate: the one planned synchronisation per Hessian.
 //   2. gptq_sweep_cuda: the blocked column sweep of `count` matrices at once. Per 128-column
 //      block, one kernel runs the in-block sweep of every row of every matrix (4 threads per row,
-//      its columns in registers, the block's U in shared memory), then one strided-batched SGEMM
-//      applies W[:, i2:] -= Err·U[i1:i2, i2:] to all matrices.
+//      its columns in registers, the block's U in shared memory); strided-batched SGEMMs apply
+//      W[:, i2:] -= Err·U[i1:i2, i2:] to all matrices, for blocks in pairs (the second block's
+//      columns first, then everything after it with both blocks' errors: k = 256).
 //
 //   GptqPrepared p = gptq_prepare_cuda(solver, d_h, cols, opts, ActOrder::kStatic, d_u);
 //   GptqSweep s{...};   // weights in p's column order, qparams, outputs
@@ -19,7 +21,8 @@
 // column receiving its updates in the same order (no FMA contraction), so in-block results are
 // the CPU's bit for bit; the between-block update is a cuBLAS SGEMM (FP32, no TF32), whose
 // summation order differs from the CPU loop, so a few codes can round the other way; the
-// Cholesky chain runs in fp64 as on the CPU. Tests: tests/quant/test_gptq_cuda.cu (codes vs
+// Cholesky factorisation runs in fp64 as on the CPU (a mathematically equal, cheaper chain: its
+// fp64 roundings differ, U's fp32 values rarely). Tests: tests/quant/test_gptq_cuda.cu (codes vs
 // gptq_solve); speed: bench/gptq_layer.cu.
 // Scope today: integer schemes (symmetric or asymmetric; channel, group, tensor strategies) with
 // qparams computed up front (kUpfront) and act-order none or static. Lazy qparams, act-order group
@@ -34,6 +37,10 @@
 struct CUstream_st;
 struct cublasContext;
 struct cusolverDnContext;
+
+namespace dsv4 {
+class DeviceArena;
+}
 
 namespace dsv4::quant {
 
@@ -54,12 +61,19 @@ struct GptqPrepared {
 GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols, const GptqOptions& opts,
                                ActOrder order, float* u, DeviceStream stream);
 
-// `count` Hessians at once: h[i] (device, [cols, cols]) into u + i·cols², on `streams` host
-// threads each with its own cuSOLVER handle and stream. cuSOLVER's factorisations at these sizes
-// are latency-bound (measured ≈ 6 ms per 2048² chain on H100, far from the FLOP rate), so
-// independent chains overlap. The device is the calling thread's current one.
-std::vector<GptqPrepared> gptq_prepare_many_cuda(const float* const* h, int count, int64_t cols, const GptqOptions& opts,
-                                                 ActOrder order, float* u, int streams = 8);
+// `count` Hessians at once (in all-experts mode, the 256 w2 Hessians of a layer), with the
+// results of gptq_prepare_cuda: one-matrix cuSOLVER calls at these sizes are latency-bound
+// (≈ 1.3 ms per 2048² potrf + trtri on H100 even on 8 streams), so the chains run batched
+// (quant/cholesky_batched_cuda.h), up to 64 Hessians and 4 GiB of fp64 scratch per batch, and
+// Hessians that are not positive definite at the first damping are redone one at a time with
+// escalation. U differs from gptq_prepare_cuda's only by fp64 rounding (the blocked algorithm sums
+// in another order), far below U's fp32 rounding. h[i]: device [cols, cols]; u + i·cols²: its U.
+// Synchronises `stream` once per batch. Scratch (the batch's fp64 copies) comes from `arena`:
+// gptq_prepare_many_scratch_bytes(count, cols), 0 for one Hessian (cuSOLVER's own path).
+size_t gptq_prepare_many_scratch_bytes(int count, int64_t cols);
+std::vector<GptqPrepared> gptq_prepare_many_cuda(BlasHandle blas, SolverHandle solver, const float* const* h, int count,
+                                                 int64_t cols, const GptqOptions& opts, ActOrder order, float* u,
+                                                 DeviceArena& arena, DeviceStream stream);
 
 // wp[b][r][j] = w[b][r][perm[j]], zero for dead columns: the sweep's input for `count` matrices
 // [rows, cols] (original order) sharing p's Hessian.
@@ -88,7 +102,7 @@ struct GptqSweep {
   int32_t* codes = nullptr;      // [count, rows, cols] original order
   float* dequant = nullptr;      // [count, rows, cols] original order
   double* loss = nullptr;        // [count], added to: Σ ((w−q)/d)² (halve for llm-compressor's)
-  float* err = nullptr;          // scratch [count, rows, block_size]
+  float* err = nullptr;          // scratch [count, rows, 2·block_size]: two blocks' errors
   bool identity_u = false;       // RTN fallbacks: no between-block update
 };
 
