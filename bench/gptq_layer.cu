@@ -135,9 +135,13 @@ void sweep_family(cublasHandle_t blas, const Family& f, const Hessians& hs, int 
     sync();
     auto p0 = Clock::now();
     dsv4::quant::observer_qparams_cuda(args, w, n, rows, cols, nullptr, {scale, zp, nullptr, nullptr}, arena, nullptr);
-    for (int i = 0; i < n; ++i) {
-      dsv4::quant::gptq_permute_cuda(w + per * i, 1, rows, cols, hs.prep[static_cast<size_t>(f.shared ? 0 : h0 + i)],
-                                     wp + per * i, nullptr);
+    if (f.shared) {  // one permutation for the whole chunk
+      dsv4::quant::gptq_permute_cuda(w, n, rows, cols, hs.prep[0], wp, nullptr);
+    } else {
+      for (int i = 0; i < n; ++i) {
+        dsv4::quant::gptq_permute_cuda(w + per * i, 1, rows, cols, hs.prep[static_cast<size_t>(h0 + i)], wp + per * i,
+                                       nullptr);
+      }
     }
     sync();
     t.permute += since(p0);

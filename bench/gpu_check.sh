@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gpu_check.sh: the one script for the GPU machine (H100/H200): builds the cuda preset, runs the
-# whole suite with DSV4_REQUIRE_GPU=1 (a GPU test that would skip fails instead), then times
-# what there is to time. Logs go to $OUT (the device tool brings them back).
+# whole suite with DSV4_REQUIRE_GPU=1 (a GPU test that would skip fails instead), runs the GPU
+# benchmarks, then (unless GPU_CHECK_GPU_ONLY=1) the CPU-reference timings. Logs go to $OUT (the
+# device tool brings them back).
 #   prepare here: mkdir -p .gpu/tokenizer && cp ../shared/data/deepseek_v3_tokenizer/tokenizer*.json .gpu/tokenizer/
 #                 apt-get download libpcre2-dev && dpkg -x libpcre2-dev_*.deb x &&
 #                 mkdir -p .gpu/pcre2/include .gpu/pcre2/lib/pkgconfig && cp x/usr/include/pcre2.h .gpu/pcre2/include/
@@ -31,6 +32,12 @@ fi
 cmake --preset cuda > "$out/configure.log" 2>&1
 cmake --build --preset cuda -j "$(nproc)" > "$out/build.log" 2>&1 || { tail -n 50 "$out/build.log"; exit 1; }
 ctest --preset cuda -j 4 --output-on-failure 2>&1 | tee "$out/ctest.log" | tail -n 15
+# The GPU benchmarks (docs/PERFORMANCE.md quotes them).
+for b in decode_bandwidth hessian_throughput gptq_layer rtn_layer; do
+  build/cuda/bench/bench_$b 2>&1 | tee "$out/bench_$b.txt" | tail -n 12
+done
+# GPU_CHECK_GPU_ONLY=1 stops here (the CPU-reference timings below take minutes).
+[ "${GPU_CHECK_GPU_ONLY:-0}" = 1 ] && exit 0
 # make-model throughput at full Flash widths (one layer, all 256 experts), into local disk.
 bin=build/cuda/launch/dsv4-calib
 rm -rf /tmp/dsv4_flash1 /tmp/dsv4_bench_fwd

@@ -3,7 +3,8 @@
 // cuSOLVER's one-matrix potrf/trtri at n = 2048 are latency-bound (≈ 1.3 ms per matrix pair on
 // H100 even on 8 streams); here every step covers the whole batch: a right-looking blocked
 // Cholesky (block 128: potrfBatched on the diagonal blocks, trsmBatched on the panels, one
-// strided-batched DGEMM per trailing update), then L⁻¹ by trsmBatched against identity slabs.
+// strided-batched DGEMM per trailing update), then L⁻¹ from the inverses of its two diagonal
+// halves (trsmBatched against identity slabs) and two DGEMMs for the off-diagonal block.
 //
 //   cholesky_inverse_lower_batched_cuda(blas, solver, d_a, d_inv, count, n, d_failed, arena, stream);
 //
