@@ -30,18 +30,22 @@ __global__ void mark_failed_kernel(const int* info, int count, int* failed) {
 
 // cuSOLVER's info does not catch every indefinite matrix (measured: an off-diagonal 2×2 minor
 // with eigenvalue -2 factored "successfully" into NaNs), so a non-finite L⁻¹ entry is a failure too.
-__global__ void mark_nonfinite_kernel(const double* m, int64_t total, int64_t per, int* failed) {
-  for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < total;
+__global__ void mark_nonfinite_kernel(const double* m, int64_t per, int* failed) {
+  // Grid (chunks, matrices): no 64-bit division per element.
+  const double* mt = m + blockIdx.y * per;
+  bool bad = false;
+  for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < per;
        x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    if (!isfinite(m[x])) failed[x / per] = 1;
+    bad |= !isfinite(mt[x]);
   }
+  if (bad) failed[blockIdx.y] = 1;
 }
 
-__global__ void identity_batched_kernel(double* m, int64_t total, int64_t n) {
-  for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < total;
-       x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t e = x % (n * n);
-    m[x] = e / n == e % n ? 1.0 : 0.0;
+// Grid (columns, matrices): column c of matrix t is e_c.
+__global__ void identity_batched_kernel(double* m, int64_t n) {
+  double* mt = m + blockIdx.y * n * n;
+  for (int64_t c = blockIdx.x; c < n; c += gridDim.x) {
+    for (int64_t r = threadIdx.x; r < n; r += blockDim.x) mt[c * n + r] = r == c ? 1.0 : 0.0;
   }
 }
 
@@ -98,7 +102,8 @@ void cholesky_inverse_lower_batched_cuda(cublasContext* blas, cusolverDnContext*
   // C⁻¹ by triangular solves against identity slabs (slab [c, c + 128) of a lower inverse is zero
   // above row c, so it needs only the trailing system), the off-diagonal block by two DGEMMs,
   // which run several times faster than the solves.
-  identity_batched_kernel<<<grid(count * stride), 256, 0, s>>>(inv, count * stride, n);
+  const dim3 per_matrix(static_cast<unsigned>(std::min<int64_t>(n, 65535)), static_cast<unsigned>(count));
+  identity_batched_kernel<<<per_matrix, 256, 0, s>>>(inv, n);
   DSV4_CUDA_CHECK_LAUNCH();
   const int64_t h = n / 2 / kBlock * kBlock;  // 0 for small n: one triangle, no split
   const auto solve_slabs = [&](int64_t from, int64_t to) {
@@ -125,7 +130,7 @@ void cholesky_inverse_lower_batched_cuda(cublasContext* blas, cusolverDnContext*
                                                 inv + h * n + h, ld, stride, a + h * n, ld, stride, &zero, inv + h, ld,
                                                 stride, count));
   }
-  mark_nonfinite_kernel<<<grid(count * stride), 256, 0, s>>>(inv, count * stride, stride, failed);
+  mark_nonfinite_kernel<<<dim3(256, static_cast<unsigned>(count)), 256, 0, s>>>(inv, stride, failed);
   DSV4_CUDA_CHECK_LAUNCH();
 }
 

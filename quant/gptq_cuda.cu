@@ -70,16 +70,22 @@ __global__ void upper_from_reversed_inverse_kernel(const double* minv, int64_t n
 // U to u + index[t]·n².
 __global__ void build_damped_reversed_batched_kernel(const float* const* h, const int32_t* perm, const double* damp,
                                                      int count, int64_t n, double* hp) {
-  for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < count * n * n;
-       x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t t = x / (n * n), e = x % (n * n), i = e / n, j = e % n;
-    const int32_t* pt = perm + t * n;
-    double v = h[t][static_cast<int64_t>(pt[i]) * n + pt[j]];
-    if (i == j) {
-      if (v == 0.0) v = 1.0;
-      v += damp[t];
+  // Grid (rows, matrices), threads across a row's columns: no 64-bit division per element.
+  const int64_t t = blockIdx.y;
+  const int32_t* pt = perm + t * n;
+  const float* ht = h[t];
+  double* out = hp + t * n * n;
+  for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
+    const float* hrow = ht + static_cast<int64_t>(pt[i]) * n;
+    double* orow = out + (n - 1 - i) * n + (n - 1);
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+      double v = hrow[pt[j]];
+      if (i == j) {
+        if (v == 0.0) v = 1.0;
+        v += damp[t];
+      }
+      orow[-j] = v;
     }
-    hp[t * n * n + (n - 1 - i) * n + (n - 1 - j)] = v;
   }
 }
 
@@ -148,12 +154,14 @@ bool inverse_cholesky(SolverHandle solver, double* a, int64_t n, cudaStream_t st
   return host_info[0] == 0 && host_info[1] == 0 && host_info[2] == 0;
 }
 
-__global__ void permute_kernel(const float* w, int64_t total_rows, int64_t cols, const int32_t* perm,
+// One block per row (grid-stride), threads across the columns: no 64-bit division per element
+// (the flat-index form spent most of its time in emulated int64 div/mod).
+__global__ void permute_kernel(const float* w, int64_t total_rows, int cols, const int32_t* perm,
                                const uint8_t* dead, float* wp) {
-  for (int64_t x = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; x < total_rows * cols;
-       x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t r = x / cols, j = x % cols;
-    wp[x] = dead[j] ? 0.0f : w[r * cols + perm[j]];
+  for (int64_t r = blockIdx.x; r < total_rows; r += gridDim.x) {
+    const float* src = w + r * cols;
+    float* dst = wp + r * cols;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) dst[j] = dead[j] ? 0.0f : src[perm[j]];
   }
 }
 
@@ -547,7 +555,8 @@ std::vector<GptqPrepared> gptq_prepare_many_cuda(BlasHandle blas, SolverHandle s
     DSV4_CUDA_CHECK(cudaMemcpyAsync(index, idx.data(), idx.size() * 4, cudaMemcpyHostToDevice, s));
     DSV4_CUDA_CHECK(cudaMemcpyAsync(damp, damps.data(), damps.size() * 8, cudaMemcpyHostToDevice, s));
     DSV4_CUDA_CHECK(cudaMemcpyAsync(hptr, hs.data(), hs.size() * sizeof(const float*), cudaMemcpyHostToDevice, s));
-    build_damped_reversed_batched_kernel<<<grid_for(m * nn), 256, 0, s>>>(hptr, perm, damp, m, n, a);
+    build_damped_reversed_batched_kernel<<<dim3(static_cast<unsigned>(std::min<int64_t>(n, 65535)), static_cast<unsigned>(m)),
+                                           256, 0, s>>>(hptr, perm, damp, m, n, a);
     DSV4_CUDA_CHECK_LAUNCH();
     cholesky_inverse_lower_batched_cuda(blas, solver, a, inv, m, n, failed, arena, s);
     const unsigned tiles = static_cast<unsigned>((n + 31) / 32);
@@ -586,7 +595,8 @@ void gptq_permute_cuda(const float* w, int count, int64_t rows, int64_t cols, co
   DSV4_CUDA_CHECK(cudaMemcpyAsync(perm.p, p.perm.data(), static_cast<size_t>(cols) * 4, cudaMemcpyHostToDevice, s));
   DSV4_CUDA_CHECK(cudaMemcpyAsync(dead_d.p, dead.data(), static_cast<size_t>(cols), cudaMemcpyHostToDevice, s));
   const int64_t total = static_cast<int64_t>(count) * rows;
-  permute_kernel<<<grid_for(total * cols), 256, 0, s>>>(w, total, cols, perm.p, dead_d.p, wp);
+  permute_kernel<<<static_cast<int>(std::min<int64_t>(total, 1 << 20)), 256, 0, s>>>(w, total, static_cast<int>(cols),
+                                                                                    perm.p, dead_d.p, wp);
   DSV4_CUDA_CHECK_LAUNCH();
 }
 
