@@ -1,7 +1,7 @@
 // cholesky_batched_cuda.h: Cholesky factors and their inverses of many same-size fp64 matrices at
 // once (CUDA builds; issue 8), for the GPTQ preparation of a layer's 256 per-expert Hessians.
-// cuSOLVER's one-matrix potrf/trtri at n = 2048 are latency-bound (≈ 1.3 ms per matrix pair on
-// H100 even on 8 streams); here every step covers the whole batch: a right-looking blocked
+// cuSOLVER's one-matrix potrf/trtri at n = 2048 are latency-bound (256 matrices took 0.41 s on 8
+// streams of an H100; batched, 0.25 s); here every step covers the whole batch: a right-looking blocked
 // Cholesky (block 128: potrfBatched on the diagonal blocks, trsmBatched on the panels, one
 // strided-batched DGEMM per trailing update), then L⁻¹ from the inverses of its two diagonal
 // halves (trsmBatched against identity slabs) and two DGEMMs for the off-diagonal block.

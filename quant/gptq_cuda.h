@@ -63,7 +63,7 @@ GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols
 
 // `count` Hessians at once (in all-experts mode, the 256 w2 Hessians of a layer), with the
 // results of gptq_prepare_cuda: one-matrix cuSOLVER calls at these sizes are latency-bound
-// (≈ 1.3 ms per 2048² potrf + trtri on H100 even on 8 streams), so the chains run batched
+// (256 potrf + trtri of 2048² took 0.41 s on 8 streams of an H100), so the chains run batched
 // (quant/cholesky_batched_cuda.h), up to 64 Hessians and 4 GiB of fp64 scratch per batch, and
 // Hessians that are not positive definite at the first damping are redone one at a time with
 // escalation. U differs from gptq_prepare_cuda's only by fp64 rounding (the blocked algorithm sums
