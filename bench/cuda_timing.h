@@ -1,12 +1,26 @@
-// cuda_timing.h: the GPU benchmarks' timer: `warmups` calls, then the mean of `reps` calls
-// measured with CUDA events on `stream` (the calls must enqueue their work there).
+// cuda_timing.h: the GPU benchmarks' common start and timer: bench_device_stream() prints the
+// device (the first line of every GPU bench's output) and makes the stream to time on;
+// cuda_mean_ms runs `warmups` calls, then the mean of `reps` calls measured with CUDA events on
+// `stream` (the calls must enqueue their work there).
 //
+//   cudaStream_t s = bench_device_stream();
 //   const double ms = cuda_mean_ms([&] { kernel<<<g, b, 0, s>>>(...); }, s, 3, 20);
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <cstdio>
+
 #include "common/check.h"
+
+inline cudaStream_t bench_device_stream() {
+  cudaDeviceProp prop{};
+  DSV4_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s\n", prop.name);
+  cudaStream_t s;
+  DSV4_CUDA_CHECK(cudaStreamCreate(&s));
+  return s;
+}
 
 template <typename F>
 double cuda_mean_ms(F f, cudaStream_t stream, int warmups, int reps) {

@@ -28,11 +28,7 @@ void report(const char* name, double bytes, double ms, double copy_gbs) {
 
 int main() {
   try {
-    cudaDeviceProp prop{};
-    DSV4_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    std::printf("device: %s\n", prop.name);
-    cudaStream_t s;
-    DSV4_CUDA_CHECK(cudaStreamCreate(&s));
+    cudaStream_t s = bench_device_stream();
     const int64_t fr = 32768, fc = 4096, mr = 131072, mc = 4096;
     const size_t out_bytes = static_cast<size_t>(mr * mc) * 4;  // the largest output
     uint8_t *codes = nullptr, *scales = nullptr;

@@ -38,11 +38,7 @@ double mean_ms(const auto& f, cudaStream_t s) { return cuda_mean_ms(f, s, 2, 10)
 
 int main() {
   try {
-    cudaDeviceProp prop{};
-    DSV4_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    std::printf("device: %s\n", prop.name);
-    cudaStream_t s;
-    DSV4_CUDA_CHECK(cudaStreamCreate(&s));
+    cudaStream_t s = bench_device_stream();
     cublasHandle_t blas;
     DSV4_CUBLAS_CHECK(cublasCreate(&blas));
     DSV4_CUBLAS_CHECK(cublasSetStream(blas, s));

@@ -76,11 +76,7 @@ Times time_chunk(const QuantArgs& args, PackFormat format, int count, int64_t ro
 
 int main() {
   try {
-    cudaDeviceProp prop{};
-    DSV4_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    std::printf("device: %s\n", prop.name);
-    cudaStream_t s;
-    DSV4_CUDA_CHECK(cudaStreamCreate(&s));
+    cudaStream_t s = bench_device_stream();
     const int chunk = 64;
     const size_t per = 2048ull * 4096ull;
     float *w = nullptr, *copy_dst = nullptr;
