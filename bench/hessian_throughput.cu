@@ -74,8 +74,8 @@ int main() {
            mean_ms([&] { dsv4::quant::hessian_sum_batched_cuda(blas, x, 4096, 2048, h, 256, s); }, s));
     report("256 w2 H, 4096 tokens x 2048, one GEMM each", 256 * 2.0 * 4096 * 2048.0 * 2048, mean_ms([&] {
              for (int e = 0; e < 256; ++e) {
-               dsv4::quant::hessian_sum_cuda(blas, x + size_t{e} * 4096 * 2048, 4096, 2048,
-                                             h + size_t{e} * 2048 * 2048, s);
+               dsv4::quant::hessian_sum_cuda(blas, x + static_cast<size_t>(e) * 4096 * 2048, 4096, 2048,
+                                             h + static_cast<size_t>(e) * 2048 * 2048, s);
              }
            }, s));
     cublasDestroy(blas);
