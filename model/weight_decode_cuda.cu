@@ -5,12 +5,14 @@
 #include <cuda_runtime.h>
 
 #include "common/check.h"
+#include "common/cuda_grid.h"
 #include "common/codec_inline.h"
 
 namespace dsv4::model {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 65535 * 16;  // grid cap of the grid-stride kernels
 
 template <typename Scale>
 __device__ __forceinline__ float scale_value(const Scale* s, int64_t i);
@@ -102,11 +104,6 @@ __global__ void mxfp4_kernel(const uint8_t* __restrict__ packed, const Scale* __
   }
 }
 
-int grid_for(int64_t items) {
-  const int64_t blocks = (items + kThreads - 1) / kThreads;
-  return static_cast<int>(blocks < 65535 * 16 ? (blocks > 0 ? blocks : 1) : 65535 * 16);
-}
-
 void check_outputs(const float* f32, const uint16_t* bf16, const char* what) {
   DSV4_CHECK_IN("decode", (f32 == nullptr) != (bf16 == nullptr), "%s: exactly one of the fp32 and bf16 outputs", what);
   const uintptr_t p = f32 ? reinterpret_cast<uintptr_t>(f32) : reinterpret_cast<uintptr_t>(bf16);
@@ -129,16 +126,16 @@ void weight_decode_fp8_block_cuda(const uint8_t* codes, const void* scales, DTyp
   if (scale_dtype == DType::kF8E8M0) {
     const auto* sc = static_cast<const uint8_t*>(scales);
     if (vec) {
-      fp8_block_vec_kernel<<<grid_for(items), kThreads, 0, s>>>(codes, sc, rows, cols, block, block_cols, out_f32, out_bf16);
+      fp8_block_vec_kernel<<<grid_blocks(items, kThreads, kMaxBlocks), kThreads, 0, s>>>(codes, sc, rows, cols, block, block_cols, out_f32, out_bf16);
     } else {
-      fp8_block_scalar_kernel<<<grid_for(items), kThreads, 0, s>>>(codes, sc, rows, cols, block, block_cols, out_f32, out_bf16);
+      fp8_block_scalar_kernel<<<grid_blocks(items, kThreads, kMaxBlocks), kThreads, 0, s>>>(codes, sc, rows, cols, block, block_cols, out_f32, out_bf16);
     }
   } else {
     const auto* sc = static_cast<const float*>(scales);
     if (vec) {
-      fp8_block_vec_kernel<<<grid_for(items), kThreads, 0, s>>>(codes, sc, rows, cols, block, block_cols, out_f32, out_bf16);
+      fp8_block_vec_kernel<<<grid_blocks(items, kThreads, kMaxBlocks), kThreads, 0, s>>>(codes, sc, rows, cols, block, block_cols, out_f32, out_bf16);
     } else {
-      fp8_block_scalar_kernel<<<grid_for(items), kThreads, 0, s>>>(codes, sc, rows, cols, block, block_cols, out_f32, out_bf16);
+      fp8_block_scalar_kernel<<<grid_blocks(items, kThreads, kMaxBlocks), kThreads, 0, s>>>(codes, sc, rows, cols, block, block_cols, out_f32, out_bf16);
     }
   }
   DSV4_CUDA_CHECK_LAUNCH();
@@ -154,9 +151,9 @@ void weight_decode_mxfp4_cuda(const uint8_t* packed, const void* scales, DType s
   const int64_t words = rows * cols / 8;
   const cudaStream_t s = stream;
   if (scale_dtype == DType::kF8E8M0) {
-    mxfp4_kernel<<<grid_for(words), kThreads, 0, s>>>(packed, static_cast<const uint8_t*>(scales), words, out_f32, out_bf16);
+    mxfp4_kernel<<<grid_blocks(words, kThreads, kMaxBlocks), kThreads, 0, s>>>(packed, static_cast<const uint8_t*>(scales), words, out_f32, out_bf16);
   } else {
-    mxfp4_kernel<<<grid_for(words), kThreads, 0, s>>>(packed, static_cast<const float*>(scales), words, out_f32, out_bf16);
+    mxfp4_kernel<<<grid_blocks(words, kThreads, kMaxBlocks), kThreads, 0, s>>>(packed, static_cast<const float*>(scales), words, out_f32, out_bf16);
   }
   DSV4_CUDA_CHECK_LAUNCH();
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "common/check.h"
+#include "common/cuda_grid.h"
 #include "common/device_arena.h"
 
 namespace dsv4::quant {
@@ -49,8 +50,6 @@ __global__ void identity_batched_kernel(double* m, int64_t n) {
   }
 }
 
-int grid(int64_t items) { return static_cast<int>(std::clamp<int64_t>((items + 255) / 256, 1, 65535)); }
-
 }  // namespace
 
 size_t cholesky_inverse_lower_batched_scratch_bytes(int count) {
@@ -79,16 +78,16 @@ void cholesky_inverse_lower_batched_cuda(cublasContext* blas, cusolverDnContext*
   DSV4_CUDA_CHECK(cudaMemsetAsync(failed, 0, static_cast<size_t>(count) * sizeof(int), s));
   for (int64_t j = 0; j < n; j += kBlock) {
     const int b = static_cast<int>(std::min(kBlock, n - j));
-    pointers_kernel<<<grid(count), 256, 0, s>>>(a, count, stride, j * n + j, diag);
+    pointers_kernel<<<grid_blocks(count), 256, 0, s>>>(a, count, stride, j * n + j, diag);
     DSV4_CUDA_CHECK_LAUNCH();
     DSV4_CUSOLVER_CHECK(cusolverDnDpotrfBatched(solver, CUBLAS_FILL_MODE_LOWER, b, diag, ld, info, count));
-    mark_failed_kernel<<<grid(count), 256, 0, s>>>(info, count, failed);
+    mark_failed_kernel<<<grid_blocks(count), 256, 0, s>>>(info, count, failed);
     DSV4_CUDA_CHECK_LAUNCH();
     const int64_t below = n - j - b;
     if (below == 0) break;
     // A21 := A21 · L11⁻ᵀ, then A22 -= A21 · A21ᵀ (full square: a DGEMM on the tensor cores beats
     // a triangular update that cuBLAS does not batch).
-    pointers_kernel<<<grid(count), 256, 0, s>>>(a, count, stride, j * n + j + b, panel);
+    pointers_kernel<<<grid_blocks(count), 256, 0, s>>>(a, count, stride, j * n + j + b, panel);
     DSV4_CUDA_CHECK_LAUNCH();
     DSV4_CUBLAS_CHECK(cublasDtrsmBatched(blas, CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T,
                                          CUBLAS_DIAG_NON_UNIT, static_cast<int>(below), b, &one, diag, ld, panel, ld,
@@ -109,9 +108,9 @@ void cholesky_inverse_lower_batched_cuda(cublasContext* blas, cusolverDnContext*
   const auto solve_slabs = [&](int64_t from, int64_t to) {
     for (int64_t c = from; c < to; c += kBlock) {
       const int b = static_cast<int>(std::min(kBlock, to - c));
-      pointers_kernel<<<grid(count), 256, 0, s>>>(a, count, stride, c * n + c, diag);
+      pointers_kernel<<<grid_blocks(count), 256, 0, s>>>(a, count, stride, c * n + c, diag);
       DSV4_CUDA_CHECK_LAUNCH();
-      pointers_kernel<<<grid(count), 256, 0, s>>>(inv, count, stride, c * n + c, panel);
+      pointers_kernel<<<grid_blocks(count), 256, 0, s>>>(inv, count, stride, c * n + c, panel);
       DSV4_CUDA_CHECK_LAUNCH();
       DSV4_CUBLAS_CHECK(cublasDtrsmBatched(blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
                                            CUBLAS_DIAG_NON_UNIT, static_cast<int>(to - c), b, &one, diag, ld, panel,

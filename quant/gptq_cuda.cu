@@ -11,6 +11,7 @@
 #include <numeric>
 
 #include "common/check.h"
+#include "common/cuda_grid.h"
 #include "common/device_arena.h"
 #include "quant/cholesky_batched_cuda.h"
 #include "quant/quantizer_inline.h"
@@ -116,8 +117,6 @@ __global__ void identity_kernel(int64_t n, float* u) {
   }
 }
 
-int grid_for(int64_t items) { return static_cast<int>(std::min<int64_t>((items + 255) / 256, 65535)); }
-
 // info[0] = 1 when any entry is not finite: cuSOLVER's potrf info misses some indefinite
 // matrices (an off-diagonal 2×2 minor with eigenvalue -2 "succeeded" with NaNs on H100).
 __global__ void flag_nonfinite_kernel(const double* m, int64_t n, int* info) {
@@ -146,7 +145,7 @@ bool inverse_cholesky(SolverHandle solver, double* a, int64_t n, cudaStream_t st
   DSV4_CUSOLVER_CHECK(cusolverDnDpotrf(solver, CUBLAS_FILL_MODE_LOWER, ni, a, ni, work.p, lwork, info.p));
   DSV4_CUSOLVER_CHECK(cusolverDnXtrtri(solver, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, a, n,
                                        trtri_work.p, trtri_device, trtri_host_work.data(), trtri_host, info.p + 1));
-  flag_nonfinite_kernel<<<grid_for(n * n), 256, 0, stream>>>(a, n * n, info.p + 2);
+  flag_nonfinite_kernel<<<grid_blocks(n * n), 256, 0, stream>>>(a, n * n, info.p + 2);
   DSV4_CUDA_CHECK_LAUNCH();
   int host_info[3] = {1, 1, 1};
   DSV4_CUDA_CHECK(cudaMemcpyAsync(host_info, info.p, sizeof host_info, cudaMemcpyDeviceToHost, stream));
@@ -447,7 +446,7 @@ GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols
   const PreparePlan plan = prepare_plan(diag, order);
   GptqPrepared p = plan.prepared;
   if (plan.no_tokens) {
-    identity_kernel<<<grid_for(n * n), 256, 0, s>>>(n, u);
+    identity_kernel<<<grid_blocks(n * n), 256, 0, s>>>(n, u);
     DSV4_CUDA_CHECK_LAUNCH();
     return p;
   }
@@ -459,10 +458,10 @@ GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols
   double frac = opts.dampening_frac;
   for (int attempt = 0; attempt <= opts.max_damping_escalations; ++attempt) {
     const double damp = frac * diag_mean;
-    build_damped_reversed_kernel<<<grid_for(n * n), 256, 0, s>>>(h, perm.p, n, damp, a.p);
+    build_damped_reversed_kernel<<<grid_blocks(n * n), 256, 0, s>>>(h, perm.p, n, damp, a.p);
     DSV4_CUDA_CHECK_LAUNCH();
     if (inverse_cholesky(solver, a.p, n, s)) {
-      upper_from_reversed_inverse_kernel<<<grid_for(n * n), 256, 0, s>>>(a.p, n, u);
+      upper_from_reversed_inverse_kernel<<<grid_blocks(n * n), 256, 0, s>>>(a.p, n, u);
       DSV4_CUDA_CHECK_LAUNCH();
       p.damping_escalations = attempt;
       p.dampening_frac_used = frac;
@@ -474,7 +473,7 @@ GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols
   }
   p.fallback = GptqFallback::kRtnCholeskyFailed;
   p.damping_escalations = opts.max_damping_escalations;
-  identity_kernel<<<grid_for(n * n), 256, 0, s>>>(n, u);
+  identity_kernel<<<grid_blocks(n * n), 256, 0, s>>>(n, u);
   DSV4_CUDA_CHECK_LAUNCH();
   return p;
 }
@@ -524,7 +523,7 @@ std::vector<GptqPrepared> gptq_prepare_many_cuda(BlasHandle blas, SolverHandle s
     plans.push_back(prepare_plan(diag[static_cast<size_t>(i)], order));
     out[static_cast<size_t>(i)] = plans.back().prepared;
     if (plans.back().no_tokens) {
-      identity_kernel<<<grid_for(nn), 256, 0, s>>>(n, u + i * nn);
+      identity_kernel<<<grid_blocks(nn), 256, 0, s>>>(n, u + i * nn);
       DSV4_CUDA_CHECK_LAUNCH();
     } else {
       todo.push_back(i);

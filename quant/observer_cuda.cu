@@ -19,6 +19,7 @@
 #include <limits>
 
 #include "common/check.h"
+#include "common/cuda_grid.h"
 #include "common/device_arena.h"
 #include "quant/cell_grid.h"
 #include "quant/quantizer_inline.h"
@@ -201,10 +202,6 @@ __global__ void qparams_kernel(CellGrid g, bool multi_row, CellArgs ca, const in
   }
 }
 
-int blocks_for(int64_t n, int threads, int64_t cap = 65535) {
-  return static_cast<int>(std::clamp<int64_t>((n + threads - 1) / threads, 1, cap));
-}
-
 MseParams mse_params(const QuantArgs& args) {
   MseParams m;
   m.steps = static_cast<int>(args.mse.maxshrink * static_cast<float>(args.mse.grid));
@@ -259,12 +256,12 @@ void observer_qparams_cuda(const QuantArgs& args, const float* w, int count, int
   uint32_t* amax_bits = arena.take<uint32_t>(static_cast<size_t>(count), "observer tensor amax");
   DSV4_CUDA_CHECK(cudaMemsetAsync(amax_bits, 0, static_cast<size_t>(count) * sizeof(uint32_t), stream));
   if (multi_row) {
-    init_ordered_kernel<<<blocks_for(cells, kThreads), kThreads, 0, stream>>>(mn, mx, cells);
+    init_ordered_kernel<<<grid_blocks(cells, kThreads), kThreads, 0, stream>>>(mn, mx, cells);
     DSV4_CUDA_CHECK_LAUNCH();
   }
   {
     const int64_t warps = rows * g.scale_cols;  // one warp per row segment, at most 64 warps' worth of blocks
-    const dim3 grid(blocks_for(warps * 32, kThreads, 512), static_cast<unsigned>(count));
+    const dim3 grid(grid_blocks(warps * 32, kThreads, 512), static_cast<unsigned>(count));
     minmax_kernel<<<grid, kThreads, 0, stream>>>(w, g, multi_row, mn, mx, amax_bits);
     DSV4_CUDA_CHECK_LAUNCH();
   }
@@ -275,12 +272,12 @@ void observer_qparams_cuda(const QuantArgs& args, const float* w, int count, int
     m = mse_params(args);
     mask = arena.take<uint32_t>(static_cast<size_t>(cells * m.words), "MSE improvement bits");
     stop = arena.take<int32_t>(static_cast<size_t>(count), "MSE stop step");
-    mse_search_kernel<<<blocks_for(cells, 128), 128, 0, stream>>>(w, g, multi_row, ca, m, mn, mx, count, mask);
+    mse_search_kernel<<<grid_blocks(cells, 128), 128, 0, stream>>>(w, g, multi_row, ca, m, mn, mx, count, mask);
     DSV4_CUDA_CHECK_LAUNCH();
     mse_stop_kernel<<<count, 1024, static_cast<size_t>(m.words) * sizeof(uint32_t), stream>>>(mask, g.cells(), m, stop);
     DSV4_CUDA_CHECK_LAUNCH();
   }
-  const dim3 grid(blocks_for(g.cells(), kThreads, 4096), static_cast<unsigned>(count));
+  const dim3 grid(grid_blocks(g.cells(), kThreads, 4096), static_cast<unsigned>(count));
   qparams_kernel<<<grid, kThreads, 0, stream>>>(g, multi_row, ca, mn, mx, amax_bits, amax_override, mask, stop, m, out);
   DSV4_CUDA_CHECK_LAUNCH();
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/check.h"
+#include "common/cuda_grid.h"
 #include "common/codec_inline.h"
 #include "common/device_arena.h"
 #include "quant/compressed_module.h"
@@ -19,10 +20,9 @@ namespace dsv4::quant {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 1 << 20;  // grid cap of the grid-stride kernels
 constexpr unsigned long long kNoError = ~0ull;
 enum StatusSlot { kIntCodes, kZeroPoints, kFp4Codes, kSlots };
-
-int blocks_for(int64_t n) { return static_cast<int>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, 1 << 20)); }
 
 #define DSV4_GRID_STRIDE(i, n)                                                               \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
@@ -129,12 +129,12 @@ void compressed_module_encode_cuda(PackFormat format, const QuantArgs& args, con
     const int64_t n = count * elements(e.shape);
     if (e.name == "weight_packed" && e.dtype == DType::kI32) {
       const int64_t words = static_cast<int64_t>(int32_packed_cols(static_cast<size_t>(cols), args.num_bits));
-      int32_pack_kernel<<<blocks_for(count * rows * words), kThreads, 0, stream>>>(
+      int32_pack_kernel<<<grid_blocks(count * rows * words, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
           codes, count * rows, cols, args.num_bits, words, static_cast<uint32_t*>(out), bad + kIntCodes);
     } else if (e.name == "weight_packed") {
-      fp4_pack_kernel<<<blocks_for(n), kThreads, 0, stream>>>(codes, n, static_cast<uint8_t*>(out), bad + kFp4Codes);
+      fp4_pack_kernel<<<grid_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(codes, n, static_cast<uint8_t*>(out), bad + kFp4Codes);
     } else if (e.name == "weight") {
-      narrow_kernel<<<blocks_for(n), kThreads, 0, stream>>>(codes, n, static_cast<uint8_t*>(out));
+      narrow_kernel<<<grid_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(codes, n, static_cast<uint8_t*>(out));
     } else if (e.name == "weight_scale") {
       DSV4_CHECK_IN("pack", n == scales, "weight_scale: %lld values for a %lld-cell qparam grid", static_cast<long long>(n),
                     static_cast<long long>(scales));
@@ -146,13 +146,13 @@ void compressed_module_encode_cuda(PackFormat format, const QuantArgs& args, con
       } else {
         DSV4_CHECK_IN("pack", e.dtype == DType::kBF16 || e.dtype == DType::kF16 || e.dtype == DType::kF8E4M3,
                       "no scale encoding for dtype %s", std::string(dtype_name(e.dtype)).c_str());
-        scale_encode_kernel<<<blocks_for(n), kThreads, 0, stream>>>(qp.scale, n, e.dtype, out);
+        scale_encode_kernel<<<grid_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(qp.scale, n, e.dtype, out);
       }
     } else if (e.name == "weight_shape") {
-      shape_kernel<<<blocks_for(count), kThreads, 0, stream>>>(count, rows, cols, static_cast<int64_t*>(out));
+      shape_kernel<<<grid_blocks(count, kThreads, kMaxBlocks), kThreads, 0, stream>>>(count, rows, cols, static_cast<int64_t*>(out));
     } else if (e.name == "weight_zero_point") {
       const int64_t words = static_cast<int64_t>(int32_packed_cols(static_cast<size_t>(scale_rows), args.num_bits));
-      zero_point_pack_kernel<<<blocks_for(count * words * scale_cols), kThreads, 0, stream>>>(
+      zero_point_pack_kernel<<<grid_blocks(count * words * scale_cols, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
           qp.zero_point, count, scale_rows, scale_cols, args.num_bits, words, static_cast<uint32_t*>(out),
           bad + kZeroPoints);
     } else if (e.name == "weight_global_scale") {

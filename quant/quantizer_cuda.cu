@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "common/check.h"
+#include "common/cuda_grid.h"
 #include "common/codec_inline.h"
 #include "common/device_arena.h"
 #include "quant/cell_grid.h"
@@ -16,8 +17,7 @@ namespace dsv4::quant {
 namespace {
 
 constexpr int kThreads = 256;
-
-int blocks_for(int64_t n) { return static_cast<int>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, 1 << 20)); }
+constexpr int64_t kMaxBlocks = 1 << 20;  // grid cap of the grid-stride kernels
 
 // One block per row (of all matrices' rows), threads across its columns, so the row's matrix,
 // cell row and global scale are computed once and the column's cell is a shift when the cell
@@ -123,7 +123,7 @@ void quantizer_fp8_block_reencode_cuda(const QuantArgs& args, const float* w, co
                 "args %s: e8m0 re-encode needs the source scales and the scale_e8m0 output", args.to_string().c_str());
   const int64_t n = count * ((rows + 127) / 128) * ((cols + 127) / 128);
   if (n > 0) {
-    e8m0_qparams_kernel<<<blocks_for(n), kThreads, 0, stream>>>(scales_e8m0, n, qp);
+    e8m0_qparams_kernel<<<grid_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(scales_e8m0, n, qp);
     DSV4_CUDA_CHECK_LAUNCH();
   }
   quantizer_quantize_cuda(args, w, count, rows, cols, qp, codes, dequant, stream);

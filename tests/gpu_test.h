@@ -1,11 +1,13 @@
 // gpu_test.h: the skip rule of every GPU test. Without a device the test is skipped, unless
 // DSV4_REQUIRE_GPU=1 (set on GPU machines by bench/gpu_check.sh), which makes it fail, so a
-// broken driver cannot turn the suite green.
+// broken driver cannot turn the suite green. GPU tests draw their inputs from fresh_rng(), seeded
+// from the OS each run, so repeated runs compare the kernels on new data.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <random>
 #include <string>
 
 #include "common/device.h"
@@ -20,3 +22,8 @@
       GTEST_SKIP() << "no CUDA device";                                                   \
     }                                                                                     \
   } while (0)
+
+inline std::mt19937& fresh_rng() {
+  static std::mt19937 g(std::random_device{}());
+  return g;
+}

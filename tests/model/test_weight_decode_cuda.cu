@@ -21,14 +21,10 @@
 namespace dsv4::model {
 namespace {
 
-std::mt19937& rng() {
-  static std::mt19937 g(std::random_device{}());
-  return g;
-}
 std::vector<uint8_t> random_bytes(size_t n, int lo, int hi) {
   std::uniform_int_distribution<int> d(lo, hi);
   std::vector<uint8_t> v(n);
-  for (auto& b : v) b = static_cast<uint8_t>(d(rng()));
+  for (auto& b : v) b = static_cast<uint8_t>(d(fresh_rng()));
   return v;
 }
 // Scales as the decoders read them: E8M0 bytes 2^(b-127) in a range that keeps products finite,
@@ -38,7 +34,7 @@ std::vector<uint8_t> random_scales(size_t n, DType dtype) {
   std::uniform_real_distribution<float> d(-3.0f, 3.0f);
   std::vector<uint8_t> bytes(n * 4);
   for (size_t i = 0; i < n; ++i) {
-    const float f = d(rng());
+    const float f = d(fresh_rng());
     std::memcpy(&bytes[i * 4], &f, 4);
   }
   return bytes;

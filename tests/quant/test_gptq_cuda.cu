@@ -36,14 +36,10 @@
 namespace dsv4::quant {
 namespace {
 
-std::mt19937& rng() {
-  static std::mt19937 g(std::random_device{}());
-  return g;
-}
 std::vector<float> normal(size_t n, float sigma) {
   std::normal_distribution<float> d(0.0f, sigma);
   std::vector<float> v(n);
-  for (float& x : v) x = d(rng());
+  for (float& x : v) x = d(fresh_rng());
   return v;
 }
 

@@ -22,17 +22,12 @@
 namespace dsv4::quant {
 namespace {
 
-std::mt19937& rng() {
-  static std::mt19937 g(std::random_device{}());
-  return g;
-}
-
 // Random bf16 rows (normal, with a few large outliers as activations have).
 std::vector<uint16_t> random_bf16(size_t n) {
   std::normal_distribution<float> d(0.0f, 1.0f);
   std::uniform_int_distribution<int> outlier(0, 99);
   std::vector<uint16_t> v(n);
-  for (auto& x : v) x = bf16_encode(d(rng()) * (outlier(rng()) == 0 ? 20.0f : 1.0f));
+  for (auto& x : v) x = bf16_encode(d(fresh_rng()) * (outlier(fresh_rng()) == 0 ? 20.0f : 1.0f));
   return v;
 }
 

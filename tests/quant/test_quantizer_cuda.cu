@@ -31,11 +31,6 @@
 namespace dsv4::quant {
 namespace {
 
-std::mt19937& rng() {
-  static std::mt19937 g(std::random_device{}());
-  return g;
-}
-
 // Normal weights with a per-matrix sigma, an outlier per row and, in matrix 1, an all-zero first
 // group (the eps-scale path).
 std::vector<float> random_weights(int count, int64_t rows, int64_t cols) {
@@ -44,8 +39,8 @@ std::vector<float> random_weights(int count, int64_t rows, int64_t cols) {
     std::normal_distribution<float> d(0.0f, 0.02f * static_cast<float>(b + 1));
     std::uniform_int_distribution<int64_t> col(0, cols - 1);
     float* m = w.data() + b * rows * cols;
-    for (int64_t i = 0; i < rows * cols; ++i) m[i] = d(rng());
-    for (int64_t r = 0; r < rows; ++r) m[r * cols + col(rng())] *= 12.0f;
+    for (int64_t i = 0; i < rows * cols; ++i) m[i] = d(fresh_rng());
+    for (int64_t r = 0; r < rows; ++r) m[r * cols + col(fresh_rng())] *= 12.0f;
     if (b == 1) std::fill(m, m + std::min<int64_t>(cols, 16), 0.0f);
   }
   return w;
@@ -260,10 +255,10 @@ TEST(QuantizerCuda, Fp8BlockReencodeEqualsCpu) {
   std::uniform_int_distribution<int> code(0, 255), exp(110, 130);
   std::vector<uint8_t> codes(static_cast<size_t>(count * rows * cols)), scales(static_cast<size_t>(count * sr * sc));
   for (auto& c : codes) {
-    c = static_cast<uint8_t>(code(rng()));
+    c = static_cast<uint8_t>(code(fresh_rng()));
     if ((c & 0x7f) == 0x7f) c ^= 1;  // e4m3 NaN -> ±416
   }
-  for (auto& s : scales) s = static_cast<uint8_t>(exp(rng()));
+  for (auto& s : scales) s = static_cast<uint8_t>(exp(fresh_rng()));
   std::vector<float> w(codes.size());
   for (int b = 0; b < count; ++b) {
     for (int64_t r = 0; r < rows; ++r) {
@@ -309,8 +304,8 @@ TEST(QuantizerCuda, Mxfp4ToInt4EqualsCpu) {
   const int64_t rows = 96, cols = 256, groups = cols / 32;
   std::uniform_int_distribution<int> nib(0, 15), exp(115, 125);
   std::vector<uint8_t> nibbles(static_cast<size_t>(count * rows * cols)), scales(static_cast<size_t>(count * rows * groups));
-  for (auto& n : nibbles) n = static_cast<uint8_t>(nib(rng()));
-  for (auto& s : scales) s = static_cast<uint8_t>(exp(rng()));
+  for (auto& n : nibbles) n = static_cast<uint8_t>(nib(fresh_rng()));
+  for (auto& s : scales) s = static_cast<uint8_t>(exp(fresh_rng()));
   std::vector<float> w(nibbles.size());
   for (size_t i = 0; i < w.size(); ++i) w[i] = e2m1_decode(nibbles[i]) * e8m0_decode(scales[i / 32]);
   for (const bool mse : {false, true}) {
