@@ -96,16 +96,18 @@ std::vector<std::vector<int32_t>> indexer_select(const IndexerWeights& w, const 
                                                  const float* qr, int64_t tokens,
                                                  const ForwardContext& ctx) {
   const std::vector<float> scores = indexer_scores(w, config, rope, x_attn, qr, tokens, ctx);
-  const int ratio = w.compressor.ratio;
-  const int64_t W = tokens / ratio;
-  DSV4_CHECK_IN("attention", config.index_topk > 0, "%s: index_topk %d", config.origin.c_str(),
-                config.index_topk);
+  return indexer_pick(scores.data(), tokens, tokens / w.compressor.ratio, w.compressor.ratio, config.index_topk);
+}
+
+std::vector<std::vector<int32_t>> indexer_pick(const float* scores, int64_t tokens, int64_t W, int ratio,
+                                               int index_topk) {
+  DSV4_CHECK_IN("attention", index_topk > 0, "index_topk %d", index_topk);
   // transformers: top_k = min(index_topk, W) over all W entries with invisible ones at −inf,
   // then picks that are not visible are dropped. The selection mirrors torch.topk on the CPU
   // (aten/src/ATen/native/TopKImpl.h: (value, index) pairs in double, std::partial_sort when
   // k·64 ≤ W, else std::nth_element) so that tied scores — frequent when few index heads all
   // ReLU to exactly 0 — resolve to the same entries as the transformers oracle (libstdc++).
-  const int64_t top_k = std::min<int64_t>(config.index_topk, W);
+  const int64_t top_k = std::min<int64_t>(index_topk, W);
   std::vector<std::vector<int32_t>> selected(static_cast<size_t>(tokens));
   if (top_k == 0) return selected;
   using Scored = std::pair<double, int64_t>;

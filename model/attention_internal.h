@@ -30,6 +30,12 @@ std::vector<std::vector<int32_t>> indexer_select(const IndexerWeights& w, const 
                                                  const float* qr, int64_t tokens,
                                                  const ForwardContext& ctx);
 
+// The selection step of indexer_select from scores [T, W] (−inf where not visible): the top
+// min(index_topk, W) per query, invisible picks dropped, ascending. Shared with the GPU forward,
+// which computes the scores on the device and selects here (torch.topk's tie order).
+std::vector<std::vector<int32_t>> indexer_pick(const float* scores, int64_t tokens, int64_t W, int ratio,
+                                               int index_topk);
+
 // The raw indexer scores [T, W] (−inf where the entry is not visible), for tests.
 std::vector<float> indexer_scores(const IndexerWeights& w, const ModelConfig& config,
                                   const RopeTable& rope, const float* x_attn, const float* qr,
