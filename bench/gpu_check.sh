@@ -33,7 +33,7 @@ cmake --preset cuda > "$out/configure.log" 2>&1
 cmake --build --preset cuda -j "$(nproc)" > "$out/build.log" 2>&1 || { tail -n 50 "$out/build.log"; exit 1; }
 ctest --preset cuda -j 4 --output-on-failure 2>&1 | tee "$out/ctest.log" | tail -n 15
 # The GPU benchmarks (docs/PERFORMANCE.md quotes them).
-for b in decode_bandwidth hessian_throughput gptq_layer rtn_layer; do
+for b in decode_bandwidth hessian_throughput gptq_layer rtn_layer forward_layer; do
   build/cuda/bench/bench_$b 2>&1 | tee "$out/bench_$b.txt" | tail -n 12
 done
 # GPU_CHECK_GPU_ONLY=1 stops here (the CPU-reference timings below take minutes).
