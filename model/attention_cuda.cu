@@ -63,8 +63,7 @@ __global__ void attention_core_kernel(CoreArgs a, int64_t queries, uint16_t* o) 
       ne = a.picks ? a.pick_counts[n] : static_cast<int>(min((t + 1) / a.ratio, a.windows));
     }
     const int nk = nw + ne;
-    // Key rows: window keys index kv, entries index the entries array (offset by N·dh elements
-    // is avoided by a sign: entries are stored as −1 − row).
+    // Key rows: r >= 0 is row r of kv (a window key), r < 0 is row −1 − r of the entries.
     for (int i = threadIdx.x; i < nk; i += blockDim.x) {
       if (i < nw) {
         key_row[i] = s * a.tokens + first + i;
