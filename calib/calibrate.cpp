@@ -166,6 +166,8 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   in.layout = &layout;
   in.samples = std::move(samples);
   in.threads = o.threads;
+  in.device = o.device;
+  in.mode = o.device == ComputeDevice::kCuda ? model::NumericMode::kBf16 : o.mode;  // the GPU forward is bf16
   in.comm = &comm;
   in.checkpoint = &ck;
   in.first_sample = mine.begin;
@@ -196,6 +198,8 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   m["recipe"] = {{"origin", r.origin}, {"fnv1a64", data::sample_hash_hex(hash_fnv1a64(recipe_yaml))}};
   m["source"] = {{"dir", r.model}, {"files", checkpoint_identity(source)}, {"mtp_stages", audit.mtp_stages}};
   m["world_size"] = comm.world();
+  m["forward"] = {{"device", o.device == ComputeDevice::kCuda ? "cuda" : "cpu"},
+                  {"numeric_mode", in.mode == model::NumericMode::kBf16 ? "bf16" : "fp32"}};
   m["ranks"] = std::move(ranks);
   if (data) m["dataset"] = data::calib_data_manifest(*data);
   m["samples"] = res.report.samples;

@@ -8,19 +8,19 @@
 #include "common/check.h"
 
 namespace dsv4::calib {
-namespace {
-
-std::string with_group(const std::string& module, int group) {
+std::string stats_consumer(const std::string& module, int group) {
   return group < 0 ? module : module + "#" + std::to_string(group);
 }
 
-// "layers.3.ffn.experts.7.w1" -> "layers.3.ffn.experts.*.w13": the all-experts shared key.
-std::string shared_expert_key(const std::string& module) {
-  const size_t at = module.find(".ffn.experts.");
-  return module.substr(0, at) + ".ffn.experts.*.w13";
+std::string stats_hessian_key(const std::string& first_module, int expert, bool has_token_rows, int group,
+                              bool all_experts) {
+  const bool expert_w13 = expert >= 0 && (first_module.ends_with(".w1") || first_module.ends_with(".w3"));
+  if (all_experts && expert_w13 && !has_token_rows) {
+    return first_module.substr(0, first_module.find(".ffn.experts.")) + ".ffn.experts.*.w13";
+  }
+  // Modules fed by one activation share one Hessian, named after the first consumer.
+  return stats_consumer(first_module, group);
 }
-
-}  // namespace
 
 LayerStats::LayerStats(bool all_experts, W2Input w2_input) : all_experts_(all_experts), w2_input_(w2_input) {}
 
@@ -28,11 +28,7 @@ void LayerStats::want_hessian(const std::string& module) { want_h_.insert(module
 void LayerStats::want_amax(const std::string& module) { want_amax_.insert(module); }
 
 std::string LayerStats::key_of(const std::string& module, const model::TapEvent& e) const {
-  const bool expert_w13 = e.expert >= 0 && (module.ends_with(".w1") || module.ends_with(".w3"));
-  // All-experts taps give every expert the same rows (the whole layer input, no token_rows).
-  if (all_experts_ && expert_w13 && e.token_rows == nullptr) return shared_expert_key(module);
-  // Modules fed by one activation share one Hessian, named after the first consumer.
-  return with_group(e.modules.front(), e.group);
+  return stats_hessian_key(module, e.expert, e.token_rows != nullptr, e.group, all_experts_);
 }
 
 void LayerStats::on_tap(const model::TapEvent& e) {
@@ -49,12 +45,12 @@ void LayerStats::on_tap(const model::TapEvent& e) {
   }
   if (!wants_h) return;
   const std::string key = key_of(e.modules.front(), e);
-  for (const std::string& m : e.modules) key_[with_group(m, e.group)] = key;
+  for (const std::string& m : e.modules) key_[stats_consumer(m, e.group)] = key;
   Slot& slot = acc_[key];
   if (!slot.acc) slot.acc = std::make_unique<quant::HessianAccumulator>(e.cols);
   DSV4_CHECK_IN("calib", slot.acc->dim() == e.cols, "tap for %s has %lld columns, its Hessian %lld", key.c_str(),
                 static_cast<long long>(e.cols), static_cast<long long>(slot.acc->dim()));
-  const bool shared = key.ends_with(".ffn.experts.*.w13");
+  const bool shared = stats_is_shared_key(key);
   if (shared && slot.last_pass == pass_) return;  // every expert repeats the same rows
   slot.last_pass = pass_;
 
@@ -76,14 +72,27 @@ void LayerStats::on_tap(const model::TapEvent& e) {
   slot.acc->add(rows.data(), n);
 }
 
+void LayerStats::import_hessian(const std::string& key, const std::vector<std::string>& consumers,
+                                quant::HessianAccumulator partial) {
+  Slot& slot = acc_[key];
+  DSV4_CHECK_IN("calib", !slot.acc, "Hessian %s imported twice", key.c_str());
+  slot.acc = std::make_unique<quant::HessianAccumulator>(std::move(partial));
+  for (const std::string& c : consumers) key_[c] = key;
+}
+
+void LayerStats::import_amax(const std::string& module, float amax) {
+  float& slot = amax_[module];
+  slot = std::max(slot, amax);
+}
+
 void LayerStats::on_expert_tokens(const std::string&, int expert, int64_t count) { expert_tokens_[expert] += count; }
 
 bool LayerStats::has_hessian(const std::string& module, int group) const {
-  return key_.count(with_group(module, group)) > 0;
+  return key_.count(stats_consumer(module, group)) > 0;
 }
 
 quant::HessianResult LayerStats::hessian(const std::string& module, int64_t cols, int group) const {
-  const auto k = key_.find(with_group(module, group));
+  const auto k = key_.find(stats_consumer(module, group));
   if (k == key_.end()) return quant::HessianAccumulator(cols).finalize();
   DSV4_CHECK_IN("calib", !dropped_.count(k->second), "the Hessian of %s (%s) is owned by another rank", module.c_str(),
                 k->second.c_str());

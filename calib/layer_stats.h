@@ -33,18 +33,37 @@
 
 namespace dsv4::calib {
 
+// The naming both pass-A collectors share (this file and calib/layer_stats_cuda.h):
+// "module" or "module#group" for a consumer, and the Hessian key of a tap event: the first
+// consumer's name, or in all-experts mode "layers.L.ffn.experts.*.w13" for every routed w1/w3 tap
+// without token rows (they all see the whole layer input).
+std::string stats_consumer(const std::string& module, int group);
+std::string stats_hessian_key(const std::string& first_module, int expert, bool has_token_rows, int group,
+                              bool all_experts);
+inline bool stats_is_shared_key(const std::string& key) { return key.ends_with(".ffn.experts.*.w13"); }
+
 class LayerStats final : public model::TapSink {
  public:
   LayerStats(bool all_experts, W2Input w2_input);
 
   void want_hessian(const std::string& module);
   void want_amax(const std::string& module);
+  const std::set<std::string>& wanted_hessians() const { return want_h_; }
+  const std::set<std::string>& wanted_amax() const { return want_amax_; }
+  bool all_experts() const { return all_experts_; }
+  W2Input w2_input() const { return w2_input_; }
   // Marks the start of a forward pass over one sample (the all-experts shared Hessian is added
   // once per pass).
   void next_pass() { ++pass_; }
 
   void on_tap(const model::TapEvent& event) override;
   void on_expert_tokens(const std::string& block_prefix, int expert, int64_t count) override;
+
+  // What the GPU's pass A hands over (calib/layer_stats_cuda.h): a Hessian partial under `key`
+  // serving the module[#group] names in `consumers`, an input absmax, expert counts (on_expert_tokens).
+  void import_hessian(const std::string& key, const std::vector<std::string>& consumers,
+                      quant::HessianAccumulator partial);
+  void import_amax(const std::string& module, float amax);
 
   // Finalized Hessian of a wanted module with `cols` inputs (group >= 0: that wo_a output group).
   // A module no token reached (an expert nobody routed to, outside all-experts mode) gets an

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 
+#include "calib/gpu_forwarder.h"
 #include "calib/layer_stats.h"
 #include "calib/solved_share.h"
 #include "common/check.h"
@@ -111,11 +112,16 @@ struct Forwarder {
   const model::ModelConfig& c;
   const std::vector<std::vector<int64_t>>& samples;
   model::NumericMode mode;
-  std::vector<model::RopeTable> main_rope, compress_rope;  // per sample length
+  std::vector<model::RopeTable> main_rope, compress_rope;  // per sample length (CPU)
+  GpuForwarder* gpu = nullptr;                             // set: the passes run there
 
   // states[s] <- block(states[s]) for every sample.
   void run(const model::BlockWeights& w, std::vector<std::vector<float>>& states, LayerStats* stats,
            bool all_experts) const {
+    if (gpu) {
+      gpu->run(w, samples, states, stats);
+      return;
+    }
     for (size_t s = 0; s < samples.size(); ++s) {
       if (stats) stats->next_pass();
       model::ForwardContext ctx{mode, stats, w.prefix, all_experts};
@@ -264,7 +270,14 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
   const int first_segment = ck ? ck->first_segment() : 0;
   std::vector<std::vector<float>> states;
   Forwarder fwd{c, in.samples, in.mode, {}, {}};
-  if (last_data_layer >= 0) {
+  std::unique_ptr<GpuForwarder> gpu;
+  if (in.device == ComputeDevice::kCuda && last_data_layer >= 0) {
+    DSV4_CHECK_IN("pipeline", in.mode == model::NumericMode::kBf16,
+                  "the GPU forward runs the bf16 numeric mode; the pipeline was asked for fp32");
+    gpu = gpu_forwarder_create(c);
+    fwd.gpu = gpu.get();
+  }
+  if (last_data_layer >= 0 && !fwd.gpu) {
     for (const auto& ids : in.samples) {
       fwd.main_rope.push_back(model::rope_table_build(c, false, static_cast<int64_t>(ids.size())));
       fwd.compress_rope.push_back(model::rope_table_build(c, true, static_cast<int64_t>(ids.size())));

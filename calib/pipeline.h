@@ -35,6 +35,10 @@
 
 namespace dsv4::calib {
 
+// Where the forward passes run. kCuda runs them on GPU 0 in the bf16 numeric mode
+// (calib/gpu_forwarder.h); the solves stay where they are.
+enum class ComputeDevice { kCpu, kCuda };
+
 struct PipelineInputs {
   const Recipe* recipe = nullptr;
   const ModulePlan* plan = nullptr;
@@ -50,6 +54,7 @@ struct PipelineInputs {
   int64_t first_sample = 0;
   std::vector<int64_t> sample_lengths;  // all samples (every rank)
   model::NumericMode mode = model::NumericMode::kFp32;
+  ComputeDevice device = ComputeDevice::kCpu;  // kCuda needs mode kBf16
   int threads = 0;                            // module solves in parallel; 0: all cores
 };
 

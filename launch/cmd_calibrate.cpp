@@ -38,6 +38,7 @@ struct CalibrateArgs {
   int64_t num_samples = -1, seq_len = -1;
   int threads = 0;
   bool restart = false;
+  std::string device = "cpu";
 };
 
 int run_calibrate(const CalibrateArgs& a) {
@@ -55,6 +56,7 @@ int run_calibrate(const CalibrateArgs& a) {
   calib::CalibrateOptions co;
   co.threads = a.threads;
   co.restart = a.restart;
+  co.device = a.device == "cuda" ? calib::ComputeDevice::kCuda : calib::ComputeDevice::kCpu;
   co.tool_version = DSV4_VERSION;
   co.tool_commit = DSV4_COMMIT;
 
@@ -87,6 +89,11 @@ Command cmd_calibrate_register(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--seq-len", a->seq_len, "tokens per sample (overrides dataset.seq_len)")->check(CLI::NonNegativeNumber);
   app.add_option("--threads", a->threads, "threads for module solves (0: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--device", a->device,
+                 "where the forward passes run: cpu (fp32 numeric mode) or cuda (GPU 0, bf16 numeric mode; the "
+                 "solves stay on the CPU for now)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   app.add_flag("--restart", a->restart,
                "discard the interrupted run in the output directory and start over (default: resume it)");
   return [a] { return run_calibrate(*a); };

@@ -149,50 +149,59 @@ HcWeights hc_load(const Checkpoint& ckpt, const ModelConfig& c, const std::strin
           weight_load_f32(ckpt, stem + "_scale", {3})};
 }
 
+// A linear's values, or only its name and shape when the caller decodes it elsewhere (the GPU).
+DenseLinear linear_or_shape(const Checkpoint& ckpt, const ModelConfig& c, const std::string& module, int64_t out,
+                            int64_t in, bool decode) {
+  if (decode) return linear_load(ckpt, c, module, out, in);
+  DSV4_CHECK_IN("weights", ckpt.contains(module + ".weight") || c.linear_decoder != nullptr, "%s.weight is missing in %s",
+                module.c_str(), ckpt.dir().c_str());
+  return {module, out, in, {}};
+}
+
 CompressorWeights compressor_load(const Checkpoint& ckpt, const ModelConfig& c, const std::string& stem,
-                                  const LayerSpec& spec, int64_t dim) {
+                                  const LayerSpec& spec, int64_t dim, bool decode) {
   CompressorWeights w;
   w.ratio = spec.compress_ratio;
   w.series = spec.compressor_series();
   w.dim = dim;
   const int64_t width = w.series * dim;
-  w.wkv = linear_load(ckpt, c, stem + ".wkv", width, c.hidden_size);
-  w.wgate = linear_load(ckpt, c, stem + ".wgate", width, c.hidden_size);
+  w.wkv = linear_or_shape(ckpt, c, stem + ".wkv", width, c.hidden_size, decode);
+  w.wgate = linear_or_shape(ckpt, c, stem + ".wgate", width, c.hidden_size, decode);
   w.ape = weight_load_f32(ckpt, stem + ".ape", {w.ratio, width});
   w.norm = weight_load_f32(ckpt, stem + ".norm.weight", {dim});
   return w;
 }
 
 AttentionWeights attention_load(const Checkpoint& ckpt, const ModelConfig& c, const std::string& p,
-                                const LayerSpec& spec) {
+                                const LayerSpec& spec, bool decode) {
   const int64_t d = c.hidden_size;
   const int64_t kv_dim = static_cast<int64_t>(c.num_kv_heads) * c.head_dim;
   AttentionWeights w;
-  w.wq_a = linear_load(ckpt, c, p + "attn.wq_a", c.q_lora_rank, d);
+  w.wq_a = linear_or_shape(ckpt, c, p + "attn.wq_a", c.q_lora_rank, d, decode);
   w.q_norm = weight_load_f32(ckpt, p + "attn.q_norm.weight", {c.q_lora_rank});
-  w.wq_b = linear_load(ckpt, c, p + "attn.wq_b", c.q_dim(), c.q_lora_rank);
-  w.wkv = linear_load(ckpt, c, p + "attn.wkv", kv_dim, d);
+  w.wq_b = linear_or_shape(ckpt, c, p + "attn.wq_b", c.q_dim(), c.q_lora_rank, decode);
+  w.wkv = linear_or_shape(ckpt, c, p + "attn.wkv", kv_dim, d, decode);
   w.kv_norm = weight_load_f32(ckpt, p + "attn.kv_norm.weight", {kv_dim});
-  w.wo_a = linear_load(ckpt, c, p + "attn.wo_a", c.o_dim(), c.o_group_in());
-  w.wo_b = linear_load(ckpt, c, p + "attn.wo_b", d, c.o_dim());
+  w.wo_a = linear_or_shape(ckpt, c, p + "attn.wo_a", c.o_dim(), c.o_group_in(), decode);
+  w.wo_b = linear_or_shape(ckpt, c, p + "attn.wo_b", d, c.o_dim(), decode);
   w.sink = weight_load_f32(ckpt, p + "attn.attn_sink", {c.num_heads});
-  if (spec.has_compressor()) w.compressor = compressor_load(ckpt, c, p + "attn.compressor", spec, c.head_dim);
+  if (spec.has_compressor()) w.compressor = compressor_load(ckpt, c, p + "attn.compressor", spec, c.head_dim, decode);
   if (spec.has_indexer()) {
     IndexerWeights ix;
-    ix.wq_b = linear_load(ckpt, c, p + "attn.indexer.wq_b",
-                          static_cast<int64_t>(c.index_n_heads) * c.index_head_dim, c.q_lora_rank);
-    ix.weights_proj = linear_load(ckpt, c, p + "attn.indexer.weights_proj", c.index_n_heads, d);
-    ix.compressor = compressor_load(ckpt, c, p + "attn.indexer.compressor", spec, c.index_head_dim);
+    ix.wq_b = linear_or_shape(ckpt, c, p + "attn.indexer.wq_b",
+                          static_cast<int64_t>(c.index_n_heads) * c.index_head_dim, c.q_lora_rank, decode);
+    ix.weights_proj = linear_or_shape(ckpt, c, p + "attn.indexer.weights_proj", c.index_n_heads, d, decode);
+    ix.compressor = compressor_load(ckpt, c, p + "attn.indexer.compressor", spec, c.index_head_dim, decode);
     w.indexer = std::move(ix);
   }
   return w;
 }
 
 MoeWeights moe_load(const Checkpoint& ckpt, const ModelConfig& c, const std::string& p,
-                    const LayerSpec& spec) {
+                    const LayerSpec& spec, bool decode) {
   const int64_t d = c.hidden_size;
   MoeWeights w;
-  w.gate = linear_load(ckpt, c, p + "ffn.gate", c.n_routed_experts, d);
+  w.gate = linear_or_shape(ckpt, c, p + "ffn.gate", c.n_routed_experts, d, decode);
   if (spec.routing == RoutingKind::kHash) {
     const std::string name = p + "ffn.gate.tid2eid";
     const TensorInfo& t = info_checked(ckpt, name, {c.vocab_size, c.num_experts_per_tok});
@@ -218,9 +227,9 @@ MoeWeights moe_load(const Checkpoint& ckpt, const ModelConfig& c, const std::str
   if (c.n_shared_experts > 0) {
     const int64_t inter = static_cast<int64_t>(c.moe_intermediate_size) * c.n_shared_experts;
     ExpertWeights s;
-    s.w1 = linear_load(ckpt, c, p + "ffn.shared_experts.w1", inter, d);
-    s.w3 = linear_load(ckpt, c, p + "ffn.shared_experts.w3", inter, d);
-    s.w2 = linear_load(ckpt, c, p + "ffn.shared_experts.w2", d, inter);
+    s.w1 = linear_or_shape(ckpt, c, p + "ffn.shared_experts.w1", inter, d, decode);
+    s.w3 = linear_or_shape(ckpt, c, p + "ffn.shared_experts.w3", inter, d, decode);
+    s.w2 = linear_or_shape(ckpt, c, p + "ffn.shared_experts.w2", d, inter, decode);
     w.shared = std::move(s);
   }
   w.experts = ExpertSource(&ckpt, c, p);
@@ -230,7 +239,7 @@ MoeWeights moe_load(const Checkpoint& ckpt, const ModelConfig& c, const std::str
 }  // namespace
 
 BlockWeights block_weights_load(const Checkpoint& ckpt, const ModelConfig& c, const std::string& prefix,
-                                int layer) {
+                                int layer, bool decode_linears) {
   BlockWeights w;
   w.prefix = prefix;
   w.layer = layer;
@@ -239,8 +248,8 @@ BlockWeights block_weights_load(const Checkpoint& ckpt, const ModelConfig& c, co
   w.ffn_norm = weight_load_f32(ckpt, prefix + "ffn_norm.weight", {c.hidden_size});
   w.hc_attn = hc_load(ckpt, c, prefix + "hc_attn");
   w.hc_ffn = hc_load(ckpt, c, prefix + "hc_ffn");
-  w.attn = attention_load(ckpt, c, prefix, w.spec);
-  w.ffn = moe_load(ckpt, c, prefix, w.spec);
+  w.attn = attention_load(ckpt, c, prefix, w.spec, decode_linears);
+  w.ffn = moe_load(ckpt, c, prefix, w.spec, decode_linears);
   return w;
 }
 

@@ -111,9 +111,11 @@ struct BlockWeights {
   MoeWeights ffn;
 };
 
-// Loads everything of one block; errors name the missing or mis-shaped tensor.
+// Loads everything of one block; errors name the missing or mis-shaped tensor. With
+// decode_linears false the linears keep only their name and shape (empty w): the GPU decodes
+// them itself (model/forward_cuda.h block_weights_decode_cuda); everything else loads as usual.
 BlockWeights block_weights_load(const Checkpoint& checkpoint, const ModelConfig& config,
-                                const std::string& prefix, int layer);
+                                const std::string& prefix, int layer, bool decode_linears = true);
 
 // Helpers shared with the model-level loader (embed, head, HC head, MTP projections).
 // linear_load asks config.linear_decoder first (artifact layouts), then decodes the release

@@ -1,6 +1,8 @@
-// block_weights_cuda.cu: block_weights_upload (see forward_cuda.h): a CPU-decoded block to bf16
-// device weights, refusing any linear whose values are not exact in bf16 (the GPU forward would
-// silently compute a different model).
+// block_weights_cuda.cu: a block's bf16 device weights (see forward_cuda.h), either uploaded from a
+// CPU-decoded block (block_weights_upload) or decoded on the GPU from the checkpoint's bytes
+// (block_weights_decode_cuda: FP8 and MXFP4 linears go up as stored and are decoded by
+// model/weight_decode_cuda.h, BF16 ones are copied). Either way a linear value that is not exact
+// in bf16 is an error naming the tensor (the GPU forward would silently compute another model).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -10,13 +12,17 @@
 #include "common/check.h"
 #include "common/codec.h"
 #include "model/forward_cuda.h"
+#include "model/weight_decode_cuda.h"
 
 namespace dsv4::model {
 namespace {
 
 class Uploader {
  public:
-  explicit Uploader(DeviceBlockWeights& out) : out_(out) {}
+  // checkpoint null: linears carry their values; else they are decoded from it on the GPU.
+  Uploader(DeviceBlockWeights& out, const Checkpoint* checkpoint, const ModelConfig& config, bool round)
+      : out_(out), checkpoint_(checkpoint), config_(config), round_(round) {}
+  ~Uploader() { cudaFree(staging_); }
 
   template <typename T>
   T* alloc(size_t count) {
@@ -35,22 +41,80 @@ class Uploader {
     return p;
   }
 
-  // Encodes rows of a linear into bf16 at `dst` (host), checking every value round-trips.
-  static void encode(const DenseLinear& l, uint16_t* dst) {
+  // Encodes rows of a linear into bf16 at `dst` (host), checking every value round-trips (or
+  // counting those that do not, when rounding is allowed).
+  void encode(const DenseLinear& l, uint16_t* dst) {
     for (size_t i = 0; i < l.w.size(); ++i) {
       const float v = l.w[i];
       dst[i] = bf16_encode(v);
-      DSV4_CHECK_IN("upload", bf16_decode(dst[i]) == v || std::isnan(v),
+      if (bf16_decode(dst[i]) == v || std::isnan(v)) continue;
+      ++out_.rounded;
+      DSV4_CHECK_IN("upload", round_,
                     "%s: value %.9g at [%lld, %lld] is not exact in bf16; the GPU forward runs bf16 weights",
                     l.name.c_str(), static_cast<double>(v), static_cast<long long>(i / l.in),
                     static_cast<long long>(i % l.in));
     }
   }
 
+  // Writes linear `l` ([out, in]) as bf16 at device `dst`.
+  void fill(const DenseLinear& l, uint16_t* dst) {
+    if (checkpoint_ == nullptr || config_.linear_decoder != nullptr || !checkpoint_->contains(l.name + ".weight")) {
+      // Host values: given, or decoded on the CPU (artifact layouts go through linear_decoder).
+      const DenseLinear decoded =
+          !l.w.empty() || checkpoint_ == nullptr ? DenseLinear{} : linear_load(*checkpoint_, config_, l.name, l.out, l.in);
+      const DenseLinear& src = l.w.empty() && checkpoint_ != nullptr ? decoded : l;
+      DSV4_CHECK_IN("upload", static_cast<int64_t>(src.w.size()) == l.out * l.in, "%s: %zu values for [%lld, %lld]",
+                    l.name.c_str(), src.w.size(), static_cast<long long>(l.out), static_cast<long long>(l.in));
+      std::vector<uint16_t> host(src.w.size());
+      encode(src, host.data());
+      DSV4_CUDA_CHECK(cudaMemcpy(dst, host.data(), host.size() * sizeof(uint16_t), cudaMemcpyHostToDevice));
+      return;
+    }
+    const Checkpoint& ckpt = *checkpoint_;
+    const TensorInfo& w = ckpt.info(l.name + ".weight");
+    if (!ckpt.contains(l.name + ".scale")) {
+      if (w.dtype == DType::kBF16) {
+        DSV4_CHECK_IN("upload", w.numel() == l.out * l.in, "%s.weight has %lld values, expected [%lld, %lld]",
+                      l.name.c_str(), static_cast<long long>(w.numel()), static_cast<long long>(l.out),
+                      static_cast<long long>(l.in));
+        const auto bytes = ckpt.bytes(w.name);
+        DSV4_CUDA_CHECK(cudaMemcpy(dst, bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
+      } else {
+        fill(linear_load(ckpt, config_, l.name, l.out, l.in), dst);  // F32/F16: checked encode
+      }
+      return;
+    }
+    const TensorInfo& sc = ckpt.info(l.name + ".scale");
+    const auto codes = ckpt.bytes(w.name);
+    const auto scales = ckpt.bytes(sc.name);
+    const bool fp4 = w.dtype == DType::kI8;
+    DSV4_CHECK_IN("upload", fp4 || w.dtype == DType::kF8E4M3,
+                  "%s.weight has dtype %s; expected F8_E4M3 (block FP8) or I8 (MXFP4)", l.name.c_str(),
+                  std::string(dtype_name(w.dtype)).c_str());
+    const int64_t block = config_.fp8_block;
+    const int64_t scale_count = fp4 ? l.out * (l.in / 32) : ((l.out + block - 1) / block) * ((l.in + block - 1) / block);
+    DSV4_CHECK_IN("upload",
+                  w.shape.size() == 2 && w.shape[0] == l.out && w.shape[1] == (fp4 ? l.in / 2 : l.in) &&
+                      sc.numel() == scale_count && (!fp4 || l.in % 32 == 0),
+                  "%s: weight %s and scale %s do not encode [%lld, %lld] (%s)", l.name.c_str(),
+                  shape_string(w.shape).c_str(), shape_string(sc.shape).c_str(), static_cast<long long>(l.out),
+                  static_cast<long long>(l.in), fp4 ? "MXFP4, 1x32 scales" : "FP8, 128x128 scales");
+    uint8_t* d = static_cast<uint8_t*>(staging(codes.size() + scales.size() + 16));
+    uint8_t* d_scales = d + ((codes.size() + 15) / 16) * 16;
+    DSV4_CUDA_CHECK(cudaMemcpy(d, codes.data(), codes.size(), cudaMemcpyHostToDevice));
+    DSV4_CUDA_CHECK(cudaMemcpy(d_scales, scales.data(), scales.size(), cudaMemcpyHostToDevice));
+    if (fp4) {
+      weight_decode_mxfp4_cuda(d, d_scales, sc.dtype, l.out, l.in, nullptr, dst, nullptr);
+    } else {
+      weight_decode_fp8_block_cuda(d, d_scales, sc.dtype, l.out, l.in, block, nullptr, dst, nullptr);
+    }
+    DSV4_CUDA_CHECK(cudaDeviceSynchronize());  // the staging buffer is reused by the next linear
+  }
+
   DeviceLinear linear(const DenseLinear& l) {
-    std::vector<uint16_t> host(l.w.size());
-    encode(l, host.data());
-    return {l.name, l.out, l.in, put(host)};
+    uint16_t* dst = alloc<uint16_t>(static_cast<size_t>(l.out * l.in));
+    fill(l, dst);
+    return {l.name, l.out, l.in, dst};
   }
 
   // fn = hi + mid + lo, three bf16 parts stacked by rows (see hc_cuda.h).
@@ -80,17 +144,33 @@ class Uploader {
   }
 
  private:
+  void* staging(size_t bytes) {
+    if (bytes > staging_bytes_) {
+      cudaFree(staging_);
+      staging_ = nullptr;
+      DSV4_CUDA_CHECK(cudaMalloc(&staging_, bytes));
+      staging_bytes_ = bytes;
+    }
+    return staging_;
+  }
+
   DeviceBlockWeights& out_;
+  const Checkpoint* checkpoint_;
+  const ModelConfig& config_;
+  bool round_;
+  void* staging_ = nullptr;
+  size_t staging_bytes_ = 0;
 };
 
-}  // namespace
+// The walk shared by both entries: every tensor of `w` to the device; linears through
+// Uploader::fill (values, or the checkpoint when `checkpoint` is set).
 
-DeviceBlockWeights block_weights_upload(const BlockWeights& w, const ModelConfig& c) {
+DeviceBlockWeights to_device(const BlockWeights& w, const ModelConfig& c, const Checkpoint* checkpoint, bool round) {
   DeviceBlockWeights d;
   d.prefix = w.prefix;
   d.layer = w.layer;
   d.spec = w.spec;
-  Uploader up(d);
+  Uploader up(d, checkpoint, c, round);
   d.attn_norm = up.put(w.attn_norm);
   d.ffn_norm = up.put(w.ffn_norm);
   d.hc_attn = up.hc(w.hc_attn, c.hc_mix(), c.hc_dim(), w.prefix + "hc_attn_fn");
@@ -120,40 +200,57 @@ DeviceBlockWeights block_weights_upload(const BlockWeights& w, const ModelConfig
   dm.tid2eid_rows = m.tid2eid.empty() ? 0 : static_cast<int64_t>(m.tid2eid.size()) / c.num_experts_per_tok;
   const int64_t D = c.hidden_size, I = c.moe_intermediate_size;
   const size_t matrix = static_cast<size_t>(I * D);
-  std::vector<uint16_t> w13(2 * matrix), w2(matrix);
-  auto put_expert = [&](const ExpertWeights& e, uint16_t* dst13, uint16_t* dst2, const std::string& what) {
-    DSV4_CHECK_IN("upload",
-                  e.w1.w.size() == matrix && e.w3.w.size() == matrix && e.w2.w.size() == matrix &&
-                      e.w1.out == I && e.w2.out == D,
-                  "%s: expert matrices of %zu/%zu/%zu values, expected [%lld, %lld]", what.c_str(), e.w1.w.size(),
-                  e.w3.w.size(), e.w2.w.size(), static_cast<long long>(I), static_cast<long long>(D));
-    Uploader::encode(e.w1, w13.data());
-    Uploader::encode(e.w3, w13.data() + matrix);
-    Uploader::encode(e.w2, w2.data());
-    DSV4_CUDA_CHECK(cudaMemcpy(dst13, w13.data(), 2 * matrix * sizeof(uint16_t), cudaMemcpyHostToDevice));
-    DSV4_CUDA_CHECK(cudaMemcpy(dst2, w2.data(), matrix * sizeof(uint16_t), cudaMemcpyHostToDevice));
+  auto put_expert = [&](const ExpertWeights& e, uint16_t* dst13, uint16_t* dst2) {
+    DSV4_CHECK_IN("upload", e.w1.out == I && e.w1.in == D && e.w3.out == I && e.w3.in == D && e.w2.out == D && e.w2.in == I,
+                  "%s: expert matrices [%lld, %lld], [%lld, %lld], [%lld, %lld]; expected [I, D], [I, D], [D, I] with "
+                  "D = %lld, I = %lld",
+                  e.w1.name.c_str(), static_cast<long long>(e.w1.out), static_cast<long long>(e.w1.in),
+                  static_cast<long long>(e.w3.out), static_cast<long long>(e.w3.in), static_cast<long long>(e.w2.out),
+                  static_cast<long long>(e.w2.in), static_cast<long long>(D), static_cast<long long>(I));
+    up.fill(e.w1, dst13);
+    up.fill(e.w3, dst13 + matrix);
+    up.fill(e.w2, dst2);
   };
   if (m.shared) {
     uint16_t* s13 = up.alloc<uint16_t>(2 * matrix);
     uint16_t* s2 = up.alloc<uint16_t>(matrix);
-    put_expert(*m.shared, s13, s2, w.prefix + "ffn.shared_experts");
+    put_expert(*m.shared, s13, s2);
     dm.shared_w13 = s13;
     dm.shared_w2 = s2;
   }
-  const int E = m.experts.count();
+  const int E = checkpoint ? c.n_routed_experts : m.experts.count();
   DSV4_CHECK_IN("upload", E == c.n_routed_experts, "%s: %d routed experts, config has %d", w.prefix.c_str(), E,
                 c.n_routed_experts);
   uint16_t* e13 = up.alloc<uint16_t>(static_cast<size_t>(E) * 2 * matrix);
   uint16_t* e2 = up.alloc<uint16_t>(static_cast<size_t>(E) * matrix);
   for (int e = 0; e < E; ++e) {
-    const std::shared_ptr<const ExpertWeights> ex = m.experts.get(e);
-    DSV4_CHECK_IN("upload", ex != nullptr, "%sffn.experts.%d is missing", w.prefix.c_str(), e);
-    put_expert(*ex, e13 + static_cast<size_t>(e) * 2 * matrix, e2 + static_cast<size_t>(e) * matrix,
-               w.prefix + "ffn.experts." + std::to_string(e));
+    const std::string stem = w.prefix + "ffn.experts." + std::to_string(e);
+    std::shared_ptr<const ExpertWeights> ex;
+    if (checkpoint) {  // names and shapes only: fill decodes from the checkpoint
+      ex = std::make_shared<const ExpertWeights>(ExpertWeights{
+          {stem + ".w1", I, D, {}}, {stem + ".w3", I, D, {}}, {stem + ".w2", D, I, {}}});
+    } else {
+      ex = m.experts.get(e);
+      DSV4_CHECK_IN("upload", ex != nullptr, "%s is missing", stem.c_str());
+    }
+    put_expert(*ex, e13 + static_cast<size_t>(e) * 2 * matrix, e2 + static_cast<size_t>(e) * matrix);
   }
   dm.w13 = e13;
   dm.w2 = e2;
+  DSV4_CUDA_CHECK(cudaDeviceSynchronize());
   return d;
+}
+
+}  // namespace
+
+DeviceBlockWeights block_weights_upload(const BlockWeights& w, const ModelConfig& c, bool round_to_bf16) {
+  return to_device(w, c, nullptr, round_to_bf16);
+}
+
+DeviceBlockWeights block_weights_decode_cuda(const Checkpoint& checkpoint, const ModelConfig& c,
+                                             const std::string& prefix, int layer) {
+  const BlockWeights shapes = block_weights_load(checkpoint, c, prefix, layer, /*decode_linears=*/false);
+  return to_device(shapes, c, &checkpoint, false);
 }
 
 }  // namespace dsv4::model

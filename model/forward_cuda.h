@@ -81,12 +81,23 @@ struct DeviceBlockWeights {
   DeviceAttention attn;
   DeviceMoe ffn;
   uint64_t bytes = 0;                          // device memory held
+  uint64_t rounded = 0;                        // linear values rounded to bf16 (upload with rounding)
   std::vector<std::shared_ptr<void>> memory;   // owns the allocations
 };
 
 // Uploads a block decoded on the CPU. Every linear must be exact in bf16 (release weights are);
-// a value that is not is an error naming the tensor. Routed experts are decoded one at a time.
-DeviceBlockWeights block_weights_upload(const BlockWeights& weights, const ModelConfig& config);
+// a value that is not is an error naming the tensor, unless round_to_bf16 (quantized weights in
+// pass B: INT4 codes times a bf16 scale can need 11 significant bits; vLLM's kernels dequantize in
+// bf16 too), which rounds to nearest-even and counts them in `rounded`. Routed experts are decoded
+// one at a time.
+DeviceBlockWeights block_weights_upload(const BlockWeights& weights, const ModelConfig& config,
+                                        bool round_to_bf16 = false);
+// The same block decoded on the GPU from the checkpoint: FP8/MXFP4 linears are uploaded as stored
+// and decoded there (no fp32 copy on the host), BF16 ones copied; the small tensors (norms, HC,
+// sink, ape, router bias, tid2eid) load through block_weights_load. Artifact layouts
+// (config.linear_decoder) decode on the CPU. Bitwise the same weights as block_weights_upload.
+DeviceBlockWeights block_weights_decode_cuda(const Checkpoint& checkpoint, const ModelConfig& config,
+                                             const std::string& prefix, int layer);
 
 struct DeviceTapEvent {
   std::vector<std::string> modules;

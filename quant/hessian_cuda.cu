@@ -20,14 +20,27 @@ void check_dims(int64_t tokens, int64_t d) {
 
 }  // namespace
 
-void hessian_sum_cuda(BlasHandle blas, const uint16_t* x, int64_t tokens, int64_t d, float* s, DeviceStream stream) {
+void hessian_sum_cuda(BlasHandle blas, const uint16_t* x, int64_t tokens, int64_t d, float* s, DeviceStream stream,
+                      int64_t ld) {
+  check_dims(tokens, d);
+  if (ld == 0) ld = d;
+  DSV4_CHECK_IN("hessian", ld >= d && ld <= INT_MAX, "row stride %lld for %lld columns", static_cast<long long>(ld),
+                static_cast<long long>(d));
+  if (tokens == 0) return;
+  const float one = 1.0f;
+  DSV4_CUBLAS_CHECK(cublasSetStream(blas, stream));
+  const int n = static_cast<int>(d), k = static_cast<int>(tokens), l = static_cast<int>(ld);
+  DSV4_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, n, n, k, &one, x, CUDA_R_16BF, l, x, CUDA_R_16BF, l,
+                                 &one, s, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+void hessian_sum_f32_cuda(BlasHandle blas, const float* x, int64_t tokens, int64_t d, float* s, DeviceStream stream) {
   check_dims(tokens, d);
   if (tokens == 0) return;
   const float one = 1.0f;
   DSV4_CUBLAS_CHECK(cublasSetStream(blas, stream));
   const int n = static_cast<int>(d), k = static_cast<int>(tokens);
-  DSV4_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, n, n, k, &one, x, CUDA_R_16BF, n, x, CUDA_R_16BF, n,
-                                 &one, s, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  DSV4_CUBLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, n, n, k, &one, x, n, x, n, &one, s, n));
 }
 
 void hessian_sum_batched_cuda(BlasHandle blas, const uint16_t* x, int64_t tokens, int64_t d, float* s, int count,

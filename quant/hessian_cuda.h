@@ -23,8 +23,13 @@ namespace dsv4::quant {
 using DeviceStream = CUstream_st*;   // cudaStream_t
 using BlasHandle = cublasContext*;   // cublasHandle_t
 
-// s[d, d] += xᵀ x for x [tokens, d] row-major bf16 bits.
-void hessian_sum_cuda(BlasHandle blas, const uint16_t* x, int64_t tokens, int64_t d, float* s, DeviceStream stream);
+// s[d, d] += xᵀ x for x [tokens, d] row-major bf16 bits, rows `ld` elements apart (0: d).
+void hessian_sum_cuda(BlasHandle blas, const uint16_t* x, int64_t tokens, int64_t d, float* s, DeviceStream stream,
+                      int64_t ld = 0);
+
+// The same for fp32 rows (SGEMM, no TF32): the routing-weighted w2 inputs, whose scaled rows are
+// not bf16 values.
+void hessian_sum_f32_cuda(BlasHandle blas, const float* x, int64_t tokens, int64_t d, float* s, DeviceStream stream);
 
 // s[b] += x[b]ᵀ x[b] for b < count; x[b] = x + b·tokens·d, s[b] = s + b·d·d.
 void hessian_sum_batched_cuda(BlasHandle blas, const uint16_t* x, int64_t tokens, int64_t d, float* s, int count,

@@ -285,6 +285,43 @@ class BlockCuda : public ::testing::Test {
 std::string BlockCuda::dir_;
 uint64_t BlockCuda::seed_ = 0;
 
+std::vector<uint16_t> download(const uint16_t* p, size_t n) {
+  std::vector<uint16_t> v(n);
+  DSV4_CUDA_CHECK(cudaMemcpy(v.data(), p, n * sizeof(uint16_t), cudaMemcpyDeviceToHost));
+  return v;
+}
+
+// Decoding FP8/MXFP4/BF16 on the GPU from the checkpoint gives the bits of decoding on the CPU and
+// uploading, for every linear and expert of every block kind.
+TEST_F(BlockCuda, DecodedOnGpuEqualsUploaded) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  const ModelConfig c = ModelConfig::tiny();
+  const Checkpoint ckpt = Checkpoint::open(dir_);
+  const int64_t D = c.hidden_size, I = c.moe_intermediate_size, E = c.n_routed_experts;
+  for (int layer = 0; layer <= c.num_layers; ++layer) {
+    const std::string prefix = layer < c.num_layers ? "layers." + std::to_string(layer) + "." : "mtp.0.";
+    const DeviceBlockWeights up = block_weights_upload(block_weights_load(ckpt, c, prefix, layer), c);
+    const DeviceBlockWeights dec = block_weights_decode_cuda(ckpt, c, prefix, layer);
+    std::vector<std::pair<const DeviceLinear*, const DeviceLinear*>> pairs = {
+        {&up.attn.wq_a, &dec.attn.wq_a}, {&up.attn.wq_b, &dec.attn.wq_b}, {&up.attn.wkv, &dec.attn.wkv},
+        {&up.attn.wo_a, &dec.attn.wo_a}, {&up.attn.wo_b, &dec.attn.wo_b}, {&up.ffn.gate, &dec.ffn.gate}};
+    ASSERT_EQ(up.attn.compressor.has_value(), dec.attn.compressor.has_value());
+    if (up.attn.compressor) pairs.push_back({&up.attn.compressor->wkv, &dec.attn.compressor->wkv});
+    if (up.attn.indexer) {
+      pairs.push_back({&up.attn.indexer->wq_b, &dec.attn.indexer->wq_b});
+      pairs.push_back({&up.attn.indexer->compressor.wgate, &dec.attn.indexer->compressor.wgate});
+    }
+    for (const auto& [a, b] : pairs) {
+      ASSERT_EQ(a->name, b->name);
+      EXPECT_EQ(download(a->w, a->out * a->in), download(b->w, b->out * b->in)) << a->name;
+    }
+    EXPECT_EQ(download(up.ffn.w13, E * 2 * I * D), download(dec.ffn.w13, E * 2 * I * D)) << prefix << " experts w1/w3";
+    EXPECT_EQ(download(up.ffn.w2, E * D * I), download(dec.ffn.w2, E * D * I)) << prefix << " experts w2";
+    EXPECT_EQ(download(up.ffn.shared_w13, 2 * I * D), download(dec.ffn.shared_w13, 2 * I * D)) << prefix;
+    EXPECT_EQ(up.bytes, dec.bytes);
+  }
+}
+
 TEST_F(BlockCuda, SlidingHashLayerMatchesCpu) {
   DSV4_REQUIRE_GPU_OR_SKIP();
   run_block("layers.0.", 0, 3, 40, false);

@@ -1,0 +1,39 @@
+// gpu_forwarder.h: the pipeline's forward passes on one GPU (issue 9): pass A and pass B of a
+// block over this rank's samples with block_forward_cuda (bf16 numeric mode), pass A's statistics
+// through DeviceLayerStats straight into the pipeline's LayerStats. Samples of equal length run as
+// one batch. The HC states stay host fp32 between layers (bf16 values; snapshots and resume read
+// them as in the CPU path) and go up and down once per pass.
+//
+//   std::unique_ptr<GpuForwarder> gpu = gpu_forwarder_create(config);   // throws without CUDA/GPU
+//   gpu->run(weights, samples, states, &stats);                          // states[s] <- block(states[s])
+//
+// CPU builds link gpu_forwarder_none.cpp, whose create() explains that the build has no CUDA.
+// Tests: tests/calib/test_pipeline_cuda.cu (GPU pipeline vs CPU pipeline in bf16 mode).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "calib/layer_stats.h"
+#include "model/block_weights.h"
+#include "model/config.h"
+
+namespace dsv4::calib {
+
+class GpuForwarder {
+ public:
+  virtual ~GpuForwarder() = default;
+  // states[s] <- block(states[s]) for every sample; with stats, pass A's taps feed it (its wanted
+  // Hessians and absmax, its all-experts mode and w2 convention). Weights that are not exact in
+  // bf16 (quantized weights of pass B) are rounded to bf16 for the GPU and logged.
+  virtual void run(const model::BlockWeights& weights, const std::vector<std::vector<int64_t>>& samples,
+                   std::vector<std::vector<float>>& states, LayerStats* stats) = 0;
+  virtual uint64_t arena_bytes() const = 0;
+  virtual uint64_t arena_high_water() const = 0;
+};
+
+// Takes GPU `device` and an arena of all its free memory but what one block's weights need.
+std::unique_ptr<GpuForwarder> gpu_forwarder_create(const model::ModelConfig& config, int device = 0);
+
+}  // namespace dsv4::calib

@@ -1,0 +1,124 @@
+// gpu_forwarder_cuda.cu: GpuForwarder on CUDA (see gpu_forwarder.h).
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+
+#include "calib/gpu_forwarder.h"
+#include "calib/layer_stats_cuda.h"
+#include "common/check.h"
+#include "common/codec.h"
+#include "common/device_arena.h"
+#include "common/log.h"
+#include "model/forward_cuda.h"
+#include "model/rope.h"
+
+namespace dsv4::calib {
+namespace {
+
+// bf16 bytes of one block's weights on the device (block_weights_upload's allocations).
+uint64_t block_device_bytes(const model::ModelConfig& c) {
+  const uint64_t D = c.hidden_size, I = c.moe_intermediate_size, E = c.n_routed_experts, Q = c.q_lora_rank;
+  const uint64_t attn = Q * D + static_cast<uint64_t>(c.q_dim()) * Q + static_cast<uint64_t>(c.head_dim) * D +
+                        static_cast<uint64_t>(c.o_dim()) * c.o_group_in() + D * c.o_dim();
+  const uint64_t compress = 2 * 2 * static_cast<uint64_t>(c.head_dim) * D +
+                            static_cast<uint64_t>(c.index_n_heads) * c.index_head_dim * Q + c.index_n_heads * D +
+                            2 * 2 * static_cast<uint64_t>(c.index_head_dim) * D;
+  const uint64_t hc = 2 * 3 * static_cast<uint64_t>(c.hc_mix()) * c.hc_dim();
+  return 2 * (attn + compress + hc + E * D + (E + 1) * 3 * I * D);
+}
+
+class CudaForwarder final : public GpuForwarder {
+ public:
+  CudaForwarder(const model::ModelConfig& c, int device) : c_(c) {
+    int count = 0;
+    DSV4_CHECK_IN("calibrate", cudaGetDeviceCount(&count) == cudaSuccess && device < count,
+                  "--device cuda: no CUDA device %d (%d visible)", device, count);
+    DSV4_CUDA_CHECK(cudaSetDevice(device));
+    DSV4_CUDA_CHECK(cudaStreamCreate(&stream_));
+    DSV4_CUBLAS_CHECK(cublasCreate(&blas_));
+    size_t free_bytes = 0, total = 0;
+    DSV4_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+    const uint64_t weights = block_device_bytes(c) + (block_device_bytes(c) >> 3);  // + 12% for staging
+    const uint64_t reserve = weights + (512ull << 20);                               // cuBLAS workspace, cub
+    DSV4_CHECK_IN("calibrate", free_bytes > reserve + (256ull << 20),
+                  "GPU %d has %.2f GB free; one block's weights need %.2f GB plus working memory", device,
+                  free_bytes / 1e9, weights / 1e9);
+    arena_ = std::make_unique<DeviceArena>(free_bytes - reserve);
+    log_info("GPU %d: %.1f GB arena for activations, %.1f GB kept for one block's weights", device,
+             arena_->capacity() / 1e9, weights / 1e9);
+  }
+  ~CudaForwarder() override {
+    cublasDestroy(blas_);
+    cudaStreamDestroy(stream_);
+  }
+
+  void run(const model::BlockWeights& w, const std::vector<std::vector<int64_t>>& samples,
+           std::vector<std::vector<float>>& states, LayerStats* stats) override {
+    const model::DeviceBlockWeights dw = model::block_weights_upload(w, c_, /*round_to_bf16=*/true);
+    if (dw.rounded > 0) {
+      log_info("%s: %llu weight values rounded to bf16 for the GPU forward", w.prefix.c_str(),
+               static_cast<unsigned long long>(dw.rounded));
+    }
+    std::optional<DeviceLayerStats> dev;
+    if (stats) {
+      dev.emplace(stats->all_experts(), stats->w2_input(), blas_, stream_);
+      for (const std::string& m : stats->wanted_hessians()) dev->want_hessian(m);
+      for (const std::string& m : stats->wanted_amax()) dev->want_amax(m);
+    }
+    std::map<int64_t, std::vector<size_t>> by_length;
+    for (size_t s = 0; s < samples.size(); ++s) by_length[static_cast<int64_t>(samples[s].size())].push_back(s);
+    const int64_t flat = c_.hc_dim();
+    for (const auto& [tokens, group] : by_length) {
+      if (tokens == 0) continue;
+      const int64_t rows = static_cast<int64_t>(group.size()) * tokens;
+      ArenaScope scope(*arena_);
+      uint16_t* x = arena_->take<uint16_t>(static_cast<size_t>(rows * flat), "HC states (block input)");
+      uint16_t* y = arena_->take<uint16_t>(static_cast<size_t>(rows * flat), "HC states (block output)");
+      int64_t* ids = arena_->take<int64_t>(static_cast<size_t>(rows), "token ids");
+      std::vector<uint16_t> bits(static_cast<size_t>(rows * flat));
+      std::vector<int64_t> host_ids(static_cast<size_t>(rows));
+      for (size_t k = 0; k < group.size(); ++k) {
+        const std::vector<float>& st = states[group[k]];
+        DSV4_CHECK_IN("calibrate", static_cast<int64_t>(st.size()) == tokens * flat, "state of sample %zu has %zu values",
+                      group[k], st.size());
+        for (int64_t i = 0; i < tokens * flat; ++i) bits[k * tokens * flat + i] = bf16_encode(st[i]);
+        std::copy(samples[group[k]].begin(), samples[group[k]].end(), host_ids.begin() + k * tokens);
+      }
+      DSV4_CUDA_CHECK(cudaMemcpyAsync(x, bits.data(), bits.size() * 2, cudaMemcpyHostToDevice, stream_));
+      DSV4_CUDA_CHECK(cudaMemcpyAsync(ids, host_ids.data(), host_ids.size() * 8, cudaMemcpyHostToDevice, stream_));
+      const model::DeviceRopeTable rope(model::rope_table_build(c_, model::rope_is_compressed(w.spec), tokens));
+      if (dev) dev->next_pass();
+      const model::CudaForwardContext ctx{.stream = stream_, .blas = blas_, .arena = arena_.get(),
+                                          .taps = dev ? &*dev : nullptr, .prefix = w.prefix,
+                                          .all_experts = stats && stats->all_experts()};
+      model::block_forward_cuda(dw, c_, rope.view(), x, ids, static_cast<int64_t>(group.size()), tokens, y, ctx);
+      DSV4_CUDA_CHECK(cudaMemcpyAsync(bits.data(), y, bits.size() * 2, cudaMemcpyDeviceToHost, stream_));
+      DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      for (size_t k = 0; k < group.size(); ++k) {
+        std::vector<float>& st = states[group[k]];
+        for (int64_t i = 0; i < tokens * flat; ++i) st[i] = bf16_decode(bits[k * tokens * flat + i]);
+      }
+    }
+    if (dev) dev->download_into(*stats);
+  }
+
+  uint64_t arena_bytes() const override { return arena_->capacity(); }
+  uint64_t arena_high_water() const override { return arena_->high_water(); }
+
+ private:
+  const model::ModelConfig c_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  std::unique_ptr<DeviceArena> arena_;
+};
+
+}  // namespace
+
+std::unique_ptr<GpuForwarder> gpu_forwarder_create(const model::ModelConfig& config, int device) {
+  return std::make_unique<CudaForwarder>(config, device);
+}
+
+}  // namespace dsv4::calib

@@ -1,0 +1,78 @@
+// layer_stats_cuda.h: pass A of one block on the GPU (CUDA builds; issue 9): what LayerStats
+// (calib/layer_stats.h) collects from the CPU forward's taps, collected from the GPU forward's
+// device taps (model/forward_cuda.h) without a host round trip: Hessian sums S = Σ xᵀx in fp32
+// on tensor cores (quant/hessian_cuda.h, bf16 rows), input absmax, expert token counts. Same
+// keys, sharing and conventions as LayerStats: wq_a/wkv share one H, wo_a one per group, in
+// all-experts mode one w1/w3 H per layer (added once per pass) and each expert's w2 from its
+// element of the batched dense h, the routing-weighted w2 convention in fp32 (scaled rows are not
+// bf16 values, so that sum is an SGEMM).
+//
+//   DeviceLayerStats stats(all_experts, W2Input::kUnweighted, blas, stream);
+//   stats.want_hessian("layers.3.attn.wq_a");
+//   stats.next_pass();  ctx.taps = &stats;  block_forward_cuda(..., ctx);
+//   LayerStats host(all_experts, W2Input::kUnweighted);
+//   stats.download_into(host);   // then host.reduce_to_owners(...), host.hessian(...) as before
+//
+// Tests: tests/calib/test_layer_stats_cuda.cu (against LayerStats fed the same activations).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "calib/layer_stats.h"
+#include "model/forward_cuda.h"
+
+namespace dsv4::calib {
+
+class DeviceLayerStats final : public model::DeviceTapSink {
+ public:
+  DeviceLayerStats(bool all_experts, W2Input w2_input, model::BlasHandle blas, model::DeviceStream stream);
+  ~DeviceLayerStats() override;
+  DeviceLayerStats(const DeviceLayerStats&) = delete;
+  DeviceLayerStats& operator=(const DeviceLayerStats&) = delete;
+
+  void want_hessian(const std::string& module) { want_h_.insert(module); }
+  void want_amax(const std::string& module) { want_amax_.insert(module); }
+  // Marks the start of a forward pass (the all-experts w1/w3 Hessian is added once per pass).
+  void next_pass() { ++pass_; }
+
+  void on_tap(const model::DeviceTapEvent& event) override;
+  void on_expert_tokens(const std::string& block_prefix, int expert, int64_t count) override;
+
+  // Everything collected, into a host LayerStats constructed with the same mode (synchronises).
+  void download_into(LayerStats& host) const;
+  uint64_t hessian_bytes() const;  // device fp32 bytes held
+  size_t num_hessians() const { return slots_.size(); }
+
+ private:
+  struct Slot {
+    float* s = nullptr;            // [dim, dim] device fp32
+    int64_t dim = 0;
+    int64_t tokens = 0;            // rows added (unweighted)
+    int64_t* counted = nullptr;    // device: rows with a nonzero routing weight (weighted w2)
+    int64_t last_pass = -1;
+  };
+  Slot& slot_for(const std::string& key, int64_t dim);
+  float* amax_slot(const std::string& module);
+  void add_rows(Slot& slot, const uint16_t* x, int64_t rows, int64_t cols, int64_t ld, const float* weights);
+
+  bool all_experts_;
+  W2Input w2_input_;
+  model::BlasHandle blas_;
+  model::DeviceStream stream_;
+  int64_t pass_ = 0;
+  std::set<std::string> want_h_, want_amax_;
+  std::map<std::string, Slot> slots_;              // key -> device sum
+  std::map<std::string, std::string> key_;         // consumer (module[#group]) -> key
+  std::map<std::string, float*> amax_;             // module -> device float
+  std::map<int, int64_t> expert_tokens_;
+  std::vector<std::shared_ptr<void>> memory_;      // every device allocation
+  float* scratch_ = nullptr;                        // fp32 rows of the weighted convention
+  size_t scratch_elems_ = 0;
+};
+
+}  // namespace dsv4::calib

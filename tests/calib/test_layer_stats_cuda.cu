@@ -1,0 +1,150 @@
+// test_layer_stats_cuda.cu: DeviceLayerStats against LayerStats fed the same activations (the
+// host copy gets the bf16 values as floats): every consumer's Hessian and token count, the
+// sharing (wq_a + wkv, wo_a per group with a row stride, the all-experts w1/w3 Hessian added once
+// per pass, batched w2 events), both w2 conventions, absmax and expert counts. The sums differ
+// only in fp32 summation order (cuBLAS vs the CPU loop): within 1e-5 of the largest entry.
+#include <gtest/gtest.h>
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "calib/layer_stats.h"
+#include "calib/layer_stats_cuda.h"
+#include "common/codec.h"
+#include "tests/device_buffer.h"
+#include "tests/gpu_test.h"
+
+namespace dsv4::calib {
+namespace {
+
+struct Activation {
+  std::vector<uint16_t> bits;
+  std::vector<float> values;
+  explicit Activation(size_t n) : bits(n), values(n) {
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    for (size_t i = 0; i < n; ++i) {
+      bits[i] = bf16_encode(g(fresh_rng()));
+      values[i] = bf16_decode(bits[i]);
+    }
+  }
+};
+
+void run_case(bool all_experts, W2Input w2) {
+  constexpr int64_t T = 37, D = 64, I = 48, G = 2, E = 3;
+  const std::string p = "layers.1.";
+  const std::string e = p + "ffn.experts.";
+  cudaStream_t stream;
+  cublasHandle_t blas;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  ASSERT_EQ(cublasCreate(&blas), CUBLAS_STATUS_SUCCESS);
+  {
+    LayerStats cpu(all_experts, w2);
+    DeviceLayerStats gpu(all_experts, w2, blas, stream);
+    const std::vector<std::string> wanted = {p + "attn.wq_a", p + "attn.wkv", p + "attn.wo_a", e + "0.w1", e + "1.w1",
+                                             e + "2.w3", e + "0.w2", e + "1.w2", e + "2.w2"};
+    for (const auto& m : wanted) cpu.want_hessian(m), gpu.want_hessian(m);
+    cpu.want_amax(p + "attn.wkv"), gpu.want_amax(p + "attn.wkv");
+    cpu.want_amax(e + "1.w2"), gpu.want_amax(e + "1.w2");
+
+    std::vector<float> weights(static_cast<size_t>(E * T));
+    std::uniform_real_distribution<float> u(0.0f, 1.0f);
+    for (auto& w : weights) w = u(fresh_rng()) < 0.4f ? 0.0f : u(fresh_rng());
+    DeviceBuffer<float> d_weights(weights);
+    std::vector<int64_t> rows64 = {0, 3, 5, 9, 11, 20, 36};
+    std::vector<int32_t> rows32(rows64.begin(), rows64.end());
+    DeviceBuffer<int32_t> d_rows(rows32);
+
+    for (int pass = 0; pass < 2; ++pass) {
+      cpu.next_pass(), gpu.next_pass();
+      Activation x(T * D), o(T * G * D), h(E * T * I), xr(rows64.size() * D);
+      DeviceBuffer<uint16_t> dx(x.bits), dout(o.bits), dh(h.bits), dxr(xr.bits);
+      const std::vector<std::string> attn = {p + "attn.wq_a", p + "attn.wkv"};
+      cpu.on_tap({.modules = attn, .x = x.values.data(), .rows = T, .cols = D});
+      gpu.on_tap({.modules = attn, .x = dx.p, .rows = T, .cols = D, .ld = D});
+      for (int g = 0; g < G; ++g) {  // wo_a group slices of a [T, G·D] buffer
+        std::vector<float> slice;
+        for (int64_t t = 0; t < T; ++t) {
+          slice.insert(slice.end(), o.values.begin() + t * G * D + g * D, o.values.begin() + t * G * D + (g + 1) * D);
+        }
+        cpu.on_tap({.modules = {p + "attn.wo_a"}, .x = slice.data(), .rows = T, .cols = D, .group = g});
+        gpu.on_tap({.modules = {p + "attn.wo_a"}, .x = dout.p + g * D, .rows = T, .cols = D, .ld = G * D, .group = g});
+      }
+      if (all_experts) {
+        model::DeviceTapEvent batch{.x = dh.p, .rows = T, .cols = I, .ld = I, .batch = E, .batch_stride = T * I,
+                                    .expert = 0, .row_weights = d_weights.p};
+        for (int k = 0; k < E; ++k) {
+          const std::vector<std::string> w13 = {e + std::to_string(k) + ".w1", e + std::to_string(k) + ".w3"};
+          cpu.on_tap({.modules = w13, .x = x.values.data(), .rows = T, .cols = D, .expert = k});
+          gpu.on_tap({.modules = w13, .x = dx.p, .rows = T, .cols = D, .ld = D, .expert = k});
+          cpu.on_tap({.modules = {e + std::to_string(k) + ".w2"}, .x = h.values.data() + k * T * I, .rows = T,
+                      .cols = I, .expert = k, .row_weights = weights.data() + k * T});
+          batch.modules.push_back(e + std::to_string(k) + ".w2");
+        }
+        gpu.on_tap(batch);
+      } else {  // routed: expert 1 gets some rows
+        const int64_t n = static_cast<int64_t>(rows64.size());
+        cpu.on_tap({.modules = {e + "1.w1", e + "1.w3"}, .x = xr.values.data(), .rows = n, .cols = D, .expert = 1,
+                    .token_rows = rows64.data()});
+        gpu.on_tap({.modules = {e + "1.w1", e + "1.w3"}, .x = dxr.p, .rows = n, .cols = D, .ld = D, .expert = 1,
+                    .token_rows = d_rows.p});
+        cpu.on_tap({.modules = {e + "1.w2"}, .x = h.values.data(), .rows = n, .cols = I, .expert = 1,
+                    .token_rows = rows64.data(), .row_weights = weights.data()});
+        gpu.on_tap({.modules = {e + "1.w2"}, .x = dh.p, .rows = n, .cols = I, .ld = I, .expert = 1,
+                    .token_rows = d_rows.p, .row_weights = d_weights.p});
+      }
+      for (int k = 0; k < E; ++k) cpu.on_expert_tokens(p, k, 10 * k + pass), gpu.on_expert_tokens(p, k, 10 * k + pass);
+      ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);  // the activations are freed next pass
+    }
+
+    LayerStats back(all_experts, w2);
+    gpu.download_into(back);
+    EXPECT_EQ(back.num_hessians(), cpu.num_hessians());
+    EXPECT_EQ(back.expert_tokens(), cpu.expert_tokens());
+    EXPECT_EQ(back.amax(p + "attn.wkv"), cpu.amax(p + "attn.wkv"));
+    EXPECT_EQ(back.amax(e + "1.w2"), cpu.amax(e + "1.w2"));
+    struct Want {
+      std::string module;
+      int64_t cols;
+      int group;
+    };
+    std::vector<Want> checks = {{p + "attn.wq_a", D, -1}, {p + "attn.wkv", D, -1}, {p + "attn.wo_a", D, 0},
+                                {p + "attn.wo_a", D, 1}};
+    for (int k = 0; k < E; ++k) {
+      checks.push_back({e + std::to_string(k) + ".w1", D, -1});
+      checks.push_back({e + std::to_string(k) + ".w2", I, -1});
+    }
+    int compared = 0;
+    for (const Want& w : checks) {
+      ASSERT_EQ(back.has_hessian(w.module, w.group), cpu.has_hessian(w.module, w.group)) << w.module;
+      if (!cpu.has_hessian(w.module, w.group)) continue;
+      const quant::HessianResult a = back.hessian(w.module, w.cols, w.group), b = cpu.hessian(w.module, w.cols, w.group);
+      ASSERT_EQ(a.num_tokens, b.num_tokens) << w.module;
+      float scale = 0.0f;
+      for (float v : b.h) scale = std::max(scale, std::fabs(v));
+      for (size_t i = 0; i < b.h.size(); ++i) ASSERT_NEAR(a.h[i], b.h[i], 1e-5f * scale) << w.module << " entry " << i;
+      ++compared;
+    }
+    EXPECT_GE(compared, all_experts ? 10 : 6);
+  }
+  cublasDestroy(blas);
+  cudaStreamDestroy(stream);
+}
+
+TEST(DeviceLayerStats, RoutedTapsMatchLayerStats) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  run_case(false, W2Input::kUnweighted);
+  run_case(false, W2Input::kWeighted);
+}
+
+TEST(DeviceLayerStats, AllExpertsTapsMatchLayerStats) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  run_case(true, W2Input::kUnweighted);
+  run_case(true, W2Input::kWeighted);
+}
+
+}  // namespace
+}  // namespace dsv4::calib
