@@ -21,6 +21,7 @@
 #include "data/calib_data.h"
 #include "data/sample_hash.h"
 #include "data/tokenizer.h"
+#include "common/device.h"
 #include "model/checkpoint_audit.h"
 #include "model/inventory.h"
 
@@ -72,6 +73,11 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
 
   // Preflight: everything that can fail does so before any output exists (on every rank; a
   // failure on one rank aborts the job).
+  if (o.device == ComputeDevice::kCuda) {
+    DSV4_CHECK_IN("calibrate", built_with_cuda(),
+                  "--device cuda: this dsv4-calib was built without CUDA (configure with the cuda preset)");
+    DSV4_CHECK_IN("calibrate", device_count() > 0, "--device cuda: no usable CUDA device on this machine");
+  }
   {
     std::error_code ec;
     DSV4_CHECK_IN("calibrate", fs::weakly_canonical(r.output.dir, ec) != fs::weakly_canonical(r.model, ec),

@@ -15,6 +15,7 @@
 #include "calib/calibrate.h"
 #include "common/check.h"
 #include "common/codec.h"
+#include "common/device.h"
 #include "common/fs.h"
 #include "common/safetensors.h"
 #include "model/synth_model.h"
@@ -179,6 +180,19 @@ TEST(Pipeline, PreflightFailuresWriteNothing) {
     EXPECT_NE(std::string(e.what()).find("dataset.files"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(out2));
+}
+
+TEST(Pipeline, CudaDeviceWithoutGpuSaysSoAndLeavesNoArtifact) {
+  if (device_count() > 0) GTEST_SKIP() << "a GPU is present: tests/calib/test_pipeline_cuda.cu covers --device cuda";
+  const std::string out = temp_dir("nogpu");
+  try {
+    calibrate_run(tiny_recipe("w4a16_mtp.yaml", out), {.threads = 2, .progress = false, .device = ComputeDevice::kCuda});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    // CPU build: "built without CUDA"; CUDA build on a machine without a GPU: "no usable CUDA device".
+    EXPECT_NE(std::string(e.what()).find("--device cuda"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(out)) << "preflight failures write nothing";
 }
 
 TEST(Pipeline, ConfigTargetsResolveAsPlanned) {
