@@ -31,7 +31,7 @@ struct CalibrateOptions {
   bool progress = true;       // one log line per layer
   dist::Communicator* comm = nullptr;  // null: one process; else every rank calls calibrate_run
   bool restart = false;                // discard an interrupted run in the output directory
-  ComputeDevice device = ComputeDevice::kCpu;  // kCuda: forward passes on GPU 0 in bf16 mode
+  ComputeDevice device = ComputeDevice::kCpu;  // kCuda: passes (and GPTQ) on GPU 0, bf16 mode
   model::NumericMode mode = model::NumericMode::kFp32;  // of the CPU forward (kCuda is always bf16)
 };
 

@@ -1,6 +1,6 @@
-// gpu_forwarder.h: the pipeline's forward passes on one GPU (issue 9): pass A and pass B of a
-// block over this rank's samples with block_forward_cuda (bf16 numeric mode), pass A's statistics
-// through DeviceLayerStats straight into the pipeline's LayerStats. Samples of equal length run as
+// gpu_forwarder.h: the pipeline's work on one GPU (issue 9): pass A and pass B of a block over this
+// rank's samples with block_forward_cuda (bf16 numeric mode), pass A's statistics through
+// DeviceLayerStats straight into the pipeline's LayerStats, and batched GPTQ solves. Samples of equal length run as
 // one batch. The HC states stay host fp32 between layers (bf16 values; snapshots and resume read
 // them as in the CPU path) and go up and down once per pass.
 //
@@ -18,6 +18,7 @@
 #include "calib/layer_stats.h"
 #include "model/block_weights.h"
 #include "model/config.h"
+#include "quant/gptq.h"
 
 namespace dsv4::calib {
 
@@ -29,6 +30,15 @@ class GpuForwarder {
   // bf16 (quantized weights of pass B) are rounded to bf16 for the GPU and logged.
   virtual void run(const model::BlockWeights& weights, const std::vector<std::vector<int64_t>>& samples,
                    std::vector<std::vector<float>>& states, LayerStats* stats) = 0;
+  // GPTQ of matrices of one shape and scheme on this GPU (quant/gptq_batch_cuda.h), host in and
+  // out: `hessians` holds one H shared by all or one per matrix. Runs between the passes, in the
+  // memory kept for one block's weights (outside the arena).
+  // rel_error / rtn_rel_error get tr(ΔHΔᵀ)/tr(WHWᵀ) per matrix (GptqBatchErrors).
+  virtual std::vector<quant::GptqResult> gptq_batch(const quant::QuantArgs& args, const std::vector<const float*>& weights,
+                                                    const std::vector<const float*>& hessians, int64_t rows,
+                                                    int64_t cols, const quant::GptqOptions& opts,
+                                                    std::vector<double>& rel_error, std::vector<double>& rtn_rel_error,
+                                                    int threads) = 0;
   virtual uint64_t arena_bytes() const = 0;
   virtual uint64_t arena_high_water() const = 0;
 };

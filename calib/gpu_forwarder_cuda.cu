@@ -1,5 +1,6 @@
 // gpu_forwarder_cuda.cu: GpuForwarder on CUDA (see gpu_forwarder.h).
 #include <cublas_v2.h>
+#include <cusolverDn.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include "common/log.h"
 #include "model/forward_cuda.h"
 #include "model/rope.h"
+#include "quant/gptq_batch_cuda.h"
 
 namespace dsv4::calib {
 namespace {
@@ -39,6 +41,7 @@ class CudaForwarder final : public GpuForwarder {
     DSV4_CUDA_CHECK(cudaSetDevice(device));
     DSV4_CUDA_CHECK(cudaStreamCreate(&stream_));
     DSV4_CUBLAS_CHECK(cublasCreate(&blas_));
+    DSV4_CUSOLVER_CHECK(cusolverDnCreate(&solver_));
     size_t free_bytes = 0, total = 0;
     DSV4_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
     const uint64_t weights = block_device_bytes(c) + (block_device_bytes(c) >> 3);  // + 12% for staging
@@ -51,6 +54,7 @@ class CudaForwarder final : public GpuForwarder {
              arena_->capacity() / 1e9, weights / 1e9);
   }
   ~CudaForwarder() override {
+    cusolverDnDestroy(solver_);
     cublasDestroy(blas_);
     cudaStreamDestroy(stream_);
   }
@@ -105,6 +109,18 @@ class CudaForwarder final : public GpuForwarder {
     if (dev) dev->download_into(*stats);
   }
 
+  std::vector<quant::GptqResult> gptq_batch(const quant::QuantArgs& args, const std::vector<const float*>& weights,
+                                            const std::vector<const float*>& hessians, int64_t rows, int64_t cols,
+                                            const quant::GptqOptions& opts, std::vector<double>& rel_error,
+                                            std::vector<double>& rtn_rel_error, int threads) override {
+    quant::GptqBatchErrors errors;
+    std::vector<quant::GptqResult> r = quant::gptq_solve_batch_cuda(blas_, solver_, args, weights, hessians, rows, cols,
+                                                                    opts, stream_, 32, &errors, threads);
+    rel_error = std::move(errors.rel_error);
+    rtn_rel_error = std::move(errors.rtn_rel_error);
+    return r;
+  }
+
   uint64_t arena_bytes() const override { return arena_->capacity(); }
   uint64_t arena_high_water() const override { return arena_->high_water(); }
 
@@ -112,6 +128,7 @@ class CudaForwarder final : public GpuForwarder {
   const model::ModelConfig c_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
+  cusolverDnHandle_t solver_ = nullptr;
   std::unique_ptr<DeviceArena> arena_;
 };
 

@@ -91,6 +91,11 @@ bool LayerStats::has_hessian(const std::string& module, int group) const {
   return key_.count(stats_consumer(module, group)) > 0;
 }
 
+std::string LayerStats::hessian_key(const std::string& module, int group) const {
+  const auto k = key_.find(stats_consumer(module, group));
+  return k == key_.end() ? std::string() : k->second;
+}
+
 quant::HessianResult LayerStats::hessian(const std::string& module, int64_t cols, int group) const {
   const auto k = key_.find(stats_consumer(module, group));
   if (k == key_.end()) return quant::HessianAccumulator(cols).finalize();

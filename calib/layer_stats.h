@@ -70,6 +70,8 @@ class LayerStats final : public model::TapSink {
   // all-zero H with no_tokens set, which GPTQ turns into RTN and reports.
   quant::HessianResult hessian(const std::string& module, int64_t cols, int group = -1) const;
   bool has_hessian(const std::string& module, int group = -1) const;
+  // The key of the Hessian serving module[#group] (modules with one key share it); empty if none.
+  std::string hessian_key(const std::string& module, int group = -1) const;
   float amax(const std::string& module) const;  // 0 when never tapped
   // Routed tokens per expert index of this block (real routing), summed over the passes.
   const std::map<int, int64_t>& expert_tokens() const { return expert_tokens_; }

@@ -178,35 +178,87 @@ SolveMethod module_data_free_method(const PlannedModule& m, const RecipeGroup& g
   return SolveMethod::kRtn;
 }
 
+namespace {
+
+// GPTQ statistics of a one-Hessian module solved into s (by gptq_solve or the GPU batch).
+void one_hessian_stats(const ModuleSolveInput& in, SolvedModule& s) {
+  const PlannedModule& m = *in.module;
+  const quant::RtnResult rtn = quant::quantizer_rtn(in.group->scheme.weights, in.weight, m.rows, m.cols);
+  if (!in.hessians[0]->no_tokens) {
+    s.rel_error = quant::gptq_rel_error(in.weight, s.dequant.data(), m.rows, m.cols, in.hessians[0]->h.data());
+    s.rtn_rel_error = quant::gptq_rel_error(in.weight, rtn.dequant.data(), m.rows, m.cols, in.hessians[0]->h.data());
+  }
+}
+
+// The module's compressed-tensors tensors (weights, then static activation scales).
+void encode_tensors(const ModuleSolveInput& in, SolvedModule& s) {
+  const PlannedModule& m = *in.module;
+  const quant::QuantScheme& scheme = in.group->scheme;
+  s.tensors = quant::compressed_module_encode(quant::quant_scheme_format(scheme), scheme.weights, s.qparams, s.codes,
+                                              s.g_idx, m.rows, m.cols);
+  for (quant::EncodedTensor& t : quant::activation_encode(scheme, in.input_amax)) s.tensors.push_back(std::move(t));
+}
+
+}  // namespace
+
+bool module_solve_gpu_eligible(const ModuleSolveInput& in) {
+  if (in.kind != ModifierKind::kGptq || in.gptq == nullptr || in.hessians.size() != 1 || in.amax_tensor > 0.0f) {
+    return false;
+  }
+  quant::GptqOptions opts = *in.gptq;
+  opts.actorder = in.group->actorder;
+  return quant::gptq_cuda_unsupported(in.group->scheme.weights, opts).empty();
+}
+
+SolvedModule module_solve_from_gptq(const ModuleSolveInput& in, quant::GptqResult&& r, const double* rel_error,
+                                    const double* rtn_rel_error) {
+  DSV4_CHECK_IN("solve", in.module && in.group && in.weight && in.hessians.size() == 1,
+                "module, group, weight and one Hessian are required");
+  SolvedModule s;
+  s.module = in.module->names.release;
+  s.method = SolveMethod::kGptq;
+  s.tokens = in.hessians[0]->num_tokens;
+  take_gptq(s, std::move(r));
+  if (rel_error && rtn_rel_error) {
+    if (!in.hessians[0]->no_tokens) s.rel_error = *rel_error, s.rtn_rel_error = *rtn_rel_error;
+  } else {
+    one_hessian_stats(in, s);
+  }
+  encode_tensors(in, s);
+  return s;
+}
+
 SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& ckpt) {
   const auto start = std::chrono::steady_clock::now();
   DSV4_CHECK_IN("solve", in.module && in.group && in.weight, "module, group and weight are required");
   const PlannedModule& m = *in.module;
   const quant::QuantScheme& scheme = in.group->scheme;
   const QuantArgs& args = scheme.weights;
-  SolvedModule s;
-  s.module = m.names.release;
+  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
 
   if (in.kind == ModifierKind::kGptq) {
     DSV4_CHECK_IN("solve", in.gptq != nullptr && !in.hessians.empty(), "%s: GPTQ needs its options and Hessian",
                   m.names.release.c_str());
+    quant::GptqOptions opts = *in.gptq;
+    opts.actorder = in.group->actorder;
+    if (in.hessians.size() == 1) {
+      SolvedModule s =
+          module_solve_from_gptq(in, quant::gptq_solve(args, in.weight, m.rows, m.cols, in.hessians[0]->h.data(), opts));
+      s.seconds = seconds();
+      return s;
+    }
+  }
+  SolvedModule s;
+  s.module = m.names.release;
+  if (in.kind == ModifierKind::kGptq) {
     s.method = SolveMethod::kGptq;
     quant::GptqOptions opts = *in.gptq;
     opts.actorder = in.group->actorder;
     for (const quant::HessianResult* h : in.hessians) s.tokens += h->num_tokens;
-    if (in.hessians.size() == 1) {
-      take_gptq(s, quant::gptq_solve(args, in.weight, m.rows, m.cols, in.hessians[0]->h.data(), opts));
-      const quant::RtnResult rtn = quant::quantizer_rtn(args, in.weight, m.rows, m.cols);
-      if (!in.hessians[0]->no_tokens) {
-        s.rel_error = quant::gptq_rel_error(in.weight, s.dequant.data(), m.rows, m.cols, in.hessians[0]->h.data());
-        s.rtn_rel_error = quant::gptq_rel_error(in.weight, rtn.dequant.data(), m.rows, m.cols, in.hessians[0]->h.data());
-      }
-    } else {
-      solve_grouped_gptq(in, args, opts, s);
-      const quant::RtnResult rtn = quant::quantizer_rtn(args, in.weight, m.rows, m.cols);
-      s.rel_error = grouped_rel_error(in, s.dequant.data());
-      s.rtn_rel_error = grouped_rel_error(in, rtn.dequant.data());
-    }
+    solve_grouped_gptq(in, args, opts, s);
+    const quant::RtnResult rtn = quant::quantizer_rtn(args, in.weight, m.rows, m.cols);
+    s.rel_error = grouped_rel_error(in, s.dequant.data());
+    s.rtn_rel_error = grouped_rel_error(in, rtn.dequant.data());
   } else {
     s.method = module_data_free_method(m, *in.group);
     if (s.method != SolveMethod::kRtn && !source_scales_e8m0(ckpt, m.names.release)) s.method = SolveMethod::kRtn;
@@ -221,11 +273,8 @@ SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& ckpt) {
       take_rtn(s, quant::quantizer_rtn(args, in.weight, m.rows, m.cols));
     }
   }
-
-  s.tensors = quant::compressed_module_encode(quant::quant_scheme_format(scheme), args, s.qparams, s.codes, s.g_idx,
-                                              m.rows, m.cols);
-  for (quant::EncodedTensor& t : quant::activation_encode(scheme, in.input_amax)) s.tensors.push_back(std::move(t));
-  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  encode_tensors(in, s);
+  s.seconds = seconds();
   return s;
 }
 

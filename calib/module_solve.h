@@ -70,6 +70,15 @@ struct SolvedModule {
 
 SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& source);
 
+// The GPU path (calib/gpu_forwarder.h solves batches with quant/gptq_batch_cuda.h): whether a
+// module can go there (GPTQ with one Hessian and a scheme the GPU sweep takes), and the module
+// finished from its GptqResult as module_solve finishes one from gptq_solve (statistics, encoded
+// tensors; seconds left to the caller). The relative errors, when given (the GPU computes them),
+// replace the CPU's O(rows·cols²) evaluation; a no-token Hessian reports none either way.
+bool module_solve_gpu_eligible(const ModuleSolveInput& in);
+SolvedModule module_solve_from_gptq(const ModuleSolveInput& in, quant::GptqResult&& result,
+                                    const double* rel_error = nullptr, const double* rtn_rel_error = nullptr);
+
 // Whether a module under this group can be converted exactly from its source encoding (the
 // FP8 re-encode or MXFP4 -> INT4 paths above) instead of rounding the decoded weight.
 SolveMethod module_data_free_method(const PlannedModule& module, const RecipeGroup& group);

@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <tuple>
 
 #include "calib/gpu_forwarder.h"
 #include "calib/layer_stats.h"
@@ -144,6 +145,78 @@ double mean_known(const std::vector<ModuleReport>& modules, double ModuleReport:
   return n ? s / n : -1.0;
 }
 
+
+// The GPU share of a layer's solves: GPTQ modules the GPU sweep takes (module_solve_gpu_eligible),
+// batched by scheme and shape, one batch per Hessian shared by several modules (all-experts
+// w1/w3) and one batch of the rest, each with its own Hessian (w2). Finished like module_solve
+// (statistics, encoded tensors) on `threads` host threads. Returns the modules left to the CPU.
+template <typename SolveInputFn, typename WeightFn>
+std::vector<size_t> gpu_solve(GpuForwarder& gpu, const Recipe& r, const std::vector<size_t>& mine,
+                              const std::vector<const PlannedModule*>& mods, const LayerStats& stats, int threads,
+                              const SolveInputFn& solve_input, const WeightFn& weight_of,
+                              std::vector<SolvedModule>& solved) {
+  std::vector<size_t> cpu;
+  // (modifier, group, rows, cols) -> Hessian key -> modules
+  std::map<std::tuple<int, int, int64_t, int64_t>, std::map<std::string, std::vector<size_t>>> batches;
+  for (size_t i : mine) {
+    const PlannedModule& m = *mods[i];
+    // Eligibility reads the scheme, the options and the number of Hessians, not their values.
+    const RecipeModifier& mod = modifier_of(r, m);
+    const quant::HessianResult placeholder;
+    ModuleSolveInput probe{&m, &group_of(r, m), mod.kind, &mod.gptq, nullptr, {&placeholder}};
+    if (m.names.release.ends_with(".wo_a")) probe.hessians.push_back(&placeholder);  // one per output group
+    if (!module_solve_gpu_eligible(probe)) {
+      cpu.push_back(i);
+      continue;
+    }
+    std::string key = stats.hessian_key(m.names.release);
+    if (key.empty()) key = "#none:" + m.names.release;  // no tokens: its own all-zero H
+    batches[{m.modifier, m.group, m.rows, m.cols}][key].push_back(i);
+  }
+  for (auto& [shape, by_key] : batches) {
+    std::vector<std::vector<size_t>> runs;  // each: modules sharing one H, or (last) one H each
+    std::vector<size_t> singles;
+    for (auto& [key, members] : by_key) {
+      if (members.size() > 1) {
+        runs.push_back(members);
+      } else {
+        singles.push_back(members[0]);
+      }
+    }
+    const size_t shared_runs = runs.size();
+    if (!singles.empty()) runs.push_back(singles);
+    for (size_t run = 0; run < runs.size(); ++run) {
+      const std::vector<size_t>& members = runs[run];
+      const bool shared = run < shared_runs;
+      const auto t0 = Clock::now();
+      const PlannedModule& first = *mods[members[0]];
+      std::vector<std::vector<float>> weights(members.size());
+      std::vector<std::vector<quant::HessianResult>> hs(members.size());
+      parallel_for(members.size(), threads, [&](size_t k) {
+        weights[k] = weight_of(*mods[members[k]]);
+        if (!shared || k == 0) hs[k].push_back(stats.hessian(mods[members[k]]->names.release, first.cols));
+      });
+      std::vector<const float*> w_ptrs, h_ptrs;
+      for (size_t k = 0; k < members.size(); ++k) {
+        w_ptrs.push_back(weights[k].data());
+        if (!shared || k == 0) h_ptrs.push_back(hs[k][0].h.data());
+      }
+      const ModuleSolveInput base = solve_input(members[0], weights[0], hs[0]);
+      quant::GptqOptions opts = *base.gptq;
+      opts.actorder = base.group->actorder;
+      std::vector<double> rel, rtn_rel;
+      std::vector<quant::GptqResult> results =
+          gpu.gptq_batch(base.group->scheme.weights, w_ptrs, h_ptrs, first.rows, first.cols, opts, rel, rtn_rel, threads);
+      const double each = since(t0) / static_cast<double>(members.size());
+      parallel_for(members.size(), threads, [&](size_t k) {
+        ModuleSolveInput si = solve_input(members[k], weights[k], hs[shared ? 0 : k]);
+        solved[members[k]] = module_solve_from_gptq(si, std::move(results[k]), &rel[k], &rtn_rel[k]);
+        solved[members[k]].seconds = each;
+      });
+    }
+  }
+  return cpu;
+}
 }  // namespace
 
 int LayerReport::count(SolveMethod m) const {
@@ -380,7 +453,6 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     for (size_t i = 0; i < mods.size(); ++i) {
       if (owner[i] == rank) mine.push_back(i);
     }
-    std::mutex log_mutex;
     // A module's source weight: from the block the forward already decoded, else from the checkpoint.
     auto source_weight = [&](const std::string& module, int expert, int64_t rows, int64_t cols) {
       if (!w) return model::linear_load(src, c, module, rows, cols).w;
@@ -388,35 +460,47 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
       auto e = w->ffn.experts.get(expert);
       return expert_linear(*e, module)->w;
     };
-    parallel_for(mine.size(), in.threads, [&](size_t j) {
-      const size_t i = mine[j];
+    // A module's solve input (its Hessians go to `hs`, which must outlive the input).
+    auto solve_input = [&](size_t i, const std::vector<float>& weight, std::vector<quant::HessianResult>& hs) {
       const PlannedModule& m = *mods[i];
       const RecipeModifier& mod = modifier_of(r, m);
-      const RecipeGroup& g = group_of(r, m);
-      const std::vector<float> weight = source_weight(m.names.release, m.expert, m.rows, m.cols);
-      ModuleSolveInput si{&m, &g, mod.kind, &mod.gptq, weight.data(), {}, 0.0f, stats.amax(m.names.release)};
-      std::vector<quant::HessianResult> hs;
-      if (mod.kind == ModifierKind::kGptq) {
+      ModuleSolveInput si{&m, &group_of(r, m), mod.kind, &mod.gptq, weight.data(), {}, 0.0f, stats.amax(m.names.release)};
+      if (mod.kind == ModifierKind::kGptq && hs.empty()) {
         if (m.names.release.ends_with(".wo_a")) {
           for (int gi = 0; gi < c.o_groups; ++gi) hs.push_back(stats.hessian(m.names.release, m.cols, gi));
         } else {
           hs.push_back(stats.hessian(m.names.release, m.cols));
         }
-        for (const quant::HessianResult& h : hs) si.hessians.push_back(&h);
       }
+      for (const quant::HessianResult& h : hs) si.hessians.push_back(&h);
+      return si;
+    };
+    std::vector<size_t> on_cpu = mine;
+    if (fwd.gpu) {
+      on_cpu = gpu_solve(*fwd.gpu, r, mine, mods, stats, in.threads, solve_input,
+                         [&](const PlannedModule& m) { return source_weight(m.names.release, m.expert, m.rows, m.cols); },
+                         solved);
+    }
+    parallel_for(on_cpu.size(), in.threads, [&](size_t j) {
+      const size_t i = on_cpu[j];
+      const PlannedModule& m = *mods[i];
+      const RecipeGroup& g = group_of(r, m);
+      const std::vector<float> weight = source_weight(m.names.release, m.expert, m.rows, m.cols);
+      std::vector<quant::HessianResult> hs;
+      ModuleSolveInput si = solve_input(i, weight, hs);
       if (g.scheme.weights.strategy == quant::Strategy::kTensorGroup) {
         const std::string partner = fused_partner(m.names.release);
         si.amax_tensor = absmax(weight);
         if (!partner.empty()) si.amax_tensor = std::max(si.amax_tensor, absmax(source_weight(partner, m.expert, m.rows, m.cols)));
       }
       solved[i] = module_solve(si, src);
-      if (solved[i].fallback != quant::GptqFallback::kNone) {
-        std::lock_guard<std::mutex> lock(log_mutex);
-        log_warn("%s: %s (%lld tokens)", m.names.release.c_str(),
-                 std::string(quant::gptq_fallback_name(solved[i].fallback)).c_str(),
-                 static_cast<long long>(solved[i].tokens));
-      }
     });
+    for (size_t i : mine) {
+      if (solved[i].fallback == quant::GptqFallback::kNone) continue;
+      log_warn("%s: %s (%lld tokens)", solved[i].module.c_str(),
+               std::string(quant::gptq_fallback_name(solved[i].fallback)).c_str(),
+               static_cast<long long>(solved[i].tokens));
+    }
     lr.seconds_solve = since(t);
 
     // Share: every rank gets every solved module (pass B needs them all, the writer too).

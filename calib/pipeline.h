@@ -36,7 +36,8 @@
 namespace dsv4::calib {
 
 // Where the forward passes run. kCuda runs them on GPU 0 in the bf16 numeric mode
-// (calib/gpu_forwarder.h); the solves stay where they are.
+// (calib/gpu_forwarder.h), and the GPTQ solves the GPU sweep takes (integer codes, act-order
+// none/static, up-front qparams; module_solve_gpu_eligible) in batches there too.
 enum class ComputeDevice { kCpu, kCuda };
 
 struct PipelineInputs {

@@ -90,8 +90,8 @@ Command cmd_calibrate_register(CLI::App& app) {
   app.add_option("--seq-len", a->seq_len, "tokens per sample (overrides dataset.seq_len)")->check(CLI::NonNegativeNumber);
   app.add_option("--threads", a->threads, "threads for module solves (0: all cores)")->check(CLI::NonNegativeNumber);
   app.add_option("--device", a->device,
-                 "where the forward passes run: cpu (fp32 numeric mode) or cuda (GPU 0, bf16 numeric mode; the "
-                 "solves stay on the CPU for now)")
+                 "where the forward passes run: cpu (fp32 numeric mode) or cuda (GPU 0, bf16 numeric mode; GPTQ "
+                 "of integer schemes also runs there, other solves on the CPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   app.add_flag("--restart", a->restart,

@@ -365,4 +365,15 @@ std::vector<float> gptq_dequant_with_g_idx(const QuantArgs& args, const QParams&
   return out;
 }
 
+std::string gptq_cuda_unsupported(const QuantArgs& args, const GptqOptions& opts) {
+  if (args.type != QuantType::kInt) return "the GPU sweep writes integer codes only";
+  if (args.strategy != Strategy::kChannel && args.strategy != Strategy::kGroup && args.strategy != Strategy::kTensor) {
+    return "the GPU sweep takes channel, group or tensor scales";
+  }
+  if (opts.qparams != QParamsTiming::kUpfront) return "lazy qparams run on the CPU";
+  if (opts.actorder == ActOrder::kGroup) return "act-order group runs on the CPU";
+  if (opts.block_size > 128) return "GPU sweep blocks are at most 128 columns";
+  return {};
+}
+
 }  // namespace dsv4::quant

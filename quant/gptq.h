@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -97,5 +98,9 @@ std::vector<float> gptq_dequant_with_g_idx(const QuantArgs& args, const QParams&
                                            const std::vector<int32_t>& g_idx);
 
 std::ostream& operator<<(std::ostream& os, const GptqOptions& o);
+
+// Empty when the GPU sweep (quant/gptq_cuda.h, gptq_batch_cuda.h) handles (args, opts); else why
+// not, so the caller solves on the CPU. Defined here so CPU builds can ask too.
+std::string gptq_cuda_unsupported(const QuantArgs& args, const GptqOptions& opts);
 
 }  // namespace dsv4::quant

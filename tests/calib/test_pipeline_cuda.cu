@@ -1,5 +1,5 @@
-// test_pipeline_cuda.cu: the calibration pipeline with its forward passes on the GPU
-// (`--device cuda`, calib/gpu_forwarder.h) against the same run with the CPU forward in the same
+// test_pipeline_cuda.cu: the calibration pipeline with its forward passes and GPTQ solves on the
+// GPU (`--device cuda`, calib/gpu_forwarder.h) against the same run with the CPU forward in the same
 // numeric mode (bf16), on a fresh random tiny checkpoint, recipe w4a16_mtp (GPTQ on every routed
 // expert, all-experts Hessians, FP8 attention re-encoded): both artifacts pass verify; the
 // manifest says where the forward ran; the FP8 re-encode is bit-identical (data-free); the GPTQ

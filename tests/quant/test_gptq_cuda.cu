@@ -25,6 +25,7 @@
 #include "common/check.h"
 #include "common/device_arena.h"
 #include "quant/gptq.h"
+#include "quant/gptq_batch_cuda.h"
 #include "quant/gptq_cuda.h"
 #include "quant/hessian.h"
 #include "quant/observer.h"
@@ -324,6 +325,44 @@ TEST(GptqCuda, BatchedPreparationEqualsOneAtATime) {
   EXPECT_EQ(many[static_cast<size_t>(count + 1)].fallback, GptqFallback::kDampingRaised);
   EXPECT_EQ(many[static_cast<size_t>(count + 1)].damping_escalations, 2);
   EXPECT_EQ(many.back().fallback, GptqFallback::kRtnNoTokens);
+}
+
+// The host-in, host-out batch the pipeline uses: one shared H (chunked: 5 matrices in chunks of
+// 2) and one H each (a zero-token H among them, whose matrix is RTN), against gptq_solve.
+TEST(GptqCuda, SolveBatchMatchesGptqSolve) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  const int64_t rows = 96, cols = 256;
+  const QuantArgs args = w4a16();
+  const GptqOptions opts;
+  Handles hd;
+  std::vector<std::vector<float>> ws;
+  for (int i = 0; i < 5; ++i) ws.push_back(normal(static_cast<size_t>(rows * cols), 0.03f));
+  std::vector<const float*> w_ptrs;
+  for (const auto& w : ws) w_ptrs.push_back(w.data());
+  std::vector<std::vector<float>> hs = {make_hessian(cols, 3, false)};
+  for (int i = 1; i < 5; ++i) hs.push_back(i == 2 ? std::vector<float>(static_cast<size_t>(cols * cols), 0.0f)
+                                                  : make_hessian(cols, 0, false));
+  for (const bool shared : {true, false}) {
+    std::vector<const float*> h_ptrs;
+    for (int i = 0; i < (shared ? 1 : 5); ++i) h_ptrs.push_back(hs[static_cast<size_t>(i)].data());
+    const std::vector<GptqResult> got = gptq_solve_batch_cuda(hd.blas, hd.solver, args, w_ptrs, h_ptrs, rows, cols, opts,
+                                                              nullptr, /*chunk=*/2);
+    ASSERT_EQ(got.size(), 5u);
+    size_t differ = 0;
+    for (int i = 0; i < 5; ++i) {
+      const std::vector<float>& h = hs[static_cast<size_t>(shared ? 0 : i)];
+      const GptqResult cpu = gptq_solve(args, ws[static_cast<size_t>(i)].data(), rows, cols, h.data(), opts);
+      const GptqResult& g = got[static_cast<size_t>(i)];
+      EXPECT_EQ(g.fallback, cpu.fallback) << i;
+      EXPECT_EQ(g.dead_columns, cpu.dead_columns) << i;
+      EXPECT_EQ(g.qparams.scale, cpu.qparams.scale) << i;
+      EXPECT_EQ(g.qparams.zero_point, cpu.qparams.zero_point) << i;
+      EXPECT_NEAR(g.loss, cpu.loss, 1e-3 * std::max(1e-30, cpu.loss)) << i;
+      for (size_t k = 0; k < cpu.codes.size(); ++k) differ += g.codes[k] != cpu.codes[k];
+      if (cpu.fallback == GptqFallback::kRtnNoTokens) EXPECT_EQ(g.codes, cpu.codes) << "RTN is exact";
+    }
+    EXPECT_LE(differ, static_cast<size_t>(5 * rows * cols) / 100) << (shared ? "shared H" : "one H each");
+  }
 }
 
 TEST(GptqCuda, BadArgumentsAreErrors) {
