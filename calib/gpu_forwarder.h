@@ -43,7 +43,10 @@ class GpuForwarder {
   virtual uint64_t arena_high_water() const = 0;
 };
 
-// Takes GPU `device` and an arena of all its free memory but what one block's weights need.
-std::unique_ptr<GpuForwarder> gpu_forwarder_create(const model::ModelConfig& config, int device = 0);
+// Takes GPU `device` and an arena of all its free memory but what one block's weights need and
+// `hessian_bytes` (pass A's Hessians of the largest layer, RunEstimate::hessian_bytes_layer_peak).
+// The GPU solves run in the weights' share between the passes.
+std::unique_ptr<GpuForwarder> gpu_forwarder_create(const model::ModelConfig& config, uint64_t hessian_bytes,
+                                                   int device = 0);
 
 }  // namespace dsv4::calib

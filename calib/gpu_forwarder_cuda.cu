@@ -34,7 +34,7 @@ uint64_t block_device_bytes(const model::ModelConfig& c) {
 
 class CudaForwarder final : public GpuForwarder {
  public:
-  CudaForwarder(const model::ModelConfig& c, int device) : c_(c) {
+  CudaForwarder(const model::ModelConfig& c, uint64_t hessian_bytes, int device) : c_(c) {
     int count = 0;
     DSV4_CHECK_IN("calibrate", cudaGetDeviceCount(&count) == cudaSuccess && device < count,
                   "--device cuda: no CUDA device %d (%d visible)", device, count);
@@ -45,13 +45,14 @@ class CudaForwarder final : public GpuForwarder {
     size_t free_bytes = 0, total = 0;
     DSV4_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
     const uint64_t weights = block_device_bytes(c) + (block_device_bytes(c) >> 3);  // + 12% for staging
-    const uint64_t reserve = weights + (512ull << 20);                               // cuBLAS workspace, cub
-    DSV4_CHECK_IN("calibrate", free_bytes > reserve + (256ull << 20),
-                  "GPU %d has %.2f GB free; one block's weights need %.2f GB plus working memory", device,
-                  free_bytes / 1e9, weights / 1e9);
+    const uint64_t reserve = weights + hessian_bytes + (512ull << 20);  // + cuBLAS workspace, cub
+    DSV4_CHECK_IN("calibrate", free_bytes > reserve + (1ull << 30),
+                  "GPU %d has %.2f GB free; one block's weights need %.2f GB and its Hessians %.2f GB, plus at least "
+                  "1 GB for activations",
+                  device, free_bytes / 1e9, weights / 1e9, hessian_bytes / 1e9);
     arena_ = std::make_unique<DeviceArena>(free_bytes - reserve);
-    log_info("GPU %d: %.1f GB arena for activations, %.1f GB kept for one block's weights", device,
-             arena_->capacity() / 1e9, weights / 1e9);
+    log_info("GPU %d: %.1f GB arena for activations; kept %.1f GB for one block's weights, %.1f GB for its Hessians",
+             device, arena_->capacity() / 1e9, weights / 1e9, hessian_bytes / 1e9);
   }
   ~CudaForwarder() override {
     cusolverDnDestroy(solver_);
@@ -134,8 +135,9 @@ class CudaForwarder final : public GpuForwarder {
 
 }  // namespace
 
-std::unique_ptr<GpuForwarder> gpu_forwarder_create(const model::ModelConfig& config, int device) {
-  return std::make_unique<CudaForwarder>(config, device);
+std::unique_ptr<GpuForwarder> gpu_forwarder_create(const model::ModelConfig& config, uint64_t hessian_bytes,
+                                                   int device) {
+  return std::make_unique<CudaForwarder>(config, hessian_bytes, device);
 }
 
 }  // namespace dsv4::calib

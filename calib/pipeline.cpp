@@ -12,6 +12,7 @@
 
 #include "calib/gpu_forwarder.h"
 #include "calib/layer_stats.h"
+#include "calib/run_estimate.h"
 #include "calib/solved_share.h"
 #include "common/check.h"
 #include "common/log.h"
@@ -347,7 +348,10 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
   if (in.device == ComputeDevice::kCuda && last_data_layer >= 0) {
     DSV4_CHECK_IN("pipeline", in.mode == model::NumericMode::kBf16,
                   "the GPU forward runs the bf16 numeric mode; the pipeline was asked for fp32");
-    gpu = gpu_forwarder_create(c);
+    int64_t longest = 0;
+    for (const auto& ids : in.samples) longest = std::max<int64_t>(longest, static_cast<int64_t>(ids.size()));
+    const RunEstimate need = run_estimate(r, *in.plan, c, static_cast<int64_t>(in.samples.size()), longest, 1.0);
+    gpu = gpu_forwarder_create(c, need.hessian_bytes_layer_peak);
     fwd.gpu = gpu.get();
   }
   if (last_data_layer >= 0 && !fwd.gpu) {

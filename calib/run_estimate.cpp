@@ -220,11 +220,16 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
   }
   // 2·tokens·cols² is the full XᵀX as a GEMM (or DESIGN §5) counts it; the CPU accumulator
   // (quant/hessian.cpp) computes the upper triangle only, half of that, in a plain loop.
+  std::map<std::string, uint64_t> layer_bytes;  // by layer number: keys are "L.x_attn"-style or release names
   for (const auto& [key, u] : hess) {
     const double cols = static_cast<double>(u.cols);
     e.hessian_flops += u.groups * 2.0 * tokens * u.token_share * cols * cols;
     e.hessians += u.groups;
+    const size_t from = key.starts_with("layers.") ? 7 : 0;
+    const std::string layer = key.substr(from, key.find('.', from) - from);
+    layer_bytes[layer] += static_cast<uint64_t>(u.groups) * static_cast<uint64_t>(u.cols * u.cols) * sizeof(float);
   }
+  for (const auto& [layer, b] : layer_bytes) e.hessian_bytes_layer_peak = std::max(e.hessian_bytes_layer_peak, b);
 
   // Bytes decoded: the whole block of every forward layer, and every quantized module elsewhere
   // (its solve decodes, or for the exact re-encodings reads, its source).

@@ -48,6 +48,7 @@ struct RunEstimate {
   double routed_expert_flops = 0;   // the routed-expert GEMMs inside both passes
   double hessian_flops = 0;         // 2·tokens·cols² per distinct Hessian
   int64_t hessians = 0;             // distinct Hessians over the run (wo_a: one per output group)
+  uint64_t hessian_bytes_layer_peak = 0;  // fp32 bytes of one layer's distinct Hessians, largest layer
   double gptq_flops = 0;            // cols³ (Cholesky/inverse) + 2·rows·cols² (sweep) per solve
   double gptq_report_flops = 0;     // the GPTQ and RTN error vs H of every GPTQ module (8·rows·cols²)
   int64_t gptq_modules = 0;

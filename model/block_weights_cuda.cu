@@ -6,11 +6,13 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
 #include "common/check.h"
 #include "common/codec.h"
+#include "common/parallel.h"
 #include "model/forward_cuda.h"
 #include "model/weight_decode_cuda.h"
 
@@ -48,7 +50,7 @@ class Uploader {
       const float v = l.w[i];
       dst[i] = bf16_encode(v);
       if (bf16_decode(dst[i]) == v || std::isnan(v)) continue;
-      ++out_.rounded;
+      rounded_.fetch_add(1, std::memory_order_relaxed);
       DSV4_CHECK_IN("upload", round_,
                     "%s: value %.9g at [%lld, %lld] is not exact in bf16; the GPU forward runs bf16 weights",
                     l.name.c_str(), static_cast<double>(v), static_cast<long long>(i / l.in),
@@ -139,6 +141,8 @@ class Uploader {
     return {put(parts), put(w.base), put(w.scale)};
   }
 
+  uint64_t rounded() const { return rounded_.load(); }
+
   DeviceCompressor compressor(const CompressorWeights& w) {
     return {linear(w.wkv), linear(w.wgate), put(w.ape), put(w.norm), w.ratio, w.series, w.dim};
   }
@@ -158,6 +162,7 @@ class Uploader {
   const Checkpoint* checkpoint_;
   const ModelConfig& config_;
   bool round_;
+  std::atomic<uint64_t> rounded_{0};  // fill may run on several host threads (uploads)
   void* staging_ = nullptr;
   size_t staging_bytes_ = 0;
 };
@@ -223,7 +228,10 @@ DeviceBlockWeights to_device(const BlockWeights& w, const ModelConfig& c, const 
                 c.n_routed_experts);
   uint16_t* e13 = up.alloc<uint16_t>(static_cast<size_t>(E) * 2 * matrix);
   uint16_t* e2 = up.alloc<uint16_t>(static_cast<size_t>(E) * matrix);
-  for (int e = 0; e < E; ++e) {
+  // Uploads decode and encode on the host: every expert on its own thread. Decoding from the
+  // checkpoint shares one staging buffer: one expert at a time.
+  parallel_for(static_cast<size_t>(E), checkpoint ? 1 : 0, [&](size_t k) {
+    const int e = static_cast<int>(k);
     const std::string stem = w.prefix + "ffn.experts." + std::to_string(e);
     std::shared_ptr<const ExpertWeights> ex;
     if (checkpoint) {  // names and shapes only: fill decodes from the checkpoint
@@ -234,7 +242,8 @@ DeviceBlockWeights to_device(const BlockWeights& w, const ModelConfig& c, const 
       DSV4_CHECK_IN("upload", ex != nullptr, "%s is missing", stem.c_str());
     }
     put_expert(*ex, e13 + static_cast<size_t>(e) * 2 * matrix, e2 + static_cast<size_t>(e) * matrix);
-  }
+  });
+  d.rounded = up.rounded();
   dm.w13 = e13;
   dm.w2 = e2;
   DSV4_CUDA_CHECK(cudaDeviceSynchronize());
