@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <optional>
 
@@ -62,7 +63,12 @@ class CudaForwarder final : public GpuForwarder {
 
   void run(const model::BlockWeights& w, const std::vector<std::vector<int64_t>>& samples,
            std::vector<std::vector<float>>& states, LayerStats* stats) override {
+    using Clock = std::chrono::steady_clock;
+    auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+    auto t = Clock::now();
+    double upload = 0, forward = 0, stats_down = 0;
     const model::DeviceBlockWeights dw = model::block_weights_upload(w, c_, /*round_to_bf16=*/true);
+    upload = since(t);
     if (dw.rounded > 0) {
       log_info("%s: %llu weight values rounded to bf16 for the GPU forward", w.prefix.c_str(),
                static_cast<unsigned long long>(dw.rounded));
@@ -99,15 +105,22 @@ class CudaForwarder final : public GpuForwarder {
       const model::CudaForwardContext ctx{.stream = stream_, .blas = blas_, .arena = arena_.get(),
                                           .taps = dev ? &*dev : nullptr, .prefix = w.prefix,
                                           .all_experts = stats && stats->all_experts()};
+      t = Clock::now();
       model::block_forward_cuda(dw, c_, rope.view(), x, ids, static_cast<int64_t>(group.size()), tokens, y, ctx);
       DSV4_CUDA_CHECK(cudaMemcpyAsync(bits.data(), y, bits.size() * 2, cudaMemcpyDeviceToHost, stream_));
       DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      forward += since(t);
       for (size_t k = 0; k < group.size(); ++k) {
         std::vector<float>& st = states[group[k]];
         for (int64_t i = 0; i < tokens * flat; ++i) st[i] = bf16_decode(bits[k * tokens * flat + i]);
       }
     }
+    t = Clock::now();
     if (dev) dev->download_into(*stats);
+    stats_down = since(t);
+    // Where a GPU pass spends its time (the next optimisation targets, docs/PERFORMANCE.md).
+    log_info("%s GPU pass %s: weights to device %.2f s, forward %.2f s (%zu length groups), statistics to host %.2f s",
+             w.prefix.c_str(), stats ? "A" : "B", upload, forward, by_length.size(), stats_down);
   }
 
   std::vector<quant::GptqResult> gptq_batch(const quant::QuantArgs& args, const std::vector<const float*>& weights,

@@ -191,12 +191,14 @@ std::vector<size_t> gpu_solve(GpuForwarder& gpu, const Recipe& r, const std::vec
       const bool shared = run < shared_runs;
       const auto t0 = Clock::now();
       const PlannedModule& first = *mods[members[0]];
+      double load = 0, solve = 0;
       std::vector<std::vector<float>> weights(members.size());
       std::vector<std::vector<quant::HessianResult>> hs(members.size());
       parallel_for(members.size(), threads, [&](size_t k) {
         weights[k] = weight_of(*mods[members[k]]);
         if (!shared || k == 0) hs[k].push_back(stats.hessian(mods[members[k]]->names.release, first.cols));
       });
+      load = since(t0);
       std::vector<const float*> w_ptrs, h_ptrs;
       for (size_t k = 0; k < members.size(); ++k) {
         w_ptrs.push_back(weights[k].data());
@@ -208,12 +210,16 @@ std::vector<size_t> gpu_solve(GpuForwarder& gpu, const Recipe& r, const std::vec
       std::vector<double> rel, rtn_rel;
       std::vector<quant::GptqResult> results =
           gpu.gptq_batch(base.group->scheme.weights, w_ptrs, h_ptrs, first.rows, first.cols, opts, rel, rtn_rel, threads);
-      const double each = since(t0) / static_cast<double>(members.size());
+      solve = since(t0) - load;
       parallel_for(members.size(), threads, [&](size_t k) {
         ModuleSolveInput si = solve_input(members[k], weights[k], hs[shared ? 0 : k]);
         solved[members[k]] = module_solve_from_gptq(si, std::move(results[k]), &rel[k], &rtn_rel[k]);
-        solved[members[k]].seconds = each;
       });
+      const double total = since(t0);
+      for (size_t k : members) solved[k].seconds = total / static_cast<double>(members.size());
+      log_info("GPU GPTQ of %zu [%lld, %lld] modules (%s): weights and Hessians %.2f s, solve %.2f s, encode %.2f s",
+               members.size(), static_cast<long long>(first.rows), static_cast<long long>(first.cols),
+               shared ? "one shared Hessian" : "one Hessian each", load, solve, total - load - solve);
     }
   }
   return cpu;
