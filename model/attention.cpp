@@ -71,6 +71,26 @@ void check_weights(const AttentionWeights& w, const ModelConfig& c, const LayerS
 
 }  // namespace
 
+std::vector<std::string> attention_input_modules(const std::string& prefix, bool compressor, bool indexer) {
+  std::vector<std::string> m = {prefix + "attn.wq_a", prefix + "attn.wkv"};
+  if (compressor) {
+    m.push_back(prefix + "attn.compressor.wkv");
+    m.push_back(prefix + "attn.compressor.wgate");
+  }
+  if (indexer) {
+    m.push_back(prefix + "attn.indexer.weights_proj");
+    m.push_back(prefix + "attn.indexer.compressor.wkv");
+    m.push_back(prefix + "attn.indexer.compressor.wgate");
+  }
+  return m;
+}
+
+std::vector<std::string> attention_qr_modules(const std::string& prefix, bool indexer) {
+  std::vector<std::string> m = {prefix + "attn.wq_b"};
+  if (indexer) m.push_back(prefix + "attn.indexer.wq_b");
+  return m;
+}
+
 void attention_forward(const AttentionWeights& w, const ModelConfig& config, const LayerSpec& spec,
                        const RopeTable& rope, const float* x_attn, int64_t tokens, float* out,
                        const ForwardContext& ctx) {
@@ -91,17 +111,8 @@ void attention_forward(const AttentionWeights& w, const ModelConfig& config, con
   };
 
   if (ctx.taps) {
-    std::vector<std::string> m = {ctx.module("attn.wq_a"), ctx.module("attn.wkv")};
-    if (w.compressor) {
-      m.push_back(ctx.module("attn.compressor.wkv"));
-      m.push_back(ctx.module("attn.compressor.wgate"));
-    }
-    if (w.indexer) {
-      m.push_back(ctx.module("attn.indexer.weights_proj"));
-      m.push_back(ctx.module("attn.indexer.compressor.wkv"));
-      m.push_back(ctx.module("attn.indexer.compressor.wgate"));
-    }
-    ctx.taps->on_tap({.modules = std::move(m), .x = x_attn, .rows = T, .cols = D});
+    ctx.taps->on_tap({.modules = attention_input_modules(ctx.prefix, w.compressor.has_value(), w.indexer.has_value()),
+                      .x = x_attn, .rows = T, .cols = D});
   }
 
   // 1. Query low-rank path: qr = RMSNorm(x · wq_aᵀ; q_norm), q = qr · wq_bᵀ, per-head norm, RoPE.
@@ -112,9 +123,7 @@ void attention_forward(const AttentionWeights& w, const ModelConfig& config, con
   rmsnorm_forward(qr.data(), T, Q, w.q_norm.data(), eps, qr.data());
   round(qr);
   if (ctx.taps) {
-    std::vector<std::string> m = {ctx.module("attn.wq_b")};
-    if (w.indexer) m.push_back(ctx.module("attn.indexer.wq_b"));
-    ctx.taps->on_tap({.modules = std::move(m), .x = qr.data(), .rows = T, .cols = Q});
+    ctx.taps->on_tap({.modules = attention_qr_modules(ctx.prefix, w.indexer.has_value()), .x = qr.data(), .rows = T, .cols = Q});
   }
   std::vector<float> q(static_cast<size_t>(T * H * dh));  // [T, H, dh]
   linear_forward(qr.data(), T, Q, w.wq_b.w.data(), H * dh, q.data());

@@ -82,6 +82,27 @@ __global__ void attention_core_kernel(CoreArgs a, int64_t queries, uint16_t* o) 
         reinterpret_cast<uint4*>(tile + j * a.dh)[c] = reinterpret_cast<const uint4*>(src)[c];
       }
     };
+    // Both products walk the keys the same way: a tile at a time through shared memory, the
+    // lane's DPL dims of key k in registers, then body(k, kreg) for each of the warp's heads.
+    auto for_each_key = [&](auto&& body) {
+      for (int k0 = 0; k0 < nk; k0 += kKeyTile) {
+        load_tile(k0);
+        __syncthreads();
+        const int kt = min(kKeyTile, nk - k0);
+        for (int j = 0; j < kt; ++j) {
+          float kreg[DPL];
+#pragma unroll
+          for (int i = 0; i < DPL; ++i) kreg[i] = bf16_decode(tile[j * a.dh + lane * DPL + i]);
+#pragma unroll
+          for (int hh = 0; hh < kMaxHeadsPerWarp; ++hh) {
+            const int h = warp * hpw + hh;
+            if (hh >= hpw || h >= a.heads) break;
+            body(k0 + j, hh, h, kreg);
+          }
+        }
+        __syncthreads();
+      }
+    };
 
     // Phase 1: logits = (q_h · k) · scale.
     float qreg[kMaxHeadsPerWarp][DPL];
@@ -93,27 +114,13 @@ __global__ void attention_core_kernel(CoreArgs a, int64_t queries, uint16_t* o) 
         qreg[hh][i] = (hh < hpw && h < a.heads) ? bf16_decode(a.q[(n * a.heads + h) * a.dh + lane * DPL + i]) : 0.0f;
       }
     }
-    for (int k0 = 0; k0 < nk; k0 += kKeyTile) {
-      load_tile(k0);
-      __syncthreads();
-      const int kt = min(kKeyTile, nk - k0);
-      for (int j = 0; j < kt; ++j) {
-        float kreg[DPL];
+    for_each_key([&](int k, int hh, int h, const float* kreg) {
+      float dot = 0.0f;
 #pragma unroll
-        for (int i = 0; i < DPL; ++i) kreg[i] = bf16_decode(tile[j * a.dh + lane * DPL + i]);
-#pragma unroll
-        for (int hh = 0; hh < kMaxHeadsPerWarp; ++hh) {
-          const int h = warp * hpw + hh;
-          if (hh >= hpw || h >= a.heads) break;
-          float dot = 0.0f;
-#pragma unroll
-          for (int i = 0; i < DPL; ++i) dot = fmaf(qreg[hh][i], kreg[i], dot);
-          for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
-          if (lane == 0) logits[h * a.max_keys + k0 + j] = __fmul_rn(dot, a.scale);
-        }
-      }
-      __syncthreads();
-    }
+      for (int i = 0; i < DPL; ++i) dot = fmaf(qreg[hh][i], kreg[i], dot);
+      for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+      if (lane == 0) logits[h * a.max_keys + k] = __fmul_rn(dot, a.scale);
+    });
 
     // Phase 2: sink softmax per head; probabilities rounded to bf16.
     for (int hh = 0; hh < hpw; ++hh) {
@@ -140,25 +147,11 @@ __global__ void attention_core_kernel(CoreArgs a, int64_t queries, uint16_t* o) 
 #pragma unroll
       for (int i = 0; i < DPL; ++i) acc[hh][i] = 0.0f;
     }
-    for (int k0 = 0; k0 < nk; k0 += kKeyTile) {
-      load_tile(k0);
-      __syncthreads();
-      const int kt = min(kKeyTile, nk - k0);
-      for (int j = 0; j < kt; ++j) {
-        float kreg[DPL];
+    for_each_key([&](int k, int hh, int h, const float* kreg) {
+      const float p = logits[h * a.max_keys + k];
 #pragma unroll
-        for (int i = 0; i < DPL; ++i) kreg[i] = bf16_decode(tile[j * a.dh + lane * DPL + i]);
-#pragma unroll
-        for (int hh = 0; hh < kMaxHeadsPerWarp; ++hh) {
-          const int h = warp * hpw + hh;
-          if (hh >= hpw || h >= a.heads) break;
-          const float p = logits[h * a.max_keys + k0 + j];
-#pragma unroll
-          for (int i = 0; i < DPL; ++i) acc[hh][i] = fmaf(p, kreg[i], acc[hh][i]);
-        }
-      }
-      __syncthreads();
-    }
+      for (int i = 0; i < DPL; ++i) acc[hh][i] = fmaf(p, kreg[i], acc[hh][i]);
+    });
     const int rd = a.rope.rope_dim, body = a.dh - rd, half = rd / 2;
 #pragma unroll
     for (int hh = 0; hh < kMaxHeadsPerWarp; ++hh) {
@@ -248,17 +241,8 @@ void attention_forward_cuda(const DeviceAttention& w, const ModelConfig& c, cons
   ArenaScope scope(arena);
 
   if (ctx.taps) {
-    std::vector<std::string> m = {ctx.module("attn.wq_a"), ctx.module("attn.wkv")};
-    if (w.compressor) {
-      m.push_back(ctx.module("attn.compressor.wkv"));
-      m.push_back(ctx.module("attn.compressor.wgate"));
-    }
-    if (w.indexer) {
-      m.push_back(ctx.module("attn.indexer.weights_proj"));
-      m.push_back(ctx.module("attn.indexer.compressor.wkv"));
-      m.push_back(ctx.module("attn.indexer.compressor.wgate"));
-    }
-    ctx.taps->on_tap({.modules = std::move(m), .x = x, .rows = N, .cols = D, .ld = D});
+    ctx.taps->on_tap({.modules = attention_input_modules(ctx.prefix, w.compressor.has_value(), w.indexer.has_value()),
+                      .x = x, .rows = N, .cols = D, .ld = D});
   }
 
   // 1. qr = bf16(RMSNorm(bf16(x · wq_aᵀ); q_norm)); q = per-head norm and RoPE of qr · wq_bᵀ.
@@ -266,9 +250,8 @@ void attention_forward_cuda(const DeviceAttention& w, const ModelConfig& c, cons
   linear_bf16_cuda(ctx.blas, x, N, D, w.wq_a.w, Q, {.y_bf16 = qr}, stream);
   norm_rope_cuda(qr, N, Q, {.weight = w.q_norm, .eps = eps}, qr, stream);
   if (ctx.taps) {
-    std::vector<std::string> m = {ctx.module("attn.wq_b")};
-    if (w.indexer) m.push_back(ctx.module("attn.indexer.wq_b"));
-    ctx.taps->on_tap({.modules = std::move(m), .x = qr, .rows = N, .cols = Q, .ld = Q});
+    ctx.taps->on_tap({.modules = attention_qr_modules(ctx.prefix, w.indexer.has_value()), .x = qr, .rows = N, .cols = Q,
+                      .ld = Q});
   }
   uint16_t* q = arena.take<uint16_t>(static_cast<size_t>(N * H * dh), "q");
   linear_bf16_cuda(ctx.blas, qr, N, Q, w.wq_b.w, H * dh, {.y_bf16 = q}, stream);

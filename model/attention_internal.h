@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "model/block_weights.h"
@@ -11,6 +12,11 @@
 #include "model/rope.h"
 
 namespace dsv4::model {
+
+// The linears fed by x_attn and by qr (reference §3.7) as tap module lists, `prefix` + leaf: what
+// both forwards (CPU and GPU) announce with those activations.
+std::vector<std::string> attention_input_modules(const std::string& prefix, bool compressor, bool indexer);
+std::vector<std::string> attention_qr_modules(const std::string& prefix, bool indexer);
 
 // Number of compressed entries query t may use: windows that ended at or before t,
 // i.e. w < floor((t + 1) / ratio), capped at the entries that exist.
