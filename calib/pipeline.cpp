@@ -2,6 +2,7 @@
 #include "calib/pipeline.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cmath>
@@ -87,13 +88,32 @@ void substitute(model::BlockWeights& w, const model::ModelConfig& c, const std::
     block_linear(w, mods[i]->names.release)->w = solved[i].dequant;
   }
   if (!any_expert) return;
-  std::vector<model::ExpertWeights> experts;
-  experts.reserve(static_cast<size_t>(c.n_routed_experts));
-  for (int e = 0; e < c.n_routed_experts; ++e) experts.push_back(*w.ffn.experts.get(e));
+  // Each expert's linears: the solved ones from their dequantized weights, any other decoded from
+  // the source; an expert whose three linears were all solved is never decoded (at full width
+  // that decode is 24 MB of MXFP4 per expert). Experts on all cores.
+  std::vector<std::array<const SolvedModule*, 3>> by_expert(static_cast<size_t>(c.n_routed_experts), {nullptr, nullptr, nullptr});
   for (size_t i = 0; i < mods.size(); ++i) {
     if (mods[i]->expert < 0) continue;
-    expert_linear(experts[static_cast<size_t>(mods[i]->expert)], mods[i]->names.release)->w = solved[i].dequant;
+    const std::string& name = mods[i]->names.release;
+    const int slot = name.ends_with(".w1") ? 0 : name.ends_with(".w3") ? 1 : 2;
+    by_expert[static_cast<size_t>(mods[i]->expert)][static_cast<size_t>(slot)] = &solved[i];
   }
+  std::vector<model::ExpertWeights> experts(static_cast<size_t>(c.n_routed_experts));
+  parallel_for(experts.size(), 0, [&](size_t e) {
+    const auto& mine = by_expert[e];
+    const int64_t D = c.hidden_size, I = c.moe_intermediate_size;
+    const std::string stem = w.prefix + "ffn.experts." + std::to_string(e) + ".";
+    model::ExpertWeights& x = experts[e];
+    if (mine[0] && mine[1] && mine[2]) {
+      x = {{stem + "w1", I, D, {}}, {stem + "w3", I, D, {}}, {stem + "w2", D, I, {}}};
+    } else {
+      x = *w.ffn.experts.get(static_cast<int>(e));
+    }
+    model::DenseLinear* linears[3] = {&x.w1, &x.w3, &x.w2};
+    for (int k = 0; k < 3; ++k) {
+      if (mine[static_cast<size_t>(k)]) linears[k]->w = mine[static_cast<size_t>(k)]->dequant;
+    }
+  });
   w.ffn.experts = model::ExpertSource::from_memory(std::move(experts));
 }
 
