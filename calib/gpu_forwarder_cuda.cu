@@ -61,18 +61,42 @@ class CudaForwarder final : public GpuForwarder {
     cudaStreamDestroy(stream_);
   }
 
-  void run(const model::BlockWeights& w, const std::vector<std::vector<int64_t>>& samples,
-           std::vector<std::vector<float>>& states, LayerStats* stats) override {
+  void decode_block(const Checkpoint& checkpoint, const std::string& prefix, int layer) override {
+    const auto t = std::chrono::steady_clock::now();
+    block_.reset();  // its memory is the next block's
+    block_.emplace(model::block_weights_decode_cuda(checkpoint, c_, prefix, layer));
+    log_info("%s: decoded on the GPU in %.2f s (%.2f GB)", prefix.c_str(),
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count(), block_->bytes / 1e9);
+  }
+
+  void upload_block(const model::BlockWeights& w) override {
+    block_.reset();
+    block_.emplace(model::block_weights_upload(w, c_, /*round_to_bf16=*/true));
+    if (block_->rounded > 0) {
+      log_info("%s: %llu weight values rounded to bf16 for the GPU forward", w.prefix.c_str(),
+               static_cast<unsigned long long>(block_->rounded));
+    }
+  }
+
+  void put_weight(const std::string& module, const std::vector<float>& w) override {
+    const model::DeviceMatrix m = device_block_matrix(module);
+    DSV4_CHECK_IN("calibrate", static_cast<int64_t>(w.size()) == m.rows * m.cols,
+                  "%s: %zu solved values for its [%lld, %lld] weights", module.c_str(), w.size(),
+                  static_cast<long long>(m.rows), static_cast<long long>(m.cols));
+    std::vector<uint16_t> bits(w.size());
+    for (size_t i = 0; i < w.size(); ++i) bits[i] = bf16_encode(w[i]);
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(m.w, bits.data(), bits.size() * 2, cudaMemcpyHostToDevice, stream_));
+    DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));  // `bits` is pageable and about to go
+  }
+
+  void run(const std::vector<std::vector<int64_t>>& samples, std::vector<std::vector<float>>& states,
+           LayerStats* stats) override {
     using Clock = std::chrono::steady_clock;
     auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+    DSV4_CHECK_IN("calibrate", block_.has_value(), "GPU forward without a block on the device");
+    const model::DeviceBlockWeights& dw = *block_;
+    double forward = 0, stats_down = 0;
     auto t = Clock::now();
-    double upload = 0, forward = 0, stats_down = 0;
-    const model::DeviceBlockWeights dw = model::block_weights_upload(w, c_, /*round_to_bf16=*/true);
-    upload = since(t);
-    if (dw.rounded > 0) {
-      log_info("%s: %llu weight values rounded to bf16 for the GPU forward", w.prefix.c_str(),
-               static_cast<unsigned long long>(dw.rounded));
-    }
     std::optional<DeviceLayerStats> dev;
     if (stats) {
       dev.emplace(stats->all_experts(), stats->w2_input(), blas_, stream_);
@@ -100,10 +124,10 @@ class CudaForwarder final : public GpuForwarder {
       }
       DSV4_CUDA_CHECK(cudaMemcpyAsync(x, bits.data(), bits.size() * 2, cudaMemcpyHostToDevice, stream_));
       DSV4_CUDA_CHECK(cudaMemcpyAsync(ids, host_ids.data(), host_ids.size() * 8, cudaMemcpyHostToDevice, stream_));
-      const model::DeviceRopeTable rope(model::rope_table_build(c_, model::rope_is_compressed(w.spec), tokens));
+      const model::DeviceRopeTable rope(model::rope_table_build(c_, model::rope_is_compressed(dw.spec), tokens));
       if (dev) dev->next_pass();
       const model::CudaForwardContext ctx{.stream = stream_, .blas = blas_, .arena = arena_.get(),
-                                          .taps = dev ? &*dev : nullptr, .prefix = w.prefix,
+                                          .taps = dev ? &*dev : nullptr, .prefix = dw.prefix,
                                           .all_experts = stats && stats->all_experts()};
       t = Clock::now();
       model::block_forward_cuda(dw, c_, rope.view(), x, ids, static_cast<int64_t>(group.size()), tokens, y, ctx);
@@ -119,17 +143,35 @@ class CudaForwarder final : public GpuForwarder {
     if (dev) dev->download_into(*stats);
     stats_down = since(t);
     // Where a GPU pass spends its time (the next optimisation targets, docs/PERFORMANCE.md).
-    log_info("%s GPU pass %s: weights to device %.2f s, forward %.2f s (%zu length groups), statistics to host %.2f s",
-             w.prefix.c_str(), stats ? "A" : "B", upload, forward, by_length.size(), stats_down);
+    log_info("%s GPU pass %s: forward %.2f s (%zu length groups), statistics to host %.2f s", dw.prefix.c_str(),
+             stats ? "A" : "B", forward, by_length.size(), stats_down);
   }
 
-  std::vector<quant::GptqResult> gptq_batch(const quant::QuantArgs& args, const std::vector<const float*>& weights,
+  std::vector<quant::GptqResult> gptq_batch(const quant::QuantArgs& args, const std::vector<std::string>& modules,
                                             const std::vector<const float*>& hessians, int64_t rows, int64_t cols,
-                                            const quant::GptqOptions& opts, std::vector<double>& rel_error,
-                                            std::vector<double>& rtn_rel_error, int threads) override {
+                                            const quant::GptqOptions& opts, bool into_block,
+                                            std::vector<double>& rel_error, std::vector<double>& rtn_rel_error) override {
+    std::vector<model::DeviceMatrix> slots;
+    for (const std::string& m : modules) {
+      slots.push_back(device_block_matrix(m));
+      DSV4_CHECK_IN("calibrate", slots.back().rows == rows && slots.back().cols == cols,
+                    "%s is [%lld, %lld] on the GPU; its batch solves [%lld, %lld]", m.c_str(),
+                    static_cast<long long>(slots.back().rows), static_cast<long long>(slots.back().cols),
+                    static_cast<long long>(rows), static_cast<long long>(cols));
+    }
+    const int64_t n = rows * cols;
+    quant::GptqBatchIo io;
+    io.load = [&](int i, float* dst, quant::DeviceStream s) { model::f32_from_bf16_cuda(slots[i].w, n, dst, s); };
+    if (into_block) {
+      io.store = [&](int i, const float* dequant, quant::DeviceStream s) {
+        model::bf16_from_f32_cuda(dequant, n, slots[i].w, s);
+      };
+    }
     quant::GptqBatchErrors errors;
-    std::vector<quant::GptqResult> r = quant::gptq_solve_batch_cuda(blas_, solver_, args, weights, hessians, rows, cols,
-                                                                    opts, stream_, 32, &errors, threads);
+    ArenaScope scope(*arena_);
+    std::vector<quant::GptqResult> r =
+        quant::gptq_solve_batch_cuda(blas_, solver_, args, io, static_cast<int>(modules.size()), hessians, rows, cols,
+                                     opts, stream_, *arena_, 32, &errors);
     rel_error = std::move(errors.rel_error);
     rtn_rel_error = std::move(errors.rtn_rel_error);
     return r;
@@ -144,6 +186,12 @@ class CudaForwarder final : public GpuForwarder {
   cublasHandle_t blas_ = nullptr;
   cusolverDnHandle_t solver_ = nullptr;
   std::unique_ptr<DeviceArena> arena_;
+  std::optional<model::DeviceBlockWeights> block_;
+
+  model::DeviceMatrix device_block_matrix(const std::string& module) {
+    DSV4_CHECK_IN("calibrate", block_.has_value(), "%s: no block on the GPU", module.c_str());
+    return model::device_block_matrix(*block_, c_, module);
+  }
 };
 
 }  // namespace

@@ -212,8 +212,8 @@ bool module_solve_gpu_eligible(const ModuleSolveInput& in) {
 
 SolvedModule module_solve_from_gptq(const ModuleSolveInput& in, quant::GptqResult&& r, const double* rel_error,
                                     const double* rtn_rel_error) {
-  DSV4_CHECK_IN("solve", in.module && in.group && in.weight && in.hessians.size() == 1,
-                "module, group, weight and one Hessian are required");
+  DSV4_CHECK_IN("solve", in.module && in.group && in.hessians.size() == 1 && (in.weight || (rel_error && rtn_rel_error)),
+                "module, group and one Hessian are required, and the source weight unless the errors are given");
   SolvedModule s;
   s.module = in.module->names.release;
   s.method = SolveMethod::kGptq;

@@ -74,7 +74,8 @@ SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& source);
 // module can go there (GPTQ with one Hessian and a scheme the GPU sweep takes), and the module
 // finished from its GptqResult as module_solve finishes one from gptq_solve (statistics, encoded
 // tensors; seconds left to the caller). The relative errors, when given (the GPU computes them),
-// replace the CPU's O(rows·cols²) evaluation; a no-token Hessian reports none either way.
+// replace the CPU's O(rows·cols²) evaluation (and then in.weight may be null: the GPU solved from
+// its own copy); a no-token Hessian reports none either way.
 bool module_solve_gpu_eligible(const ModuleSolveInput& in);
 SolvedModule module_solve_from_gptq(const ModuleSolveInput& in, quant::GptqResult&& result,
                                     const double* rel_error = nullptr, const double* rtn_rel_error = nullptr);

@@ -135,21 +135,22 @@ struct Forwarder {
   const std::vector<std::vector<int64_t>>& samples;
   model::NumericMode mode;
   std::vector<model::RopeTable> main_rope, compress_rope;  // per sample length (CPU)
-  GpuForwarder* gpu = nullptr;                             // set: the passes run there
+  GpuForwarder* gpu = nullptr;                             // set: the passes run there, on its block
 
-  // states[s] <- block(states[s]) for every sample.
-  void run(const model::BlockWeights& w, std::vector<std::vector<float>>& states, LayerStats* stats,
+  // states[s] <- block(states[s]) for every sample: block `w` on the CPU, the GPU's own block there.
+  void run(const model::BlockWeights* w, std::vector<std::vector<float>>& states, LayerStats* stats,
            bool all_experts) const {
     if (gpu) {
-      gpu->run(w, samples, states, stats);
+      gpu->run(samples, states, stats);
       return;
     }
+    DSV4_CHECK_IN("pipeline", w != nullptr, "CPU forward without a block");
     for (size_t s = 0; s < samples.size(); ++s) {
       if (stats) stats->next_pass();
-      model::ForwardContext ctx{mode, stats, w.prefix, all_experts};
+      model::ForwardContext ctx{mode, stats, w->prefix, all_experts};
       std::vector<float> next(states[s].size());
-      const model::RopeTable& rope = model::rope_is_compressed(w.spec) ? compress_rope[s] : main_rope[s];
-      model::block_forward(w, c, rope, states[s].data(), samples[s].data(), static_cast<int64_t>(samples[s].size()),
+      const model::RopeTable& rope = model::rope_is_compressed(w->spec) ? compress_rope[s] : main_rope[s];
+      model::block_forward(*w, c, rope, states[s].data(), samples[s].data(), static_cast<int64_t>(samples[s].size()),
                            next.data(), ctx);
       states[s].swap(next);
     }
@@ -169,12 +170,14 @@ double mean_known(const std::vector<ModuleReport>& modules, double ModuleReport:
 
 // The GPU share of a layer's solves: GPTQ modules the GPU sweep takes (module_solve_gpu_eligible),
 // batched by scheme and shape, one batch per Hessian shared by several modules (all-experts
-// w1/w3) and one batch of the rest, each with its own Hessian (w2). Finished like module_solve
-// (statistics, encoded tensors) on `threads` host threads. Returns the modules left to the CPU.
-template <typename SolveInputFn, typename WeightFn>
+// w1/w3) and one batch of the rest, each with its own Hessian (w2), from the GPU's block. With
+// `into_block` the solved weights replace the source ones there (pass B) and in_block[i] is set.
+// Finished like module_solve (statistics, encoded tensors) on `threads` host threads. Returns the
+// modules left to the CPU.
+template <typename SolveInputFn>
 std::vector<size_t> gpu_solve(GpuForwarder& gpu, const Recipe& r, const std::vector<size_t>& mine,
                               const std::vector<const PlannedModule*>& mods, const LayerStats& stats, int threads,
-                              const SolveInputFn& solve_input, const WeightFn& weight_of,
+                              const SolveInputFn& solve_input, bool into_block, std::vector<char>& in_block,
                               std::vector<SolvedModule>& solved) {
   std::vector<size_t> cpu;
   // (modifier, group, rows, cols) -> Hessian key -> modules
@@ -212,32 +215,33 @@ std::vector<size_t> gpu_solve(GpuForwarder& gpu, const Recipe& r, const std::vec
       const auto t0 = Clock::now();
       const PlannedModule& first = *mods[members[0]];
       double load = 0, solve = 0;
-      std::vector<std::vector<float>> weights(members.size());
       std::vector<std::vector<quant::HessianResult>> hs(members.size());
       parallel_for(members.size(), threads, [&](size_t k) {
-        weights[k] = weight_of(*mods[members[k]]);
         if (!shared || k == 0) hs[k].push_back(stats.hessian(mods[members[k]]->names.release, first.cols));
       });
       load = since(t0);
-      std::vector<const float*> w_ptrs, h_ptrs;
+      std::vector<const float*> h_ptrs;
+      std::vector<std::string> names;
       for (size_t k = 0; k < members.size(); ++k) {
-        w_ptrs.push_back(weights[k].data());
+        names.push_back(mods[members[k]]->names.release);
         if (!shared || k == 0) h_ptrs.push_back(hs[k][0].h.data());
       }
-      const ModuleSolveInput base = solve_input(members[0], weights[0], hs[0]);
+      const std::vector<float> no_host_weight;  // the GPU computes the statistics that would read it
+      const ModuleSolveInput base = solve_input(members[0], no_host_weight, hs[0]);
       quant::GptqOptions opts = *base.gptq;
       opts.actorder = base.group->actorder;
       std::vector<double> rel, rtn_rel;
       std::vector<quant::GptqResult> results =
-          gpu.gptq_batch(base.group->scheme.weights, w_ptrs, h_ptrs, first.rows, first.cols, opts, rel, rtn_rel, threads);
+          gpu.gptq_batch(base.group->scheme.weights, names, h_ptrs, first.rows, first.cols, opts, into_block, rel, rtn_rel);
       solve = since(t0) - load;
       parallel_for(members.size(), threads, [&](size_t k) {
-        ModuleSolveInput si = solve_input(members[k], weights[k], hs[shared ? 0 : k]);
+        ModuleSolveInput si = solve_input(members[k], no_host_weight, hs[shared ? 0 : k]);
         solved[members[k]] = module_solve_from_gptq(si, std::move(results[k]), &rel[k], &rtn_rel[k]);
+        in_block[members[k]] = into_block;
       });
       const double total = since(t0);
       for (size_t k : members) solved[k].seconds = total / static_cast<double>(members.size());
-      log_info("GPU GPTQ of %zu [%lld, %lld] modules (%s): weights and Hessians %.2f s, solve %.2f s, encode %.2f s",
+      log_info("GPU GPTQ of %zu [%lld, %lld] modules (%s): Hessians %.2f s, solve %.2f s, encode %.2f s",
                members.size(), static_cast<long long>(first.rows), static_cast<long long>(first.cols),
                shared ? "one shared Hessian" : "one Hessian each", load, solve, total - load - solve);
     }
@@ -414,7 +418,8 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
         }
         substitute(w, c, mods, ordered);
       }
-      fwd.run(w, states, nullptr, false);
+      if (fwd.gpu) fwd.gpu->upload_block(w);
+      fwd.run(&w, states, nullptr, false);
       log_info("replayed %s from its committed weights", artifact_segment_name(seg, c).c_str());
     }
   }
@@ -431,11 +436,16 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     const int layer = seg - 1;
     const bool forward = layer >= 0 && layer <= last_data_layer;
 
-    // Decode (only what the forward needs; solves decode their own source weights).
+    // Decode (only what the forward needs; solves decode their own source weights). On the GPU
+    // the block is decoded there and the GPU solves read it too.
     dist::RunPhase::set(lr.name, "decode");
     auto t = Clock::now();
     std::optional<model::BlockWeights> w;
-    if (forward) w.emplace(model::block_weights_load(src, c, "layers." + std::to_string(layer) + ".", layer));
+    if (forward && fwd.gpu) {
+      fwd.gpu->decode_block(src, "layers." + std::to_string(layer) + ".", layer);
+    } else if (forward) {
+      w.emplace(model::block_weights_load(src, c, "layers." + std::to_string(layer) + ".", layer));
+    }
     lr.seconds_decode = since(t);
 
     // Pass A: partial Hessians, input absmax, expert token counts over this rank's samples.
@@ -452,7 +462,7 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     t = Clock::now();
     if (pass_a) {
       states_a = states;  // pass B starts again from this layer's input
-      fwd.run(*w, states_a, &stats, r.calibration.all_experts);
+      fwd.run(w ? &*w : nullptr, states_a, &stats, r.calibration.all_experts);
     }
     lr.seconds_forward = since(t);
 
@@ -506,10 +516,10 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
       return si;
     };
     std::vector<size_t> on_cpu = mine;
+    std::vector<char> in_block(mods.size(), 0);  // solved straight into the GPU's block (pass B)
     if (fwd.gpu) {
-      on_cpu = gpu_solve(*fwd.gpu, r, mine, mods, stats, in.threads, solve_input,
-                         [&](const PlannedModule& m) { return source_weight(m.names.release, m.expert, m.rows, m.cols); },
-                         solved);
+      on_cpu = gpu_solve(*fwd.gpu, r, mine, mods, stats, in.threads, solve_input, r.calibration.propagate_error,
+                         in_block, solved);
     }
     parallel_for(on_cpu.size(), in.threads, [&](size_t j) {
       const size_t i = on_cpu[j];
@@ -550,8 +560,14 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
       if (pass_a && !r.calibration.propagate_error) {
         states.swap(states_a);
       } else {
-        if (!mods.empty()) substitute(*w, c, mods, solved);
-        fwd.run(*w, states, nullptr, false);
+        if (fwd.gpu) {
+          for (size_t i = 0; i < mods.size(); ++i) {
+            if (!in_block[i]) fwd.gpu->put_weight(mods[i]->names.release, solved[i].dequant);
+          }
+        } else if (!mods.empty()) {
+          substitute(*w, c, mods, solved);
+        }
+        fwd.run(w ? &*w : nullptr, states, nullptr, false);
       }
     }
     lr.seconds_forward += since(t);

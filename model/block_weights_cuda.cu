@@ -262,4 +262,48 @@ DeviceBlockWeights block_weights_decode_cuda(const Checkpoint& checkpoint, const
   return to_device(shapes, c, &checkpoint, false);
 }
 
+DeviceMatrix device_block_matrix(DeviceBlockWeights& w, const ModelConfig& c, const std::string& module) {
+  DSV4_CHECK_IN("device weights", module.starts_with(w.prefix), "%s is not in block %s", module.c_str(),
+                w.prefix.c_str());
+  const std::string leaf = module.substr(w.prefix.size());
+  auto of = [](const DeviceLinear& l) { return DeviceMatrix{const_cast<uint16_t*>(l.w), l.out, l.in}; };
+  DeviceAttention& a = w.attn;
+  if (leaf == "attn.wq_a") return of(a.wq_a);
+  if (leaf == "attn.wq_b") return of(a.wq_b);
+  if (leaf == "attn.wkv") return of(a.wkv);
+  if (leaf == "attn.wo_a") return of(a.wo_a);
+  if (leaf == "attn.wo_b") return of(a.wo_b);
+  if (a.compressor && leaf == "attn.compressor.wkv") return of(a.compressor->wkv);
+  if (a.compressor && leaf == "attn.compressor.wgate") return of(a.compressor->wgate);
+  if (a.indexer && leaf == "attn.indexer.wq_b") return of(a.indexer->wq_b);
+  if (a.indexer && leaf == "attn.indexer.weights_proj") return of(a.indexer->weights_proj);
+  if (a.indexer && leaf == "attn.indexer.compressor.wkv") return of(a.indexer->compressor.wkv);
+  if (a.indexer && leaf == "attn.indexer.compressor.wgate") return of(a.indexer->compressor.wgate);
+  if (leaf == "ffn.gate") return of(w.ffn.gate);
+  const int64_t D = c.hidden_size, I = c.moe_intermediate_size;
+  // w13 holds w1's rows then w3's (forward_cuda.h); w2 follows.
+  auto expert = [&](const uint16_t* w13, const uint16_t* w2, const std::string& which) -> DeviceMatrix {
+    if (which == "w1") return {const_cast<uint16_t*>(w13), I, D};
+    if (which == "w3") return {const_cast<uint16_t*>(w13) + I * D, I, D};
+    if (which == "w2") return {const_cast<uint16_t*>(w2), D, I};
+    DSV4_FAIL("device weights", "%s is not an expert linear (w1, w2 or w3)", module.c_str());
+  };
+  if (leaf.starts_with("ffn.shared_experts.") && w.ffn.shared_w13) {
+    return expert(w.ffn.shared_w13, w.ffn.shared_w2, leaf.substr(std::string("ffn.shared_experts.").size()));
+  }
+  const std::string routed = "ffn.experts.";
+  if (leaf.starts_with(routed)) {
+    const size_t dot = leaf.find('.', routed.size());
+    const std::string id = leaf.substr(routed.size(), dot == std::string::npos ? std::string::npos : dot - routed.size());
+    const bool digits = !id.empty() && id.size() < 6 && std::all_of(id.begin(), id.end(), ::isdigit);
+    const int e = digits ? std::stoi(id) : -1;
+    DSV4_CHECK_IN("device weights", e >= 0 && e < c.n_routed_experts && dot != std::string::npos,
+                  "%s: no routed expert %s (the block has %d)", module.c_str(), id.c_str(), c.n_routed_experts);
+    const size_t m = static_cast<size_t>(I * D);
+    return expert(w.ffn.w13 + static_cast<size_t>(e) * 2 * m, w.ffn.w2 + static_cast<size_t>(e) * m,
+                  leaf.substr(dot + 1));
+  }
+  DSV4_FAIL("device weights", "%s is not a linear of block %s", module.c_str(), w.prefix.c_str());
+}
+
 }  // namespace dsv4::model

@@ -99,6 +99,16 @@ DeviceBlockWeights block_weights_upload(const BlockWeights& weights, const Model
 DeviceBlockWeights block_weights_decode_cuda(const Checkpoint& checkpoint, const ModelConfig& config,
                                              const std::string& prefix, int layer);
 
+// A linear of a device block by its release module name ("layers.3.attn.wq_a",
+// "layers.3.ffn.experts.7.w2", "layers.3.ffn.shared_experts.w1"): its bf16 matrix [rows, cols],
+// writable, because pass B of the pipeline puts the solved weights in place (the allocations are
+// the block's own). Throws naming the module when the block has no such linear.
+struct DeviceMatrix {
+  uint16_t* w = nullptr;
+  int64_t rows = 0, cols = 0;
+};
+DeviceMatrix device_block_matrix(DeviceBlockWeights& weights, const ModelConfig& config, const std::string& module);
+
 struct DeviceTapEvent {
   std::vector<std::string> modules;
   const uint16_t* x = nullptr;           // device bf16 [batch][rows, cols], row stride ld

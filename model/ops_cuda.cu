@@ -100,6 +100,13 @@ __global__ void bf16_from_f32_kernel(const float* x, int64_t n, uint16_t* y) {
   }
 }
 
+__global__ void f32_from_bf16_kernel(const uint16_t* x, int64_t n, float* y) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    y[i] = bf16_decode(x[i]);
+  }
+}
+
 }  // namespace
 
 DeviceRopeTable::DeviceRopeTable(const RopeTable& table) {
@@ -148,6 +155,12 @@ void swiglu_cuda(const uint16_t* gu, int64_t rows, int64_t inter, float limit, u
 void bf16_from_f32_cuda(const float* x, int64_t count, uint16_t* y, DeviceStream stream) {
   if (count == 0) return;
   bf16_from_f32_kernel<<<grid_blocks(count, 256, 1 << 16), 256, 0, stream>>>(x, count, y);
+  DSV4_CUDA_CHECK_LAUNCH();
+}
+
+void f32_from_bf16_cuda(const uint16_t* x, int64_t count, float* y, DeviceStream stream) {
+  if (count == 0) return;
+  f32_from_bf16_kernel<<<grid_blocks(count, 256, 1 << 16), 256, 0, stream>>>(x, count, y);
   DSV4_CUDA_CHECK_LAUNCH();
 }
 

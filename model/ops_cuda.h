@@ -72,5 +72,7 @@ void swiglu_cuda(const uint16_t* gu, int64_t rows, int64_t inter, float limit, u
 
 // y = bf16(x) elementwise.
 void bf16_from_f32_cuda(const float* x, int64_t count, uint16_t* y, DeviceStream stream);
+// y = fp32(x) elementwise (exact).
+void f32_from_bf16_cuda(const uint16_t* x, int64_t count, float* y, DeviceStream stream);
 
 }  // namespace dsv4::model

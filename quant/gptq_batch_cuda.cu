@@ -4,28 +4,19 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <memory>
+#include <array>
 
 #include <cublas_v2.h>
 
 #include "common/check.h"
 #include "common/cuda_grid.h"
 #include "common/device_arena.h"
-#include "common/parallel.h"
-#include "quant/observer.h"
+#include "quant/observer_cuda.h"
 #include "quant/quantizer.h"
+#include "quant/quantizer_cuda.h"
 
 namespace dsv4::quant {
 namespace {
-
-template <typename T>
-struct Device {
-  T* p = nullptr;
-  explicit Device(size_t n) { DSV4_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T))); }
-  ~Device() { cudaFree(p); }
-  Device(const Device&) = delete;
-  Device& operator=(const Device&) = delete;
-};
 
 __global__ void diff_kernel(const float* a, const float* b, int64_t n, float* out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -59,16 +50,70 @@ void quad_form_cuda(BlasHandle blas, const float* x, const float* h, int64_t row
   DSV4_CUDA_CHECK_LAUNCH();
 }
 
+size_t round_up(size_t b) { return (b + DeviceArena::kAlign - 1) / DeviceArena::kAlign * DeviceArena::kAlign; }
+
+// The batch's buffers for chunks of `chunk` matrices, in take order; sizes() and take() share the
+// list so gptq_batch_scratch_bytes is what the call takes.
+struct BatchBuffers {
+  float *h = nullptr, *u = nullptr, *w = nullptr, *wp = nullptr, *deq = nullptr, *err = nullptr;
+  float *scale = nullptr, *zp = nullptr, *tmp = nullptr;
+  int32_t *codes = nullptr, *qcol = nullptr, *ocol = nullptr, *rtn_codes = nullptr;
+  uint8_t* e8m0 = nullptr;
+  double *loss = nullptr, *traces = nullptr;  // traces: [chunk][3] tr(ΔHΔᵀ), tr(WHWᵀ), tr(ΔᵣHΔᵣᵀ)
+
+  template <typename Fn>  // fn(pointer slot, bytes, name)
+  void each(const QuantArgs& args, int64_t rows, int64_t cols, const GptqOptions& opts, bool shared, int chunk,
+            bool errors, Fn&& fn) {
+    const size_t per = static_cast<size_t>(rows * cols), hh = static_cast<size_t>(cols * cols);
+    const size_t nh = shared ? 1 : static_cast<size_t>(chunk), n = static_cast<size_t>(chunk);
+    int64_t scale_rows = 0, scale_cols = 0;
+    qparams_shape(args, rows, cols, &scale_rows, &scale_cols);
+    const size_t cells = static_cast<size_t>(scale_rows * scale_cols) * n;
+    fn(reinterpret_cast<void**>(&h), hh * nh * 4, "GPTQ batch: Hessians");
+    fn(reinterpret_cast<void**>(&u), hh * nh * 4, "GPTQ batch: U factors");
+    fn(reinterpret_cast<void**>(&w), per * n * 4, "GPTQ batch: weights");
+    fn(reinterpret_cast<void**>(&wp), per * n * 4, "GPTQ batch: permuted weights");
+    fn(reinterpret_cast<void**>(&deq), per * n * 4, "GPTQ batch: dequantized weights");
+    fn(reinterpret_cast<void**>(&codes), per * n * 4, "GPTQ batch: codes");
+    fn(reinterpret_cast<void**>(&err), n * static_cast<size_t>(rows) * 2 * opts.block_size * 4, "GPTQ batch: block errors");
+    fn(reinterpret_cast<void**>(&scale), cells * 4, "GPTQ batch: scales");
+    fn(reinterpret_cast<void**>(&zp), cells * 4, "GPTQ batch: zero points");
+    fn(reinterpret_cast<void**>(&e8m0), cells, "GPTQ batch: e8m0 scales");
+    fn(reinterpret_cast<void**>(&qcol), static_cast<size_t>(cols) * nh * 4, "GPTQ batch: qparam columns");
+    fn(reinterpret_cast<void**>(&ocol), static_cast<size_t>(cols) * nh * 4, "GPTQ batch: column order");
+    fn(reinterpret_cast<void**>(&loss), n * 8, "GPTQ batch: losses");
+    if (errors) {
+      fn(reinterpret_cast<void**>(&traces), n * 3 * 8, "GPTQ batch: error traces");
+      fn(reinterpret_cast<void**>(&tmp), per * 4, "GPTQ batch: error scratch");
+      fn(reinterpret_cast<void**>(&rtn_codes), per * 4, "GPTQ batch: RTN codes");
+    }
+  }
+};
+
+size_t transient_bytes(const QuantArgs& args, int64_t rows, int64_t cols, bool shared, int chunk) {
+  return std::max(observer_cuda_scratch_bytes(args, chunk, rows, cols),
+                  gptq_prepare_many_scratch_bytes(shared ? 1 : chunk, cols));
+}
+
 }  // namespace
 
+size_t gptq_batch_scratch_bytes(const QuantArgs& args, int64_t rows, int64_t cols, const GptqOptions& opts,
+                                bool shared_hessian, int chunk, bool errors) {
+  size_t bytes = 0;
+  BatchBuffers b;
+  b.each(args, rows, cols, opts, shared_hessian, chunk, errors,
+         [&](void**, size_t n, const char*) { bytes += round_up(std::max<size_t>(n, 1)); });
+  return bytes + transient_bytes(args, rows, cols, shared_hessian, chunk);
+}
+
 std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solver, const QuantArgs& args,
-                                              const std::vector<const float*>& weights,
+                                              const GptqBatchIo& io, int count,
                                               const std::vector<const float*>& hessians, int64_t rows, int64_t cols,
-                                              const GptqOptions& opts, DeviceStream stream, int chunk,
-                                              GptqBatchErrors* errors, int threads) {
+                                              const GptqOptions& opts, DeviceStream stream, DeviceArena& arena,
+                                              int chunk, GptqBatchErrors* errors) {
   const std::string why = gptq_cuda_unsupported(args, opts);
   DSV4_CHECK_IN("gptq", why.empty(), "GPU GPTQ: %s", why.c_str());
-  const int count = static_cast<int>(weights.size());
+  DSV4_CHECK_IN("gptq", static_cast<bool>(io.load), "GPU GPTQ batch without a weight loader");
   const bool shared = hessians.size() == 1;
   DSV4_CHECK_IN("gptq", shared || static_cast<int>(hessians.size()) == count,
                 "%zu Hessians for %d matrices (one shared, or one each)", hessians.size(), count);
@@ -79,106 +124,83 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
   }
   if (count == 0) return out;
   chunk = std::max(1, std::min(chunk, count));
+  const size_t free_bytes = arena.capacity() - arena.used();
+  while (chunk > 1 && gptq_batch_scratch_bytes(args, rows, cols, opts, shared, chunk, errors) > free_bytes) --chunk;
   const size_t per = static_cast<size_t>(rows * cols), hh = static_cast<size_t>(cols * cols);
-  const int nh = shared ? 1 : chunk;
 
-  Device<float> h(hh * nh), u(hh * nh), w(per * chunk), wp(per * chunk), deq(per * chunk);
-  Device<int32_t> codes(per * chunk), qcol(static_cast<size_t>(cols) * nh), ocol(static_cast<size_t>(cols) * nh);
-  Device<float> err(static_cast<size_t>(chunk) * rows * 2 * opts.block_size);
-  Device<double> loss(static_cast<size_t>(chunk));
-  Device<double> traces(3);  // tr(ΔHΔᵀ), tr(WHWᵀ), tr(ΔᵣHΔᵣᵀ) of one matrix
-  std::unique_ptr<Device<float>> tmp, orig;  // the error statistics' scratch [rows, cols]
-  if (errors) {
-    tmp = std::make_unique<Device<float>>(per);
-    orig = std::make_unique<Device<float>>(per * chunk);
-  }
-  std::vector<std::vector<float>> rtn(static_cast<size_t>(errors ? chunk : 0));
+  ArenaScope scope(arena);
+  BatchBuffers b;
+  b.each(args, rows, cols, opts, shared, chunk, errors != nullptr,
+         [&](void** slot, size_t n, const char* what) { *slot = arena.take_bytes(std::max<size_t>(n, 1), what); });
   int64_t scale_rows = 0, scale_cols = 0;
   qparams_shape(args, rows, cols, &scale_rows, &scale_cols);
   const size_t cells = static_cast<size_t>(scale_rows * scale_cols);
-  Device<float> scale(cells * chunk), zp(cells * chunk);
-  DeviceArena arena(std::max<size_t>(gptq_prepare_many_scratch_bytes(nh, cols), DeviceArena::kAlign));
+  const bool e8m0 = args.scale_dtype == ScaleDType::kE8m0;
+  QParams grid;  // shape only: which qparam column a weight column uses
+  grid.rows = rows, grid.cols = cols, grid.scale_rows = scale_rows, grid.scale_cols = scale_cols;
 
   std::vector<GptqPrepared> prepared;
-  auto prepare = [&](int first, int n) {  // Hessians [first, first + n) into h/u slots 0..n-1
+  std::vector<int32_t> host_qcol, host_ocol;
+  auto prepare = [&](int first, int n) {  // Hessians [first, first + n) into h/u slots 0..n-1, their column maps
     std::vector<const float*> ptrs;
     for (int i = 0; i < n; ++i) {
-      DSV4_CUDA_CHECK(cudaMemcpyAsync(h.p + i * hh, hessians[static_cast<size_t>(first + i)], hh * sizeof(float),
+      DSV4_CUDA_CHECK(cudaMemcpyAsync(b.h + i * hh, hessians[static_cast<size_t>(first + i)], hh * sizeof(float),
                                       cudaMemcpyHostToDevice, stream));
-      ptrs.push_back(h.p + i * hh);
+      ptrs.push_back(b.h + i * hh);
     }
-    prepared = gptq_prepare_many_cuda(blas, solver, ptrs.data(), n, cols, opts, opts.actorder, u.p, arena, stream);
+    prepared = gptq_prepare_many_cuda(blas, solver, ptrs.data(), n, cols, opts, opts.actorder, b.u, arena, stream);
+    host_qcol.clear();
+    host_ocol.clear();
+    for (const GptqPrepared& p : prepared) {
+      const std::vector<int32_t> q = gptq_qparam_columns(args, grid, p);
+      host_qcol.insert(host_qcol.end(), q.begin(), q.end());
+      host_ocol.insert(host_ocol.end(), p.perm.begin(), p.perm.end());
+    }
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(b.qcol, host_qcol.data(), host_qcol.size() * 4, cudaMemcpyHostToDevice, stream));
+    // The host vectors stay untouched until the next prepare, which follows the chunk's synchronisation.
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(b.ocol, host_ocol.data(), host_ocol.size() * 4, cudaMemcpyHostToDevice, stream));
   };
   if (shared) prepare(0, 1);
 
   std::vector<float> host_scale(cells * chunk), host_zp(cells * chunk);
-  std::vector<int32_t> host_qcol(static_cast<size_t>(cols) * nh), host_ocol(static_cast<size_t>(cols) * nh);
+  std::vector<uint8_t> host_e8m0(e8m0 ? cells * chunk : 0);
+  std::vector<double> host_loss(static_cast<size_t>(chunk)), host_traces(static_cast<size_t>(3 * chunk));
+  auto qp_of = [&](int i) {
+    return QParamsCuda{b.scale + i * cells, b.zp + i * cells, b.e8m0 + i * cells, nullptr};
+  };
   for (int first = 0; first < count; first += chunk) {
     const int n = std::min(chunk, count - first);
     if (!shared) prepare(first, n);
-    // Host: every matrix's qparams (and RTN for the statistics), in parallel.
-    parallel_for(static_cast<size_t>(n), threads, [&](size_t k) {
-      const int i = static_cast<int>(k);
-      GptqResult& r = out[static_cast<size_t>(first + i)];
-      const float* wi = weights[static_cast<size_t>(first + i)];
-      r.qparams = observer_qparams(args, wi, rows, cols);
-      for (size_t c = 0; c < cells; ++c) {
-        host_scale[i * cells + c] = qparams_effective_scale(r.qparams, static_cast<int64_t>(c));
-        host_zp[i * cells + c] = r.qparams.zero_point[c];
-      }
-      if (errors) rtn[k] = quantizer_rtn_with(args, r.qparams, wi).dequant;
-    });
-    for (int i = 0; i < n; ++i) {
-      GptqResult& r = out[static_cast<size_t>(first + i)];
-      const GptqPrepared& p = prepared[static_cast<size_t>(shared ? 0 : i)];
-      if (i == 0 || !shared) {
-        const std::vector<int32_t> q = gptq_qparam_columns(args, r.qparams, p);
-        std::copy(q.begin(), q.end(), host_qcol.begin() + (shared ? 0 : i) * cols);
-        std::copy(p.perm.begin(), p.perm.end(), host_ocol.begin() + (shared ? 0 : i) * cols);
-      }
-      DSV4_CUDA_CHECK(cudaMemcpyAsync(w.p + i * per, weights[static_cast<size_t>(first + i)], per * sizeof(float),
-                                      cudaMemcpyHostToDevice, stream));
-      if (errors) DSV4_CUDA_CHECK(cudaMemcpyAsync(orig->p + i * per, w.p + i * per, per * 4, cudaMemcpyDeviceToDevice, stream));
-      gptq_permute_cuda(w.p + i * per, 1, rows, cols, p, wp.p + i * per, stream);
-      r.dampening_frac_used = p.dampening_frac_used;
-      r.damp = p.damp;
-      r.damping_escalations = p.damping_escalations;
-      r.fallback = p.fallback;
-      r.dead_columns = static_cast<int64_t>(p.dead.size());
-      r.actorder_used = opts.actorder;
-    }
-    DSV4_CUDA_CHECK(cudaMemcpyAsync(scale.p, host_scale.data(), cells * n * sizeof(float), cudaMemcpyHostToDevice, stream));
-    DSV4_CUDA_CHECK(cudaMemcpyAsync(zp.p, host_zp.data(), cells * n * sizeof(float), cudaMemcpyHostToDevice, stream));
-    const size_t maps = static_cast<size_t>(cols) * (shared ? 1 : n);
-    DSV4_CUDA_CHECK(cudaMemcpyAsync(qcol.p, host_qcol.data(), maps * 4, cudaMemcpyHostToDevice, stream));
-    DSV4_CUDA_CHECK(cudaMemcpyAsync(ocol.p, host_ocol.data(), maps * 4, cudaMemcpyHostToDevice, stream));
-    DSV4_CUDA_CHECK(cudaMemsetAsync(loss.p, 0, static_cast<size_t>(n) * sizeof(double), stream));
+    for (int i = 0; i < n; ++i) io.load(first + i, b.w + i * per, stream);
+    // The up-front qparams of every matrix, from its original weight (gptq_solve's observer).
+    observer_qparams_cuda(args, b.w, n, rows, cols, nullptr, qp_of(0), arena, stream);
+    for (int i = 0; i < n; ++i) gptq_permute_cuda(b.w + i * per, 1, rows, cols, prepared[shared ? 0 : i], b.wp + i * per, stream);
+    DSV4_CUDA_CHECK(cudaMemsetAsync(b.loss, 0, static_cast<size_t>(n) * sizeof(double), stream));
     // Matrices whose Hessian fell back to RTN sweep with the identity U (no between-block update);
     // a chunk mixing both runs as two sweeps.
     auto sweep = [&](int b0, int nb, bool identity) {
-      if (nb == 0) return;
       GptqSweep s;
       s.count = nb;
       s.rows = rows;
       s.cols = cols;
       s.block_size = opts.block_size;
-      s.w = wp.p + b0 * per;
-      s.u = u.p + (shared ? 0 : b0 * hh);
+      s.w = b.wp + b0 * per;
+      s.u = b.u + (shared ? 0 : b0 * hh);
       s.u_stride = shared ? 0 : static_cast<int64_t>(hh);
-      s.scale = scale.p + b0 * cells;
-      s.zero_point = zp.p + b0 * cells;
+      s.scale = b.scale + b0 * cells;  // integer schemes: the stored scale is the effective one
+      s.zero_point = b.zp + b0 * cells;
       s.scale_rows = scale_rows;
       s.scale_cols = scale_cols;
-      s.qcol = qcol.p + (shared ? 0 : b0 * cols);
-      s.out_col = ocol.p + (shared ? 0 : b0 * cols);
+      s.qcol = b.qcol + (shared ? 0 : b0 * cols);
+      s.out_col = b.ocol + (shared ? 0 : b0 * cols);
       s.col_map_stride = shared ? 0 : cols;
       s.qmin = args.qmin();
       s.qmax = args.qmax();
       s.bf16_dequant = args.scale_dtype == ScaleDType::kModel;
-      s.codes = codes.p + b0 * per;
-      s.dequant = deq.p + b0 * per;
-      s.loss = loss.p + b0;
-      s.err = err.p + static_cast<size_t>(b0) * rows * 2 * opts.block_size;
+      s.codes = b.codes + b0 * per;
+      s.dequant = b.deq + b0 * per;
+      s.loss = b.loss + b0;
+      s.err = b.err + static_cast<size_t>(b0) * rows * 2 * opts.block_size;
       s.identity_u = identity;
       gptq_sweep_cuda(blas, s, stream);
     };
@@ -192,39 +214,82 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
       sweep(b0, b1 - b0, is_rtn(b0));
       b0 = b1;
     }
-    if (errors) {  // the statistics, one matrix at a time (w, wp are free after the sweep)
+    if (io.store) {
+      for (int i = 0; i < n; ++i) io.store(first + i, b.deq + i * per, stream);
+    }
+    if (errors) {  // the statistics, enqueued matrix by matrix (wp is free after the sweep)
+      DSV4_CUDA_CHECK(cudaMemsetAsync(b.traces, 0, static_cast<size_t>(3 * n) * sizeof(double), stream));
       for (int i = 0; i < n; ++i) {
-        const float* hi = h.p + (shared ? 0 : i) * hh;
-        const float* wi = orig->p + i * per;
-        float* delta = wp.p + i * per;
-        DSV4_CUDA_CHECK(cudaMemsetAsync(traces.p, 0, 3 * sizeof(double), stream));
-        diff_kernel<<<grid_blocks(per, 256, 1 << 16), 256, 0, stream>>>(wi, deq.p + i * per, per, delta);
-        quad_form_cuda(blas, delta, hi, rows, cols, tmp->p, traces.p, stream);
-        quad_form_cuda(blas, wi, hi, rows, cols, tmp->p, traces.p + 1, stream);
-        DSV4_CUDA_CHECK(cudaMemcpyAsync(w.p + i * per, rtn[static_cast<size_t>(i)].data(), per * 4, cudaMemcpyHostToDevice,
-                                        stream));
-        diff_kernel<<<grid_blocks(per, 256, 1 << 16), 256, 0, stream>>>(wi, w.p + i * per, per, delta);
-        quad_form_cuda(blas, delta, hi, rows, cols, tmp->p, traces.p + 2, stream);
-        double t[3];
-        DSV4_CUDA_CHECK(cudaMemcpyAsync(t, traces.p, sizeof t, cudaMemcpyDeviceToHost, stream));
-        DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
+        const float* hi = b.h + (shared ? 0 : i) * hh;
+        const float* wi = b.w + i * per;
+        float* delta = b.wp + i * per;
+        double* t = b.traces + 3 * i;
+        diff_kernel<<<grid_blocks(per, 256, 1 << 16), 256, 0, stream>>>(wi, b.deq + i * per, per, delta);
+        quad_form_cuda(blas, delta, hi, rows, cols, b.tmp, t, stream);
+        quad_form_cuda(blas, wi, hi, rows, cols, b.tmp, t + 1, stream);
+        quantizer_quantize_cuda(args, wi, 1, rows, cols, qp_of(i), b.rtn_codes, delta, stream);  // RTN, same qparams
+        diff_kernel<<<grid_blocks(per, 256, 1 << 16), 256, 0, stream>>>(wi, delta, per, delta);
+        quad_form_cuda(blas, delta, hi, rows, cols, b.tmp, t + 2, stream);
+      }
+      DSV4_CUDA_CHECK(cudaMemcpyAsync(host_traces.data(), b.traces, static_cast<size_t>(3 * n) * sizeof(double),
+                                      cudaMemcpyDeviceToHost, stream));
+    }
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(host_loss.data(), b.loss, n * sizeof(double), cudaMemcpyDeviceToHost, stream));
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(host_scale.data(), b.scale, cells * n * 4, cudaMemcpyDeviceToHost, stream));
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(host_zp.data(), b.zp, cells * n * 4, cudaMemcpyDeviceToHost, stream));
+    if (e8m0) DSV4_CUDA_CHECK(cudaMemcpyAsync(host_e8m0.data(), b.e8m0, cells * n, cudaMemcpyDeviceToHost, stream));
+    for (int i = 0; i < n; ++i) {
+      GptqResult& r = out[static_cast<size_t>(first + i)];
+      if (io.host_codes) {
+        r.codes.resize(per);
+        DSV4_CUDA_CHECK(cudaMemcpyAsync(r.codes.data(), b.codes + i * per, per * 4, cudaMemcpyDeviceToHost, stream));
+      }
+      if (io.host_dequant) {
+        r.dequant.resize(per);
+        DSV4_CUDA_CHECK(cudaMemcpyAsync(r.dequant.data(), b.deq + i * per, per * 4, cudaMemcpyDeviceToHost, stream));
+      }
+    }
+    DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
+    for (int i = 0; i < n; ++i) {
+      GptqResult& r = out[static_cast<size_t>(first + i)];
+      const GptqPrepared& p = prepared[static_cast<size_t>(shared ? 0 : i)];
+      r.qparams = grid;
+      r.qparams.scale.assign(host_scale.begin() + i * cells, host_scale.begin() + (i + 1) * cells);
+      r.qparams.zero_point.assign(host_zp.begin() + i * cells, host_zp.begin() + (i + 1) * cells);
+      if (e8m0) r.qparams.scale_e8m0.assign(host_e8m0.begin() + i * cells, host_e8m0.begin() + (i + 1) * cells);
+      r.loss = host_loss[static_cast<size_t>(i)] / 2.0;
+      r.dampening_frac_used = p.dampening_frac_used;
+      r.damp = p.damp;
+      r.damping_escalations = p.damping_escalations;
+      r.fallback = p.fallback;
+      r.dead_columns = static_cast<int64_t>(p.dead.size());
+      r.actorder_used = opts.actorder;
+      if (errors) {
+        const double* t = host_traces.data() + 3 * i;
         errors->rel_error[static_cast<size_t>(first + i)] = t[1] == 0.0 ? 0.0 : t[0] / t[1];
         errors->rtn_rel_error[static_cast<size_t>(first + i)] = t[1] == 0.0 ? 0.0 : t[2] / t[1];
       }
     }
-    std::vector<double> host_loss(static_cast<size_t>(n));
-    DSV4_CUDA_CHECK(cudaMemcpyAsync(host_loss.data(), loss.p, n * sizeof(double), cudaMemcpyDeviceToHost, stream));
-    for (int i = 0; i < n; ++i) {
-      GptqResult& r = out[static_cast<size_t>(first + i)];
-      r.codes.resize(per);
-      r.dequant.resize(per);
-      DSV4_CUDA_CHECK(cudaMemcpyAsync(r.codes.data(), codes.p + i * per, per * 4, cudaMemcpyDeviceToHost, stream));
-      DSV4_CUDA_CHECK(cudaMemcpyAsync(r.dequant.data(), deq.p + i * per, per * 4, cudaMemcpyDeviceToHost, stream));
-    }
-    DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
-    for (int i = 0; i < n; ++i) out[static_cast<size_t>(first + i)].loss = host_loss[static_cast<size_t>(i)] / 2.0;
   }
   return out;
+}
+
+std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solver, const QuantArgs& args,
+                                              const std::vector<const float*>& weights,
+                                              const std::vector<const float*>& hessians, int64_t rows, int64_t cols,
+                                              const GptqOptions& opts, DeviceStream stream, int chunk,
+                                              GptqBatchErrors* errors) {
+  const int count = static_cast<int>(weights.size());
+  chunk = std::max(1, std::min(chunk, count));
+  DeviceArena arena(std::max<size_t>(
+      gptq_batch_scratch_bytes(args, rows, cols, opts, hessians.size() == 1, chunk, errors != nullptr),
+      DeviceArena::kAlign));
+  GptqBatchIo io;
+  const size_t bytes = static_cast<size_t>(rows * cols) * sizeof(float);
+  io.load = [&](int i, float* dst, DeviceStream s) {
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(dst, weights[static_cast<size_t>(i)], bytes, cudaMemcpyHostToDevice, s));
+  };
+  return gptq_solve_batch_cuda(blas, solver, args, io, count, hessians, rows, cols, opts, stream, arena, chunk, errors);
 }
 
 }  // namespace dsv4::quant

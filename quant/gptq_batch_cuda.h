@@ -1,21 +1,28 @@
-// gptq_batch_cuda.h: gptq_solve (quant/gptq.h) for many matrices of one shape on the GPU, from and
-// to host memory (CUDA builds; issue 9): the pipeline's GPU solve. Per matrix the CPU observer's
-// up-front qparams (observer_qparams on the original weight, as gptq_solve does for act-order
-// none/static); per distinct Hessian one preparation (gptq_prepare_many_cuda: act-order, dead
-// columns, damping with escalation, U); then permutation and the batched sweep of
-// quant/gptq_cuda.h, in chunks of matrices. Results are gptq_solve's fields: qparams, codes and
-// dequant in the original column order, llm-compressor's loss, damping and fallback.
+// gptq_batch_cuda.h: gptq_solve (quant/gptq.h) for many matrices of one shape on the GPU (CUDA
+// builds; issue 9): the pipeline's GPU solve. Per matrix the up-front qparams from the GPU observer
+// (observer_qparams_cuda: min-max bit for bit the CPU's; MSE up to ties, observer_cuda.h); per
+// distinct Hessian one preparation (gptq_prepare_many_cuda: act-order, dead columns, damping with
+// escalation, U); then permutation and the batched sweep of quant/gptq_cuda.h, in chunks of
+// matrices. Results are gptq_solve's fields: qparams, codes and dequant in the original column
+// order, llm-compressor's loss, damping and fallback.
 //
-//   if (gptq_cuda_unsupported(args, opts).empty()) {   // quant/gptq.h
-//     std::vector<GptqResult> r = gptq_solve_batch_cuda(blas, solver, args, weights, {h_shared}, rows, cols, opts);
-//   }
+// Weights come in and results go out through GptqBatchIo, so a caller whose weights already live
+// on the device (the pipeline's decoded block) never copies them through the host:
 //
-// `hessians` holds one H shared by every matrix (all-experts w1/w3) or one per matrix (w2), each
-// [cols, cols] finalized (2/n Σ xxᵀ). Codes agree with gptq_solve except where the between-block
-// SGEMM's summation order rounds a code the other way (tests/quant/test_gptq_cuda.cu bounds it).
+//   GptqBatchIo io;
+//   io.load = [&](int i, float* dst, DeviceStream s) { /* matrix i, fp32 [rows, cols], to dst */ };
+//   io.store = [&](int i, const float* dequant, DeviceStream s) { /* e.g. into pass B's weights */ };
+//   std::vector<GptqResult> r = gptq_solve_batch_cuda(blas, solver, args, io, count, {h}, rows, cols,
+//                                                     opts, stream, arena);
+//
+// `hessians` (host) holds one H shared by every matrix (all-experts w1/w3) or one per matrix (w2),
+// each [cols, cols] finalized (2/n Σ xxᵀ). Codes agree with gptq_solve except where the
+// between-block SGEMM's summation order rounds a code the other way (tests/quant/test_gptq_cuda.cu
+// bounds it). Every buffer comes from the arena; the chunk shrinks to what it holds.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -30,11 +37,34 @@ struct GptqBatchErrors {
   std::vector<double> rel_error, rtn_rel_error;
 };
 
-// `threads` host threads compute the observers (and RTN for the errors); errors may be null.
+struct GptqBatchIo {
+  // Writes matrix i's weight (fp32 [rows, cols], original column order) to device `dst`,
+  // enqueued on `stream`. Required.
+  std::function<void(int i, float* dst, DeviceStream stream)> load;
+  // Optional: matrix i's dequantized result (device fp32 [rows, cols], original order), valid on
+  // `stream` until the batch's next chunk is loaded.
+  std::function<void(int i, const float* dequant, DeviceStream stream)> store;
+  bool host_codes = true;    // fill GptqResult::codes
+  bool host_dequant = true;  // fill GptqResult::dequant
+};
+
+// Arena bytes one call needs for chunks of `chunk` matrices.
+size_t gptq_batch_scratch_bytes(const QuantArgs& args, int64_t rows, int64_t cols, const GptqOptions& opts,
+                                bool shared_hessian, int chunk, bool errors);
+
+// Synchronises `stream` once per chunk (and once per Hessian batch, gptq_prepare_many_cuda). The
+// chunk is at most `chunk` and shrinks until gptq_batch_scratch_bytes fits the arena's free space.
+std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solver, const QuantArgs& args,
+                                              const GptqBatchIo& io, int count,
+                                              const std::vector<const float*>& hessians, int64_t rows, int64_t cols,
+                                              const GptqOptions& opts, DeviceStream stream, DeviceArena& arena,
+                                              int chunk = 32, GptqBatchErrors* errors = nullptr);
+
+// Host weights in, host results out, with an arena of its own (tests, and callers without one).
 std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solver, const QuantArgs& args,
                                               const std::vector<const float*>& weights,
                                               const std::vector<const float*>& hessians, int64_t rows, int64_t cols,
                                               const GptqOptions& opts, DeviceStream stream, int chunk = 32,
-                                              GptqBatchErrors* errors = nullptr, int threads = 0);
+                                              GptqBatchErrors* errors = nullptr);
 
 }  // namespace dsv4::quant

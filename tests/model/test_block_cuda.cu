@@ -322,6 +322,42 @@ TEST_F(BlockCuda, DecodedOnGpuEqualsUploaded) {
   }
 }
 
+// device_block_matrix finds each linear by its release name, the bf16 values the CPU decoded for
+// it (routed experts inside the stacked w13/w2, shared experts), and refuses names it lacks.
+TEST_F(BlockCuda, BlockMatrixByModuleName) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  const ModelConfig c = ModelConfig::tiny();
+  const Checkpoint ckpt = Checkpoint::open(dir_);
+  const std::string prefix = "layers.1.";
+  const BlockWeights host = block_weights_load(ckpt, c, prefix, 1);
+  DeviceBlockWeights dev = block_weights_decode_cuda(ckpt, c, prefix, 1);
+  auto expect_same = [&](const DenseLinear& l) {
+    const DeviceMatrix m = device_block_matrix(dev, c, l.name);
+    ASSERT_EQ(m.rows, l.out) << l.name;
+    ASSERT_EQ(m.cols, l.in) << l.name;
+    const std::vector<uint16_t> got = download(m.w, m.rows * m.cols);
+    size_t differ = 0;
+    for (size_t i = 0; i < got.size(); ++i) differ += bf16_decode(got[i]) != l.w[i];
+    EXPECT_EQ(differ, 0u) << l.name;
+  };
+  expect_same(host.attn.wq_a);
+  expect_same(host.attn.wo_a);
+  expect_same(host.attn.indexer->compressor.wgate);
+  expect_same(host.ffn.shared->w3);
+  expect_same(host.ffn.shared->w2);
+  for (const int e : {0, c.n_routed_experts - 1}) {
+    const auto ex = host.ffn.experts.get(e);
+    expect_same(ex->w1);
+    expect_same(ex->w3);
+    expect_same(ex->w2);
+  }
+  EXPECT_THROW(device_block_matrix(dev, c, "layers.0.attn.wq_a"), Error);  // another block
+  EXPECT_THROW(device_block_matrix(dev, c, prefix + "attn.nope"), Error);
+  EXPECT_THROW(device_block_matrix(dev, c, prefix + "ffn.experts." + std::to_string(c.n_routed_experts) + ".w1"), Error);
+  EXPECT_THROW(device_block_matrix(dev, c, prefix + "ffn.experts.x.w1"), Error);
+  EXPECT_THROW(device_block_matrix(dev, c, prefix + "ffn.experts.0.w4"), Error);
+}
+
 TEST_F(BlockCuda, SlidingHashLayerMatchesCpu) {
   DSV4_REQUIRE_GPU_OR_SKIP();
   run_block("layers.0.", 0, 3, 40, false);

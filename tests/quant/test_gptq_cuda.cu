@@ -345,8 +345,9 @@ TEST(GptqCuda, SolveBatchMatchesGptqSolve) {
   for (const bool shared : {true, false}) {
     std::vector<const float*> h_ptrs;
     for (int i = 0; i < (shared ? 1 : 5); ++i) h_ptrs.push_back(hs[static_cast<size_t>(i)].data());
+    GptqBatchErrors errors;
     const std::vector<GptqResult> got = gptq_solve_batch_cuda(hd.blas, hd.solver, args, w_ptrs, h_ptrs, rows, cols, opts,
-                                                              nullptr, /*chunk=*/2);
+                                                              nullptr, /*chunk=*/2, &errors);
     ASSERT_EQ(got.size(), 5u);
     size_t differ = 0;
     for (int i = 0; i < 5; ++i) {
@@ -360,6 +361,17 @@ TEST(GptqCuda, SolveBatchMatchesGptqSolve) {
       EXPECT_NEAR(g.loss, cpu.loss, 1e-3 * std::max(1e-30, cpu.loss)) << i;
       for (size_t k = 0; k < cpu.codes.size(); ++k) differ += g.codes[k] != cpu.codes[k];
       if (cpu.fallback == GptqFallback::kRtnNoTokens) EXPECT_EQ(g.codes, cpu.codes) << "RTN is exact";
+      // The GPU's TF32 statistics against the CPU's fp64 ones (about 1e-3 relative).
+      const RtnResult rtn = quantizer_rtn(args, ws[static_cast<size_t>(i)].data(), rows, cols);
+      const double rel = gptq_rel_error(ws[static_cast<size_t>(i)].data(), g.dequant.data(), rows, cols, h.data());
+      const double rtn_rel = gptq_rel_error(ws[static_cast<size_t>(i)].data(), rtn.dequant.data(), rows, cols, h.data());
+      if (cpu.fallback == GptqFallback::kRtnNoTokens) {
+        EXPECT_EQ(errors.rel_error[static_cast<size_t>(i)], 0.0) << i;  // tr(WHWᵀ) = 0
+      } else {
+        EXPECT_NEAR(errors.rel_error[static_cast<size_t>(i)], rel, 1e-2 * rel) << i;
+        EXPECT_NEAR(errors.rtn_rel_error[static_cast<size_t>(i)], rtn_rel, 1e-2 * rtn_rel) << i;
+        EXPECT_LT(errors.rel_error[static_cast<size_t>(i)], errors.rtn_rel_error[static_cast<size_t>(i)]) << i;
+      }
     }
     EXPECT_LE(differ, static_cast<size_t>(5 * rows * cols) / 100) << (shared ? "shared H" : "one H each");
   }
