@@ -9,7 +9,7 @@
 //   std::unique_ptr<GpuForwarder> gpu = gpu_forwarder_create(config, hessian_bytes);  // throws without CUDA/GPU
 //   gpu->decode_block(checkpoint, "layers.3.", 3);
 //   gpu->run(samples, states, &stats);                                    // pass A
-//   gpu->gptq_batch(args, modules, {h}, rows, cols, opts, true, rel, rtn);  // solves, into the block
+//   gpu->gptq_batch(args, opts, modules, {h}, rows, cols, {.into_block = true});  // solves, into the block
 //   gpu->put_weight(other_module, dequant);                               // solved elsewhere
 //   gpu->run(samples, states, nullptr);                                   // pass B
 //
@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,9 +27,23 @@
 #include "common/safetensors.h"
 #include "model/block_weights.h"
 #include "model/config.h"
+#include "quant/compressed_module.h"
 #include "quant/gptq.h"
+#include "quant/pack.h"
 
 namespace dsv4::calib {
+
+struct GpuGptqBatchOptions {
+  bool into_block = false;  // each module's dequantized result replaces its weights in the block (pass B)
+  bool host_dequant = true; // results carry the dequantized weights on the host (staging, sharing)
+  std::optional<quant::PackFormat> encode;  // set: tensors encoded on the GPU, codes stay there
+};
+
+struct GpuGptqBatchResult {
+  std::vector<quant::GptqResult> results;  // codes empty when encoded on the GPU
+  std::vector<std::vector<quant::EncodedTensor>> encoded;  // per module, with GpuGptqBatchOptions::encode
+  std::vector<double> rel_error, rtn_rel_error;            // tr(ΔHΔᵀ)/tr(WHWᵀ) per module (GptqBatchErrors)
+};
 
 class GpuForwarder {
  public:
@@ -46,15 +61,11 @@ class GpuForwarder {
   virtual void run(const std::vector<std::vector<int64_t>>& samples, std::vector<std::vector<float>>& states,
                    LayerStats* stats) = 0;
   // GPTQ of block linears of one shape and scheme (quant/gptq_batch_cuda.h) from the block's
-  // weights; `hessians` (host) holds one H shared by all or one per module. With `into_block` each
-  // module's dequantized result replaces its weights in the block (pass B). Results keep codes
-  // and dequant on the host too (encoding, staging and sharing read them there).
-  // rel_error / rtn_rel_error get tr(ΔHΔᵀ)/tr(WHWᵀ) per matrix (GptqBatchErrors).
-  virtual std::vector<quant::GptqResult> gptq_batch(const quant::QuantArgs& args, const std::vector<std::string>& modules,
-                                                    const std::vector<const float*>& hessians, int64_t rows,
-                                                    int64_t cols, const quant::GptqOptions& opts, bool into_block,
-                                                    std::vector<double>& rel_error,
-                                                    std::vector<double>& rtn_rel_error) = 0;
+  // weights; `hessians` (host) holds one H shared by all or one per module.
+  virtual GpuGptqBatchResult gptq_batch(const quant::QuantArgs& args, const quant::GptqOptions& opts,
+                                        const std::vector<std::string>& modules,
+                                        const std::vector<const float*>& hessians, int64_t rows, int64_t cols,
+                                        const GpuGptqBatchOptions& batch) = 0;
   virtual uint64_t arena_bytes() const = 0;
   virtual uint64_t arena_high_water() const = 0;
 };

@@ -52,7 +52,7 @@ class CudaForwarder final : public GpuForwarder {
                   "1 GB for activations",
                   device, free_bytes / 1e9, weights / 1e9, hessian_bytes / 1e9);
     arena_ = std::make_unique<DeviceArena>(free_bytes - reserve);
-    log_info("GPU %d: %.1f GB arena for activations; kept %.1f GB for one block's weights, %.1f GB for its Hessians",
+    log_info("GPU %d: %.1f GB arena for activations and solves; kept %.1f GB for one block's weights, %.1f GB for its Hessians",
              device, arena_->capacity() / 1e9, weights / 1e9, hessian_bytes / 1e9);
   }
   ~CudaForwarder() override {
@@ -147,10 +147,9 @@ class CudaForwarder final : public GpuForwarder {
              stats ? "A" : "B", forward, by_length.size(), stats_down);
   }
 
-  std::vector<quant::GptqResult> gptq_batch(const quant::QuantArgs& args, const std::vector<std::string>& modules,
-                                            const std::vector<const float*>& hessians, int64_t rows, int64_t cols,
-                                            const quant::GptqOptions& opts, bool into_block,
-                                            std::vector<double>& rel_error, std::vector<double>& rtn_rel_error) override {
+  GpuGptqBatchResult gptq_batch(const quant::QuantArgs& args, const quant::GptqOptions& opts,
+                                const std::vector<std::string>& modules, const std::vector<const float*>& hessians,
+                                int64_t rows, int64_t cols, const GpuGptqBatchOptions& batch) override {
     std::vector<model::DeviceMatrix> slots;
     for (const std::string& m : modules) {
       slots.push_back(device_block_matrix(m));
@@ -162,19 +161,23 @@ class CudaForwarder final : public GpuForwarder {
     const int64_t n = rows * cols;
     quant::GptqBatchIo io;
     io.load = [&](int i, float* dst, quant::DeviceStream s) { model::f32_from_bf16_cuda(slots[i].w, n, dst, s); };
-    if (into_block) {
+    if (batch.into_block) {
       io.store = [&](int i, const float* dequant, quant::DeviceStream s) {
         model::bf16_from_f32_cuda(dequant, n, slots[i].w, s);
       };
     }
+    GpuGptqBatchResult out;
+    io.host_dequant = batch.host_dequant;
+    io.host_codes = !batch.encode;
+    io.encode = batch.encode;
+    io.encoded = &out.encoded;
     quant::GptqBatchErrors errors;
     ArenaScope scope(*arena_);
-    std::vector<quant::GptqResult> r =
-        quant::gptq_solve_batch_cuda(blas_, solver_, args, io, static_cast<int>(modules.size()), hessians, rows, cols,
-                                     opts, stream_, *arena_, 32, &errors);
-    rel_error = std::move(errors.rel_error);
-    rtn_rel_error = std::move(errors.rtn_rel_error);
-    return r;
+    out.results = quant::gptq_solve_batch_cuda(blas_, solver_, args, io, static_cast<int>(modules.size()), hessians,
+                                               rows, cols, opts, stream_, *arena_, 32, &errors);
+    out.rel_error = std::move(errors.rel_error);
+    out.rtn_rel_error = std::move(errors.rtn_rel_error);
+    return out;
   }
 
   uint64_t arena_bytes() const override { return arena_->capacity(); }

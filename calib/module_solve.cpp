@@ -190,12 +190,14 @@ void one_hessian_stats(const ModuleSolveInput& in, SolvedModule& s) {
   }
 }
 
-// The module's compressed-tensors tensors (weights, then static activation scales).
-void encode_tensors(const ModuleSolveInput& in, SolvedModule& s) {
+// The module's compressed-tensors tensors (weights, then static activation scales); the weight
+// tensors are given when the GPU encoded them.
+void encode_tensors(const ModuleSolveInput& in, SolvedModule& s, std::vector<quant::EncodedTensor>* encoded = nullptr) {
   const PlannedModule& m = *in.module;
   const quant::QuantScheme& scheme = in.group->scheme;
-  s.tensors = quant::compressed_module_encode(quant::quant_scheme_format(scheme), scheme.weights, s.qparams, s.codes,
-                                              s.g_idx, m.rows, m.cols);
+  s.tensors = encoded ? std::move(*encoded)
+                      : quant::compressed_module_encode(quant::quant_scheme_format(scheme), scheme.weights, s.qparams,
+                                                        s.codes, s.g_idx, m.rows, m.cols);
   for (quant::EncodedTensor& t : quant::activation_encode(scheme, in.input_amax)) s.tensors.push_back(std::move(t));
 }
 
@@ -211,7 +213,7 @@ bool module_solve_gpu_eligible(const ModuleSolveInput& in) {
 }
 
 SolvedModule module_solve_from_gptq(const ModuleSolveInput& in, quant::GptqResult&& r, const double* rel_error,
-                                    const double* rtn_rel_error) {
+                                    const double* rtn_rel_error, std::vector<quant::EncodedTensor>* encoded) {
   DSV4_CHECK_IN("solve", in.module && in.group && in.hessians.size() == 1 && (in.weight || (rel_error && rtn_rel_error)),
                 "module, group and one Hessian are required, and the source weight unless the errors are given");
   SolvedModule s;
@@ -224,7 +226,7 @@ SolvedModule module_solve_from_gptq(const ModuleSolveInput& in, quant::GptqResul
   } else {
     one_hessian_stats(in, s);
   }
-  encode_tensors(in, s);
+  encode_tensors(in, s, encoded);
   return s;
 }
 

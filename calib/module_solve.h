@@ -77,8 +77,10 @@ SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& source);
 // replace the CPU's O(rows·cols²) evaluation (and then in.weight may be null: the GPU solved from
 // its own copy); a no-token Hessian reports none either way.
 bool module_solve_gpu_eligible(const ModuleSolveInput& in);
+// `encoded`: the weight tensors when the GPU encoded them (result.codes may then be empty).
 SolvedModule module_solve_from_gptq(const ModuleSolveInput& in, quant::GptqResult&& result,
-                                    const double* rel_error = nullptr, const double* rtn_rel_error = nullptr);
+                                    const double* rel_error = nullptr, const double* rtn_rel_error = nullptr,
+                                    std::vector<quant::EncodedTensor>* encoded = nullptr);
 
 // Whether a module under this group can be converted exactly from its source encoding (the
 // FP8 re-encode or MXFP4 -> INT4 paths above) instead of rounding the decoded weight.

@@ -177,8 +177,8 @@ double mean_known(const std::vector<ModuleReport>& modules, double ModuleReport:
 template <typename SolveInputFn>
 std::vector<size_t> gpu_solve(GpuForwarder& gpu, const Recipe& r, const std::vector<size_t>& mine,
                               const std::vector<const PlannedModule*>& mods, const LayerStats& stats, int threads,
-                              const SolveInputFn& solve_input, bool into_block, std::vector<char>& in_block,
-                              std::vector<SolvedModule>& solved) {
+                              const SolveInputFn& solve_input, bool into_block, bool host_dequant,
+                              std::vector<char>& in_block, std::vector<SolvedModule>& solved) {
   std::vector<size_t> cpu;
   // (modifier, group, rows, cols) -> Hessian key -> modules
   std::map<std::tuple<int, int, int64_t, int64_t>, std::map<std::string, std::vector<size_t>>> batches;
@@ -230,13 +230,17 @@ std::vector<size_t> gpu_solve(GpuForwarder& gpu, const Recipe& r, const std::vec
       const ModuleSolveInput base = solve_input(members[0], no_host_weight, hs[0]);
       quant::GptqOptions opts = *base.gptq;
       opts.actorder = base.group->actorder;
-      std::vector<double> rel, rtn_rel;
-      std::vector<quant::GptqResult> results =
-          gpu.gptq_batch(base.group->scheme.weights, names, h_ptrs, first.rows, first.cols, opts, into_block, rel, rtn_rel);
+      // The GPU encodes the weight tensors (its codes never come to the host); the dequantized
+      // weights come down only when something on the host reads them.
+      GpuGptqBatchOptions batch_opts{.into_block = into_block, .host_dequant = host_dequant,
+                                     .encode = quant::quant_scheme_format(base.group->scheme)};
+      GpuGptqBatchResult b = gpu.gptq_batch(base.group->scheme.weights, opts, names, h_ptrs, first.rows, first.cols,
+                                            batch_opts);
       solve = since(t0) - load;
       parallel_for(members.size(), threads, [&](size_t k) {
         ModuleSolveInput si = solve_input(members[k], no_host_weight, hs[shared ? 0 : k]);
-        solved[members[k]] = module_solve_from_gptq(si, std::move(results[k]), &rel[k], &rtn_rel[k]);
+        solved[members[k]] = module_solve_from_gptq(si, std::move(b.results[k]), &b.rel_error[k], &b.rtn_rel_error[k],
+                                                    &b.encoded[k]);
         in_block[members[k]] = into_block;
       });
       const double total = since(t0);
@@ -518,8 +522,12 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     std::vector<size_t> on_cpu = mine;
     std::vector<char> in_block(mods.size(), 0);  // solved straight into the GPU's block (pass B)
     if (fwd.gpu) {
+      // The host needs the solved weights only to stage them for a replay or to share them with
+      // the other ranks' pass B.
+      const bool host_dequant =
+          r.calibration.propagate_error && ((ck && layer < last_data_layer) || comm->world() > 1);
       on_cpu = gpu_solve(*fwd.gpu, r, mine, mods, stats, in.threads, solve_input, r.calibration.propagate_error,
-                         in_block, solved);
+                         host_dequant, in_block, solved);
     }
     parallel_for(on_cpu.size(), in.threads, [&](size_t j) {
       const size_t i = on_cpu[j];

@@ -12,6 +12,7 @@
 #include "common/cuda_grid.h"
 #include "common/device_arena.h"
 #include "quant/observer_cuda.h"
+#include "quant/pack_cuda.h"
 #include "quant/quantizer.h"
 #include "quant/quantizer_cuda.h"
 
@@ -95,15 +96,37 @@ size_t transient_bytes(const QuantArgs& args, int64_t rows, int64_t cols, bool s
                   gptq_prepare_many_scratch_bytes(shared ? 1 : chunk, cols));
 }
 
+// Bytes of one matrix's encoded tensors, per layout entry.
+std::vector<size_t> encoded_bytes(const std::vector<EncodedTensor>& layout) {
+  std::vector<size_t> out;
+  for (const EncodedTensor& t : layout) {
+    size_t n = dtype_size(t.dtype);
+    for (int64_t d : t.shape) n *= static_cast<size_t>(d);
+    out.push_back(n);
+  }
+  return out;
+}
+
+// The encoder's own scratch (its status slots) and alignment, on top of the outputs.
+constexpr size_t kEncodeSlack = 1 << 20;
+
 }  // namespace
 
 size_t gptq_batch_scratch_bytes(const QuantArgs& args, int64_t rows, int64_t cols, const GptqOptions& opts,
-                                bool shared_hessian, int chunk, bool errors) {
+                                bool shared_hessian, int chunk, bool errors, const PackFormat* encode) {
   size_t bytes = 0;
   BatchBuffers b;
   b.each(args, rows, cols, opts, shared_hessian, chunk, errors,
          [&](void**, size_t n, const char*) { bytes += round_up(std::max<size_t>(n, 1)); });
-  return bytes + transient_bytes(args, rows, cols, shared_hessian, chunk);
+  size_t transient = transient_bytes(args, rows, cols, shared_hessian, chunk);
+  if (encode) {
+    size_t enc = kEncodeSlack;
+    for (size_t n : encoded_bytes(compressed_module_layout(*encode, args, rows, cols, false))) {
+      enc += round_up(n * static_cast<size_t>(chunk));
+    }
+    transient = std::max(transient, enc);
+  }
+  return bytes + transient;
 }
 
 std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solver, const QuantArgs& args,
@@ -124,8 +147,18 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
   }
   if (count == 0) return out;
   chunk = std::max(1, std::min(chunk, count));
+  DSV4_CHECK_IN("gptq", !io.encode || io.encoded, "GPU GPTQ batch: encoding asked without an output");
+  const PackFormat* encode = io.encode ? &*io.encode : nullptr;
   const size_t free_bytes = arena.capacity() - arena.used();
-  while (chunk > 1 && gptq_batch_scratch_bytes(args, rows, cols, opts, shared, chunk, errors) > free_bytes) --chunk;
+  while (chunk > 1 && gptq_batch_scratch_bytes(args, rows, cols, opts, shared, chunk, errors, encode) > free_bytes) {
+    --chunk;
+  }
+  std::vector<EncodedTensor> layout;
+  if (encode) {
+    layout = compressed_module_layout(*encode, args, rows, cols, false);
+    io.encoded->assign(static_cast<size_t>(count), {});
+  }
+  const std::vector<size_t> layout_bytes = encoded_bytes(layout);
   const size_t per = static_cast<size_t>(rows * cols), hh = static_cast<size_t>(cols * cols);
 
   ArenaScope scope(arena);
@@ -216,6 +249,22 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
     }
     if (io.store) {
       for (int i = 0; i < n; ++i) io.store(first + i, b.deq + i * per, stream);
+    }
+    if (encode) {  // the encoder waits for the stream once (its range verdict); then the tensors come down
+      ArenaScope enc_scope(arena);
+      std::vector<void*> outputs;
+      for (size_t k = 0; k < layout.size(); ++k) outputs.push_back(arena.take_bytes(layout_bytes[k] * n, layout[k].name));
+      compressed_module_encode_cuda(*encode, args, qp_of(0), b.codes, n, rows, cols, outputs, arena, stream);
+      for (int i = 0; i < n; ++i) {
+        std::vector<EncodedTensor>& mine = (*io.encoded)[static_cast<size_t>(first + i)];
+        mine = layout;
+        for (size_t k = 0; k < layout.size(); ++k) {
+          mine[k].bytes.resize(layout_bytes[k]);
+          DSV4_CUDA_CHECK(cudaMemcpyAsync(mine[k].bytes.data(), static_cast<const char*>(outputs[k]) + i * layout_bytes[k],
+                                          layout_bytes[k], cudaMemcpyDeviceToHost, stream));
+        }
+      }
+      // No wait here: whatever takes the outputs' memory next runs after these copies on `stream`.
     }
     if (errors) {  // the statistics, enqueued matrix by matrix (wp is free after the sweep)
       DSV4_CUDA_CHECK(cudaMemsetAsync(b.traces, 0, static_cast<size_t>(3 * n) * sizeof(double), stream));

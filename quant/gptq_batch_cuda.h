@@ -23,9 +23,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "quant/compressed_module.h"
 #include "quant/gptq_cuda.h"
 
 namespace dsv4::quant {
@@ -46,11 +48,16 @@ struct GptqBatchIo {
   std::function<void(int i, const float* dequant, DeviceStream stream)> store;
   bool host_codes = true;    // fill GptqResult::codes
   bool host_dequant = true;  // fill GptqResult::dequant
+  // When set: every matrix's compressed-tensors tensors in this format, encoded on the GPU
+  // (quant/pack_cuda.h, byte for byte compressed_module_encode's) into (*encoded)[i], so the
+  // codes need not come to the host.
+  std::optional<PackFormat> encode;
+  std::vector<std::vector<EncodedTensor>>* encoded = nullptr;
 };
 
 // Arena bytes one call needs for chunks of `chunk` matrices.
 size_t gptq_batch_scratch_bytes(const QuantArgs& args, int64_t rows, int64_t cols, const GptqOptions& opts,
-                                bool shared_hessian, int chunk, bool errors);
+                                bool shared_hessian, int chunk, bool errors, const PackFormat* encode = nullptr);
 
 // Synchronises `stream` once per chunk (and once per Hessian batch, gptq_prepare_many_cuda). The
 // chunk is at most `chunk` and shrinks until gptq_batch_scratch_bytes fits the arena's free space.

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# cli_resume_cuda.sh: resume of a GPU run (`--device cuda`, issue 9) on the tiny checkpoint with a
+# snapshot every 2 layers: a SIGKILL entering the solve, pass B, the staging and the next layer's
+# pass A, then a resume (which replays committed layers on the GPU from their staged weights):
+# byte-identical to the uninterrupted GPU run. Without a GPU it says so and passes, unless
+# DSV4_REQUIRE_GPU=1 (the GPU machine), where that is a failure.
+# Usage: DSV4_BIN=build/cuda/launch/dsv4-calib bash cli_resume_cuda.sh TMPDIR
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/e2e_lib.sh"
+bin="${DSV4_BIN:?set DSV4_BIN to the dsv4-calib binary}"
+tmp="${1:?usage: $0 TMPDIR}"
+rm -rf "$tmp" && mkdir -p "$tmp"
+if ! nvidia-smi -L > /dev/null 2>&1; then
+  [ "${DSV4_REQUIRE_GPU:-0}" = 1 ] && { fail "no GPU (DSV4_REQUIRE_GPU=1)"; e2e_finish; }
+  echo "skipped: no GPU"
+  exit 0
+fi
+
+"$bin" make-model --preset tiny --out "$tmp/tiny" >/dev/null || { fail "make-model"; e2e_finish; }
+recipe="$tmp/resume.yaml"
+cp "$here/../../recipes/w4a16_mtp.yaml" "$recipe"
+printf 'run:\n  checkpoint_every: 2\n' >> "$recipe"
+
+job() {
+  local out="$1"; shift
+  "$bin" --recipe "$recipe" --model "$tmp/tiny" --dataset "$tmp/tiny/calib.jsonl" --out "$out" \
+    --num-samples 8 --seq-len 32 --threads 2 --device cuda "$@"
+}
+# same_artifact A B: every file but the manifest (timings) and recipe.yaml (output dir) is identical.
+same_artifact() {
+  local f n=0
+  for f in $(cd "$1" && ls); do
+    case "$f" in calib_manifest.json|recipe.yaml) continue ;; esac
+    cmp -s "$1/$f" "$2/$f" || { echo "differs: $f"; return 1; }
+    n=$((n + 1))
+  done
+  [ "$n" -ge 2 ] && [ "$(ls "$1" | wc -l)" -eq "$(ls "$2" | wc -l)" ] && [ ! -e "$2/.calib_run" ]
+}
+
+job "$tmp/ref" > "$tmp/ref.log" 2>&1 && pass "uninterrupted GPU run" || fail "uninterrupted GPU run: $(tail -2 "$tmp/ref.log")"
+job "$tmp/ref_again" >/dev/null 2>&1
+same_artifact "$tmp/ref" "$tmp/ref_again" && pass "two GPU runs identical" || fail "two GPU runs differ"
+for spec in "layers.1@solve" "layers.1@pass B" "segment 2@stage" "layers.2@pass A" "layers.3@pass A"; do
+  out="$tmp/k_${spec//[ @.]/_}"
+  DSV4_FAULT="kill@0@$spec" job "$out" >/dev/null 2>&1
+  rc=$?
+  [ "$rc" -ne 0 ] && [ -d "$out/.calib_run" ] || { fail "kill at $spec did not stop the run (rc $rc)"; continue; }
+  if job "$out" > "$out.log" 2>&1 && same_artifact "$tmp/ref" "$out"; then pass "kill at $spec, resume: identical"
+  else fail "kill at $spec, resume: $(tail -2 "$out.log")"; fi
+done
+e2e_finish
