@@ -7,6 +7,7 @@
 #include "common/check.h"
 #include "common/codec.h"
 #include "common/fs.h"
+#include "common/parallel.h"
 #include "model/weight_decode.h"
 
 namespace dsv4::calib {
@@ -110,6 +111,7 @@ void ArtifactWriter::write_segment(int segment, const std::map<std::string, cons
   // On resume the first segment may be written from the middle (its shard's start).
   const bool partial = next_ > 0 && layout_.tensors[next_ - 1].segment == segment;
   size_t used = 0;
+  const size_t decode_batch = static_cast<size_t>(std::max(1, parallel_threads(0)));
   for (; next_ < layout_.tensors.size() && layout_.tensors[next_].segment == segment; ++next_) {
     const OutputTensor& t = layout_.tensors[next_];
     const TensorSpec spec{t.name, t.dtype, t.shape};
@@ -119,11 +121,26 @@ void ArtifactWriter::write_segment(int segment, const std::map<std::string, cons
         writer_->write(t.name, source_.bytes(t.source));
         break;
       case OutputOrigin::kDecodeBf16: {
-        const std::vector<float> w = model::weight_decode_linear(source_, t.source, fp8_block_);
-        std::vector<uint16_t> bf(w.size());
-        for (size_t i = 0; i < w.size(); ++i) bf[i] = bf16_encode(w[i]);
-        writer_->write(t.name, std::as_bytes(std::span(bf)));
-        break;
+        // A run of these (the MTP block's 768 MXFP4 experts at full width) decodes in parallel,
+        // a batch per core count, and is written in order.
+        size_t end = next_ + 1;
+        while (end < layout_.tensors.size() && end - next_ < decode_batch && layout_.tensors[end].segment == segment &&
+               layout_.tensors[end].origin == OutputOrigin::kDecodeBf16) {
+          ++end;
+        }
+        std::vector<std::vector<uint16_t>> bf(end - next_);
+        parallel_for(bf.size(), 0, [&](size_t k) {
+          const std::vector<float> w = model::weight_decode_linear(source_, layout_.tensors[next_ + k].source, fp8_block_);
+          bf[k].resize(w.size());
+          for (size_t i = 0; i < w.size(); ++i) bf[k][i] = bf16_encode(w[i]);
+        });
+        for (size_t k = 0; k < bf.size(); ++k, ++next_) {
+          const OutputTensor& d = layout_.tensors[next_];
+          writer_->write(d.name, std::as_bytes(std::span(bf[k])));
+          bytes_written_ += TensorSpec{d.name, d.dtype, d.shape}.bytes();
+        }
+        --next_;  // the loop's increment moves past the batch's last tensor
+        continue;
       }
       case OutputOrigin::kQuantized: {
         const auto it = solved.find(t.source);

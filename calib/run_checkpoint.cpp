@@ -3,17 +3,21 @@
 #include "calib/run_checkpoint.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "calib/solved_share.h"
 #include "common/check.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/parallel.h"
 #include "common/rng.h"
 #include "data/sample_hash.h"
 #include "dist/run_phase.h"
@@ -35,7 +39,7 @@ std::string seg_name(int segment) {
 
 ordered_json file_record(const std::string& dir, const std::string& rel) {
   const std::string path = dir + "/" + rel;
-  return {{"file", rel}, {"bytes", static_cast<uint64_t>(fs::file_size(path))}, {"fnv", file_fnv_hex(path)}};
+  return {{"file", rel}, {"bytes", static_cast<uint64_t>(fs::file_size(path))}, {"sum64", file_checksum_hex(path)}};
 }
 
 // Throws unless dir/rel exists with the recorded size and checksum.
@@ -45,11 +49,14 @@ void check_record(const std::string& dir, const ordered_json& rec, const char* w
   DSV4_CHECK_IN("resume", fs::exists(path, ec), "%s %s listed in the journal is missing; the run state is damaged "
                 "(pass --restart to start over)", what, path.c_str());
   const uint64_t bytes = fs::file_size(path);
-  DSV4_CHECK_IN("resume", bytes == rec.at("bytes").get<uint64_t>() && file_fnv_hex(path) == rec.at("fnv").get<std::string>(),
+  // Journals written before the block checksum record "fnv" (byte-serial FNV-1a of the file).
+  const bool old = rec.contains("fnv");
+  const std::string want = rec.at(old ? "fnv" : "sum64").get<std::string>();
+  DSV4_CHECK_IN("resume",
+                bytes == rec.at("bytes").get<uint64_t>() && (old ? file_fnv_hex(path) : file_checksum_hex(path)) == want,
                 "%s %s does not match the journal (%llu bytes, checksum %s expected); the run state is damaged "
                 "(pass --restart to start over)",
-                what, path.c_str(), static_cast<unsigned long long>(rec.at("bytes").get<uint64_t>()),
-                rec.at("fnv").get<std::string>().c_str());
+                what, path.c_str(), static_cast<unsigned long long>(rec.at("bytes").get<uint64_t>()), want.c_str());
 }
 
 // Leftover temporary files of killed writers (AtomicFile names: <path>.tmp.<pid>).
@@ -72,6 +79,53 @@ std::string file_fnv_hex(const std::string& path) {
     f.read(buf.data(), static_cast<std::streamsize>(buf.size()));
     h = hash_fnv1a64(std::string_view(buf.data(), static_cast<size_t>(f.gcount())), h);
   }
+  return data::sample_hash_hex(h);
+}
+
+namespace {
+
+constexpr uint64_t kFnvPrime = 0x100000001b3ull;
+constexpr size_t kChecksumBlock = 16u << 20;
+
+// FNV-1a 64 over 8-byte little-endian words (a last partial word byte by byte).
+uint64_t fnv_words(const unsigned char* p, size_t n, uint64_t h) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    h = (h ^ w) * kFnvPrime;
+  }
+  for (; i < n; ++i) h = (h ^ p[i]) * kFnvPrime;
+  return h;
+}
+
+}  // namespace
+
+std::string file_checksum_hex(const std::string& path) {
+  const uint64_t size = fs::file_size(path);
+  const size_t blocks = static_cast<size_t>((size + kChecksumBlock - 1) / kChecksumBlock);
+  std::vector<uint64_t> digest(blocks);
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  DSV4_CHECK_IN("resume", fd >= 0, "cannot read %s", path.c_str());
+  std::atomic<bool> short_read{false};
+  parallel_for(blocks, 0, [&](size_t b) {
+    std::vector<unsigned char> buf(kChecksumBlock);
+    const uint64_t at = b * static_cast<uint64_t>(kChecksumBlock);
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kChecksumBlock, size - at));
+    size_t got = 0;
+    while (got < want) {
+      const ssize_t r = ::pread(fd, buf.data() + got, want - got, static_cast<off_t>(at + got));
+      if (r <= 0) break;
+      got += static_cast<size_t>(r);
+    }
+    if (got != want) short_read = true;
+    digest[b] = fnv_words(buf.data(), got, kFnv1a64Offset);
+  });
+  ::close(fd);
+  DSV4_CHECK_IN("resume", !short_read, "reading %s failed (%llu bytes expected)", path.c_str(),
+                static_cast<unsigned long long>(size));
+  uint64_t h = fnv_words(reinterpret_cast<const unsigned char*>(digest.data()), digest.size() * 8, kFnv1a64Offset);
+  h = (h ^ size) * kFnvPrime;
   return data::sample_hash_hex(h);
 }
 

@@ -1,8 +1,14 @@
 // test_solved_share.cpp: the solved-module wire format (what owners broadcast after a solve, and
 // what the run journal stages), and the free-space preflight of resumable runs.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
 
 #include "calib/artifact_writer.h"
+#include "calib/run_checkpoint.h"
 #include "calib/solved_share.h"
 #include "common/check.h"
 
@@ -99,6 +105,41 @@ TEST(OutputSpace, RefusesWithPathAndBytesWhenTooLittleIsAvailable) {
   // The real filesystem of an absent directory's parent: a petabyte does not fit.
   EXPECT_THROW(output_space_check("/tmp/no/such/dir", uint64_t{1} << 50, 0), Error);
   EXPECT_NO_THROW(output_space_check("/tmp/no/such/dir", 1, 0));
+}
+
+}  // namespace
+}  // namespace dsv4::calib
+
+namespace dsv4::calib {
+namespace {
+
+// The journal's block checksum: the same bytes give the same sum; a flipped byte in the first
+// block, in a later block or in a last partial word, or one more zero byte, changes it.
+TEST(RunCheckpoint, FileChecksumSeesEveryByteAndTheSize) {
+  const std::string path = ::testing::TempDir() + "dsv4_checksum_" + std::to_string(::getpid()) + ".bin";
+  std::vector<char> bytes((33u << 20) + 5);  // three 16 MiB blocks, the last one partial
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>((i * 2654435761u) >> 13);
+  auto write = [&](const std::vector<char>& b) {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(b.data(), 1, b.size(), f), b.size());
+    std::fclose(f);
+  };
+  write(bytes);
+  const std::string base = file_checksum_hex(path);
+  EXPECT_EQ(base.size(), 16u);
+  EXPECT_EQ(file_checksum_hex(path), base);
+  for (const size_t at : {size_t{3}, (size_t{17} << 20) + 9, bytes.size() - 1}) {
+    std::vector<char> b = bytes;
+    b[at] ^= 1;
+    write(b);
+    EXPECT_NE(file_checksum_hex(path), base) << "byte " << at;
+  }
+  std::vector<char> longer = bytes;
+  longer.push_back(0);
+  write(longer);
+  EXPECT_NE(file_checksum_hex(path), base) << "one more zero byte";
+  std::remove(path.c_str());
 }
 
 }  // namespace
