@@ -14,6 +14,7 @@
 #include "common/codec.h"
 #include "common/device_arena.h"
 #include "common/log.h"
+#include "common/pinned_host.h"
 #include "model/forward_cuda.h"
 #include "model/rope.h"
 #include "quant/gptq_batch_cuda.h"
@@ -32,6 +33,9 @@ uint64_t block_device_bytes(const model::ModelConfig& c) {
   const uint64_t hc = 2 * 3 * static_cast<uint64_t>(c.hc_mix()) * c.hc_dim();
   return 2 * (attn + compress + hc + E * D + (E + 1) * 3 * I * D);
 }
+
+// Pinned staging for bulk device-to-host copies: a few batches per layer at full width.
+constexpr size_t kStagingBytes = 512u << 20;
 
 class CudaForwarder final : public GpuForwarder {
  public:
@@ -140,7 +144,7 @@ class CudaForwarder final : public GpuForwarder {
       }
     }
     t = Clock::now();
-    if (dev) dev->download_into(*stats);
+    if (dev) dev->download_into(*stats, &staging_);
     stats_down = since(t);
     // Where a GPU pass spends its time (the next optimisation targets, docs/PERFORMANCE.md).
     log_info("%s GPU pass %s: forward %.2f s (%zu length groups), statistics to host %.2f s", dw.prefix.c_str(),
@@ -171,6 +175,7 @@ class CudaForwarder final : public GpuForwarder {
     io.host_codes = !batch.encode;
     io.encode = batch.encode;
     io.encoded = &out.encoded;
+    io.staging = &staging_;
     quant::GptqBatchErrors errors;
     ArenaScope scope(*arena_);
     out.results = quant::gptq_solve_batch_cuda(blas_, solver_, args, io, static_cast<int>(modules.size()), hessians,
@@ -189,6 +194,7 @@ class CudaForwarder final : public GpuForwarder {
   cublasHandle_t blas_ = nullptr;
   cusolverDnHandle_t solver_ = nullptr;
   std::unique_ptr<DeviceArena> arena_;
+  PinnedHostBuffer staging_{kStagingBytes};  // bulk copies to the host (Hessians, encoded tensors)
   std::optional<model::DeviceBlockWeights> block_;
 
   model::DeviceMatrix device_block_matrix(const std::string& module) {

@@ -4,10 +4,15 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstring>
+#include <map>
+#include <optional>
 
 #include "common/check.h"
 #include "common/codec_inline.h"
 #include "common/cuda_grid.h"
+#include "common/parallel.h"
+#include "common/pinned_host.h"
 #include "quant/hessian_cuda.h"
 
 namespace dsv4::calib {
@@ -129,20 +134,60 @@ void DeviceLayerStats::on_expert_tokens(const std::string&, int expert, int64_t 
   expert_tokens_[expert] += count;
 }
 
-void DeviceLayerStats::download_into(LayerStats& host) const {
+void DeviceLayerStats::download_into(LayerStats& host, PinnedHostBuffer* staging) const {
   std::map<std::string, std::vector<std::string>> consumers;
   for (const auto& [consumer, key] : key_) consumers[key].push_back(consumer);
-  for (const auto& [key, slot] : slots_) {
-    quant::HessianAccumulator acc(slot.dim);
-    DSV4_CUDA_CHECK(cudaMemcpyAsync(acc.sum().data(), slot.s, static_cast<size_t>(slot.dim * slot.dim) * sizeof(float),
-                                    cudaMemcpyDeviceToHost, stream_));
-    int64_t counted = 0;
-    if (slot.counted) {
-      DSV4_CUDA_CHECK(cudaMemcpyAsync(&counted, slot.counted, sizeof(int64_t), cudaMemcpyDeviceToHost, stream_));
+  std::vector<std::pair<const std::string*, const Slot*>> slots;
+  for (const auto& [key, slot] : slots_) slots.push_back({&key, &slot});
+  std::vector<int64_t> counted(slots.size(), 0);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (slots[i].second->counted) {
+      DSV4_CUDA_CHECK(cudaMemcpyAsync(&counted[i], slots[i].second->counted, sizeof(int64_t), cudaMemcpyDeviceToHost,
+                                      stream_));
+    }
+  }
+  // Batches of slots that fit the pinned staging buffer come down in one go and are unpacked on
+  // all cores; without one (or for a slot larger than it) each slot is copied on its own.
+  std::vector<std::optional<quant::HessianAccumulator>> acc(slots.size());
+  const size_t cap = staging ? staging->size() : 0;
+  for (size_t first = 0; first < slots.size();) {
+    size_t end = first, bytes = 0;
+    while (end < slots.size()) {
+      const size_t b = static_cast<size_t>(slots[end].second->dim * slots[end].second->dim) * sizeof(float);
+      if (bytes + b > cap) break;
+      bytes += b;
+      ++end;
+    }
+    if (end == first) {  // direct
+      const Slot& slot = *slots[first].second;
+      acc[first].emplace(slot.dim);
+      DSV4_CUDA_CHECK(cudaMemcpyAsync(acc[first]->sum().data(), slot.s,
+                                      static_cast<size_t>(slot.dim * slot.dim) * sizeof(float), cudaMemcpyDeviceToHost,
+                                      stream_));
+      DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      first = end + 1;
+      continue;
+    }
+    std::vector<size_t> offset;
+    size_t at = 0;
+    for (size_t i = first; i < end; ++i) {
+      const size_t b = static_cast<size_t>(slots[i].second->dim * slots[i].second->dim) * sizeof(float);
+      DSV4_CUDA_CHECK(cudaMemcpyAsync(staging->data() + at, slots[i].second->s, b, cudaMemcpyDeviceToHost, stream_));
+      offset.push_back(at);
+      at += b;
     }
     DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    acc.set_num_tokens(slot.tokens + counted);
-    host.import_hessian(key, consumers[key], std::move(acc));
+    parallel_for(end - first, 0, [&](size_t k) {
+      const size_t i = first + k;
+      acc[i].emplace(slots[i].second->dim);
+      std::memcpy(acc[i]->sum().data(), staging->data() + offset[k], acc[i]->sum().size() * sizeof(float));
+    });
+    first = end;
+  }
+  DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the token counts
+  for (size_t i = 0; i < slots.size(); ++i) {
+    acc[i]->set_num_tokens(slots[i].second->tokens + counted[i]);
+    host.import_hessian(*slots[i].first, consumers[*slots[i].first], std::move(*acc[i]));
   }
   for (const auto& [module, p] : amax_) {
     float a = 0.0f;

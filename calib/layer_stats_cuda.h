@@ -26,6 +26,10 @@
 #include "calib/layer_stats.h"
 #include "model/forward_cuda.h"
 
+namespace dsv4 {
+class PinnedHostBuffer;
+}
+
 namespace dsv4::calib {
 
 class DeviceLayerStats final : public model::DeviceTapSink {
@@ -44,7 +48,8 @@ class DeviceLayerStats final : public model::DeviceTapSink {
   void on_expert_tokens(const std::string& block_prefix, int expert, int64_t count) override;
 
   // Everything collected, into a host LayerStats constructed with the same mode (synchronises).
-  void download_into(LayerStats& host) const;
+  // With `staging`, the Hessians come down through it in batches (pinned_host.h), else slot by slot.
+  void download_into(LayerStats& host, PinnedHostBuffer* staging = nullptr) const;
   uint64_t hessian_bytes() const;  // device fp32 bytes held
   size_t num_hessians() const { return slots_.size(); }
 

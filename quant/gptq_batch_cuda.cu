@@ -5,12 +5,15 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 
 #include <cublas_v2.h>
 
 #include "common/check.h"
 #include "common/cuda_grid.h"
 #include "common/device_arena.h"
+#include "common/parallel.h"
+#include "common/pinned_host.h"
 #include "quant/observer_cuda.h"
 #include "quant/pack_cuda.h"
 #include "quant/quantizer.h"
@@ -255,13 +258,34 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
       std::vector<void*> outputs;
       for (size_t k = 0; k < layout.size(); ++k) outputs.push_back(arena.take_bytes(layout_bytes[k] * n, layout[k].name));
       compressed_module_encode_cuda(*encode, args, qp_of(0), b.codes, n, rows, cols, outputs, arena, stream);
-      for (int i = 0; i < n; ++i) {
-        std::vector<EncodedTensor>& mine = (*io.encoded)[static_cast<size_t>(first + i)];
-        mine = layout;
-        for (size_t k = 0; k < layout.size(); ++k) {
-          mine[k].bytes.resize(layout_bytes[k]);
-          DSV4_CUDA_CHECK(cudaMemcpyAsync(mine[k].bytes.data(), static_cast<const char*>(outputs[k]) + i * layout_bytes[k],
-                                          layout_bytes[k], cudaMemcpyDeviceToHost, stream));
+      size_t total = 0;
+      for (size_t k = 0; k < layout.size(); ++k) total += layout_bytes[k] * n;
+      if (io.staging && total <= io.staging->size()) {  // one pinned copy per tensor kind, unpacked on all cores
+        std::vector<size_t> at(layout.size(), 0);
+        for (size_t k = 0, off = 0; k < layout.size(); off += layout_bytes[k] * n, ++k) {
+          at[k] = off;
+          DSV4_CUDA_CHECK(cudaMemcpyAsync(io.staging->data() + off, outputs[k], layout_bytes[k] * n,
+                                          cudaMemcpyDeviceToHost, stream));
+        }
+        DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
+        parallel_for(static_cast<size_t>(n), 0, [&](size_t i) {
+          std::vector<EncodedTensor>& mine = (*io.encoded)[first + i];
+          mine = layout;
+          for (size_t k = 0; k < layout.size(); ++k) {
+            mine[k].bytes.resize(layout_bytes[k]);
+            std::memcpy(mine[k].bytes.data(), io.staging->data() + at[k] + i * layout_bytes[k], layout_bytes[k]);
+          }
+        });
+      } else {
+        for (int i = 0; i < n; ++i) {
+          std::vector<EncodedTensor>& mine = (*io.encoded)[static_cast<size_t>(first + i)];
+          mine = layout;
+          for (size_t k = 0; k < layout.size(); ++k) {
+            mine[k].bytes.resize(layout_bytes[k]);
+            DSV4_CUDA_CHECK(cudaMemcpyAsync(mine[k].bytes.data(),
+                                            static_cast<const char*>(outputs[k]) + i * layout_bytes[k], layout_bytes[k],
+                                            cudaMemcpyDeviceToHost, stream));
+          }
         }
       }
       // No wait here: whatever takes the outputs' memory next runs after these copies on `stream`.

@@ -30,6 +30,10 @@
 #include "quant/compressed_module.h"
 #include "quant/gptq_cuda.h"
 
+namespace dsv4 {
+class PinnedHostBuffer;
+}
+
 namespace dsv4::quant {
 
 // The pipeline's quality statistics, per matrix: tr(ΔHΔᵀ)/tr(WHWᵀ) (gptq_rel_error) for the GPTQ
@@ -53,6 +57,9 @@ struct GptqBatchIo {
   // codes need not come to the host.
   std::optional<PackFormat> encode;
   std::vector<std::vector<EncodedTensor>>* encoded = nullptr;
+  // Optional pinned buffer (common/pinned_host.h) the encoded tensors come down through, when a
+  // chunk's fit in it.
+  PinnedHostBuffer* staging = nullptr;
 };
 
 // Arena bytes one call needs for chunks of `chunk` matrices.

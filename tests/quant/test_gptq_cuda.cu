@@ -24,6 +24,8 @@
 
 #include "common/check.h"
 #include "common/device_arena.h"
+#include "common/pinned_host.h"
+#include "quant/compressed_module.h"
 #include "quant/gptq.h"
 #include "quant/gptq_batch_cuda.h"
 #include "quant/gptq_cuda.h"
@@ -374,6 +376,40 @@ TEST(GptqCuda, SolveBatchMatchesGptqSolve) {
       }
     }
     EXPECT_LE(differ, static_cast<size_t>(5 * rows * cols) / 100) << (shared ? "shared H" : "one H each");
+  }
+  // Encoded on the GPU (the pipeline's path): compressed_module_encode's bytes for the same codes
+  // and qparams, through a pinned buffer and without one; the stored dequant equals the result's.
+  for (const bool pinned : {false, true}) {
+    std::vector<std::vector<EncodedTensor>> encoded;
+    PinnedHostBuffer staging(pinned ? 8u << 20 : 0);
+    const size_t per = static_cast<size_t>(rows * cols);
+    std::vector<std::vector<float>> stored(5, std::vector<float>(per));
+    GptqBatchIo io;
+    io.load = [&](int i, float* dst, DeviceStream st) {
+      ASSERT_EQ(cudaMemcpyAsync(dst, w_ptrs[static_cast<size_t>(i)], per * 4, cudaMemcpyHostToDevice, st), cudaSuccess);
+    };
+    io.store = [&](int i, const float* d, DeviceStream st) {
+      ASSERT_EQ(cudaMemcpyAsync(stored[static_cast<size_t>(i)].data(), d, per * 4, cudaMemcpyDeviceToHost, st),
+                cudaSuccess);
+    };
+    io.encode = PackFormat::kPackQuantized;
+    io.encoded = &encoded;
+    io.staging = pinned ? &staging : nullptr;
+    DeviceArena arena(gptq_batch_scratch_bytes(args, rows, cols, opts, true, 2, false, &*io.encode));
+    const std::vector<GptqResult> got = gptq_solve_batch_cuda(hd.blas, hd.solver, args, io, 5, {hs[0].data()}, rows,
+                                                              cols, opts, nullptr, arena, /*chunk=*/2);
+    ASSERT_EQ(encoded.size(), 5u);
+    for (int i = 0; i < 5; ++i) {
+      const GptqResult& g = got[static_cast<size_t>(i)];
+      const std::vector<EncodedTensor> want =
+          compressed_module_encode(PackFormat::kPackQuantized, args, g.qparams, g.codes, {}, rows, cols);
+      ASSERT_EQ(encoded[static_cast<size_t>(i)].size(), want.size());
+      for (size_t k = 0; k < want.size(); ++k) {
+        EXPECT_EQ(encoded[static_cast<size_t>(i)][k].name, want[k].name);
+        EXPECT_TRUE(encoded[static_cast<size_t>(i)][k].bytes == want[k].bytes) << want[k].name << " of matrix " << i;
+      }
+      EXPECT_EQ(stored[static_cast<size_t>(i)], g.dequant) << i;
+    }
   }
 }
 
