@@ -230,9 +230,17 @@ SolvedModule module_solve_from_gptq(const ModuleSolveInput& in, quant::GptqResul
   return s;
 }
 
+bool module_solve_needs_weight(const ModuleSolveInput& in, const Checkpoint& ckpt) {
+  if (in.kind == ModifierKind::kGptq || in.amax_tensor > 0.0f) return true;
+  const SolveMethod m = module_data_free_method(*in.module, *in.group);
+  return m == SolveMethod::kRtn || !source_scales_e8m0(ckpt, in.module->names.release);
+}
+
 SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& ckpt) {
   const auto start = std::chrono::steady_clock::now();
-  DSV4_CHECK_IN("solve", in.module && in.group && in.weight, "module, group and weight are required");
+  DSV4_CHECK_IN("solve", in.module && in.group, "module and group are required");
+  DSV4_CHECK_IN("solve", in.weight || !module_solve_needs_weight(in, ckpt), "%s: the decoded source weight is required",
+                in.module->names.release.c_str());
   const PlannedModule& m = *in.module;
   const quant::QuantScheme& scheme = in.group->scheme;
   const QuantArgs& args = scheme.weights;

@@ -68,7 +68,11 @@ struct SolvedModule {
   double seconds = 0.0;
 };
 
+// in.weight may be null when module_solve_needs_weight says so: the exact conversions read the
+// source codes and scales themselves (decoding a full-width attention weight only to ignore it
+// cost seconds a layer).
 SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& source);
+bool module_solve_needs_weight(const ModuleSolveInput& in, const Checkpoint& source);
 
 // The GPU path (calib/gpu_forwarder.h solves batches with quant/gptq_batch_cuda.h): whether a
 // module can go there (GPTQ with one Hessian and a scheme the GPU sweep takes), and the module

@@ -533,9 +533,13 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
       const size_t i = on_cpu[j];
       const PlannedModule& m = *mods[i];
       const RecipeGroup& g = group_of(r, m);
-      const std::vector<float> weight = source_weight(m.names.release, m.expert, m.rows, m.cols);
+      std::vector<float> weight;
       std::vector<quant::HessianResult> hs;
       ModuleSolveInput si = solve_input(i, weight, hs);
+      if (module_solve_needs_weight(si, src)) {
+        weight = source_weight(m.names.release, m.expert, m.rows, m.cols);
+        si.weight = weight.data();
+      }
       if (g.scheme.weights.strategy == quant::Strategy::kTensorGroup) {
         const std::string partner = fused_partner(m.names.release);
         si.amax_tensor = absmax(weight);
