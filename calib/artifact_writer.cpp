@@ -41,7 +41,7 @@ void output_space_check(const std::string& dir, uint64_t artifact_bytes, uint64_
   const uint64_t need = artifact_bytes + snapshot_bytes;
   DSV4_CHECK_IN("writer", static_cast<uint64_t>(available) >= need,
                 "output directory %s: the run needs %llu more bytes (%.3f GB: artifact %.3f GB, activation snapshots "
-                "%.3f GB) but its filesystem has %llu bytes (%.3f GB) available; free space or choose another --out "
+                "and staged weights %.3f GB) but its filesystem has %llu bytes (%.3f GB) available; free space or choose another --out "
                 "(an interrupted run resumes where it stopped once space exists)",
                 dir.c_str(), static_cast<unsigned long long>(need), static_cast<double>(need) / 1e9,
                 static_cast<double>(artifact_bytes) / 1e9, static_cast<double>(snapshot_bytes) / 1e9,

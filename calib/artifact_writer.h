@@ -73,7 +73,8 @@ class ArtifactWriter {
 // (calibrate_run checks through RunCheckpoint, which also accepts an interrupted run to resume.)
 void artifact_out_dir_check(const std::string& dir, const std::string& source_dir);
 
-// Free-space preflight: throws naming `dir`, the bytes needed (artifact and snapshot parts) and
+// Free-space preflight: throws naming `dir`, the bytes needed (artifact and run-state parts: the
+// activation snapshots and the weights staged for replay) and
 // the bytes available when the filesystem holding `dir` (or its nearest existing parent) has less
 // than `artifact_bytes + snapshot_bytes` available. `available` < 0: ask the filesystem.
 void output_space_check(const std::string& dir, uint64_t artifact_bytes, uint64_t snapshot_bytes,

@@ -1,11 +1,13 @@
 // calibrate.cpp: preflight -> data -> pipeline -> artifact files (see calibrate.h).
 #include "calib/calibrate.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "calib/artifact_config.h"
 #include "calib/artifact_decode.h"
@@ -149,10 +151,23 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
       if (fs::exists(r.output.dir + "/" + s, ec)) on_disk += fs::file_size(r.output.dir + "/" + s, ec);
     }
     const uint64_t artifact = layout.bytes() > on_disk ? layout.bytes() - on_disk : 0;
-    const uint64_t snapshots = data ? 2ull * static_cast<uint64_t>(data->num_tokens()) *
-                                          static_cast<uint64_t>(config.hc_dim()) * sizeof(float)
-                                    : 0;
-    output_space_check(r.output.dir, artifact, snapshots);
+    uint64_t run_state = data ? 2ull * static_cast<uint64_t>(data->num_tokens()) *
+                                    static_cast<uint64_t>(config.hc_dim()) * sizeof(float)
+                              : 0;
+    // Between snapshots (checkpoint_every > 1) the layers since the last one stay staged with
+    // their fp32 solved weights for a replay: up to checkpoint_every - 1 layers of them.
+    if (data && r.calibration.propagate_error && r.run.checkpoint_every > 1) {
+      std::map<int, uint64_t> per_segment;
+      for (const PlannedModule& m : plan.modules) {
+        if (m.quantized()) {
+          per_segment[artifact_segment(m.names.release, config)] += static_cast<uint64_t>(m.rows * m.cols) * 4;
+        }
+      }
+      uint64_t largest = 0;
+      for (const auto& [seg, b] : per_segment) largest = std::max(largest, b);
+      run_state += static_cast<uint64_t>(r.run.checkpoint_every - 1) * largest;
+    }
+    output_space_check(r.output.dir, artifact, run_state);
   }
   std::unique_ptr<ArtifactWriter> writer;
   if (writes) {

@@ -439,6 +439,11 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     for (size_t i = 0; i < mods.size(); ++i) owner_of[mods[i]->names.release] = owner[i];
     const int layer = seg - 1;
     const bool forward = layer >= 0 && layer <= last_data_layer;
+    // The journal's commit of this segment: a snapshot of the next layer's input, or else (with
+    // error propagation) the solved weights staged, so that a resume can replay this layer.
+    const bool more_forward = forward && layer < last_data_layer;
+    const bool snapshot_due = ck && more_forward && (layer + 1) % r.run.checkpoint_every == 0;
+    const bool replay_needs_weights = ck && more_forward && r.calibration.propagate_error && !snapshot_due;
 
     // Decode (only what the forward needs; solves decode their own source weights). On the GPU
     // the block is decoded there and the GPU solves read it too.
@@ -465,7 +470,8 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     std::vector<std::vector<float>> states_a;
     t = Clock::now();
     if (pass_a) {
-      states_a = states;  // pass B starts again from this layer's input
+      states_a.resize(states.size());  // pass B starts again from this layer's input (GBs: on all cores)
+      parallel_for(states.size(), in.threads, [&](size_t k) { states_a[k] = states[k]; });
       fwd.run(w ? &*w : nullptr, states_a, &stats, r.calibration.all_experts);
     }
     lr.seconds_forward = since(t);
@@ -524,8 +530,7 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     if (fwd.gpu) {
       // The host needs the solved weights only to stage them for a replay or to share them with
       // the other ranks' pass B.
-      const bool host_dequant =
-          r.calibration.propagate_error && ((ck && layer < last_data_layer) || comm->world() > 1);
+      const bool host_dequant = replay_needs_weights || (r.calibration.propagate_error && comm->world() > 1);
       on_cpu = gpu_solve(*fwd.gpu, r, mine, mods, stats, in.threads, solve_input, r.calibration.propagate_error,
                          host_dequant, in_block, solved);
     }
@@ -595,10 +600,8 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     lr.seconds = since(seg_start);
     if (ck) {
       dist::RunPhase::set(lr.name, "commit");
-      const bool more_forward = forward && layer < last_data_layer;
-      const bool snapshot_due = more_forward && (layer + 1) % r.run.checkpoint_every == 0;
       ck->commit_segment(seg, layer_report_json(lr), solved, forward ? &states : nullptr, in.first_sample, snapshot_due,
-                         more_forward && r.calibration.propagate_error, writer ? writer->open_from_segment() : 0);
+                         replay_needs_weights, writer ? writer->open_from_segment() : 0);
     }
     if (on_layer) on_layer(lr);
     report.layers.push_back(std::move(lr));
