@@ -120,15 +120,19 @@ RtnResult quantizer_rtn_with(const QuantArgs& args, const QParams& qp, const flo
   const int64_t rows = qp.rows, cols = qp.cols;
   out.codes.resize(static_cast<size_t>(rows * cols));
   out.dequant.resize(static_cast<size_t>(rows * cols));
-  std::vector<float> col_in(static_cast<size_t>(rows)), col_deq(static_cast<size_t>(rows));
-  std::vector<int32_t> col_codes(static_cast<size_t>(rows));
-  for (int64_t c = 0; c < cols; ++c) {
-    for (int64_t r = 0; r < rows; ++r) col_in[r] = w[r * cols + c];
-    quantizer_fake_quant_column(args, qp, c, col_in.data(), rows, col_codes.data(),
-                                col_deq.data());
-    for (int64_t r = 0; r < rows; ++r) {
-      out.codes[r * cols + c] = col_codes[r];
-      out.dequant[r * cols + c] = col_deq[r];
+  // Row-major: every value is rounded on its own (quantizer_fake_quant_column's arithmetic), so
+  // the order is free; walking columns of a row-major weight missed the cache on every value
+  // (seconds for a full-width attention matrix).
+  std::vector<int64_t> scale_col(static_cast<size_t>(cols));
+  for (int64_t c = 0; c < cols; ++c) scale_col[static_cast<size_t>(c)] = qp.scale_col(args, c);
+  const CellArgs ca = cell_args(args);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t cell_row = qp.scale_row(args, r) * qp.scale_cols;
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t cell = cell_row + scale_col[static_cast<size_t>(c)];
+      const size_t i = static_cast<size_t>(r * cols + c);
+      out.codes[i] = quantize_value(ca, w[i], qparams_effective_scale(qp, cell), qp.zero_point[static_cast<size_t>(cell)],
+                                    &out.dequant[i]);
     }
   }
   return out;
