@@ -8,6 +8,8 @@
 #                 mkdir -p .gpu/pcre2/include .gpu/pcre2/lib/pkgconfig && cp x/usr/include/pcre2.h .gpu/pcre2/include/
 #                 and write .gpu/pcre2/lib/pkgconfig/libpcre2-8.pc with prefix=${pcfiledir}/../.. (Libs -lpcre2-8)
 #   run there (device tool, carry [".gpu"]): bash bench/gpu_check.sh
+# GPU_CHECK_STEPS picks steps (default "tests benches pipeline cpu"; the build always runs), so a
+# 10-minute device call can take a part: GPU_CHECK_STEPS=tests, then GPU_CHECK_STEPS=pipeline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/dsv4_gpu_out}"
@@ -31,13 +33,22 @@ if [ ! -f ../shared/data/deepseek_v3_tokenizer/tokenizer.json ] && [ -f .gpu/tok
 fi
 cmake --preset cuda > "$out/configure.log" 2>&1
 cmake --build --preset cuda -j "$(nproc)" > "$out/build.log" 2>&1 || { tail -n 50 "$out/build.log"; exit 1; }
-ctest --preset cuda -j 4 --output-on-failure 2>&1 | tee "$out/ctest.log" | tail -n 15
+steps=" ${GPU_CHECK_STEPS:-tests benches pipeline cpu} "
+# GPU_CHECK_GPU_ONLY=1 (older spelling): everything but the CPU-reference timings.
+[ "${GPU_CHECK_GPU_ONLY:-0}" = 1 ] && steps=${steps/ cpu / }
+if [[ "$steps" == *" tests "* ]]; then
+  ctest --preset cuda -j 4 --output-on-failure 2>&1 | tee "$out/ctest.log" | tail -n 15
+fi
 # The GPU benchmarks (docs/PERFORMANCE.md quotes them).
-for b in decode_bandwidth hessian_throughput gptq_layer rtn_layer forward_layer; do
-  build/cuda/bench/bench_$b 2>&1 | tee "$out/bench_$b.txt" | tail -n 12
-done
-# GPU_CHECK_GPU_ONLY=1 stops here (the CPU-reference timings below take minutes).
-[ "${GPU_CHECK_GPU_ONLY:-0}" = 1 ] && exit 0
+if [[ "$steps" == *" benches "* ]]; then
+  for b in decode_bandwidth hessian_throughput gptq_layer rtn_layer forward_layer; do
+    build/cuda/bench/bench_$b 2>&1 | tee "$out/bench_$b.txt" | tail -n 12
+  done
+fi
+# The whole pipeline on full-width layers.
+if [[ "$steps" == *" pipeline "* ]]; then bash bench/pipeline_layer.sh; fi
+# The CPU-reference timings below take minutes.
+[[ "$steps" == *" cpu "* ]] || exit 0
 # make-model throughput at full Flash widths (one layer, all 256 experts), into local disk.
 bin=build/cuda/launch/dsv4-calib
 rm -rf /tmp/dsv4_flash1 /tmp/dsv4_bench_fwd

@@ -28,6 +28,8 @@ struct MakeModelArgs {
   std::string tokenizer;
   std::string shard_size;  // e.g. "4G", "512M", "1000000"
   int threads = 0;
+  int calib_records = 64;
+  int calib_sentences = 0;
   bool dry_run = false;
   bool json = false;
 };
@@ -59,6 +61,8 @@ int run(const MakeModelArgs& a) {
   o.seed = a.seed;
   o.tokenizer_dir = a.tokenizer;
   o.threads = a.threads;
+  o.calibration_records = a.calib_records;
+  o.calibration_sentences = a.calib_sentences;
   o.max_shard_bytes = a.shard_size.empty() ? (a.preset == "tiny" ? (1ull << 20) : (4ull << 30))
                                            : parse_bytes(a.shard_size);
   DSV4_CHECK_IN("make-model", a.preset != "flash" || a.dry_run || !a.tokenizer.empty(),
@@ -102,6 +106,11 @@ Command cmd_make_model_register(CLI::App& app) {
   sub->add_option("--tokenizer", args->tokenizer, "directory holding tokenizer.json to copy");
   sub->add_option("--shard-size", args->shard_size, "max tensor bytes per shard, e.g. 4G (tiny: 1M)");
   sub->add_option("--threads", args->threads, "generation threads (0 = all cores)");
+  sub->add_option("--calib-records", args->calib_records, "chat records written to calib.jsonl")
+      ->check(CLI::Range(0, 1000000));
+  sub->add_option("--calib-sentences", args->calib_sentences,
+                  "sentences per answer, about 10 tokens each (0: 3 to 8 at random)")
+      ->check(CLI::Range(0, 100000));
   sub->add_flag("--dry-run", args->dry_run, "print the totals, write nothing");
   sub->add_flag("--json", args->json, "print one JSON line");
   return [args]() { return run(*args); };

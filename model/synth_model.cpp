@@ -166,7 +166,7 @@ SynthSummary synth_checkpoint_write(const ModelConfig& config, const SynthOption
   write_file_atomic(o.out_dir + "/config.json", config.to_release_json().dump(2) + "\n");
   write_tokenizer(config, o);
   if (o.calibration_records > 0) {
-    write_file_atomic(o.out_dir + "/calib.jsonl", synth_calibration_jsonl(o.calibration_records, o.seed));
+    write_file_atomic(o.out_dir + "/calib.jsonl", synth_calibration_jsonl(o.calibration_records, o.seed, o.calibration_sentences));
   }
   fsync_directory(o.out_dir);
   return {plan.tensors, plan.bytes, static_cast<int>(writer.shard_names().size()), o.mtp_stages};

@@ -30,6 +30,7 @@ struct SynthOptions {
   // Chat records written beside the weights as calib.jsonl (synth_text.h), so the checkpoint can be
   // calibrated with no other download; 0: none.
   int calibration_records = 64;
+  int calibration_sentences = 0;  // per answer; 0: 3 to 8 (synth_text.h)
 };
 
 struct SynthSummary {

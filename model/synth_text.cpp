@@ -38,15 +38,16 @@ std::string sentence(Rng& rng) {
 
 }  // namespace
 
-std::string synth_calibration_jsonl(int records, uint64_t seed) {
-  DSV4_CHECK_IN("make-model", records >= 0, "negative record count %d", records);
+std::string synth_calibration_jsonl(int records, uint64_t seed, int sentences) {
+  DSV4_CHECK_IN("make-model", records >= 0 && sentences >= 0, "negative record (%d) or sentence (%d) count", records,
+                sentences);
   std::string out;
   for (int i = 0; i < records; ++i) {
     Rng rng(rng_seed_for(seed, "calib." + std::to_string(i)));
     std::string q = std::string(pick(rng, kQuestions)) + " " + pick(rng, kSubjects) + " " + pick(rng, kVerbs) + " " +
                     pick(rng, kObjects) + "?";
     std::string a;
-    const uint64_t n = 3 + rng.below(6);
+    const uint64_t n = sentences > 0 ? static_cast<uint64_t>(sentences) : 3 + rng.below(6);
     for (uint64_t k = 0; k < n; ++k) a += (k ? " " : "") + sentence(rng);
     const nlohmann::json rec = {{"messages", {{{"role", "user"}, {"content", q}}, {{"role", "assistant"}, {"content", a}}}}};
     out += rec.dump() + "\n";

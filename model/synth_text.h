@@ -13,6 +13,8 @@
 
 namespace dsv4::model {
 
-std::string synth_calibration_jsonl(int records, uint64_t seed);
+// sentences > 0: every answer has that many sentences (about 10 tokens each: long records for
+// full-length calibration samples); 0: 3 to 8, drawn per record.
+std::string synth_calibration_jsonl(int records, uint64_t seed, int sentences = 0);
 
 }  // namespace dsv4::model

@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 #include <gmock/gmock.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include <unistd.h>
 
@@ -19,6 +21,7 @@
 #include "model/checkpoint_audit.h"
 #include "model/inventory.h"
 #include "model/synth_model.h"
+#include "model/synth_text.h"
 #include "model/synth_tokenizer.h"
 #include "model/weight_decode.h"
 
@@ -227,6 +230,40 @@ TEST(SynthTokenizer, AddedTokenIdsAreTheOnesHfTokenizersAssigns) {
   EXPECT_EQ(ids.at(kTokenThinkClose), 304);
   EXPECT_EQ(vocab.size(), 3u + 256u + t["model"]["merges"].size());
   EXPECT_THROW(synth_tokenizer_json(300), Error);  // does not fit the vocab
+}
+
+}  // namespace
+}  // namespace dsv4::model
+
+namespace dsv4::model {
+namespace {
+
+// The calibration records: chat JSONL, deterministic per seed; a fixed sentence count gives every
+// answer exactly that many sentences (the long records of the full-length pipeline bench).
+TEST(SynthText, CalibrationRecordsAreChatJsonWithTheAskedSentenceCount) {
+  EXPECT_EQ(synth_calibration_jsonl(5, 7), synth_calibration_jsonl(5, 7));
+  EXPECT_NE(synth_calibration_jsonl(5, 7), synth_calibration_jsonl(5, 8));
+  for (const int sentences : {0, 40}) {
+    std::istringstream in(synth_calibration_jsonl(6, 3, sentences));
+    std::string line;
+    int records = 0;
+    while (std::getline(in, line)) {
+      const nlohmann::json j = nlohmann::json::parse(line);
+      ASSERT_EQ(j.at("messages").size(), 2u);
+      EXPECT_EQ(j["messages"][0]["role"], "user");
+      const std::string answer = j["messages"][1]["content"].get<std::string>();
+      const auto ends = std::count_if(answer.begin(), answer.end(), [](char c) { return c == '.' || c == '!' || c == '?'; });
+      if (sentences > 0) {
+        EXPECT_EQ(ends, sentences) << answer;
+      } else {
+        EXPECT_GE(ends, 3);
+        EXPECT_LE(ends, 8);
+      }
+      ++records;
+    }
+    EXPECT_EQ(records, 6);
+  }
+  EXPECT_THROW(synth_calibration_jsonl(1, 0, -1), Error);
 }
 
 }  // namespace
