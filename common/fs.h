@@ -31,8 +31,10 @@ class AtomicFile {
  private:
   std::string path_;
   std::string temp_path_;
+  static constexpr uint64_t kWritebackChunk = 64ull << 20;
   int fd_ = -1;
   uint64_t bytes_written_ = 0;
+  uint64_t writeback_started_ = 0;  // bytes whose writeback write() has started
 };
 
 void write_file_atomic(const std::string& path, std::string_view content);

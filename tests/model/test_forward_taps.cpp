@@ -81,7 +81,9 @@ TEST_F(ForwardTaps, RoutedExpertTapsFollowTheRoutingAndAllExpertsModeKeepsTheOut
       routed += normal.expert_tokens[key];
       EXPECT_EQ(normal.expert_tokens[key], all.expert_tokens[key]) << key;
       const std::string w1 = p + "ffn.experts." + std::to_string(e) + ".w1";
-      if (normal.expert_tokens[key] > 0) EXPECT_EQ(normal.expert_rows[w1], normal.expert_tokens[key]) << w1;
+      if (normal.expert_tokens[key] > 0) {
+        EXPECT_EQ(normal.expert_rows[w1], normal.expert_tokens[key]) << w1;
+      }
       EXPECT_EQ(all.expert_rows[w1], static_cast<int64_t>(ids.size())) << w1 << " in all-experts mode";
     }
     EXPECT_EQ(routed, static_cast<int64_t>(ids.size()) * c.num_experts_per_tok) << p;
