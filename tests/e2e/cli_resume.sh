@@ -37,16 +37,6 @@ mjob() {
   "$mpi" -n "$np" --oversubscribe -x DSV4_FAULT "$bin" --recipe "$recipe" --model "$tmp/tiny" \
     --dataset "$tmp/tiny/calib.jsonl" --out "$out" --num-samples 8 --seq-len 32 --threads 1 "$@"
 }
-# same_artifact A B: every file but the manifest (timings) and recipe.yaml (output dir) is identical.
-same_artifact() {
-  local f n=0
-  for f in $(cd "$1" && ls); do
-    case "$f" in calib_manifest.json|recipe.yaml) continue ;; esac
-    cmp -s "$1/$f" "$2/$f" || { echo "differs: $f"; return 1; }
-    n=$((n + 1))
-  done
-  [ "$n" -ge 3 ] && [ "$(ls "$1" | wc -l)" -eq "$(ls "$2" | wc -l)" ] && [ ! -e "$2/.calib_run" ]
-}
 
 job "$tmp/ref1" >/dev/null 2>&1 && pass "uninterrupted 1-rank run" || fail "uninterrupted 1-rank run"
 shards=$(ls "$tmp/ref1"/*.safetensors | wc -l)

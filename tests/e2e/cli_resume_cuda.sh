@@ -27,16 +27,6 @@ job() {
   "$bin" --recipe "$recipe" --model "$tmp/tiny" --dataset "$tmp/tiny/calib.jsonl" --out "$out" \
     --num-samples 8 --seq-len 32 --threads 2 --device cuda "$@"
 }
-# same_artifact A B: every file but the manifest (timings) and recipe.yaml (output dir) is identical.
-same_artifact() {
-  local f n=0
-  for f in $(cd "$1" && ls); do
-    case "$f" in calib_manifest.json|recipe.yaml) continue ;; esac
-    cmp -s "$1/$f" "$2/$f" || { echo "differs: $f"; return 1; }
-    n=$((n + 1))
-  done
-  [ "$n" -ge 2 ] && [ "$(ls "$1" | wc -l)" -eq "$(ls "$2" | wc -l)" ] && [ ! -e "$2/.calib_run" ]
-}
 
 job "$tmp/ref" > "$tmp/ref.log" 2>&1 && pass "uninterrupted GPU run" || fail "uninterrupted GPU run: $(tail -2 "$tmp/ref.log")"
 job "$tmp/ref_again" >/dev/null 2>&1

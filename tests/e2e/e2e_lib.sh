@@ -31,6 +31,18 @@ expect_error() {
   pass "$name"
 }
 
+# same_artifact A B: two artifact directories hold the same files (at least 3) with the same
+# bytes, except the manifest (timings) and recipe.yaml (output dir), and B has no run state left.
+same_artifact() {
+  local f n=0
+  for f in $(cd "$1" && ls); do
+    case "$f" in calib_manifest.json|recipe.yaml) continue ;; esac
+    cmp -s "$1/$f" "$2/$f" || { echo "differs: $f"; return 1; }
+    n=$((n + 1))
+  done
+  [ "$n" -ge 3 ] && [ "$(ls "$1" | wc -l)" -eq "$(ls "$2" | wc -l)" ] && [ ! -e "$2/.calib_run" ]
+}
+
 e2e_finish() {
   if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
   echo "all checks passed"
