@@ -46,12 +46,7 @@ shards=$(ls "$tmp/ref1"/*.safetensors | wc -l)
 for spec in "layers.1@pass A" "layers.1@solve" "layers.1@share" "layers.1@pass B" "layers.1@write" \
             "segment 2@snapshot" "segment 2@stage" "segment 2@journal" "segment 3@stage" "layers.3@pass A" \
             "segment 4@journal" "mtp.0@write" "segment 5@journal"; do
-  out="$tmp/k_${spec//[ @.]/_}"
-  DSV4_FAULT="kill@0@$spec" job "$out" >/dev/null 2>&1
-  rc=$?
-  [ "$rc" -ne 0 ] && [ -d "$out/.calib_run" ] || { fail "kill at $spec did not stop the run (rc $rc)"; continue; }
-  if job "$out" > "$out.log" 2>&1 && same_artifact "$tmp/ref1" "$out"; then pass "kill at $spec, resume: identical"
-  else fail "kill at $spec, resume: $(tail -2 "$out.log")"; fi
+  kill_and_resume "$tmp/ref1" "$spec"
 done
 
 # 20 kills at random instants of 2-rank runs: each kill is followed by a resume, which may be

@@ -32,11 +32,6 @@ job "$tmp/ref" > "$tmp/ref.log" 2>&1 && pass "uninterrupted GPU run" || fail "un
 job "$tmp/ref_again" >/dev/null 2>&1
 same_artifact "$tmp/ref" "$tmp/ref_again" && pass "two GPU runs identical" || fail "two GPU runs differ"
 for spec in "layers.1@solve" "layers.1@pass B" "segment 2@stage" "layers.2@pass A" "layers.3@pass A"; do
-  out="$tmp/k_${spec//[ @.]/_}"
-  DSV4_FAULT="kill@0@$spec" job "$out" >/dev/null 2>&1
-  rc=$?
-  [ "$rc" -ne 0 ] && [ -d "$out/.calib_run" ] || { fail "kill at $spec did not stop the run (rc $rc)"; continue; }
-  if job "$out" > "$out.log" 2>&1 && same_artifact "$tmp/ref" "$out"; then pass "kill at $spec, resume: identical"
-  else fail "kill at $spec, resume: $(tail -2 "$out.log")"; fi
+  kill_and_resume "$tmp/ref" "$spec"
 done
 e2e_finish

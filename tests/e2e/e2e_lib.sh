@@ -43,6 +43,18 @@ same_artifact() {
   [ "$n" -ge 3 ] && [ "$(ls "$1" | wc -l)" -eq "$(ls "$2" | wc -l)" ] && [ ! -e "$2/.calib_run" ]
 }
 
+# kill_and_resume REF SPEC: the caller's `job OUT` run (OUT under the caller's $tmp) killed on rank 0 where DSV4_FAULT names
+# SPEC must stop with its run state left; `job OUT` again must finish with REF's bytes.
+kill_and_resume() {
+  local ref="$1" spec="$2" out rc
+  out="$tmp/k_${spec//[ @.]/_}"
+  DSV4_FAULT="kill@0@$spec" job "$out" >/dev/null 2>&1
+  rc=$?
+  [ "$rc" -ne 0 ] && [ -d "$out/.calib_run" ] || { fail "kill at $spec did not stop the run (rc $rc)"; return; }
+  if job "$out" > "$out.log" 2>&1 && same_artifact "$ref" "$out"; then pass "kill at $spec, resume: identical"
+  else fail "kill at $spec, resume: $(tail -2 "$out.log")"; fi
+}
+
 e2e_finish() {
   if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
   echo "all checks passed"
