@@ -30,14 +30,8 @@ void artifact_out_dir_check(const std::string& dir, const std::string& source_di
 }
 
 void output_space_check(const std::string& dir, uint64_t artifact_bytes, uint64_t snapshot_bytes, int64_t available) {
-  if (available < 0) {
-    fs::path p = fs::absolute(dir);
-    std::error_code ec;
-    while (!fs::exists(p, ec) && p.has_parent_path() && p != p.parent_path()) p = p.parent_path();
-    const fs::space_info si = fs::space(p, ec);
-    if (ec) return;  // cannot tell: the writes themselves will report a full disk with the path
-    available = static_cast<int64_t>(si.available);
-  }
+  if (available < 0) available = filesystem_available_bytes(dir);
+  if (available < 0) return;  // cannot tell: the writes themselves will report a full disk with the path
   const uint64_t need = artifact_bytes + snapshot_bytes;
   DSV4_CHECK_IN("writer", static_cast<uint64_t>(available) >= need,
                 "output directory %s: the run needs %llu more bytes (%.3f GB: artifact %.3f GB, activation snapshots "

@@ -63,6 +63,21 @@ void check_out_dir_empty(const std::string& dir) {
                 dir.c_str());
 }
 
+// Checked before anything is written: a flash checkpoint is GBs even at one layer, and a disk that
+// fills halfway leaves a broken directory behind. The margin covers headers, the index, the
+// tokenizer and calib.jsonl.
+void check_free_space(const SynthOptions& o, const SynthSummary& plan) {
+  const int64_t available = o.available_bytes >= 0 ? o.available_bytes : filesystem_available_bytes(o.out_dir);
+  if (available < 0) return;  // cannot tell: a failed write names the path
+  const uint64_t need = plan.bytes + (64ull << 20);
+  DSV4_CHECK_IN("make-model", static_cast<uint64_t>(available) >= need,
+                "output directory %s: the checkpoint needs about %llu bytes (%.3f GB, %llu tensors) but its filesystem "
+                "has %llu bytes (%.3f GB) available; free space, choose another --out or make fewer layers/experts",
+                o.out_dir.c_str(), static_cast<unsigned long long>(need), static_cast<double>(need) / 1e9,
+                static_cast<unsigned long long>(plan.tensors), static_cast<unsigned long long>(available),
+                static_cast<double>(available) / 1e9);
+}
+
 // Checked before anything is written, so a bad --tokenizer leaves no half-made checkpoint.
 void check_tokenizer_source(const SynthOptions& o) {
   if (o.tokenizer_dir.empty()) return;
@@ -119,6 +134,7 @@ SynthSummary synth_checkpoint_write(const ModelConfig& config, const SynthOption
   const auto tensors = inventory_expected(config, o.mtp_stages);
   const auto units = units_of(tensors);
   const SynthSummary plan = synth_plan(config, o);
+  check_free_space(o, plan);
   make_directories(o.out_dir);
 
   CheckpointWriter writer(o.out_dir, specs_of(tensors), o.max_shard_bytes);

@@ -31,6 +31,8 @@ struct SynthOptions {
   // calibrated with no other download; 0: none.
   int calibration_records = 64;
   int calibration_sentences = 0;  // per answer; 0: 3 to 8 (synth_text.h)
+  // Free bytes to assume on the output filesystem (tests); -1: ask the filesystem.
+  int64_t available_bytes = -1;
 };
 
 struct SynthSummary {

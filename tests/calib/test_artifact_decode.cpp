@@ -14,7 +14,6 @@
 #include <string>
 
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include "calib/artifact_decode.h"
 #include "common/check.h"
@@ -28,6 +27,7 @@
 #include "quant/compressed_module.h"
 #include "quant/gptq.h"
 #include "quant/quant_scheme.h"
+#include "tests/scratch_dir.h"
 
 namespace dsv4::calib {
 namespace {
@@ -37,10 +37,9 @@ using quant::EncodedTensor;
 using quant::PackFormat;
 using quant::QuantArgs;
 
-// ctest runs each test in its own process, in parallel: directories carry the pid.
+// A fresh directory in the process scratch directory (removed at exit).
 std::string fresh_dir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "dsv4_artifact_decode_" + std::to_string(::getpid()) + "_" + name;
-  fs::remove_all(dir);
+  const std::string dir = dsv4::testing::scratch_path(name);
   make_directories(dir);
   return dir;
 }

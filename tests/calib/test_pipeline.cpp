@@ -4,7 +4,6 @@
 // the layers after the first; preflight failures write nothing.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -19,6 +18,7 @@
 #include "common/fs.h"
 #include "common/safetensors.h"
 #include "model/synth_model.h"
+#include "tests/scratch_dir.h"
 
 namespace dsv4::calib {
 namespace {
@@ -26,9 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string temp_dir(const std::string& name) {
-  const std::string d = ::testing::TempDir() + "dsv4_pipeline_" + std::to_string(::getpid()) + "_" + name;
-  fs::remove_all(d);
-  return d;
+  return dsv4::testing::scratch_path(name);
 }
 
 // One tiny checkpoint (with its calib.jsonl) for the whole suite.

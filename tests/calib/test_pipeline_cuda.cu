@@ -22,6 +22,7 @@
 #include "common/safetensors.h"
 #include "model/synth_model.h"
 #include "tests/gpu_test.h"
+#include "tests/scratch_dir.h"
 
 namespace dsv4::calib {
 namespace {
@@ -30,8 +31,7 @@ namespace fs = std::filesystem;
 
 TEST(PipelineCuda, GpuForwardArtifactMatchesCpuBf16Artifact) {
   DSV4_REQUIRE_GPU_OR_SKIP();
-  const std::string base = ::testing::TempDir() + "dsv4_pipeline_cuda_" + std::to_string(::getpid());
-  fs::remove_all(base);
+  const std::string base = dsv4::testing::scratch_path("pipeline_cuda");
   const std::string source = base + "/source";
   const uint64_t seed = fresh_rng()();
   model::synth_checkpoint_write(model::ModelConfig::tiny(), {.out_dir = source, .seed = seed});

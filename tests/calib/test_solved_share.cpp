@@ -1,7 +1,6 @@
 // test_solved_share.cpp: the solved-module wire format (what owners broadcast after a solve, and
 // what the run journal stages), and the free-space preflight of resumable runs.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <string>
@@ -11,6 +10,7 @@
 #include "calib/run_checkpoint.h"
 #include "calib/solved_share.h"
 #include "common/check.h"
+#include "tests/scratch_dir.h"
 
 namespace dsv4::calib {
 namespace {
@@ -116,7 +116,7 @@ namespace {
 // The journal's block checksum: the same bytes give the same sum; a flipped byte in the first
 // block, in a later block or in a last partial word, or one more zero byte, changes it.
 TEST(RunCheckpoint, FileChecksumSeesEveryByteAndTheSize) {
-  const std::string path = ::testing::TempDir() + "dsv4_checksum_" + std::to_string(::getpid()) + ".bin";
+  const std::string path = dsv4::testing::scratch_path("checksum.bin");
   std::vector<char> bytes((33u << 20) + 5);  // three 16 MiB blocks, the last one partial
   for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>((i * 2654435761u) >> 13);
   auto write = [&](const std::vector<char>& b) {

@@ -13,18 +13,17 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include "common/fs.h"
 #include "common/rng.h"
 #include "common/safetensors.h"
+#include "tests/scratch_dir.h"
 
 namespace dsv4 {
 namespace {
 
 std::string temp_dir() {
-  const std::string d = ::testing::TempDir() + "dsv4_cli_solve_" + std::to_string(::getpid());
-  std::filesystem::remove_all(d);
+  const std::string d = dsv4::testing::scratch_path("cli_solve");
   std::filesystem::create_directories(d);
   return d;
 }
@@ -37,7 +36,7 @@ void write_f32(const std::string& path, const std::string& name, std::vector<int
 
 // Runs the binary; returns its exit code and fills stdout+stderr.
 int run(const std::string& args, std::string* output) {
-  const std::string log = ::testing::TempDir() + "dsv4_cli_solve_out_" + std::to_string(::getpid());
+  const std::string log = dsv4::testing::process_scratch_root() + "/cli_output.log";
   const int rc = std::system((std::string(DSV4_BIN) + " " + args + " > " + log + " 2>&1").c_str());
   *output = read_file(log);
   return WEXITSTATUS(rc);

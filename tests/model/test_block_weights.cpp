@@ -9,22 +9,21 @@
 #include <set>
 #include <string>
 
-#include <unistd.h>
 
 #include "common/safetensors.h"
 #include "model/block_weights.h"
 #include "model/forward.h"
 #include "model/synth_model.h"
 #include "model/weight_decode.h"
+#include "tests/scratch_dir.h"
 
 namespace dsv4::model {
 namespace {
 
-// One tiny checkpoint for the whole file (ctest runs tests in parallel processes: pid in the name).
+// One tiny checkpoint for the whole file, in the process scratch directory.
 const std::string& tiny_dir() {
   static const std::string dir = [] {
-    const std::string d = ::testing::TempDir() + "dsv4_block_weights_" + std::to_string(::getpid());
-    std::filesystem::remove_all(d);
+    const std::string d = dsv4::testing::scratch_path("tiny");
     synth_checkpoint_write(ModelConfig::tiny(), {.out_dir = d, .seed = 5, .calibration_records = 0});
     return d;
   }();

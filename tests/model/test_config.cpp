@@ -12,6 +12,7 @@
 
 #include "common/check.h"
 #include "model/config.h"
+#include "tests/scratch_dir.h"
 
 namespace dsv4::model {
 namespace {
@@ -377,7 +378,7 @@ TEST(ModelConfigTest, MissingMtpEntriesAreSliding) {
 }
 
 TEST(ModelConfigTest, FromFileReadsAndNamesThePath) {
-  const std::string dir = ::testing::TempDir();
+  const std::string dir = dsv4::testing::process_scratch_root() + "/";
   const std::string good = dir + "dsv4_config_good.json", bad = dir + "dsv4_config_bad.json";
   std::ofstream(good) << kReleaseJson;
   std::ofstream(bad) << "{\"vocab_size\": 12,";

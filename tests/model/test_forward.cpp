@@ -12,11 +12,11 @@
 #include <filesystem>
 #include <map>
 
-#include <unistd.h>
 
 #include "common/safetensors.h"
 #include "model/forward.h"
 #include "model/synth_model.h"
+#include "tests/scratch_dir.h"
 
 namespace dsv4::model {
 namespace {
@@ -93,8 +93,7 @@ TEST_P(ForwardGolden, MatchesTransformersFp32) {
   const auto fx = SafetensorsFile::open(std::string(DSV4_SOURCE_DIR) + "/tests/golden/" + g.fixture);
   const std::vector<int64_t> ids = i64_of(*fx, "input_ids");
   const std::vector<int64_t> kept = i64_of(*fx, "token_index");
-  const std::string dir = ::testing::TempDir() + "dsv4_fwd_golden_" + std::to_string(::getpid()) + "_" + std::to_string(g.seed);
-  std::filesystem::remove_all(dir);
+  const std::string dir = dsv4::testing::scratch_path("fwd_golden_" + std::to_string(g.seed));
   const ModelConfig c = synth_preset_config("tiny", g.layers, g.experts);
   synth_checkpoint_write(c, {.out_dir = dir, .seed = g.seed});
   const Checkpoint ckpt = Checkpoint::open(dir);

@@ -14,7 +14,6 @@
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include "common/check.h"
 #include "common/codec.h"
@@ -22,6 +21,7 @@
 #include "common/safetensors.h"
 #include "model/synth_model.h"
 #include "model/weight_decode.h"
+#include "tests/scratch_dir.h"
 
 namespace dsv4::model {
 namespace {
@@ -31,8 +31,7 @@ TEST(GoldenDecode, TinySeed1MatchesTorch) {
       nlohmann::json::parse(read_file(std::string(DSV4_SOURCE_DIR) + "/tests/golden/tiny_seed1_decode.json"));
   ASSERT_EQ(golden["magic"], "dsv4-golden-decode");
   ASSERT_EQ(golden["version"], 1);
-  const std::string dir = ::testing::TempDir() + "dsv4_golden_" + std::to_string(::getpid());
-  std::filesystem::remove_all(dir);
+  const std::string dir = dsv4::testing::scratch_path("golden");
   synth_checkpoint_write(ModelConfig::tiny(), {.out_dir = dir, .seed = 1});
   const Checkpoint ckpt = Checkpoint::open(dir);
   ASSERT_GE(golden["tensors"].size(), 4u);
@@ -86,8 +85,7 @@ TEST(GoldenForward, FixtureIsReadableAndEmbeddingMatchesTheTinyCheckpoint) {
   }
   EXPECT_EQ(fx->find("logits")->shape, (std::vector<int64_t>{kept, c.vocab_size}));
 
-  const std::string dir = ::testing::TempDir() + "dsv4_golden_fwd_" + std::to_string(::getpid());
-  std::filesystem::remove_all(dir);
+  const std::string dir = dsv4::testing::scratch_path("golden_fwd");
   synth_checkpoint_write(c, {.out_dir = dir, .seed = 1});
   const Checkpoint ckpt = Checkpoint::open(dir);
   const auto table = ckpt.bytes("embed.weight");

@@ -12,7 +12,6 @@
 #include <set>
 #include <sstream>
 
-#include <unistd.h>
 
 #include "common/check.h"
 #include "common/codec.h"
@@ -24,6 +23,7 @@
 #include "model/synth_text.h"
 #include "model/synth_tokenizer.h"
 #include "model/weight_decode.h"
+#include "tests/scratch_dir.h"
 
 namespace dsv4::model {
 namespace {
@@ -31,12 +31,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-// ctest runs each test in its own process, in parallel: directories carry the pid.
-std::string fresh_dir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "dsv4_synth_" + std::to_string(::getpid()) + "_" + name;
-  fs::remove_all(dir);
-  return dir;
-}
+std::string fresh_dir(const std::string& name) { return dsv4::testing::scratch_path(name); }
 
 // One tiny checkpoint shared by the read-only tests (writing takes ~0.2 s).
 const std::string& tiny_dir() {
@@ -184,6 +179,26 @@ TEST(Synth, RefusesANonEmptyDirectoryAndLeavesItUntouched) {
   }
   EXPECT_EQ(read_file(dir + "/precious.txt"), "keep me");
   EXPECT_FALSE(fs::exists(dir + "/config.json"));
+}
+
+// A disk too small for the checkpoint is refused before anything is written, naming the directory
+// and the bytes needed; exactly enough space is accepted.
+TEST(Synth, RefusesUpFrontWhenTheDiskIsTooSmall) {
+  const std::string dir = fresh_dir("small_disk");
+  const SynthSummary plan = synth_plan(ModelConfig::tiny(), {.out_dir = dir, .max_shard_bytes = 1u << 20});
+  const int64_t need = static_cast<int64_t>(plan.bytes + (64ull << 20));
+  try {
+    synth_checkpoint_write(ModelConfig::tiny(),
+                           {.out_dir = dir, .max_shard_bytes = 1u << 20, .available_bytes = need - 1});
+    FAIL() << "wrote with too little space";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr(dir));
+    EXPECT_THAT(e.what(), HasSubstr(std::to_string(need) + " bytes"));
+    EXPECT_THAT(e.what(), HasSubstr("available"));
+  }
+  EXPECT_FALSE(fs::exists(dir));
+  synth_checkpoint_write(ModelConfig::tiny(), {.out_dir = dir, .max_shard_bytes = 1u << 20, .available_bytes = need});
+  EXPECT_TRUE(fs::exists(dir + "/config.json"));
 }
 
 TEST(Synth, CopiesAGivenTokenizerAndRejectsADirectoryWithoutOne) {
