@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cmath>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -268,8 +269,9 @@ nlohmann::ordered_json layer_report_json(const LayerReport& l) {
   using nlohmann::ordered_json;
   ordered_json j;
   j["segment"] = l.name;
-  j["seconds"] = {{"total", l.seconds}, {"decode", l.seconds_decode}, {"forward", l.seconds_forward},
-                  {"solve", l.seconds_solve}, {"comm", l.seconds_comm}, {"write", l.seconds_write}};
+  j["seconds"] = {{"total", l.seconds},         {"decode", l.seconds_decode}, {"forward", l.seconds_forward},
+                  {"solve", l.seconds_solve},   {"comm", l.seconds_comm},     {"wait", l.seconds_wait},
+                  {"write", l.seconds_write}};
   j["hessians"] = l.hessians;
   ordered_json methods = ordered_json::object();
   for (SolveMethod m : kSolveMethods) {
@@ -304,9 +306,11 @@ nlohmann::ordered_json layer_report_json(const LayerReport& l) {
 
 std::string layer_report_line(const LayerReport& l, int num_segments) {
   char buf[512];
-  int n = std::snprintf(buf, sizeof buf, "[%d/%d] %-9s %6.2fs (decode %.2f fwd %.2f solve %.2f comm %.2f write %.2f)",
+  int n = std::snprintf(buf, sizeof buf,
+                        "[%d/%d] %-9s %6.2fs (decode %.2f fwd %.2f solve %.2f comm %.2f wait %.2f; write %.2f in the "
+                        "background)",
                         l.segment + 1, num_segments, l.name.c_str(), l.seconds, l.seconds_decode, l.seconds_forward,
-                        l.seconds_solve, l.seconds_comm, l.seconds_write);
+                        l.seconds_solve, l.seconds_comm, l.seconds_wait, l.seconds_write);
   std::string s(buf, static_cast<size_t>(n));
   if (!l.modules.empty()) {
     s += " modules " + std::to_string(l.modules.size());
@@ -427,6 +431,36 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
       log_info("replayed %s from its committed weights", artifact_segment_name(seg, c).c_str());
     }
   }
+
+  // One segment's write and commit files run on a background thread while the next segment
+  // computes (the writer and the journal see segments in order: one job at a time). settle()
+  // waits for it and commits it on this thread, which runs every collective; the wait counts in
+  // the segment that waits (for the last job, in its own segment).
+  struct SegmentJob {
+    RunCheckpoint::SegmentFiles files;
+    int open_from_segment = 0;
+    double seconds = 0.0;
+  };
+  struct Pending {
+    LayerReport report;
+    std::future<SegmentJob> job;
+  };
+  std::optional<Pending> pending;  // destroyed before `states`: an unsettled job is waited for
+  auto settle = [&](bool last) {
+    if (!pending) return;
+    const auto waited_from = Clock::now();
+    SegmentJob j = pending->job.get();  // rethrows the job's error here
+    LayerReport lr = std::move(pending->report);
+    pending.reset();
+    lr.seconds_write = j.seconds;
+    if (last) {
+      lr.seconds_wait += since(waited_from);
+      lr.seconds += since(waited_from);
+    }
+    if (ck) ck->commit_segment(layer_report_json(lr), j.files, j.open_from_segment);
+    if (on_layer) on_layer(lr);
+    report.layers.push_back(std::move(lr));
+  };
 
   for (int seg = first_segment; seg < in.layout->num_segments; ++seg) {
     const auto seg_start = Clock::now();
@@ -570,6 +604,12 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
                             s.fallback, s.tokens, s.seconds});
     }
 
+    // The previous segment's files are durable once its background job ends; its journal line
+    // goes in now (a collective), before pass B overwrites the states its snapshot reads.
+    t = Clock::now();
+    settle(false);
+    lr.seconds_wait = since(t);
+
     // Pass B: the next layer's input from the quantized layer (or the source layer's output).
     dist::RunPhase::set(lr.name, "pass B");
     t = Clock::now();
@@ -589,23 +629,31 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     }
     lr.seconds_forward += since(t);
 
-    dist::RunPhase::set(lr.name, "write");
-    t = Clock::now();
-    if (writer) {
-      std::map<std::string, const SolvedModule*> by_name;
-      for (const SolvedModule& s : solved) by_name[s.module] = &s;
-      writer->write_segment(seg, by_name);
-    }
-    lr.seconds_write = since(t);
+    // Write the segment and its commit files in the background while the next segment computes;
+    // `states` stay untouched until the next pass B, which settles this job first.
     lr.seconds = since(seg_start);
-    if (ck) {
-      dist::RunPhase::set(lr.name, "commit");
-      ck->commit_segment(seg, layer_report_json(lr), solved, forward ? &states : nullptr, in.first_sample, snapshot_due,
-                         replay_needs_weights, writer ? writer->open_from_segment() : 0);
-    }
-    if (on_layer) on_layer(lr);
-    report.layers.push_back(std::move(lr));
+    const std::string name = lr.name;
+    const std::vector<std::vector<float>>* out_states = forward ? &states : nullptr;
+    pending.emplace(std::move(lr), std::async(std::launch::async, [&, seg, name, out_states, snapshot_due,
+                                                                   replay_needs_weights, solved = std::move(solved)] {
+      struct ClearPhase {
+        ~ClearPhase() { dist::RunPhase::clear_background(); }
+      } clear_phase;
+      const auto t0 = Clock::now();
+      SegmentJob j;
+      dist::RunPhase::set_background(name, "write");
+      if (writer) {
+        std::map<std::string, const SolvedModule*> by_name;
+        for (const SolvedModule& m : solved) by_name[m.module] = &m;
+        writer->write_segment(seg, by_name);
+        j.open_from_segment = writer->open_from_segment();
+      }
+      if (ck) j.files = ck->write_segment_files(seg, solved, out_states, in.first_sample, snapshot_due, replay_needs_weights);
+      j.seconds = since(t0);
+      return j;
+    }));
   }
+  settle(true);
   dist::RunPhase::set("finish", "");
   report.seconds = since(run_start);
   return report;

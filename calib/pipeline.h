@@ -2,7 +2,9 @@
 // decode its weights, run pass A over the calibration samples with taps collecting Hessians,
 // solve every module the recipe quantizes, run pass B with the quantized weights to produce the
 // next layer's input (propagate_error), and hand the layer to the writer; then the MTP stages and
-// the top level.
+// the top level. A segment's write and its commit files (snapshot, staged modules) run on a
+// background thread while the next segment decodes, runs pass A and solves; its journal line is
+// appended, and `on_layer` called, before the next pass B.
 //
 //   PipelineInputs in{&recipe, &plan, &config, &source, &layout, samples};
 //   PipelineReport rep = pipeline_run(in, writer, [](const LayerReport& l) { print(l); });
@@ -74,8 +76,11 @@ struct ModuleReport {
 struct LayerReport {
   int segment = 0;
   std::string name;  // "layers.3", "mtp.0", "top"
+  // `seconds`: this thread's wall time for the segment, which includes `seconds_wait` (waiting for
+  // the previous segment's background write and committing it) but not `seconds_write` (this
+  // segment's write and commit files, on the background thread while the next segment computes).
   double seconds = 0.0, seconds_decode = 0.0, seconds_forward = 0.0, seconds_solve = 0.0, seconds_comm = 0.0,
-         seconds_write = 0.0;
+         seconds_wait = 0.0, seconds_write = 0.0;
   int64_t hessians = 0;
   std::vector<ModuleReport> modules;
   std::vector<int64_t> expert_tokens;  // routed tokens per expert in pass A (empty without one)

@@ -279,18 +279,19 @@ std::vector<SolvedModule> RunCheckpoint::staged(int segment) const {
   return out;
 }
 
-void RunCheckpoint::commit_segment(int segment, const ordered_json& report, const std::vector<SolvedModule>& solved,
-                                   const std::vector<std::vector<float>>* states, int64_t first_sample,
-                                   bool snapshot_due, bool replay_needs_it, int open_from_segment) {
-  const bool rank0 = comm_->rank() == 0;
-  // 1. Snapshot: each rank its own samples; rank 0 learns the file records.
-  ordered_json snapshot = nullptr;
+RunCheckpoint::SegmentFiles RunCheckpoint::write_segment_files(int segment, const std::vector<SolvedModule>& solved,
+                                                               const std::vector<std::vector<float>>* states,
+                                                               int64_t first_sample, bool snapshot_due,
+                                                               bool replay_needs_it) const {
+  SegmentFiles files;
+  files.segment = segment;
   const std::string seg_label = "segment " + std::to_string(segment);
+  // 1. Snapshot: each rank its own samples.
   if (snapshot_due && states) {
-    dist::RunPhase::set(seg_label, "snapshot");
+    files.snapshot = true;
+    dist::RunPhase::set_background(seg_label, "snapshot");
     const std::string dir = snapshot_dir(segment);
     make_directories(dir);
-    ordered_json mine = nullptr;
     if (!states->empty()) {
       const int64_t end = first_sample + static_cast<int64_t>(states->size());
       char name[64];
@@ -299,36 +300,46 @@ void RunCheckpoint::commit_segment(int segment, const ordered_json& report, cons
       AtomicFile f(dir + "/" + name);
       for (const auto& s : *states) f.write(s.data(), s.size() * sizeof(float));
       f.commit();
-      mine = file_record(dir, name);
-      mine["begin"] = first_sample;
-      mine["end"] = end;
+      files.snapshot_mine = file_record(dir, name);
+      files.snapshot_mine["begin"] = first_sample;
+      files.snapshot_mine["end"] = end;
     }
-    ordered_json files = ordered_json::array();
-    for (const std::string& s : comm_->all_gather_strings(mine.dump())) {
-      const ordered_json r = ordered_json::parse(s);
-      if (!r.is_null()) files.push_back(r);
-    }
-    snapshot = {{"segment", segment}, {"files", files}};
   }
-  if (!rank0) return;
+  if (comm_->rank() != 0) return files;
 
   // 2. Stage the solved modules: the writer may need them again (open shard), and replay does
   // (forward layers until a later snapshot exists).
-  ordered_json staged = nullptr;
-  dist::RunPhase::set(seg_label, "stage");
+  dist::RunPhase::set_background(seg_label, "stage");
   if (!solved.empty()) {
     std::string blob;
     // Without replay the writer needs only the encoded tensors.
     for (const SolvedModule& m : solved) blob += solved_module_serialize(m, replay_needs_it);
     write_file_atomic(staged_path(segment), blob);
-    staged = file_record(run_dir_, "solved/" + seg_name(segment) + ".bin");
-    staged["replay"] = replay_needs_it;
-    staged_segments_[segment] = replay_needs_it;
+    files.staged = file_record(run_dir_, "solved/" + seg_name(segment) + ".bin");
+    files.staged["replay"] = replay_needs_it;
   }
+  return files;
+}
+
+void RunCheckpoint::commit_segment(const ordered_json& report, const SegmentFiles& files, int open_from_segment) {
+  const int segment = files.segment;
+  const std::string seg_label = "segment " + std::to_string(segment);
+  // 1. Rank 0 learns every rank's snapshot file record.
+  ordered_json snapshot = nullptr;
+  if (files.snapshot) {
+    ordered_json records = ordered_json::array();
+    for (const std::string& s : comm_->all_gather_strings(files.snapshot_mine.dump())) {
+      const ordered_json r = ordered_json::parse(s);
+      if (!r.is_null()) records.push_back(r);
+    }
+    snapshot = {{"segment", segment}, {"files", records}};
+  }
+  if (comm_->rank() != 0) return;
+  if (!files.staged.is_null()) staged_segments_[segment] = files.staged.at("replay").get<bool>();
   int new_snapshot = snapshot_segment_;
   if (!snapshot.is_null()) new_snapshot = segment;
 
-  // 3. What is no longer needed once this line is durable.
+  // 2. What is no longer needed once this line is durable.
   ordered_json dropped = ordered_json::array();
   for (const auto& [s, replay] : staged_segments_) {
     const bool writer_done = s < open_from_segment;
@@ -341,7 +352,7 @@ void RunCheckpoint::commit_segment(int segment, const ordered_json& report, cons
           {"segment", segment},
           {"report", report},
           {"shards", pending_shards_},
-          {"staged", staged},
+          {"staged", files.staged},
           {"snapshot", snapshot},
           {"dropped_staged", dropped}});
   pending_shards_ = ordered_json::array();

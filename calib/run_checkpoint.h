@@ -12,12 +12,14 @@
 //                        them (ranges are re-partitioned on load)
 //
 // Every file is written to a temporary name, fsync'd, renamed, the directory fsync'd; the journal
-// line is appended after everything it names is durable, so a kill loses at most the segment in
-// flight. finish() removes .calib_run after the artifact's index is committed.
+// line is appended after everything it names is durable, so a kill loses at most the segments in
+// flight: the one being computed and the one whose files are still being written (the pipeline
+// overlaps the two). finish() removes .calib_run after the artifact's index is committed.
 //
 //   RunCheckpoint ck = RunCheckpoint::open_or_create(out, identity, shard_names, comm, restart);
 //   if (ck.resuming()) { ck.first_segment(); ck.snapshot_segment(); ck.load_snapshot(...); ck.staged(seg); }
-//   ck.commit_segment(seg, report_json, solved, states, snapshot_due);   // every rank calls it
+//   files = ck.write_segment_files(seg, solved, states, first_sample, snapshot_due, replay);
+//   ck.commit_segment(report_json, files, open_from_segment);      // every rank, in segment order
 //
 // Resume refuses (naming what changed, suggesting --restart) when the recipe, the source or the
 // calibration data differ from the journal's, and when a committed shard or staged file fails its
@@ -65,13 +67,27 @@ class RunCheckpoint {
 
   // Called by the writer (rank 0) for every shard it commits; recorded in the next journal line.
   void on_shard_committed(const std::string& shard_name);
-  // Every rank, after segment `segment` is written (rank 0) and `states` hold this rank's layer
-  // outputs (samples from first_sample): snapshot if due, stage, journal, clean up.
-  // `open_from_segment`: the lowest segment whose tensors are still in an open shard (rank 0's
-  // writer; staged files below it are no longer needed for the writer).
-  void commit_segment(int segment, const nlohmann::ordered_json& report, const std::vector<SolvedModule>& solved,
-                      const std::vector<std::vector<float>>* states, int64_t first_sample, bool snapshot_due,
-                      bool replay_needs_it, int open_from_segment);
+
+  // A segment's commit is two steps, so that its files can be written on a background thread
+  // while the pipeline computes the next segment:
+  //   1. write_segment_files (every rank, after the segment is written on rank 0 and `states`
+  //      hold this rank's layer outputs, samples from first_sample): this rank's snapshot part
+  //      when due, and on rank 0 the staged modules. It touches neither the communicator nor the
+  //      journal state.
+  //   2. commit_segment (every rank, in segment order, on the thread that runs the collectives):
+  //      gathers the snapshot records, appends the journal line (rank 0), drops what is no
+  //      longer needed. `open_from_segment`: the lowest segment whose tensors are still in an
+  //      open shard (rank 0's writer, read after step 1's segment was written).
+  struct SegmentFiles {
+    int segment = -1;
+    bool snapshot = false;                                // taken (every rank agrees)
+    nlohmann::ordered_json snapshot_mine = nullptr;       // this rank's file record; null: none
+    nlohmann::ordered_json staged = nullptr;              // rank 0: the staged file record, or null
+  };
+  SegmentFiles write_segment_files(int segment, const std::vector<SolvedModule>& solved,
+                                   const std::vector<std::vector<float>>* states, int64_t first_sample,
+                                   bool snapshot_due, bool replay_needs_it) const;
+  void commit_segment(const nlohmann::ordered_json& report, const SegmentFiles& files, int open_from_segment);
   // After the artifact's index is committed (rank 0): removes .calib_run.
   void finish();
 

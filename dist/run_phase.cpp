@@ -25,6 +25,8 @@ struct PhaseState {
   std::mutex mutex;
   std::string segment, phase;
   std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
+  std::string background;  // "<segment> <phase>" of the background writer; empty when idle
+  std::chrono::steady_clock::time_point background_since;
 };
 PhaseState& state() {
   static PhaseState s;
@@ -75,14 +77,38 @@ void RunPhase::set(const std::string& segment, const std::string& phase) {
   maybe_inject(segment, phase);
 }
 
+void RunPhase::set_background(const std::string& segment, const std::string& phase) {
+  {
+    PhaseState& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    s.background = segment + " " + phase;
+    s.background_since = std::chrono::steady_clock::now();
+  }
+  maybe_inject(segment, phase);
+}
+
+void RunPhase::clear_background() {
+  PhaseState& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.background.clear();
+}
+
 std::string RunPhase::describe() {
   PhaseState& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
-  if (s.segment.empty() && s.phase.empty()) return "startup";
-  const double in_phase = std::chrono::duration<double>(std::chrono::steady_clock::now() - s.since).count();
-  char buf[64];
-  std::snprintf(buf, sizeof buf, " (%.1f s in phase)", in_phase);
-  return s.segment + " " + s.phase + buf;
+  const auto now = std::chrono::steady_clock::now();
+  std::string out = "startup";
+  if (!s.segment.empty() || !s.phase.empty()) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " (%.1f s in phase)", std::chrono::duration<double>(now - s.since).count());
+    out = s.segment + " " + s.phase + buf;
+  }
+  if (!s.background.empty()) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " (%.1f s)", std::chrono::duration<double>(now - s.background_since).count());
+    out += "; writing in the background: " + s.background + buf;
+  }
+  return out;
 }
 
 void run_phase_wait(Communicator* comm, double timeout_s, const std::string& what, const std::function<bool()>& done,

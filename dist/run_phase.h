@@ -3,7 +3,8 @@
 // the field's hangs were diagnosed from py-spy dumps; ours print it).
 //
 //   RunPhase::set("layers.22", "reduce");          // the pipeline marks each step
-//   RunPhase::describe();                           // "layers.22 reduce (12.3 s in phase)"
+//   RunPhase::set_background("layers.21", "write"); // the background writer's step
+//   RunPhase::describe();                           // "layers.22 reduce (12.3 s in phase); writing ..."
 //   run_phase_fail(comm, "collective timed out");   // prints rank, host, phase; aborts the job
 //
 // Fault injection for the failure tests (tests/e2e): DSV4_FAULT="ACTION@RANK@SEGMENT@PHASE" makes
@@ -22,7 +23,13 @@ class Communicator;
 
 struct RunPhase {
   static void set(const std::string& segment, const std::string& phase);
-  static std::string describe();  // "<segment> <phase> (N s in phase)", or "startup"
+  // The phase of the background writer thread (the pipeline writes and commits a segment while it
+  // computes the next): described after the main phase; DSV4_FAULT applies to it the same way.
+  static void set_background(const std::string& segment, const std::string& phase);
+  static void clear_background();
+  // "<segment> <phase> (N s in phase)" or "startup", then "; writing in the background: <segment>
+  // <phase> (N s)" while the writer works.
+  static std::string describe();
 };
 
 // Polls `done` until it returns true, sleeping between polls (1 µs doubling up to max_pause_us,

@@ -87,5 +87,17 @@ TEST(RunPhase, DescribesSegmentAndPhase) {
   EXPECT_NE(d.find("s in phase"), std::string::npos) << d;
 }
 
+TEST(RunPhase, DescribesTheBackgroundWriterUntilCleared) {
+  RunPhase::set("layers.8", "solve");
+  RunPhase::set_background("layers.7", "write");
+  std::string d = RunPhase::describe();
+  EXPECT_NE(d.find("layers.8 solve"), std::string::npos) << d;
+  EXPECT_NE(d.find("writing in the background: layers.7 write"), std::string::npos) << d;
+  RunPhase::clear_background();
+  d = RunPhase::describe();
+  EXPECT_EQ(d.find("background"), std::string::npos) << d;
+  EXPECT_NE(d.find("layers.8 solve"), std::string::npos) << d;
+}
+
 }  // namespace
 }  // namespace dsv4::dist
