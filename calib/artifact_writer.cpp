@@ -78,6 +78,17 @@ int ArtifactWriter::open_from_segment() const {
   return next_segment_;
 }
 
+std::set<std::string> ArtifactWriter::modules_in_open_shard(int segment) const {
+  std::set<std::string> open;
+  const size_t current = writer_->current_shard();
+  for (const OutputTensor& t : layout_.tensors) {
+    if (t.segment == segment && t.origin == OutputOrigin::kQuantized && writer_->shard_of(t.name) >= current) {
+      open.insert(t.source);
+    }
+  }
+  return open;
+}
+
 void ArtifactWriter::resume_at(int segment, const std::function<std::vector<SolvedModule>(int)>& staged) {
   DSV4_CHECK_IN("writer", next_ == 0, "resume_at after writing");
   if (layout_.tensors.empty()) return;

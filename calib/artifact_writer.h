@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,6 +44,9 @@ class ArtifactWriter {
   void resume_at(int segment, const std::function<std::vector<SolvedModule>(int)>& staged);
   // The lowest segment with a tensor in a shard not yet committed (num_segments when all are).
   int open_from_segment() const;
+  // The quantized modules of `segment` with a tensor in a shard not yet committed: what a resume
+  // would write again from the staged modules (the others are on disk for good).
+  std::set<std::string> modules_in_open_shard(int segment) const;
   // The shard names the layout gives (known before writing).
   static std::vector<std::string> planned_shard_names(const ArtifactLayout& layout, uint64_t shard_bytes);
 

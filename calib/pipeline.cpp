@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <tuple>
 
 #include "calib/gpu_forwarder.h"
@@ -642,13 +643,18 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
       const auto t0 = Clock::now();
       SegmentJob j;
       dist::RunPhase::set_background(name, "write");
+      std::set<std::string> writer_needs;
       if (writer) {
         std::map<std::string, const SolvedModule*> by_name;
         for (const SolvedModule& m : solved) by_name[m.module] = &m;
         writer->write_segment(seg, by_name);
         j.open_from_segment = writer->open_from_segment();
+        writer_needs = writer->modules_in_open_shard(seg);
       }
-      if (ck) j.files = ck->write_segment_files(seg, solved, out_states, in.first_sample, snapshot_due, replay_needs_weights);
+      if (ck) {
+        j.files = ck->write_segment_files(seg, solved, out_states, in.first_sample, snapshot_due, replay_needs_weights,
+                                          writer_needs);
+      }
       j.seconds = since(t0);
       return j;
     }));

@@ -282,7 +282,8 @@ std::vector<SolvedModule> RunCheckpoint::staged(int segment) const {
 RunCheckpoint::SegmentFiles RunCheckpoint::write_segment_files(int segment, const std::vector<SolvedModule>& solved,
                                                                const std::vector<std::vector<float>>* states,
                                                                int64_t first_sample, bool snapshot_due,
-                                                               bool replay_needs_it) const {
+                                                               bool replay_needs_it,
+                                                               const std::set<std::string>& writer_needs) const {
   SegmentFiles files;
   files.segment = segment;
   const std::string seg_label = "segment " + std::to_string(segment);
@@ -310,10 +311,13 @@ RunCheckpoint::SegmentFiles RunCheckpoint::write_segment_files(int segment, cons
   // 2. Stage the solved modules: the writer may need them again (open shard), and replay does
   // (forward layers until a later snapshot exists).
   dist::RunPhase::set_background(seg_label, "stage");
-  if (!solved.empty()) {
-    std::string blob;
-    // Without replay the writer needs only the encoded tensors.
-    for (const SolvedModule& m : solved) blob += solved_module_serialize(m, replay_needs_it);
+  // Without replay the writer needs only the encoded tensors of its open shard: at full width a
+  // layer's experts are GBs, and the part in shards already committed is on disk for good.
+  std::string blob;
+  for (const SolvedModule& m : solved) {
+    if (replay_needs_it || writer_needs.count(m.module)) blob += solved_module_serialize(m, replay_needs_it);
+  }
+  if (!blob.empty()) {
     write_file_atomic(staged_path(segment), blob);
     files.staged = file_record(run_dir_, "solved/" + seg_name(segment) + ".bin");
     files.staged["replay"] = replay_needs_it;

@@ -30,6 +30,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -84,9 +85,12 @@ class RunCheckpoint {
     nlohmann::ordered_json snapshot_mine = nullptr;       // this rank's file record; null: none
     nlohmann::ordered_json staged = nullptr;              // rank 0: the staged file record, or null
   };
+  // Without replay only the modules `writer_needs` names are staged (the writer's open shard;
+  // empty: none); with replay every solved module, with its dequantized weight.
   SegmentFiles write_segment_files(int segment, const std::vector<SolvedModule>& solved,
                                    const std::vector<std::vector<float>>* states, int64_t first_sample,
-                                   bool snapshot_due, bool replay_needs_it) const;
+                                   bool snapshot_due, bool replay_needs_it,
+                                   const std::set<std::string>& writer_needs) const;
   void commit_segment(const nlohmann::ordered_json& report, const SegmentFiles& files, int open_from_segment);
   // After the artifact's index is committed (rank 0): removes .calib_run.
   void finish();

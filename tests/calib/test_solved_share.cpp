@@ -10,6 +10,7 @@
 #include "calib/run_checkpoint.h"
 #include "calib/solved_share.h"
 #include "common/check.h"
+#include "dist/communicator.h"
 #include "tests/scratch_dir.h"
 
 namespace dsv4::calib {
@@ -115,6 +116,38 @@ namespace {
 
 // The journal's block checksum: the same bytes give the same sum; a flipped byte in the first
 // block, in a later block or in a last partial word, or one more zero byte, changes it.
+// Without replay a segment stages only the modules the writer's open shard still needs, without
+// their dequantized weights; with replay every module, with them. A resume reads back exactly that.
+TEST(RunCheckpoint, StagesWhatTheWriterAndTheReplayNeed) {
+  const std::string out = dsv4::testing::scratch_path("staging");
+  const RunIdentity id{"r", "s", "d", 4, {}};
+  const std::vector<SolvedModule> solved = {sample_module("layers.0.attn.wq_a", 1), sample_module("layers.0.attn.wkv", 2),
+                                            sample_module("layers.0.attn.wo_b", 3)};
+  {
+    auto comm = dist::communicator_self();
+    RunCheckpoint ck = RunCheckpoint::open_or_create(out, id, *comm, false);
+    ck.commit_segment({}, ck.write_segment_files(0, {}, nullptr, 0, false, false, {}), 1);
+    ck.commit_segment({}, ck.write_segment_files(1, solved, nullptr, 0, false, false, {"layers.0.attn.wkv"}), 1);
+    ck.commit_segment({}, ck.write_segment_files(2, solved, nullptr, 0, false, true, {}), 1);
+    const RunCheckpoint::SegmentFiles none = ck.write_segment_files(3, solved, nullptr, 0, false, false, {});
+    EXPECT_TRUE(none.staged.is_null()) << "nothing open, no replay: nothing staged";
+  }
+  auto comm = dist::communicator_self();
+  const RunCheckpoint ck = RunCheckpoint::open_or_create(out, id, *comm, false);
+  EXPECT_EQ(ck.first_segment(), 3);
+  EXPECT_FALSE(ck.has_staged(0));
+  ASSERT_TRUE(ck.has_staged(1));
+  const std::vector<SolvedModule> writer_only = ck.staged(1);
+  ASSERT_EQ(writer_only.size(), 1u);
+  EXPECT_EQ(writer_only[0].module, "layers.0.attn.wkv");
+  EXPECT_EQ(writer_only[0].tensors.size(), 2u);
+  EXPECT_TRUE(writer_only[0].dequant.empty());
+  ASSERT_TRUE(ck.has_staged(2));
+  const std::vector<SolvedModule> replay = ck.staged(2);
+  ASSERT_EQ(replay.size(), 3u);
+  for (size_t i = 0; i < replay.size(); ++i) EXPECT_EQ(replay[i].dequant, solved[i].dequant) << replay[i].module;
+}
+
 TEST(RunCheckpoint, FileChecksumSeesEveryByteAndTheSize) {
   const std::string path = dsv4::testing::scratch_path("checksum.bin");
   std::vector<char> bytes((33u << 20) + 5);  // three 16 MiB blocks, the last one partial
