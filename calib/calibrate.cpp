@@ -79,6 +79,10 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
     DSV4_CHECK_IN("calibrate", built_with_cuda(),
                   "--device cuda: this dsv4-calib was built without CUDA (configure with the cuda preset)");
     DSV4_CHECK_IN("calibrate", device_count() > 0, "--device cuda: no usable CUDA device on this machine");
+    DSV4_CHECK_IN("calibrate", o.gpu >= 0 && o.gpu < device_count(),
+                  "--device cuda: rank %d takes GPU %d (its index among the ranks on this host), but %d GPU(s) are "
+                  "visible; start at most one rank per GPU on each host",
+                  comm.rank(), o.gpu, device_count());
   }
   {
     std::error_code ec;
@@ -188,6 +192,7 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   in.samples = std::move(samples);
   in.threads = o.threads;
   in.device = o.device;
+  in.gpu = o.gpu;
   in.mode = o.device == ComputeDevice::kCuda ? model::NumericMode::kBf16 : o.mode;  // the GPU forward is bf16
   in.comm = &comm;
   in.checkpoint = &ck;

@@ -31,7 +31,8 @@ struct CalibrateOptions {
   bool progress = true;       // one log line per layer
   dist::Communicator* comm = nullptr;  // null: one process; else every rank calls calibrate_run
   bool restart = false;                // discard an interrupted run in the output directory
-  ComputeDevice device = ComputeDevice::kCpu;  // kCuda: passes (and GPTQ) on GPU 0, bf16 mode
+  ComputeDevice device = ComputeDevice::kCpu;  // kCuda: passes (and GPTQ) on GPU `gpu`, bf16 mode
+  int gpu = 0;  // this rank's CUDA device: the launcher passes its local rank (one rank per GPU)
   model::NumericMode mode = model::NumericMode::kFp32;  // of the CPU forward (kCuda is always bf16)
 };
 

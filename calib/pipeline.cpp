@@ -390,7 +390,7 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     int64_t longest = 0;
     for (const auto& ids : in.samples) longest = std::max<int64_t>(longest, static_cast<int64_t>(ids.size()));
     const RunEstimate need = run_estimate(r, *in.plan, c, static_cast<int64_t>(in.samples.size()), longest, 1.0);
-    gpu = gpu_forwarder_create(c, need.hessian_bytes_layer_peak);
+    gpu = gpu_forwarder_create(c, need.hessian_bytes_layer_peak, in.gpu);
     fwd.gpu = gpu.get();
   }
   if (last_data_layer >= 0 && !fwd.gpu) {

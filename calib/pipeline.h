@@ -37,7 +37,7 @@
 
 namespace dsv4::calib {
 
-// Where the forward passes run. kCuda runs them on GPU 0 in the bf16 numeric mode
+// Where the forward passes run. kCuda runs them on PipelineInputs::gpu in the bf16 numeric mode
 // (calib/gpu_forwarder.h), and the GPTQ solves the GPU sweep takes (integer codes, act-order
 // none/static, up-front qparams; module_solve_gpu_eligible) in batches there too.
 enum class ComputeDevice { kCpu, kCuda };
@@ -58,6 +58,7 @@ struct PipelineInputs {
   std::vector<int64_t> sample_lengths;  // all samples (every rank)
   model::NumericMode mode = model::NumericMode::kFp32;
   ComputeDevice device = ComputeDevice::kCpu;  // kCuda needs mode kBf16
+  int gpu = 0;                                 // the CUDA device of kCuda
   int threads = 0;                            // module solves in parallel; 0: all cores
 };
 

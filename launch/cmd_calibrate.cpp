@@ -61,6 +61,7 @@ int run_calibrate(const CalibrateArgs& a) {
   co.tool_commit = DSV4_COMMIT;
 
   const dist::Topology topo = dist::topology_init(nullptr, nullptr);
+  co.gpu = topo.local_rank;  // one rank per GPU of its host
   std::unique_ptr<dist::Communicator> comm = topo.world > 1 ? dist::communicator_mpi(recipe.run.collective_timeout_s)
                                                             : dist::communicator_self();
   co.comm = comm.get();
@@ -90,8 +91,9 @@ Command cmd_calibrate_register(CLI::App& app) {
   app.add_option("--seq-len", a->seq_len, "tokens per sample (overrides dataset.seq_len)")->check(CLI::NonNegativeNumber);
   app.add_option("--threads", a->threads, "threads for module solves (0: all cores)")->check(CLI::NonNegativeNumber);
   app.add_option("--device", a->device,
-                 "where the forward passes run: cpu (fp32 numeric mode) or cuda (GPU 0, bf16 numeric mode; GPTQ "
-                 "of integer schemes also runs there, other solves on the CPU)")
+                 "where the forward passes run: cpu (fp32 numeric mode) or cuda (bf16 numeric mode, on the rank's "
+                 "GPU: its index among the ranks of its host; GPTQ of integer schemes also runs there, other solves "
+                 "on the CPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   app.add_flag("--restart", a->restart,

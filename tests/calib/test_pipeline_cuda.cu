@@ -12,13 +12,14 @@
 // mean GPTQ relative error (tr(ΔHΔᵀ)/tr(WHWᵀ)) is within 10% of the CPU bf16 run's.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
+#include <cuda_runtime.h>
 
 #include <filesystem>
 #include <random>
 
 #include "calib/calibrate.h"
 #include "calib/verify.h"
+#include "common/check.h"
 #include "common/safetensors.h"
 #include "model/synth_model.h"
 #include "tests/gpu_test.h"
@@ -101,6 +102,27 @@ TEST(PipelineCuda, GpuForwardArtifactMatchesCpuBf16Artifact) {
   ASSERT_GT(gpu_cpu.codes, 0);
   EXPECT_LE(gpu_cpu.differ, 1.5 * cpu_modes.differ + gpu_cpu.codes / 100);
   fs::remove_all(base);
+}
+
+// A rank whose local index names a GPU the host does not have is refused before anything is
+// written, naming the rank, the GPU and how many are visible.
+TEST(PipelineCuda, RankWithoutItsOwnGpuIsRefusedUpFront) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  const std::string base = dsv4::testing::scratch_path("pipeline_cuda_gpu_index");
+  model::synth_checkpoint_write(model::ModelConfig::tiny(), {.out_dir = base + "/source", .seed = 1});
+  Recipe r = recipe_load(std::string(DSV4_SOURCE_DIR) + "/recipes/w4a16_mtp.yaml");
+  recipe_apply_overrides(r, {.model = base + "/source", .dataset = base + "/source/calib.jsonl", .out = base + "/out",
+                             .num_samples = 2, .seq_len = 16});
+  int visible = 0;
+  ASSERT_EQ(cudaGetDeviceCount(&visible), cudaSuccess);
+  try {
+    calibrate_run(r, {.progress = false, .device = ComputeDevice::kCuda, .gpu = visible});
+    FAIL() << "ran on GPU " << visible << " of " << visible;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("takes GPU " + std::to_string(visible)), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(std::to_string(visible) + " GPU(s) are visible"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(base + "/out"));
 }
 
 }  // namespace
