@@ -15,6 +15,7 @@
 
 #include "calib/solved_share.h"
 #include "common/check.h"
+#include "common/codec.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/parallel.h"
@@ -35,6 +36,44 @@ std::string seg_name(int segment) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "seg-%05d", segment);
   return buf;
+}
+
+// Whether every state value is a bf16 value widened (its low 16 bits zero): what the GPU
+// forward's bf16 states are. Such a snapshot is stored as bf16, half the bytes, and loads back
+// to the same floats.
+bool states_are_bf16(const std::vector<std::vector<float>>& states) {
+  std::atomic<bool> exact{true};
+  parallel_for(states.size(), 0, [&](size_t k) {
+    uint32_t low = 0;
+    for (const float v : states[k]) {
+      uint32_t bits;
+      std::memcpy(&bits, &v, 4);
+      low |= bits & 0xFFFFu;
+    }
+    if (low != 0) exact = false;
+  });
+  return exact;
+}
+
+// The states' high halves, converted on all cores in chunks of samples (~256 MB of bf16 each).
+void write_bf16(AtomicFile& f, const std::vector<std::vector<float>>& states) {
+  std::vector<std::vector<uint16_t>> chunk;
+  for (size_t k0 = 0; k0 < states.size();) {
+    size_t k1 = k0, bytes = 0;
+    while (k1 < states.size() && (k1 == k0 || bytes + states[k1].size() * 2 <= (256u << 20))) bytes += states[k1++].size() * 2;
+    chunk.resize(k1 - k0);
+    parallel_for(k1 - k0, 0, [&](size_t j) {
+      const std::vector<float>& st = states[k0 + j];
+      chunk[j].resize(st.size());
+      for (size_t i = 0; i < st.size(); ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, &st[i], 4);
+        chunk[j][i] = static_cast<uint16_t>(bits >> 16);
+      }
+    });
+    for (const auto& c : chunk) f.write(c.data(), c.size() * 2);
+    k0 = k1;
+  }
 }
 
 ordered_json file_record(const std::string& dir, const std::string& rel) {
@@ -261,9 +300,19 @@ std::vector<std::vector<float>> RunCheckpoint::load_snapshot(int64_t first, int6
     for (int64_t j = rec->at("begin").get<int64_t>(); j < i; ++j) offset += lengths[static_cast<size_t>(j)] * per_token;
     std::vector<float> s(static_cast<size_t>(lengths[static_cast<size_t>(i)] * per_token));
     const std::string path = snapshot_dir(snapshot_segment_) + "/" + rec->at("file").get<std::string>();
+    const std::string dtype = rec->value("dtype", "f32");  // journals before bf16 snapshots: f32
+    DSV4_CHECK_IN("resume", dtype == "f32" || dtype == "bf16", "%s: unknown snapshot dtype '%s'", path.c_str(),
+                  dtype.c_str());
+    const int64_t elem = dtype == "bf16" ? 2 : 4;
     std::ifstream f(path, std::ios::binary);
-    f.seekg(offset * 4);
-    f.read(reinterpret_cast<char*>(s.data()), static_cast<std::streamsize>(s.size() * 4));
+    f.seekg(offset * elem);
+    if (elem == 4) {
+      f.read(reinterpret_cast<char*>(s.data()), static_cast<std::streamsize>(s.size() * 4));
+    } else {
+      std::vector<uint16_t> bits(s.size());
+      f.read(reinterpret_cast<char*>(bits.data()), static_cast<std::streamsize>(bits.size() * 2));
+      bf16_decode_n(bits.data(), s.data(), bits.size());
+    }
     DSV4_CHECK_IN("resume", f.good(), "%s is shorter than its samples need", path.c_str());
     states.push_back(std::move(s));
   }
@@ -295,15 +344,21 @@ RunCheckpoint::SegmentFiles RunCheckpoint::write_segment_files(int segment, cons
     make_directories(dir);
     if (!states->empty()) {
       const int64_t end = first_sample + static_cast<int64_t>(states->size());
+      const bool bf16 = states_are_bf16(*states);
       char name[64];
-      std::snprintf(name, sizeof name, "samples-%06lld-%06lld.f32", static_cast<long long>(first_sample),
-                    static_cast<long long>(end));
+      std::snprintf(name, sizeof name, "samples-%06lld-%06lld.%s", static_cast<long long>(first_sample),
+                    static_cast<long long>(end), bf16 ? "bf16" : "f32");
       AtomicFile f(dir + "/" + name);
-      for (const auto& s : *states) f.write(s.data(), s.size() * sizeof(float));
+      if (bf16) {
+        write_bf16(f, *states);
+      } else {
+        for (const auto& s : *states) f.write(s.data(), s.size() * sizeof(float));
+      }
       f.commit();
       files.snapshot_mine = file_record(dir, name);
       files.snapshot_mine["begin"] = first_sample;
       files.snapshot_mine["end"] = end;
+      files.snapshot_mine["dtype"] = bf16 ? "bf16" : "f32";
     }
   }
   if (comm_->rank() != 0) return files;

@@ -9,7 +9,9 @@
 //                        them on resume) or while no later snapshot exists (replay needs them)
 //   snap/seg-NNNNN/samples-B-E.f32   layer outputs of samples [B, E), written by the rank that
 //                        owns them, every run.checkpoint_every layers; any world size can load
-//                        them (ranges are re-partitioned on load)
+//                        them (ranges are re-partitioned on load). `.bf16` instead when every
+//                        value is a bf16 value (the GPU forward's states): half the bytes, the
+//                        same floats on load
 //
 // Every file is written to a temporary name, fsync'd, renamed, the directory fsync'd; the journal
 // line is appended after everything it names is durable, so a kill loses at most the segments in

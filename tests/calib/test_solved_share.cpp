@@ -10,6 +10,7 @@
 #include "calib/run_checkpoint.h"
 #include "calib/solved_share.h"
 #include "common/check.h"
+#include "common/codec.h"
 #include "dist/communicator.h"
 #include "tests/scratch_dir.h"
 
@@ -146,6 +147,43 @@ TEST(RunCheckpoint, StagesWhatTheWriterAndTheReplayNeed) {
   const std::vector<SolvedModule> replay = ck.staged(2);
   ASSERT_EQ(replay.size(), 3u);
   for (size_t i = 0; i < replay.size(); ++i) EXPECT_EQ(replay[i].dequant, solved[i].dequant) << replay[i].module;
+}
+
+// States that are all bf16 values (the GPU forward's) are snapshotted as bf16, others as f32;
+// both load back to the same floats, also re-partitioned for another rank's sample range.
+TEST(RunCheckpoint, SnapshotsBf16StatesAtHalfTheBytesAndLoadThemBackExactly) {
+  for (const bool bf16 : {true, false}) {
+    const std::string out = dsv4::testing::scratch_path(bf16 ? "snap_bf16" : "snap_f32");
+    const std::vector<int64_t> lengths = {3, 5, 2};
+    const int64_t per_token = 4;
+    std::vector<std::vector<float>> states;
+    for (size_t k = 0; k < lengths.size(); ++k) {
+      std::vector<float> s(static_cast<size_t>(lengths[k] * per_token));
+      for (size_t i = 0; i < s.size(); ++i) {
+        const float v = 0.37f * static_cast<float>(i + 7 * k) - 2.0f;
+        s[i] = bf16 ? bf16_decode(bf16_encode(v)) : v;
+      }
+      states.push_back(std::move(s));
+    }
+    if (!bf16) states[1][3] = 1.0f + 1.0f / 1024.0f / 64.0f;  // one value off the bf16 grid is enough
+    const RunIdentity id{"r", "s", "d", 2, {}};
+    {
+      auto comm = dist::communicator_self();
+      RunCheckpoint ck = RunCheckpoint::open_or_create(out, id, *comm, false);
+      const RunCheckpoint::SegmentFiles files = ck.write_segment_files(0, {}, &states, 0, true, false, {});
+      EXPECT_EQ(files.snapshot_mine["dtype"], bf16 ? "bf16" : "f32");
+      EXPECT_EQ(files.snapshot_mine["bytes"].get<int64_t>(), 10 * per_token * (bf16 ? 2 : 4));
+      ck.commit_segment({}, files, 1);
+    }
+    auto comm = dist::communicator_self();
+    const RunCheckpoint ck = RunCheckpoint::open_or_create(out, id, *comm, false);
+    ASSERT_EQ(ck.snapshot_segment(), 0);
+    EXPECT_EQ(ck.load_snapshot(0, 3, lengths, per_token), states);
+    const std::vector<std::vector<float>> tail = ck.load_snapshot(1, 2, lengths, per_token);
+    ASSERT_EQ(tail.size(), 2u);
+    EXPECT_EQ(tail[0], states[1]);
+    EXPECT_EQ(tail[1], states[2]);
+  }
 }
 
 TEST(RunCheckpoint, FileChecksumSeesEveryByteAndTheSize) {
