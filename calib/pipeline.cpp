@@ -491,6 +491,9 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
       w.emplace(model::block_weights_load(src, c, "layers." + std::to_string(layer) + ".", layer));
     }
     lr.seconds_decode = since(t);
+    // The next segment's source bytes start coming from disk while this one computes (at full
+    // width a layer is ~3.7 GB of FP8/MXFP4, and a cold checkpoint is read at disk speed).
+    if (seg + 1 < in.layout->num_segments) src.prefetch(artifact_segment_name(seg + 1, c) + ".");
 
     // Pass A: partial Hessians, input absmax, expert token counts over this rank's samples.
     dist::RunPhase::set(lr.name, "pass A");

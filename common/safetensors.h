@@ -96,6 +96,10 @@ class Checkpoint {
   uint64_t tensor_bytes() const;            // sum of tensor byte sizes
   uint64_t index_total_size() const { return index_total_size_; }  // 0 without an index
   std::vector<std::string> shard_files() const;  // sorted file names
+  // Asks the kernel to read the bytes of every tensor whose name starts with `prefix` in the
+  // background (madvise WILLNEED on the mapping), so a later decode finds them in the page cache;
+  // returns the tensor bytes advised. The pipeline prefetches layer L+1 while it computes layer L.
+  uint64_t prefetch(std::string_view prefix) const;
 
  private:
   struct Location {

@@ -533,6 +533,21 @@ std::span<const std::byte> Checkpoint::bytes(std::string_view name) const {
   return shards_[where_.find(std::string(name))->second.shard]->bytes(t);
 }
 
+uint64_t Checkpoint::prefetch(std::string_view prefix) const {
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  uint64_t advised = 0;
+  for (const auto& [name, loc] : where_) {
+    if (!name.starts_with(prefix)) continue;
+    const std::span<const std::byte> b = shards_[loc.shard]->bytes(*loc.info);
+    if (b.empty()) continue;
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(b.data()) & ~(page - 1);
+    const uintptr_t end = reinterpret_cast<uintptr_t>(b.data()) + b.size();
+    // A hint: the kernel starts reading in the background; failure changes nothing but speed.
+    if (::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_WILLNEED) == 0) advised += b.size();
+  }
+  return advised;
+}
+
 const std::string& Checkpoint::file_of(std::string_view name) const {
   info(name);  // throws naming the tensor and the checkpoint
   return shard_names_[where_.find(std::string(name))->second.shard];

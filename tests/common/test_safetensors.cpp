@@ -652,6 +652,23 @@ TEST_F(CheckpointWriterTest, ShardsByLimitAndBigTensorGetsItsOwnShard) {
   EXPECT_EQ(keys, (std::vector<std::string>{"a", "b", "big", "c", "d", "e"}));
 }
 
+// prefetch advises exactly the tensors under the prefix, across shards, and leaves the bytes as
+// they were.
+TEST_F(CheckpointWriterTest, PrefetchAdvisesTheTensorsUnderAPrefix) {
+  const std::vector<TensorSpec> specs = {{"layers.0.a", DType::kF32, {10}}, {"layers.0.b", DType::kI8, {90}},
+                                         {"layers.1.a", DType::kF32, {30}}, {"layers.10.a", DType::kI8, {7}}};
+  write_checkpoint(dir_, specs, 64);
+  const Checkpoint ckpt = Checkpoint::open(dir_);
+  ASSERT_GT(ckpt.shard_files().size(), 1u);
+  EXPECT_EQ(ckpt.prefetch("layers.0."), 40u + 90);
+  EXPECT_EQ(ckpt.prefetch("layers.1."), 120u);
+  EXPECT_EQ(ckpt.prefetch("layers.1"), 120u + 7);
+  EXPECT_EQ(ckpt.prefetch("mtp.0."), 0u);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    EXPECT_EQ(to_vector(ckpt.bytes(specs[i].name)), pattern(specs[i].bytes(), static_cast<unsigned>(i)));
+  }
+}
+
 TEST(CheckpointWriterPlan, MatchesTheWrittenShards) {
   const std::vector<TensorSpec> specs = {
       {"z0", DType::kF32, {0}},  {"a", DType::kF32, {10}}, {"b", DType::kF32, {20}},
