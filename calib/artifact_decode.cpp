@@ -8,7 +8,10 @@
 
 #include <cstring>
 #include <initializer_list>
+#include <map>
 #include <memory>
+#include <span>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -30,22 +33,69 @@ std::string dtype_str(DType t) { return std::string(dtype_name(t)); }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Where a module's tensors are read from: an artifact on disk, or the encoded tensors a solve
+// produced (solved modules shared between ranks and staged for replay carry only those).
+class TensorLookup {
+ public:
+  virtual ~TensorLookup() = default;
+  virtual const TensorInfo* find(const std::string& name) const = 0;
+  virtual std::span<const std::byte> bytes(const TensorInfo& t) const = 0;
+  virtual const std::string& where() const = 0;  // for errors
+};
+
+class CheckpointLookup final : public TensorLookup {
+ public:
+  explicit CheckpointLookup(const Checkpoint& c) : c_(c) {}
+  const TensorInfo* find(const std::string& name) const override { return c_.contains(name) ? &c_.info(name) : nullptr; }
+  std::span<const std::byte> bytes(const TensorInfo& t) const override { return c_.bytes(t.name); }
+  const std::string& where() const override { return c_.dir(); }
+
+ private:
+  const Checkpoint& c_;
+};
+
+class EncodedLookup final : public TensorLookup {
+ public:
+  EncodedLookup(const std::string& module, const std::vector<quant::EncodedTensor>& tensors)
+      : where_("the solved tensors") {
+    for (const quant::EncodedTensor& e : tensors) {
+      TensorInfo t;
+      t.name = module + "." + e.name;
+      t.dtype = e.dtype;
+      t.shape = e.shape;
+      t.data_end = e.bytes.size();
+      by_name_.emplace(t.name, std::pair{t, std::span<const std::byte>(e.bytes)});
+    }
+  }
+  const TensorInfo* find(const std::string& name) const override {
+    const auto it = by_name_.find(name);
+    return it == by_name_.end() ? nullptr : &it->second.first;
+  }
+  std::span<const std::byte> bytes(const TensorInfo& t) const override { return by_name_.at(t.name).second; }
+  const std::string& where() const override { return where_; }
+
+ private:
+  std::string where_;
+  std::map<std::string, std::pair<TensorInfo, std::span<const std::byte>>> by_name_;
+};
+
 // One module's tensors, with errors that name the module, the tensor and what was expected.
 class ModuleTensors {
  public:
-  ModuleTensors(const Checkpoint& ckpt, const std::string& module, int64_t out, int64_t in)
-      : ckpt_(ckpt), module_(module), out_(out), in_(in) {}
+  ModuleTensors(const TensorLookup& lookup, const std::string& module, int64_t out, int64_t in)
+      : lookup_(lookup), module_(module), out_(out), in_(in) {}
 
-  bool has(const char* suffix) const { return ckpt_.contains(name(suffix)); }
+  bool has(const char* suffix) const { return lookup_.find(name(suffix)) != nullptr; }
   std::string name(const char* suffix) const { return module_ + "." + suffix; }
 
   // The tensor's info, checked against the allowed dtypes (`layout` names the format in errors).
   const TensorInfo& get(const char* suffix, std::initializer_list<DType> dtypes, const char* layout) const {
     const std::string n = name(suffix);
-    DSV4_CHECK_IN(kComponent, ckpt_.contains(n), "%s [%lld, %lld] in %s: tensor %s is missing (%s needs it)",
-                  module_.c_str(), static_cast<long long>(out_), static_cast<long long>(in_), ckpt_.dir().c_str(),
+    const TensorInfo* found = lookup_.find(n);
+    DSV4_CHECK_IN(kComponent, found != nullptr, "%s [%lld, %lld] in %s: tensor %s is missing (%s needs it)",
+                  module_.c_str(), static_cast<long long>(out_), static_cast<long long>(in_), lookup_.where().c_str(),
                   n.c_str(), layout);
-    const TensorInfo& t = ckpt_.info(n);
+    const TensorInfo& t = *found;
     bool ok = false;
     std::string expected;
     for (DType d : dtypes) {
@@ -53,25 +103,25 @@ class ModuleTensors {
       expected += (expected.empty() ? "" : " or ") + dtype_str(d);
     }
     DSV4_CHECK_IN(kComponent, ok, "%s in %s: tensor %s has dtype %s, expected %s (%s)", module_.c_str(),
-                  ckpt_.dir().c_str(), n.c_str(), dtype_str(t.dtype).c_str(), expected.c_str(), layout);
+                  lookup_.where().c_str(), n.c_str(), dtype_str(t.dtype).c_str(), expected.c_str(), layout);
     return t;
   }
 
   void expect_shape(const TensorInfo& t, const std::vector<int64_t>& shape, const char* layout) const {
     DSV4_CHECK_IN(kComponent, t.shape == shape, "%s [%lld, %lld] in %s: tensor %s has shape %s, expected %s (%s)",
-                  module_.c_str(), static_cast<long long>(out_), static_cast<long long>(in_), ckpt_.dir().c_str(),
+                  module_.c_str(), static_cast<long long>(out_), static_cast<long long>(in_), lookup_.where().c_str(),
                   t.name.c_str(), shape_string(t.shape).c_str(), shape_string(shape).c_str(), layout);
   }
 
   [[noreturn]] void fail(const std::string& what) const {
     DSV4_FAIL(kComponent, "%s [%lld, %lld] in %s: %s", module_.c_str(), static_cast<long long>(out_),
-              static_cast<long long>(in_), ckpt_.dir().c_str(), what.c_str());
+              static_cast<long long>(in_), lookup_.where().c_str(), what.c_str());
   }
 
   // Raw values (memcpy: tensor data in a safetensors file need not be aligned).
   template <typename T>
   std::vector<T> values(const TensorInfo& t) const {
-    const auto bytes = ckpt_.bytes(t.name);
+    const auto bytes = lookup_.bytes(t);
     std::vector<T> v(bytes.size() / sizeof(T));
     if (!v.empty()) std::memcpy(v.data(), bytes.data(), v.size() * sizeof(T));
     return v;
@@ -86,7 +136,7 @@ class ModuleTensors {
     return v;
   }
 
-  const Checkpoint& ckpt_;
+  const TensorLookup& lookup_;
   const std::string& module_;
   const int64_t out_, in_;
 };
@@ -331,13 +381,14 @@ bool artifact_linear_is_compressed(const Checkpoint& ckpt, const std::string& mo
   return ckpt.contains(module + ".weight_packed") || ckpt.contains(module + ".weight_scale");
 }
 
-std::vector<float> artifact_linear_decode(const Checkpoint& ckpt, const std::string& module, int64_t out,
-                                          int64_t in) {
-  const ModuleTensors m(ckpt, module, out, in);
+namespace {
+
+std::vector<float> decode_module(const TensorLookup& lookup, const std::string& module, int64_t out, int64_t in) {
+  const ModuleTensors m(lookup, module, out, in);
   DSV4_CHECK_IN(kComponent, out > 0 && in > 0, "%s in %s: expected a weight shape > 0, got [%lld, %lld]",
-                module.c_str(), ckpt.dir().c_str(), static_cast<long long>(out), static_cast<long long>(in));
+                module.c_str(), lookup.where().c_str(), static_cast<long long>(out), static_cast<long long>(in));
   if (m.has("weight_packed")) {
-    const TensorInfo& packed = ckpt.info(m.name("weight_packed"));
+    const TensorInfo& packed = *lookup.find(m.name("weight_packed"));
     if (packed.dtype == DType::kI32) return pack_quantized_decode(m);
     if (packed.dtype == DType::kU8) return fp4_decode(m);
     m.fail("tensor " + packed.name + " has dtype " + dtype_str(packed.dtype) +
@@ -351,6 +402,18 @@ std::vector<float> artifact_linear_decode(const Checkpoint& ckpt, const std::str
     return unpacked_decode(m);
   }
   m.fail("not in a compressed-tensors layout (no " + m.name("weight_packed") + " or " + m.name("weight_scale") + ")");
+}
+
+}  // namespace
+
+std::vector<float> artifact_linear_decode(const Checkpoint& ckpt, const std::string& module, int64_t out,
+                                          int64_t in) {
+  return decode_module(CheckpointLookup(ckpt), module, out, in);
+}
+
+std::vector<float> encoded_linear_decode(const std::vector<quant::EncodedTensor>& tensors, const std::string& module,
+                                         int64_t out, int64_t in) {
+  return decode_module(EncodedLookup(module, tensors), module, out, in);
 }
 
 model::ModelConfig checkpoint_config_load(const std::string& dir) {

@@ -27,6 +27,7 @@
 
 #include "common/safetensors.h"
 #include "model/config.h"
+#include "quant/compressed_module.h"
 
 namespace dsv4::calib {
 
@@ -39,6 +40,12 @@ bool artifact_linear_is_compressed(const Checkpoint& checkpoint, const std::stri
 // of the above.
 std::vector<float> artifact_linear_decode(const Checkpoint& checkpoint, const std::string& module,
                                           int64_t out, int64_t in);
+
+// The same decode from a solve's encoded tensors (SolvedModule::tensors, names without the module
+// prefix): bit-identical to the solve's dequantized weight, so ranks that receive a solved module
+// or a resume that replays a staged one rebuild the weight instead of moving fp32.
+std::vector<float> encoded_linear_decode(const std::vector<quant::EncodedTensor>& tensors, const std::string& module,
+                                         int64_t out, int64_t in);
 
 // config.json of a release checkpoint or of an artifact. For an artifact (quant_method
 // "compressed-tensors") the returned config carries a linear decoder so the model's loaders

@@ -158,14 +158,12 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
     uint64_t run_state = data ? 2ull * static_cast<uint64_t>(data->num_tokens()) *
                                     static_cast<uint64_t>(config.hc_dim()) * sizeof(float)
                               : 0;
-    // Between snapshots (checkpoint_every > 1) the layers since the last one stay staged with
-    // their fp32 solved weights for a replay: up to checkpoint_every - 1 layers of them.
+    // Between snapshots (checkpoint_every > 1) the layers since the last one stay staged, their
+    // solved modules' encoded tensors, for a replay: up to checkpoint_every - 1 layers of them.
     if (data && r.calibration.propagate_error && r.run.checkpoint_every > 1) {
       std::map<int, uint64_t> per_segment;
-      for (const PlannedModule& m : plan.modules) {
-        if (m.quantized()) {
-          per_segment[artifact_segment(m.names.release, config)] += static_cast<uint64_t>(m.rows * m.cols) * 4;
-        }
+      for (const OutputTensor& t : layout.tensors) {
+        if (t.origin == OutputOrigin::kQuantized) per_segment[t.segment] += TensorSpec{t.name, t.dtype, t.shape}.bytes();
       }
       uint64_t largest = 0;
       for (const auto& [seg, b] : per_segment) largest = std::max(largest, b);

@@ -13,6 +13,7 @@
 #include <set>
 #include <tuple>
 
+#include "calib/artifact_decode.h"
 #include "calib/gpu_forwarder.h"
 #include "calib/layer_stats.h"
 #include "calib/run_estimate.h"
@@ -126,6 +127,19 @@ std::string fused_partner(const std::string& module) {
   return {};
 }
 
+// The dequantized weights of the solved modules `want(i)` selects that lack them (shared by
+// another rank, or staged for a replay: both carry only the encoded tensors), decoded from those
+// tensors; bit-identical to what the owner's solve computed (tests/calib/test_module_solve.cpp).
+template <typename Want>
+void rebuild_dequant(std::vector<SolvedModule>& solved, const std::vector<const PlannedModule*>& mods, int threads,
+                     const Want& want) {
+  parallel_for(solved.size(), threads, [&](size_t i) {
+    const PlannedModule& m = *mods[i];
+    if (!want(i) || solved[i].dequant.size() == static_cast<size_t>(m.rows * m.cols)) return;
+    solved[i].dequant = encoded_linear_decode(solved[i].tensors, m.names.release, m.rows, m.cols);
+  });
+}
+
 float absmax(const std::vector<float>& v) {
   float a = 0.0f;
   for (float x : v) a = std::max(a, std::fabs(x));
@@ -179,7 +193,7 @@ double mean_known(const std::vector<ModuleReport>& modules, double ModuleReport:
 template <typename SolveInputFn>
 std::vector<size_t> gpu_solve(GpuForwarder& gpu, const Recipe& r, const std::vector<size_t>& mine,
                               const std::vector<const PlannedModule*>& mods, const LayerStats& stats, int threads,
-                              const SolveInputFn& solve_input, bool into_block, bool host_dequant,
+                              const SolveInputFn& solve_input, bool into_block,
                               std::vector<char>& in_block, std::vector<SolvedModule>& solved) {
   std::vector<size_t> cpu;
   // (modifier, group, rows, cols) -> Hessian key -> modules
@@ -234,7 +248,7 @@ std::vector<size_t> gpu_solve(GpuForwarder& gpu, const Recipe& r, const std::vec
       opts.actorder = base.group->actorder;
       // The GPU encodes the weight tensors (its codes never come to the host); the dequantized
       // weights come down only when something on the host reads them.
-      GpuGptqBatchOptions batch_opts{.into_block = into_block, .host_dequant = host_dequant,
+      GpuGptqBatchOptions batch_opts{.into_block = into_block, .host_dequant = false,
                                      .encode = quant::quant_scheme_format(base.group->scheme)};
       GpuGptqBatchResult b = gpu.gptq_batch(base.group->scheme.weights, opts, names, h_ptrs, first.rows, first.cols,
                                             batch_opts);
@@ -422,9 +436,10 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
           for (SolvedModule& m : staged) {
             if (m.module == mods[i]->names.release) ordered[i] = std::move(m);
           }
-          DSV4_CHECK_IN("resume", ordered[i].dequant.size() == static_cast<size_t>(mods[i]->rows * mods[i]->cols),
-                        "staged segment %d lacks the weights of %s", seg, mods[i]->names.release.c_str());
+          DSV4_CHECK_IN("resume", ordered[i].module == mods[i]->names.release, "staged segment %d lacks %s", seg,
+                        mods[i]->names.release.c_str());
         }
+        rebuild_dequant(ordered, mods, in.threads, [](size_t) { return true; });
         substitute(w, c, mods, ordered);
       }
       if (fwd.gpu) fwd.gpu->upload_block(w);
@@ -566,11 +581,10 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     std::vector<size_t> on_cpu = mine;
     std::vector<char> in_block(mods.size(), 0);  // solved straight into the GPU's block (pass B)
     if (fwd.gpu) {
-      // The host needs the solved weights only to stage them for a replay or to share them with
-      // the other ranks' pass B.
-      const bool host_dequant = replay_needs_weights || (r.calibration.propagate_error && comm->world() > 1);
+      // The GPU's solved weights never come to the host: pass B reads them in the block, the
+      // writer, the other ranks and a replay take the encoded tensors.
       on_cpu = gpu_solve(*fwd.gpu, r, mine, mods, stats, in.threads, solve_input, r.calibration.propagate_error,
-                         host_dequant, in_block, solved);
+                         in_block, solved);
     }
     parallel_for(on_cpu.size(), in.threads, [&](size_t j) {
       const size_t i = on_cpu[j];
@@ -602,6 +616,11 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     dist::RunPhase::set(lr.name, "share");
     t = Clock::now();
     solved_share(solved, owner, *comm);
+    // Pass B reads every module's weight (unless it reuses pass A's output); the ones other ranks
+    // solved came as encoded tensors.
+    if (forward && !(pass_a && !r.calibration.propagate_error)) {
+      rebuild_dequant(solved, mods, in.threads, [&](size_t i) { return owner[i] != rank; });
+    }
     lr.seconds_comm += since(t);
     for (const SolvedModule& s : solved) {
       lr.modules.push_back({s.module, s.method, s.loss, s.rel_error, s.rtn_rel_error, s.dampening_frac_used,

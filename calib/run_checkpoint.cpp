@@ -370,7 +370,9 @@ RunCheckpoint::SegmentFiles RunCheckpoint::write_segment_files(int segment, cons
   // layer's experts are GBs, and the part in shards already committed is on disk for good.
   std::string blob;
   for (const SolvedModule& m : solved) {
-    if (replay_needs_it || writer_needs.count(m.module)) blob += solved_module_serialize(m, replay_needs_it);
+    // The encoded tensors only: a replay rebuilds the weights from them (encoded_linear_decode,
+    // bit-identical to the solve's), at a fraction of the fp32 bytes.
+    if (replay_needs_it || writer_needs.count(m.module)) blob += solved_module_serialize(m, false);
   }
   if (!blob.empty()) {
     write_file_atomic(staged_path(segment), blob);

@@ -4,9 +4,10 @@
 //   journal.jsonl        header (recipe, source and data hashes, shard names), then one fsync'd
 //                        line per committed segment: its report, the shards committed with it
 //                        (bytes, FNV-1a 64), the staged file, the activation snapshot
-//   solved/seg-NNNNN.bin the segment's solved modules (solved_share.h format, with dequant):
-//                        kept while a shard holding its tensors is open (the writer re-emits
-//                        them on resume) or while no later snapshot exists (replay needs them)
+//   solved/seg-NNNNN.bin the segment's solved modules (solved_share.h format, encoded tensors
+//                        only): those with a tensor in a shard still open (the writer re-emits
+//                        them on resume), or all of them while no later snapshot exists (replay
+//                        decodes them to the weights pass B used)
 //   snap/seg-NNNNN/samples-B-E.f32   layer outputs of samples [B, E), written by the rank that
 //                        owns them, every run.checkpoint_every layers; any world size can load
 //                        them (ranges are re-partitioned on load). `.bf16` instead when every
@@ -88,7 +89,8 @@ class RunCheckpoint {
     nlohmann::ordered_json staged = nullptr;              // rank 0: the staged file record, or null
   };
   // Without replay only the modules `writer_needs` names are staged (the writer's open shard;
-  // empty: none); with replay every solved module, with its dequantized weight.
+  // empty: none); with replay every solved module. Staged modules hold their encoded tensors,
+  // not the dequantized weight (a replay decodes the tensors: encoded_linear_decode).
   SegmentFiles write_segment_files(int segment, const std::vector<SolvedModule>& solved,
                                    const std::vector<std::vector<float>>* states, int64_t first_sample,
                                    bool snapshot_due, bool replay_needs_it,

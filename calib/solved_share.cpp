@@ -113,7 +113,7 @@ void solved_share(std::vector<SolvedModule>& solved, const std::vector<int>& own
     std::string blob;
     if (r == comm.rank()) {
       for (size_t i = 0; i < solved.size(); ++i) {
-        if (owner[i] == r) blob += solved_module_serialize(solved[i]);
+        if (owner[i] == r) blob += solved_module_serialize(solved[i], /*include_dequant=*/false);
       }
     }
     comm.broadcast_string(blob, r);

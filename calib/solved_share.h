@@ -1,11 +1,13 @@
-// solved_share.h: after the owners solve a layer, every rank needs every module's dequantized
-// weight for pass B and rank 0 needs the encoded tensors for the writer (DESIGN §2 "share").
+// solved_share.h: after the owners solve a layer, every rank needs every module's weight for pass
+// B and rank 0 needs the encoded tensors for the writer (DESIGN §2 "share").
 //
 //   solved_share(solved, owner, comm);   // solved[i] filled on its owner; afterwards on every rank
 //
 // One broadcast per rank (its owned modules, serialized), in rank order, so every rank issues the
-// same collectives whatever it owns. Shared: name, method, dequant, encoded tensors and the GPTQ
-// statistics; codes and qparams stay on the owner (nothing downstream of the solve reads them).
+// same collectives whatever it owns. Shared: name, method, encoded tensors and the GPTQ
+// statistics; a receiver rebuilds the dequantized weight from the tensors (encoded_linear_decode,
+// bit-identical to the owner's), so int4 codes travel instead of fp32 (8x fewer bytes). Codes and
+// qparams stay on the owner (nothing downstream of the solve reads them).
 // Tests: tests/calib/test_solved_share.cpp.
 #pragma once
 

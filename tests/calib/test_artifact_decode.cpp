@@ -119,11 +119,14 @@ TEST(ArtifactDecode, EveryFormatDecodesToTheRtnDequantBitForBit) {
     const quant::RtnResult r = quant::quantizer_rtn(c.args, w.data(), c.rows, c.cols);
     const std::string dir = fresh_dir("case" + std::to_string(i++));
     const std::string module = "layers.1.ffn.experts.3.w1";
-    module_write(dir, module,
-                 quant::compressed_module_encode(c.format, c.args, r.qparams, r.codes, {}, c.rows, c.cols));
+    const std::vector<quant::EncodedTensor> tensors =
+        quant::compressed_module_encode(c.format, c.args, r.qparams, r.codes, {}, c.rows, c.cols);
+    module_write(dir, module, tensors);
     const Checkpoint ckpt = Checkpoint::open(dir);
     EXPECT_TRUE(artifact_linear_is_compressed(ckpt, module));
     expect_bitwise_equal(artifact_linear_decode(ckpt, module, c.rows, c.cols), r.dequant, c.rows, c.cols, c.label);
+    // The same from the encoded tensors in memory (what ranks share and the journal stages).
+    expect_bitwise_equal(encoded_linear_decode(tensors, module, c.rows, c.cols), r.dequant, c.rows, c.cols, c.label);
     fs::remove_all(dir);
   }
 }

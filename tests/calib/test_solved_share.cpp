@@ -117,8 +117,9 @@ namespace {
 
 // The journal's block checksum: the same bytes give the same sum; a flipped byte in the first
 // block, in a later block or in a last partial word, or one more zero byte, changes it.
-// Without replay a segment stages only the modules the writer's open shard still needs, without
-// their dequantized weights; with replay every module, with them. A resume reads back exactly that.
+// Without replay a segment stages only the modules the writer's open shard still needs; with
+// replay every module. Either way the encoded tensors, not the dequantized weights (a replay
+// decodes the tensors). A resume reads back exactly that.
 TEST(RunCheckpoint, StagesWhatTheWriterAndTheReplayNeed) {
   const std::string out = dsv4::testing::scratch_path("staging");
   const RunIdentity id{"r", "s", "d", 4, {}};
@@ -146,7 +147,12 @@ TEST(RunCheckpoint, StagesWhatTheWriterAndTheReplayNeed) {
   ASSERT_TRUE(ck.has_staged(2));
   const std::vector<SolvedModule> replay = ck.staged(2);
   ASSERT_EQ(replay.size(), 3u);
-  for (size_t i = 0; i < replay.size(); ++i) EXPECT_EQ(replay[i].dequant, solved[i].dequant) << replay[i].module;
+  for (size_t i = 0; i < replay.size(); ++i) {
+    EXPECT_EQ(replay[i].module, solved[i].module);
+    EXPECT_TRUE(replay[i].dequant.empty()) << replay[i].module;
+    ASSERT_EQ(replay[i].tensors.size(), solved[i].tensors.size());
+    EXPECT_EQ(replay[i].tensors[0].bytes, solved[i].tensors[0].bytes);
+  }
 }
 
 // States that are all bf16 values (the GPU forward's) are snapshotted as bf16, others as f32;

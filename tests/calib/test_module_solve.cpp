@@ -1,0 +1,93 @@
+// test_module_solve.cpp: every module a shipped recipe quantizes, solved the way the pipeline
+// solves it (GPTQ with a correlated Hessian, one per output group for wo_a; data-free rounding;
+// the exact FP8 re-encode and MXFP4 -> INT4 conversions), on a tiny release-format checkpoint:
+// its encoded tensors decode (encoded_linear_decode) to its dequantized weight bit for bit. That
+// is what lets ranks share, and the journal stage, only the encoded tensors: the receiver or the
+// resumed run rebuilds exactly the weights pass B used.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "calib/artifact_decode.h"
+#include "calib/module_plan.h"
+#include "calib/module_solve.h"
+#include "calib/recipe.h"
+#include "common/rng.h"
+#include "model/synth_model.h"
+#include "model/block_weights.h"
+#include "quant/hessian.h"
+#include "tests/scratch_dir.h"
+
+namespace dsv4::calib {
+namespace {
+
+// H from `tokens` rows mixing the columns, so GPTQ moves many codes away from RTN.
+quant::HessianResult correlated_hessian(int64_t cols, uint64_t seed) {
+  Rng rng(seed);
+  const int64_t tokens = 2 * cols;
+  std::vector<float> x(static_cast<size_t>(tokens * cols));
+  for (int64_t t = 0; t < tokens; ++t) {
+    const float common = rng.normal();
+    for (int64_t k = 0; k < cols; ++k) x[static_cast<size_t>(t * cols + k)] = rng.normal() + 0.7f * common;
+  }
+  quant::HessianAccumulator acc(cols);
+  acc.add(x.data(), tokens);
+  return acc.finalize();
+}
+
+bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST(ModuleSolve, EncodedTensorsDecodeToTheDequantForEveryShippedRecipe) {
+  const model::ModelConfig c = model::ModelConfig::tiny();
+  const std::string dir = dsv4::testing::scratch_path("tiny");
+  model::synth_checkpoint_write(c, {.out_dir = dir, .seed = 9, .calibration_records = 0});
+  const Checkpoint src = Checkpoint::open(dir);
+  int checked = 0;
+  std::map<SolveMethod, int> methods;
+  for (const char* file : {"w4a16_mtp.yaml", "w4a16_fp8.yaml", "w3a16.yaml", "int4_int8.yaml", "nvfp4_fp8_mtp.yaml"}) {
+    SCOPED_TRACE(file);
+    const Recipe r = recipe_load(std::string(DSV4_SOURCE_DIR) + "/recipes/" + file);
+    const ModulePlan plan = module_plan_build(r, c, 1);
+    int in_recipe = 0;
+    for (const PlannedModule& m : plan.modules) {
+      // Layer 0 has every attention and FFN linear; experts 0 and 1 stand for the rest.
+      if (!m.quantized() || m.layer != 0 || m.expert > 1) continue;
+      SCOPED_TRACE(m.names.release);
+      const RecipeModifier& mod = r.modifiers[static_cast<size_t>(m.modifier)];
+      const RecipeGroup& g = mod.groups[static_cast<size_t>(m.group)];
+      std::vector<quant::HessianResult> hs;
+      if (mod.kind == ModifierKind::kGptq) {
+        const int groups = m.names.release.ends_with(".wo_a") ? c.o_groups : 1;
+        for (int gi = 0; gi < groups; ++gi) hs.push_back(correlated_hessian(m.cols, 100 + gi));
+      }
+      ModuleSolveInput in{&m, &g, mod.kind, &mod.gptq, nullptr, {}, 0.0f, 3.5f};
+      for (const quant::HessianResult& h : hs) in.hessians.push_back(&h);
+      std::vector<float> weight;
+      if (module_solve_needs_weight(in, src)) {
+        weight = model::linear_load(src, c, m.names.release, m.rows, m.cols).w;
+        in.weight = weight.data();
+      }
+      const SolvedModule s = module_solve(in, src);
+      ASSERT_EQ(s.dequant.size(), static_cast<size_t>(m.rows * m.cols));
+      EXPECT_TRUE(bitwise_equal(encoded_linear_decode(s.tensors, m.names.release, m.rows, m.cols), s.dequant))
+          << solve_method_name(s.method);
+      ++methods[s.method];
+      ++in_recipe;
+    }
+    EXPECT_GT(in_recipe, 0);
+    checked += in_recipe;
+  }
+  for (const SolveMethod m : kSolveMethods) EXPECT_GT(methods[m], 0) << solve_method_name(m) << " never ran";
+  std::printf("%d modules checked:", checked);
+  for (const auto& [m, n] : methods) std::printf(" %s=%d", std::string(solve_method_name(m)).c_str(), n);
+  std::printf("\n");
+}
+
+}  // namespace
+}  // namespace dsv4::calib
