@@ -8,6 +8,7 @@
 
 #include "common/check.h"
 #include "common/codec.h"
+#include "common/parallel.h"
 #include "quant/observer.h"
 
 namespace dsv4::quant {
@@ -126,15 +127,21 @@ RtnResult quantizer_rtn_with(const QuantArgs& args, const QParams& qp, const flo
   std::vector<int64_t> scale_col(static_cast<size_t>(cols));
   for (int64_t c = 0; c < cols; ++c) scale_col[static_cast<size_t>(c)] = qp.scale_col(args, c);
   const CellArgs ca = cell_args(args);
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t cell_row = qp.scale_row(args, r) * qp.scale_cols;
-    for (int64_t c = 0; c < cols; ++c) {
-      const int64_t cell = cell_row + scale_col[static_cast<size_t>(c)];
-      const size_t i = static_cast<size_t>(r * cols + c);
-      out.codes[i] = quantize_value(ca, w[i], qparams_effective_scale(qp, cell), qp.zero_point[static_cast<size_t>(cell)],
-                                    &out.dequant[i]);
+  // Rows in blocks on all cores (a full-width attention matrix is 33M values): each value's
+  // rounding is independent of the others, so the result does not depend on the split.
+  const int64_t block = 64;
+  parallel_for(static_cast<size_t>((rows + block - 1) / block), 0, [&](size_t b) {
+    const int64_t r1 = std::min(rows, (static_cast<int64_t>(b) + 1) * block);
+    for (int64_t r = static_cast<int64_t>(b) * block; r < r1; ++r) {
+      const int64_t cell_row = qp.scale_row(args, r) * qp.scale_cols;
+      for (int64_t c = 0; c < cols; ++c) {
+        const int64_t cell = cell_row + scale_col[static_cast<size_t>(c)];
+        const size_t i = static_cast<size_t>(r * cols + c);
+        out.codes[i] = quantize_value(ca, w[i], qparams_effective_scale(qp, cell),
+                                      qp.zero_point[static_cast<size_t>(cell)], &out.dequant[i]);
+      }
     }
-  }
+  });
   return out;
 }
 
@@ -155,12 +162,12 @@ RtnResult quantizer_fp8_block_reencode(const QuantArgs& args, const uint8_t* cod
                 args.to_string().c_str());
   const int64_t scale_cols = (cols + 127) / 128;
   std::vector<float> w(static_cast<size_t>(rows * cols));
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(static_cast<size_t>(rows), 0, [&](size_t rr) {
+    const int64_t r = static_cast<int64_t>(rr);
     for (int64_t c = 0; c < cols; ++c) {
-      w[r * cols + c] = e4m3_decode(codes[r * cols + c]) *
-                        e8m0_decode(scales_e8m0[(r / 128) * scale_cols + c / 128]);
+      w[r * cols + c] = e4m3_decode(codes[r * cols + c]) * e8m0_decode(scales_e8m0[(r / 128) * scale_cols + c / 128]);
     }
-  }
+  });
   if (args.scale_dtype != ScaleDType::kE8m0) return quantizer_rtn(args, w.data(), rows, cols);
   // Keep the source scales: w / 2^e is the source e4m3 value exactly, so the codes round-trip.
   QParams qp;
