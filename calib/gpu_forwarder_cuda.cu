@@ -10,6 +10,7 @@
 
 #include "calib/gpu_forwarder.h"
 #include "calib/layer_stats_cuda.h"
+#include "calib/run_estimate.h"
 #include "common/check.h"
 #include "common/codec.h"
 #include "common/device_arena.h"
@@ -23,17 +24,6 @@
 namespace dsv4::calib {
 namespace {
 
-// bf16 bytes of one block's weights on the device (block_weights_upload's allocations).
-uint64_t block_device_bytes(const model::ModelConfig& c) {
-  const uint64_t D = c.hidden_size, I = c.moe_intermediate_size, E = c.n_routed_experts, Q = c.q_lora_rank;
-  const uint64_t attn = Q * D + static_cast<uint64_t>(c.q_dim()) * Q + static_cast<uint64_t>(c.head_dim) * D +
-                        static_cast<uint64_t>(c.o_dim()) * c.o_group_in() + D * c.o_dim();
-  const uint64_t compress = 2 * 2 * static_cast<uint64_t>(c.head_dim) * D +
-                            static_cast<uint64_t>(c.index_n_heads) * c.index_head_dim * Q + c.index_n_heads * D +
-                            2 * 2 * static_cast<uint64_t>(c.index_head_dim) * D;
-  const uint64_t hc = 2 * 3 * static_cast<uint64_t>(c.hc_mix()) * c.hc_dim();
-  return 2 * (attn + compress + hc + E * D + (E + 1) * 3 * I * D);
-}
 
 // Pinned staging for bulk device-to-host copies: a few batches per layer at full width.
 constexpr size_t kStagingBytes = 512u << 20;
@@ -50,15 +40,15 @@ class CudaForwarder final : public GpuForwarder {
     DSV4_CUSOLVER_CHECK(cusolverDnCreate(&solver_));
     size_t free_bytes = 0, total = 0;
     DSV4_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
-    const uint64_t weights = block_device_bytes(c) + (block_device_bytes(c) >> 3);  // + 12% for staging
-    const uint64_t reserve = weights + hessian_bytes + (512ull << 20);  // + cuBLAS workspace, cub
-    DSV4_CHECK_IN("calibrate", free_bytes > reserve + (1ull << 30),
-                  "GPU %d has %.2f GB free; one block's weights need %.2f GB and its Hessians %.2f GB, plus at least "
-                  "1 GB for activations",
-                  device, free_bytes / 1e9, weights / 1e9, hessian_bytes / 1e9);
-    arena_ = std::make_unique<DeviceArena>(free_bytes - reserve);
+    const GpuMemoryPlan plan = gpu_memory_plan(c, hessian_bytes);  // what `dsv4-calib plan` prints
+    DSV4_CHECK_IN("calibrate", free_bytes > plan.minimum(),
+                  "GPU %d has %.2f GB free; one block's weights need %.2f GB and its Hessians %.2f GB, plus %.2f GB "
+                  "of workspace and at least %.2f GB for activations (dsv4-calib plan prints this)",
+                  device, free_bytes / 1e9, plan.weights / 1e9, hessian_bytes / 1e9, plan.workspace / 1e9,
+                  plan.min_arena / 1e9);
+    arena_ = std::make_unique<DeviceArena>(free_bytes - plan.kept());
     log_info("GPU %d: %.1f GB arena for activations and solves; kept %.1f GB for one block's weights, %.1f GB for its Hessians",
-             device, arena_->capacity() / 1e9, weights / 1e9, hessian_bytes / 1e9);
+             device, arena_->capacity() / 1e9, plan.weights / 1e9, hessian_bytes / 1e9);
   }
   ~CudaForwarder() override {
     cusolverDnDestroy(solver_);

@@ -122,6 +122,24 @@ std::string duration_text(double s) {
   return strfmt("%.1f days", s / 86400);
 }
 
+GpuMemoryPlan gpu_memory_plan(const model::ModelConfig& c, uint64_t hessian_bytes) {
+  // block_weights_upload's allocations: attention (wq_a, wq_b, wkv, grouped wo_a, wo_b), the
+  // compressor and indexer linears, the HC mixers, the router, every routed expert and the shared
+  // expert, all bf16.
+  const uint64_t D = c.hidden_size, I = c.moe_intermediate_size, E = c.n_routed_experts, Q = c.q_lora_rank;
+  const uint64_t attn = Q * D + static_cast<uint64_t>(c.q_dim()) * Q + static_cast<uint64_t>(c.head_dim) * D +
+                        static_cast<uint64_t>(c.o_dim()) * c.o_group_in() + D * c.o_dim();
+  const uint64_t compress = 2 * 2 * static_cast<uint64_t>(c.head_dim) * D +
+                            static_cast<uint64_t>(c.index_n_heads) * c.index_head_dim * Q + c.index_n_heads * D +
+                            2 * 2 * static_cast<uint64_t>(c.index_head_dim) * D;
+  const uint64_t hc = 2 * 3 * static_cast<uint64_t>(c.hc_mix()) * c.hc_dim();
+  GpuMemoryPlan p;
+  p.block_weights = 2 * (attn + compress + hc + E * D + (E + 1) * 3 * I * D);
+  p.weights = p.block_weights + (p.block_weights >> 3);
+  p.hessians = hessian_bytes;
+  return p;
+}
+
 RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const model::ModelConfig& config,
                          int64_t samples, int64_t seq_len, double gflops) {
   DSV4_CHECK_IN("estimate", samples >= 0 && seq_len >= 0, "samples %lld, seq_len %lld", static_cast<long long>(samples),
@@ -230,6 +248,8 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
     layer_bytes[layer] += static_cast<uint64_t>(u.groups) * static_cast<uint64_t>(u.cols * u.cols) * sizeof(float);
   }
   for (const auto& [layer, b] : layer_bytes) e.hessian_bytes_layer_peak = std::max(e.hessian_bytes_layer_peak, b);
+  e.gpu = gpu_memory_plan(config, e.hessian_bytes_layer_peak);
+  e.state_bytes = static_cast<uint64_t>(e.tokens) * static_cast<uint64_t>(config.hc_dim()) * sizeof(float);
 
   // Bytes decoded: the whole block of every forward layer, and every quantized module elsewhere
   // (its solve decodes, or for the exact re-encodings reads, its source).
@@ -293,6 +313,24 @@ std::string run_estimate_text(const RunEstimate& e) {
   out += strfmt("  bytes                %s of source Linears decoded; %s of Linear weights written\n",
                 bytes_text(static_cast<double>(e.decode_bytes)).c_str(),
                 bytes_text(static_cast<double>(e.output_bytes)).c_str());
+  if (e.forward_layers > 0) {
+    out += strfmt("memory: GPU per rank (--device cuda): one block's bf16 weights %s (+1/8 staging), one layer's "
+                  "Hessians %s, workspace %s = %s kept; the rest is the arena for activations and solves (at least "
+                  "%s, so a GPU needs %s free)\n",
+                  bytes_text(static_cast<double>(e.gpu.block_weights)).c_str(),
+                  bytes_text(static_cast<double>(e.gpu.hessians)).c_str(),
+                  bytes_text(static_cast<double>(e.gpu.workspace)).c_str(),
+                  bytes_text(static_cast<double>(e.gpu.kept())).c_str(),
+                  bytes_text(static_cast<double>(e.gpu.min_arena)).c_str(),
+                  bytes_text(static_cast<double>(e.gpu.minimum())).c_str());
+    out += strfmt("        host: HC states %s over all ranks, split by samples (fp32; twice that during pass A), "
+                  "each rank's pass-A Hessians up to %s a layer; disk: a snapshot of the states every "
+                  "run.checkpoint_every layers, %s (half as bf16 from the GPU forward), two kept while the newer "
+                  "one commits\n",
+                  bytes_text(static_cast<double>(e.state_bytes)).c_str(),
+                  bytes_text(static_cast<double>(e.hessian_bytes_layer_peak)).c_str(),
+                  bytes_text(static_cast<double>(e.state_bytes)).c_str());
+  }
   for (const std::string& n : e.notes) out += "  note: " + n + "\n";
   return out;
 }
@@ -317,6 +355,10 @@ nlohmann::ordered_json run_estimate_json(const RunEstimate& e) {
   j["decode_bytes"] = e.decode_bytes;
   j["output_linear_bytes"] = e.output_bytes;
   j["gflops"] = e.gflops;
+  j["memory"] = {{"gpu_block_weights", e.gpu.block_weights}, {"gpu_weights_with_staging", e.gpu.weights},
+                 {"gpu_hessians", e.gpu.hessians},           {"gpu_workspace", e.gpu.workspace},
+                 {"gpu_kept", e.gpu.kept()},                 {"gpu_minimum", e.gpu.minimum()},
+                 {"host_states", e.state_bytes},             {"snapshot", e.state_bytes}};
   j["seconds"] = {{"forward", e.seconds_forward},
                   {"hessian", e.seconds_hessian},
                   {"gptq", e.seconds_gptq},

@@ -36,6 +36,21 @@
 
 namespace dsv4::calib {
 
+// What --device cuda keeps on each rank's GPU before the arena takes the rest (the forwarder
+// refuses a GPU without `minimum()` free): one block's bf16 weights with 1/8 more for decode
+// staging, one layer's fp32 Hessians (the largest layer), cuBLAS/cub workspace; the arena holds
+// activations and solves and must have at least `min_arena`.
+struct GpuMemoryPlan {
+  uint64_t block_weights = 0;  // bf16 bytes of one block's weights on the device
+  uint64_t weights = 0;        // block_weights + 1/8 for staging
+  uint64_t hessians = 0;
+  uint64_t workspace = 512ull << 20;
+  uint64_t min_arena = 1ull << 30;
+  uint64_t kept() const { return weights + hessians + workspace; }
+  uint64_t minimum() const { return kept() + min_arena; }
+};
+GpuMemoryPlan gpu_memory_plan(const model::ModelConfig& config, uint64_t hessian_bytes);
+
 struct RunEstimate {
   int64_t samples = 0, seq_len = 0;
   int64_t tokens = 0;             // samples·seq_len
@@ -54,6 +69,8 @@ struct RunEstimate {
   int64_t gptq_modules = 0;
   uint64_t decode_bytes = 0;        // source bytes of the Linears decoded to fp32
   uint64_t output_bytes = 0;        // Linear weights written (ModulePlan::output_bytes)
+  GpuMemoryPlan gpu;                // per rank with --device cuda
+  uint64_t state_bytes = 0;         // fp32 HC states of all samples (one copy; pass A holds two)
 
   double gflops = 0;  // the rate the seconds use
   double seconds_forward = 0, seconds_hessian = 0, seconds_gptq = 0;

@@ -213,6 +213,29 @@ TEST(RunEstimate, FlashHessiansMatchDesignBudget) {
   EXPECT_LT(experts, 630 * 2.0) << experts << " TFLOP";
 }
 
+// The GPU memory plan the forwarder enforces and `plan` prints: at full width one block's bf16
+// weights are the 257 experts' three matrices (12.9 GB) plus attention, HC and router (a few %);
+// the Hessians are the largest layer's; the host states are fp32 [tokens, hc_dim].
+TEST(RunEstimate, GpuMemoryPlanForFlash) {
+  const model::ModelConfig c = model::ModelConfig::flash();
+  const RunEstimate e = estimate(shipped("w4a16_mtp.yaml"), c, 96, 512);
+  const double experts = 2.0 * (c.n_routed_experts + 1) * 3 * c.moe_intermediate_size * c.hidden_size;
+  EXPECT_GT(static_cast<double>(e.gpu.block_weights), experts);
+  EXPECT_LT(static_cast<double>(e.gpu.block_weights), 1.05 * experts);
+  EXPECT_EQ(e.gpu.weights, e.gpu.block_weights + e.gpu.block_weights / 8);
+  EXPECT_EQ(e.gpu.hessians, e.hessian_bytes_layer_peak);
+  EXPECT_EQ(e.gpu.kept(), e.gpu.weights + e.gpu.hessians + e.gpu.workspace);
+  EXPECT_EQ(e.gpu.minimum(), e.gpu.kept() + e.gpu.min_arena);
+  EXPECT_EQ(e.state_bytes, uint64_t{96} * 512 * static_cast<uint64_t>(c.hc_dim()) * 4);
+  const std::string text = run_estimate_text(e);
+  EXPECT_NE(text.find("memory: GPU per rank"), std::string::npos) << text;
+  EXPECT_NE(text.find("13.2 GB"), std::string::npos) << text;
+  EXPECT_EQ(run_estimate_json(e).at("memory").at("gpu_minimum").get<uint64_t>(), e.gpu.minimum());
+  // A data-free recipe runs no forward: no memory section.
+  const RunEstimate d = estimate(shipped("int4_int8.yaml"), c, 96, 512);
+  EXPECT_EQ(run_estimate_text(d).find("memory:"), std::string::npos);
+}
+
 TEST(RunEstimate, TextJsonAndErrors) {
   const model::ModelConfig c = model::ModelConfig::tiny();
   const RunEstimate e = estimate(shipped("w4a16_mtp.yaml"), c, 32, 64);

@@ -360,6 +360,9 @@ TEST(GptqCuda, SolveBatchMatchesGptqSolve) {
       EXPECT_EQ(g.dead_columns, cpu.dead_columns) << i;
       EXPECT_EQ(g.qparams.scale, cpu.qparams.scale) << i;
       EXPECT_EQ(g.qparams.zero_point, cpu.qparams.zero_point) << i;
+      // The GPU's dequantized weight is the CPU dequantization of its codes, bit for bit: what a
+      // rank that receives the encoded tensors, or a replay, rebuilds (encoded_linear_decode).
+      EXPECT_TRUE(gptq_dequant_with_g_idx(args, g.qparams, g.codes, g.g_idx) == g.dequant) << i;
       EXPECT_NEAR(g.loss, cpu.loss, 1e-3 * std::max(1e-30, cpu.loss)) << i;
       for (size_t k = 0; k < cpu.codes.size(); ++k) differ += g.codes[k] != cpu.codes[k];
       if (cpu.fallback == GptqFallback::kRtnNoTokens) EXPECT_EQ(g.codes, cpu.codes) << "RTN is exact";
