@@ -27,4 +27,18 @@ std::string device_describe(int device) {
 
 bool built_with_cuda() { return true; }
 
+void* device_alloc(size_t bytes) {
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, bytes == 0 ? 1 : bytes);
+  DSV4_CHECK_IN("device", e == cudaSuccess, "cudaMalloc of %zu bytes failed: %s", bytes, cudaGetErrorString(e));
+  return p;
+}
+void device_free(void* p) noexcept { cudaFree(p); }
+void device_upload(void* device_dst, const void* host_src, size_t bytes) {
+  DSV4_CUDA_CHECK(cudaMemcpy(device_dst, host_src, bytes, cudaMemcpyHostToDevice));
+}
+void device_download(void* host_dst, const void* device_src, size_t bytes) {
+  DSV4_CUDA_CHECK(cudaMemcpy(host_dst, device_src, bytes, cudaMemcpyDeviceToHost));
+}
+
 }  // namespace dsv4

@@ -71,9 +71,9 @@ class Communicator {
 // (topology_init). Collectives are non-blocking calls polled against the watchdog deadline.
 std::unique_ptr<Communicator> communicator_mpi(double timeout_s);
 
-// CUDA builds only (dist/comm_nccl.cpp): an NCCL communicator over the MPI job (or of one rank
-// without MPI) on `device`, which the caller has bound (cudaSetDevice(local_rank)) before any
-// other CUDA call. Buffers may be device or host memory (host buffers are staged).
+// CUDA builds (dist/comm_nccl.cpp; the CPU build's throws): an NCCL communicator over the MPI
+// job (or of one rank without MPI) on `device`, which it binds (cudaSetDevice) for the calling
+// thread. Buffers may be device or host memory (host buffers are staged).
 std::unique_ptr<Communicator> communicator_nccl(double timeout_s, int device);
 
 // A single-process communicator: every collective is the identity. Runs without MPI at all.

@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   const dsv4::launch::Command eval = dsv4::launch::cmd_eval_register(app);
   const dsv4::launch::Command verify = dsv4::launch::cmd_verify_register(app);
   const dsv4::launch::Command dequant = dsv4::launch::cmd_dequant_register(app);
+  const dsv4::launch::Command preflight = dsv4::launch::cmd_preflight_register(app);
   const dsv4::launch::Command calibrate = dsv4::launch::cmd_calibrate_register(app);
 
   try {
@@ -59,6 +60,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("eval")) return eval();
     if (app.got_subcommand("verify")) return verify();
     if (app.got_subcommand("dequant")) return dequant();
+    if (app.got_subcommand("preflight")) return preflight();
     return calibrate();
   } catch (const dsv4::Error& e) {
     dsv4::log_error("%s", e.what());
