@@ -32,7 +32,9 @@ TEST(AllReduceSweep, DoublesFromOneMibToTheCapOnOneRank) {
   // A cap below 1 MiB still measures 1 MiB; no timed iteration is an error.
   EXPECT_EQ(all_reduce_sweep(*comm, 1000, 1, false).points.size(), 1u);
   EXPECT_THROW(all_reduce_sweep(*comm, 1u << 20, 0, false), Error);
-  if (!built_with_cuda()) EXPECT_THROW(all_reduce_sweep(*comm, 1u << 20, 1, true), Error);
+  if (!built_with_cuda()) {
+    EXPECT_THROW(all_reduce_sweep(*comm, 1u << 20, 1, true), Error);
+  }
 }
 
 }  // namespace

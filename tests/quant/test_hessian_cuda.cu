@@ -55,7 +55,7 @@ struct Blas {
 TEST(HessianCuda, SumMatchesCpuAndAccumulates) {
   DSV4_REQUIRE_GPU_OR_SKIP();
   Blas blas;
-  for (const auto [tokens, d] : {std::pair<int64_t, int64_t>{300, 128}, {517, 96}, {64, 256}}) {
+  for (const auto& [tokens, d] : {std::pair<int64_t, int64_t>{300, 128}, {517, 96}, {64, 256}}) {
     const std::vector<uint16_t> x = random_bf16(static_cast<size_t>(tokens * d));
     uint16_t* dx = nullptr;
     float* ds = nullptr;
