@@ -8,8 +8,9 @@
 #                 mkdir -p .gpu/pcre2/include .gpu/pcre2/lib/pkgconfig && cp x/usr/include/pcre2.h .gpu/pcre2/include/
 #                 and write .gpu/pcre2/lib/pkgconfig/libpcre2-8.pc with prefix=${pcfiledir}/../.. (Libs -lpcre2-8)
 #   run there (device tool, carry [".gpu"]): bash bench/gpu_check.sh
-# GPU_CHECK_STEPS picks steps (default "tests benches pipeline cpu"; the build always runs), so a
-# 10-minute device call can take a part: GPU_CHECK_STEPS=tests, then GPU_CHECK_STEPS=pipeline.
+# GPU_CHECK_STEPS picks steps (default "tests benches pipeline cpu"; the build always runs; also
+# "preflight", the NCCL and disk check on every GPU), so a 10-minute device call can take a part:
+# GPU_CHECK_STEPS=tests, then GPU_CHECK_STEPS=pipeline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/dsv4_gpu_out}"
@@ -47,6 +48,12 @@ if [[ "$steps" == *" benches "* ]]; then
 fi
 # The whole pipeline on full-width layers.
 if [[ "$steps" == *" pipeline "* ]]; then bash bench/pipeline_layer.sh; fi
+# preflight on this machine: the NCCL all-reduce sweep on the GPU(s) and the disk (issue 10).
+if [[ "$steps" == *" preflight "* ]]; then
+  gpus=$(nvidia-smi -L | wc -l)
+  mpirun -n "$gpus" --oversubscribe -x NCCL_NVLS_ENABLE=0 build/cuda/launch/dsv4-calib preflight --device cuda \
+    --max-mb 1024 --out /tmp/dsv4_preflight_out --disk-mb 4096 2>&1 | tee "$out/preflight.txt" | tail -n 20
+fi
 # The CPU-reference timings below take minutes.
 [[ "$steps" == *" cpu "* ]] || exit 0
 # make-model throughput at full Flash widths (one layer, all 256 experts), into local disk.
