@@ -8,10 +8,10 @@
 //
 //   std::unique_ptr<GpuForwarder> gpu = gpu_forwarder_create(config, hessian_bytes);  // throws without CUDA/GPU
 //   gpu->decode_block(checkpoint, "layers.3.", 3);
-//   gpu->run(samples, states, &stats);                                    // pass A
+//   gpu->run(samples, states, &stats, false);                             // pass A: statistics only
 //   gpu->gptq_batch(args, opts, modules, {h}, rows, cols, {.into_block = true});  // solves, into the block
 //   gpu->put_weight(other_module, dequant);                               // solved elsewhere
-//   gpu->run(samples, states, nullptr);                                   // pass B
+//   gpu->run(samples, states, nullptr, true);                             // pass B
 //
 // CPU builds link gpu_forwarder_none.cpp, whose create() explains that the build has no CUDA.
 // Tests: tests/calib/test_pipeline_cuda.cu (GPU pipeline vs CPU pipeline in bf16 mode).
@@ -57,9 +57,11 @@ class GpuForwarder {
   // weights), rounded to bf16 as vLLM's kernels compute with them.
   virtual void put_weight(const std::string& module, const std::vector<float>& w) = 0;
   // states[s] <- block(states[s]) for every sample; with stats, pass A's taps feed it (its wanted
-  // Hessians and absmax, its all-experts mode and w2 convention).
+  // Hessians and absmax, its all-experts mode and w2 convention). write_back = false leaves
+  // `states` as they were: pass A when pass B recomputes the layer's output (propagate_error)
+  // needs only the statistics, not the outputs (3.2 GB down and converted at 96 × 512).
   virtual void run(const std::vector<std::vector<int64_t>>& samples, std::vector<std::vector<float>>& states,
-                   LayerStats* stats) = 0;
+                   LayerStats* stats, bool write_back) = 0;
   // GPTQ of block linears of one shape and scheme (quant/gptq_batch_cuda.h) from the block's
   // weights; `hessians` (host) holds one H shared by all or one per module.
   virtual GpuGptqBatchResult gptq_batch(const quant::QuantArgs& args, const quant::GptqOptions& opts,

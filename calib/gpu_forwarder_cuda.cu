@@ -85,7 +85,7 @@ class CudaForwarder final : public GpuForwarder {
   }
 
   void run(const std::vector<std::vector<int64_t>>& samples, std::vector<std::vector<float>>& states,
-           LayerStats* stats) override {
+           LayerStats* stats, bool write_back) override {
     using Clock = std::chrono::steady_clock;
     auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
     DSV4_CHECK_IN("calibrate", block_.has_value(), "GPU forward without a block on the device");
@@ -146,7 +146,7 @@ class CudaForwarder final : public GpuForwarder {
       model::block_forward_cuda(dw, c_, rope.view(), x, ids, static_cast<int64_t>(group.size()), tokens, y, ctx);
       DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
       forward += since(t);
-      for (size_t k0 = 0; k0 < group.size(); k0 += per_chunk) {
+      for (size_t k0 = 0; write_back && k0 < group.size(); k0 += per_chunk) {
         const size_t n = std::min(per_chunk, group.size() - k0);
         DSV4_CUDA_CHECK(cudaMemcpyAsync(buf, y + k0 * per_sample, n * per_sample * 2, cudaMemcpyDeviceToHost, stream_));
         DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));

@@ -154,10 +154,11 @@ struct Forwarder {
   GpuForwarder* gpu = nullptr;                             // set: the passes run there, on its block
 
   // states[s] <- block(states[s]) for every sample: block `w` on the CPU, the GPU's own block there.
+  // write_back = false: only the statistics; `states` are left as they were.
   void run(const model::BlockWeights* w, std::vector<std::vector<float>>& states, LayerStats* stats,
-           bool all_experts) const {
+           bool all_experts, bool write_back = true) const {
     if (gpu) {
-      gpu->run(samples, states, stats);
+      gpu->run(samples, states, stats, write_back);
       return;
     }
     DSV4_CHECK_IN("pipeline", w != nullptr, "CPU forward without a block");
@@ -168,7 +169,7 @@ struct Forwarder {
       const model::RopeTable& rope = model::rope_is_compressed(w->spec) ? compress_rope[s] : main_rope[s];
       model::block_forward(*w, c, rope, states[s].data(), samples[s].data(), static_cast<int64_t>(samples[s].size()),
                            next.data(), ctx);
-      states[s].swap(next);
+      if (write_back) states[s].swap(next);
     }
   }
 };
@@ -522,8 +523,14 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     }
     std::vector<std::vector<float>> states_a;
     t = Clock::now();
-    if (pass_a) {
-      states_a.resize(states.size());  // pass B starts again from this layer's input (GBs: on all cores)
+    if (pass_a && r.calibration.propagate_error) {
+      // Pass B recomputes the layer's output with the quantized weights: pass A's outputs are
+      // never read, only its statistics (and `states` stay the layer's input for pass B).
+      fwd.run(w ? &*w : nullptr, states, &stats, r.calibration.all_experts, /*write_back=*/false);
+    } else if (pass_a) {
+      // Pass A's outputs are the next layer's input; `states` keep this layer's input meanwhile
+      // (the previous layer's snapshot may still be reading them). GBs: copied on all cores.
+      states_a.resize(states.size());
       parallel_for(states.size(), in.threads, [&](size_t k) { states_a[k] = states[k]; });
       fwd.run(w ? &*w : nullptr, states_a, &stats, r.calibration.all_experts);
     }
