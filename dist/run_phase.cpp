@@ -138,4 +138,17 @@ void run_phase_fail(Communicator* comm, const std::string& message, int exit_cod
   std::_Exit(exit_code);
 }
 
+void run_rank_job(int world, std::unique_ptr<Communicator>& comm, const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    if (world > 1) run_phase_fail(comm.get(), e.what());
+    comm.reset();
+    topology_finalize();
+    throw;
+  }
+  comm.reset();
+  topology_finalize();
+}
+
 }  // namespace dsv4::dist

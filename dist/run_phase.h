@@ -15,6 +15,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace dsv4::dist {
@@ -42,5 +43,11 @@ void run_phase_wait(Communicator* comm, double timeout_s, const std::string& wha
 // Prints "rank R/W on HOST at <phase>: <message>" to stderr (every rank that calls it), then
 // aborts the job through `comm` (or exits with `exit_code` when comm is null).
 [[noreturn]] void run_phase_fail(Communicator* comm, const std::string& message, int exit_code = 1);
+
+// A rank's whole part of a job, after topology_init: an error on a job of several ranks is printed
+// with the phase and ends the whole job (run_phase_fail) rather than leaving the other ranks in a
+// collective; on one rank it is rethrown. Either way `comm` (which `body` may create) is released
+// and MPI finalized (topology_finalize).
+void run_rank_job(int world, std::unique_ptr<Communicator>& comm, const std::function<void()>& body);
 
 }  // namespace dsv4::dist

@@ -65,16 +65,7 @@ int run_calibrate(const CalibrateArgs& a) {
   std::unique_ptr<dist::Communicator> comm = topo.world > 1 ? dist::communicator_mpi(recipe.run.collective_timeout_s)
                                                             : dist::communicator_self();
   co.comm = comm.get();
-  try {
-    calib::calibrate_run(recipe, co);
-  } catch (const std::exception& e) {
-    if (topo.world > 1) dist::run_phase_fail(comm.get(), e.what());
-    comm.reset();
-    dist::topology_finalize();
-    throw;
-  }
-  comm.reset();
-  dist::topology_finalize();
+  dist::run_rank_job(topo.world, comm, [&] { calib::calibrate_run(recipe, co); });
   return 0;
 }
 

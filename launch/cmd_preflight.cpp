@@ -77,7 +77,7 @@ int run_preflight(const PreflightArgs& a) {
   const dist::Topology topo = dist::topology_init(nullptr, nullptr);
   const bool cuda = a.device == "cuda";
   std::unique_ptr<dist::Communicator> comm;
-  try {
+  dist::run_rank_job(topo.world, comm, [&] {
     if (cuda) {
       DSV4_CHECK_IN("preflight", built_with_cuda(), "--device cuda: this dsv4-calib was built without CUDA");
       DSV4_CHECK_IN("preflight", topo.local_rank < device_count(),
@@ -138,15 +138,7 @@ int run_preflight(const PreflightArgs& a) {
         }
       }
     }
-  } catch (const std::exception& e) {
-    // One rank's failure ends the job rather than leaving the others in a collective.
-    if (topo.world > 1) dist::run_phase_fail(comm.get(), e.what());
-    comm.reset();
-    dist::topology_finalize();
-    throw;
-  }
-  comm.reset();
-  dist::topology_finalize();
+  });
   return 0;
 }
 
