@@ -248,7 +248,7 @@ std::vector<size_t> gpu_solve(GpuForwarder& gpu, const Recipe& r, const std::vec
       quant::GptqOptions opts = *base.gptq;
       opts.actorder = base.group->actorder;
       // The GPU encodes the weight tensors (its codes never come to the host); the dequantized
-      // weights come down only when something on the host reads them.
+      // weights stay there (pass B reads them in the block; others rebuild them from the tensors).
       GpuGptqBatchOptions batch_opts{.into_block = into_block, .host_dequant = false,
                                      .encode = quant::quant_scheme_format(base.group->scheme)};
       GpuGptqBatchResult b = gpu.gptq_batch(base.group->scheme.weights, opts, names, h_ptrs, first.rows, first.cols,
