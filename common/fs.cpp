@@ -189,12 +189,17 @@ void make_directories(const std::string& dir) {
   }
 }
 
-int64_t filesystem_available_bytes(const std::string& path) {
+std::string nearest_existing_path(const std::string& path) {
   std::error_code ec;
   std::filesystem::path p = std::filesystem::absolute(path, ec);
-  if (ec) return -1;
+  if (ec) p = path;
   while (!std::filesystem::exists(p, ec) && p.has_parent_path() && p != p.parent_path()) p = p.parent_path();
-  const std::filesystem::space_info si = std::filesystem::space(p, ec);
+  return p.string();
+}
+
+int64_t filesystem_available_bytes(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::space_info si = std::filesystem::space(nearest_existing_path(path), ec);
   return ec ? -1 : static_cast<int64_t>(si.available);
 }
 

@@ -41,8 +41,11 @@ void write_file_atomic(const std::string& path, std::string_view content);
 std::string read_file(const std::string& path);  // throws naming the path
 void fsync_directory(const std::string& dir);
 void make_directories(const std::string& dir);  // mkdir -p, throws naming the path
-// Bytes available to this user on the filesystem holding `path`, or on its nearest existing
-// parent when `path` does not exist yet; -1 when the filesystem cannot tell.
+// `path` made absolute if it exists, else its nearest existing parent (what an output directory
+// not yet created will live on).
+std::string nearest_existing_path(const std::string& path);
+// Bytes available to this user on the filesystem holding nearest_existing_path(path); -1 when
+// the filesystem cannot tell.
 int64_t filesystem_available_bytes(const std::string& path);
 
 }  // namespace dsv4

@@ -42,11 +42,7 @@ struct PreflightArgs {
 // Writes `bytes` to a scratch file in `dir` (or its nearest existing parent) with fsync, then
 // removes it: the sustained write speed the artifact and the journal will see.
 nlohmann::ordered_json disk_probe(const std::string& dir, uint64_t bytes) {
-  std::string where = dir;
-  while (!where.empty() && access(where.c_str(), F_OK) != 0) {
-    const size_t slash = where.find_last_of('/');
-    where = slash == std::string::npos ? "." : slash == 0 ? "/" : where.substr(0, slash);
-  }
+  const std::string where = nearest_existing_path(dir);
   const std::string path = where + "/.dsv4_preflight." + std::to_string(getpid());
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   DSV4_CHECK_IN("preflight", fd >= 0, "cannot create %s to time the disk", path.c_str());
