@@ -9,6 +9,7 @@
 //   std::unique_ptr<GpuForwarder> gpu = gpu_forwarder_create(config, hessian_bytes);  // throws without CUDA/GPU
 //   gpu->decode_block(checkpoint, "layers.3.", 3);
 //   gpu->run(samples, states, &stats, false);                             // pass A: statistics only
+//                                   (with hessians_on_device the Hessian sums stay on the GPU)
 //   gpu->gptq_batch(args, opts, modules, {h}, rows, cols, {.into_block = true});  // solves, into the block
 //   gpu->put_weight(other_module, dequant);                               // solved elsewhere
 //   gpu->run(samples, states, nullptr, true);                             // pass B
@@ -37,6 +38,9 @@ struct GpuGptqBatchOptions {
   bool into_block = false;  // each module's dequantized result replaces its weights in the block (pass B)
   bool host_dequant = true; // results carry the dequantized weights on the host (staging, sharing)
   std::optional<quant::PackFormat> encode;  // set: tensors encoded on the GPU, codes stay there
+  // Not empty: the Hessians are pass A's device sums over this many rows each (LayerStats::
+  // device_hessian), finalized on the GPU (quant::GptqBatchIo::hessian_sum_tokens).
+  std::vector<int64_t> hessian_sum_tokens;
 };
 
 struct GpuGptqBatchResult {
@@ -63,7 +67,8 @@ class GpuForwarder {
   virtual void run(const std::vector<std::vector<int64_t>>& samples, std::vector<std::vector<float>>& states,
                    LayerStats* stats, bool write_back) = 0;
   // GPTQ of block linears of one shape and scheme (quant/gptq_batch_cuda.h) from the block's
-  // weights; `hessians` (host) holds one H shared by all or one per module.
+  // weights; `hessians` holds one H shared by all or one per module: finalized host matrices, or
+  // device sums (GpuGptqBatchOptions::hessian_sum_tokens).
   virtual GpuGptqBatchResult gptq_batch(const quant::QuantArgs& args, const quant::GptqOptions& opts,
                                         const std::vector<std::string>& modules,
                                         const std::vector<const float*>& hessians, int64_t rows, int64_t cols,
@@ -74,8 +79,11 @@ class GpuForwarder {
 
 // Takes GPU `device` and an arena of all its free memory but what one block's weights need and
 // `hessian_bytes` (pass A's Hessians of the largest layer, RunEstimate::hessian_bytes_layer_peak).
-// The passes' activations and the solves' buffers come from the arena, in turn.
+// The passes' activations and the solves' buffers come from the arena, in turn. With
+// `hessians_on_device`, pass A's Hessian sums stay on the GPU until the next pass A
+// (DeviceLayerStats::download_into with sums_stay): the LayerStats refers to them, the reduce
+// needs a communicator that takes device buffers, and gptq_batch reads them there.
 std::unique_ptr<GpuForwarder> gpu_forwarder_create(const model::ModelConfig& config, uint64_t hessian_bytes,
-                                                   int device = 0);
+                                                   int device = 0, bool hessians_on_device = false);
 
 }  // namespace dsv4::calib

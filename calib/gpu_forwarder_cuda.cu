@@ -30,7 +30,8 @@ constexpr size_t kStagingBytes = 512u << 20;
 
 class CudaForwarder final : public GpuForwarder {
  public:
-  CudaForwarder(const model::ModelConfig& c, uint64_t hessian_bytes, int device) : c_(c) {
+  CudaForwarder(const model::ModelConfig& c, uint64_t hessian_bytes, int device, bool hessians_on_device)
+      : c_(c), hessians_on_device_(hessians_on_device) {
     int count = 0;
     DSV4_CHECK_IN("calibrate", cudaGetDeviceCount(&count) == cudaSuccess && device < count,
                   "--device cuda: no CUDA device %d (%d visible)", device, count);
@@ -51,6 +52,7 @@ class CudaForwarder final : public GpuForwarder {
              device, arena_->capacity() / 1e9, plan.weights / 1e9, hessian_bytes / 1e9);
   }
   ~CudaForwarder() override {
+    stats_.reset();
     cusolverDnDestroy(solver_);
     cublasDestroy(blas_);
     cudaStreamDestroy(stream_);
@@ -92,12 +94,15 @@ class CudaForwarder final : public GpuForwarder {
     const model::DeviceBlockWeights& dw = *block_;
     double forward = 0, stats_down = 0;
     auto t = Clock::now();
-    std::optional<DeviceLayerStats> dev;
+    // Pass A's collector; it lives until the next pass A when its sums stay here for the solves.
+    std::optional<DeviceLayerStats>& dev = stats_;
     if (stats) {
+      dev.reset();  // the previous layer's sums (its LayerStats is gone)
       dev.emplace(stats->all_experts(), stats->w2_input(), blas_, stream_);
       for (const std::string& m : stats->wanted_hessians()) dev->want_hessian(m);
       for (const std::string& m : stats->wanted_amax()) dev->want_amax(m);
     }
+    const bool collecting = stats != nullptr;
     std::map<int64_t, std::vector<size_t>> by_length;
     for (size_t s = 0; s < samples.size(); ++s) by_length[static_cast<int64_t>(samples[s].size())].push_back(s);
     const int64_t flat = c_.hc_dim();
@@ -138,9 +143,9 @@ class CudaForwarder final : public GpuForwarder {
       }
       DSV4_CUDA_CHECK(cudaMemcpyAsync(ids, host_ids.data(), host_ids.size() * 8, cudaMemcpyHostToDevice, stream_));
       const model::DeviceRopeTable rope(model::rope_table_build(c_, model::rope_is_compressed(dw.spec), tokens));
-      if (dev) dev->next_pass();
+      if (collecting) dev->next_pass();
       const model::CudaForwardContext ctx{.stream = stream_, .blas = blas_, .arena = arena_.get(),
-                                          .taps = dev ? &*dev : nullptr, .prefix = dw.prefix,
+                                          .taps = collecting ? &*dev : nullptr, .prefix = dw.prefix,
                                           .all_experts = stats && stats->all_experts()};
       t = Clock::now();
       model::block_forward_cuda(dw, c_, rope.view(), x, ids, static_cast<int64_t>(group.size()), tokens, y, ctx);
@@ -157,7 +162,10 @@ class CudaForwarder final : public GpuForwarder {
       }
     }
     t = Clock::now();
-    if (dev) dev->download_into(*stats, &staging_);
+    if (collecting) {
+      dev->download_into(*stats, &staging_, hessians_on_device_);
+      if (!hessians_on_device_) dev.reset();
+    }
     stats_down = since(t);
     // Where a GPU pass spends its time (the next optimisation targets, docs/PERFORMANCE.md).
     log_info("%s GPU pass %s: forward %.2f s (%zu length groups), statistics to host %.2f s", dw.prefix.c_str(),
@@ -189,6 +197,7 @@ class CudaForwarder final : public GpuForwarder {
     io.encode = batch.encode;
     io.encoded = &out.encoded;
     io.staging = &staging_;
+    io.hessian_sum_tokens = batch.hessian_sum_tokens;
     quant::GptqBatchErrors errors;
     ArenaScope scope(*arena_);
     out.results = quant::gptq_solve_batch_cuda(blas_, solver_, args, io, static_cast<int>(modules.size()), hessians,
@@ -203,12 +212,14 @@ class CudaForwarder final : public GpuForwarder {
 
  private:
   const model::ModelConfig c_;
+  const bool hessians_on_device_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   cusolverDnHandle_t solver_ = nullptr;
   std::unique_ptr<DeviceArena> arena_;
   PinnedHostBuffer staging_{kStagingBytes};  // bulk copies to the host (Hessians, encoded tensors)
   std::optional<model::DeviceBlockWeights> block_;
+  std::optional<DeviceLayerStats> stats_;  // pass A's, while its sums stay here (hessians_on_device)
 
   model::DeviceMatrix device_block_matrix(const std::string& module) {
     DSV4_CHECK_IN("calibrate", block_.has_value(), "%s: no block on the GPU", module.c_str());
@@ -219,8 +230,8 @@ class CudaForwarder final : public GpuForwarder {
 }  // namespace
 
 std::unique_ptr<GpuForwarder> gpu_forwarder_create(const model::ModelConfig& config, uint64_t hessian_bytes,
-                                                   int device) {
-  return std::make_unique<CudaForwarder>(config, hessian_bytes, device);
+                                                   int device, bool hessians_on_device) {
+  return std::make_unique<CudaForwarder>(config, hessian_bytes, device, hessians_on_device);
 }
 
 }  // namespace dsv4::calib

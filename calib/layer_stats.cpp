@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "common/check.h"
+#include "common/device.h"
 
 namespace dsv4::calib {
 std::string stats_consumer(const std::string& module, int group) {
@@ -47,6 +49,7 @@ void LayerStats::on_tap(const model::TapEvent& e) {
   const std::string key = key_of(e.modules.front(), e);
   for (const std::string& m : e.modules) key_[stats_consumer(m, e.group)] = key;
   Slot& slot = acc_[key];
+  DSV4_CHECK_IN("calib", !slot.device_sum, "CPU tap for %s, whose Hessian is on the GPU", key.c_str());
   if (!slot.acc) slot.acc = std::make_unique<quant::HessianAccumulator>(e.cols);
   DSV4_CHECK_IN("calib", slot.acc->dim() == e.cols, "tap for %s has %lld columns, its Hessian %lld", key.c_str(),
                 static_cast<long long>(e.cols), static_cast<long long>(slot.acc->dim()));
@@ -75,7 +78,7 @@ void LayerStats::on_tap(const model::TapEvent& e) {
 void LayerStats::import_hessian(const std::string& key, const std::vector<std::string>& consumers,
                                 quant::HessianAccumulator partial) {
   Slot& slot = acc_[key];
-  DSV4_CHECK_IN("calib", !slot.acc, "Hessian %s imported twice", key.c_str());
+  DSV4_CHECK_IN("calib", !slot.held(), "Hessian %s imported twice", key.c_str());
   slot.acc = std::make_unique<quant::HessianAccumulator>(std::move(partial));
   for (const std::string& c : consumers) key_[c] = key;
 }
@@ -96,21 +99,69 @@ std::string LayerStats::hessian_key(const std::string& module, int group) const 
   return k == key_.end() ? std::string() : k->second;
 }
 
-quant::HessianResult LayerStats::hessian(const std::string& module, int64_t cols, int group) const {
+const LayerStats::Slot* LayerStats::slot_of(const std::string& module, int group, int64_t cols) const {
   const auto k = key_.find(stats_consumer(module, group));
-  if (k == key_.end()) return quant::HessianAccumulator(cols).finalize();
+  if (k == key_.end()) return nullptr;
   DSV4_CHECK_IN("calib", !dropped_.count(k->second), "the Hessian of %s (%s) is owned by another rank", module.c_str(),
                 k->second.c_str());
-  const quant::HessianAccumulator& acc = *acc_.at(k->second).acc;
-  DSV4_CHECK_IN("calib", acc.dim() == cols, "%s has %lld inputs but its activations have %lld columns",
-                module.c_str(), static_cast<long long>(cols), static_cast<long long>(acc.dim()));
-  return acc.finalize();
+  const Slot& slot = acc_.at(k->second);
+  DSV4_CHECK_IN("calib", slot.dim() == cols, "%s has %lld inputs but its activations have %lld columns",
+                module.c_str(), static_cast<long long>(cols), static_cast<long long>(slot.dim()));
+  return &slot;
+}
+
+quant::HessianResult LayerStats::hessian(const std::string& module, int64_t cols, int group) const {
+  const Slot* slot = slot_of(module, group, cols);
+  if (!slot) return quant::HessianAccumulator(cols).finalize();
+  DSV4_CHECK_IN("calib", slot->acc != nullptr, "the Hessian of %s is on the GPU: bring it over first (hessians_to_host)",
+                stats_consumer(module, group).c_str());
+  return slot->acc->finalize();
+}
+
+bool LayerStats::hessian_on_device(const std::string& module, int group) const {
+  const auto k = key_.find(stats_consumer(module, group));
+  return k != key_.end() && !dropped_.count(k->second) && acc_.at(k->second).device_sum != nullptr;
+}
+
+LayerStats::DeviceSum LayerStats::device_hessian(const std::string& module, int64_t cols, int group) const {
+  const Slot* slot = slot_of(module, group, cols);
+  if (!slot) return {};
+  DSV4_CHECK_IN("calib", slot->device_sum != nullptr, "the Hessian of %s is on the host, not the GPU",
+                stats_consumer(module, group).c_str());
+  return {slot->device_sum, slot->device_tokens};
+}
+
+void LayerStats::import_device_hessian(const std::string& key, const std::vector<std::string>& consumers, int64_t dim,
+                                       int64_t tokens, float* device_sum) {
+  Slot& slot = acc_[key];
+  DSV4_CHECK_IN("calib", !slot.held(), "Hessian %s imported twice", key.c_str());
+  DSV4_CHECK_IN("calib", device_sum != nullptr && dim > 0 && tokens >= 0, "device Hessian %s: [%lld] of %lld tokens",
+                key.c_str(), static_cast<long long>(dim), static_cast<long long>(tokens));
+  slot.device_sum = device_sum;
+  slot.device_dim = dim;
+  slot.device_tokens = tokens;
+  for (const std::string& c : consumers) key_[c] = key;
+  sums_on_device_ = true;
+}
+
+void LayerStats::hessians_to_host(const std::vector<std::string>& modules) {
+  const std::set<std::string> wanted(modules.begin(), modules.end());
+  for (const auto& [consumer, key] : key_) {
+    if (!wanted.count(consumer.substr(0, consumer.find('#')))) continue;
+    Slot& slot = acc_.at(key);
+    if (!slot.device_sum) continue;  // on the host already, or dropped
+    auto acc = std::make_unique<quant::HessianAccumulator>(slot.device_dim);
+    device_download(acc->sum().data(), slot.device_sum, acc->sum().size() * sizeof(float));
+    acc->set_num_tokens(slot.device_tokens);
+    slot.acc = std::move(acc);
+    slot.device_sum = nullptr;
+  }
 }
 
 uint64_t LayerStats::hessian_bytes() const {
   uint64_t b = 0;
   for (const auto& [key, slot] : acc_) {
-    if (slot.acc) b += static_cast<uint64_t>(slot.acc->dim()) * static_cast<uint64_t>(slot.acc->dim()) * 4;
+    if (slot.held()) b += static_cast<uint64_t>(slot.dim()) * static_cast<uint64_t>(slot.dim()) * 4;
   }
   return b;
 }

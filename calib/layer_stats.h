@@ -64,12 +64,35 @@ class LayerStats final : public model::TapSink {
   void import_hessian(const std::string& key, const std::vector<std::string>& consumers,
                       quant::HessianAccumulator partial);
   void import_amax(const std::string& module, float amax);
+  // A Hessian partial left on the GPU (DeviceLayerStats::download_into with sums kept there): its
+  // unscaled sum `device_sum` [dim, dim] fp32 stays owned by the collector and must outlive this
+  // object. reduce_to_owners reduces it in place, which takes a communicator that accepts device
+  // buffers (NCCL, or one rank); the GPU solves read it through device_hessian; hessian() needs
+  // it brought over first (hessians_to_host). `device_alloc`/`device_upload`/`device_free`
+  // (common/device.h) hold the zero sums of keys only other ranks saw.
+  void import_device_hessian(const std::string& key, const std::vector<std::string>& consumers, int64_t dim,
+                             int64_t tokens, float* device_sum);
+  // Every Hessian of this layer stays on the GPU: keys only other ranks saw get device zeros.
+  void keep_sums_on_device() { sums_on_device_ = true; }
+  bool sums_on_device() const { return sums_on_device_; }
 
   // Finalized Hessian of a wanted module with `cols` inputs (group >= 0: that wo_a output group).
   // A module no token reached (an expert nobody routed to, outside all-experts mode) gets an
   // all-zero H with no_tokens set, which GPTQ turns into RTN and reports.
   quant::HessianResult hessian(const std::string& module, int64_t cols, int group = -1) const;
   bool has_hessian(const std::string& module, int group = -1) const;
+  // The device sum serving module[#group] and its token total (the caller finalizes it,
+  // hessian_finalize_cuda); sum is null with 0 tokens when no token reached the module. Fails for
+  // a Hessian held on the host.
+  struct DeviceSum {
+    const float* sum = nullptr;
+    int64_t tokens = 0;
+  };
+  DeviceSum device_hessian(const std::string& module, int64_t cols, int group = -1) const;
+  bool hessian_on_device(const std::string& module, int group = -1) const;
+  // Brings the device Hessians serving these modules (any group) to the host, for solves that
+  // read hessian() (the CPU's); on the calling thread, which must be the GPU's.
+  void hessians_to_host(const std::vector<std::string>& modules);
   // The key of the Hessian serving module[#group] (modules with one key share it); empty if none.
   std::string hessian_key(const std::string& module, int group = -1) const;
   float amax(const std::string& module) const;  // 0 when never tapped
@@ -91,9 +114,17 @@ class LayerStats final : public model::TapSink {
 
  private:
   struct Slot {
-    std::unique_ptr<quant::HessianAccumulator> acc;
+    std::unique_ptr<quant::HessianAccumulator> acc;  // on the host, or
+    float* device_sum = nullptr;                      // on the GPU (import_device_hessian)
+    int64_t device_dim = 0, device_tokens = 0;
     int64_t last_pass = -1;
+    int64_t dim() const { return acc ? acc->dim() : device_dim; }
+    int64_t tokens() const { return acc ? acc->num_tokens() : device_tokens; }
+    bool held() const { return acc || device_sum; }
   };
+  // The slot serving module[#group]; nullptr when no token reached it. Fails when another rank
+  // owns it or its width is not `cols`.
+  const Slot* slot_of(const std::string& module, int group, int64_t cols) const;
   std::string key_of(const std::string& module, const model::TapEvent& e) const;
   bool all_experts_;
   W2Input w2_input_;
@@ -104,6 +135,8 @@ class LayerStats final : public model::TapSink {
   std::map<std::string, float> amax_;
   std::map<int, int64_t> expert_tokens_;
   std::set<std::string> dropped_;             // keys freed by reduce_to_owners (not owned here)
+  bool sums_on_device_ = false;
+  std::vector<std::shared_ptr<void>> device_zeros_;  // device sums of keys this rank never saw
 };
 
 }  // namespace dsv4::calib

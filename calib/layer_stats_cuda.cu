@@ -134,7 +134,7 @@ void DeviceLayerStats::on_expert_tokens(const std::string&, int expert, int64_t 
   expert_tokens_[expert] += count;
 }
 
-void DeviceLayerStats::download_into(LayerStats& host, PinnedHostBuffer* staging) const {
+void DeviceLayerStats::download_into(LayerStats& host, PinnedHostBuffer* staging, bool sums_stay) const {
   std::map<std::string, std::vector<std::string>> consumers;
   for (const auto& [consumer, key] : key_) consumers[key].push_back(consumer);
   std::vector<std::pair<const std::string*, const Slot*>> slots;
@@ -145,6 +145,24 @@ void DeviceLayerStats::download_into(LayerStats& host, PinnedHostBuffer* staging
       DSV4_CUDA_CHECK(cudaMemcpyAsync(&counted[i], slots[i].second->counted, sizeof(int64_t), cudaMemcpyDeviceToHost,
                                       stream_));
     }
+  }
+  auto small_stats = [&] {
+    for (const auto& [module, p] : amax_) {
+      float a = 0.0f;
+      DSV4_CUDA_CHECK(cudaMemcpy(&a, p, sizeof(float), cudaMemcpyDeviceToHost));
+      host.import_amax(module, a);
+    }
+    for (const auto& [e, n] : expert_tokens_) host.on_expert_tokens("", e, n);
+  };
+  if (sums_stay) {  // the sums are complete once the stream is (the token counts come with it)
+    DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    host.keep_sums_on_device();
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const Slot& slot = *slots[i].second;
+      host.import_device_hessian(*slots[i].first, consumers[*slots[i].first], slot.dim, slot.tokens + counted[i], slot.s);
+    }
+    small_stats();
+    return;
   }
   // Batches of slots that fit the pinned staging buffer come down in one go and are unpacked on
   // all cores; without one (or for a slot larger than it) each slot is copied on its own.
@@ -189,12 +207,7 @@ void DeviceLayerStats::download_into(LayerStats& host, PinnedHostBuffer* staging
     acc[i]->set_num_tokens(slots[i].second->tokens + counted[i]);
     host.import_hessian(*slots[i].first, consumers[*slots[i].first], std::move(*acc[i]));
   }
-  for (const auto& [module, p] : amax_) {
-    float a = 0.0f;
-    DSV4_CUDA_CHECK(cudaMemcpy(&a, p, sizeof(float), cudaMemcpyDeviceToHost));
-    host.import_amax(module, a);
-  }
-  for (const auto& [e, n] : expert_tokens_) host.on_expert_tokens("", e, n);
+  small_stats();
 }
 
 uint64_t DeviceLayerStats::hessian_bytes() const {

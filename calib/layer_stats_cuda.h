@@ -12,6 +12,7 @@
 //   stats.next_pass();  ctx.taps = &stats;  block_forward_cuda(..., ctx);
 //   LayerStats host(all_experts, W2Input::kUnweighted);
 //   stats.download_into(host);   // then host.reduce_to_owners(...), host.hessian(...) as before
+//   stats.download_into(host, nullptr, true);   // or the sums stay here: host.device_hessian(...)
 //
 // Tests: tests/calib/test_layer_stats_cuda.cu (against LayerStats fed the same activations).
 #pragma once
@@ -48,8 +49,11 @@ class DeviceLayerStats final : public model::DeviceTapSink {
   void on_expert_tokens(const std::string& block_prefix, int expert, int64_t count) override;
 
   // Everything collected, into a host LayerStats constructed with the same mode (synchronises).
-  // With `staging`, the Hessians come down through it in batches (pinned_host.h), else slot by slot.
-  void download_into(LayerStats& host, PinnedHostBuffer* staging = nullptr) const;
+  // With `staging`, the Hessians come down through it in batches (pinned_host.h), else slot by
+  // slot. With `sums_stay` they do not come down at all: `host` refers to this collector's device
+  // sums (LayerStats::import_device_hessian), which it must not outlive; the GPU solves finalize
+  // them there (one rank, or ranks reducing over NCCL).
+  void download_into(LayerStats& host, PinnedHostBuffer* staging = nullptr, bool sums_stay = false) const;
   uint64_t hessian_bytes() const;  // device fp32 bytes held
   size_t num_hessians() const { return slots_.size(); }
 

@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include "calib/layer_stats.h"
 #include "common/check.h"
+#include "common/device.h"
 
 namespace dsv4::calib {
 namespace {
@@ -20,7 +22,7 @@ void LayerStats::reduce_to_owners(dist::Communicator& comm, const std::function<
                                   int num_experts) {
   // 1. Agree on the keys: module#group -> key (and the key's dim), the union over ranks.
   std::string mine;
-  for (const auto& [mg, key] : key_) mine += mg + "\t" + key + "\t" + std::to_string(acc_.at(key).acc->dim()) + "\n";
+  for (const auto& [mg, key] : key_) mine += mg + "\t" + key + "\t" + std::to_string(acc_.at(key).dim()) + "\n";
   std::map<std::string, int64_t> dims;
   for (const std::string& text : comm.all_gather_strings(mine)) {
     std::istringstream in(text);
@@ -35,9 +37,20 @@ void LayerStats::reduce_to_owners(dist::Communicator& comm, const std::function<
                     kt->second.c_str(), key.c_str());
     }
   }
+  // Keys only other ranks saw take part with a zero sum, where this rank's sums live.
   for (const auto& [key, d] : dims) {
     Slot& slot = acc_[key];
-    if (!slot.acc) slot.acc = std::make_unique<quant::HessianAccumulator>(d);
+    if (slot.held()) continue;
+    if (!sums_on_device_) {
+      slot.acc = std::make_unique<quant::HessianAccumulator>(d);
+      continue;
+    }
+    const size_t bytes = static_cast<size_t>(d * d) * sizeof(float);
+    std::shared_ptr<void> zeros(device_alloc(bytes), [](void* p) { device_free(p); });
+    device_upload(zeros.get(), std::vector<float>(static_cast<size_t>(d * d), 0.0f).data(), bytes);
+    device_zeros_.push_back(zeros);
+    slot.device_sum = static_cast<float*>(zeros.get());
+    slot.device_dim = d;
   }
 
   // 2. Who consumes each key.
@@ -47,23 +60,29 @@ void LayerStats::reduce_to_owners(dist::Communicator& comm, const std::function<
   // 3. The sums, key by key, to their owners; then the token counts.
   std::vector<int64_t> tokens;
   for (const auto& [key, d] : dims) {
-    quant::HessianAccumulator& acc = *acc_.at(key).acc;
+    Slot& slot = acc_.at(key);
     const std::set<int>& who = consumers.at(key);
-    std::vector<float>& sum = acc.sum();
+    float* sum = slot.acc ? slot.acc->sum().data() : slot.device_sum;
+    const size_t count = static_cast<size_t>(d * d);
     if (who.size() == 1) {
-      comm.reduce(sum.data(), sum.size(), dist::ElemType::kF32, dist::ReduceOp::kSum, *who.begin());
+      comm.reduce(sum, count, dist::ElemType::kF32, dist::ReduceOp::kSum, *who.begin());
     } else {
-      comm.all_reduce(sum.data(), sum.size(), dist::ElemType::kF32, dist::ReduceOp::kSum);
+      comm.all_reduce(sum, count, dist::ElemType::kF32, dist::ReduceOp::kSum);
     }
-    tokens.push_back(acc.num_tokens());
+    tokens.push_back(slot.tokens());
   }
   if (!tokens.empty()) comm.all_reduce(tokens.data(), tokens.size(), dist::ElemType::kI64, dist::ReduceOp::kSum);
   size_t i = 0;
   for (const auto& [key, d] : dims) {
     Slot& slot = acc_.at(key);
-    slot.acc->set_num_tokens(tokens[i++]);
+    if (slot.acc) {
+      slot.acc->set_num_tokens(tokens[i++]);
+    } else {
+      slot.device_tokens = tokens[i++];
+    }
     if (!consumers.at(key).count(comm.rank())) {
       slot.acc.reset();
+      slot.device_sum = nullptr;  // the collector frees it with the rest
       dropped_.insert(key);
     }
   }

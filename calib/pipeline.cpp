@@ -232,17 +232,34 @@ std::vector<size_t> gpu_solve(GpuForwarder& gpu, const Recipe& r, const std::vec
       const auto t0 = Clock::now();
       const PlannedModule& first = *mods[members[0]];
       double load = 0, solve = 0;
+      // The Hessians: pass A's sums where they stay on the GPU (finalized there; the host keeps
+      // only their token counts), else finalized on the host and uploaded by the batch.
+      const bool on_device = stats.sums_on_device();
       std::vector<std::vector<quant::HessianResult>> hs(members.size());
-      parallel_for(members.size(), threads, [&](size_t k) {
-        if (!shared || k == 0) hs[k].push_back(stats.hessian(mods[members[k]]->names.release, first.cols));
-      });
-      load = since(t0);
       std::vector<const float*> h_ptrs;
+      std::vector<int64_t> sum_tokens;
       std::vector<std::string> names;
       for (size_t k = 0; k < members.size(); ++k) {
         names.push_back(mods[members[k]]->names.release);
-        if (!shared || k == 0) h_ptrs.push_back(hs[k][0].h.data());
+        if (shared && k > 0) continue;
+        if (on_device) {
+          const LayerStats::DeviceSum d = stats.device_hessian(names.back(), first.cols);
+          quant::HessianResult meta;  // what the solve's report reads: no values
+          meta.dim = first.cols, meta.num_tokens = d.tokens, meta.no_tokens = d.tokens == 0;
+          hs[k].push_back(std::move(meta));
+          h_ptrs.push_back(d.sum);
+          sum_tokens.push_back(d.tokens);
+        }
       }
+      if (!on_device) {
+        parallel_for(members.size(), threads, [&](size_t k) {
+          if (!shared || k == 0) hs[k].push_back(stats.hessian(mods[members[k]]->names.release, first.cols));
+        });
+        for (size_t k = 0; k < members.size(); ++k) {
+          if (!shared || k == 0) h_ptrs.push_back(hs[k][0].h.data());
+        }
+      }
+      load = since(t0);
       const std::vector<float> no_host_weight;  // the GPU computes the statistics that would read it
       const ModuleSolveInput base = solve_input(members[0], no_host_weight, hs[0]);
       quant::GptqOptions opts = *base.gptq;
@@ -250,7 +267,8 @@ std::vector<size_t> gpu_solve(GpuForwarder& gpu, const Recipe& r, const std::vec
       // The GPU encodes the weight tensors (its codes never come to the host); the dequantized
       // weights stay there (pass B reads them in the block; others rebuild them from the tensors).
       GpuGptqBatchOptions batch_opts{.into_block = into_block, .host_dequant = false,
-                                     .encode = quant::quant_scheme_format(base.group->scheme)};
+                                     .encode = quant::quant_scheme_format(base.group->scheme),
+                                     .hessian_sum_tokens = std::move(sum_tokens)};
       GpuGptqBatchResult b = gpu.gptq_batch(base.group->scheme.weights, opts, names, h_ptrs, first.rows, first.cols,
                                             batch_opts);
       solve = since(t0) - load;
@@ -405,7 +423,10 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     int64_t longest = 0;
     for (const auto& ids : in.samples) longest = std::max<int64_t>(longest, static_cast<int64_t>(ids.size()));
     const RunEstimate need = run_estimate(r, *in.plan, c, static_cast<int64_t>(in.samples.size()), longest, 1.0);
-    gpu = gpu_forwarder_create(c, need.hessian_bytes_layer_peak, in.gpu);
+    // Pass A's Hessians stay on the GPU for its solves when the reduce can take device buffers
+    // (one rank, or NCCL): no 4.4 GB round trip through the host per full-width layer.
+    const bool hessians_on_device = comm->world() == 1 || comm->backend() == "nccl";
+    gpu = gpu_forwarder_create(c, need.hessian_bytes_layer_peak, in.gpu, hessians_on_device);
     fwd.gpu = gpu.get();
   }
   if (last_data_layer >= 0 && !fwd.gpu) {
@@ -592,6 +613,11 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
       // writer, the other ranks and a replay take the encoded tensors.
       on_cpu = gpu_solve(*fwd.gpu, r, mine, mods, stats, in.threads, solve_input, r.calibration.propagate_error,
                          in_block, solved);
+    }
+    if (stats.sums_on_device()) {  // the CPU solves read host Hessians: these come over (GPU thread)
+      std::vector<std::string> names;
+      for (size_t i : on_cpu) names.push_back(mods[i]->names.release);
+      stats.hessians_to_host(names);
     }
     parallel_for(on_cpu.size(), in.threads, [&](size_t j) {
       const size_t i = on_cpu[j];

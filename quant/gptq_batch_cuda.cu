@@ -14,6 +14,7 @@
 #include "common/device_arena.h"
 #include "common/parallel.h"
 #include "common/pinned_host.h"
+#include "quant/hessian_cuda.h"
 #include "quant/observer_cuda.h"
 #include "quant/pack_cuda.h"
 #include "quant/quantizer.h"
@@ -143,6 +144,9 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
   const bool shared = hessians.size() == 1;
   DSV4_CHECK_IN("gptq", shared || static_cast<int>(hessians.size()) == count,
                 "%zu Hessians for %d matrices (one shared, or one each)", hessians.size(), count);
+  const bool device_sums = !io.hessian_sum_tokens.empty();
+  DSV4_CHECK_IN("gptq", !device_sums || io.hessian_sum_tokens.size() == hessians.size(),
+                "%zu token counts for %zu device Hessian sums", io.hessian_sum_tokens.size(), hessians.size());
   std::vector<GptqResult> out(static_cast<size_t>(count));
   if (errors) {
     errors->rel_error.assign(static_cast<size_t>(count), 0.0);
@@ -180,8 +184,12 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
   auto prepare = [&](int first, int n) {  // Hessians [first, first + n) into h/u slots 0..n-1, their column maps
     std::vector<const float*> ptrs;
     for (int i = 0; i < n; ++i) {
-      DSV4_CUDA_CHECK(cudaMemcpyAsync(b.h + i * hh, hessians[static_cast<size_t>(first + i)], hh * sizeof(float),
-                                      cudaMemcpyHostToDevice, stream));
+      const size_t j = static_cast<size_t>(first + i);
+      if (device_sums) {
+        hessian_finalize_cuda(hessians[j], io.hessian_sum_tokens[j], cols, b.h + i * hh, stream);
+      } else {
+        DSV4_CUDA_CHECK(cudaMemcpyAsync(b.h + i * hh, hessians[j], hh * sizeof(float), cudaMemcpyHostToDevice, stream));
+      }
       ptrs.push_back(b.h + i * hh);
     }
     prepared = gptq_prepare_many_cuda(blas, solver, ptrs.data(), n, cols, opts, opts.actorder, b.u, arena, stream);

@@ -15,8 +15,8 @@
 //   std::vector<GptqResult> r = gptq_solve_batch_cuda(blas, solver, args, io, count, {h}, rows, cols,
 //                                                     opts, stream, arena);
 //
-// `hessians` (host) holds one H shared by every matrix (all-experts w1/w3) or one per matrix (w2),
-// each [cols, cols] finalized (2/n Σ xxᵀ). Codes agree with gptq_solve except where the
+// `hessians` holds one H shared by every matrix (all-experts w1/w3) or one per matrix (w2), each
+// [cols, cols]: finalized host matrices (2/n Σ xxᵀ), or device sums (GptqBatchIo::hessian_sum_tokens). Codes agree with gptq_solve except where the
 // between-block SGEMM's summation order rounds a code the other way (tests/quant/test_gptq_cuda.cu
 // bounds it). Every buffer comes from the arena; the chunk shrinks to what it holds.
 #pragma once
@@ -60,6 +60,11 @@ struct GptqBatchIo {
   // Optional pinned buffer (common/pinned_host.h) the encoded tensors come down through, when a
   // chunk's fit in it.
   PinnedHostBuffer* staging = nullptr;
+  // When not empty (one entry per Hessian): `hessians` are DEVICE pointers to unscaled sums
+  // Σ xxᵀ over this many rows each (pass A's device statistics, calib/layer_stats_cuda.h),
+  // finalized on the GPU as HessianAccumulator::finalize does (hessian_finalize_cuda; a null
+  // pointer with 0 rows is an all-zero H). Otherwise they are finalized host matrices.
+  std::vector<int64_t> hessian_sum_tokens;
 };
 
 // Arena bytes one call needs for chunks of `chunk` matrices.

@@ -6,6 +6,7 @@
 //
 //   hessian_sum_cuda(cublas, d_x, tokens, d, d_s, stream);                    // one input
 //   hessian_sum_batched_cuda(cublas, d_xs, tokens, d, d_ss, experts, stream); // experts of equal tokens
+//   hessian_finalize_cuda(d_s, tokens, d, d_h, stream);                       // H = 2·S/n, as finalize()
 //
 // All pointers are device pointers; calls only enqueue on `stream`. The batched form is the
 // all-experts case (every expert's w2 input has the layer's token count): one strided-batched
@@ -34,5 +35,10 @@ void hessian_sum_f32_cuda(BlasHandle blas, const float* x, int64_t tokens, int64
 // s[b] += x[b]ᵀ x[b] for b < count; x[b] = x + b·tokens·d, s[b] = s + b·d·d.
 void hessian_sum_batched_cuda(BlasHandle blas, const uint16_t* x, int64_t tokens, int64_t d, float* s, int count,
                               DeviceStream stream);
+
+// h[d, d] = (2·s)/n as HessianAccumulator::finalize computes it (bit for bit: 2·s is exact, one
+// IEEE division per entry); all zero when n == 0, where `s` may be null (no tokens reached it).
+// `h` may be `s` (in place).
+void hessian_finalize_cuda(const float* s, int64_t tokens, int64_t d, float* h, DeviceStream stream);
 
 }  // namespace dsv4::quant

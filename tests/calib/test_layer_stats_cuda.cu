@@ -9,12 +9,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "calib/layer_stats.h"
 #include "calib/layer_stats_cuda.h"
+#include "common/check.h"
 #include "common/codec.h"
+#include "dist/communicator.h"
+#include "quant/hessian_cuda.h"
 #include "tests/device_buffer.h"
 #include "tests/gpu_test.h"
 
@@ -129,6 +133,42 @@ void run_case(bool all_experts, W2Input w2) {
       ++compared;
     }
     EXPECT_GE(compared, all_experts ? 10 : 6);
+
+    // The sums left on the GPU (the one-rank pipeline's path): the same counts, reduced in place
+    // (one rank: unchanged), finalized there to the host finalize's bits; the ones a CPU solve
+    // needs come over on request, and hessian() refuses the rest.
+    LayerStats kept(all_experts, w2);
+    gpu.download_into(kept, nullptr, /*sums_stay=*/true);
+    EXPECT_EQ(kept.num_hessians(), cpu.num_hessians());
+    EXPECT_EQ(kept.expert_tokens(), cpu.expert_tokens());
+    EXPECT_EQ(kept.amax(p + "attn.wkv"), cpu.amax(p + "attn.wkv"));
+    std::unique_ptr<dist::Communicator> self = dist::communicator_self();
+    kept.reduce_to_owners(*self, [](const std::string&) { return 0; }, E);
+    EXPECT_EQ(kept.expert_tokens(), cpu.expert_tokens());
+    DeviceBuffer<float> h_dev(static_cast<size_t>(std::max(D, I) * std::max(D, I)));
+    for (const Want& w : checks) {
+      if (!cpu.has_hessian(w.module, w.group)) {
+        EXPECT_EQ(kept.device_hessian(w.module, w.cols, w.group).sum, nullptr) << w.module;
+        continue;
+      }
+      ASSERT_TRUE(kept.hessian_on_device(w.module, w.group)) << w.module;
+      const LayerStats::DeviceSum d = kept.device_hessian(w.module, w.cols, w.group);
+      const quant::HessianResult want = back.hessian(w.module, w.cols, w.group);
+      ASSERT_EQ(d.tokens, want.num_tokens) << w.module;
+      quant::hessian_finalize_cuda(d.sum, d.tokens, w.cols, h_dev.p, nullptr);
+      std::vector<float> got(want.h.size());
+      ASSERT_EQ(cudaMemcpy(got.data(), h_dev.p, got.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+      EXPECT_TRUE(got == want.h) << w.module << " group " << w.group;
+    }
+    EXPECT_THROW(kept.hessian(p + "attn.wo_a", D, 0), Error);
+    kept.hessians_to_host({p + "attn.wo_a"});
+    for (int g = 0; g < G; ++g) {
+      EXPECT_FALSE(kept.hessian_on_device(p + "attn.wo_a", g));
+      EXPECT_TRUE(kept.hessian(p + "attn.wo_a", D, g).h == back.hessian(p + "attn.wo_a", D, g).h) << g;
+    }
+    EXPECT_TRUE(kept.hessian_on_device(p + "attn.wq_a"));
+    EXPECT_THROW(kept.hessian(p + "attn.wq_a", D), Error);
+    EXPECT_THROW(kept.device_hessian(p + "attn.wo_a", D, 0), Error);  // on the host now
   }
   cublasDestroy(blas);
   cudaStreamDestroy(stream);

@@ -416,6 +416,72 @@ TEST(GptqCuda, SolveBatchMatchesGptqSolve) {
   }
 }
 
+// Pass A's device sums, finalized on the GPU (GptqBatchIo::hessian_sum_tokens), solve exactly as
+// the host-finalized Hessians do: the same H bits, so the same codes, dequant and loss; a null sum
+// of 0 tokens is the no-tokens RTN fallback.
+TEST(GptqCuda, DeviceHessianSumsSolveAsHostFinalizedOnes) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  const int64_t rows = 64, cols = 256;
+  const QuantArgs args = w4a16();
+  const GptqOptions opts;
+  Handles hd;
+  const int count = 4;
+  std::vector<std::vector<float>> ws;
+  std::vector<HessianAccumulator> sums;
+  for (int i = 0; i < count; ++i) {
+    ws.push_back(normal(static_cast<size_t>(rows * cols), 0.03f));
+    sums.emplace_back(cols);
+    if (i == 2) continue;  // no tokens
+    const int64_t tokens = 100 + 37 * i;
+    const std::vector<float> x = normal(static_cast<size_t>(tokens * cols), 1.0f);
+    sums.back().add(x.data(), tokens);
+  }
+  std::vector<std::vector<float>> finalized;
+  std::vector<const float*> host_h, device_h;
+  std::vector<int64_t> tokens;
+  std::vector<float*> device_memory;
+  const size_t hh = static_cast<size_t>(cols * cols);
+  for (const HessianAccumulator& acc : sums) {
+    finalized.push_back(acc.finalize().h);
+    host_h.push_back(finalized.back().data());
+    tokens.push_back(acc.num_tokens());
+    float* d = nullptr;
+    if (acc.num_tokens() > 0) {
+      DSV4_CUDA_CHECK(cudaMalloc(&d, hh * 4));
+      DSV4_CUDA_CHECK(cudaMemcpy(d, acc.sum().data(), hh * 4, cudaMemcpyHostToDevice));
+      device_memory.push_back(d);
+    }
+    device_h.push_back(d);
+  }
+  const size_t per = static_cast<size_t>(rows * cols);
+  auto run = [&](bool device) {
+    GptqBatchIo io;
+    io.load = [&](int i, float* dst, DeviceStream st) {
+      ASSERT_EQ(cudaMemcpyAsync(dst, ws[static_cast<size_t>(i)].data(), per * 4, cudaMemcpyHostToDevice, st), cudaSuccess);
+    };
+    if (device) io.hessian_sum_tokens = tokens;
+    DeviceArena arena(gptq_batch_scratch_bytes(args, rows, cols, opts, false, 2, false));
+    return gptq_solve_batch_cuda(hd.blas, hd.solver, args, io, count, device ? device_h : host_h, rows, cols, opts,
+                                 nullptr, arena, /*chunk=*/2);
+  };
+  const std::vector<GptqResult> want = run(false), got = run(true);
+  for (int i = 0; i < count; ++i) {
+    const GptqResult &w = want[static_cast<size_t>(i)], &g = got[static_cast<size_t>(i)];
+    EXPECT_EQ(g.fallback, w.fallback) << i;
+    EXPECT_EQ(g.codes, w.codes) << i;
+    EXPECT_TRUE(g.dequant == w.dequant) << i;
+    EXPECT_EQ(g.loss, w.loss) << i;
+  }
+  EXPECT_EQ(got[2].fallback, GptqFallback::kRtnNoTokens);
+  GptqBatchIo bad;
+  bad.load = [](int, float*, DeviceStream) {};
+  bad.hessian_sum_tokens = {1, 2};  // 2 counts for 4 Hessians
+  DeviceArena arena(1 << 20);
+  EXPECT_THROW(gptq_solve_batch_cuda(hd.blas, hd.solver, args, bad, count, device_h, rows, cols, opts, nullptr, arena),
+               Error);
+  for (float* d : device_memory) cudaFree(d);
+}
+
 TEST(GptqCuda, BadArgumentsAreErrors) {
   GptqSweep s;
   s.count = 1;

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -29,6 +30,12 @@ std::vector<uint16_t> random_bf16(size_t n) {
   std::vector<uint16_t> v(n);
   for (auto& x : v) x = bf16_encode(d(fresh_rng()) * (outlier(fresh_rng()) == 0 ? 20.0f : 1.0f));
   return v;
+}
+
+uint32_t bits_of(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
 }
 
 std::vector<float> cpu_sum(const std::vector<uint16_t>& x, int64_t tokens, int64_t d, size_t offset = 0) {
@@ -102,9 +109,43 @@ TEST(HessianCuda, BatchedEqualsOneAtATime) {
   cudaFree(ds);
 }
 
+// H = 2·S/n on the device is finalize()'s value bit for bit (the pipeline keeps pass A's sums on
+// the GPU and its CPU solves read the host finalize: they must see the same H), in place too;
+// zero tokens give an all-zero H even without a sum.
+TEST(HessianCuda, FinalizeIsTheHostFinalizeBitForBit) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  const int64_t d = 96;
+  for (const int64_t tokens : {int64_t{1}, int64_t{3}, int64_t{517}, int64_t{393216}}) {
+    HessianAccumulator acc(d);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    for (float& v : acc.sum()) v = dist(fresh_rng()) * 1e3f;
+    acc.set_num_tokens(tokens);
+    const HessianResult want = acc.finalize();
+    float *ds = nullptr, *dh = nullptr;
+    const size_t bytes = static_cast<size_t>(d * d) * 4;
+    DSV4_CUDA_CHECK(cudaMalloc(&ds, bytes));
+    DSV4_CUDA_CHECK(cudaMalloc(&dh, bytes));
+    DSV4_CUDA_CHECK(cudaMemcpy(ds, acc.sum().data(), bytes, cudaMemcpyHostToDevice));
+    hessian_finalize_cuda(ds, tokens, d, dh, nullptr);
+    std::vector<float> got(static_cast<size_t>(d * d));
+    DSV4_CUDA_CHECK(cudaMemcpy(got.data(), dh, bytes, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(bits_of(got[i]), bits_of(want.h[i])) << tokens << " tokens, " << i;
+    hessian_finalize_cuda(ds, tokens, d, ds, nullptr);  // in place
+    DSV4_CUDA_CHECK(cudaMemcpy(got.data(), ds, bytes, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(bits_of(got[i]), bits_of(want.h[i])) << "in place, " << i;
+    hessian_finalize_cuda(nullptr, 0, d, dh, nullptr);
+    DSV4_CUDA_CHECK(cudaMemcpy(got.data(), dh, bytes, cudaMemcpyDeviceToHost));
+    for (float v : got) ASSERT_EQ(bits_of(v), 0u);
+    cudaFree(ds);
+    cudaFree(dh);
+  }
+}
+
 TEST(HessianCuda, BadShapesAreErrors) {
   EXPECT_THROW(hessian_sum_cuda(nullptr, nullptr, 10, 0, nullptr, nullptr), Error);
   EXPECT_THROW(hessian_sum_batched_cuda(nullptr, nullptr, 10, 8, nullptr, -1, nullptr), Error);
+  EXPECT_THROW(hessian_finalize_cuda(nullptr, 5, 8, nullptr, nullptr), Error);  // tokens but no sum
+  EXPECT_THROW(hessian_finalize_cuda(nullptr, 0, 0, nullptr, nullptr), Error);
 }
 
 }  // namespace
