@@ -470,7 +470,8 @@ TEST(GptqCuda, DeviceHessianSumsSolveAsHostFinalizedOnes) {
     EXPECT_EQ(g.fallback, w.fallback) << i;
     EXPECT_EQ(g.codes, w.codes) << i;
     EXPECT_TRUE(g.dequant == w.dequant) << i;
-    EXPECT_EQ(g.loss, w.loss) << i;
+    // The loss is summed with fp64 atomics, in whatever order the blocks finish.
+    EXPECT_NEAR(g.loss, w.loss, 1e-12 * w.loss) << i;
   }
   EXPECT_EQ(got[2].fallback, GptqFallback::kRtnNoTokens);
   GptqBatchIo bad;
