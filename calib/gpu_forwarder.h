@@ -3,16 +3,20 @@
 // them; no fp32 copy of a source weight on the host), then with the solved modules' dequantized
 // weights put in place (pass B). Pass A and pass B run block_forward_cuda (bf16 numeric mode);
 // pass A's statistics go through DeviceLayerStats straight into the pipeline's LayerStats.
-// Samples of equal length run as one batch. The HC states stay host fp32 between layers (bf16
-// values; snapshots and resume read them as in the CPU path) and go up and down once per pass.
+// Samples of equal length run as one batch. The HC states live on the GPU in bf16 from the first
+// layer to the last (the forward's values): the host's fp32 states come up once (load_states:
+// embeddings, or a resume's snapshot) and go down only when a snapshot needs them (store_states).
 //
-//   std::unique_ptr<GpuForwarder> gpu = gpu_forwarder_create(config, hessian_bytes);  // throws without CUDA/GPU
+//   GpuForwarderOptions o{.hessian_bytes = h, .state_tokens = tokens, .device = 0};
+//   std::unique_ptr<GpuForwarder> gpu = gpu_forwarder_create(config, o);  // throws without CUDA/GPU
+//   gpu->load_states(samples, states);
 //   gpu->decode_block(checkpoint, "layers.3.", 3);
-//   gpu->run(samples, states, &stats, false);                             // pass A: statistics only
+//   gpu->run(samples, &stats, false);                                     // pass A: statistics only
 //                                   (with hessians_on_device the Hessian sums stay on the GPU)
 //   gpu->gptq_batch(args, opts, modules, {h}, rows, cols, {.into_block = true});  // solves, into the block
 //   gpu->put_weight(other_module, dequant);                               // solved elsewhere
-//   gpu->run(samples, states, nullptr, true);                             // pass B
+//   gpu->run(samples, nullptr, true);                                     // pass B: the next input
+//   gpu->store_states(states);                                            // for a snapshot
 //
 // CPU builds link gpu_forwarder_none.cpp, whose create() explains that the build has no CUDA.
 // Tests: tests/calib/test_pipeline_cuda.cu (GPU pipeline vs CPU pipeline in bf16 mode).
@@ -60,12 +64,17 @@ class GpuForwarder {
   // Replaces a linear of the block by `w` [rows, cols] fp32 (a solved module's dequantized
   // weights), rounded to bf16 as vLLM's kernels compute with them.
   virtual void put_weight(const std::string& module, const std::vector<float>& w) = 0;
-  // states[s] <- block(states[s]) for every sample; with stats, pass A's taps feed it (its wanted
-  // Hessians and absmax, its all-experts mode and w2 convention). write_back = false leaves
-  // `states` as they were: pass A when pass B recomputes the layer's output (propagate_error)
-  // needs only the statistics, not the outputs (3.2 GB down and converted at 96 × 512).
-  virtual void run(const std::vector<std::vector<int64_t>>& samples, std::vector<std::vector<float>>& states,
-                   LayerStats* stats, bool write_back) = 0;
+  // The HC states of `samples` (fp32 [tokens, hc_dim] each, bf16-rounded on the way up) become
+  // the states on the GPU, replacing any there; samples of one length lie together.
+  virtual void load_states(const std::vector<std::vector<int64_t>>& samples,
+                           const std::vector<std::vector<float>>& states) = 0;
+  // The states on the GPU, into host fp32 (exact: they are bf16 values), one vector per sample.
+  virtual void store_states(std::vector<std::vector<float>>& states) const = 0;
+  // states <- block(states) on the GPU for every sample (the samples of load_states); with stats,
+  // pass A's taps feed it (its wanted Hessians and absmax, its all-experts mode and w2
+  // convention). write_back = false leaves the states as they were: pass A when pass B recomputes
+  // the layer's output (propagate_error) needs only the statistics.
+  virtual void run(const std::vector<std::vector<int64_t>>& samples, LayerStats* stats, bool write_back) = 0;
   // GPTQ of block linears of one shape and scheme (quant/gptq_batch_cuda.h) from the block's
   // weights; `hessians` holds one H shared by all or one per module: finalized host matrices, or
   // device sums (GpuGptqBatchOptions::hessian_sum_tokens).
@@ -77,13 +86,19 @@ class GpuForwarder {
   virtual uint64_t arena_high_water() const = 0;
 };
 
-// Takes GPU `device` and an arena of all its free memory but what one block's weights need and
-// `hessian_bytes` (pass A's Hessians of the largest layer, RunEstimate::hessian_bytes_layer_peak).
-// The passes' activations and the solves' buffers come from the arena, in turn. With
-// `hessians_on_device`, pass A's Hessian sums stay on the GPU until the next pass A
-// (DeviceLayerStats::download_into with sums_stay): the LayerStats refers to them, the reduce
-// needs a communicator that takes device buffers, and gptq_batch reads them there.
-std::unique_ptr<GpuForwarder> gpu_forwarder_create(const model::ModelConfig& config, uint64_t hessian_bytes,
-                                                   int device = 0, bool hessians_on_device = false);
+struct GpuForwarderOptions {
+  uint64_t hessian_bytes = 0;  // pass A's Hessians of the largest layer (RunEstimate::hessian_bytes_layer_peak)
+  int64_t state_tokens = 0;    // tokens over this rank's samples: the HC states held on the GPU
+  int device = 0;
+  // Pass A's Hessian sums stay on the GPU until the next pass A (DeviceLayerStats::download_into
+  // with sums_stay): the LayerStats refers to them, its reduce needs a communicator that takes
+  // device buffers, and gptq_batch reads them there.
+  bool hessians_on_device = false;
+};
+
+// Takes GPU `device`, the memory gpu_memory_plan keeps (one block's weights, the Hessians, the
+// states) and an arena of all the rest: the passes' activations and the solves' buffers come from
+// it, in turn.
+std::unique_ptr<GpuForwarder> gpu_forwarder_create(const model::ModelConfig& config, const GpuForwarderOptions& options);
 
 }  // namespace dsv4::calib

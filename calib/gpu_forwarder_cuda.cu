@@ -30,8 +30,9 @@ constexpr size_t kStagingBytes = 512u << 20;
 
 class CudaForwarder final : public GpuForwarder {
  public:
-  CudaForwarder(const model::ModelConfig& c, uint64_t hessian_bytes, int device, bool hessians_on_device)
-      : c_(c), hessians_on_device_(hessians_on_device) {
+  CudaForwarder(const model::ModelConfig& c, const GpuForwarderOptions& o)
+      : c_(c), hessians_on_device_(o.hessians_on_device) {
+    const int device = o.device;
     int count = 0;
     DSV4_CHECK_IN("calibrate", cudaGetDeviceCount(&count) == cudaSuccess && device < count,
                   "--device cuda: no CUDA device %d (%d visible)", device, count);
@@ -41,18 +42,27 @@ class CudaForwarder final : public GpuForwarder {
     DSV4_CUSOLVER_CHECK(cusolverDnCreate(&solver_));
     size_t free_bytes = 0, total = 0;
     DSV4_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
-    const GpuMemoryPlan plan = gpu_memory_plan(c, hessian_bytes);  // what `dsv4-calib plan` prints
+    const GpuMemoryPlan plan = gpu_memory_plan(c, o.hessian_bytes, o.state_tokens);  // what `dsv4-calib plan` prints
     DSV4_CHECK_IN("calibrate", free_bytes > plan.minimum(),
-                  "GPU %d has %.2f GB free; one block's weights need %.2f GB and its Hessians %.2f GB, plus %.2f GB "
-                  "of workspace and at least %.2f GB for activations (dsv4-calib plan prints this)",
-                  device, free_bytes / 1e9, plan.weights / 1e9, hessian_bytes / 1e9, plan.workspace / 1e9,
-                  plan.min_arena / 1e9);
+                  "GPU %d has %.2f GB free; one block's weights need %.2f GB, its Hessians %.2f GB and the HC states "
+                  "%.2f GB, plus %.2f GB of workspace and at least %.2f GB for activations (dsv4-calib plan prints "
+                  "this; fewer samples per rank need less)",
+                  device, free_bytes / 1e9, plan.weights / 1e9, plan.hessians / 1e9, plan.states / 1e9,
+                  plan.workspace / 1e9, plan.min_arena / 1e9);
+    if (plan.states > 0) {
+      void* p = nullptr;
+      DSV4_CUDA_CHECK(cudaMalloc(&p, plan.states));
+      states_ = static_cast<uint16_t*>(p);
+      state_capacity_ = plan.states / 2;
+    }
     arena_ = std::make_unique<DeviceArena>(free_bytes - plan.kept());
-    log_info("GPU %d: %.1f GB arena for activations and solves; kept %.1f GB for one block's weights, %.1f GB for its Hessians",
-             device, arena_->capacity() / 1e9, plan.weights / 1e9, hessian_bytes / 1e9);
+    log_info("GPU %d: %.1f GB arena for activations and solves; kept %.1f GB for one block's weights, %.1f GB for its "
+             "Hessians, %.1f GB for the HC states",
+             device, arena_->capacity() / 1e9, plan.weights / 1e9, plan.hessians / 1e9, plan.states / 1e9);
   }
   ~CudaForwarder() override {
     stats_.reset();
+    cudaFree(states_);
     cusolverDnDestroy(solver_);
     cublasDestroy(blas_);
     cudaStreamDestroy(stream_);
@@ -86,14 +96,56 @@ class CudaForwarder final : public GpuForwarder {
     DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));  // `bits` is pageable and about to go
   }
 
-  void run(const std::vector<std::vector<int64_t>>& samples, std::vector<std::vector<float>>& states,
-           LayerStats* stats, bool write_back) override {
+  void load_states(const std::vector<std::vector<int64_t>>& samples,
+                   const std::vector<std::vector<float>>& states) override {
+    DSV4_CHECK_IN("calibrate", states.size() == samples.size(), "%zu states for %zu samples", states.size(),
+                  samples.size());
+    const auto t = std::chrono::steady_clock::now();
+    const int64_t flat = c_.hc_dim();
+    std::map<int64_t, std::vector<size_t>> by_length;
+    for (size_t s = 0; s < samples.size(); ++s) by_length[static_cast<int64_t>(samples[s].size())].push_back(s);
+    groups_.clear();
+    size_t at = 0;
+    for (auto& [tokens, members] : by_length) {
+      for (size_t k : members) {
+        DSV4_CHECK_IN("calibrate", states[k].size() == static_cast<size_t>(tokens * flat),
+                      "state of sample %zu has %zu values, not %lld tokens x %lld", k, states[k].size(),
+                      static_cast<long long>(tokens), static_cast<long long>(flat));
+      }
+      groups_.push_back({tokens, std::move(members), at});
+      at += groups_.back().samples.size() * static_cast<size_t>(tokens * flat);
+    }
+    DSV4_CHECK_IN("calibrate", at <= state_capacity_,
+                  "%zu HC state values for the GPU, which was planned for %zu (the samples changed)", at, state_capacity_);
+    // Through the pinned staging buffer, a chunk of samples at a time, converted on all cores.
+    copy_states([&](size_t k, uint16_t* dst, size_t n) {
+      const float* src = states[k].data();
+      for (size_t i = 0; i < n; ++i) dst[i] = bf16_encode(src[i]);
+    }, cudaMemcpyHostToDevice);
+    log_info("HC states of %zu samples to the GPU in %.2f s (%.2f GB of bf16)", samples.size(),
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count(), at * 2 / 1e9);
+  }
+
+  void store_states(std::vector<std::vector<float>>& states) const override {
+    size_t count = 0;
+    for (const StateGroup& g : groups_) count += g.samples.size();
+    states.resize(count);
+    const int64_t flat = c_.hc_dim();
+    for (const StateGroup& g : groups_) {
+      for (size_t k : g.samples) states[k].resize(static_cast<size_t>(g.tokens * flat));
+    }
+    copy_states([&](size_t k, uint16_t* src, size_t n) {
+      float* dst = states[k].data();
+      for (size_t i = 0; i < n; ++i) dst[i] = bf16_decode(src[i]);
+    }, cudaMemcpyDeviceToHost);
+  }
+
+  void run(const std::vector<std::vector<int64_t>>& samples, LayerStats* stats, bool write_back) override {
     using Clock = std::chrono::steady_clock;
     auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
     DSV4_CHECK_IN("calibrate", block_.has_value(), "GPU forward without a block on the device");
     const model::DeviceBlockWeights& dw = *block_;
     double forward = 0, stats_down = 0;
-    auto t = Clock::now();
     // Pass A's collector; it lives until the next pass A when its sums stay here for the solves.
     std::optional<DeviceLayerStats>& dev = stats_;
     if (stats) {
@@ -103,65 +155,42 @@ class CudaForwarder final : public GpuForwarder {
       for (const std::string& m : stats->wanted_amax()) dev->want_amax(m);
     }
     const bool collecting = stats != nullptr;
-    std::map<int64_t, std::vector<size_t>> by_length;
-    for (size_t s = 0; s < samples.size(); ++s) by_length[static_cast<int64_t>(samples[s].size())].push_back(s);
     const int64_t flat = c_.hc_dim();
-    for (const auto& [tokens, group] : by_length) {
-      if (tokens == 0) continue;
-      const int64_t rows = static_cast<int64_t>(group.size()) * tokens;
+    size_t held = 0;
+    for (const StateGroup& g : groups_) held += g.samples.size();
+    DSV4_CHECK_IN("calibrate", held == samples.size(), "GPU forward of %zu samples; %zu have states on the GPU",
+                  samples.size(), held);
+    for (const StateGroup& g : groups_) {
+      if (g.tokens == 0) continue;
+      const int64_t n = static_cast<int64_t>(g.samples.size()), rows = n * g.tokens;
       ArenaScope scope(*arena_);
-      uint16_t* x = arena_->take<uint16_t>(static_cast<size_t>(rows * flat), "HC states (block input)");
+      uint16_t* x = states_ + g.offset;
       uint16_t* y = arena_->take<uint16_t>(static_cast<size_t>(rows * flat), "HC states (block output)");
       int64_t* ids = arena_->take<int64_t>(static_cast<size_t>(rows), "token ids");
-      // States go up and come down through the pinned staging buffer, a chunk of samples at a
-      // time, converted on all cores (96 samples of 512 tokens are 3.2 GB of fp32 states).
-      const size_t per_sample = static_cast<size_t>(tokens * flat);
-      std::vector<uint16_t> fallback;  // a sample larger than the staging buffer
-      uint16_t* buf = reinterpret_cast<uint16_t*>(staging_.data());
-      size_t per_chunk = staging_.size() / (per_sample * 2);
-      if (per_chunk == 0) {
-        fallback.resize(per_sample);
-        buf = fallback.data();
-        per_chunk = 1;
-      }
-      for (size_t k : group) {
-        DSV4_CHECK_IN("calibrate", states[k].size() == per_sample, "state of sample %zu has %zu values", k,
-                      states[k].size());
-      }
-      for (size_t k0 = 0; k0 < group.size(); k0 += per_chunk) {
-        const size_t n = std::min(per_chunk, group.size() - k0);
-        parallel_for(n, 0, [&](size_t j) {
-          const float* st = states[group[k0 + j]].data();
-          for (size_t i = 0; i < per_sample; ++i) buf[j * per_sample + i] = bf16_encode(st[i]);
-        });
-        DSV4_CUDA_CHECK(cudaMemcpyAsync(x + k0 * per_sample, buf, n * per_sample * 2, cudaMemcpyHostToDevice, stream_));
-        DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));  // before the buffer is refilled
-      }
       std::vector<int64_t> host_ids(static_cast<size_t>(rows));
-      for (size_t k = 0; k < group.size(); ++k) {
-        std::copy(samples[group[k]].begin(), samples[group[k]].end(), host_ids.begin() + k * tokens);
+      for (size_t k = 0; k < g.samples.size(); ++k) {
+        const std::vector<int64_t>& s = samples[g.samples[k]];
+        DSV4_CHECK_IN("calibrate", static_cast<int64_t>(s.size()) == g.tokens,
+                      "sample %zu has %zu tokens; its states on the GPU have %lld", g.samples[k], s.size(),
+                      static_cast<long long>(g.tokens));
+        std::copy(s.begin(), s.end(), host_ids.begin() + static_cast<int64_t>(k) * g.tokens);
       }
       DSV4_CUDA_CHECK(cudaMemcpyAsync(ids, host_ids.data(), host_ids.size() * 8, cudaMemcpyHostToDevice, stream_));
-      const model::DeviceRopeTable rope(model::rope_table_build(c_, model::rope_is_compressed(dw.spec), tokens));
+      const model::DeviceRopeTable rope(model::rope_table_build(c_, model::rope_is_compressed(dw.spec), g.tokens));
       if (collecting) dev->next_pass();
       const model::CudaForwardContext ctx{.stream = stream_, .blas = blas_, .arena = arena_.get(),
                                           .taps = collecting ? &*dev : nullptr, .prefix = dw.prefix,
-                                          .all_experts = stats && stats->all_experts()};
-      t = Clock::now();
-      model::block_forward_cuda(dw, c_, rope.view(), x, ids, static_cast<int64_t>(group.size()), tokens, y, ctx);
-      DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
-      forward += since(t);
-      for (size_t k0 = 0; write_back && k0 < group.size(); k0 += per_chunk) {
-        const size_t n = std::min(per_chunk, group.size() - k0);
-        DSV4_CUDA_CHECK(cudaMemcpyAsync(buf, y + k0 * per_sample, n * per_sample * 2, cudaMemcpyDeviceToHost, stream_));
-        DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
-        parallel_for(n, 0, [&](size_t j) {
-          float* st = states[group[k0 + j]].data();
-          for (size_t i = 0; i < per_sample; ++i) st[i] = bf16_decode(buf[j * per_sample + i]);
-        });
+                                          .all_experts = collecting && stats->all_experts()};
+      const auto t = Clock::now();
+      model::block_forward_cuda(dw, c_, rope.view(), x, ids, n, g.tokens, y, ctx);
+      // The output becomes the next input in place (a device copy, ~1 ms per GB).
+      if (write_back) {
+        DSV4_CUDA_CHECK(cudaMemcpyAsync(x, y, static_cast<size_t>(rows * flat) * 2, cudaMemcpyDeviceToDevice, stream_));
       }
+      DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));  // before `host_ids` and the arena go
+      forward += since(t);
     }
-    t = Clock::now();
+    const auto t = Clock::now();
     if (collecting) {
       dev->download_into(*stats, &staging_, hessians_on_device_);
       if (!hessians_on_device_) dev.reset();
@@ -169,7 +198,7 @@ class CudaForwarder final : public GpuForwarder {
     stats_down = since(t);
     // Where a GPU pass spends its time (the next optimisation targets, docs/PERFORMANCE.md).
     log_info("%s GPU pass %s: forward %.2f s (%zu length groups), statistics to host %.2f s", dw.prefix.c_str(),
-             stats ? "A" : "B", forward, by_length.size(), stats_down);
+             stats ? "A" : "B", forward, groups_.size(), stats_down);
   }
 
   GpuGptqBatchResult gptq_batch(const quant::QuantArgs& args, const quant::GptqOptions& opts,
@@ -217,9 +246,52 @@ class CudaForwarder final : public GpuForwarder {
   cublasHandle_t blas_ = nullptr;
   cusolverDnHandle_t solver_ = nullptr;
   std::unique_ptr<DeviceArena> arena_;
-  PinnedHostBuffer staging_{kStagingBytes};  // bulk copies to the host (Hessians, encoded tensors)
+  mutable PinnedHostBuffer staging_{kStagingBytes};  // bulk copies (states, Hessians, encoded tensors)
   std::optional<model::DeviceBlockWeights> block_;
   std::optional<DeviceLayerStats> stats_;  // pass A's, while its sums stay here (hessians_on_device)
+  // The HC states on the GPU: samples of one length back to back, group after group.
+  struct StateGroup {
+    int64_t tokens = 0;
+    std::vector<size_t> samples;  // indices into the pipeline's samples
+    size_t offset = 0;            // first value in states_
+  };
+  uint16_t* states_ = nullptr;  // bf16, planned (GpuMemoryPlan::states)
+  size_t state_capacity_ = 0;   // values
+  std::vector<StateGroup> groups_;
+
+  // Every sample's states between the GPU and the host through the pinned staging buffer, a
+  // chunk of samples at a time; `convert(k, staging, n)` fills or drains sample k's n values on
+  // all cores (before the upload, after the download). A sample larger than the buffer goes
+  // through a pageable one of its own.
+  template <typename Convert>
+  void copy_states(const Convert& convert, cudaMemcpyKind kind) const {
+    const int64_t flat = c_.hc_dim();
+    for (const StateGroup& g : groups_) {
+      const size_t per_sample = static_cast<size_t>(g.tokens * flat);
+      if (per_sample == 0) continue;
+      std::vector<uint16_t> fallback;
+      uint16_t* buf = reinterpret_cast<uint16_t*>(staging_.data());
+      size_t per_chunk = staging_.size() / (per_sample * 2);
+      if (per_chunk == 0) {
+        fallback.resize(per_sample);
+        buf = fallback.data();
+        per_chunk = 1;
+      }
+      for (size_t k0 = 0; k0 < g.samples.size(); k0 += per_chunk) {
+        const size_t n = std::min(per_chunk, g.samples.size() - k0);
+        uint16_t* dev = states_ + g.offset + k0 * per_sample;
+        if (kind == cudaMemcpyHostToDevice) {
+          parallel_for(n, 0, [&](size_t j) { convert(g.samples[k0 + j], buf + j * per_sample, per_sample); });
+          DSV4_CUDA_CHECK(cudaMemcpyAsync(dev, buf, n * per_sample * 2, kind, stream_));
+          DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));  // before the buffer is refilled
+        } else {
+          DSV4_CUDA_CHECK(cudaMemcpyAsync(buf, dev, n * per_sample * 2, kind, stream_));
+          DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
+          parallel_for(n, 0, [&](size_t j) { convert(g.samples[k0 + j], buf + j * per_sample, per_sample); });
+        }
+      }
+    }
+  }
 
   model::DeviceMatrix device_block_matrix(const std::string& module) {
     DSV4_CHECK_IN("calibrate", block_.has_value(), "%s: no block on the GPU", module.c_str());
@@ -229,9 +301,8 @@ class CudaForwarder final : public GpuForwarder {
 
 }  // namespace
 
-std::unique_ptr<GpuForwarder> gpu_forwarder_create(const model::ModelConfig& config, uint64_t hessian_bytes,
-                                                   int device, bool hessians_on_device) {
-  return std::make_unique<CudaForwarder>(config, hessian_bytes, device, hessians_on_device);
+std::unique_ptr<GpuForwarder> gpu_forwarder_create(const model::ModelConfig& config, const GpuForwarderOptions& options) {
+  return std::make_unique<CudaForwarder>(config, options);
 }
 
 }  // namespace dsv4::calib

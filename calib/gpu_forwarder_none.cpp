@@ -5,7 +5,7 @@
 
 namespace dsv4::calib {
 
-std::unique_ptr<GpuForwarder> gpu_forwarder_create(const model::ModelConfig&, uint64_t, int, bool) {
+std::unique_ptr<GpuForwarder> gpu_forwarder_create(const model::ModelConfig&, const GpuForwarderOptions&) {
   DSV4_FAIL("calibrate", "--device cuda: this dsv4-calib was built without CUDA (configure with the cuda preset)");
 }
 

@@ -151,14 +151,15 @@ struct Forwarder {
   const std::vector<std::vector<int64_t>>& samples;
   model::NumericMode mode;
   std::vector<model::RopeTable> main_rope, compress_rope;  // per sample length (CPU)
-  GpuForwarder* gpu = nullptr;                             // set: the passes run there, on its block
+  GpuForwarder* gpu = nullptr;  // set: the passes run there, on its block and its states
 
-  // states[s] <- block(states[s]) for every sample: block `w` on the CPU, the GPU's own block there.
-  // write_back = false: only the statistics; `states` are left as they were.
+  // states[s] <- block(states[s]) for every sample: block `w` on the CPU; on the GPU its own block
+  // and states (`states` are not read there: the GPU's come down only for snapshots).
+  // write_back = false: only the statistics; the states are left as they were.
   void run(const model::BlockWeights* w, std::vector<std::vector<float>>& states, LayerStats* stats,
            bool all_experts, bool write_back = true) const {
     if (gpu) {
-      gpu->run(samples, states, stats, write_back);
+      gpu->run(samples, stats, write_back);
       return;
     }
     DSV4_CHECK_IN("pipeline", w != nullptr, "CPU forward without a block");
@@ -420,13 +421,18 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
   if (in.device == ComputeDevice::kCuda && last_data_layer >= 0) {
     DSV4_CHECK_IN("pipeline", in.mode == model::NumericMode::kBf16,
                   "the GPU forward runs the bf16 numeric mode; the pipeline was asked for fp32");
-    int64_t longest = 0;
-    for (const auto& ids : in.samples) longest = std::max<int64_t>(longest, static_cast<int64_t>(ids.size()));
+    int64_t longest = 0, tokens = 0;
+    for (const auto& ids : in.samples) {
+      longest = std::max<int64_t>(longest, static_cast<int64_t>(ids.size()));
+      tokens += static_cast<int64_t>(ids.size());
+    }
     const RunEstimate need = run_estimate(r, *in.plan, c, static_cast<int64_t>(in.samples.size()), longest, 1.0);
     // Pass A's Hessians stay on the GPU for its solves when the reduce can take device buffers
     // (one rank, or NCCL): no 4.4 GB round trip through the host per full-width layer.
-    const bool hessians_on_device = comm->world() == 1 || comm->backend() == "nccl";
-    gpu = gpu_forwarder_create(c, need.hessian_bytes_layer_peak, in.gpu, hessians_on_device);
+    gpu = gpu_forwarder_create(c, {.hessian_bytes = need.hessian_bytes_layer_peak,
+                                   .state_tokens = tokens,
+                                   .device = in.gpu,
+                                   .hessians_on_device = comm->world() == 1 || comm->backend() == "nccl"});
     fwd.gpu = gpu.get();
   }
   if (last_data_layer >= 0 && !fwd.gpu) {
@@ -447,6 +453,7 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     } else {
       for (const auto& ids : in.samples) states.push_back(model::model_embed_state(src, c, ids));
     }
+    if (fwd.gpu) fwd.gpu->load_states(in.samples, states);  // they stay there from here on
     for (int seg = replay_from; seg < first_segment; ++seg) {
       const int layer = seg - 1;
       model::BlockWeights w = model::block_weights_load(src, c, "layers." + std::to_string(layer) + ".", layer);
@@ -548,6 +555,10 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
       // Pass B recomputes the layer's output with the quantized weights: pass A's outputs are
       // never read, only its statistics (and `states` stay the layer's input for pass B).
       fwd.run(w ? &*w : nullptr, states, &stats, r.calibration.all_experts, /*write_back=*/false);
+    } else if (pass_a && fwd.gpu) {
+      // Pass A's outputs are the next layer's input, on the GPU; the host states (the previous
+      // layer's snapshot may still be reading them) are not touched.
+      fwd.run(nullptr, states, &stats, r.calibration.all_experts);
     } else if (pass_a) {
       // Pass A's outputs are the next layer's input; `states` keep this layer's input meanwhile
       // (the previous layer's snapshot may still be reading them). GBs: copied on all cores.
@@ -671,7 +682,7 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     t = Clock::now();
     if (forward) {
       if (pass_a && !r.calibration.propagate_error) {
-        states.swap(states_a);
+        if (!fwd.gpu) states.swap(states_a);
       } else {
         if (fwd.gpu) {
           for (size_t i = 0; i < mods.size(); ++i) {
@@ -685,11 +696,19 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     }
     lr.seconds_forward += since(t);
 
+    // The GPU's states come down only for the snapshot that reads them.
+    if (forward && fwd.gpu && snapshot_due) {
+      t = Clock::now();
+      fwd.gpu->store_states(states);
+      log_info("%s: HC states to the host for the snapshot in %.2f s", lr.name.c_str(), since(t));
+      lr.seconds_forward += since(t);
+    }
+
     // Write the segment and its commit files in the background while the next segment computes;
     // `states` stay untouched until the next pass B, which settles this job first.
     lr.seconds = since(seg_start);
     const std::string name = lr.name;
-    const std::vector<std::vector<float>>* out_states = forward ? &states : nullptr;
+    const std::vector<std::vector<float>>* out_states = forward && (!fwd.gpu || snapshot_due) ? &states : nullptr;
     pending.emplace(std::move(lr), std::async(std::launch::async, [&, seg, name, out_states, snapshot_due,
                                                                    replay_needs_weights, solved = std::move(solved)] {
       struct ClearPhase {

@@ -122,7 +122,7 @@ std::string duration_text(double s) {
   return strfmt("%.1f days", s / 86400);
 }
 
-GpuMemoryPlan gpu_memory_plan(const model::ModelConfig& c, uint64_t hessian_bytes) {
+GpuMemoryPlan gpu_memory_plan(const model::ModelConfig& c, uint64_t hessian_bytes, int64_t state_tokens) {
   // block_weights_upload's allocations: attention (wq_a, wq_b, wkv, grouped wo_a, wo_b), the
   // compressor and indexer linears, the HC mixers, the router, every routed expert and the shared
   // expert, all bf16.
@@ -137,6 +137,7 @@ GpuMemoryPlan gpu_memory_plan(const model::ModelConfig& c, uint64_t hessian_byte
   p.block_weights = 2 * (attn + compress + hc + E * D + (E + 1) * 3 * I * D);
   p.weights = p.block_weights + (p.block_weights >> 3);
   p.hessians = hessian_bytes;
+  p.states = static_cast<uint64_t>(state_tokens) * static_cast<uint64_t>(c.hc_dim()) * 2;
   return p;
 }
 
@@ -248,7 +249,7 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
     layer_bytes[layer] += static_cast<uint64_t>(u.groups) * static_cast<uint64_t>(u.cols * u.cols) * sizeof(float);
   }
   for (const auto& [layer, b] : layer_bytes) e.hessian_bytes_layer_peak = std::max(e.hessian_bytes_layer_peak, b);
-  e.gpu = gpu_memory_plan(config, e.hessian_bytes_layer_peak);
+  e.gpu = gpu_memory_plan(config, e.hessian_bytes_layer_peak, e.tokens);
   e.state_bytes = static_cast<uint64_t>(e.tokens) * static_cast<uint64_t>(config.hc_dim()) * sizeof(float);
 
   // Bytes decoded: the whole block of every forward layer, and every quantized module elsewhere
@@ -315,10 +316,11 @@ std::string run_estimate_text(const RunEstimate& e) {
                 bytes_text(static_cast<double>(e.output_bytes)).c_str());
   if (e.forward_layers > 0) {
     out += strfmt("memory: GPU per rank (--device cuda): one block's bf16 weights %s (+1/8 staging), one layer's "
-                  "Hessians %s, workspace %s = %s kept; the rest is the arena for activations and solves (at least "
-                  "%s, so a GPU needs %s free)\n",
+                  "Hessians %s, the HC states %s (bf16, all samples; a rank holds its share), workspace %s = %s kept; "
+                  "the rest is the arena for activations and solves (at least %s, so a GPU needs %s free)\n",
                   bytes_text(static_cast<double>(e.gpu.block_weights)).c_str(),
                   bytes_text(static_cast<double>(e.gpu.hessians)).c_str(),
+                  bytes_text(static_cast<double>(e.gpu.states)).c_str(),
                   bytes_text(static_cast<double>(e.gpu.workspace)).c_str(),
                   bytes_text(static_cast<double>(e.gpu.kept())).c_str(),
                   bytes_text(static_cast<double>(e.gpu.min_arena)).c_str(),
@@ -356,7 +358,8 @@ nlohmann::ordered_json run_estimate_json(const RunEstimate& e) {
   j["output_linear_bytes"] = e.output_bytes;
   j["gflops"] = e.gflops;
   j["memory"] = {{"gpu_block_weights", e.gpu.block_weights}, {"gpu_weights_with_staging", e.gpu.weights},
-                 {"gpu_hessians", e.gpu.hessians},           {"gpu_workspace", e.gpu.workspace},
+                 {"gpu_hessians", e.gpu.hessians},           {"gpu_states", e.gpu.states},
+                 {"gpu_workspace", e.gpu.workspace},
                  {"gpu_kept", e.gpu.kept()},                 {"gpu_minimum", e.gpu.minimum()},
                  {"host_states", e.state_bytes},             {"snapshot", e.state_bytes}};
   j["seconds"] = {{"forward", e.seconds_forward},

@@ -38,18 +38,20 @@ namespace dsv4::calib {
 
 // What --device cuda keeps on each rank's GPU before the arena takes the rest (the forwarder
 // refuses a GPU without `minimum()` free): one block's bf16 weights with 1/8 more for decode
-// staging, one layer's fp32 Hessians (the largest layer), cuBLAS/cub workspace; the arena holds
-// activations and solves and must have at least `min_arena`.
+// staging, one layer's fp32 Hessians (the largest layer), the rank's HC states in bf16 (they
+// stay on the GPU from layer to layer), cuBLAS/cub workspace; the arena holds activations and
+// solves and must have at least `min_arena`.
 struct GpuMemoryPlan {
   uint64_t block_weights = 0;  // bf16 bytes of one block's weights on the device
   uint64_t weights = 0;        // block_weights + 1/8 for staging
   uint64_t hessians = 0;
+  uint64_t states = 0;         // bf16 [tokens, hc_dim] of the rank's samples
   uint64_t workspace = 512ull << 20;
   uint64_t min_arena = 1ull << 30;
-  uint64_t kept() const { return weights + hessians + workspace; }
+  uint64_t kept() const { return weights + hessians + states + workspace; }
   uint64_t minimum() const { return kept() + min_arena; }
 };
-GpuMemoryPlan gpu_memory_plan(const model::ModelConfig& config, uint64_t hessian_bytes);
+GpuMemoryPlan gpu_memory_plan(const model::ModelConfig& config, uint64_t hessian_bytes, int64_t state_tokens);
 
 struct RunEstimate {
   int64_t samples = 0, seq_len = 0;

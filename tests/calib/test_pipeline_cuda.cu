@@ -104,6 +104,41 @@ TEST(PipelineCuda, GpuForwardArtifactMatchesCpuBf16Artifact) {
   fs::remove_all(base);
 }
 
+// Without error propagation pass A's outputs are the next layer's input (on the GPU they replace
+// the states there; there is no pass B): the GPU run passes verify and its GPTQ error is the CPU
+// bf16 run's within the tolerance above.
+TEST(PipelineCuda, WithoutErrorPropagationMatchesCpuBf16) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  const std::string base = dsv4::testing::scratch_path("pipeline_cuda_no_propagation");
+  model::synth_checkpoint_write(model::ModelConfig::tiny(), {.out_dir = base + "/source", .seed = fresh_rng()()});
+  auto run = [&](const std::string& out, ComputeDevice device) {
+    Recipe r = recipe_load(std::string(DSV4_SOURCE_DIR) + "/recipes/w4a16_mtp.yaml");
+    recipe_apply_overrides(r, {.model = base + "/source", .dataset = base + "/source/calib.jsonl", .out = out,
+                               .num_samples = 6, .seq_len = 40});
+    r.calibration.propagate_error = false;
+    return calibrate_run(r, {.threads = 4, .progress = false, .device = device, .mode = model::NumericMode::kBf16});
+  };
+  const CalibrateResult cpu = run(base + "/cpu", ComputeDevice::kCpu), gpu = run(base + "/gpu", ComputeDevice::kCuda);
+  for (const char* k : {"gptq", "rtn", "fp8_reencode", "fallbacks"}) {
+    EXPECT_EQ(gpu.manifest["totals"][k], cpu.manifest["totals"][k]) << k;
+  }
+  double e[2] = {0, 0};
+  int n[2] = {0, 0};
+  for (int i = 0; i < 2; ++i) {
+    for (const auto& l : (i ? gpu : cpu).manifest["layers"]) {
+      if (l.contains("mean_rel_error")) e[i] += l["mean_rel_error"].get<double>(), ++n[i];
+    }
+  }
+  ASSERT_GT(n[0], 0);
+  ASSERT_EQ(n[0], n[1]);
+  EXPECT_NEAR(e[1] / n[1], e[0] / n[0], 0.1 * e[0] / n[0]);
+  for (const std::string& out : {base + "/cpu", base + "/gpu"}) {
+    const VerifyReport v = verify_artifact(out, base + "/source", {});
+    EXPECT_TRUE(v.ok()) << out << "\n" << verify_report_text(v);
+  }
+  fs::remove_all(base);
+}
+
 // A rank whose local index names a GPU the host does not have is refused before anything is
 // written, naming the rank, the GPU and how many are visible.
 TEST(PipelineCuda, RankWithoutItsOwnGpuIsRefusedUpFront) {

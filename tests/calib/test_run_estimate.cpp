@@ -215,7 +215,8 @@ TEST(RunEstimate, FlashHessiansMatchDesignBudget) {
 
 // The GPU memory plan the forwarder enforces and `plan` prints: at full width one block's bf16
 // weights are the 257 experts' three matrices (12.9 GB) plus attention, HC and router (a few %);
-// the Hessians are the largest layer's; the host states are fp32 [tokens, hc_dim].
+// the Hessians are the largest layer's; the states are bf16 [tokens, hc_dim] on the GPU and fp32
+// on the host.
 TEST(RunEstimate, GpuMemoryPlanForFlash) {
   const model::ModelConfig c = model::ModelConfig::flash();
   const RunEstimate e = estimate(shipped("w4a16_mtp.yaml"), c, 96, 512);
@@ -224,7 +225,8 @@ TEST(RunEstimate, GpuMemoryPlanForFlash) {
   EXPECT_LT(static_cast<double>(e.gpu.block_weights), 1.05 * experts);
   EXPECT_EQ(e.gpu.weights, e.gpu.block_weights + e.gpu.block_weights / 8);
   EXPECT_EQ(e.gpu.hessians, e.hessian_bytes_layer_peak);
-  EXPECT_EQ(e.gpu.kept(), e.gpu.weights + e.gpu.hessians + e.gpu.workspace);
+  EXPECT_EQ(e.gpu.states, uint64_t{96} * 512 * static_cast<uint64_t>(c.hc_dim()) * 2);  // bf16, 1.6 GB
+  EXPECT_EQ(e.gpu.kept(), e.gpu.weights + e.gpu.hessians + e.gpu.states + e.gpu.workspace);
   EXPECT_EQ(e.gpu.minimum(), e.gpu.kept() + e.gpu.min_arena);
   EXPECT_EQ(e.state_bytes, uint64_t{96} * 512 * static_cast<uint64_t>(c.hc_dim()) * 4);
   const std::string text = run_estimate_text(e);
