@@ -20,5 +20,5 @@ rm -rf "$work" && mkdir -p "$work"
 /usr/bin/time -v "$bin" --recipe recipes/w4a16_mtp.yaml --model "$work/model" --dataset "$work/model/calib.jsonl" \
   --out "$work/q" --num-samples 96 --seq-len 512 --device cuda > "$out/pipeline_layer.log" 2>&1 || {
   tail -n 20 "$out/pipeline_layer.log"; exit 1; }
-grep -E "calibration data:.*records|GPU|^\[|^wrote|Elapsed|Maximum resident" "$out/pipeline_layer.log" | cut -c1-240
+grep -E "calibration data:.*records|GPU|HC states|^\[|^wrote|Elapsed|Maximum resident" "$out/pipeline_layer.log" | cut -c1-240
 rm -rf "$work"

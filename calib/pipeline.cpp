@@ -734,6 +734,10 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     }));
   }
   settle(true);
+  if (gpu) {  // the arena is sized to the GPU; its high water is what the run used of it
+    log_info("GPU %d memory: arena high water %.1f of %.1f GB, besides the planned block, Hessians and states",
+             in.gpu, gpu->arena_high_water() / 1e9, gpu->arena_bytes() / 1e9);
+  }
   dist::RunPhase::set("finish", "");
   report.seconds = since(run_start);
   return report;
