@@ -186,31 +186,35 @@ double mean_known(const std::vector<ModuleReport>& modules, double ModuleReport:
 }
 
 
-// The GPU share of a layer's solves: GPTQ modules the GPU sweep takes (module_solve_gpu_eligible),
-// batched by scheme and shape, one batch per Hessian shared by several modules (all-experts
-// w1/w3) and one batch of the rest, each with its own Hessian (w2), from the GPU's block. With
-// `into_block` the solved weights replace the source ones there (pass B) and in_block[i] is set.
-// Finished like module_solve (statistics, encoded tensors) on `threads` host threads. Returns the
-// modules left to the CPU.
-template <typename SolveInputFn>
-std::vector<size_t> gpu_solve(GpuForwarder& gpu, const Recipe& r, const std::vector<size_t>& mine,
-                              const std::vector<const PlannedModule*>& mods, const LayerStats& stats, int threads,
-                              const SolveInputFn& solve_input, bool into_block,
-                              std::vector<char>& in_block, std::vector<SolvedModule>& solved) {
-  std::vector<size_t> cpu;
-  // (modifier, group, rows, cols) -> Hessian key -> modules
-  std::map<std::tuple<int, int, int64_t, int64_t>, std::map<std::string, std::vector<size_t>>> batches;
+// Splits this rank's modules into the GPU's share of the solves, the GPTQ modules its sweep takes
+// (module_solve_gpu_eligible), and the CPU's, the rest. Eligibility reads the scheme, the options
+// and the number of Hessians, not their values.
+void gpu_split(const Recipe& r, const std::vector<size_t>& mine, const std::vector<const PlannedModule*>& mods,
+               std::vector<size_t>& on_gpu, std::vector<size_t>& on_cpu) {
   for (size_t i : mine) {
     const PlannedModule& m = *mods[i];
-    // Eligibility reads the scheme, the options and the number of Hessians, not their values.
     const RecipeModifier& mod = modifier_of(r, m);
     const quant::HessianResult placeholder;
     ModuleSolveInput probe{&m, &group_of(r, m), mod.kind, &mod.gptq, nullptr, {&placeholder}};
     if (m.names.release.ends_with(".wo_a")) probe.hessians.push_back(&placeholder);  // one per output group
-    if (!module_solve_gpu_eligible(probe)) {
-      cpu.push_back(i);
-      continue;
-    }
+    (module_solve_gpu_eligible(probe) ? on_gpu : on_cpu).push_back(i);
+  }
+}
+
+// The GPU's share of a layer's solves (gpu_split), batched by scheme and shape, one batch per
+// Hessian shared by several modules (all-experts w1/w3) and one batch of the rest, each with its
+// own Hessian (w2), from the GPU's block. With `into_block` the solved weights replace the source
+// ones there (pass B) and in_block[i] is set. Finished like module_solve (statistics, encoded
+// tensors) on `threads` host threads.
+template <typename SolveInputFn>
+void gpu_solve(GpuForwarder& gpu, const Recipe& r, const std::vector<size_t>& on_gpu,
+               const std::vector<const PlannedModule*>& mods, const LayerStats& stats, int threads,
+               const SolveInputFn& solve_input, bool into_block, std::vector<char>& in_block,
+               std::vector<SolvedModule>& solved) {
+  // (modifier, group, rows, cols) -> Hessian key -> modules
+  std::map<std::tuple<int, int, int64_t, int64_t>, std::map<std::string, std::vector<size_t>>> batches;
+  for (size_t i : on_gpu) {
+    const PlannedModule& m = *mods[i];
     std::string key = stats.hessian_key(m.names.release);
     if (key.empty()) key = "#none:" + m.names.release;  // no tokens: its own all-zero H
     batches[{m.modifier, m.group, m.rows, m.cols}][key].push_back(i);
@@ -286,7 +290,6 @@ std::vector<size_t> gpu_solve(GpuForwarder& gpu, const Recipe& r, const std::vec
                shared ? "one shared Hessian" : "one Hessian each", load, solve, total - load - solve);
     }
   }
-  return cpu;
 }
 }  // namespace
 
@@ -617,37 +620,52 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
       for (const quant::HessianResult& h : hs) si.hessians.push_back(&h);
       return si;
     };
-    std::vector<size_t> on_cpu = mine;
+    std::vector<size_t> on_gpu, on_cpu = mine;
     std::vector<char> in_block(mods.size(), 0);  // solved straight into the GPU's block (pass B)
     if (fwd.gpu) {
-      // The GPU's solved weights never come to the host: pass B reads them in the block, the
-      // writer, the other ranks and a replay take the encoded tensors.
-      on_cpu = gpu_solve(*fwd.gpu, r, mine, mods, stats, in.threads, solve_input, r.calibration.propagate_error,
-                         in_block, solved);
+      on_cpu.clear();
+      gpu_split(r, mine, mods, on_gpu, on_cpu);
     }
     if (stats.sums_on_device()) {  // the CPU solves read host Hessians: these come over (GPU thread)
       std::vector<std::string> names;
       for (size_t i : on_cpu) names.push_back(mods[i]->names.release);
       stats.hessians_to_host(names);
     }
-    parallel_for(on_cpu.size(), in.threads, [&](size_t j) {
-      const size_t i = on_cpu[j];
-      const PlannedModule& m = *mods[i];
-      const RecipeGroup& g = group_of(r, m);
-      std::vector<float> weight;
-      std::vector<quant::HessianResult> hs;
-      ModuleSolveInput si = solve_input(i, weight, hs);
-      if (module_solve_needs_weight(si, src)) {
-        weight = source_weight(m.names.release, m.expert, m.rows, m.cols);
-        si.weight = weight.data();
-      }
-      if (g.scheme.weights.strategy == quant::Strategy::kTensorGroup) {
-        const std::string partner = fused_partner(m.names.release);
-        si.amax_tensor = absmax(weight);
-        if (!partner.empty()) si.amax_tensor = std::max(si.amax_tensor, absmax(source_weight(partner, m.expert, m.rows, m.cols)));
-      }
-      solved[i] = module_solve(si, src);
-    });
+    auto solve_on_cpu = [&] {
+      parallel_for(on_cpu.size(), in.threads, [&](size_t j) {
+        const size_t i = on_cpu[j];
+        const PlannedModule& m = *mods[i];
+        const RecipeGroup& g = group_of(r, m);
+        std::vector<float> weight;
+        std::vector<quant::HessianResult> hs;
+        ModuleSolveInput si = solve_input(i, weight, hs);
+        if (module_solve_needs_weight(si, src)) {
+          weight = source_weight(m.names.release, m.expert, m.rows, m.cols);
+          si.weight = weight.data();
+        }
+        if (g.scheme.weights.strategy == quant::Strategy::kTensorGroup) {
+          const std::string partner = fused_partner(m.names.release);
+          si.amax_tensor = absmax(weight);
+          if (!partner.empty()) {
+            si.amax_tensor = std::max(si.amax_tensor, absmax(source_weight(partner, m.expert, m.rows, m.cols)));
+          }
+        }
+        solved[i] = module_solve(si, src);
+      });
+    };
+    if (fwd.gpu && !on_gpu.empty()) {
+      // The CPU's modules (the FP8 re-encodes, ...) solve on the host while the GPU runs its
+      // batches, whose solved weights never come to the host: pass B reads them in the block, the
+      // writer, the other ranks and a replay take the encoded tensors. The CPU solves touch no
+      // GPU and only read the statistics.
+      std::future<void> cpu_job;
+      if (!on_cpu.empty()) cpu_job = std::async(std::launch::async, solve_on_cpu);
+      gpu_solve(*fwd.gpu, r, on_gpu, mods, stats, in.threads, solve_input, r.calibration.propagate_error, in_block,
+                solved);
+      if (cpu_job.valid()) cpu_job.get();
+    } else {
+      solve_on_cpu();
+    }
     for (size_t i : mine) {
       if (solved[i].fallback == quant::GptqFallback::kNone) continue;
       log_warn("%s: %s (%lld tokens)", solved[i].module.c_str(),
