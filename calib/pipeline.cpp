@@ -704,7 +704,11 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
       } else {
         if (fwd.gpu) {
           for (size_t i = 0; i < mods.size(); ++i) {
-            if (!in_block[i]) fwd.gpu->put_weight(mods[i]->names.release, solved[i].dequant);
+            // An FP8 re-encode keeps the source's codes and e8m0 scales, so its dequant is the
+            // decode of the source, which the block already holds in bf16 (the GPU decode is the
+            // CPU decode rounded to bf16, tests/model/test_weight_decode_cuda.cu).
+            if (in_block[i] || solved[i].method == SolveMethod::kFp8Reencode) continue;
+            fwd.gpu->put_weight(mods[i]->names.release, solved[i].dequant);
           }
         } else if (!mods.empty()) {
           substitute(*w, c, mods, solved);
