@@ -653,19 +653,15 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
         solved[i] = module_solve(si, src);
       });
     };
-    if (fwd.gpu && !on_gpu.empty()) {
-      // The CPU's modules (the FP8 re-encodes, ...) solve on the host while the GPU runs its
-      // batches, whose solved weights never come to the host: pass B reads them in the block, the
-      // writer, the other ranks and a replay take the encoded tensors. The CPU solves touch no
-      // GPU and only read the statistics.
-      std::future<void> cpu_job;
-      if (!on_cpu.empty()) cpu_job = std::async(std::launch::async, solve_on_cpu);
+    // The GPU's solved weights never come to the host: pass B reads them in the block, the
+    // writer, the other ranks and a replay take the encoded tensors. The CPU's solves follow:
+    // overlapping them with the GPU batches was measured slower (their all-core rounding starves
+    // the batches' host side; docs/PERFORMANCE.md, run F).
+    if (fwd.gpu) {
       gpu_solve(*fwd.gpu, r, on_gpu, mods, stats, in.threads, solve_input, r.calibration.propagate_error, in_block,
                 solved);
-      if (cpu_job.valid()) cpu_job.get();
-    } else {
-      solve_on_cpu();
     }
+    solve_on_cpu();
     for (size_t i : mine) {
       if (solved[i].fallback == quant::GptqFallback::kNone) continue;
       log_warn("%s: %s (%lld tokens)", solved[i].module.c_str(),
