@@ -39,6 +39,7 @@ struct CalibrateArgs {
   int threads = 0;
   bool restart = false;
   std::string device = "cpu";
+  std::string comm = "auto";
 };
 
 int run_calibrate(const CalibrateArgs& a) {
@@ -62,8 +63,13 @@ int run_calibrate(const CalibrateArgs& a) {
 
   const dist::Topology topo = dist::topology_init(nullptr, nullptr);
   co.gpu = topo.local_rank;  // one rank per GPU of its host
-  std::unique_ptr<dist::Communicator> comm = topo.world > 1 ? dist::communicator_mpi(recipe.run.collective_timeout_s)
-                                                            : dist::communicator_self();
+  // NCCL between the GPUs of a --device cuda job (device Hessians reduced in place, host data
+  // staged), MPI on the host otherwise; one rank needs neither unless asked.
+  const double timeout = recipe.run.collective_timeout_s;
+  const bool nccl = a.comm == "nccl" || (a.comm == "auto" && topo.world > 1 && a.device == "cuda");
+  std::unique_ptr<dist::Communicator> comm = nccl               ? dist::communicator_nccl(timeout, topo.local_rank)
+                                             : topo.world > 1 ? dist::communicator_mpi(timeout)
+                                                              : dist::communicator_self();
   co.comm = comm.get();
   dist::run_rank_job(topo.world, comm, [&] { calib::calibrate_run(recipe, co); });
   return 0;
@@ -86,6 +92,11 @@ Command cmd_calibrate_register(CLI::App& app) {
                  "GPU: its index among the ranks of its host; GPTQ of integer schemes also runs there, other solves "
                  "on the CPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  app.add_option("--comm", a->comm,
+                 "the ranks' collectives: auto (nccl for --device cuda with several ranks, else mpi), mpi (host "
+                 "memory), or nccl (one rank per GPU; Hessians reduced on the GPUs)")
+      ->check(CLI::IsMember({"auto", "mpi", "nccl"}))
       ->capture_default_str();
   app.add_flag("--restart", a->restart,
                "discard the interrupted run in the output directory and start over (default: resume it)");

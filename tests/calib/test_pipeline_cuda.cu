@@ -14,13 +14,16 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <memory>
 #include <random>
 
 #include "calib/calibrate.h"
 #include "calib/verify.h"
 #include "common/check.h"
 #include "common/safetensors.h"
+#include "dist/communicator.h"
 #include "model/synth_model.h"
 #include "tests/gpu_test.h"
 #include "tests/scratch_dir.h"
@@ -136,6 +139,35 @@ TEST(PipelineCuda, WithoutErrorPropagationMatchesCpuBf16) {
     const VerifyReport v = verify_artifact(out, base + "/source", {});
     EXPECT_TRUE(v.ok()) << out << "\n" << verify_report_text(v);
   }
+  fs::remove_all(base);
+}
+
+// The job's NCCL path at one rank (`--comm nccl`): pass A's Hessian sums are reduced in place on
+// the GPU, the key maps, journal lines and encoded results go through NCCL staged from the host;
+// the artifact is the self-communicator run's, tensor for tensor (the GPU pipeline is
+// deterministic). Several ranks need several GPUs (issue 10).
+TEST(PipelineCuda, OneRankNcclRunEqualsTheSelfCommunicatorRun) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  const std::string base = dsv4::testing::scratch_path("pipeline_cuda_nccl");
+  model::synth_checkpoint_write(model::ModelConfig::tiny(), {.out_dir = base + "/source", .seed = fresh_rng()()});
+  auto recipe = [&](const std::string& out) {
+    Recipe r = recipe_load(std::string(DSV4_SOURCE_DIR) + "/recipes/w4a16_mtp.yaml");
+    recipe_apply_overrides(r, {.model = base + "/source", .dataset = base + "/source/calib.jsonl", .out = out,
+                               .num_samples = 6, .seq_len = 40});
+    return r;
+  };
+  calibrate_run(recipe(base + "/self"), {.threads = 4, .progress = false, .device = ComputeDevice::kCuda});
+  std::unique_ptr<dist::Communicator> nccl = dist::communicator_nccl(60.0, 0);
+  ASSERT_EQ(nccl->backend(), "nccl");
+  calibrate_run(recipe(base + "/nccl"),
+                {.threads = 4, .progress = false, .comm = nccl.get(), .device = ComputeDevice::kCuda});
+  const Checkpoint a = Checkpoint::open(base + "/self"), b = Checkpoint::open(base + "/nccl");
+  ASSERT_EQ(a.names(), b.names());
+  for (const std::string& name : a.names()) {
+    const auto x = a.bytes(name), y = b.bytes(name);
+    ASSERT_TRUE(x.size() == y.size() && std::equal(x.begin(), x.end(), y.begin())) << name;
+  }
+  EXPECT_TRUE(verify_artifact(base + "/nccl", base + "/source", {}).ok());
   fs::remove_all(base);
 }
 

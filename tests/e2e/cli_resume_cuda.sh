@@ -2,8 +2,9 @@
 # cli_resume_cuda.sh: resume of a GPU run (`--device cuda`, issue 9) on the tiny checkpoint with a
 # snapshot every 2 layers: a SIGKILL entering the solve, pass B, the staging and the next layer's
 # pass A, then a resume (which replays committed layers on the GPU from their staged weights):
-# byte-identical to the uninterrupted GPU run. Without a GPU it says so and passes, unless
-# DSV4_REQUIRE_GPU=1 (the GPU machine), where that is a failure.
+# byte-identical to the uninterrupted GPU run; so is a run over the NCCL communicator
+# (--comm nccl). Without a GPU it says so and passes, unless DSV4_REQUIRE_GPU=1 (the GPU
+# machine), where that is a failure.
 # Usage: DSV4_BIN=build/cuda/launch/dsv4-calib bash cli_resume_cuda.sh TMPDIR
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -31,6 +32,9 @@ job() {
 job "$tmp/ref" > "$tmp/ref.log" 2>&1 && pass "uninterrupted GPU run" || fail "uninterrupted GPU run: $(tail -2 "$tmp/ref.log")"
 job "$tmp/ref_again" >/dev/null 2>&1
 same_artifact "$tmp/ref" "$tmp/ref_again" && pass "two GPU runs identical" || fail "two GPU runs differ"
+# The NCCL communicator at one rank (Hessians reduced on the GPU): the same artifact.
+job "$tmp/nccl" --comm nccl > "$tmp/nccl.log" 2>&1 || fail "--comm nccl run: $(tail -2 "$tmp/nccl.log")"
+same_artifact "$tmp/ref" "$tmp/nccl" && pass "--comm nccl run identical" || fail "--comm nccl run differs"
 for spec in "layers.1@solve" "layers.1@pass B" "segment 2@stage" "layers.2@pass A" "layers.3@pass A"; do
   kill_and_resume "$tmp/ref" "$spec"
 done
