@@ -5,14 +5,15 @@
 //
 // Collectives run on the communicator's own stream and return when complete: the host polls
 // the stream and ncclCommGetAsyncError against the deadline. Buffers may be device or host
-// memory; host buffers are staged through a device scratch buffer (the journal's strings, the
-// key maps), device buffers are used in place.
+// memory; host buffers are staged slice by slice through one device buffer allocated at creation
+// (the journal's strings, the key maps, the shared results), device buffers are used in place.
 #include <cuda_runtime.h>
 #include <mpi.h>
 #include <nccl.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <thread>
@@ -56,9 +57,16 @@ bool is_device_pointer(const void* p) {
 
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(int rank, int world, double timeout_s, int device)
+  NcclCommunicator(int rank, int world, double timeout_s, int device, size_t staging_bytes)
       : Communicator(rank, world, timeout_s), device_(device) {
+    DSV4_CHECK_IN("dist", staging_bytes >= 8 * static_cast<size_t>(world), "NCCL staging of %zu bytes for %d ranks",
+                  staging_bytes, world);
     DSV4_CUDA_CHECK(cudaSetDevice(device_));
+    // Every connection and buffer NCCL needs is made now, not at the first collective of a kind
+    // (its default since 2.22): by then the pipeline's arena holds the GPU's free memory.
+    setenv("NCCL_RUNTIME_CONNECT", "0", /*overwrite=*/0);
+    DSV4_CUDA_CHECK(cudaMalloc(&scratch_, staging_bytes));
+    scratch_bytes_ = staging_bytes;
     ncclUniqueId id;
     if (rank == 0) DSV4_NCCL_CHECK(ncclGetUniqueId(&id));
     if (world > 1) DSV4_MPI_CHECK(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD));
@@ -86,33 +94,45 @@ class NcclCommunicator final : public Communicator {
 
   void reduce(void* buf, size_t count, ElemType type, ReduceOp op, int root) override {
     check_root(root, "reduce");
-    Staged s(*this, buf, count * elem_size(type), true);
-    DSV4_NCCL_CHECK_ASYNC(ncclReduce(s.dev, s.dev, count, nccl_type(type), nccl_op(op), root, comm_, stream_));
-    wait("reduce");
-    s.back(rank() == root);
+    const size_t unit = elem_size(type);
+    staged(buf, count * unit, unit, true, rank() == root, [&](void* d, size_t bytes) {
+      DSV4_NCCL_CHECK_ASYNC(ncclReduce(d, d, bytes / unit, nccl_type(type), nccl_op(op), root, comm_, stream_));
+      wait("reduce");
+    });
   }
   void all_reduce(void* buf, size_t count, ElemType type, ReduceOp op) override {
-    Staged s(*this, buf, count * elem_size(type), true);
-    DSV4_NCCL_CHECK_ASYNC(ncclAllReduce(s.dev, s.dev, count, nccl_type(type), nccl_op(op), comm_, stream_));
-    wait("all_reduce");
-    s.back(true);
+    const size_t unit = elem_size(type);
+    staged(buf, count * unit, unit, true, true, [&](void* d, size_t bytes) {
+      DSV4_NCCL_CHECK_ASYNC(ncclAllReduce(d, d, bytes / unit, nccl_type(type), nccl_op(op), comm_, stream_));
+      wait("all_reduce");
+    });
   }
   void broadcast(void* buf, size_t bytes, int root) override {
     check_root(root, "broadcast");
-    Staged s(*this, buf, bytes, rank() == root);
-    DSV4_NCCL_CHECK_ASYNC(ncclBroadcast(s.dev, s.dev, bytes, ncclUint8, root, comm_, stream_));
-    wait("broadcast");
-    s.back(true);
+    staged(buf, bytes, 1, rank() == root, true, [&](void* d, size_t n) {
+      DSV4_NCCL_CHECK_ASYNC(ncclBroadcast(d, d, n, ncclUint8, root, comm_, stream_));
+      wait("broadcast");
+    });
   }
   void all_gather(const void* in, size_t bytes, void* out) override {
-    const size_t total = bytes * static_cast<size_t>(world());
-    const bool dev = is_device_pointer(out);
-    char* d = dev ? static_cast<char*>(out) : static_cast<char*>(scratch(total));
-    // NCCL's in-place all-gather: this rank's block at its offset of the output.
-    DSV4_CUDA_CHECK(cudaMemcpyAsync(d + bytes * static_cast<size_t>(rank()), in, bytes, cudaMemcpyDefault, stream_));
-    DSV4_NCCL_CHECK_ASYNC(ncclAllGather(d + bytes * static_cast<size_t>(rank()), d, bytes, ncclUint8, comm_, stream_));
-    wait("all_gather");
-    if (!dev) DSV4_CUDA_CHECK(cudaMemcpy(out, d, total, cudaMemcpyDeviceToHost));
+    char* o = static_cast<char*>(out);
+    const size_t world_n = static_cast<size_t>(world()), me = static_cast<size_t>(rank());
+    if (is_device_pointer(out)) {  // NCCL's in-place all-gather: this rank's block at its offset
+      DSV4_CUDA_CHECK(cudaMemcpyAsync(o + bytes * me, in, bytes, cudaMemcpyDefault, stream_));
+      DSV4_NCCL_CHECK_ASYNC(ncclAllGather(o + bytes * me, o, bytes, ncclUint8, comm_, stream_));
+      wait("all_gather");
+      return;
+    }
+    // A host output: every rank's block in slices that fit the staging buffer together.
+    const size_t slice = std::max<size_t>(scratch_bytes_ / world_n, 1);
+    char* d = static_cast<char*>(scratch_);
+    for (size_t at = 0; at < bytes; at += slice) {
+      const size_t n = std::min(slice, bytes - at);
+      DSV4_CUDA_CHECK(cudaMemcpyAsync(d + n * me, static_cast<const char*>(in) + at, n, cudaMemcpyDefault, stream_));
+      DSV4_NCCL_CHECK_ASYNC(ncclAllGather(d + n * me, d, n, ncclUint8, comm_, stream_));
+      wait("all_gather");
+      for (size_t r = 0; r < world_n; ++r) DSV4_CUDA_CHECK(cudaMemcpy(o + r * bytes + at, d + r * n, n, cudaMemcpyDeviceToHost));
+    }
   }
   void barrier() override {
     int64_t one = 1;
@@ -128,34 +148,25 @@ class NcclCommunicator final : public Communicator {
   }
 
  private:
-  // A host buffer copied to the device scratch (if `in`), and back (if asked); device buffers as is.
-  struct Staged {
-    NcclCommunicator& c;
-    void* host = nullptr;
-    void* dev = nullptr;
-    size_t bytes = 0;
-    Staged(NcclCommunicator& comm, void* buf, size_t n, bool in) : c(comm), bytes(n) {
-      if (is_device_pointer(buf)) {
-        dev = buf;
-        return;
-      }
-      host = buf;
-      dev = c.scratch(n);
-      if (in && n) DSV4_CUDA_CHECK(cudaMemcpyAsync(dev, host, n, cudaMemcpyHostToDevice, c.stream_));
+  // Runs `collective(device_ptr, bytes)` on a device buffer in place; on a host buffer, slice by
+  // slice through the staging buffer (allocated once, before the pipeline's arena takes the
+  // GPU's free memory): each slice copied up (if `in`) and back (if `out`). Slices are whole
+  // elements of `unit` bytes.
+  template <typename Collective>
+  void staged(void* buf, size_t bytes, size_t unit, bool in, bool out, const Collective& collective) {
+    if (bytes == 0) return;
+    if (is_device_pointer(buf)) {
+      collective(buf, bytes);
+      return;
     }
-    void back(bool want) {
-      if (host && want && bytes) DSV4_CUDA_CHECK(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost));
+    char* host = static_cast<char*>(buf);
+    const size_t slice = std::max<size_t>(scratch_bytes_ / unit, 1) * unit;
+    for (size_t at = 0; at < bytes; at += slice) {
+      const size_t n = std::min(slice, bytes - at);
+      if (in) DSV4_CUDA_CHECK(cudaMemcpyAsync(scratch_, host + at, n, cudaMemcpyHostToDevice, stream_));
+      collective(scratch_, n);
+      if (out) DSV4_CUDA_CHECK(cudaMemcpy(host + at, scratch_, n, cudaMemcpyDeviceToHost));
     }
-  };
-
-  void* scratch(size_t bytes) {
-    if (bytes > scratch_bytes_) {
-      if (scratch_) DSV4_CUDA_CHECK(cudaFree(scratch_));
-      scratch_ = nullptr;
-      DSV4_CUDA_CHECK(cudaMalloc(&scratch_, std::max<size_t>(bytes, 1)));
-      scratch_bytes_ = bytes;
-    }
-    return scratch_;
   }
 
   void check_root(int root, const char* what) const {
@@ -187,19 +198,19 @@ class NcclCommunicator final : public Communicator {
   int device_;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
-  void* scratch_ = nullptr;
+  void* scratch_ = nullptr;  // host buffers' staging (staged())
   size_t scratch_bytes_ = 0;
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> communicator_nccl(double timeout_s, int device) {
+std::unique_ptr<Communicator> communicator_nccl(double timeout_s, int device, size_t staging_bytes) {
   int rank = 0, world = 1;
   if (topology_mpi_active()) {
     DSV4_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
     DSV4_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world));
   }
-  return std::make_unique<NcclCommunicator>(rank, world, timeout_s, device);
+  return std::make_unique<NcclCommunicator>(rank, world, timeout_s, device, staging_bytes);
 }
 
 }  // namespace dsv4::dist

@@ -5,7 +5,7 @@
 
 namespace dsv4::dist {
 
-std::unique_ptr<Communicator> communicator_nccl(double, int) {
+std::unique_ptr<Communicator> communicator_nccl(double, int, size_t) {
   DSV4_FAIL("dist", "the NCCL communicator needs a CUDA build (configure with the cuda preset)");
 }
 

@@ -73,8 +73,9 @@ std::unique_ptr<Communicator> communicator_mpi(double timeout_s);
 
 // CUDA builds (dist/comm_nccl.cpp; the CPU build's throws): an NCCL communicator over the MPI
 // job (or of one rank without MPI) on `device`, which it binds (cudaSetDevice) for the calling
-// thread. Buffers may be device or host memory (host buffers are staged).
-std::unique_ptr<Communicator> communicator_nccl(double timeout_s, int device);
+// thread. Buffers may be device or host memory: host buffers go through `staging_bytes` of device
+// memory allocated here, a slice at a time, so that nothing is allocated after creation.
+std::unique_ptr<Communicator> communicator_nccl(double timeout_s, int device, size_t staging_bytes = 64u << 20);
 
 // A single-process communicator: every collective is the identity. Runs without MPI at all.
 std::unique_ptr<Communicator> communicator_self();

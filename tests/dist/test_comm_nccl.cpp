@@ -6,6 +6,7 @@
 
 #include <cuda_runtime.h>
 
+#include <string>
 #include <vector>
 
 #include "common/check.h"
@@ -43,6 +44,36 @@ TEST(NcclCommunicator, OneRankCollectivesOnDeviceAndHostBuffers) {
   EXPECT_EQ(comm->all_gather_strings("keys"), (std::vector<std::string>{"keys"}));
   comm->barrier();
   EXPECT_THROW(comm->broadcast(n.data(), 8, 1), Error);
+}
+
+// Host buffers larger than the staging buffer go through it slice by slice (whole elements);
+// at one rank every collective must hand back exactly what it was given, so a slice put at the
+// wrong offset shows.
+TEST(NcclCommunicator, HostBuffersLargerThanTheStagingGoSliceBySlice) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  auto comm = communicator_nccl(60.0, 0, /*staging_bytes=*/40);  // 10 floats, 5 int64
+  std::vector<float> f(1003);
+  for (size_t i = 0; i < f.size(); ++i) f[i] = static_cast<float>(i) * 0.5f - 7.0f;
+  const std::vector<float> want = f;
+  comm->reduce(f.data(), f.size(), ElemType::kF32, ReduceOp::kSum, 0);
+  EXPECT_EQ(f, want);
+  comm->all_reduce(f.data(), f.size(), ElemType::kF32, ReduceOp::kMax);
+  EXPECT_EQ(f, want);
+  std::vector<int64_t> n(37);
+  for (size_t i = 0; i < n.size(); ++i) n[i] = static_cast<int64_t>(i * i) - 100;
+  const std::vector<int64_t> want_n = n;
+  comm->all_reduce(n.data(), n.size(), ElemType::kI64, ReduceOp::kSum);
+  EXPECT_EQ(n, want_n);
+  std::string blob(333, '\0');
+  for (size_t i = 0; i < blob.size(); ++i) blob[i] = static_cast<char>(i * 7);
+  const std::string want_blob = blob;
+  comm->broadcast(blob.data(), blob.size(), 0);
+  EXPECT_EQ(blob, want_blob);
+  std::string gathered(blob.size(), '\0');
+  comm->all_gather(want_blob.data(), want_blob.size(), gathered.data());
+  EXPECT_EQ(gathered, want_blob);
+  EXPECT_EQ(comm->all_gather_strings(want_blob), (std::vector<std::string>{want_blob}));
+  EXPECT_THROW(communicator_nccl(60.0, 0, /*staging_bytes=*/4), Error);  // not one int64
 }
 
 }  // namespace
