@@ -71,7 +71,7 @@ class CudaForwarder final : public GpuForwarder {
   void decode_block(const Checkpoint& checkpoint, const std::string& prefix, int layer) override {
     const auto t = std::chrono::steady_clock::now();
     block_.reset();  // its memory is the next block's
-    block_.emplace(model::block_weights_decode_cuda(checkpoint, c_, prefix, layer));
+    block_.emplace(model::block_weights_decode_cuda(checkpoint, c_, prefix, layer, &staging_));
     log_info("%s: decoded on the GPU in %.2f s (%.2f GB)", prefix.c_str(),
              std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count(), block_->bytes / 1e9);
   }

@@ -13,6 +13,7 @@
 #include "common/check.h"
 #include "common/codec.h"
 #include "common/parallel.h"
+#include "common/pinned_host.h"
 #include "model/forward_cuda.h"
 #include "model/weight_decode_cuda.h"
 
@@ -86,9 +87,33 @@ class Uploader {
       }
       return;
     }
+    const Encoded e = encoded(l);
+    const auto codes = ckpt.bytes(e.weight->name);
+    const auto scales = ckpt.bytes(e.scale->name);
+    uint8_t* d = static_cast<uint8_t*>(staging(codes.size() + scales.size() + 16));
+    uint8_t* d_scales = d + ((codes.size() + 15) / 16) * 16;
+    DSV4_CUDA_CHECK(cudaMemcpy(d, codes.data(), codes.size(), cudaMemcpyHostToDevice));
+    DSV4_CUDA_CHECK(cudaMemcpy(d_scales, scales.data(), scales.size(), cudaMemcpyHostToDevice));
+    decode(l, e, d, d_scales, dst);
+    DSV4_CUDA_CHECK(cudaDeviceSynchronize());  // the staging buffer is reused by the next linear
+  }
+
+  // A linear stored block-scaled in the checkpoint (FP8 128x128 or MXFP4 1x32): its weight and
+  // scale tensors, checked against [out, in].
+  struct Encoded {
+    const TensorInfo* weight = nullptr;
+    const TensorInfo* scale = nullptr;
+    bool fp4 = false;
+  };
+  // Whether fill() decodes `l` on the GPU from the checkpoint's codes and scales.
+  bool decodes_on_gpu(const DenseLinear& l) const {
+    return checkpoint_ != nullptr && config_.linear_decoder == nullptr && l.w.empty() &&
+           checkpoint_->contains(l.name + ".weight") && checkpoint_->contains(l.name + ".scale");
+  }
+  Encoded encoded(const DenseLinear& l) const {
+    const Checkpoint& ckpt = *checkpoint_;
+    const TensorInfo& w = ckpt.info(l.name + ".weight");
     const TensorInfo& sc = ckpt.info(l.name + ".scale");
-    const auto codes = ckpt.bytes(w.name);
-    const auto scales = ckpt.bytes(sc.name);
     const bool fp4 = w.dtype == DType::kI8;
     DSV4_CHECK_IN("upload", fp4 || w.dtype == DType::kF8E4M3,
                   "%s.weight has dtype %s; expected F8_E4M3 (block FP8) or I8 (MXFP4)", l.name.c_str(),
@@ -101,16 +126,59 @@ class Uploader {
                   "%s: weight %s and scale %s do not encode [%lld, %lld] (%s)", l.name.c_str(),
                   shape_string(w.shape).c_str(), shape_string(sc.shape).c_str(), static_cast<long long>(l.out),
                   static_cast<long long>(l.in), fp4 ? "MXFP4, 1x32 scales" : "FP8, 128x128 scales");
-    uint8_t* d = static_cast<uint8_t*>(staging(codes.size() + scales.size() + 16));
-    uint8_t* d_scales = d + ((codes.size() + 15) / 16) * 16;
-    DSV4_CUDA_CHECK(cudaMemcpy(d, codes.data(), codes.size(), cudaMemcpyHostToDevice));
-    DSV4_CUDA_CHECK(cudaMemcpy(d_scales, scales.data(), scales.size(), cudaMemcpyHostToDevice));
-    if (fp4) {
-      weight_decode_mxfp4_cuda(d, d_scales, sc.dtype, l.out, l.in, nullptr, dst, nullptr);
+    return {&w, &sc, fp4};
+  }
+  // Enqueues the decode of `l` from its codes and scales on the device into `dst` (bf16).
+  void decode(const DenseLinear& l, const Encoded& e, const uint8_t* d_codes, const uint8_t* d_scales,
+              uint16_t* dst) const {
+    if (e.fp4) {
+      weight_decode_mxfp4_cuda(d_codes, d_scales, e.scale->dtype, l.out, l.in, nullptr, dst, nullptr);
     } else {
-      weight_decode_fp8_block_cuda(d, d_scales, sc.dtype, l.out, l.in, block, nullptr, dst, nullptr);
+      weight_decode_fp8_block_cuda(d_codes, d_scales, e.scale->dtype, l.out, l.in, config_.fp8_block, nullptr, dst,
+                                   nullptr);
     }
-    DSV4_CUDA_CHECK(cudaDeviceSynchronize());  // the staging buffer is reused by the next linear
+  }
+
+  // Fills many linears from the checkpoint (each decodes_on_gpu): their codes and scales copied
+  // into the pinned buffer on all cores, as many linears at a time as it holds, one upload per
+  // batch, then the decodes. A linear larger than the buffer goes through fill().
+  void fill_many(const std::vector<const DenseLinear*>& ls, const std::vector<uint16_t*>& dsts,
+                 PinnedHostBuffer& pinned) {
+    const Checkpoint& ckpt = *checkpoint_;
+    std::vector<Encoded> enc(ls.size());
+    std::vector<size_t> bytes(ls.size());
+    auto round16 = [](size_t n) { return (n + 15) / 16 * 16; };
+    for (size_t i = 0; i < ls.size(); ++i) {
+      enc[i] = encoded(*ls[i]);
+      bytes[i] = round16(enc[i].weight->data_end - enc[i].weight->data_begin) +
+                 round16(enc[i].scale->data_end - enc[i].scale->data_begin);
+    }
+    for (size_t first = 0; first < ls.size();) {
+      size_t end = first, total = 0;
+      while (end < ls.size() && total + bytes[end] <= pinned.size()) total += bytes[end++];
+      if (end == first) {  // larger than the buffer
+        fill(*ls[first], dsts[first]);
+        ++first;
+        continue;
+      }
+      std::vector<size_t> at(end - first);
+      for (size_t i = first, off = 0; i < end; ++i) at[i - first] = off, off += bytes[i];
+      parallel_for(end - first, 0, [&](size_t k) {
+        const size_t i = first + k;
+        const auto codes = ckpt.bytes(enc[i].weight->name);
+        const auto scales = ckpt.bytes(enc[i].scale->name);
+        std::memcpy(pinned.data() + at[k], codes.data(), codes.size());
+        std::memcpy(pinned.data() + at[k] + round16(codes.size()), scales.data(), scales.size());
+      });
+      uint8_t* d = static_cast<uint8_t*>(staging(total));
+      DSV4_CUDA_CHECK(cudaMemcpy(d, pinned.data(), total, cudaMemcpyHostToDevice));
+      for (size_t i = first; i < end; ++i) {
+        const uint8_t* codes = d + at[i - first];
+        decode(*ls[i], enc[i], codes, codes + round16(enc[i].weight->data_end - enc[i].weight->data_begin), dsts[i]);
+      }
+      DSV4_CUDA_CHECK(cudaDeviceSynchronize());  // both buffers are reused by the next batch
+      first = end;
+    }
   }
 
   DeviceLinear linear(const DenseLinear& l) {
@@ -170,7 +238,8 @@ class Uploader {
 // The walk shared by both entries: every tensor of `w` to the device; linears through
 // Uploader::fill (values, or the checkpoint when `checkpoint` is set).
 
-DeviceBlockWeights to_device(const BlockWeights& w, const ModelConfig& c, const Checkpoint* checkpoint, bool round) {
+DeviceBlockWeights to_device(const BlockWeights& w, const ModelConfig& c, const Checkpoint* checkpoint, bool round,
+                             PinnedHostBuffer* pinned = nullptr) {
   DeviceBlockWeights d;
   d.prefix = w.prefix;
   d.layer = w.layer;
@@ -228,9 +297,28 @@ DeviceBlockWeights to_device(const BlockWeights& w, const ModelConfig& c, const 
                 c.n_routed_experts);
   uint16_t* e13 = up.alloc<uint16_t>(static_cast<size_t>(E) * 2 * matrix);
   uint16_t* e2 = up.alloc<uint16_t>(static_cast<size_t>(E) * matrix);
-  // Uploads decode and encode on the host: every expert on its own thread. Decoding from the
-  // checkpoint shares one staging buffer: one expert at a time.
-  parallel_for(static_cast<size_t>(E), checkpoint ? 1 : 0, [&](size_t k) {
+  // From the checkpoint with a pinned buffer: every expert linear's bytes in batches (fill_many).
+  std::vector<ExpertWeights> named;
+  for (int e = 0; checkpoint && pinned && e < E; ++e) {
+    const std::string stem = w.prefix + "ffn.experts." + std::to_string(e);
+    named.push_back({{stem + ".w1", I, D, {}}, {stem + ".w3", I, D, {}}, {stem + ".w2", D, I, {}}});
+  }
+  const bool batched = !named.empty() && std::all_of(named.begin(), named.end(), [&](const ExpertWeights& x) {
+    return up.decodes_on_gpu(x.w1) && up.decodes_on_gpu(x.w3) && up.decodes_on_gpu(x.w2);
+  });
+  if (batched) {
+    std::vector<const DenseLinear*> ls;
+    std::vector<uint16_t*> dsts;
+    for (size_t e = 0; e < named.size(); ++e) {
+      uint16_t* e13_at = e13 + e * 2 * matrix;
+      ls.insert(ls.end(), {&named[e].w1, &named[e].w3, &named[e].w2});
+      dsts.insert(dsts.end(), {e13_at, e13_at + matrix, e2 + e * matrix});
+    }
+    up.fill_many(ls, dsts, *pinned);
+  }
+  // Otherwise uploads decode and encode on the host: every expert on its own thread. Decoding
+  // from the checkpoint shares one staging buffer: one expert at a time.
+  parallel_for(batched ? 0 : static_cast<size_t>(E), checkpoint ? 1 : 0, [&](size_t k) {
     const int e = static_cast<int>(k);
     const std::string stem = w.prefix + "ffn.experts." + std::to_string(e);
     std::shared_ptr<const ExpertWeights> ex;
@@ -257,9 +345,9 @@ DeviceBlockWeights block_weights_upload(const BlockWeights& w, const ModelConfig
 }
 
 DeviceBlockWeights block_weights_decode_cuda(const Checkpoint& checkpoint, const ModelConfig& c,
-                                             const std::string& prefix, int layer) {
+                                             const std::string& prefix, int layer, PinnedHostBuffer* staging) {
   const BlockWeights shapes = block_weights_load(checkpoint, c, prefix, layer, /*decode_linears=*/false);
-  return to_device(shapes, c, &checkpoint, false);
+  return to_device(shapes, c, &checkpoint, false, staging);
 }
 
 DeviceMatrix device_block_matrix(DeviceBlockWeights& w, const ModelConfig& c, const std::string& module) {

@@ -31,6 +31,10 @@ namespace dsv4 {
 class DeviceArena;
 }
 
+namespace dsv4 {
+class PinnedHostBuffer;
+}
+
 namespace dsv4::model {
 
 struct DeviceLinear {
@@ -96,8 +100,11 @@ DeviceBlockWeights block_weights_upload(const BlockWeights& weights, const Model
 // and decoded there (no fp32 copy on the host), BF16 ones copied; the small tensors (norms, HC,
 // sink, ape, router bias, tid2eid) load through block_weights_load. Artifact layouts
 // (config.linear_decoder) decode on the CPU. Bitwise the same weights as block_weights_upload.
+// With a pinned `staging` buffer the routed experts' bytes go up in chunks that fill it, copied
+// into it on all cores (pageable copies of 768 linears one by one are several times slower).
 DeviceBlockWeights block_weights_decode_cuda(const Checkpoint& checkpoint, const ModelConfig& config,
-                                             const std::string& prefix, int layer);
+                                             const std::string& prefix, int layer,
+                                             PinnedHostBuffer* staging = nullptr);
 
 // A linear of a device block by its release module name ("layers.3.attn.wq_a",
 // "layers.3.ffn.experts.7.w2", "layers.3.ffn.shared_experts.w1"): its bf16 matrix [rows, cols],

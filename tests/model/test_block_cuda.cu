@@ -35,6 +35,7 @@
 
 #include "common/codec.h"
 #include "common/device_arena.h"
+#include "common/pinned_host.h"
 #include "common/safetensors.h"
 #include "model/block.h"
 #include "model/block_weights.h"
@@ -319,6 +320,16 @@ TEST_F(BlockCuda, DecodedOnGpuEqualsUploaded) {
     EXPECT_EQ(download(up.ffn.w2, E * D * I), download(dec.ffn.w2, E * D * I)) << prefix << " experts w2";
     EXPECT_EQ(download(up.ffn.shared_w13, 2 * I * D), download(dec.ffn.shared_w13, 2 * I * D)) << prefix;
     EXPECT_EQ(up.bytes, dec.bytes);
+    // The routed experts through a pinned buffer in batches: one that holds a few linears (many
+    // batches), and one too small for any (each linear on its own).
+    for (const size_t pinned_bytes : {size_t{3} * I * D, size_t{64}}) {
+      PinnedHostBuffer pinned(pinned_bytes);
+      const DeviceBlockWeights bat = block_weights_decode_cuda(ckpt, c, prefix, layer, &pinned);
+      EXPECT_EQ(download(up.ffn.w13, E * 2 * I * D), download(bat.ffn.w13, E * 2 * I * D)) << prefix << " " << pinned_bytes;
+      EXPECT_EQ(download(up.ffn.w2, E * D * I), download(bat.ffn.w2, E * D * I)) << prefix << " " << pinned_bytes;
+      EXPECT_EQ(download(up.attn.wq_b.w, up.attn.wq_b.out * up.attn.wq_b.in),
+                download(bat.attn.wq_b.w, bat.attn.wq_b.out * bat.attn.wq_b.in));
+    }
   }
 }
 
