@@ -631,28 +631,6 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
       for (size_t i : on_cpu) names.push_back(mods[i]->names.release);
       stats.hessians_to_host(names);
     }
-    auto solve_on_cpu = [&] {
-      parallel_for(on_cpu.size(), in.threads, [&](size_t j) {
-        const size_t i = on_cpu[j];
-        const PlannedModule& m = *mods[i];
-        const RecipeGroup& g = group_of(r, m);
-        std::vector<float> weight;
-        std::vector<quant::HessianResult> hs;
-        ModuleSolveInput si = solve_input(i, weight, hs);
-        if (module_solve_needs_weight(si, src)) {
-          weight = source_weight(m.names.release, m.expert, m.rows, m.cols);
-          si.weight = weight.data();
-        }
-        if (g.scheme.weights.strategy == quant::Strategy::kTensorGroup) {
-          const std::string partner = fused_partner(m.names.release);
-          si.amax_tensor = absmax(weight);
-          if (!partner.empty()) {
-            si.amax_tensor = std::max(si.amax_tensor, absmax(source_weight(partner, m.expert, m.rows, m.cols)));
-          }
-        }
-        solved[i] = module_solve(si, src);
-      });
-    };
     // The GPU's solved weights never come to the host: pass B reads them in the block, the
     // writer, the other ranks and a replay take the encoded tensors. The CPU's solves follow:
     // overlapping them with the GPU batches was measured slower (their all-core rounding starves
@@ -661,7 +639,24 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
       gpu_solve(*fwd.gpu, r, on_gpu, mods, stats, in.threads, solve_input, r.calibration.propagate_error, in_block,
                 solved);
     }
-    solve_on_cpu();
+    parallel_for(on_cpu.size(), in.threads, [&](size_t j) {
+      const size_t i = on_cpu[j];
+      const PlannedModule& m = *mods[i];
+      const RecipeGroup& g = group_of(r, m);
+      std::vector<float> weight;
+      std::vector<quant::HessianResult> hs;
+      ModuleSolveInput si = solve_input(i, weight, hs);
+      if (module_solve_needs_weight(si, src)) {
+        weight = source_weight(m.names.release, m.expert, m.rows, m.cols);
+        si.weight = weight.data();
+      }
+      if (g.scheme.weights.strategy == quant::Strategy::kTensorGroup) {
+        const std::string partner = fused_partner(m.names.release);
+        si.amax_tensor = absmax(weight);
+        if (!partner.empty()) si.amax_tensor = std::max(si.amax_tensor, absmax(source_weight(partner, m.expert, m.rows, m.cols)));
+      }
+      solved[i] = module_solve(si, src);
+    });
     for (size_t i : mine) {
       if (solved[i].fallback == quant::GptqFallback::kNone) continue;
       log_warn("%s: %s (%lld tokens)", solved[i].module.c_str(),
