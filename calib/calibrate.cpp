@@ -17,6 +17,7 @@
 #include "calib/run_checkpoint.h"
 #include "common/check.h"
 #include "common/fs.h"
+#include "common/host_memory.h"
 #include "common/log.h"
 #include "common/rng.h"
 #include "dist/run_phase.h"
@@ -191,6 +192,7 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   in.threads = o.threads;
   in.device = o.device;
   in.gpu = o.gpu;
+  in.gpu_memory = o.gpu_memory;
   in.mode = o.device == ComputeDevice::kCuda ? model::NumericMode::kBf16 : o.mode;  // the GPU forward is bf16
   in.comm = &comm;
   in.checkpoint = &ck;
@@ -201,15 +203,41 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
     if (o.progress) log_info("%s", layer_report_line(l, layout.num_segments).c_str());
   });
 
-  // Each rank's host and peak Hessian memory (partials in pass A, owned after the reduce).
+  // Each rank's host, peak host memory, peak Hessian memory (partials in pass A, owned after the
+  // reduce) and GPU memory; rank 0 logs a line per rank.
   ordered_json ranks = ordered_json::array();
   {
+    const PipelineReport& p = res.report;
     ordered_json me = {{"rank", comm.rank()},
                        {"host", log_context().host},
                        {"samples", static_cast<int64_t>(in.samples.size())},
-                       {"hessian_bytes_partial_peak", res.report.hessian_bytes_partial_peak},
-                       {"hessian_bytes_owned_peak", res.report.hessian_bytes_owned_peak}};
+                       {"host_rss_peak_bytes", peak_rss_bytes()},
+                       {"hessian_bytes_partial_peak", p.hessian_bytes_partial_peak},
+                       {"hessian_bytes_owned_peak", p.hessian_bytes_owned_peak}};
+    if (p.gpu >= 0) {
+      me["gpu"] = {{"device", p.gpu},
+                   {"kept_bytes", p.gpu_kept_bytes},
+                   {"arena_bytes", p.gpu_arena_bytes},
+                   {"arena_high_water_bytes", p.gpu_arena_high_water}};
+    }
     for (const std::string& s : comm.all_gather_strings(me.dump())) ranks.push_back(ordered_json::parse(s));
+  }
+  if (writes) {
+    for (const ordered_json& k : ranks) {
+      std::string gpu;
+      if (k.contains("gpu")) {
+        const ordered_json& g = k["gpu"];
+        char b[160];
+        std::snprintf(b, sizeof b, "; GPU %d: %.1f GB kept, arena high water %.1f of %.1f GB", g["device"].get<int>(),
+                      g["kept_bytes"].get<uint64_t>() / 1e9, g["arena_high_water_bytes"].get<uint64_t>() / 1e9,
+                      g["arena_bytes"].get<uint64_t>() / 1e9);
+        gpu = b;
+      }
+      log_info("rank %d on %s: peak host RSS %.1f GB, Hessians %.2f GB in pass A, %.2f GB owned%s", k["rank"].get<int>(),
+               k["host"].get<std::string>().c_str(), k["host_rss_peak_bytes"].get<uint64_t>() / 1e9,
+               k["hessian_bytes_partial_peak"].get<uint64_t>() / 1e9,
+               k["hessian_bytes_owned_peak"].get<uint64_t>() / 1e9, gpu.c_str());
+    }
   }
   if (!writes) {
     comm.barrier();  // rank 0 finishing the artifact

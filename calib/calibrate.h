@@ -33,6 +33,7 @@ struct CalibrateOptions {
   bool restart = false;                // discard an interrupted run in the output directory
   ComputeDevice device = ComputeDevice::kCpu;  // kCuda: passes (and GPTQ) on GPU `gpu`, bf16 mode
   int gpu = 0;  // this rank's CUDA device: the launcher passes its local rank (one rank per GPU)
+  uint64_t gpu_memory = 0;  // bytes this rank may take on its GPU (0: all free; set when ranks share one)
   model::NumericMode mode = model::NumericMode::kFp32;  // of the CPU forward (kCuda is always bf16)
 };
 

@@ -84,6 +84,7 @@ class GpuForwarder {
                                         const GpuGptqBatchOptions& batch) = 0;
   virtual uint64_t arena_bytes() const = 0;
   virtual uint64_t arena_high_water() const = 0;
+  virtual uint64_t kept_bytes() const = 0;  // planned outside the arena: block, Hessians, states, workspace
 };
 
 struct GpuForwarderOptions {
@@ -94,11 +95,14 @@ struct GpuForwarderOptions {
   // with sums_stay): the LayerStats refers to them, its reduce needs a communicator that takes
   // device buffers, and gptq_batch reads them there.
   bool hessians_on_device = false;
+  // Bytes the forwarder may take on the GPU, kept memory and arena together (0: all free memory).
+  // Set when ranks share a GPU (--gpu-memory): each arena otherwise takes the GPU's free memory.
+  uint64_t memory_limit = 0;
 };
 
 // Takes GPU `device`, the memory gpu_memory_plan keeps (one block's weights, the Hessians, the
-// states) and an arena of all the rest: the passes' activations and the solves' buffers come from
-// it, in turn.
+// states) and an arena of all the rest (or of the rest of `memory_limit`): the passes'
+// activations and the solves' buffers come from it, in turn.
 std::unique_ptr<GpuForwarder> gpu_forwarder_create(const model::ModelConfig& config, const GpuForwarderOptions& options);
 
 }  // namespace dsv4::calib

@@ -43,19 +43,26 @@ class CudaForwarder final : public GpuForwarder {
     size_t free_bytes = 0, total = 0;
     DSV4_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
     const GpuMemoryPlan plan = gpu_memory_plan(c, o.hessian_bytes, o.state_tokens);  // what `dsv4-calib plan` prints
-    DSV4_CHECK_IN("calibrate", free_bytes > plan.minimum(),
-                  "GPU %d has %.2f GB free; one block's weights need %.2f GB, its Hessians %.2f GB and the HC states "
+    const bool capped = o.memory_limit > 0;
+    DSV4_CHECK_IN("calibrate", !capped || o.memory_limit <= free_bytes,
+                  "--gpu-memory %.2f GB: GPU %d has only %.2f GB free (of %.2f GB); ranks sharing it must ask for "
+                  "less in all",
+                  o.memory_limit / 1e9, device, free_bytes / 1e9, total / 1e9);
+    const uint64_t budget = capped ? o.memory_limit : free_bytes;
+    DSV4_CHECK_IN("calibrate", budget > plan.minimum(),
+                  "GPU %d: %s %.2f GB; one block's weights need %.2f GB, its Hessians %.2f GB and the HC states "
                   "%.2f GB, plus %.2f GB of workspace and at least %.2f GB for activations (dsv4-calib plan prints "
                   "this; fewer samples per rank need less)",
-                  device, free_bytes / 1e9, plan.weights / 1e9, plan.hessians / 1e9, plan.states / 1e9,
-                  plan.workspace / 1e9, plan.min_arena / 1e9);
+                  device, capped ? "--gpu-memory gives this rank" : "has free", budget / 1e9, plan.weights / 1e9,
+                  plan.hessians / 1e9, plan.states / 1e9, plan.workspace / 1e9, plan.min_arena / 1e9);
     if (plan.states > 0) {
       void* p = nullptr;
       DSV4_CUDA_CHECK(cudaMalloc(&p, plan.states));
       states_ = static_cast<uint16_t*>(p);
       state_capacity_ = plan.states / 2;
     }
-    arena_ = std::make_unique<DeviceArena>(free_bytes - plan.kept());
+    kept_ = plan.kept();
+    arena_ = std::make_unique<DeviceArena>(budget - kept_);
     log_info("GPU %d: %.1f GB arena for activations and solves; kept %.1f GB for one block's weights, %.1f GB for its "
              "Hessians, %.1f GB for the HC states",
              device, arena_->capacity() / 1e9, plan.weights / 1e9, plan.hessians / 1e9, plan.states / 1e9);
@@ -238,6 +245,7 @@ class CudaForwarder final : public GpuForwarder {
 
   uint64_t arena_bytes() const override { return arena_->capacity(); }
   uint64_t arena_high_water() const override { return arena_->high_water(); }
+  uint64_t kept_bytes() const override { return kept_; }
 
  private:
   const model::ModelConfig c_;
@@ -257,6 +265,7 @@ class CudaForwarder final : public GpuForwarder {
   };
   uint16_t* states_ = nullptr;  // bf16, planned (GpuMemoryPlan::states)
   size_t state_capacity_ = 0;   // values
+  uint64_t kept_ = 0;           // GpuMemoryPlan::kept()
   std::vector<StateGroup> groups_;
 
   // Every sample's states between the GPU and the host through the pinned staging buffer, a

@@ -435,7 +435,8 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     gpu = gpu_forwarder_create(c, {.hessian_bytes = need.hessian_bytes_layer_peak,
                                    .state_tokens = tokens,
                                    .device = in.gpu,
-                                   .hessians_on_device = comm->world() == 1 || comm->backend() == "nccl"});
+                                   .hessians_on_device = comm->world() == 1 || comm->backend() == "nccl",
+                                   .memory_limit = in.gpu_memory});
     fwd.gpu = gpu.get();
   }
   if (last_data_layer >= 0 && !fwd.gpu) {
@@ -750,6 +751,10 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
   if (gpu) {  // the arena is sized to the GPU; its high water is what the run used of it
     log_info("GPU %d memory: arena high water %.1f of %.1f GB, besides the planned block, Hessians and states",
              in.gpu, gpu->arena_high_water() / 1e9, gpu->arena_bytes() / 1e9);
+    report.gpu = in.gpu;
+    report.gpu_kept_bytes = gpu->kept_bytes();
+    report.gpu_arena_bytes = gpu->arena_bytes();
+    report.gpu_arena_high_water = gpu->arena_high_water();
   }
   dist::RunPhase::set("finish", "");
   report.seconds = since(run_start);

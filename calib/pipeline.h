@@ -59,6 +59,7 @@ struct PipelineInputs {
   model::NumericMode mode = model::NumericMode::kFp32;
   ComputeDevice device = ComputeDevice::kCpu;  // kCuda needs mode kBf16
   int gpu = 0;                                 // the CUDA device of kCuda
+  uint64_t gpu_memory = 0;                     // bytes the GPU forwarder may take (0: all free)
   int threads = 0;                            // module solves in parallel; 0: all cores
 };
 
@@ -100,6 +101,10 @@ struct PipelineReport {
   // the reduce (its owned modules only).
   uint64_t hessian_bytes_partial_peak = 0;
   uint64_t hessian_bytes_owned_peak = 0;
+  // --device cuda: this rank's GPU and what it took there (kept outside the arena, the arena) and
+  // the arena's high water; gpu = -1 when the passes ran on the CPU.
+  int gpu = -1;
+  uint64_t gpu_kept_bytes = 0, gpu_arena_bytes = 0, gpu_arena_high_water = 0;
 };
 
 // The report as the manifest and the journal store it.

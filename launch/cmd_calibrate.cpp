@@ -17,6 +17,7 @@
 #include "calib/calibrate.h"
 #include "calib/recipe.h"
 #include "common/check.h"
+#include "common/device.h"
 #include "dist/communicator.h"
 #include "dist/run_phase.h"
 #include "dist/topology.h"
@@ -40,7 +41,38 @@ struct CalibrateArgs {
   bool restart = false;
   std::string device = "cpu";
   std::string comm = "auto";
+  double gpu_memory_gb = 0.0;
 };
+
+// This rank's GPU and collectives for a --device cuda job. One rank per GPU of its host is the
+// rule (GPU = local rank; NCCL by default with several ranks). More ranks than GPUs share them
+// (GPU = local rank mod GPUs) only when told how much each may take (--gpu-memory: each rank's
+// arena would otherwise take all the GPU's free memory) and over MPI (NCCL refuses two ranks on
+// one GPU). A single-GPU machine runs a multi-rank GPU job this way.
+struct RankGpu {
+  int gpu = 0;
+  bool nccl = false;
+};
+RankGpu rank_gpu(const CalibrateArgs& a, const dist::Topology& topo) {
+  const bool cuda = a.device == "cuda";
+  const int gpus = cuda ? device_count() : 0;
+  DSV4_CHECK_IN("cli", !cuda || gpus > 0, "--device cuda: %s",
+                built_with_cuda() ? "no usable CUDA device on this machine"
+                                  : "this dsv4-calib was built without CUDA (configure with the cuda preset)");
+  const bool shared = gpus > 0 && topo.local_world > gpus;
+  if (shared) {
+    DSV4_CHECK_IN("cli", a.comm != "nccl",
+                  "--comm nccl needs a GPU per rank, but host %s runs %d ranks on %d GPU(s); start at most %d ranks "
+                  "per host, or let ranks share GPUs with --comm mpi --gpu-memory GB",
+                  topo.host.c_str(), topo.local_world, gpus, gpus);
+    DSV4_CHECK_IN("cli", a.gpu_memory_gb > 0,
+                  "host %s runs %d ranks on %d GPU(s), so ranks share GPUs: give each its share with --gpu-memory GB "
+                  "(or start at most %d ranks per host)",
+                  topo.host.c_str(), topo.local_world, gpus, gpus);
+  }
+  const bool nccl = a.comm == "nccl" || (a.comm == "auto" && topo.world > 1 && cuda && !shared);
+  return {shared ? topo.local_rank % gpus : topo.local_rank, nccl};
+}
 
 int run_calibrate(const CalibrateArgs& a) {
   DSV4_CHECK_IN("cli", !a.recipe.empty(),
@@ -60,18 +92,21 @@ int run_calibrate(const CalibrateArgs& a) {
   co.device = a.device == "cuda" ? calib::ComputeDevice::kCuda : calib::ComputeDevice::kCpu;
   co.tool_version = DSV4_VERSION;
   co.tool_commit = DSV4_COMMIT;
+  co.gpu_memory = static_cast<uint64_t>(a.gpu_memory_gb * 1e9);
 
   const dist::Topology topo = dist::topology_init(nullptr, nullptr);
-  co.gpu = topo.local_rank;  // one rank per GPU of its host
-  // NCCL between the GPUs of a --device cuda job (device Hessians reduced in place, host data
-  // staged), MPI on the host otherwise; one rank needs neither unless asked.
-  const double timeout = recipe.run.collective_timeout_s;
-  const bool nccl = a.comm == "nccl" || (a.comm == "auto" && topo.world > 1 && a.device == "cuda");
-  std::unique_ptr<dist::Communicator> comm = nccl               ? dist::communicator_nccl(timeout, topo.local_rank)
-                                             : topo.world > 1 ? dist::communicator_mpi(timeout)
-                                                              : dist::communicator_self();
-  co.comm = comm.get();
-  dist::run_rank_job(topo.world, comm, [&] { calib::calibrate_run(recipe, co); });
+  std::unique_ptr<dist::Communicator> comm;
+  dist::run_rank_job(topo.world, comm, [&] {
+    const RankGpu g = rank_gpu(a, topo);
+    co.gpu = g.gpu;
+    // NCCL between the GPUs of a --device cuda job (device Hessians reduced in place, host data
+    // staged), MPI on the host otherwise; one rank needs neither unless asked.
+    const double timeout = recipe.run.collective_timeout_s;
+    comm = g.nccl ? dist::communicator_nccl(timeout, g.gpu)
+                  : (topo.world > 1 ? dist::communicator_mpi(timeout) : dist::communicator_self());
+    co.comm = comm.get();
+    calib::calibrate_run(recipe, co);
+  });
   return 0;
 }
 
@@ -89,7 +124,7 @@ Command cmd_calibrate_register(CLI::App& app) {
   app.add_option("--threads", a->threads, "threads for module solves (0: all cores)")->check(CLI::NonNegativeNumber);
   app.add_option("--device", a->device,
                  "where the forward passes run: cpu (fp32 numeric mode) or cuda (bf16 numeric mode, on the rank's "
-                 "GPU: its index among the ranks of its host; GPTQ of integer schemes also runs there, other solves "
+                 "GPU: its index among the ranks of its host, modulo the GPUs when ranks share them; GPTQ of integer schemes also runs there, other solves "
                  "on the CPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
@@ -98,6 +133,11 @@ Command cmd_calibrate_register(CLI::App& app) {
                  "memory), or nccl (one rank per GPU; Hessians reduced on the GPUs)")
       ->check(CLI::IsMember({"auto", "mpi", "nccl"}))
       ->capture_default_str();
+  app.add_option("--gpu-memory", a->gpu_memory_gb,
+                 "GB each rank may take on its GPU with --device cuda (kept block, Hessians, states and arena; "
+                 "default: all free memory). Needed when ranks share GPUs (more ranks than GPUs on a host, with "
+                 "--comm mpi)")
+      ->check(CLI::PositiveNumber);
   app.add_flag("--restart", a->restart,
                "discard the interrupted run in the output directory and start over (default: resume it)");
   return [a] { return run_calibrate(*a); };

@@ -19,10 +19,11 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 
 "$bin" make-model --preset tiny --out "$tmp/tiny" >/dev/null || { fail "make-model"; e2e_finish; }
 
-# run NP OUT [RECIPE]: the main job on NP ranks, 8 samples of 32 tokens.
+# run NP OUT [RECIPE [ARGS...]]: the main job on NP ranks, 8 samples of 32 tokens.
 run() {
-  "$mpi" -n "$1" --oversubscribe "$bin" --recipe "${3:-$recipe}" --model "$tmp/tiny" --dataset "$tmp/tiny/calib.jsonl" \
-    --out "$2" --num-samples 8 --seq-len 32 --threads 1
+  local np="$1" out="$2" r="${3:-$recipe}"; shift; shift; shift || true
+  "$mpi" -n "$np" --oversubscribe "$bin" --recipe "$r" --model "$tmp/tiny" --dataset "$tmp/tiny/calib.jsonl" \
+    --out "$out" --num-samples 8 --seq-len 32 --threads 1 "$@"
 }
 # same_artifact A B: the tensor files, index and config are byte-identical.
 same_artifact() {
@@ -55,6 +56,12 @@ for np in 2 4; do
   shard=$(cd "$tmp/n1" && ls ./*.safetensors | head -1)
   echo "info $np ranks vs 1: $(cmp -l "$tmp/n1/$shard" "$tmp/n$np/$shard" | wc -l) of $(stat -c %s "$tmp/n1/$shard") shard bytes differ"
 done
+
+# --device cuda on a machine without a GPU (or a build without CUDA): refused on every rank before
+# any collective (the GPU machine's own case is cli_calibrate_mpi_cuda).
+if ! nvidia-smi -L > /dev/null 2>&1; then
+  expect_error "2 ranks, --device cuda without a GPU" "--device cuda: " run 2 "$tmp/no_gpu" "$recipe" --device cuda
+fi
 
 # Failures end the whole job, quickly, naming the rank.
 fast_recipe="$tmp/fast_timeout.yaml"
