@@ -72,5 +72,5 @@ kill_rank() {
 kill_rank 1 "layers.1@pass A"
 kill_rank 0 "layers.1@solve"
 kill_rank 1 "layers.2@pass B"
-kill_rank 1 "segment 2@stage"
+kill_rank 0 "segment 2@stage"  # rank 0 writes and stages
 e2e_finish
