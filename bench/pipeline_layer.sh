@@ -24,7 +24,7 @@ samples="${PIPELINE_SAMPLES:-$((96 * ranks))}"
 read -r -a extra <<< "${PIPELINE_ARGS:-}"
 launch=()
 [ "$ranks" -gt 1 ] && launch=(mpirun -n "$ranks" --oversubscribe -x NCCL_NVLS_ENABLE=0 -x DSV4_FAULT)
-export NCCL_NVLS_ENABLE=0 DSV4_FAULT="${DSV4_FAULT:-}"
+export NCCL_NVLS_ENABLE=0 DSV4_FAULT="${DSV4_FAULT:-}" OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # 64 sentences of about 10 tokens: every record fills a 512-token sample.
 "$bin" make-model --preset flash --layers "${PIPELINE_LAYERS:-2}" --experts 256 --tokenizer .gpu/tokenizer \
   --calib-records "$samples" --calib-sentences 64 --out "$work/model" > "$out/pipeline_make_model.log" 2>&1
