@@ -72,19 +72,28 @@ AllReduceSweep all_reduce_sweep(Communicator& comm, size_t max_bytes, int iters,
   buf.fill(0.0f);  // sums of zeros stay finite however often they are repeated
 
   using Clock = std::chrono::steady_clock;
-  for (size_t bytes = kMin; bytes <= max_bytes; bytes *= 2) {
-    const size_t count = bytes / sizeof(float);
-    comm.all_reduce(buf.data(), count, ElemType::kF32, ReduceOp::kSum);  // warm-up (connection set-up)
+  // Mean seconds per call of `collective` at `count` floats, as the slowest rank sees it.
+  auto timed = [&](size_t count, const auto& collective) {
+    collective(count);  // warm-up (connection set-up)
     comm.barrier();
     const auto t0 = Clock::now();
-    for (int i = 0; i < iters; ++i) comm.all_reduce(buf.data(), count, ElemType::kF32, ReduceOp::kSum);
+    for (int i = 0; i < iters; ++i) collective(count);
     double seconds = std::chrono::duration<double>(Clock::now() - t0).count() / iters;
     comm.all_reduce(&seconds, 1, ElemType::kF64, ReduceOp::kMax);
+    return seconds;
+  };
+  for (size_t bytes = kMin; bytes <= max_bytes; bytes *= 2) {
     AllReducePoint p;
     p.bytes = bytes;
-    p.seconds = seconds;
-    p.algbw_gbs = seconds > 0 ? static_cast<double>(bytes) / seconds / 1e9 : 0.0;
+    p.seconds = timed(bytes / sizeof(float), [&](size_t n) {
+      comm.all_reduce(buf.data(), n, ElemType::kF32, ReduceOp::kSum);
+    });
+    p.algbw_gbs = p.seconds > 0 ? static_cast<double>(bytes) / p.seconds / 1e9 : 0.0;
     p.busbw_gbs = p.algbw_gbs * 2.0 * (s.world - 1) / s.world;
+    p.reduce_seconds = timed(bytes / sizeof(float), [&](size_t n) {
+      comm.reduce(buf.data(), n, ElemType::kF32, ReduceOp::kSum, 0);
+    });
+    p.reduce_algbw_gbs = p.reduce_seconds > 0 ? static_cast<double>(bytes) / p.reduce_seconds / 1e9 : 0.0;
     s.points.push_back(p);
   }
   return s;
@@ -99,9 +108,10 @@ std::string all_reduce_sweep_text(const AllReduceSweep& s) {
   out += strfmt("all-reduce f32 sum over %d rank(s), %s, %s buffers, %d timed iteration(s) per size "
                            "(result of ones checked)\n",
                            s.world, s.backend.c_str(), s.on_device ? "device" : "host", s.iters);
-  out += strfmt("  %12s %12s %12s %12s\n", "bytes", "time", "algbw", "busbw");
+  out += strfmt("  %12s %12s %12s %12s %14s\n", "bytes", "time", "algbw", "busbw", "reduce algbw");
   for (const AllReducePoint& p : s.points) {
-    out += strfmt("  %12zu %9.3f ms %7.2f GB/s %7.2f GB/s\n", p.bytes, p.seconds * 1e3, p.algbw_gbs, p.busbw_gbs);
+    out += strfmt("  %12zu %9.3f ms %7.2f GB/s %7.2f GB/s %9.2f GB/s\n", p.bytes, p.seconds * 1e3, p.algbw_gbs,
+                  p.busbw_gbs, p.reduce_algbw_gbs);
   }
   return out;
 }

@@ -6,7 +6,9 @@
 //   std::printf("%s", all_reduce_sweep_text(s).c_str());
 //
 // algbw = bytes / time; busbw = algbw · 2(n-1)/n, the bus bandwidth a ring all-reduce needs, which
-// is comparable across rank counts (0 for one rank). Before timing, one all-reduce of ones is
+// is comparable across rank counts (0 for one rank). Each size is also timed as a reduce to rank 0,
+// the collective that carries the pipeline's Hessians (a slow reduce path once cost 600x; see
+// topology.cpp). Before timing, one all-reduce of ones is
 // checked to give the rank count everywhere, so a broken fabric fails rather than reports.
 // Tests: tests/dist/test_bandwidth.cpp (one rank), tests/e2e/cli_preflight.sh (mpirun).
 #pragma once
@@ -23,6 +25,8 @@ struct AllReducePoint {
   size_t bytes = 0;
   double seconds = 0.0;  // per all-reduce, the slowest rank's mean over the timed iterations
   double algbw_gbs = 0.0, busbw_gbs = 0.0;
+  // The same bytes reduced to rank 0 (the pipeline's Hessian collective): seconds, bytes / time.
+  double reduce_seconds = 0.0, reduce_algbw_gbs = 0.0;
 };
 
 struct AllReduceSweep {

@@ -108,7 +108,9 @@ int run_preflight(const PreflightArgs& a) {
                          {"points", nlohmann::ordered_json::array()}};
       for (const dist::AllReducePoint& p : sweep.points) {
         j["all_reduce"]["points"].push_back({{"bytes", p.bytes}, {"seconds", p.seconds}, {"algbw_gbs", p.algbw_gbs},
-                                             {"busbw_gbs", p.busbw_gbs}});
+                                             {"busbw_gbs", p.busbw_gbs},
+                                             {"reduce_seconds", p.reduce_seconds},
+                                             {"reduce_algbw_gbs", p.reduce_algbw_gbs}});
       }
       j["disk"] = nlohmann::ordered_json::array();
       for (size_t r = 0; r < disks.size(); ++r) {

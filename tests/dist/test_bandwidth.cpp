@@ -25,10 +25,16 @@ TEST(AllReduceSweep, DoublesFromOneMibToTheCapOnOneRank) {
       EXPECT_DOUBLE_EQ(s.points[i].algbw_gbs, static_cast<double>(s.points[i].bytes) / s.points[i].seconds / 1e9);
     }
     EXPECT_EQ(s.points[i].busbw_gbs, 0.0);
+    EXPECT_GE(s.points[i].reduce_seconds, 0.0);
+    if (s.points[i].reduce_seconds > 0) {
+      EXPECT_DOUBLE_EQ(s.points[i].reduce_algbw_gbs,
+                       static_cast<double>(s.points[i].bytes) / s.points[i].reduce_seconds / 1e9);
+    }
   }
   const std::string text = all_reduce_sweep_text(s);
   EXPECT_NE(text.find("one rank"), std::string::npos) << text;
   EXPECT_NE(text.find("8388608"), std::string::npos) << text;
+  EXPECT_NE(text.find("reduce algbw"), std::string::npos) << text;
   // A cap below 1 MiB still measures 1 MiB; no timed iteration is an error.
   EXPECT_EQ(all_reduce_sweep(*comm, 1000, 1, false).points.size(), 1u);
   EXPECT_THROW(all_reduce_sweep(*comm, 1u << 20, 0, false), Error);

@@ -28,7 +28,7 @@ for np in 2 4; do
   [ -z "$(ls -A "$tmp/out")" ] && pass "$np ranks: no scratch file left" || fail "$np ranks: left $(ls -A "$tmp/out")"
 done
 
-expect_output "json" 0 '"busbw_gbs"' timeout 120 "$mpi" -n 2 --oversubscribe "$bin" preflight --max-mb 1 --iters 1 --json
+expect_output "json" 0 '"reduce_algbw_gbs"' timeout 120 "$mpi" -n 2 --oversubscribe "$bin" preflight --max-mb 1 --iters 1 --json
 expect_output "one process" 0 "one rank: an all-reduce moves nothing" "$bin" preflight --max-mb 1 --iters 1
 expect_output "a missing --out is timed at its parent" 0 "disk on " "$bin" preflight --max-mb 1 --iters 1 \
   --out "$tmp/out/not/yet" --disk-mb 4
