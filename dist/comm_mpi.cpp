@@ -1,11 +1,16 @@
 // comm_mpi.cpp: the MPI host backend of Communicator (see communicator.h). Every collective is
-// the non-blocking MPI call polled with MPI_Test until done or past the watchdog deadline; the
-// poll sleeps between tests so that oversubscribed CPU runs (4 ranks on 2 cores in CI) leave the
-// cores to the ranks still computing.
+// the non-blocking MPI call polled with MPI_Test until done or past the watchdog deadline. Open
+// MPI moves a large message only while both sides poll (shared-memory fragments), so sleeping
+// between tests stretches a transfer by the sleeps: with a core per rank on the host the poll
+// only yields; with more ranks than cores (4 ranks on 2 cores in CI) it sleeps, so the ranks
+// still computing keep the cores. DSV4_MPI_WAIT=spin|sleep overrides the choice.
 #include <mpi.h>
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
 
 #include "common/check.h"
 #include "dist/communicator.h"
@@ -30,8 +35,8 @@ MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::kSum ? MPI_SUM : MPI_MAX; }
 
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator(MPI_Comm comm, int rank, int world, double timeout_s)
-      : Communicator(rank, world, timeout_s), comm_(comm) {}
+  MpiCommunicator(MPI_Comm comm, int rank, int world, double timeout_s, bool spin)
+      : Communicator(rank, world, timeout_s), comm_(comm), spin_(spin) {}
   ~MpiCommunicator() override {
     if (comm_ != MPI_COMM_NULL && topology_mpi_alive()) MPI_Comm_free(&comm_);
   }
@@ -110,7 +115,7 @@ class MpiCommunicator final : public Communicator {
       int done = 0;
       DSV4_MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
       return done != 0;
-    }, 2000);
+    }, spin_ ? 0 : 2000);
   }
 
   static bool topology_mpi_alive() {
@@ -121,7 +126,24 @@ class MpiCommunicator final : public Communicator {
   }
 
   MPI_Comm comm_;
+  bool spin_;
 };
+
+// Whether waits poll without sleeping: DSV4_MPI_WAIT, else a core per rank of this host.
+bool wait_spins(MPI_Comm comm) {
+  const char* env = std::getenv("DSV4_MPI_WAIT");
+  if (env && *env) {
+    DSV4_CHECK_IN("dist", !std::strcmp(env, "spin") || !std::strcmp(env, "sleep"),
+                  "DSV4_MPI_WAIT='%s': expected spin or sleep", env);
+    return !std::strcmp(env, "spin");
+  }
+  MPI_Comm local;
+  DSV4_MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local));
+  int ranks_here = 1;
+  DSV4_MPI_CHECK(MPI_Comm_size(local, &ranks_here));
+  DSV4_MPI_CHECK(MPI_Comm_free(&local));
+  return static_cast<unsigned>(ranks_here) <= std::max(1u, std::thread::hardware_concurrency());
+}
 
 }  // namespace
 
@@ -135,7 +157,7 @@ std::unique_ptr<Communicator> communicator_mpi(double timeout_s) {
   int rank = 0, world = 1;
   DSV4_MPI_CHECK(MPI_Comm_rank(comm, &rank));
   DSV4_MPI_CHECK(MPI_Comm_size(comm, &world));
-  return std::make_unique<MpiCommunicator>(comm, rank, world, timeout_s);
+  return std::make_unique<MpiCommunicator>(comm, rank, world, timeout_s, wait_spins(comm));
 }
 
 }  // namespace dsv4::dist

@@ -122,6 +122,10 @@ void run_phase_wait(Communicator* comm, double timeout_s, const std::string& wha
       run_phase_fail(comm, what + " did not complete within " + std::to_string(static_cast<int>(timeout_s)) +
                                " s (run.collective_timeout_s): another rank is lost, stuck, or failed");
     }
+    if (max_pause_us <= 0) {
+      std::this_thread::yield();
+      continue;
+    }
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::microseconds(max_pause_us));
   }

@@ -36,7 +36,8 @@ struct RunPhase {
 // Polls `done` until it returns true, sleeping between polls (1 µs doubling up to max_pause_us,
 // so oversubscribed CPU ranks leave the cores to the ranks still computing). Past `timeout_s`
 // (> 0) it fails the run through run_phase_fail: "<what> did not complete within N s". Both
-// communicator backends wait for their collectives through this.
+// communicator backends wait for their collectives through this. max_pause_us <= 0: no sleeps,
+// only a yield between polls.
 void run_phase_wait(Communicator* comm, double timeout_s, const std::string& what, const std::function<bool()>& done,
                     int max_pause_us);
 
