@@ -17,11 +17,7 @@ bin="${DSV4_BIN:?set DSV4_BIN to the dsv4-calib binary}"
 mpi="${MPIEXEC:-mpirun}"
 tmp="${1:?usage: $0 TMPDIR}"
 rm -rf "$tmp" && mkdir -p "$tmp"
-if ! nvidia-smi -L > /dev/null 2>&1; then
-  [ "${DSV4_REQUIRE_GPU:-0}" = 1 ] && { fail "no GPU (DSV4_REQUIRE_GPU=1)"; e2e_finish; }
-  echo "skipped: no GPU"
-  exit 0
-fi
+skip_without_gpu
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export CUDA_VISIBLE_DEVICES=0  # one GPU, whatever the machine has: the ranks share it
 

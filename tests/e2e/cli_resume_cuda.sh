@@ -12,11 +12,7 @@ source "$here/e2e_lib.sh"
 bin="${DSV4_BIN:?set DSV4_BIN to the dsv4-calib binary}"
 tmp="${1:?usage: $0 TMPDIR}"
 rm -rf "$tmp" && mkdir -p "$tmp"
-if ! nvidia-smi -L > /dev/null 2>&1; then
-  [ "${DSV4_REQUIRE_GPU:-0}" = 1 ] && { fail "no GPU (DSV4_REQUIRE_GPU=1)"; e2e_finish; }
-  echo "skipped: no GPU"
-  exit 0
-fi
+skip_without_gpu
 
 "$bin" make-model --preset tiny --out "$tmp/tiny" >/dev/null || { fail "make-model"; e2e_finish; }
 recipe="$tmp/resume.yaml"

@@ -55,6 +55,15 @@ kill_and_resume() {
   else fail "kill at $spec, resume: $(tail -2 "$out.log")"; fi
 }
 
+# skip_without_gpu: a GPU test without a GPU says so and passes (exit 0), unless DSV4_REQUIRE_GPU=1
+# (the GPU machine), where that is a failure.
+skip_without_gpu() {
+  nvidia-smi -L > /dev/null 2>&1 && return 0
+  [ "${DSV4_REQUIRE_GPU:-0}" = 1 ] && { fail "no GPU (DSV4_REQUIRE_GPU=1)"; e2e_finish; }
+  echo "skipped: no GPU"
+  exit 0
+}
+
 e2e_finish() {
   if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
   echo "all checks passed"
