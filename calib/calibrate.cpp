@@ -227,11 +227,9 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
       std::string gpu;
       if (k.contains("gpu")) {
         const ordered_json& g = k["gpu"];
-        char b[160];
-        std::snprintf(b, sizeof b, "; GPU %d: %.1f GB kept, arena high water %.1f of %.1f GB", g["device"].get<int>(),
-                      g["kept_bytes"].get<uint64_t>() / 1e9, g["arena_high_water_bytes"].get<uint64_t>() / 1e9,
-                      g["arena_bytes"].get<uint64_t>() / 1e9);
-        gpu = b;
+        gpu = strfmt("; GPU %d: %.1f GB kept, arena high water %.1f of %.1f GB", g["device"].get<int>(),
+                     g["kept_bytes"].get<uint64_t>() / 1e9, g["arena_high_water_bytes"].get<uint64_t>() / 1e9,
+                     g["arena_bytes"].get<uint64_t>() / 1e9);
       }
       log_info("rank %d on %s: peak host RSS %.1f GB, Hessians %.2f GB in pass A, %.2f GB owned%s", k["rank"].get<int>(),
                k["host"].get<std::string>().c_str(), k["host_rss_peak_bytes"].get<uint64_t>() / 1e9,
