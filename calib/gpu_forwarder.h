@@ -14,7 +14,8 @@
 //   gpu->run(samples, &stats, false);                                     // pass A: statistics only
 //                                   (with hessians_on_device the Hessian sums stay on the GPU)
 //   gpu->gptq_batch(args, opts, modules, {h}, rows, cols, {.into_block = true});  // solves, into the block
-//   gpu->put_weight(other_module, dequant);                               // solved elsewhere
+//   gpu->put_encoded(other_module, format, args, tensors);               // solved elsewhere
+//   gpu->put_weight(cpu_solved_module, dequant);                          // solved on the host
 //   gpu->run(samples, nullptr, true);                                     // pass B: the next input
 //   gpu->store_states(states);                                            // for a snapshot
 //
@@ -64,6 +65,13 @@ class GpuForwarder {
   // Replaces a linear of the block by `w` [rows, cols] fp32 (a solved module's dequantized
   // weights), rounded to bf16 as vLLM's kernels compute with them.
   virtual void put_weight(const std::string& module, const std::vector<float>& w) = 0;
+  // Replaces a linear of the block by the decode of its compressed-tensors tensors in `format`
+  // (a module another rank solved, or a committed one a replay puts back), decoded on the GPU
+  // (quant/unpack_cuda.h): bit for bit put_weight of the CPU decode, without its host fp32 copy.
+  // False, with nothing changed, when the tensors are not the format's GPU layout (an act-order
+  // weight_g_idx): the caller decodes those on the host.
+  virtual bool put_encoded(const std::string& module, quant::PackFormat format, const quant::QuantArgs& args,
+                           const std::vector<quant::EncodedTensor>& tensors) = 0;
   // The HC states of `samples` (fp32 [tokens, hc_dim] each, bf16-rounded on the way up) become
   // the states on the GPU, replacing any there; samples of one length lie together.
   virtual void load_states(const std::vector<std::vector<int64_t>>& samples,

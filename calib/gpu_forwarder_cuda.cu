@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <optional>
 
@@ -19,7 +20,9 @@
 #include "common/pinned_host.h"
 #include "model/forward_cuda.h"
 #include "model/rope.h"
+#include "quant/compressed_module.h"
 #include "quant/gptq_batch_cuda.h"
+#include "quant/unpack_cuda.h"
 
 namespace dsv4::calib {
 namespace {
@@ -101,6 +104,36 @@ class CudaForwarder final : public GpuForwarder {
     for (size_t i = 0; i < w.size(); ++i) bits[i] = bf16_encode(w[i]);
     DSV4_CUDA_CHECK(cudaMemcpyAsync(m.w, bits.data(), bits.size() * 2, cudaMemcpyHostToDevice, stream_));
     DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));  // `bits` is pageable and about to go
+  }
+
+  bool put_encoded(const std::string& module, quant::PackFormat format, const quant::QuantArgs& args,
+                   const std::vector<quant::EncodedTensor>& tensors) override {
+    const model::DeviceMatrix m = device_block_matrix(module);
+    std::string why;
+    const std::vector<const quant::EncodedTensor*> in =
+        quant::compressed_module_in_layout(format, args, m.rows, m.cols, tensors, &why);
+    if (in.empty()) return false;
+    // One upload through the pinned staging buffer (each tensor 256-byte aligned), then the
+    // decode into the block; the staging buffer is free again when the stream is.
+    std::vector<size_t> offsets;
+    size_t bytes = 0;
+    for (const quant::EncodedTensor* t : in) {
+      offsets.push_back(bytes);
+      bytes += (t->bytes.size() + 255) / 256 * 256;
+    }
+    DSV4_CHECK_IN("calibrate", bytes <= staging_.size(), "%s: %zu encoded bytes exceed the %zu-byte staging buffer",
+                  module.c_str(), bytes, staging_.size());
+    ArenaScope scope(*arena_);
+    std::byte* dev = arena_->take<std::byte>(bytes, "encoded tensors");
+    std::vector<const void*> inputs;
+    for (size_t i = 0; i < in.size(); ++i) {
+      std::memcpy(staging_.data() + offsets[i], in[i]->bytes.data(), in[i]->bytes.size());
+      inputs.push_back(dev + offsets[i]);
+    }
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(dev, staging_.data(), bytes, cudaMemcpyHostToDevice, stream_));
+    quant::compressed_module_decode_cuda(format, args, inputs, m.rows, m.cols, m.w, stream_);
+    DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return true;
   }
 
   void load_states(const std::vector<std::vector<int64_t>>& samples,

@@ -140,6 +140,34 @@ void rebuild_dequant(std::vector<SolvedModule>& solved, const std::vector<const 
   });
 }
 
+// Puts the solved modules not `skip`ped into the GPU's block for a forward: a host dequant as is
+// (a CPU solve of this rank), else the GPU decode of the encoded tensors (solved by another rank,
+// or staged for a replay); tensors the GPU does not decode (act-order g_idx) are decoded on the
+// host first. An FP8 re-encode keeps the source's codes and e8m0 scales, so its dequant is the
+// decode of the source, which the block already holds in bf16 (the GPU decode is the CPU decode
+// rounded to bf16, tests/model/test_weight_decode_cuda.cu).
+void put_solved(GpuForwarder& gpu, const Recipe& r, const std::vector<const PlannedModule*>& mods,
+                std::vector<SolvedModule>& solved, std::vector<char> skip, int threads) {
+  for (size_t i = 0; i < mods.size(); ++i) {
+    if (skip[i] || solved[i].method == SolveMethod::kFp8Reencode) continue;
+    const PlannedModule& m = *mods[i];
+    const std::string& name = m.names.release;
+    if (solved[i].dequant.size() == static_cast<size_t>(m.rows * m.cols)) {
+      gpu.put_weight(name, solved[i].dequant);
+      skip[i] = 1;
+      continue;
+    }
+    const quant::QuantScheme& scheme = group_of(r, m).scheme;
+    if (gpu.put_encoded(name, quant::quant_scheme_format(scheme), scheme.weights, solved[i].tensors)) skip[i] = 1;
+  }
+  rebuild_dequant(solved, mods, threads, [&](size_t i) { return !skip[i] && solved[i].method != SolveMethod::kFp8Reencode; });
+  for (size_t i = 0; i < mods.size(); ++i) {
+    if (skip[i] || solved[i].method == SolveMethod::kFp8Reencode) continue;
+    gpu.put_weight(mods[i]->names.release, solved[i].dequant);
+    std::vector<float>().swap(solved[i].dequant);  // GBs over a layer: not kept past the upload
+  }
+}
+
 float absmax(const std::vector<float>& v) {
   float a = 0.0f;
   for (float x : v) a = std::max(a, std::fabs(x));
@@ -307,9 +335,9 @@ nlohmann::ordered_json layer_report_json(const LayerReport& l) {
   using nlohmann::ordered_json;
   ordered_json j;
   j["segment"] = l.name;
-  j["seconds"] = {{"total", l.seconds},         {"decode", l.seconds_decode}, {"forward", l.seconds_forward},
-                  {"solve", l.seconds_solve},   {"comm", l.seconds_comm},     {"wait", l.seconds_wait},
-                  {"write", l.seconds_write}};
+  j["seconds"] = {{"total", l.seconds}, {"decode", l.seconds_decode}, {"forward", l.seconds_forward},
+                  {"solve", l.seconds_solve}, {"comm", l.seconds_comm},     {"share", l.seconds_share},
+                  {"wait", l.seconds_wait},   {"write", l.seconds_write}};
   j["hessians"] = l.hessians;
   ordered_json methods = ordered_json::object();
   for (SolveMethod m : kSolveMethods) {
@@ -345,10 +373,10 @@ nlohmann::ordered_json layer_report_json(const LayerReport& l) {
 std::string layer_report_line(const LayerReport& l, int num_segments) {
   char buf[512];
   int n = std::snprintf(buf, sizeof buf,
-                        "[%d/%d] %-9s %6.2fs (decode %.2f fwd %.2f solve %.2f comm %.2f wait %.2f; write %.2f in the "
-                        "background)",
+                        "[%d/%d] %-9s %6.2fs (decode %.2f fwd %.2f reduce %.2f solve %.2f share %.2f wait %.2f; write %.2f "
+                        "in the background)",
                         l.segment + 1, num_segments, l.name.c_str(), l.seconds, l.seconds_decode, l.seconds_forward,
-                        l.seconds_solve, l.seconds_comm, l.seconds_wait, l.seconds_write);
+                        l.seconds_comm, l.seconds_solve, l.seconds_share, l.seconds_wait, l.seconds_write);
   std::string s(buf, static_cast<size_t>(n));
   if (!l.modules.empty()) {
     s += " modules " + std::to_string(l.modules.size());
@@ -460,11 +488,12 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     if (fwd.gpu) fwd.gpu->load_states(in.samples, states);  // they stay there from here on
     for (int seg = replay_from; seg < first_segment; ++seg) {
       const int layer = seg - 1;
-      model::BlockWeights w = model::block_weights_load(src, c, "layers." + std::to_string(layer) + ".", layer);
+      const std::string prefix = "layers." + std::to_string(layer) + ".";
       const std::vector<const PlannedModule*>& mods = by_segment[static_cast<size_t>(seg)];
-      if (!mods.empty() && r.calibration.propagate_error) {
+      const bool quantized = !mods.empty() && r.calibration.propagate_error;
+      std::vector<SolvedModule> ordered(mods.size());
+      if (quantized) {
         std::vector<SolvedModule> staged = ck->staged(seg);
-        std::vector<SolvedModule> ordered(mods.size());
         for (size_t i = 0; i < mods.size(); ++i) {
           for (SolvedModule& m : staged) {
             if (m.module == mods[i]->names.release) ordered[i] = std::move(m);
@@ -472,11 +501,19 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
           DSV4_CHECK_IN("resume", ordered[i].module == mods[i]->names.release, "staged segment %d lacks %s", seg,
                         mods[i]->names.release.c_str());
         }
-        rebuild_dequant(ordered, mods, in.threads, [](size_t) { return true; });
-        substitute(w, c, mods, ordered);
       }
-      if (fwd.gpu) fwd.gpu->upload_block(w);
-      fwd.run(&w, states, nullptr, false);
+      if (fwd.gpu) {  // decoded there, the committed modules put back from their encoded tensors
+        fwd.gpu->decode_block(src, prefix, layer);
+        if (quantized) put_solved(*fwd.gpu, r, mods, ordered, std::vector<char>(mods.size(), 0), in.threads);
+        fwd.run(nullptr, states, nullptr, false);
+      } else {
+        model::BlockWeights w = model::block_weights_load(src, c, prefix, layer);
+        if (quantized) {
+          rebuild_dequant(ordered, mods, in.threads, [](size_t) { return true; });
+          substitute(w, c, mods, ordered);
+        }
+        fwd.run(&w, states, nullptr, false);
+      }
       log_info("replayed %s from its committed weights", artifact_segment_name(seg, c).c_str());
     }
   }
@@ -671,11 +708,12 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     t = Clock::now();
     solved_share(solved, owner, *comm);
     // Pass B reads every module's weight (unless it reuses pass A's output); the ones other ranks
-    // solved came as encoded tensors.
-    if (forward && !(pass_a && !r.calibration.propagate_error)) {
+    // solved came as encoded tensors. The GPU decodes them into its block in pass B; the CPU
+    // forward needs them in fp32 here.
+    if (forward && !fwd.gpu && !(pass_a && !r.calibration.propagate_error)) {
       rebuild_dequant(solved, mods, in.threads, [&](size_t i) { return owner[i] != rank; });
     }
-    lr.seconds_comm += since(t);
+    lr.seconds_share = since(t);
     for (const SolvedModule& s : solved) {
       lr.modules.push_back({s.module, s.method, s.loss, s.rel_error, s.rtn_rel_error, s.dampening_frac_used,
                             s.fallback, s.tokens, s.seconds});
@@ -695,13 +733,9 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
         if (!fwd.gpu) states.swap(states_a);
       } else {
         if (fwd.gpu) {
-          for (size_t i = 0; i < mods.size(); ++i) {
-            // An FP8 re-encode keeps the source's codes and e8m0 scales, so its dequant is the
-            // decode of the source, which the block already holds in bf16 (the GPU decode is the
-            // CPU decode rounded to bf16, tests/model/test_weight_decode_cuda.cu).
-            if (in_block[i] || solved[i].method == SolveMethod::kFp8Reencode) continue;
-            fwd.gpu->put_weight(mods[i]->names.release, solved[i].dequant);
-          }
+          std::vector<char> skip(mods.size());
+          for (size_t i = 0; i < mods.size(); ++i) skip[i] = in_block[i];
+          put_solved(*fwd.gpu, r, mods, solved, skip, in.threads);
         } else if (!mods.empty()) {
           substitute(*w, c, mods, solved);
         }

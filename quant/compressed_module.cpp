@@ -5,6 +5,7 @@
 
 #include "common/check.h"
 #include "common/codec.h"
+#include "common/safetensors.h"
 
 namespace dsv4::quant {
 namespace {
@@ -104,6 +105,39 @@ std::vector<EncodedTensor> compressed_module_layout(PackFormat format, const Qua
   std::vector<EncodedTensor> out;
   for (const PackedTensor& t : packed_tensor_set(tensor_set_args(format, a, rows, cols, with_g_idx))) {
     out.push_back({t.name, t.dtype, t.shape, {}});
+  }
+  return out;
+}
+
+std::vector<const EncodedTensor*> compressed_module_in_layout(PackFormat format, const QuantArgs& args, int64_t rows,
+                                                              int64_t cols, const std::vector<EncodedTensor>& tensors,
+                                                              std::string* why) {
+  const std::vector<EncodedTensor> layout = compressed_module_layout(format, args, rows, cols, false);
+  std::vector<const EncodedTensor*> out;
+  auto differs = [&](std::string reason) {
+    if (why) *why = std::move(reason);
+    return std::vector<const EncodedTensor*>{};
+  };
+  if (tensors.size() != layout.size()) {
+    std::string names;
+    for (const EncodedTensor& t : tensors) names += (names.empty() ? "" : ", ") + t.name;
+    return differs(std::to_string(tensors.size()) + " tensors (" + names + "), " + std::string(pack_format_name(format)) +
+                   " has " + std::to_string(layout.size()));
+  }
+  for (const EncodedTensor& want : layout) {
+    const EncodedTensor* got = nullptr;
+    for (const EncodedTensor& t : tensors) {
+      if (t.name == want.name) got = &t;
+    }
+    if (got == nullptr) return differs("no " + want.name);
+    uint64_t bytes = dtype_size(want.dtype);
+    for (int64_t v : want.shape) bytes *= static_cast<uint64_t>(v);
+    if (got->dtype != want.dtype || got->shape != want.shape || got->bytes.size() != bytes) {
+      return differs(want.name + " is " + std::string(dtype_name(got->dtype)) + " " + shape_string(got->shape) + " in " +
+                     std::to_string(got->bytes.size()) + " bytes, the layout has " + std::string(dtype_name(want.dtype)) +
+                     " " + shape_string(want.shape) + " in " + std::to_string(bytes));
+    }
+    out.push_back(got);
   }
   return out;
 }

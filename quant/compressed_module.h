@@ -42,6 +42,14 @@ void compressed_module_check_format(PackFormat format, const QuantArgs& args);
 std::vector<EncodedTensor> compressed_module_layout(PackFormat format, const QuantArgs& args, int64_t rows,
                                                     int64_t cols, bool with_g_idx);
 
+// `tensors` in the order of compressed_module_layout(format, args, rows, cols, false), when they are
+// exactly that layout (the same names, dtypes, shapes and byte counts, nothing else); otherwise
+// empty, with *why saying what differs (an act-order weight_g_idx, another format). Lets a
+// decoder of that layout (unpack_cuda.h) take them, and a caller fall back to the CPU decoder.
+std::vector<const EncodedTensor*> compressed_module_in_layout(PackFormat format, const QuantArgs& args, int64_t rows,
+                                                              int64_t cols, const std::vector<EncodedTensor>& tensors,
+                                                              std::string* why);
+
 std::vector<EncodedTensor> compressed_module_encode(PackFormat format, const QuantArgs& args,
                                                     const QParams& qparams,
                                                     const std::vector<int32_t>& codes,

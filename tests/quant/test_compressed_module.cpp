@@ -3,6 +3,7 @@
 // each format.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -216,6 +217,34 @@ TEST(CompressedModuleLayout, StaticActivationsWriteTheirScales) {
   EXPECT_EQ(layout_string(activation_layout(quant_scheme_preset("NVFP4"))), "input_global_scale:F32[1] ");
   EXPECT_TRUE(activation_layout(quant_scheme_preset("FP8_DYNAMIC")).empty());
   EXPECT_TRUE(activation_layout(quant_scheme_preset("W4A16")).empty());
+}
+
+TEST(CompressedModuleLayout, InLayoutOrdersTheTensorsOrSaysWhatDiffers) {
+  const int64_t rows = 64, cols = 256;
+  const auto w = random_weight(rows, cols, 11);
+  const QuantArgs a = quant_args_preset("W4A16_ASYM");
+  const RtnResult r = quantizer_rtn(a, w.data(), rows, cols);
+  std::vector<EncodedTensor> t = compressed_module_encode(PackFormat::kPackQuantized, a, r.qparams, r.codes, {}, rows, cols);
+  std::reverse(t.begin(), t.end());  // any order in, layout order out
+  std::string why;
+  const auto in = compressed_module_in_layout(PackFormat::kPackQuantized, a, rows, cols, t, &why);
+  const auto layout = compressed_module_layout(PackFormat::kPackQuantized, a, rows, cols, false);
+  ASSERT_EQ(in.size(), layout.size()) << why;
+  for (size_t i = 0; i < in.size(); ++i) EXPECT_EQ(in[i]->name, layout[i].name);
+
+  // An act-order g_idx is not the layout; nor is another bit width, nor a short tensor.
+  std::vector<int32_t> g_idx(cols);
+  for (int64_t k = 0; k < cols; ++k) g_idx[static_cast<size_t>(k)] = static_cast<int32_t>(k / 128);
+  const auto with_g = compressed_module_encode(PackFormat::kPackQuantized, a, r.qparams, r.codes, g_idx, rows, cols);
+  EXPECT_TRUE(compressed_module_in_layout(PackFormat::kPackQuantized, a, rows, cols, with_g, &why).empty());
+  EXPECT_NE(why.find("weight_g_idx"), std::string::npos) << why;
+  QuantArgs a8 = a;
+  a8.num_bits = 8;
+  EXPECT_TRUE(compressed_module_in_layout(PackFormat::kPackQuantized, a8, rows, cols, t, &why).empty());
+  EXPECT_NE(why.find("weight_packed is I32 [64, 32]"), std::string::npos) << why;
+  t[0].bytes.pop_back();
+  EXPECT_TRUE(compressed_module_in_layout(PackFormat::kPackQuantized, a, rows, cols, t, &why).empty());
+  EXPECT_NE(why.find(t[0].name), std::string::npos) << why;
 }
 
 TEST(CompressedModuleLayout, RejectsWhatEncodeRejects) {

@@ -7,7 +7,8 @@
 //     bits may choose the other one: at most 1% of cells differ (the count is printed);
 //   - codes and dequantized values: bitwise quantizer_rtn_with for the qparams the GPU chose;
 //   - encoded tensors: byte for byte compressed_module_encode of those codes and qparams;
-//   - FP8 block re-encode and MXFP4 -> INT4: bitwise their CPU functions (MSE: as above).
+//   - FP8 block re-encode and MXFP4 -> INT4: bitwise their CPU functions (MSE: as above);
+//   - the GPU decode of the encoded tensors (unpack_cuda.h): bitwise the CPU dequant in bf16.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -25,6 +26,7 @@
 #include "quant/pack_cuda.h"
 #include "quant/quantizer.h"
 #include "quant/quantizer_cuda.h"
+#include "quant/unpack_cuda.h"
 #include "tests/device_buffer.h"
 #include "tests/gpu_test.h"
 
@@ -140,6 +142,24 @@ std::vector<std::vector<std::vector<std::byte>>> encode_on_gpu(PackFormat format
   return per_matrix;
 }
 
+// compressed_module_decode_cuda of one module's encoded tensors (uploaded in layout order): the
+// bf16 bits of its dequantized weights.
+std::vector<uint16_t> decode_on_gpu(PackFormat format, const QuantArgs& args, const std::vector<EncodedTensor>& tensors,
+                                    int64_t rows, int64_t cols) {
+  std::string why;
+  const std::vector<const EncodedTensor*> in = compressed_module_in_layout(format, args, rows, cols, tensors, &why);
+  EXPECT_FALSE(in.empty()) << why;
+  std::vector<std::unique_ptr<DeviceBuffer<std::byte>>> bufs;
+  std::vector<const void*> inputs;
+  for (const EncodedTensor* t : in) {
+    bufs.push_back(std::make_unique<DeviceBuffer<std::byte>>(t->bytes));
+    inputs.push_back(bufs.back()->p);
+  }
+  DeviceBuffer<uint16_t> out(static_cast<size_t>(rows * cols));
+  compressed_module_decode_cuda(format, args, inputs, rows, cols, out.p, nullptr);
+  return out.get();
+}
+
 struct Case {
   std::string name;
   QuantArgs args;
@@ -208,6 +228,11 @@ void run_case(const Case& c, bool exact_qparams) {
     ASSERT_EQ(want.size(), encoded[static_cast<size_t>(b)].size()) << what;
     for (size_t t = 0; t < want.size(); ++t) {
       EXPECT_TRUE(want[t].bytes == encoded[static_cast<size_t>(b)][t]) << what << ": tensor " << want[t].name;
+    }
+    const std::vector<uint16_t> decoded = decode_on_gpu(c.format, c.args, want, rows, cols);
+    for (size_t i = 0; i < decoded.size(); ++i) {
+      ASSERT_EQ(decoded[i], bf16_encode(r.dequant[i])) << what << ": GPU decode of element " << i << " ("
+                                                        << r.dequant[i] << ")";
     }
   }
   if (!exact_qparams) {
