@@ -706,7 +706,12 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     // Share: every rank gets every solved module (pass B needs them all, the writer too).
     dist::RunPhase::set(lr.name, "share");
     t = Clock::now();
-    solved_share(solved, owner, *comm);
+    const SolvedShareStats shared = solved_share(solved, owner, *comm, in.threads);
+    if (shared.bytes > 0) {
+      log_info("%s: shared %.2f GB of solved modules: pack %.2f s, broadcast %.2f s (%.2f GB/s), unpack %.2f s",
+               lr.name.c_str(), shared.bytes / 1e9, shared.seconds_pack, shared.seconds_transfer,
+               shared.seconds_transfer > 0 ? shared.bytes / 1e9 / shared.seconds_transfer : 0.0, shared.seconds_unpack);
+    }
     // Pass B reads every module's weight (unless it reuses pass A's output); the ones other ranks
     // solved came as encoded tensors. The GPU decodes them into its block in pass B; the CPU
     // forward needs them in fp32 here.

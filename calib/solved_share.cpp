@@ -1,24 +1,34 @@
 // solved_share.cpp: serialization of solved modules and their broadcast (see solved_share.h).
 #include "calib/solved_share.h"
 
+#include <chrono>
 #include <cstring>
+#include <memory>
 
 #include "common/check.h"
+#include "common/parallel.h"
 
 namespace dsv4::calib {
 namespace {
 
-template <typename T>
-void put(std::string& out, const T& v) {
-  out.append(reinterpret_cast<const char*>(&v), sizeof v);
-}
-void put_bytes(std::string& out, const void* p, size_t n) {
-  put(out, static_cast<uint64_t>(n));
-  out.append(static_cast<const char*>(p), n);
-}
+// Appends to a preallocated buffer: the wire image is sized first (solved_module_serialized_size),
+// so the GBs of a layer's share are written once, in place, by several threads.
+struct Writer {
+  char* p;
+  template <typename T>
+  void put(const T& v) {
+    std::memcpy(p, &v, sizeof v);
+    p += sizeof v;
+  }
+  void put_bytes(const void* src, size_t n) {
+    put(static_cast<uint64_t>(n));
+    if (n) std::memcpy(p, src, n);
+    p += n;
+  }
+};
 
 struct Reader {
-  const std::string& blob;
+  std::string_view blob;
   size_t& pos;
   void need(size_t n) const {
     DSV4_CHECK_IN("dist", n <= blob.size() - pos, "solved-module blob truncated at byte %zu of %zu", pos, blob.size());
@@ -55,29 +65,43 @@ struct Reader {
 
 }  // namespace
 
-std::string solved_module_serialize(const SolvedModule& m, bool include_dequant) {
-  std::string out;
-  put_bytes(out, m.module.data(), m.module.size());
-  put(out, static_cast<uint8_t>(m.method));
-  put_bytes(out, m.dequant.data(), include_dequant ? m.dequant.size() * sizeof(float) : 0);
-  put(out, static_cast<uint64_t>(m.tensors.size()));
+size_t solved_module_serialized_size(const SolvedModule& m, bool include_dequant) {
+  size_t n = 8 + m.module.size() + 1 + 8 + (include_dequant ? m.dequant.size() * sizeof(float) : 0) + 8;
+  for (const quant::EncodedTensor& t : m.tensors) n += 8 + t.name.size() + 1 + 8 + t.shape.size() * 8 + 8 + t.bytes.size();
+  return n + 4 * sizeof(double) + 1 + sizeof(int64_t) + sizeof(double);
+}
+
+char* solved_module_serialize_to(const SolvedModule& m, bool include_dequant, char* out) {
+  Writer w{out};
+  w.put_bytes(m.module.data(), m.module.size());
+  w.put(static_cast<uint8_t>(m.method));
+  w.put_bytes(m.dequant.data(), include_dequant ? m.dequant.size() * sizeof(float) : 0);
+  w.put(static_cast<uint64_t>(m.tensors.size()));
   for (const quant::EncodedTensor& t : m.tensors) {
-    put_bytes(out, t.name.data(), t.name.size());
-    put(out, static_cast<uint8_t>(t.dtype));
-    put_bytes(out, t.shape.data(), t.shape.size() * sizeof(int64_t));
-    put_bytes(out, t.bytes.data(), t.bytes.size());
+    w.put_bytes(t.name.data(), t.name.size());
+    w.put(static_cast<uint8_t>(t.dtype));
+    w.put_bytes(t.shape.data(), t.shape.size() * sizeof(int64_t));
+    w.put_bytes(t.bytes.data(), t.bytes.size());
   }
-  put(out, m.loss);
-  put(out, m.rel_error);
-  put(out, m.rtn_rel_error);
-  put(out, m.dampening_frac_used);
-  put(out, static_cast<uint8_t>(m.fallback));
-  put(out, m.tokens);
-  put(out, m.seconds);
+  w.put(m.loss);
+  w.put(m.rel_error);
+  w.put(m.rtn_rel_error);
+  w.put(m.dampening_frac_used);
+  w.put(static_cast<uint8_t>(m.fallback));
+  w.put(m.tokens);
+  w.put(m.seconds);
+  return w.p;
+}
+
+std::string solved_module_serialize(const SolvedModule& m, bool include_dequant) {
+  std::string out(solved_module_serialized_size(m, include_dequant), '\0');
+  char* end = solved_module_serialize_to(m, include_dequant, out.data());
+  DSV4_CHECK_IN("dist", end == out.data() + out.size(), "%s: serialized %td bytes, sized %zu", m.module.c_str(),
+                end - out.data(), out.size());
   return out;
 }
 
-SolvedModule solved_module_deserialize(const std::string& blob, size_t& pos) {
+SolvedModule solved_module_deserialize(std::string_view blob, size_t& pos) {
   Reader r{blob, pos};
   SolvedModule m;
   m.module = r.str();
@@ -106,25 +130,74 @@ SolvedModule solved_module_deserialize(const std::string& blob, size_t& pos) {
   return m;
 }
 
-void solved_share(std::vector<SolvedModule>& solved, const std::vector<int>& owner, dist::Communicator& comm) {
+SolvedShareStats solved_share(std::vector<SolvedModule>& solved, const std::vector<int>& owner,
+                              dist::Communicator& comm, int threads) {
   DSV4_CHECK_IN("dist", solved.size() == owner.size(), "%zu solved modules, %zu owners", solved.size(), owner.size());
-  if (comm.world() == 1) return;
+  SolvedShareStats stats;
+  if (comm.world() == 1) return stats;
+  using Clock = std::chrono::steady_clock;
+  const auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   for (int r = 0; r < comm.world(); ++r) {
-    std::string blob;
-    if (r == comm.rank()) {
-      for (size_t i = 0; i < solved.size(); ++i) {
-        if (owner[i] == r) blob += solved_module_serialize(solved[i], /*include_dequant=*/false);
-      }
-    }
-    comm.broadcast_string(blob, r);
-    if (r == comm.rank()) continue;
-    size_t pos = 0;
+    std::vector<size_t> mods;  // rank r's modules, in index order on every rank
     for (size_t i = 0; i < solved.size(); ++i) {
-      if (owner[i] != r) continue;
-      solved[i] = solved_module_deserialize(blob, pos);
+      if (owner[i] == r) mods.push_back(i);
     }
-    DSV4_CHECK_IN("dist", pos == blob.size(), "rank %d sent %zu bytes of solved modules, %zu read", r, blob.size(), pos);
+    // The wire image: the module count, each module's size, then the modules back to back (so a
+    // receiver finds every module without parsing the ones before it).
+    const size_t header = 8 * (1 + mods.size());
+    std::vector<uint64_t> sizes(mods.size());
+    uint64_t total = header;
+    auto t = Clock::now();
+    if (r == comm.rank()) {
+      for (size_t k = 0; k < mods.size(); ++k) total += sizes[k] = solved_module_serialized_size(solved[mods[k]], false);
+    }
+    comm.broadcast(&total, sizeof total, r);
+    // Uninitialized: GBs that the serializer or the broadcast overwrite entirely.
+    std::unique_ptr<char[]> blob(new char[total]);
+    if (r == comm.rank()) {
+      Writer w{blob.get()};
+      w.put(static_cast<uint64_t>(mods.size()));
+      for (uint64_t n : sizes) w.put(n);
+      std::vector<size_t> at(mods.size(), header);
+      for (size_t k = 1; k < mods.size(); ++k) at[k] = at[k - 1] + sizes[k - 1];
+      parallel_for(mods.size(), threads, [&](size_t k) {
+        char* end = solved_module_serialize_to(solved[mods[k]], false, blob.get() + at[k]);
+        DSV4_CHECK_IN("dist", end == blob.get() + at[k] + sizes[k], "%s: serialized %td bytes, sized %llu",
+                      solved[mods[k]].module.c_str(), end - (blob.get() + at[k]),
+                      static_cast<unsigned long long>(sizes[k]));
+      });
+      stats.seconds_pack += since(t);
+    }
+    t = Clock::now();
+    comm.broadcast(blob.get(), total, r);
+    stats.seconds_transfer += since(t);
+    stats.bytes += total;
+    if (r == comm.rank()) continue;
+    t = Clock::now();
+    const std::string_view wire(blob.get(), total);
+    size_t pos = 0;
+    Reader head{wire, pos};
+    const uint64_t count = head.get<uint64_t>();
+    DSV4_CHECK_IN("dist", count == mods.size(), "rank %d sent %llu solved modules, this rank expects %zu (ownership differs)",
+                  r, static_cast<unsigned long long>(count), mods.size());
+    std::vector<size_t> at(mods.size());
+    uint64_t end = header;
+    for (size_t k = 0; k < mods.size(); ++k) {
+      at[k] = end;
+      end += head.get<uint64_t>();
+    }
+    DSV4_CHECK_IN("dist", end == total, "rank %d sent %llu bytes of solved modules, its sizes add up to %llu", r,
+                  static_cast<unsigned long long>(total), static_cast<unsigned long long>(end));
+    parallel_for(mods.size(), threads, [&](size_t k) {
+      const size_t stop = k + 1 < mods.size() ? at[k + 1] : total;
+      size_t p = at[k];
+      solved[mods[k]] = solved_module_deserialize(wire.substr(0, stop), p);
+      DSV4_CHECK_IN("dist", p == stop, "rank %d: solved module %s ends at byte %zu, its size says %zu", r,
+                    solved[mods[k]].module.c_str(), p, stop);
+    });
+    stats.seconds_unpack += since(t);
   }
+  return stats;
 }
 
 }  // namespace dsv4::calib

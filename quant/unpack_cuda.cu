@@ -111,6 +111,10 @@ void compressed_module_decode_cuda(PackFormat format, const QuantArgs& args, std
     } else if (e.name == "weight_scale") {
       p.scale = inputs[t];
       p.scale_dtype = e.dtype;
+      // As the CPU decoder: a float scale multiplies in its stored dtype (bf16: the product is
+      // rounded to bf16), whatever scale dtype the args computed it in.
+      if (e.dtype == DType::kBF16) p.ca.scale_dtype = ScaleDType::kModel;
+      if (e.dtype == DType::kF32 || e.dtype == DType::kF16) p.ca.scale_dtype = ScaleDType::kF32;
     } else if (e.name == "weight_zero_point") {
       p.zero_point = static_cast<const uint32_t*>(inputs[t]);
     } else if (e.name == "weight_global_scale") {

@@ -2,8 +2,8 @@
 // compressed-tensors tensors, already on the device, decoded there into its dequantized weights in
 // bf16, the values a GPU forward computes with (CUDA builds; issue 10). Every element is
 // dequant_value (quant/quantizer_inline.h) of its code and cell, as the CPU decoder
-// (calib/artifact_decode.cpp) computes it, then rounded to bf16: bit for bit what put_weight of
-// the CPU decode uploads. It is how a rank puts the modules other ranks solved into its block for
+// (calib/artifact_decode.cpp) computes it from the stored tensors (a float weight_scale multiplies
+// in its stored dtype), then rounded to bf16: bit for bit what put_weight of the CPU decode uploads. It is how a rank puts the modules other ranks solved into its block for
 // pass B, and a resume's replay puts committed ones, without an fp32 copy on the host.
 //
 //   auto in_layout = compressed_module_in_layout(format, args, rows, cols, tensors);  // host check

@@ -2,8 +2,14 @@
 // what the run journal stages), and the free-space preflight of resumable runs.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstring>
+#include <map>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "calib/artifact_writer.h"
@@ -84,6 +90,104 @@ TEST(SolvedShare, TruncatedBlobIsAnErrorNotGarbage) {
     const std::string part = blob.substr(0, cut);
     EXPECT_THROW(solved_module_deserialize(part, pos), Error) << "cut at " << cut;
   }
+}
+
+// Two ranks as two threads: broadcasts only, matched by their order (as every backend matches
+// collectives). A receiver waiting 2 s for a broadcast that never comes throws.
+struct Mailbox {
+  std::mutex m;
+  std::condition_variable cv;
+  std::map<int, std::vector<char>> sent;  // broadcast number -> bytes
+};
+
+class ThreadComm final : public dist::Communicator {
+ public:
+  ThreadComm(int rank, Mailbox& box) : Communicator(rank, 2, 2.0), box_(box) {}
+  std::string_view backend() const override { return "threads"; }
+  void broadcast(void* buf, size_t bytes, int root) override {
+    const int seq = next_++;
+    std::unique_lock lock(box_.m);
+    if (root == rank()) {
+      box_.sent[seq].assign(static_cast<char*>(buf), static_cast<char*>(buf) + bytes);
+      box_.cv.notify_all();
+      return;
+    }
+    if (!box_.cv.wait_for(lock, std::chrono::seconds(2), [&] { return box_.sent.count(seq) > 0; })) {
+      DSV4_FAIL("dist", "rank %d: broadcast %d from rank %d never came", rank(), seq, root);
+    }
+    const std::vector<char>& got = box_.sent[seq];
+    DSV4_CHECK_IN("dist", got.size() == bytes, "broadcast %d: %zu bytes sent, %zu expected", seq, got.size(), bytes);
+    std::memcpy(buf, got.data(), bytes);
+  }
+  void reduce(void*, size_t, dist::ElemType, dist::ReduceOp, int) override { DSV4_FAIL("dist", "not in this test"); }
+  void all_reduce(void*, size_t, dist::ElemType, dist::ReduceOp) override { DSV4_FAIL("dist", "not in this test"); }
+  void all_gather(const void*, size_t, void*) override { DSV4_FAIL("dist", "not in this test"); }
+  void barrier() override {}
+  [[noreturn]] void abort_job(int) noexcept override { std::abort(); }
+
+ private:
+  Mailbox& box_;
+  int next_ = 0;
+};
+
+// Runs solved_share on both ranks, rank r seeing `owners[r]` and holding its own modules.
+struct TwoRankShare {
+  std::vector<SolvedModule> solved[2];
+  SolvedShareStats stats[2];
+  std::string error[2];
+  void run(const std::vector<int> (&owners)[2], const std::vector<std::string>& names) {
+    Mailbox box;
+    std::vector<std::thread> ranks;
+    for (int r = 0; r < 2; ++r) {
+      solved[r].assign(names.size(), {});
+      for (size_t i = 0; i < names.size(); ++i) {
+        if (owners[r][i] == r) solved[r][i] = sample_module(names[i], static_cast<int>(i) + 1);
+      }
+      ranks.emplace_back([&, r] {
+        try {
+          ThreadComm comm(r, box);
+          stats[r] = solved_share(solved[r], owners[r], comm, 3);
+        } catch (const Error& e) {
+          error[r] = e.what();
+        }
+      });
+    }
+    for (std::thread& t : ranks) t.join();
+  }
+};
+
+TEST(SolvedShare, EveryRankEndsWithEveryModuleAndItsTensors) {
+  const std::vector<std::string> names = {"layers.0.attn.wq_a", "layers.0.attn.wq_b", "layers.0.ffn.experts.0.w1",
+                                          "layers.0.ffn.experts.0.w2", "layers.0.ffn.experts.0.w3"};
+  const std::vector<int> owner = {0, 1, 1, 0, 1};
+  TwoRankShare share;
+  share.run({owner, owner}, names);
+  ASSERT_EQ(share.error[0], "");
+  ASSERT_EQ(share.error[1], "");
+  EXPECT_GT(share.stats[0].bytes, 0u);
+  EXPECT_EQ(share.stats[0].bytes, share.stats[1].bytes);
+  for (int r = 0; r < 2; ++r) {
+    for (size_t i = 0; i < names.size(); ++i) {
+      const SolvedModule want = sample_module(names[i], static_cast<int>(i) + 1);
+      const SolvedModule& got = share.solved[r][i];
+      SCOPED_TRACE("rank " + std::to_string(r) + " module " + names[i]);
+      EXPECT_EQ(got.module, want.module);
+      EXPECT_EQ(got.loss, want.loss);
+      ASSERT_EQ(got.tensors.size(), want.tensors.size());
+      for (size_t t = 0; t < want.tensors.size(); ++t) EXPECT_EQ(got.tensors[t].bytes, want.tensors[t].bytes);
+      // The owner keeps its dequantized weight; the others get the tensors alone.
+      EXPECT_EQ(got.dequant.empty(), owner[i] != r);
+    }
+  }
+}
+
+TEST(SolvedShare, RanksThatDisagreeOnOwnershipFailNamingIt) {
+  const std::vector<std::string> names = {"layers.0.attn.wq_a", "layers.0.attn.wq_b", "layers.0.attn.wo_a"};
+  TwoRankShare share;
+  share.run({{0, 0, 1}, {0, 1, 1}}, names);
+  EXPECT_NE(share.error[1].find("rank 0 sent 2 solved modules, this rank expects 1"), std::string::npos)
+      << share.error[1];
+  EXPECT_NE(share.error[0], "");  // its peer never sends: the wait gives up, as the watchdog would
 }
 
 }  // namespace
