@@ -548,6 +548,7 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     report.layers.push_back(std::move(lr));
   };
 
+  std::vector<char> share_wire;  // solved_share's wire image, kept from layer to layer
   for (int seg = first_segment; seg < in.layout->num_segments; ++seg) {
     const auto seg_start = Clock::now();
     LayerReport lr;
@@ -706,8 +707,8 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     // Share: every rank gets every solved module (pass B needs them all, the writer too).
     dist::RunPhase::set(lr.name, "share");
     t = Clock::now();
-    const SolvedShareStats shared = solved_share(solved, owner, *comm, in.threads);
-    if (shared.bytes > 0) {
+    const SolvedShareStats shared = solved_share(solved, owner, *comm, in.threads, share_wire);
+    if (comm->world() > 1 && !mods.empty()) {
       log_info("%s: shared %.2f GB of solved modules: pack %.2f s, broadcast %.2f s (%.2f GB/s), unpack %.2f s",
                lr.name.c_str(), shared.bytes / 1e9, shared.seconds_pack, shared.seconds_transfer,
                shared.seconds_transfer > 0 ? shared.bytes / 1e9 / shared.seconds_transfer : 0.0, shared.seconds_unpack);

@@ -3,7 +3,6 @@
 
 #include <chrono>
 #include <cstring>
-#include <memory>
 
 #include "common/check.h"
 #include "common/parallel.h"
@@ -131,7 +130,7 @@ SolvedModule solved_module_deserialize(std::string_view blob, size_t& pos) {
 }
 
 SolvedShareStats solved_share(std::vector<SolvedModule>& solved, const std::vector<int>& owner,
-                              dist::Communicator& comm, int threads) {
+                              dist::Communicator& comm, int threads, std::vector<char>& wire_buffer) {
   DSV4_CHECK_IN("dist", solved.size() == owner.size(), "%zu solved modules, %zu owners", solved.size(), owner.size());
   SolvedShareStats stats;
   if (comm.world() == 1) return stats;
@@ -152,29 +151,30 @@ SolvedShareStats solved_share(std::vector<SolvedModule>& solved, const std::vect
       for (size_t k = 0; k < mods.size(); ++k) total += sizes[k] = solved_module_serialized_size(solved[mods[k]], false);
     }
     comm.broadcast(&total, sizeof total, r);
-    // Uninitialized: GBs that the serializer or the broadcast overwrite entirely.
-    std::unique_ptr<char[]> blob(new char[total]);
+    // Reused from layer to layer: GBs whose first touch costs more than their writing.
+    if (wire_buffer.size() < total) wire_buffer.resize(total);
+    char* const blob = wire_buffer.data();
     if (r == comm.rank()) {
-      Writer w{blob.get()};
+      Writer w{blob};
       w.put(static_cast<uint64_t>(mods.size()));
       for (uint64_t n : sizes) w.put(n);
       std::vector<size_t> at(mods.size(), header);
       for (size_t k = 1; k < mods.size(); ++k) at[k] = at[k - 1] + sizes[k - 1];
       parallel_for(mods.size(), threads, [&](size_t k) {
-        char* end = solved_module_serialize_to(solved[mods[k]], false, blob.get() + at[k]);
-        DSV4_CHECK_IN("dist", end == blob.get() + at[k] + sizes[k], "%s: serialized %td bytes, sized %llu",
-                      solved[mods[k]].module.c_str(), end - (blob.get() + at[k]),
+        char* end = solved_module_serialize_to(solved[mods[k]], false, blob + at[k]);
+        DSV4_CHECK_IN("dist", end == blob + at[k] + sizes[k], "%s: serialized %td bytes, sized %llu",
+                      solved[mods[k]].module.c_str(), end - (blob + at[k]),
                       static_cast<unsigned long long>(sizes[k]));
       });
       stats.seconds_pack += since(t);
     }
     t = Clock::now();
-    comm.broadcast(blob.get(), total, r);
+    comm.broadcast(blob, total, r);
     stats.seconds_transfer += since(t);
     stats.bytes += total;
     if (r == comm.rank()) continue;
     t = Clock::now();
-    const std::string_view wire(blob.get(), total);
+    const std::string_view wire(blob, total);
     size_t pos = 0;
     Reader head{wire, pos};
     const uint64_t count = head.get<uint64_t>();

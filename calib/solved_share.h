@@ -1,7 +1,7 @@
 // solved_share.h: after the owners solve a layer, every rank needs every module's weight for pass
 // B and rank 0 needs the encoded tensors for the writer (DESIGN §2 "share").
 //
-//   solved_share(solved, owner, comm, threads);   // solved[i] filled on its owner; then on every rank
+//   solved_share(solved, owner, comm, threads, wire);   // solved[i] filled on its owner; then on every rank
 //
 // One broadcast per rank (its owned modules, serialized), in rank order, so every rank issues the
 // same collectives whatever it owns. The wire image leads with each module's size, so owners
@@ -36,7 +36,8 @@ struct SolvedShareStats {
   double seconds_pack = 0, seconds_transfer = 0, seconds_unpack = 0;
 };
 
+// wire_buffer: the wire image's memory, grown as needed and kept by the caller from layer to layer.
 SolvedShareStats solved_share(std::vector<SolvedModule>& solved, const std::vector<int>& owner,
-                              dist::Communicator& comm, int threads);
+                              dist::Communicator& comm, int threads, std::vector<char>& wire_buffer);
 
 }  // namespace dsv4::calib

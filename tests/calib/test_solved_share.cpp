@@ -146,7 +146,8 @@ struct TwoRankShare {
       ranks.emplace_back([&, r] {
         try {
           ThreadComm comm(r, box);
-          stats[r] = solved_share(solved[r], owners[r], comm, 3);
+          std::vector<char> wire;
+          stats[r] = solved_share(solved[r], owners[r], comm, 3, wire);
         } catch (const Error& e) {
           error[r] = e.what();
         }
