@@ -14,7 +14,7 @@
 //   gpu->run(samples, &stats, false);                                     // pass A: statistics only
 //                                   (with hessians_on_device the Hessian sums stay on the GPU)
 //   gpu->gptq_batch(args, opts, modules, {h}, rows, cols, {.into_block = true});  // solves, into the block
-//   gpu->put_encoded(other_module, format, args, tensors);               // solved elsewhere
+//   gpu->put_encoded({{other_module, format, args, &tensors}});           // solved elsewhere
 //   gpu->put_weight(cpu_solved_module, dequant);                          // solved on the host
 //   gpu->run(samples, nullptr, true);                                     // pass B: the next input
 //   gpu->store_states(states);                                            // for a snapshot
@@ -48,6 +48,14 @@ struct GpuGptqBatchOptions {
   std::vector<int64_t> hessian_sum_tokens;
 };
 
+// A solved module's encoded tensors and the scheme they are in (GpuForwarder::put_encoded).
+struct EncodedWeight {
+  std::string module;
+  quant::PackFormat format = quant::PackFormat::kPackQuantized;
+  quant::QuantArgs args;
+  const std::vector<quant::EncodedTensor>* tensors = nullptr;
+};
+
 struct GpuGptqBatchResult {
   std::vector<quant::GptqResult> results;  // codes empty when encoded on the GPU
   std::vector<std::vector<quant::EncodedTensor>> encoded;  // per module, with GpuGptqBatchOptions::encode
@@ -65,13 +73,14 @@ class GpuForwarder {
   // Replaces a linear of the block by `w` [rows, cols] fp32 (a solved module's dequantized
   // weights), rounded to bf16 as vLLM's kernels compute with them.
   virtual void put_weight(const std::string& module, const std::vector<float>& w) = 0;
-  // Replaces a linear of the block by the decode of its compressed-tensors tensors in `format`
-  // (a module another rank solved, or a committed one a replay puts back), decoded on the GPU
+  // Replaces linears of the block by the decode of their compressed-tensors tensors (modules
+  // another rank solved, or committed ones a replay puts back), decoded on the GPU
   // (quant/unpack_cuda.h): bit for bit put_weight of the CPU decode, without its host fp32 copy.
-  // False, with nothing changed, when the tensors are not the format's GPU layout (an act-order
-  // weight_g_idx): the caller decodes those on the host.
-  virtual bool put_encoded(const std::string& module, quant::PackFormat format, const quant::QuantArgs& args,
-                           const std::vector<quant::EncodedTensor>& tensors) = 0;
+  // The uploads go through the pinned staging buffer in two halves, one filling (on all cores)
+  // while the other uploads and decodes. Returns, per entry, whether it was put: not when its
+  // tensors are not the format's GPU layout (an act-order weight_g_idx), which the caller decodes
+  // on the host.
+  virtual std::vector<char> put_encoded(const std::vector<EncodedWeight>& weights) = 0;
   // The HC states of `samples` (fp32 [tokens, hc_dim] each, bf16-rounded on the way up) become
   // the states on the GPU, replacing any there; samples of one length lie together.
   virtual void load_states(const std::vector<std::vector<int64_t>>& samples,

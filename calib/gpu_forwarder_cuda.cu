@@ -31,6 +31,8 @@ namespace {
 // Pinned staging for bulk device-to-host copies: a few batches per layer at full width.
 constexpr size_t kStagingBytes = 512u << 20;
 
+constexpr size_t align256(size_t n) { return (n + 255) / 256 * 256; }
+
 class CudaForwarder final : public GpuForwarder {
  public:
   CudaForwarder(const model::ModelConfig& c, const GpuForwarderOptions& o)
@@ -106,34 +108,78 @@ class CudaForwarder final : public GpuForwarder {
     DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));  // `bits` is pageable and about to go
   }
 
-  bool put_encoded(const std::string& module, quant::PackFormat format, const quant::QuantArgs& args,
-                   const std::vector<quant::EncodedTensor>& tensors) override {
-    const model::DeviceMatrix m = device_block_matrix(module);
-    std::string why;
-    const std::vector<const quant::EncodedTensor*> in =
-        quant::compressed_module_in_layout(format, args, m.rows, m.cols, tensors, &why);
-    if (in.empty()) return false;
-    // One upload through the pinned staging buffer (each tensor 256-byte aligned), then the
-    // decode into the block; the staging buffer is free again when the stream is.
-    std::vector<size_t> offsets;
-    size_t bytes = 0;
-    for (const quant::EncodedTensor* t : in) {
-      offsets.push_back(bytes);
-      bytes += (t->bytes.size() + 255) / 256 * 256;
+  std::vector<char> put_encoded(const std::vector<EncodedWeight>& weights) override {
+    std::vector<char> put(weights.size(), 0);
+    struct Item {
+      size_t index;
+      model::DeviceMatrix m;
+      std::vector<const quant::EncodedTensor*> tensors;
+      size_t bytes = 0;  // its tensors, each 256-byte aligned
+    };
+    std::vector<Item> items;
+    for (size_t i = 0; i < weights.size(); ++i) {
+      const EncodedWeight& e = weights[i];
+      Item it{i, device_block_matrix(e.module), {}};
+      std::string why;
+      it.tensors = quant::compressed_module_in_layout(e.format, e.args, it.m.rows, it.m.cols, *e.tensors, &why);
+      if (it.tensors.empty()) continue;
+      for (const quant::EncodedTensor* t : it.tensors) it.bytes += align256(t->bytes.size());
+      items.push_back(std::move(it));
     }
-    DSV4_CHECK_IN("calibrate", bytes <= staging_.size(), "%s: %zu encoded bytes exceed the %zu-byte staging buffer",
-                  module.c_str(), bytes, staging_.size());
+    if (items.empty()) return put;
+    const auto t0 = std::chrono::steady_clock::now();
+    // Two halves of the staging buffer and of a device buffer: chunk c fills half c % 2 while the
+    // previous chunk's upload and decodes run from the other one. A half holds the largest module
+    // and at most half of the staging buffer or of what the arena has left.
+    size_t total = 0, largest = 0;
+    for (const Item& it : items) total += it.bytes, largest = std::max(largest, it.bytes);
+    const size_t staging_half = staging_.size() / 2 / 256 * 256;
+    const size_t room = (arena_->capacity() - arena_->used()) / 2 / 256 * 256;
+    const size_t half = std::min(staging_half, std::max(largest, std::min(room, align256((total + 1) / 2))));
     ArenaScope scope(*arena_);
-    std::byte* dev = arena_->take<std::byte>(bytes, "encoded tensors");
-    std::vector<const void*> inputs;
-    for (size_t i = 0; i < in.size(); ++i) {
-      std::memcpy(staging_.data() + offsets[i], in[i]->bytes.data(), in[i]->bytes.size());
-      inputs.push_back(dev + offsets[i]);
+    std::byte* dev = arena_->take<std::byte>(2 * half, "encoded tensors");
+    cudaEvent_t done[2];
+    for (cudaEvent_t& e : done) DSV4_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    bool pending[2] = {false, false};
+    int h = 0;
+    for (size_t first = 0; first < items.size(); h ^= 1) {
+      size_t end = first, bytes = 0;
+      while (end < items.size() && bytes + items[end].bytes <= half) bytes += items[end++].bytes;
+      DSV4_CHECK_IN("calibrate", end > first, "%s: %zu encoded bytes exceed half the %zu-byte staging buffer",
+                    weights[items[first].index].module.c_str(), items[first].bytes, staging_.size());
+      if (pending[h]) DSV4_CUDA_CHECK(cudaEventSynchronize(done[h]));
+      char* host = staging_.data() + h * half;
+      std::vector<size_t> at(end - first, 0);
+      for (size_t k = 1; k < at.size(); ++k) at[k] = at[k - 1] + items[first + k - 1].bytes;
+      parallel_for(at.size(), 0, [&](size_t k) {
+        size_t o = at[k];
+        for (const quant::EncodedTensor* t : items[first + k].tensors) {
+          std::memcpy(host + o, t->bytes.data(), t->bytes.size());
+          o += align256(t->bytes.size());
+        }
+      });
+      DSV4_CUDA_CHECK(cudaMemcpyAsync(dev + h * half, host, bytes, cudaMemcpyHostToDevice, stream_));
+      for (size_t k = 0; k < at.size(); ++k) {
+        const Item& it = items[first + k];
+        const EncodedWeight& e = weights[it.index];
+        std::vector<const void*> inputs;
+        size_t o = h * half + at[k];
+        for (const quant::EncodedTensor* t : it.tensors) {
+          inputs.push_back(dev + o);
+          o += align256(t->bytes.size());
+        }
+        quant::compressed_module_decode_cuda(e.format, e.args, inputs, it.m.rows, it.m.cols, it.m.w, stream_);
+        put[it.index] = 1;
+      }
+      DSV4_CUDA_CHECK(cudaEventRecord(done[h], stream_));
+      pending[h] = true;
+      first = end;
     }
-    DSV4_CUDA_CHECK(cudaMemcpyAsync(dev, staging_.data(), bytes, cudaMemcpyHostToDevice, stream_));
-    quant::compressed_module_decode_cuda(format, args, inputs, m.rows, m.cols, m.w, stream_);
-    DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    return true;
+    DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the staging buffer is free again
+    for (cudaEvent_t e : done) cudaEventDestroy(e);
+    log_info("%zu solved modules decoded into the block from %.2f GB of encoded tensors in %.2f s", items.size(),
+             total / 1e9, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return put;
   }
 
   void load_states(const std::vector<std::vector<int64_t>>& samples,

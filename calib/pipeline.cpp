@@ -148,18 +148,22 @@ void rebuild_dequant(std::vector<SolvedModule>& solved, const std::vector<const 
 // rounded to bf16, tests/model/test_weight_decode_cuda.cu).
 void put_solved(GpuForwarder& gpu, const Recipe& r, const std::vector<const PlannedModule*>& mods,
                 std::vector<SolvedModule>& solved, std::vector<char> skip, int threads) {
+  std::vector<EncodedWeight> encoded;
+  std::vector<size_t> encoded_index;
   for (size_t i = 0; i < mods.size(); ++i) {
     if (skip[i] || solved[i].method == SolveMethod::kFp8Reencode) continue;
     const PlannedModule& m = *mods[i];
-    const std::string& name = m.names.release;
     if (solved[i].dequant.size() == static_cast<size_t>(m.rows * m.cols)) {
-      gpu.put_weight(name, solved[i].dequant);
+      gpu.put_weight(m.names.release, solved[i].dequant);
       skip[i] = 1;
       continue;
     }
     const quant::QuantScheme& scheme = group_of(r, m).scheme;
-    if (gpu.put_encoded(name, quant::quant_scheme_format(scheme), scheme.weights, solved[i].tensors)) skip[i] = 1;
+    encoded.push_back({m.names.release, quant::quant_scheme_format(scheme), scheme.weights, &solved[i].tensors});
+    encoded_index.push_back(i);
   }
+  const std::vector<char> put = gpu.put_encoded(encoded);
+  for (size_t k = 0; k < put.size(); ++k) skip[encoded_index[k]] = put[k];
   rebuild_dequant(solved, mods, threads, [&](size_t i) { return !skip[i] && solved[i].method != SolveMethod::kFp8Reencode; });
   for (size_t i = 0; i < mods.size(); ++i) {
     if (skip[i] || solved[i].method == SolveMethod::kFp8Reencode) continue;
