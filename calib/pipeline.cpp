@@ -151,7 +151,8 @@ void put_solved(GpuForwarder& gpu, const Recipe& r, const std::vector<const Plan
   std::vector<EncodedWeight> encoded;
   std::vector<size_t> encoded_index;
   for (size_t i = 0; i < mods.size(); ++i) {
-    if (skip[i] || solved[i].method == SolveMethod::kFp8Reencode) continue;
+    if (solved[i].method == SolveMethod::kFp8Reencode) skip[i] = 1;
+    if (skip[i]) continue;
     const PlannedModule& m = *mods[i];
     if (solved[i].dequant.size() == static_cast<size_t>(m.rows * m.cols)) {
       gpu.put_weight(m.names.release, solved[i].dequant);
@@ -164,9 +165,9 @@ void put_solved(GpuForwarder& gpu, const Recipe& r, const std::vector<const Plan
   }
   const std::vector<char> put = gpu.put_encoded(encoded);
   for (size_t k = 0; k < put.size(); ++k) skip[encoded_index[k]] = put[k];
-  rebuild_dequant(solved, mods, threads, [&](size_t i) { return !skip[i] && solved[i].method != SolveMethod::kFp8Reencode; });
+  rebuild_dequant(solved, mods, threads, [&](size_t i) { return !skip[i]; });
   for (size_t i = 0; i < mods.size(); ++i) {
-    if (skip[i] || solved[i].method == SolveMethod::kFp8Reencode) continue;
+    if (skip[i]) continue;
     gpu.put_weight(mods[i]->names.release, solved[i].dequant);
     std::vector<float>().swap(solved[i].dequant);  // GBs over a layer: not kept past the upload
   }
@@ -339,9 +340,9 @@ nlohmann::ordered_json layer_report_json(const LayerReport& l) {
   using nlohmann::ordered_json;
   ordered_json j;
   j["segment"] = l.name;
-  j["seconds"] = {{"total", l.seconds}, {"decode", l.seconds_decode}, {"forward", l.seconds_forward},
-                  {"solve", l.seconds_solve}, {"comm", l.seconds_comm},     {"share", l.seconds_share},
-                  {"wait", l.seconds_wait},   {"write", l.seconds_write}};
+  j["seconds"] = {{"total", l.seconds},         {"decode", l.seconds_decode}, {"forward", l.seconds_forward},
+                  {"reduce", l.seconds_reduce}, {"solve", l.seconds_solve},   {"share", l.seconds_share},
+                  {"wait", l.seconds_wait},     {"write", l.seconds_write}};
   j["hessians"] = l.hessians;
   ordered_json methods = ordered_json::object();
   for (SolveMethod m : kSolveMethods) {
@@ -380,7 +381,7 @@ std::string layer_report_line(const LayerReport& l, int num_segments) {
                         "[%d/%d] %-9s %6.2fs (decode %.2f fwd %.2f reduce %.2f solve %.2f share %.2f wait %.2f; write %.2f "
                         "in the background)",
                         l.segment + 1, num_segments, l.name.c_str(), l.seconds, l.seconds_decode, l.seconds_forward,
-                        l.seconds_comm, l.seconds_solve, l.seconds_share, l.seconds_wait, l.seconds_write);
+                        l.seconds_reduce, l.seconds_solve, l.seconds_share, l.seconds_wait, l.seconds_write);
   std::string s(buf, static_cast<size_t>(n));
   if (!l.modules.empty()) {
     s += " modules " + std::to_string(l.modules.size());
@@ -631,7 +632,7 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
       lr.expert_tokens.assign(static_cast<size_t>(c.n_routed_experts), 0);
       for (const auto& [e, n] : stats.expert_tokens()) lr.expert_tokens[static_cast<size_t>(e)] = n;
     }
-    lr.seconds_comm = since(t);
+    lr.seconds_reduce = since(t);
 
     // Solve this rank's modules.
     dist::RunPhase::set(lr.name, "solve");
@@ -743,9 +744,7 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
         if (!fwd.gpu) states.swap(states_a);
       } else {
         if (fwd.gpu) {
-          std::vector<char> skip(mods.size());
-          for (size_t i = 0; i < mods.size(); ++i) skip[i] = in_block[i];
-          put_solved(*fwd.gpu, r, mods, solved, skip, in.threads);
+          put_solved(*fwd.gpu, r, mods, solved, in_block, in.threads);
         } else if (!mods.empty()) {
           substitute(*w, c, mods, solved);
         }

@@ -26,6 +26,15 @@ struct Writer {
   }
 };
 
+struct ByteCount {
+  size_t n = 0;
+  template <typename T>
+  void put(const T&) {
+    n += sizeof(T);
+  }
+  void put_bytes(const void*, size_t bytes) { n += sizeof(uint64_t) + bytes; }
+};
+
 struct Reader {
   std::string_view blob;
   size_t& pos;
@@ -62,16 +71,9 @@ struct Reader {
   }
 };
 
-}  // namespace
-
-size_t solved_module_serialized_size(const SolvedModule& m, bool include_dequant) {
-  size_t n = 8 + m.module.size() + 1 + 8 + (include_dequant ? m.dequant.size() * sizeof(float) : 0) + 8;
-  for (const quant::EncodedTensor& t : m.tensors) n += 8 + t.name.size() + 1 + 8 + t.shape.size() * 8 + 8 + t.bytes.size();
-  return n + 4 * sizeof(double) + 1 + sizeof(int64_t) + sizeof(double);
-}
-
-char* solved_module_serialize_to(const SolvedModule& m, bool include_dequant, char* out) {
-  Writer w{out};
+// One module's wire bytes, into a Writer, or into a ByteCount that only adds them up.
+template <typename Sink>
+void write_module(Sink& w, const SolvedModule& m, bool include_dequant) {
   w.put_bytes(m.module.data(), m.module.size());
   w.put(static_cast<uint8_t>(m.method));
   w.put_bytes(m.dequant.data(), include_dequant ? m.dequant.size() * sizeof(float) : 0);
@@ -89,6 +91,19 @@ char* solved_module_serialize_to(const SolvedModule& m, bool include_dequant, ch
   w.put(static_cast<uint8_t>(m.fallback));
   w.put(m.tokens);
   w.put(m.seconds);
+}
+
+}  // namespace
+
+size_t solved_module_serialized_size(const SolvedModule& m, bool include_dequant) {
+  ByteCount c;
+  write_module(c, m, include_dequant);
+  return c.n;
+}
+
+char* solved_module_serialize_to(const SolvedModule& m, bool include_dequant, char* out) {
+  Writer w{out};
+  write_module(w, m, include_dequant);
   return w.p;
 }
 
