@@ -25,7 +25,8 @@
   } while (0)
 
 // Seeded from the OS, or from DSV4_TEST_SEED to replay a failure: the seed is printed once per
-// test process, so a failing log carries what reproduces it.
+// test process, so a failing log carries what reproduces it. The tests of one process draw from
+// one sequence, so a replay runs the same tests (ctest runs each test in a process of its own).
 inline std::mt19937& fresh_rng() {
   static std::mt19937 g([] {
     const char* fixed = std::getenv("DSV4_TEST_SEED");

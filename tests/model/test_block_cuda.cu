@@ -240,17 +240,26 @@ class BlockCuda : public ::testing::Test {
       std::printf("  block output vs CPU bf16: %.4f exact, %.4f over 2 steps, mean %.1e, max %.1e\n", d.exact, d.over,
                   d.mean_rel, d.max_rel);
       // Per token, distance from the exact (fp32) output: the GPU's median within 1.5x the CPU bf16
-      // mode's, and at most 5% of tokens (plus one) further than 10x that median. A token whose
-      // near-tied top-k choice (router or indexer) went the other way is one of those few.
+      // mode's. Tokens further than 10x that median are those whose near-tied top-k choice (router
+      // or indexer) went the other way; both bf16 forwards flip some, in clumps (one flipped
+      // compressed-KV choice moves several queries). Over 31 runs on an H100 the GPU's count
+      // followed the CPU bf16 mode's within -1..+3 while both reached 14-16 of 272 on some seeds
+      // (an absolute 5% bound failed on those), so the GPU is held to the CPU bf16 mode's count
+      // plus 2 + 2% of tokens, and to at most 10% of tokens.
       const std::vector<double> gpu_far = token_distances(gpu_out, exact_out, flat);
       const std::vector<double> cpu_far = token_distances(cpu_out, exact_out, flat);
       const double gpu_median = median(gpu_far), cpu_median = median(cpu_far);
-      int64_t outliers = 0;
+      int64_t outliers = 0, cpu_outliers = 0;
       for (double v : gpu_far) outliers += v > 10 * cpu_median;
-      std::printf("  from fp32 per token: GPU median %.2e, CPU bf16 median %.2e, %lld GPU outlier tokens of %zu\n",
-                  gpu_median, cpu_median, static_cast<long long>(outliers), gpu_far.size());
+      for (double v : cpu_far) cpu_outliers += v > 10 * cpu_median;
+      std::printf("  from fp32 per token: GPU median %.2e, CPU bf16 median %.2e, %lld GPU outlier tokens of %zu (CPU bf16: "
+                  "%lld)\n",
+                  gpu_median, cpu_median, static_cast<long long>(outliers), gpu_far.size(),
+                  static_cast<long long>(cpu_outliers));
       EXPECT_LE(gpu_median, 1.5 * cpu_median) << "the GPU is further from fp32 than the CPU bf16 mode";
-      EXPECT_LE(outliers, 1 + static_cast<int64_t>(gpu_far.size()) / 20) << "too many tokens far from fp32";
+      const auto tokens_n = static_cast<int64_t>(gpu_far.size());
+      EXPECT_LE(outliers, cpu_outliers + 2 + tokens_n / 50) << "more tokens far from fp32 than the CPU bf16 mode";
+      EXPECT_LE(outliers, 1 + tokens_n / 10) << "too many tokens far from fp32";
 
       int64_t moved = 0;
       for (const auto& [key, n] : cpu_taps.expert_tokens) moved += std::abs(gpu_taps.expert_tokens[key] - n);
