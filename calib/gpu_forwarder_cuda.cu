@@ -114,16 +114,19 @@ class CudaForwarder final : public GpuForwarder {
       size_t index;
       model::DeviceMatrix m;
       std::vector<const quant::EncodedTensor*> tensors;
-      size_t bytes = 0;  // its tensors, each 256-byte aligned
+      std::vector<size_t> offsets;  // of each tensor in the item's bytes, 256-byte aligned
+      size_t bytes = 0;
     };
     std::vector<Item> items;
     for (size_t i = 0; i < weights.size(); ++i) {
       const EncodedWeight& e = weights[i];
       Item it{i, device_block_matrix(e.module), {}};
-      std::string why;
-      it.tensors = quant::compressed_module_in_layout(e.format, e.args, it.m.rows, it.m.cols, *e.tensors, &why);
-      if (it.tensors.empty()) continue;
-      for (const quant::EncodedTensor* t : it.tensors) it.bytes += align256(t->bytes.size());
+      it.tensors = quant::compressed_module_in_layout(e.format, e.args, it.m.rows, it.m.cols, *e.tensors, nullptr);
+      if (it.tensors.empty()) continue;  // the caller decodes it on the host
+      for (const quant::EncodedTensor* t : it.tensors) {
+        it.offsets.push_back(it.bytes);
+        it.bytes += align256(t->bytes.size());
+      }
       items.push_back(std::move(it));
     }
     if (items.empty()) return put;
@@ -152,10 +155,9 @@ class CudaForwarder final : public GpuForwarder {
       std::vector<size_t> at(end - first, 0);
       for (size_t k = 1; k < at.size(); ++k) at[k] = at[k - 1] + items[first + k - 1].bytes;
       parallel_for(at.size(), 0, [&](size_t k) {
-        size_t o = at[k];
-        for (const quant::EncodedTensor* t : items[first + k].tensors) {
-          std::memcpy(host + o, t->bytes.data(), t->bytes.size());
-          o += align256(t->bytes.size());
+        const Item& it = items[first + k];
+        for (size_t j = 0; j < it.tensors.size(); ++j) {
+          std::memcpy(host + at[k] + it.offsets[j], it.tensors[j]->bytes.data(), it.tensors[j]->bytes.size());
         }
       });
       DSV4_CUDA_CHECK(cudaMemcpyAsync(dev + h * half, host, bytes, cudaMemcpyHostToDevice, stream_));
@@ -163,11 +165,7 @@ class CudaForwarder final : public GpuForwarder {
         const Item& it = items[first + k];
         const EncodedWeight& e = weights[it.index];
         std::vector<const void*> inputs;
-        size_t o = h * half + at[k];
-        for (const quant::EncodedTensor* t : it.tensors) {
-          inputs.push_back(dev + o);
-          o += align256(t->bytes.size());
-        }
+        for (size_t off : it.offsets) inputs.push_back(dev + h * half + at[k] + off);
         quant::compressed_module_decode_cuda(e.format, e.args, inputs, it.m.rows, it.m.cols, it.m.w, stream_);
         put[it.index] = 1;
       }

@@ -109,6 +109,12 @@ std::vector<EncodedTensor> compressed_module_layout(PackFormat format, const Qua
   return out;
 }
 
+uint64_t encoded_tensor_bytes(const EncodedTensor& t) {
+  uint64_t b = dtype_size(t.dtype);
+  for (int64_t v : t.shape) b *= static_cast<uint64_t>(v);
+  return b;
+}
+
 std::vector<const EncodedTensor*> compressed_module_in_layout(PackFormat format, const QuantArgs& args, int64_t rows,
                                                               int64_t cols, const std::vector<EncodedTensor>& tensors,
                                                               std::string* why) {
@@ -130,8 +136,7 @@ std::vector<const EncodedTensor*> compressed_module_in_layout(PackFormat format,
       if (t.name == want.name) got = &t;
     }
     if (got == nullptr) return differs("no " + want.name);
-    uint64_t bytes = dtype_size(want.dtype);
-    for (int64_t v : want.shape) bytes *= static_cast<uint64_t>(v);
+    const uint64_t bytes = encoded_tensor_bytes(want);
     if (got->dtype != want.dtype || got->shape != want.shape || got->bytes.size() != bytes) {
       return differs(want.name + " is " + std::string(dtype_name(got->dtype)) + " " + shape_string(got->shape) + " in " +
                      std::to_string(got->bytes.size()) + " bytes, the layout has " + std::string(dtype_name(want.dtype)) +
@@ -179,11 +184,7 @@ std::vector<EncodedTensor> compressed_module_encode(PackFormat format, const Qua
     } else {
       DSV4_FAIL("pack", "no encoder for tensor %s", t.name.c_str());
     }
-    DSV4_CHECK_IN("pack", e.bytes.size() == [&] {
-      uint64_t b = dtype_size(t.dtype);
-      for (int64_t v : t.shape) b *= static_cast<uint64_t>(v);
-      return b;
-    }(), "%s: encoded %zu bytes, the layout needs another size", t.name.c_str(), e.bytes.size());
+    DSV4_CHECK_IN("pack", e.bytes.size() == encoded_tensor_bytes(e), "%s: encoded %zu bytes, the layout needs another size", t.name.c_str(), e.bytes.size());
     out.push_back(std::move(e));
   }
   return out;

@@ -42,9 +42,12 @@ void compressed_module_check_format(PackFormat format, const QuantArgs& args);
 std::vector<EncodedTensor> compressed_module_layout(PackFormat format, const QuantArgs& args, int64_t rows,
                                                     int64_t cols, bool with_g_idx);
 
+// The bytes a layout entry's dtype and shape take (what the encoder writes for it).
+uint64_t encoded_tensor_bytes(const EncodedTensor& layout_entry);
+
 // `tensors` in the order of compressed_module_layout(format, args, rows, cols, false), when they are
 // exactly that layout (the same names, dtypes, shapes and byte counts, nothing else); otherwise
-// empty, with *why saying what differs (an act-order weight_g_idx, another format). Lets a
+// empty, with *why (unless null) saying what differs (an act-order weight_g_idx, another format). Lets a
 // decoder of that layout (unpack_cuda.h) take them, and a caller fall back to the CPU decoder.
 std::vector<const EncodedTensor*> compressed_module_in_layout(PackFormat format, const QuantArgs& args, int64_t rows,
                                                               int64_t cols, const std::vector<EncodedTensor>& tensors,

@@ -103,11 +103,7 @@ size_t transient_bytes(const QuantArgs& args, int64_t rows, int64_t cols, bool s
 // Bytes of one matrix's encoded tensors, per layout entry.
 std::vector<size_t> encoded_bytes(const std::vector<EncodedTensor>& layout) {
   std::vector<size_t> out;
-  for (const EncodedTensor& t : layout) {
-    size_t n = dtype_size(t.dtype);
-    for (int64_t d : t.shape) n *= static_cast<size_t>(d);
-    out.push_back(n);
-  }
+  for (const EncodedTensor& t : layout) out.push_back(encoded_tensor_bytes(t));
   return out;
 }
 
