@@ -119,9 +119,9 @@ json scheme_key(const ordered_json& group) {
 }
 
 RecipeGroup config_group_of(const Recipe& r, const PlannedModule& m) {
-  RecipeGroup g = r.modifiers[static_cast<size_t>(m.modifier)].groups[static_cast<size_t>(m.group)];
+  RecipeGroup g = module_group(r, m);
   // Data-free rounding has no activation order; only GPTQ groups carry one.
-  if (r.modifiers[static_cast<size_t>(m.modifier)].kind != ModifierKind::kGptq) g.actorder = quant::ActOrder::kNone;
+  if (module_modifier(r, m).kind != ModifierKind::kGptq) g.actorder = quant::ActOrder::kNone;
   return g;
 }
 

@@ -58,8 +58,8 @@ std::string artifact_segment_name(int segment, const model::ModelConfig& config)
 
 bool module_writes_g_idx(const PlannedModule& m, const Recipe& r) {
   if (!m.quantized()) return false;
-  const RecipeModifier& mod = r.modifiers[static_cast<size_t>(m.modifier)];
-  const RecipeGroup& g = mod.groups[static_cast<size_t>(m.group)];
+  const RecipeModifier& mod = module_modifier(r, m);
+  const RecipeGroup& g = module_group(r, m);
   const quant::Strategy s = g.scheme.weights.strategy;
   return mod.kind == ModifierKind::kGptq && g.actorder == quant::ActOrder::kGroup &&
          (s == quant::Strategy::kGroup || s == quant::Strategy::kTensorGroup) && !m.names.release.ends_with(".wo_a");
@@ -91,7 +91,7 @@ ArtifactLayout artifact_layout(const Recipe& recipe, const ModulePlan& plan, con
       continue;
     }
     if (pm.quantized()) {
-      const RecipeGroup& g = recipe.modifiers[static_cast<size_t>(pm.modifier)].groups[static_cast<size_t>(pm.group)];
+      const RecipeGroup& g = module_group(recipe, pm);
       std::vector<quant::EncodedTensor> leaves = quant::compressed_module_layout(
           quant::quant_scheme_format(g.scheme), g.scheme.weights, pm.rows, pm.cols, module_writes_g_idx(pm, recipe));
       for (quant::EncodedTensor& t : quant::activation_layout(g.scheme)) leaves.push_back(std::move(t));

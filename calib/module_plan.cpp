@@ -6,6 +6,7 @@
 
 #include "common/check.h"
 #include "model/names.h"
+#include "quant/quant_scheme.h"
 
 namespace dsv4::calib {
 namespace {
@@ -27,7 +28,7 @@ std::string describe_scheme(const RecipeGroup& g) {
 uint64_t module_output_bytes(const PlannedModule& m, const Recipe& r) {
   const uint64_t n = static_cast<uint64_t>(m.rows) * static_cast<uint64_t>(m.cols);
   if (!m.quantized()) return n * 2;  // BF16 (exact decode of an FP8/FP4 source, or the BF16 as is)
-  const quant::QuantArgs& a = r.modifiers[m.modifier].groups[m.group].scheme.weights;
+  const quant::QuantArgs& a = module_group(r, m).scheme.weights;
   uint64_t bytes = (n * static_cast<uint64_t>(a.num_bits) + 7) / 8;
   if (a.group_size > 0) bytes += n / static_cast<uint64_t>(a.group_size) * 2;
   if (a.strategy == quant::Strategy::kChannel) bytes += static_cast<uint64_t>(m.rows) * 2;
@@ -38,6 +39,25 @@ uint64_t module_output_bytes(const PlannedModule& m, const Recipe& r) {
 }
 
 }  // namespace
+
+const RecipeModifier& module_modifier(const Recipe& r, const PlannedModule& m) {
+  DSV4_CHECK_IN("plan", m.quantized() && m.modifier < static_cast<int>(r.modifiers.size()),
+                "%s is not quantized by this recipe", m.names.release.c_str());
+  return r.modifiers[static_cast<size_t>(m.modifier)];
+}
+
+const RecipeGroup& module_group(const Recipe& r, const PlannedModule& m) {
+  return module_modifier(r, m).groups[static_cast<size_t>(m.group)];
+}
+
+bool module_static_acts(const Recipe& r, const PlannedModule& m) {
+  const RecipeGroup& g = module_group(r, m);
+  return g.scheme.input_activations && quant::activation_needs_calibration(*g.scheme.input_activations);
+}
+
+bool module_needs_data(const Recipe& r, const PlannedModule& m) {
+  return m.quantized() && (module_modifier(r, m).kind == ModifierKind::kGptq || module_static_acts(r, m));
+}
 
 bool module_is_linear(std::string_view name) {
   if (name == "head") return true;
@@ -109,7 +129,7 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
                     "%s: module %s is targeted by both %s and %s; a module can be quantized once "
                     "(narrow the targets or add it to one modifier's ignore)",
                     recipe.origin.c_str(), m.names.release.c_str(),
-                    recipe.modifiers[m.modifier].groups[m.group].key_path.c_str(), rg.key_path.c_str());
+                    module_group(recipe, m).key_path.c_str(), rg.key_path.c_str());
       const quant::QuantArgs& a = rg.scheme.weights;
       if (a.strategy == quant::Strategy::kGroup || a.strategy == quant::Strategy::kTensorGroup) {
         DSV4_CHECK_IN("recipe", m.cols % a.group_size == 0,
@@ -151,7 +171,7 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
   std::map<int, std::map<std::string, int64_t>> per_layer;
   for (const PlannedModule& m : plan.modules) {
     plan.output_bytes += module_output_bytes(m, recipe);
-    if (!m.quantized() || recipe.modifiers[m.modifier].kind != ModifierKind::kGptq) continue;
+    if (!m.quantized() || module_modifier(recipe, m).kind != ModifierKind::kGptq) continue;
     std::string key = m.names.release;
     if ((key.ends_with(".w1") || key.ends_with(".w3")) && m.expert >= 0 && recipe.calibration.all_experts) {
       key = "experts.w13";
@@ -181,8 +201,8 @@ std::string module_plan_table(const Recipe& recipe, const ModulePlan& plan) {
   std::map<std::string, Row> rows;
   for (const PlannedModule& m : plan.modules) {
     const std::string action = m.quantized()
-                                   ? std::string(modifier_kind_name(recipe.modifiers[m.modifier].kind)) + " " +
-                                         describe_scheme(recipe.modifiers[m.modifier].groups[m.group])
+                                   ? std::string(modifier_kind_name(module_modifier(recipe, m).kind)) + " " +
+                                         describe_scheme(module_group(recipe, m))
                                    : "kept BF16: " + m.kept_reason;
     const std::string key = m.family + "|" + action;
     if (!rows.count(key)) {
@@ -220,8 +240,8 @@ nlohmann::ordered_json module_plan_json(const Recipe& recipe, const ModulePlan& 
     e["shape"] = {m.rows, m.cols};
     if (m.quantized()) {
       ++quantized;
-      const RecipeGroup& g = recipe.modifiers[m.modifier].groups[m.group];
-      e["modifier"] = std::string(modifier_kind_name(recipe.modifiers[m.modifier].kind));
+      const RecipeGroup& g = module_group(recipe, m);
+      e["modifier"] = std::string(modifier_kind_name(module_modifier(recipe, m).kind));
       e["group"] = g.name;
       e["scheme"] = g.scheme.name;
       e["format"] = std::string(quant::pack_format_name(quant::quant_scheme_format(g.scheme)));

@@ -53,6 +53,14 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
 std::string module_plan_table(const Recipe& recipe, const ModulePlan& plan);
 nlohmann::ordered_json module_plan_json(const Recipe& recipe, const ModulePlan& plan);
 
+// The recipe modifier and group that quantize a planned module (module.quantized()).
+const RecipeModifier& module_modifier(const Recipe& recipe, const PlannedModule& module);
+const RecipeGroup& module_group(const Recipe& recipe, const PlannedModule& module);
+// Whether a module needs calibration data: quantized by GPTQ, or with a static input-activation
+// scale (pass A collects its input absmax: module_static_acts).
+bool module_needs_data(const Recipe& recipe, const PlannedModule& module);
+bool module_static_acts(const Recipe& recipe, const PlannedModule& module);
+
 // Whether a release module name is a Linear (the modules recipes can target).
 bool module_is_linear(std::string_view release_module);
 

@@ -29,6 +29,7 @@
 
 #include "calib/artifact_layout.h"
 #include "calib/artifact_writer.h"
+#include "calib/layer_report.h"
 #include "calib/module_plan.h"
 #include "calib/module_solve.h"
 #include "calib/run_checkpoint.h"
@@ -63,37 +64,6 @@ struct PipelineInputs {
   int threads = 0;                            // module solves in parallel; 0: all cores
 };
 
-struct ModuleReport {
-  std::string module;
-  SolveMethod method = SolveMethod::kRtn;
-  double loss = 0.0;
-  double rel_error = -1.0;      // tr(ΔHΔᵀ)/tr(WHWᵀ), -1 without a Hessian
-  double rtn_rel_error = -1.0;  // the same for RTN (GPTQ modules)
-  double dampening_frac = 0.0;
-  quant::GptqFallback fallback = quant::GptqFallback::kNone;
-  int64_t tokens = 0;
-  double seconds = 0.0;
-};
-
-struct LayerReport {
-  int segment = 0;
-  std::string name;  // "layers.3", "mtp.0", "top"
-  // `seconds`: this thread's wall time for the segment, which includes `seconds_wait` (waiting for
-  // the previous segment's background write and committing it) but not `seconds_write` (this
-  // segment's write and commit files, on the background thread while the next segment computes).
-  // `seconds_reduce`: the Hessian reduce to the owners; `seconds_share`: the solved modules to every
-  // rank (and, on the CPU, their host decode for pass B).
-  double seconds = 0.0, seconds_decode = 0.0, seconds_forward = 0.0, seconds_solve = 0.0, seconds_reduce = 0.0,
-         seconds_share = 0.0, seconds_wait = 0.0, seconds_write = 0.0;
-  int64_t hessians = 0;
-  std::vector<ModuleReport> modules;
-  std::vector<int64_t> expert_tokens;  // routed tokens per expert in pass A (empty without one)
-  int count(SolveMethod m) const;
-  int fallbacks() const;               // modules whose GPTQ raised damping or fell back to RTN
-  double mean_rel_error() const;       // over modules with a Hessian; -1 if none
-  double mean_rtn_rel_error() const;
-};
-
 struct PipelineReport {
   std::vector<LayerReport> layers;
   int64_t samples = 0;  // over all ranks
@@ -108,13 +78,6 @@ struct PipelineReport {
   int gpu = -1;
   uint64_t gpu_kept_bytes = 0, gpu_arena_bytes = 0, gpu_arena_high_water = 0;
 };
-
-// The report as the manifest and the journal store it.
-nlohmann::ordered_json layer_report_json(const LayerReport& layer);
-
-// One line per layer: time split, modules by method, mean H-weighted error vs RTN, fallbacks,
-// expert token range.
-std::string layer_report_line(const LayerReport& layer, int num_segments);
 
 // `writer` may be null on ranks that do not write (every rank but 0).
 PipelineReport pipeline_run(const PipelineInputs& inputs, ArtifactWriter* writer,

@@ -18,18 +18,8 @@
 namespace dsv4::calib {
 namespace {
 
-// The rule of calib/pipeline.cpp: a module needs calibration data when GPTQ quantizes it or its
-// scheme has static input activations.
-bool needs_data(const Recipe& r, const PlannedModule& m) {
-  if (!m.quantized()) return false;
-  const RecipeModifier& mod = r.modifiers[static_cast<size_t>(m.modifier)];
-  const RecipeGroup& g = mod.groups[static_cast<size_t>(m.group)];
-  return mod.kind == ModifierKind::kGptq ||
-         (g.scheme.input_activations && quant::activation_needs_calibration(*g.scheme.input_activations));
-}
-
 bool is_gptq(const Recipe& r, const PlannedModule& m) {
-  return m.quantized() && r.modifiers[static_cast<size_t>(m.modifier)].kind == ModifierKind::kGptq;
+  return m.quantized() && module_modifier(r, m).kind == ModifierKind::kGptq;
 }
 
 // Bytes of a Linear weight and its scales as the release stores it (model/inventory.h).
@@ -162,7 +152,7 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
   std::set<int> pass_a;
   int64_t outside = 0;
   for (const PlannedModule& m : plan.modules) {
-    if (!needs_data(recipe, m)) continue;
+    if (!module_needs_data(recipe, m)) continue;
     if (m.layer < 0 || m.layer >= num_layers) {
       ++outside;
       continue;

@@ -1,0 +1,61 @@
+// layer_report.h: what one segment of the pipeline reports: per module its solve method, loss,
+// H-weighted error against RTN and fallback; per segment its time split (decode, forward, reduce,
+// solve, share, wait, background write), Hessians, methods and routed tokens per expert. The
+// journal and the manifest store it as JSON; the log prints it as one line per segment.
+//
+//   std::puts(layer_report_line(report, num_segments).c_str());
+//   manifest["layers"].push_back(layer_report_json(report));
+//
+// Tests: tests/calib/test_pipeline.cpp.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "calib/module_solve.h"
+#include "quant/gptq.h"
+
+namespace dsv4::calib {
+
+struct ModuleReport {
+  std::string module;
+  SolveMethod method = SolveMethod::kRtn;
+  double loss = 0.0;
+  double rel_error = -1.0;      // tr(ΔHΔᵀ)/tr(WHWᵀ), -1 without a Hessian
+  double rtn_rel_error = -1.0;  // the same for RTN (GPTQ modules)
+  double dampening_frac = 0.0;
+  quant::GptqFallback fallback = quant::GptqFallback::kNone;
+  int64_t tokens = 0;
+  double seconds = 0.0;
+};
+
+struct LayerReport {
+  int segment = 0;
+  std::string name;  // "layers.3", "mtp.0", "top"
+  // `seconds`: this thread's wall time for the segment, which includes `seconds_wait` (waiting for
+  // the previous segment's background write and committing it) but not `seconds_write` (this
+  // segment's write and commit files, on the background thread while the next segment computes).
+  // `seconds_reduce`: the Hessian reduce to the owners; `seconds_share`: the solved modules to every
+  // rank (and, on the CPU, their host decode for pass B).
+  double seconds = 0.0, seconds_decode = 0.0, seconds_forward = 0.0, seconds_solve = 0.0, seconds_reduce = 0.0,
+         seconds_share = 0.0, seconds_wait = 0.0, seconds_write = 0.0;
+  int64_t hessians = 0;
+  std::vector<ModuleReport> modules;
+  std::vector<int64_t> expert_tokens;  // routed tokens per expert in pass A (empty without one)
+  int count(SolveMethod m) const;
+  int fallbacks() const;               // modules whose GPTQ raised damping or fell back to RTN
+  double mean_rel_error() const;       // over modules with a Hessian; -1 if none
+  double mean_rtn_rel_error() const;
+};
+
+// The report as the manifest and the journal store it.
+nlohmann::ordered_json layer_report_json(const LayerReport& layer);
+
+// One line per layer: time split, modules by method, mean H-weighted error vs RTN, fallbacks,
+// expert token range.
+std::string layer_report_line(const LayerReport& layer, int num_segments);
+
+}  // namespace dsv4::calib
