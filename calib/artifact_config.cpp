@@ -19,9 +19,9 @@ using nlohmann::json;
 using nlohmann::ordered_json;
 
 // vLLM's FusedMoE looks its experts up under these literal names.
-std::string_view moe_lookup_leaf(std::string_view release_module) {
-  if (release_module.ends_with(".w1")) return "gate_proj";
-  if (release_module.ends_with(".w3")) return "up_proj";
+std::string_view moe_lookup_leaf(model::LinearRole role) {
+  if (role == model::LinearRole::kExpertW1) return "gate_proj";
+  if (role == model::LinearRole::kExpertW3) return "up_proj";
   return "down_proj";
 }
 
@@ -120,8 +120,7 @@ json scheme_key(const ordered_json& group) {
 
 RecipeGroup config_group_of(const Recipe& r, const PlannedModule& m) {
   RecipeGroup g = module_group(r, m);
-  // Data-free rounding has no activation order; only GPTQ groups carry one.
-  if (module_modifier(r, m).kind != ModifierKind::kGptq) g.actorder = quant::ActOrder::kNone;
+  g.actorder = m.scheme->gptq.actorder;  // data-free rounding has none (ModuleScheme)
   return g;
 }
 
@@ -132,7 +131,7 @@ std::vector<std::string> module_lookup_names(const PlannedModule& m, const model
   if (m.names.hf) out.push_back(*m.names.hf);
   if (const auto v = names.vllm_module(m.names.release)) {
     if (v->expert >= 0) {
-      const std::string leaf(moe_lookup_leaf(m.names.release));
+      const std::string leaf(moe_lookup_leaf(m.role));
       out.push_back(v->name + ".0." + leaf);
       out.push_back(v->name + "." + std::to_string(v->expert) + "." + leaf);
     } else {
@@ -149,6 +148,7 @@ ordered_json artifact_quantization_config(const Recipe& r, const ModulePlan& pla
                                           const ordered_json& source_qc) {
   // Groups in recipe order, numbered group_0.. over those that quantize something.
   std::map<std::pair<int, int>, std::vector<std::string>> names_by_group;
+  std::map<std::pair<int, int>, const PlannedModule*> first_of_group;  // (modifier, group) -> its first module
   std::vector<std::string> kept_names;
   std::set<quant::PackFormat> formats;
   const model::NameMap name_map(c);
@@ -157,6 +157,7 @@ ordered_json artifact_quantization_config(const Recipe& r, const ModulePlan& pla
     if (m.quantized()) {
       auto& v = names_by_group[{m.modifier, m.group}];
       v.insert(v.end(), names.begin(), names.end());
+      first_of_group.emplace(std::pair{m.modifier, m.group}, &m);
     } else {
       kept_names.insert(kept_names.end(), names.begin(), names.end());
     }
@@ -164,10 +165,7 @@ ordered_json artifact_quantization_config(const Recipe& r, const ModulePlan& pla
   ordered_json groups = ordered_json::object();
   int index = 0;
   for (const auto& [key, names] : names_by_group) {
-    PlannedModule probe;
-    probe.modifier = key.first;
-    probe.group = key.second;
-    const RecipeGroup g = config_group_of(r, probe);
+    const RecipeGroup g = config_group_of(r, *first_of_group.at(key));  // every module of a group agrees
     if (g.actorder == quant::ActOrder::kGroup) {
       log_warn("%s: actorder group is written as \"group\", which compressed-tensors 0.19 (and the vLLM "
                "releases built on it) refuse to load ('has been removed'); use static for a servable artifact",

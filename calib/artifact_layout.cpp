@@ -56,13 +56,11 @@ std::string artifact_segment_name(int segment, const model::ModelConfig& config)
   return "mtp." + std::to_string(segment - 1 - config.num_layers);
 }
 
-bool module_writes_g_idx(const PlannedModule& m, const Recipe& r) {
+bool module_writes_g_idx(const PlannedModule& m) {
   if (!m.quantized()) return false;
-  const RecipeModifier& mod = module_modifier(r, m);
-  const RecipeGroup& g = module_group(r, m);
-  const quant::Strategy s = g.scheme.weights.strategy;
-  return mod.kind == ModifierKind::kGptq && g.actorder == quant::ActOrder::kGroup &&
-         (s == quant::Strategy::kGroup || s == quant::Strategy::kTensorGroup) && !m.names.release.ends_with(".wo_a");
+  const quant::Strategy s = m.scheme->scheme.weights.strategy;
+  return m.scheme->gptq_solved() && m.scheme->gptq.actorder == quant::ActOrder::kGroup &&
+         (s == quant::Strategy::kGroup || s == quant::Strategy::kTensorGroup) && m.role != model::LinearRole::kAttnWoA;
 }
 
 ArtifactLayout artifact_layout(const Recipe& recipe, const ModulePlan& plan, const model::ModelConfig& config,
@@ -91,10 +89,10 @@ ArtifactLayout artifact_layout(const Recipe& recipe, const ModulePlan& plan, con
       continue;
     }
     if (pm.quantized()) {
-      const RecipeGroup& g = module_group(recipe, pm);
+      const ModuleScheme& ms = *pm.scheme;
       std::vector<quant::EncodedTensor> leaves = quant::compressed_module_layout(
-          quant::quant_scheme_format(g.scheme), g.scheme.weights, pm.rows, pm.cols, module_writes_g_idx(pm, recipe));
-      for (quant::EncodedTensor& t : quant::activation_layout(g.scheme)) leaves.push_back(std::move(t));
+          ms.format, ms.scheme.weights, pm.rows, pm.cols, module_writes_g_idx(pm));
+      for (quant::EncodedTensor& t : quant::activation_layout(ms.scheme)) leaves.push_back(std::move(t));
       for (const quant::EncodedTensor& t : leaves) {
         layout.tensors.push_back({pm.names.release + "." + t.name, t.dtype, t.shape, OutputOrigin::kQuantized,
                                   pm.names.release, m->second, t.name, segment});

@@ -57,7 +57,7 @@ std::string artifact_segment_name(int segment, const model::ModelConfig& config)
 
 // Whether a planned module's GPTQ solve writes weight_g_idx (actorder group on a group strategy;
 // never for the grouped wo_a, which is solved per output group).
-bool module_writes_g_idx(const PlannedModule& module, const Recipe& recipe);
+bool module_writes_g_idx(const PlannedModule& module);
 
 ArtifactLayout artifact_layout(const Recipe& recipe, const ModulePlan& plan, const model::ModelConfig& config,
                                const Checkpoint& source);

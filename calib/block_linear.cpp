@@ -9,38 +9,44 @@
 
 namespace dsv4::calib {
 
-const model::DenseLinear* block_linear(const model::BlockWeights& w, const std::string& module) {
-  DSV4_CHECK_IN("pipeline", module.starts_with(w.prefix), "%s is not in block %s", module.c_str(), w.prefix.c_str());
-  const std::string leaf = module.substr(w.prefix.size());
+const model::DenseLinear* block_linear(const model::BlockWeights& w, const PlannedModule& m) {
+  using model::LinearRole;
+  DSV4_CHECK_IN("pipeline", m.names.release.starts_with(w.prefix), "%s is not in block %s", m.names.release.c_str(),
+                w.prefix.c_str());
   const model::AttentionWeights& a = w.attn;
-  if (leaf == "attn.wq_a") return &a.wq_a;
-  if (leaf == "attn.wq_b") return &a.wq_b;
-  if (leaf == "attn.wkv") return &a.wkv;
-  if (leaf == "attn.wo_a") return &a.wo_a;
-  if (leaf == "attn.wo_b") return &a.wo_b;
-  if (a.compressor && leaf == "attn.compressor.wkv") return &a.compressor->wkv;
-  if (a.compressor && leaf == "attn.compressor.wgate") return &a.compressor->wgate;
-  if (a.indexer && leaf == "attn.indexer.wq_b") return &a.indexer->wq_b;
-  if (a.indexer && leaf == "attn.indexer.weights_proj") return &a.indexer->weights_proj;
-  if (a.indexer && leaf == "attn.indexer.compressor.wkv") return &a.indexer->compressor.wkv;
-  if (a.indexer && leaf == "attn.indexer.compressor.wgate") return &a.indexer->compressor.wgate;
-  if (w.ffn.shared && leaf == "ffn.shared_experts.w1") return &w.ffn.shared->w1;
-  if (w.ffn.shared && leaf == "ffn.shared_experts.w2") return &w.ffn.shared->w2;
-  if (w.ffn.shared && leaf == "ffn.shared_experts.w3") return &w.ffn.shared->w3;
-  DSV4_FAIL("pipeline", "%s is not a linear the block forward uses", module.c_str());
+  const model::DenseLinear* l = nullptr;
+  switch (m.role) {
+    case LinearRole::kAttnWqA: l = &a.wq_a; break;
+    case LinearRole::kAttnWqB: l = &a.wq_b; break;
+    case LinearRole::kAttnWkv: l = &a.wkv; break;
+    case LinearRole::kAttnWoA: l = &a.wo_a; break;
+    case LinearRole::kAttnWoB: l = &a.wo_b; break;
+    case LinearRole::kCompressorWkv: l = a.compressor ? &a.compressor->wkv : nullptr; break;
+    case LinearRole::kCompressorWgate: l = a.compressor ? &a.compressor->wgate : nullptr; break;
+    case LinearRole::kIndexerWqB: l = a.indexer ? &a.indexer->wq_b : nullptr; break;
+    case LinearRole::kIndexerWeightsProj: l = a.indexer ? &a.indexer->weights_proj : nullptr; break;
+    case LinearRole::kIndexerCompressorWkv: l = a.indexer ? &a.indexer->compressor.wkv : nullptr; break;
+    case LinearRole::kIndexerCompressorWgate: l = a.indexer ? &a.indexer->compressor.wgate : nullptr; break;
+    case LinearRole::kSharedW1: l = w.ffn.shared ? &w.ffn.shared->w1 : nullptr; break;
+    case LinearRole::kSharedW2: l = w.ffn.shared ? &w.ffn.shared->w2 : nullptr; break;
+    case LinearRole::kSharedW3: l = w.ffn.shared ? &w.ffn.shared->w3 : nullptr; break;
+    default: break;  // routed experts (expert_linear), head and MTP projections: not in a block
+  }
+  DSV4_CHECK_IN("pipeline", l != nullptr, "%s is not a linear the block forward uses", m.names.release.c_str());
+  return l;
 }
 
-model::DenseLinear* block_linear(model::BlockWeights& w, const std::string& module) {
+model::DenseLinear* block_linear(model::BlockWeights& w, const PlannedModule& m) {
   // The const lookup on a block the caller may modify.
-  return const_cast<model::DenseLinear*>(block_linear(std::as_const(w), module));
+  return const_cast<model::DenseLinear*>(block_linear(std::as_const(w), m));
 }
 
 std::vector<float> block_source_weight(const model::BlockWeights* block, const Checkpoint& source,
                                        const model::ModelConfig& config, const PlannedModule& m) {
   if (!block) return model::linear_load(source, config, m.names.release, m.rows, m.cols).w;
-  if (m.expert < 0) return block_linear(*block, m.names.release)->w;
+  if (m.expert < 0) return block_linear(*block, m)->w;
   auto e = block->ffn.experts.get(m.expert);
-  return expert_linear(*e, m.names.release)->w;
+  return expert_linear(*e, m.role)->w;
 }
 
 void block_substitute(model::BlockWeights& w, const model::ModelConfig& c, const std::vector<const PlannedModule*>& mods,
@@ -51,7 +57,7 @@ void block_substitute(model::BlockWeights& w, const model::ModelConfig& c, const
       any_expert = true;
       continue;
     }
-    block_linear(w, mods[i]->names.release)->w = solved[i].dequant;
+    block_linear(w, *mods[i])->w = solved[i].dequant;
   }
   if (!any_expert) return;
   // Each expert's linears: the solved ones from their dequantized weights, any other decoded from
@@ -60,8 +66,8 @@ void block_substitute(model::BlockWeights& w, const model::ModelConfig& c, const
   std::vector<std::array<const SolvedModule*, 3>> by_expert(static_cast<size_t>(c.n_routed_experts), {nullptr, nullptr, nullptr});
   for (size_t i = 0; i < mods.size(); ++i) {
     if (mods[i]->expert < 0) continue;
-    const std::string& name = mods[i]->names.release;
-    const int slot = name.ends_with(".w1") ? 0 : name.ends_with(".w3") ? 1 : 2;
+    const model::LinearRole role = mods[i]->role;
+    const int slot = role == model::LinearRole::kExpertW1 ? 0 : role == model::LinearRole::kExpertW3 ? 1 : 2;
     by_expert[static_cast<size_t>(mods[i]->expert)][static_cast<size_t>(slot)] = &solved[i];
   }
   std::vector<model::ExpertWeights> experts(static_cast<size_t>(c.n_routed_experts));

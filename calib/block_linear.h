@@ -2,7 +2,7 @@
 // modules into a host block for pass B (the CPU executor, calib/layer_executor_cpu.cpp, and the
 // host solves reading a decoded block's source weights, calib/host_solve.h).
 //
-//   model::DenseLinear* l = block_linear(block, "layers.3.attn.wq_a");
+//   model::DenseLinear* l = block_linear(block, planned_wq_a);    // by the module's role
 //   block_substitute(block, config, modules, solved);   // pass B computes with the solved weights
 //
 // Tests: tests/calib/test_pipeline.cpp (through the CPU pipeline).
@@ -18,17 +18,16 @@
 
 namespace dsv4::calib {
 
-// The linear of a block that a release module name refers to (routed experts excluded); fails
-// naming the module when the block has no such linear.
-const model::DenseLinear* block_linear(const model::BlockWeights& block, const std::string& module);
-model::DenseLinear* block_linear(model::BlockWeights& block, const std::string& module);
+// The block's linear of a planned module (routed experts excluded: expert_linear); fails naming
+// the module when the block has no such linear.
+const model::DenseLinear* block_linear(const model::BlockWeights& block, const PlannedModule& module);
+model::DenseLinear* block_linear(model::BlockWeights& block, const PlannedModule& module);
 
-// The routed expert's linear a release module name (…experts.E.w1/w2/w3) refers to; `E` is
-// ExpertWeights or const ExpertWeights.
+// A routed expert's linear of role kExpertW1/W2/W3; `E` is ExpertWeights or const ExpertWeights.
 template <typename E>
-auto* expert_linear(E& expert, const std::string& module) {
-  if (module.ends_with(".w1")) return &expert.w1;
-  if (module.ends_with(".w2")) return &expert.w2;
+auto* expert_linear(E& expert, model::LinearRole role) {
+  if (role == model::LinearRole::kExpertW1) return &expert.w1;
+  if (role == model::LinearRole::kExpertW2) return &expert.w2;
   return &expert.w3;
 }
 

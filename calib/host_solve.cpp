@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "calib/artifact_decode.h"
 #include "calib/block_linear.h"
@@ -17,22 +18,28 @@ float absmax(const std::vector<float>& v) {
   return a;
 }
 
-// The module's fused partner for the NVFP4 global scale (vLLM keeps one for w1 and w3).
-std::string fused_partner(const std::string& module) {
-  if (module.ends_with(".w1")) return module.substr(0, module.size() - 1) + "3";
-  if (module.ends_with(".w3")) return module.substr(0, module.size() - 1) + "1";
-  return {};
+// The module's fused partner for the NVFP4 global scale (vLLM keeps one for w1 and w3): the same
+// expert's other gate/up linear; nullopt for any other module.
+std::optional<PlannedModule> fused_partner(const PlannedModule& m) {
+  using model::LinearRole;
+  if (!model::linear_role_is_w13(m.role)) return std::nullopt;
+  PlannedModule p = m;
+  const bool w1 = m.role == LinearRole::kExpertW1 || m.role == LinearRole::kSharedW1;
+  p.names.release.back() = w1 ? '3' : '1';  // ...w1 <-> ...w3: the release names differ in the digit
+  p.role = m.role == LinearRole::kExpertW1   ? LinearRole::kExpertW3
+           : m.role == LinearRole::kExpertW3 ? LinearRole::kExpertW1
+           : m.role == LinearRole::kSharedW1 ? LinearRole::kSharedW3
+                                             : LinearRole::kSharedW1;
+  return p;
 }
 
 }  // namespace
 
 ModuleSolveInput module_solve_input(const HostSolveContext& ctx, const PlannedModule& m,
                                     std::vector<quant::HessianResult>& hs) {
-  const RecipeModifier& mod = module_modifier(*ctx.recipe, m);
-  const RecipeGroup& group = mod.groups[static_cast<size_t>(m.group)];
-  ModuleSolveInput si{&m, &group, mod.kind, &mod.gptq, nullptr, {}, 0.0f, ctx.stats->amax(m.names.release)};
-  if (mod.kind == ModifierKind::kGptq && hs.empty()) {
-    if (m.names.release.ends_with(".wo_a")) {
+  ModuleSolveInput si{&m, nullptr, {}, 0.0f, ctx.stats->amax(m.names.release)};
+  if (m.scheme->gptq_solved() && hs.empty()) {
+    if (m.role == model::LinearRole::kAttnWoA) {  // one Hessian per output group
       for (int gi = 0; gi < ctx.config->o_groups; ++gi) hs.push_back(ctx.stats->hessian(m.names.release, m.cols, gi));
     } else {
       hs.push_back(ctx.stats->hessian(m.names.release, m.cols));
@@ -54,13 +61,10 @@ void host_solve(const HostSolveContext& ctx, const std::vector<const PlannedModu
       weight = block_source_weight(ctx.block, *ctx.source, *ctx.config, m);
       si.weight = weight.data();
     }
-    if (si.group->scheme.weights.strategy == quant::Strategy::kTensorGroup) {
+    if (m.scheme->scheme.weights.strategy == quant::Strategy::kTensorGroup) {
       si.amax_tensor = absmax(weight);
-      const std::string partner = fused_partner(m.names.release);
-      if (!partner.empty()) {
-        PlannedModule p = m;
-        p.names.release = partner;
-        si.amax_tensor = std::max(si.amax_tensor, absmax(block_source_weight(ctx.block, *ctx.source, *ctx.config, p)));
+      if (const std::optional<PlannedModule> p = fused_partner(m)) {
+        si.amax_tensor = std::max(si.amax_tensor, absmax(block_source_weight(ctx.block, *ctx.source, *ctx.config, *p)));
       }
     }
     solved[i] = module_solve(si, *ctx.source);

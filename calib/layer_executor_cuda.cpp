@@ -99,14 +99,13 @@ class CudaLayerExecutor final : public LayerExecutor {
 // Splits this rank's modules into the GPU's share of the solves, the GPTQ modules its sweep takes
 // (module_solve_gpu_eligible), and the CPU's, the rest. Eligibility reads the scheme, the options
 // and the number of Hessians, not their values.
-void gpu_split(const Recipe& r, const std::vector<size_t>& mine, const std::vector<const PlannedModule*>& mods,
+void gpu_split(const std::vector<size_t>& mine, const std::vector<const PlannedModule*>& mods,
                std::vector<size_t>& on_gpu, std::vector<size_t>& on_cpu) {
   for (size_t i : mine) {
     const PlannedModule& m = *mods[i];
-    const RecipeModifier& mod = module_modifier(r, m);
     const quant::HessianResult placeholder;
-    ModuleSolveInput probe{&m, &module_group(r, m), mod.kind, &mod.gptq, nullptr, {&placeholder}};
-    if (m.names.release.ends_with(".wo_a")) probe.hessians.push_back(&placeholder);  // one per output group
+    ModuleSolveInput probe{&m, nullptr, {&placeholder}};
+    if (m.role == model::LinearRole::kAttnWoA) probe.hessians.push_back(&placeholder);  // one per output group
     (module_solve_gpu_eligible(probe) ? on_gpu : on_cpu).push_back(i);
   }
 }
@@ -115,7 +114,7 @@ void CudaLayerExecutor::solve(const std::vector<const PlannedModule*>& mods, con
                               LayerStats& stats, std::vector<SolvedModule>& solved) {
   in_block_.assign(mods.size(), 0);
   std::vector<size_t> on_gpu, on_cpu;
-  gpu_split(*s_.recipe, mine, mods, on_gpu, on_cpu);
+  gpu_split(mine, mods, on_gpu, on_cpu);
   if (stats.sums_on_device()) {  // the CPU solves read host Hessians: these come over (GPU thread)
     std::vector<std::string> names;
     for (size_t i : on_cpu) names.push_back(mods[i]->names.release);
@@ -192,16 +191,14 @@ void CudaLayerExecutor::solve_batch(const GpuBatch& batch, const std::vector<con
   }
   const double load = seconds_since(t0);
   const HostSolveContext ctx{s_.recipe, s_.config, s_.source, &stats, nullptr, s_.threads};
-  const ModuleSolveInput base = module_solve_input(ctx, first, hs[0]);
-  quant::GptqOptions opts = *base.gptq;
-  opts.actorder = base.group->actorder;
+  const ModuleScheme& scheme = *first.scheme;
   const bool into_block = s_.recipe->calibration.propagate_error;
   // The GPU encodes the weight tensors (its codes never come to the host); the dequantized
   // weights stay there (pass B reads them in the block; others rebuild them from the tensors).
   GpuGptqBatchOptions batch_opts{.into_block = into_block, .host_dequant = false,
-                                 .encode = quant::quant_scheme_format(base.group->scheme),
+                                 .encode = scheme.format,
                                  .hessian_sum_tokens = std::move(sum_tokens)};
-  GpuGptqBatchResult b = gpu_->gptq_batch(base.group->scheme.weights, opts, names, h_ptrs, first.rows, first.cols,
+  GpuGptqBatchResult b = gpu_->gptq_batch(scheme.scheme.weights, scheme.gptq, names, h_ptrs, first.rows, first.cols,
                                           batch_opts);
   const double solve = seconds_since(t0) - load;
   parallel_for(members.size(), s_.threads, [&](size_t k) {
@@ -237,8 +234,8 @@ void CudaLayerExecutor::put(const std::vector<const PlannedModule*>& mods, std::
       skip[i] = 1;
       continue;
     }
-    const quant::QuantScheme& scheme = module_group(*s_.recipe, m).scheme;
-    encoded.push_back({m.names.release, quant::quant_scheme_format(scheme), scheme.weights, &solved[i].tensors});
+    const ModuleScheme& scheme = *m.scheme;
+    encoded.push_back({m.names.release, scheme.format, scheme.scheme.weights, &solved[i].tensors});
     encoded_index.push_back(i);
   }
   const std::vector<char> put = gpu_->put_encoded(encoded);

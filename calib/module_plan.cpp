@@ -25,10 +25,10 @@ std::string describe_scheme(const RecipeGroup& g) {
 }
 
 // Bytes one module takes in the artifact under its scheme (weights and scales only).
-uint64_t module_output_bytes(const PlannedModule& m, const Recipe& r) {
+uint64_t module_output_bytes(const PlannedModule& m) {
   const uint64_t n = static_cast<uint64_t>(m.rows) * static_cast<uint64_t>(m.cols);
   if (!m.quantized()) return n * 2;  // BF16 (exact decode of an FP8/FP4 source, or the BF16 as is)
-  const quant::QuantArgs& a = module_group(r, m).scheme.weights;
+  const quant::QuantArgs& a = m.scheme->scheme.weights;
   uint64_t bytes = (n * static_cast<uint64_t>(a.num_bits) + 7) / 8;
   if (a.group_size > 0) bytes += n / static_cast<uint64_t>(a.group_size) * 2;
   if (a.strategy == quant::Strategy::kChannel) bytes += static_cast<uint64_t>(m.rows) * 2;
@@ -38,25 +38,56 @@ uint64_t module_output_bytes(const PlannedModule& m, const Recipe& r) {
   return bytes;
 }
 
+// The scheme a module gets from its modifier and group.
+ModuleScheme scheme_resolve(const PlannedModule& m, const RecipeModifier& mod, const RecipeGroup& g,
+                            bool all_experts) {
+  ModuleScheme s;
+  s.kind = mod.kind;
+  s.scheme = g.scheme;
+  s.format = quant::quant_scheme_format(g.scheme);
+  s.gptq = mod.gptq;
+  s.gptq.actorder = mod.kind == ModifierKind::kGptq ? g.actorder : quant::ActOrder::kNone;
+  s.static_acts = g.scheme.input_activations && quant::activation_needs_calibration(*g.scheme.input_activations);
+  s.hessian = hessian_key_of(m, all_experts);
+  s.key_path = g.key_path;
+  return s;
+}
+
 }  // namespace
 
-const RecipeModifier& module_modifier(const Recipe& r, const PlannedModule& m) {
-  DSV4_CHECK_IN("plan", m.quantized() && m.modifier < static_cast<int>(r.modifiers.size()),
-                "%s is not quantized by this recipe", m.names.release.c_str());
-  return r.modifiers[static_cast<size_t>(m.modifier)];
+HessianKey hessian_key_of(const PlannedModule& m, bool all_experts) {
+  using model::LinearRole;
+  HessianKey k;
+  k.layer = m.layer;
+  switch (m.role) {
+    case LinearRole::kAttnWqA:
+    case LinearRole::kAttnWkv:
+    case LinearRole::kCompressorWkv:
+    case LinearRole::kCompressorWgate:
+    case LinearRole::kIndexerWeightsProj:
+    case LinearRole::kIndexerCompressorWkv:
+    case LinearRole::kIndexerCompressorWgate: k.input = HessianInput::kAttnInput; return k;
+    case LinearRole::kAttnWqB:
+    case LinearRole::kIndexerWqB: k.input = HessianInput::kQr; return k;
+    case LinearRole::kSharedW1:
+    case LinearRole::kSharedW3: k.input = HessianInput::kSharedW13; return k;
+    case LinearRole::kExpertW1:
+    case LinearRole::kExpertW3:
+      k.input = HessianInput::kExpertW13;
+      k.expert = all_experts ? HessianKey::kAllExperts : m.expert;
+      return k;
+    default:
+      k.input = HessianInput::kOwn;
+      k.role = m.role;
+      k.expert = m.expert;
+      return k;
+  }
 }
 
 const RecipeGroup& module_group(const Recipe& r, const PlannedModule& m) {
-  return module_modifier(r, m).groups[static_cast<size_t>(m.group)];
-}
-
-bool module_static_acts(const Recipe& r, const PlannedModule& m) {
-  const RecipeGroup& g = module_group(r, m);
-  return g.scheme.input_activations && quant::activation_needs_calibration(*g.scheme.input_activations);
-}
-
-bool module_needs_data(const Recipe& r, const PlannedModule& m) {
-  return m.quantized() && (module_modifier(r, m).kind == ModifierKind::kGptq || module_static_acts(r, m));
+  DSV4_CHECK_IN("plan", m.quantized() && m.modifier < static_cast<int>(r.modifiers.size()),
+                "%s is not quantized by this recipe", m.names.release.c_str());
+  return r.modifiers[static_cast<size_t>(m.modifier)].groups[static_cast<size_t>(m.group)];
 }
 
 bool module_is_linear(std::string_view name) {
@@ -77,10 +108,14 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
     if (!module_is_linear(module)) continue;
     PlannedModule m;
     m.names.release = module;
+    const std::optional<model::LinearRole> role = model::linear_role_parse(module);
+    DSV4_CHECK_IN("plan", role.has_value(), "%s is a Linear of the inventory without a role", module.c_str());
+    m.role = *role;
     m.names.hf = names.hf_module(module);
     if (const auto v = names.vllm_module(module)) m.names.vllm = v->name;
-    m.names.classes = module.ends_with(".wo_a") ? std::vector<std::string>{"DeepseekV4GroupedLinear", "Linear"}
-                                                 : std::vector<std::string>{"Linear"};
+    m.names.classes = m.role == model::LinearRole::kAttnWoA
+                          ? std::vector<std::string>{"DeepseekV4GroupedLinear", "Linear"}
+                          : std::vector<std::string>{"Linear"};
     m.family = model::tensor_family(module);
     m.layer = t.layer;
     m.expert = t.expert;
@@ -125,11 +160,11 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
       }
       ++mm[i].target_hits[static_cast<size_t>(group)][static_cast<size_t>(entry)];
       const RecipeGroup& rg = mod.groups[static_cast<size_t>(group)];
-      DSV4_CHECK_IN("recipe", m.modifier < 0,
+      DSV4_CHECK_IN("recipe", !m.quantized(),
                     "%s: module %s is targeted by both %s and %s; a module can be quantized once "
                     "(narrow the targets or add it to one modifier's ignore)",
                     recipe.origin.c_str(), m.names.release.c_str(),
-                    module_group(recipe, m).key_path.c_str(), rg.key_path.c_str());
+                    m.quantized() ? m.scheme->key_path.c_str() : "", rg.key_path.c_str());
       const quant::QuantArgs& a = rg.scheme.weights;
       if (a.strategy == quant::Strategy::kGroup || a.strategy == quant::Strategy::kTensorGroup) {
         DSV4_CHECK_IN("recipe", m.cols % a.group_size == 0,
@@ -144,6 +179,7 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
       }
       m.modifier = static_cast<int>(i);
       m.group = group;
+      m.scheme = scheme_resolve(m, mod, rg, recipe.calibration.all_experts);
       m.kept_reason.clear();
     }
     if (!m.quantized() && m.kept_reason.empty()) m.kept_reason = "not targeted";
@@ -166,23 +202,13 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
     }
   }
 
-  // Hessians of one layer: distinct inputs per quantized GPTQ module. In all-experts mode the
-  // routed w1/w3 of a layer share one H; wq_a and wkv share one; wo_a has one per group.
-  std::map<int, std::map<std::string, int64_t>> per_layer;
+  // Hessians of one layer: one per distinct HessianKey of its GPTQ modules (wo_a: one per group).
+  std::map<int, std::map<HessianKey, int64_t>> per_layer;
   for (const PlannedModule& m : plan.modules) {
-    plan.output_bytes += module_output_bytes(m, recipe);
-    if (!m.quantized() || module_modifier(recipe, m).kind != ModifierKind::kGptq) continue;
-    std::string key = m.names.release;
-    if ((key.ends_with(".w1") || key.ends_with(".w3")) && m.expert >= 0 && recipe.calibration.all_experts) {
-      key = "experts.w13";
-    } else if (key.ends_with(".w1") || key.ends_with(".w3")) {
-      key = key.substr(0, key.size() - 1) + "13";
-    } else if (key.ends_with(".attn.wq_a") || key.ends_with(".attn.wkv")) {
-      key = "attn.x";
-    }
-    int64_t bytes = m.cols * m.cols * 4;
-    if (key.ends_with(".wo_a")) bytes = static_cast<int64_t>(config.o_groups) * m.cols * m.cols * 4;
-    per_layer[m.layer][key] = bytes;
+    plan.output_bytes += module_output_bytes(m);
+    if (!m.quantized() || !m.scheme->gptq_solved()) continue;
+    const int64_t groups = m.role == model::LinearRole::kAttnWoA ? config.o_groups : 1;
+    per_layer[m.layer][m.scheme->hessian] = groups * m.cols * m.cols * 4;
   }
   for (const auto& [layer, hs] : per_layer) {
     int64_t sum = 0;
@@ -201,7 +227,7 @@ std::string module_plan_table(const Recipe& recipe, const ModulePlan& plan) {
   std::map<std::string, Row> rows;
   for (const PlannedModule& m : plan.modules) {
     const std::string action = m.quantized()
-                                   ? std::string(modifier_kind_name(module_modifier(recipe, m).kind)) + " " +
+                                   ? std::string(modifier_kind_name(m.scheme->kind)) + " " +
                                          describe_scheme(module_group(recipe, m))
                                    : "kept BF16: " + m.kept_reason;
     const std::string key = m.family + "|" + action;
@@ -241,7 +267,7 @@ nlohmann::ordered_json module_plan_json(const Recipe& recipe, const ModulePlan& 
     if (m.quantized()) {
       ++quantized;
       const RecipeGroup& g = module_group(recipe, m);
-      e["modifier"] = std::string(modifier_kind_name(module_modifier(recipe, m).kind));
+      e["modifier"] = std::string(modifier_kind_name(m.scheme->kind));
       e["group"] = g.name;
       e["scheme"] = g.scheme.name;
       e["format"] = std::string(quant::pack_format_name(quant::quant_scheme_format(g.scheme)));

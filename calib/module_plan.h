@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,8 +24,44 @@
 #include "calib/target_match.h"
 #include "model/config.h"
 #include "model/inventory.h"
+#include "model/linear_role.h"
+#include "quant/gptq.h"
+#include "quant/pack.h"
 
 namespace dsv4::calib {
+
+// Which Hessian serves a GPTQ module, shared as the forward's taps share an activation
+// (model/taps.h): every consumer of x_attn (wq_a, wkv, the compressor's and the indexer's x
+// projections) one; wq_b and indexer.wq_b (both read qr) one; the shared expert's w1/w3 one; a
+// routed expert's w1/w3 one, or in all-experts mode ONE for all routed w1/w3 of the layer; every
+// other module its own (wo_a: one per output group under that key).
+enum class HessianInput : uint8_t { kAttnInput, kQr, kSharedW13, kExpertW13, kOwn };
+struct HessianKey {
+  static constexpr int kAllExperts = -2;  // `expert` of the all-experts shared w1/w3 Hessian
+  int layer = -1;
+  HessianInput input = HessianInput::kOwn;
+  model::LinearRole role = model::LinearRole::kHead;  // kOwn: the module's role; else unused
+  int expert = -1;                                    // kExpertW13 and kOwn routed w2: the expert
+
+  auto operator<=>(const HessianKey&) const = default;
+};
+HessianKey hessian_key_of(const struct PlannedModule& module, bool all_experts);
+
+// A quantized module's resolved scheme: what every step downstream reads (pass A's wants, the
+// solve, the GPU split, the writer's layout, verify), so none of them goes back to the recipe.
+struct ModuleScheme {
+  ModifierKind kind = ModifierKind::kQuantization;
+  quant::QuantScheme scheme;  // weight args and, optionally, input activations
+  quant::PackFormat format = quant::PackFormat::kPackQuantized;  // on disk (quant_scheme_format)
+  // GPTQ: the modifier's options with the group's act-order; data-free: act-order none.
+  quant::GptqOptions gptq;
+  bool static_acts = false;  // a static input-activation scale: pass A collects the input absmax
+  HessianKey hessian;        // GPTQ: the Hessian serving it (the recipe's all_experts applied)
+  std::string key_path;      // the recipe group it comes from, for messages
+
+  bool gptq_solved() const { return kind == ModifierKind::kGptq; }
+  bool needs_data() const { return gptq_solved() || static_acts; }
+};
 
 struct PlannedModule {
   ModuleNames names;
@@ -33,11 +70,16 @@ struct PlannedModule {
   int expert = -1;
   int64_t rows = 0, cols = 0;  // logical [out, in]
   model::TensorEncoding source = model::TensorEncoding::kPlain;  // kFp8Block / kMxfp4 / kPlain (BF16)
+  model::LinearRole role = model::LinearRole::kHead;  // parsed once from the release name
+  // Quantized: the resolved scheme, and the recipe modifier/group it comes from (the identity
+  // config.json groups modules by; read the scheme, not the recipe, for anything else).
+  std::optional<ModuleScheme> scheme;
   int modifier = -1;  // index into recipe.modifiers; -1: kept unquantized
   int group = -1;     // index into that modifier's groups
   std::string kept_reason;  // "ignored by ...", "no target" when kept
 
-  bool quantized() const { return modifier >= 0; }
+  bool quantized() const { return scheme.has_value(); }
+  bool needs_data() const { return scheme && scheme->needs_data(); }
 };
 
 struct ModulePlan {
@@ -53,13 +95,9 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
 std::string module_plan_table(const Recipe& recipe, const ModulePlan& plan);
 nlohmann::ordered_json module_plan_json(const Recipe& recipe, const ModulePlan& plan);
 
-// The recipe modifier and group that quantize a planned module (module.quantized()).
-const RecipeModifier& module_modifier(const Recipe& recipe, const PlannedModule& module);
+// The recipe group that quantizes a planned module (module.quantized()): for the edges that
+// describe the recipe itself (config.json's groups, the plan table).
 const RecipeGroup& module_group(const Recipe& recipe, const PlannedModule& module);
-// Whether a module needs calibration data: quantized by GPTQ, or with a static input-activation
-// scale (pass A collects its input absmax: module_static_acts).
-bool module_needs_data(const Recipe& recipe, const PlannedModule& module);
-bool module_static_acts(const Recipe& recipe, const PlannedModule& module);
 
 // Whether a release module name is a Linear (the modules recipes can target).
 bool module_is_linear(std::string_view release_module);

@@ -123,7 +123,7 @@ void solve_grouped_gptq(const ModuleSolveInput& in, const QuantArgs& args, quant
                 "%s (%s): GPTQ of a grouped linear solves each of its %lld output groups with its own "
                 "Hessian, so the scales must not span groups; use a channel, group or block strategy "
                 "whose block rows divide %lld",
-                m.names.release.c_str(), in.group->key_path.c_str(), static_cast<long long>(groups),
+                m.names.release.c_str(), m.scheme->key_path.c_str(), static_cast<long long>(groups),
                 static_cast<long long>(block_rows));
   if (opts.actorder == quant::ActOrder::kGroup) {
     // One g_idx per output group cannot be written as the module's single weight_g_idx.
@@ -171,8 +171,9 @@ std::string_view solve_method_name(SolveMethod m) {
   return "?";
 }
 
-SolveMethod module_data_free_method(const PlannedModule& m, const RecipeGroup& g) {
-  const QuantArgs& a = g.scheme.weights;
+SolveMethod module_data_free_method(const PlannedModule& m) {
+  DSV4_CHECK_IN("solve", m.quantized(), "%s is not quantized", m.names.release.c_str());
+  const QuantArgs& a = m.scheme->scheme.weights;
   if (m.source == model::TensorEncoding::kFp8Block && is_fp8_block_e8m0(a)) return SolveMethod::kFp8Reencode;
   if (m.source == model::TensorEncoding::kMxfp4 && is_int4_sym_g32(a)) return SolveMethod::kMxfp4ToInt4;
   return SolveMethod::kRtn;
@@ -183,7 +184,7 @@ namespace {
 // GPTQ statistics of a one-Hessian module solved into s (by gptq_solve or the GPU batch).
 void one_hessian_stats(const ModuleSolveInput& in, SolvedModule& s) {
   const PlannedModule& m = *in.module;
-  const quant::RtnResult rtn = quant::quantizer_rtn(in.group->scheme.weights, in.weight, m.rows, m.cols);
+  const quant::RtnResult rtn = quant::quantizer_rtn(m.scheme->scheme.weights, in.weight, m.rows, m.cols);
   if (!in.hessians[0]->no_tokens) {
     s.rel_error = quant::gptq_rel_error(in.weight, s.dequant.data(), m.rows, m.cols, in.hessians[0]->h.data());
     s.rtn_rel_error = quant::gptq_rel_error(in.weight, rtn.dequant.data(), m.rows, m.cols, in.hessians[0]->h.data());
@@ -194,9 +195,9 @@ void one_hessian_stats(const ModuleSolveInput& in, SolvedModule& s) {
 // tensors are given when the GPU encoded them.
 void encode_tensors(const ModuleSolveInput& in, SolvedModule& s, std::vector<quant::EncodedTensor>* encoded = nullptr) {
   const PlannedModule& m = *in.module;
-  const quant::QuantScheme& scheme = in.group->scheme;
+  const quant::QuantScheme& scheme = m.scheme->scheme;
   s.tensors = encoded ? std::move(*encoded)
-                      : quant::compressed_module_encode(quant::quant_scheme_format(scheme), scheme.weights, s.qparams,
+                      : quant::compressed_module_encode(m.scheme->format, scheme.weights, s.qparams,
                                                         s.codes, s.g_idx, m.rows, m.cols);
   for (quant::EncodedTensor& t : quant::activation_encode(scheme, in.input_amax)) s.tensors.push_back(std::move(t));
 }
@@ -204,18 +205,16 @@ void encode_tensors(const ModuleSolveInput& in, SolvedModule& s, std::vector<qua
 }  // namespace
 
 bool module_solve_gpu_eligible(const ModuleSolveInput& in) {
-  if (in.kind != ModifierKind::kGptq || in.gptq == nullptr || in.hessians.size() != 1 || in.amax_tensor > 0.0f) {
-    return false;
-  }
-  quant::GptqOptions opts = *in.gptq;
-  opts.actorder = in.group->actorder;
-  return quant::gptq_cuda_unsupported(in.group->scheme.weights, opts).empty();
+  const ModuleScheme& scheme = *in.module->scheme;
+  if (!scheme.gptq_solved() || in.hessians.size() != 1 || in.amax_tensor > 0.0f) return false;
+  return quant::gptq_cuda_unsupported(scheme.scheme.weights, scheme.gptq).empty();
 }
 
 SolvedModule module_solve_from_gptq(const ModuleSolveInput& in, quant::GptqResult&& r, const double* rel_error,
                                     const double* rtn_rel_error, std::vector<quant::EncodedTensor>* encoded) {
-  DSV4_CHECK_IN("solve", in.module && in.group && in.hessians.size() == 1 && (in.weight || (rel_error && rtn_rel_error)),
-                "module, group and one Hessian are required, and the source weight unless the errors are given");
+  DSV4_CHECK_IN("solve", in.module && in.module->quantized() && in.hessians.size() == 1 &&
+                            (in.weight || (rel_error && rtn_rel_error)),
+                "a quantized module and one Hessian are required, and the source weight unless the errors are given");
   SolvedModule s;
   s.module = in.module->names.release;
   s.method = SolveMethod::kGptq;
@@ -231,46 +230,41 @@ SolvedModule module_solve_from_gptq(const ModuleSolveInput& in, quant::GptqResul
 }
 
 bool module_solve_needs_weight(const ModuleSolveInput& in, const Checkpoint& ckpt) {
-  if (in.kind == ModifierKind::kGptq || in.amax_tensor > 0.0f) return true;
-  const SolveMethod m = module_data_free_method(*in.module, *in.group);
+  if (in.module->scheme->gptq_solved() || in.amax_tensor > 0.0f) return true;
+  const SolveMethod m = module_data_free_method(*in.module);
   return m == SolveMethod::kRtn || !source_scales_e8m0(ckpt, in.module->names.release);
 }
 
 SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& ckpt) {
   const auto start = std::chrono::steady_clock::now();
-  DSV4_CHECK_IN("solve", in.module && in.group, "module and group are required");
+  DSV4_CHECK_IN("solve", in.module && in.module->quantized(), "a quantized module is required");
   DSV4_CHECK_IN("solve", in.weight || !module_solve_needs_weight(in, ckpt), "%s: the decoded source weight is required",
                 in.module->names.release.c_str());
   const PlannedModule& m = *in.module;
-  const quant::QuantScheme& scheme = in.group->scheme;
-  const QuantArgs& args = scheme.weights;
+  const ModuleScheme& scheme = *m.scheme;
+  const QuantArgs& args = scheme.scheme.weights;
   auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
 
-  if (in.kind == ModifierKind::kGptq) {
-    DSV4_CHECK_IN("solve", in.gptq != nullptr && !in.hessians.empty(), "%s: GPTQ needs its options and Hessian",
-                  m.names.release.c_str());
-    quant::GptqOptions opts = *in.gptq;
-    opts.actorder = in.group->actorder;
+  if (scheme.gptq_solved()) {
+    DSV4_CHECK_IN("solve", !in.hessians.empty(), "%s: GPTQ needs its Hessian", m.names.release.c_str());
     if (in.hessians.size() == 1) {
-      SolvedModule s =
-          module_solve_from_gptq(in, quant::gptq_solve(args, in.weight, m.rows, m.cols, in.hessians[0]->h.data(), opts));
+      SolvedModule s = module_solve_from_gptq(
+          in, quant::gptq_solve(args, in.weight, m.rows, m.cols, in.hessians[0]->h.data(), scheme.gptq));
       s.seconds = seconds();
       return s;
     }
   }
   SolvedModule s;
   s.module = m.names.release;
-  if (in.kind == ModifierKind::kGptq) {
+  if (scheme.gptq_solved()) {
     s.method = SolveMethod::kGptq;
-    quant::GptqOptions opts = *in.gptq;
-    opts.actorder = in.group->actorder;
     for (const quant::HessianResult* h : in.hessians) s.tokens += h->num_tokens;
-    solve_grouped_gptq(in, args, opts, s);
+    solve_grouped_gptq(in, args, scheme.gptq, s);
     const quant::RtnResult rtn = quant::quantizer_rtn(args, in.weight, m.rows, m.cols);
     s.rel_error = grouped_rel_error(in, s.dequant.data());
     s.rtn_rel_error = grouped_rel_error(in, rtn.dequant.data());
   } else {
-    s.method = module_data_free_method(m, *in.group);
+    s.method = module_data_free_method(m);
     if (s.method != SolveMethod::kRtn && !source_scales_e8m0(ckpt, m.names.release)) s.method = SolveMethod::kRtn;
     if (s.method == SolveMethod::kFp8Reencode) {
       take_rtn(s, solve_fp8_reencode(ckpt, m, args));

@@ -7,8 +7,7 @@
 //     (quantizer_mxfp4_to_int4, min-max or MSE scales).
 // Every other case rounds the decoded fp32 weight (RTN with the group's observer).
 //
-//   ModuleSolveInput in{.module = &m, .group = &g, .kind = ModifierKind::kGptq, .weight = w,
-//                       .hessians = {&h}};
+//   ModuleSolveInput in{.module = &m, .weight = w, .hessians = {&h}};   // m.scheme says how
 //   SolvedModule s = module_solve(in, checkpoint);
 //   s.dequant;   // [rows, cols] what the quantized module computes with (pass B)
 //   s.tensors;   // compressed-tensors tensors, names without the module prefix
@@ -38,10 +37,7 @@ inline constexpr SolveMethod kSolveMethods[] = {SolveMethod::kGptq, SolveMethod:
 std::string_view solve_method_name(SolveMethod m);
 
 struct ModuleSolveInput {
-  const PlannedModule* module = nullptr;
-  const RecipeGroup* group = nullptr;
-  ModifierKind kind = ModifierKind::kQuantization;
-  const quant::GptqOptions* gptq = nullptr;  // the modifier's options (GPTQ only)
+  const PlannedModule* module = nullptr;     // quantized: its resolved scheme says how
   const float* weight = nullptr;             // [rows, cols] decoded source weight (fp32)
   // GPTQ: one Hessian, or for wo_a one per output group (in group order).
   std::vector<const quant::HessianResult*> hessians;
@@ -86,8 +82,8 @@ SolvedModule module_solve_from_gptq(const ModuleSolveInput& in, quant::GptqResul
                                     const double* rel_error = nullptr, const double* rtn_rel_error = nullptr,
                                     std::vector<quant::EncodedTensor>* encoded = nullptr);
 
-// Whether a module under this group can be converted exactly from its source encoding (the
-// FP8 re-encode or MXFP4 -> INT4 paths above) instead of rounding the decoded weight.
-SolveMethod module_data_free_method(const PlannedModule& module, const RecipeGroup& group);
+// Whether a data-free module can be converted exactly from its source encoding (the FP8
+// re-encode or MXFP4 -> INT4 paths above) instead of rounding the decoded weight.
+SolveMethod module_data_free_method(const PlannedModule& module);
 
 }  // namespace dsv4::calib

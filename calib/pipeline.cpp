@@ -84,10 +84,10 @@ bool segment_pass_a(RunContext& run, int seg, LayerStats& stats, LayerReport& lr
   dist::RunPhase::set(lr.name, "pass A");
   bool pass_a = false;
   for (const PlannedModule* m : run.plan.modules[static_cast<size_t>(seg)]) {
-    if (!module_needs_data(run.r, *m)) continue;
+    if (!m->needs_data()) continue;
     pass_a = true;
-    if (module_modifier(run.r, *m).kind == ModifierKind::kGptq) stats.want_hessian(m->names.release);
-    if (module_static_acts(run.r, *m)) stats.want_amax(m->names.release);
+    if (m->scheme->gptq_solved()) stats.want_hessian(m->names.release);
+    if (m->scheme->static_acts) stats.want_amax(m->names.release);
   }
   const auto t = SteadyClock::now();
   // With propagate_error pass B recomputes the layer's output with the quantized weights: pass

@@ -18,10 +18,6 @@
 namespace dsv4::calib {
 namespace {
 
-bool is_gptq(const Recipe& r, const PlannedModule& m) {
-  return m.quantized() && module_modifier(r, m).kind == ModifierKind::kGptq;
-}
-
 // Bytes of a Linear weight and its scales as the release stores it (model/inventory.h).
 uint64_t source_bytes(const PlannedModule& m, const model::ModelConfig& c) {
   const uint64_t n = static_cast<uint64_t>(m.rows) * static_cast<uint64_t>(m.cols);
@@ -33,12 +29,6 @@ uint64_t source_bytes(const PlannedModule& m, const model::ModelConfig& c) {
     case model::TensorEncoding::kMxfp4: return n / 2 + n / 32;  // two e2m1 per byte + one e8m0 per 32
     default: return n * 2;                                      // BF16
   }
-}
-
-// The part of the release name after "layers.L.".
-std::string leaf_of(const PlannedModule& m) {
-  const std::string prefix = "layers." + std::to_string(m.layer) + ".";
-  return m.names.release.starts_with(prefix) ? m.names.release.substr(prefix.size()) : m.names.release;
 }
 
 // Score and value FLOPs of the core attention (and the indexer's scores) of one sequence of L
@@ -66,31 +56,12 @@ double attention_flops(const model::ModelConfig& c, const model::LayerSpec& spec
   return f;
 }
 
-// Which Hessian a GPTQ module's input goes to, shared as the taps share them (model/attention.cpp,
-// model/moe.cpp, calib/layer_stats.cpp): every consumer of x_attn (wq_a, wkv, the compressor's
-// and the indexer's x projections) one H; wq_b and indexer.wq_b (both read qr) one; the shared
-// expert's w1/w3 one; in all-experts mode the routed w1/w3 of a layer ONE, else one per expert.
-// This is more sharing than ModulePlan::hessian_bytes_peak_layer assumes (wq_a + wkv only).
+// A Hessian's use (calib/module_plan.h: hessian_key_of says which modules share one).
 struct HessianUse {
   int64_t cols = 0;
   int groups = 1;             // wo_a: one H per output group
   double token_share = 1.0;   // fraction of the run's tokens that reach it
 };
-
-std::string hessian_key(const PlannedModule& m, const std::string& leaf, bool all_experts) {
-  const std::string layer = std::to_string(m.layer) + ".";
-  static const std::set<std::string> kAttnInput = {
-      "attn.wq_a", "attn.wkv", "attn.compressor.wkv", "attn.compressor.wgate", "attn.indexer.weights_proj",
-      "attn.indexer.compressor.wkv", "attn.indexer.compressor.wgate"};
-  const bool w13 = leaf.ends_with(".w1") || leaf.ends_with(".w3");
-  if (m.expert >= 0 && w13) {
-    return layer + (all_experts ? "experts.*.w13" : "experts." + std::to_string(m.expert) + ".w13");
-  }
-  if (kAttnInput.count(leaf)) return layer + "x_attn";
-  if (leaf == "attn.wq_b" || leaf == "attn.indexer.wq_b") return layer + "qr";
-  if (leaf.starts_with("ffn.shared_experts.") && w13) return layer + "shared.w13";
-  return m.names.release;
-}
 
 std::string flops_text(double f) {
   if (f >= 1e15) return strfmt("%.3g PFLOP", f / 1e15);
@@ -152,7 +123,7 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
   std::set<int> pass_a;
   int64_t outside = 0;
   for (const PlannedModule& m : plan.modules) {
-    if (!module_needs_data(recipe, m)) continue;
+    if (!m.needs_data()) continue;
     if (m.layer < 0 || m.layer >= num_layers) {
       ++outside;
       continue;
@@ -202,21 +173,20 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
   }
 
   // Hessians and GPTQ solves of the GPTQ modules of the main layers.
-  std::map<std::string, HessianUse> hess;
+  std::map<HessianKey, HessianUse> hess;
   for (const PlannedModule& m : plan.modules) {
-    if (!is_gptq(recipe, m) || m.layer < 0 || m.layer >= num_layers) continue;
-    const std::string leaf = leaf_of(m);
+    if (!m.quantized() || !m.scheme->gptq_solved() || m.layer < 0 || m.layer >= num_layers) continue;
     HessianUse u;
     u.cols = m.cols;
-    if (leaf == "attn.wo_a") u.groups = config.o_groups;
+    if (m.role == model::LinearRole::kAttnWoA) u.groups = config.o_groups;
     if (m.expert >= 0) {
       // Routed w1/w3 see the rows routed to them, or every row in all-experts mode; w2 sees every
       // row in all-experts mode unless the weighted convention drops the unrouted (weight 0) rows.
-      const bool w2 = leaf.ends_with(".w2");
+      const bool w2 = m.role == model::LinearRole::kExpertW2;
       const bool every_row = e.all_experts && (!w2 || recipe.calibration.w2_input == W2Input::kUnweighted);
       u.token_share = every_row ? 1.0 : routed_share;
     }
-    hess[hessian_key(m, leaf, e.all_experts)] = u;
+    hess[hessian_key_of(m, e.all_experts)] = u;
 
     // One solve per H (wo_a: per output group of rows/groups rows): the damped Cholesky, inverse
     // and second Cholesky (≈ cols³ together) and the blocked column sweep (≈ 2·rows·cols²). Every
@@ -229,14 +199,12 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
   }
   // 2·tokens·cols² is the full XᵀX as a GEMM (or DESIGN §5) counts it; the CPU accumulator
   // (quant/hessian.cpp) computes the upper triangle only, half of that, in a plain loop.
-  std::map<std::string, uint64_t> layer_bytes;  // by layer number: keys are "L.x_attn"-style or release names
+  std::map<int, uint64_t> layer_bytes;  // by layer
   for (const auto& [key, u] : hess) {
     const double cols = static_cast<double>(u.cols);
     e.hessian_flops += u.groups * 2.0 * tokens * u.token_share * cols * cols;
     e.hessians += u.groups;
-    const size_t from = key.starts_with("layers.") ? 7 : 0;
-    const std::string layer = key.substr(from, key.find('.', from) - from);
-    layer_bytes[layer] += static_cast<uint64_t>(u.groups) * static_cast<uint64_t>(u.cols * u.cols) * sizeof(float);
+    layer_bytes[key.layer] += static_cast<uint64_t>(u.groups) * static_cast<uint64_t>(u.cols * u.cols) * sizeof(float);
   }
   for (const auto& [layer, b] : layer_bytes) e.hessian_bytes_layer_peak = std::max(e.hessian_bytes_layer_peak, b);
   e.gpu = gpu_memory_plan(config, e.hessian_bytes_layer_peak, e.tokens);

@@ -91,9 +91,9 @@ struct Expected {
 
 // The FP8 re-encode keeps the source codes and power-of-two scales: its dequantized weight is
 // the source decode exactly (module_solve.h: QuantizationModifier only, e8m0 source scales).
-bool module_is_exact(const Recipe& r, const PlannedModule& m, const Checkpoint& src) {
-  if (module_modifier(r, m).kind != ModifierKind::kQuantization) return false;
-  if (module_data_free_method(m, module_group(r, m)) != SolveMethod::kFp8Reencode) return false;
+bool module_is_exact(const PlannedModule& m, const Checkpoint& src) {
+  if (m.scheme->kind != ModifierKind::kQuantization) return false;
+  if (module_data_free_method(m) != SolveMethod::kFp8Reencode) return false;
   const std::string scale = m.names.release + ".scale";
   return src.contains(scale) && src.info(scale).dtype == DType::kF8E8M0;
 }
@@ -337,7 +337,7 @@ void check_mtp_unquantized(const Expected& e, const Checkpoint& art, VerifyCheck
   }
   for (const PlannedModule& m : e.plan.modules) {
     if (m.layer >= e.config.num_layers && m.quantized()) {
-      note_fail(c, m.names.release + ": the recipe quantizes it (" + module_group(e.recipe, m).key_path + ")");
+      note_fail(c, m.names.release + ": the recipe quantizes it (" + m.scheme->key_path + ")");
     }
   }
   finish(c, c.failed ? "the MTP block is quantized" : strfmt("%lld MTP tensors, none quantized", ll(c.checked)));
@@ -431,8 +431,8 @@ void check_reconstruction(const Expected& e, const Checkpoint& art, const Checkp
   parallel_for(pick.size(), o.threads, [&](size_t i) {
     const PlannedModule& m = *all[pick[i]];
     try {
-      const quant::QuantArgs& args = module_group(e.recipe, m).scheme.weights;
-      exact[i] = module_is_exact(e.recipe, m, src);
+      const quant::QuantArgs& args = m.scheme->scheme.weights;
+      exact[i] = module_is_exact(m, src);
       const std::vector<float> w = model::linear_load(src, e.config, m.names.release, m.rows, m.cols).w;
       const std::vector<float> d = artifact_linear_decode(art, m.names.release, m.rows, m.cols);
       res[i].rel = rel_error(d, w);
@@ -459,8 +459,8 @@ void check_reconstruction(const Expected& e, const Checkpoint& art, const Checkp
       note_fail(c, name + ": " + res[i].error);
       continue;
     }
-    const quant::QuantArgs& args = module_group(e.recipe, m).scheme.weights;
-    const double factor = module_modifier(e.recipe, m).kind == ModifierKind::kGptq ? kVerifyGptqRtnFactor
+    const quant::QuantArgs& args = m.scheme->scheme.weights;
+    const double factor = m.scheme->gptq_solved() ? kVerifyGptqRtnFactor
                                                                                 : kVerifyDataFreeRtnFactor;
     const double bound = exact[i] ? 0.0 : std::max(verify_reconstruction_bound(args), factor * res[i].rtn_rel);
     Worst& f = families[model::tensor_family(name)];
@@ -510,7 +510,7 @@ void check_gptq_signature(const Expected& e, const Checkpoint& art, const Checkp
   int64_t skipped = 0;
   const std::map<std::string, std::string> fallbacks = manifest_fallbacks(e.manifest);
   for (const PlannedModule& m : e.plan.modules) {
-    if (!m.quantized() || module_modifier(e.recipe, m).kind != ModifierKind::kGptq) continue;
+    if (!m.quantized() || !m.scheme->gptq_solved()) continue;
     const auto f = fallbacks.find(m.names.release);
     // RTN fallbacks (no tokens, Cholesky failure) are RTN by design; skip them.
     if (f != fallbacks.end() && (f->second.starts_with("rtn") || f->second.starts_with("method "))) {
@@ -530,7 +530,7 @@ void check_gptq_signature(const Expected& e, const Checkpoint& art, const Checkp
   parallel_for(pick.size(), o.threads, [&](size_t i) {
     const PlannedModule& m = *gptq[pick[i]];
     try {
-      const quant::QuantArgs& args = module_group(e.recipe, m).scheme.weights;
+      const quant::QuantArgs& args = m.scheme->scheme.weights;
       const std::vector<float> w = model::linear_load(src, e.config, m.names.release, m.rows, m.cols).w;
       const quant::RtnResult rtn = quant::quantizer_rtn(args, w.data(), m.rows, m.cols);
       const std::vector<float> d = artifact_linear_decode(art, m.names.release, m.rows, m.cols);

@@ -59,14 +59,12 @@ TEST(ModuleSolve, EncodedTensorsDecodeToTheDequantForEveryShippedRecipe) {
       // Layer 0 has every attention and FFN linear; experts 0 and 1 stand for the rest.
       if (!m.quantized() || m.layer != 0 || m.expert > 1) continue;
       SCOPED_TRACE(m.names.release);
-      const RecipeModifier& mod = r.modifiers[static_cast<size_t>(m.modifier)];
-      const RecipeGroup& g = mod.groups[static_cast<size_t>(m.group)];
       std::vector<quant::HessianResult> hs;
-      if (mod.kind == ModifierKind::kGptq) {
-        const int groups = m.names.release.ends_with(".wo_a") ? c.o_groups : 1;
+      if (m.scheme->gptq_solved()) {
+        const int groups = m.role == model::LinearRole::kAttnWoA ? c.o_groups : 1;
         for (int gi = 0; gi < groups; ++gi) hs.push_back(correlated_hessian(m.cols, 100 + gi));
       }
-      ModuleSolveInput in{&m, &g, mod.kind, &mod.gptq, nullptr, {}, 0.0f, 3.5f};
+      ModuleSolveInput in{&m, nullptr, {}, 0.0f, 3.5f};
       for (const quant::HessianResult& h : hs) in.hessians.push_back(&h);
       std::vector<float> weight;
       if (module_solve_needs_weight(in, src)) {
