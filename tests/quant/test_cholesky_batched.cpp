@@ -47,7 +47,9 @@ TEST(CholeskyBatchedReference, InverseWhitensTheMatrix) {
       double worst = 0;
       for (int64_t i = 0; i < n; ++i) {
         for (int64_t j = 0; j < n; ++j) {
-          if (i < j) EXPECT_EQ(m[j * n + i], 0.0) << "n " << n << " above the diagonal at (" << i << ", " << j << ")";
+          if (i < j) {
+            EXPECT_EQ(m[j * n + i], 0.0) << "n " << n << " above the diagonal at (" << i << ", " << j << ")";
+          }
           double s = 0;  // (M A Mᵀ)(i, j)
           for (int64_t k = 0; k < n; ++k) {
             for (int64_t l = 0; l < n; ++l) s += m[k * n + i] * sym(k, l) * m[l * n + j];
