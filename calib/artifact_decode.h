@@ -6,17 +6,12 @@
 //   ForwardResult r = model_forward(Checkpoint::open("out/"), c, ids, {});
 //   std::vector<float> w = artifact_linear_decode(ckpt, "layers.0.ffn.experts.3.w1", 128, 256);
 //
-// Layouts decoded (gptq_and_formats.md §3.2-3.3), recognised from the tensors present under the
-// module prefix: pack-quantized (`weight_packed` int32 + `weight_scale` [+ `weight_zero_point`]
-// [+ `weight_g_idx`] + `weight_shape`), float-/naive-quantized (`weight` F8_E4M3 + `weight_scale`
-// tensor/channel/block), int-quantized (`weight` I8 + `weight_scale`), nvfp4-pack-quantized
-// (`weight_packed` U8 + `weight_scale` F8_E4M3 + `weight_global_scale`), mxfp4-pack-quantized
-// (`weight_packed` U8 + `weight_scale` U8 e8m0). Values are exactly our quantizer's fake-quantized
-// weight (quantizer_dequant_value through gptq_dequant_with_g_idx, g_idx applied): bf16 scales give
-// the bf16-rounded product, as compressed-tensors' decompressors compute it; e4m3 / e8m0 scales
-// give the fp32 product. (compressed-tensors 0.19 rounds its NVFP4 / MXFP4 decompressed weight to
-// bf16 as well, which changes NVFP4 values by up to half a bf16 ulp; MXFP4 products are exact in
-// bf16; its pack-quantized decompressor ignores weight_g_idx, vLLM's kernels do not.)
+// Layouts decoded: every compressed-tensors layout we write, by quant/unpack.h's
+// compressed_module_decode (the list and the exact values are stated there): bf16 scales give the
+// bf16-rounded product, as compressed-tensors' decompressors compute it; e4m3 / e8m0 scales give
+// the fp32 product. (compressed-tensors 0.19 rounds its NVFP4 / MXFP4 decompressed weight to bf16
+// as well, which changes NVFP4 values by up to half a bf16 ulp; MXFP4 products are exact in bf16;
+// its pack-quantized decompressor ignores weight_g_idx, vLLM's kernels do not.)
 // Cross-checked against compressed-tensors itself by tests/golden/ct_decompress_check.py.
 // Tests: tests/calib/test_artifact_decode.cpp.
 #pragma once

@@ -30,17 +30,6 @@
 namespace dsv4::model {
 namespace {
 
-// SwiGLU with the swiglu_limit clamps, in place into g: h = silu(min(g, L)) ⊙ clamp(u, −L, L).
-// NOTE: the gate is clamped from above only, the up projection on both sides (transformers
-// lines 978-979 and 1019-1020; §3.3 step 4 says the same).
-void swiglu_clamped(float* g, const float* u, size_t count, float limit) {
-  for (size_t i = 0; i < count; ++i) {
-    const float gate = std::min(g[i], limit);
-    const float up = std::clamp(u[i], -limit, limit);
-    g[i] = silu(gate) * up;
-  }
-}
-
 void expert_check(const ExpertWeights& e, int64_t hidden, int64_t inter, const std::string& what) {
   DSV4_CHECK_IN("moe",
                 e.w1.in == hidden && e.w3.in == hidden && e.w1.out == inter && e.w3.out == inter &&

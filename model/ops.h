@@ -4,8 +4,11 @@
 //   linear_forward(x, T, in, w, out, y);          // y[T, out] = x[T, in] · w[out, in]ᵀ
 //   rmsnorm_forward(x, T, dim, weight, 1e-6f, y);  // weight may be null (unweighted norm)
 //   bf16_round(v.data(), v.size());               // storage rounding of the bf16 numeric mode
+//   swiglu_clamped(g, u, n, limit);                // g = silu(min(g, L)) ⊙ clamp(u, −L, L)
 //
-// Tests: tests/model/test_ops.cpp.
+// The *_reference functions are the CPU references of the row-wise GPU kernels of ops_cuda.h
+// (norm_rope_cuda, swiglu_cuda): the bf16 numeric mode built from the primitives above, on bf16
+// values held in fp32. Tests: tests/model/test_ops.cpp; GPU against them: tests/model/test_ops_cuda.cu.
 #pragma once
 
 #include <cmath>
@@ -13,6 +16,8 @@
 #include <cstdint>
 
 namespace dsv4::model {
+
+struct RopeTable;
 
 // y[rows, out] = x[rows, in] · w[out, in]ᵀ, all row-major fp32 (sgemm, fp32 accumulation).
 void linear_forward(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, float* y);
@@ -37,6 +42,31 @@ void rmsnorm_forward(const float* x, int64_t rows, int64_t dim, const float* wei
 
 // Rounds every value to the nearest bf16 (RNE) in place.
 void bf16_round(float* values, size_t count);
+
+// SwiGLU with the swiglu_limit clamps, in place into g: g = silu(min(g, L)) ⊙ clamp(u, −L, L).
+// NOTE: the gate is clamped from above only, the up projection on both sides (transformers
+// lines 978-979 and 1019-1020; §3.3 step 4 says the same).
+void swiglu_clamped(float* g, const float* u, size_t count, float limit);
+
+// norm_rope_cuda's work per row of `dim` values (model/ops_cuda.h NormRope, with a host table).
+struct NormRopeArgs {
+  bool normalize = true;
+  const float* weight = nullptr;  // [dim] or null
+  float eps = 1e-6f;
+  const RopeTable* rope = nullptr;
+  bool inverse = false;
+  // Row r sits at position ((r / rows_per_token) % tokens_per_seq) · stride.
+  int64_t rows_per_token = 1, tokens_per_seq = 1, stride = 1;
+};
+// Per row: rmsnorm_forward then bf16_round (when normalize); then, with a rope, rope_apply at the
+// row's position and bf16_round. In place (y == x) is allowed.
+void norm_rope_reference(const float* x, int64_t rows, int64_t dim, const NormRopeArgs& op, float* y);
+
+// swiglu_cuda's work: gu [rows, 2·inter] (gate columns, then up) -> h [rows, inter] =
+// bf16(swiglu_clamped); with row_weights [rows], also hw = bf16(swiglu · row_weights[r]) from the
+// unrounded swiglu (hw null otherwise).
+void swiglu_reference(const float* gu, int64_t rows, int64_t inter, float limit, float* h, const float* row_weights,
+                      float* hw);
 
 inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 inline float silu(float x) { return x / (1.0f + std::exp(-x)); }

@@ -11,7 +11,8 @@
 // Codes outside their format's range (int codes outside [-2^(b-1), 2^(b-1)-1], e2m1 codes above
 // 15) are errors naming the matrix, row, column and value, as int32_pack's are: the call waits for
 // the stream once at the end to read that verdict back. act-order group (weight_g_idx) is not a
-// GPU layout yet. Tests: tests/quant/test_quantizer_cuda.cu (bytes equal to the CPU encoder's).
+// GPU layout yet. Tests: tests/quant/test_pack_cuda.cu (bytes equal to the CPU encoder's, every
+// format, and the range errors); tests/quant/test_quantizer_cuda.cu (after the GPU quantizer).
 #pragma once
 
 #include <cstdint>

@@ -1,11 +1,16 @@
-// test_ops.cpp: the dense primitives against naive loops (exact integer data for the GEMM).
+// test_ops.cpp: the dense primitives against naive loops (exact integer data for the GEMM), and the
+// CPU references of the GPU row kernels (norm_rope_reference, swiglu_reference) against the
+// primitives they are built from.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <vector>
 
+#include "common/codec.h"
 #include "common/rng.h"
+#include "model/config.h"
 #include "model/ops.h"
+#include "model/rope.h"
 
 namespace dsv4::model {
 namespace {
@@ -80,6 +85,54 @@ TEST(Ops, RowStableLinearGivesEachRowTheSameBitsWhateverTheRowCount) {
     linear_forward_row_stable(x.data(), rows, in, w.data(), out, y.data());
     for (int64_t i = 0; i < rows * out; ++i) ASSERT_EQ(y[i], all[i]) << "rows " << rows << " element " << i;
   }
+}
+
+// norm_rope_reference = rmsnorm_forward, bf16_round, rope_apply at the row's position, bf16_round,
+// row by row; in place gives the same; without normalize only the rope (and its rounding) runs.
+TEST(Ops, NormRopeReferenceComposesThePrimitives) {
+  const ModelConfig c = ModelConfig::tiny();
+  const int64_t heads = 2, tokens = 5, seqs = 2, dim = 64, rows = heads * tokens * seqs;
+  const RopeTable table = rope_table_build(c, false, tokens);
+  Rng rng(7);
+  std::vector<float> x(static_cast<size_t>(rows * dim)), weight(static_cast<size_t>(dim));
+  for (float& v : x) v = bf16_decode(bf16_encode(rng.normal()));
+  for (float& v : weight) v = 1.0f + 0.1f * rng.normal();
+  for (const bool normalize : {true, false}) {
+    NormRopeArgs op{.normalize = normalize, .weight = weight.data(), .rope = &table, .inverse = true,
+                    .rows_per_token = heads, .tokens_per_seq = tokens};
+    std::vector<float> got(x.size()), in_place(x);
+    norm_rope_reference(x.data(), rows, dim, op, got.data());
+    norm_rope_reference(in_place.data(), rows, dim, op, in_place.data());
+    EXPECT_EQ(got, in_place);
+    for (int64_t r = 0; r < rows; ++r) {
+      std::vector<float> want(x.begin() + r * dim, x.begin() + (r + 1) * dim);
+      if (normalize) {
+        rmsnorm_forward(want.data(), 1, dim, weight.data(), 1e-6f, want.data());
+        bf16_round(want.data(), want.size());
+      }
+      rope_apply(want.data(), dim, table, (r / heads) % tokens, true);
+      bf16_round(want.data(), want.size());
+      for (int64_t d = 0; d < dim; ++d) ASSERT_EQ(got[r * dim + d], want[d]) << "normalize " << normalize << " row " << r;
+    }
+  }
+}
+
+// swiglu_reference: gate columns then up columns, the clamps, bf16 h, and hw from the unrounded value.
+TEST(Ops, SwigluReferenceClampsAndWeights) {
+  const float limit = 10.0f;
+  // One row, inter 3: gate {1, 30, -2}, up {2, -20, 0.5}.
+  const std::vector<float> gu = {1.0f, 30.0f, -2.0f, 2.0f, -20.0f, 0.5f};
+  const std::vector<float> w = {0.5f};
+  std::vector<float> h(3), hw(3);
+  swiglu_reference(gu.data(), 1, 3, limit, h.data(), w.data(), hw.data());
+  const float v[3] = {silu(1.0f) * 2.0f, silu(10.0f) * -10.0f, silu(-2.0f) * 0.5f};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(h[i], bf16_decode(bf16_encode(v[i]))) << i;
+    EXPECT_EQ(hw[i], bf16_decode(bf16_encode(v[i] * 0.5f))) << i;
+  }
+  std::vector<float> h_only(3);
+  swiglu_reference(gu.data(), 1, 3, limit, h_only.data(), nullptr, nullptr);
+  EXPECT_EQ(h_only, h);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // test_compressed_module.cpp: a quantized module laid out as compressed-tensors tensors decodes
 // back (through the unpackers) to exactly the codes, scales and zero points it came from, for
-// each format.
+// each format; compressed_module_decode (quant/unpack.h) gives back the fake-quantized weight bit
+// for bit, and names the module and tensor when a layout is broken.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include "quant/compressed_module.h"
 #include "quant/gptq.h"
 #include "quant/quant_scheme.h"
+#include "quant/unpack.h"
 
 namespace dsv4::quant {
 namespace {
@@ -252,6 +254,58 @@ TEST(CompressedModuleLayout, RejectsWhatEncodeRejects) {
   EXPECT_THROW(compressed_module_layout(PackFormat::kPackQuantized, quant_args_preset("W8A8"), 8, 256, true), Error);
   EXPECT_THROW(compressed_module_layout(PackFormat::kFloatQuantized, quant_args_preset("W4A16"), 8, 256, false),
                Error);
+}
+
+// The CPU decoder (the reference of the GPU one) inverts the encoder for every preset and format,
+// act-order g_idx included: bitwise the dequantized weight of the same codes, qparams and g_idx.
+TEST(CompressedModuleDecode, InvertsTheEncoderBitForBit) {
+  const int64_t rows = 130, cols = 256;
+  const auto w = random_weight(rows, cols, 9);
+  int checked = 0;
+  for (const LayoutCase& c : layout_cases()) {
+    const QuantArgs& a = c.scheme.weights;
+    if (a.scale_dtype == ScaleDType::kF32) continue;  // stored in bf16: decodes to another weight
+    SCOPED_TRACE(c.label + " as " + std::string(pack_format_name(c.format)));
+    const RtnResult r = quantizer_rtn(a, w.data(), rows, cols);
+    std::vector<int32_t> g_idx;
+    if (c.with_g_idx) {
+      g_idx.resize(static_cast<size_t>(cols));
+      for (int64_t k = 0; k < cols; ++k) g_idx[k] = static_cast<int32_t>(((k * 7) % cols) / a.group_size);
+    }
+    const auto encoded = compressed_module_encode(c.format, a, r.qparams, r.codes, g_idx, rows, cols);
+    const std::vector<float> want = gptq_dequant_with_g_idx(a, r.qparams, r.codes, g_idx);
+    const std::vector<float> got = compressed_module_decode(encoded, "m", rows, cols);
+    ASSERT_EQ(got.size(), want.size());
+    size_t differ = 0, first = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      uint32_t x, y;
+      std::memcpy(&x, &got[i], 4);
+      std::memcpy(&y, &want[i], 4);
+      if (x != y && differ++ == 0) first = i;
+    }
+    EXPECT_EQ(differ, 0u) << differ << " of " << want.size() << " differ; first at (" << first / cols << ", "
+                          << first % cols << "): decoded " << got[first] << " expected " << want[first];
+    ++checked;
+  }
+  EXPECT_GT(checked, 10);
+}
+
+TEST(CompressedModuleDecode, BrokenLayoutsNameTheModuleAndTensor) {
+  const int64_t rows = 8, cols = 128;
+  const QuantArgs a = quant_args_preset("W4A16");
+  const auto w = random_weight(rows, cols, 3);
+  const RtnResult r = quantizer_rtn(a, w.data(), rows, cols);
+  auto encoded = compressed_module_encode(PackFormat::kPackQuantized, a, r.qparams, r.codes, {}, rows, cols);
+  encoded.erase(std::remove_if(encoded.begin(), encoded.end(), [](const EncodedTensor& t) { return t.name == "weight_scale"; }),
+                encoded.end());
+  try {
+    compressed_module_decode(encoded, "layers.0.attn.wq_a", rows, cols);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor layers.0.attn.wq_a.weight_scale is missing"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(compressed_module_decode(std::vector<EncodedTensor>{}, "m", rows, cols), Error);  // no layout at all
 }
 
 }  // namespace
