@@ -12,6 +12,7 @@
 
 #include "common/check.h"
 #include "quant/gptq_prepare.h"
+#include "quant/hessian.h"
 #include "quant/observer.h"
 
 namespace dsv4::quant {
@@ -273,25 +274,7 @@ GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64
 }
 
 double gptq_rel_error(const float* w, const float* q, int64_t rows, int64_t cols, const float* h) {
-  double num = 0.0, den = 0.0;
-  std::vector<double> dr(static_cast<size_t>(cols)), wr(static_cast<size_t>(cols));
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) {
-      wr[c] = w[r * cols + c];
-      dr[c] = wr[c] - q[r * cols + c];
-    }
-    for (int64_t i = 0; i < cols; ++i) {
-      const float* hi = h + i * cols;
-      double sd = 0.0, sw = 0.0;
-      for (int64_t j = 0; j < cols; ++j) {
-        sd += hi[j] * dr[j];
-        sw += hi[j] * wr[j];
-      }
-      num += dr[i] * sd;
-      den += wr[i] * sw;
-    }
-  }
-  return den == 0.0 ? 0.0 : num / den;
+  return hessian_error(w, q, rows, cols, h).rel();
 }
 
 std::vector<float> gptq_dequant_with_g_idx(const QuantArgs& args, const QParams& qp,

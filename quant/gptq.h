@@ -83,7 +83,8 @@ struct GptqResult {
 GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64_t cols,
                       const float* h, const GptqOptions& opts);
 
-// tr((W−Q) H (W−Q)ᵀ) / tr(W H Wᵀ) in double; 0 when the denominator is 0.
+// tr((W−Q) H (W−Q)ᵀ) / tr(W H Wᵀ) in double; 0 when the denominator is 0. hessian_error(...).rel()
+// (hessian.h), which also gives the two traces.
 double gptq_rel_error(const float* w, const float* q, int64_t rows, int64_t cols, const float* h);
 
 // Upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), [n, n] row-major double; returns false instead of
