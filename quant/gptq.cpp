@@ -22,29 +22,6 @@ bool is_grouped(const QuantArgs& args) {
   return args.strategy == Strategy::kGroup || args.strategy == Strategy::kTensorGroup;
 }
 
-// Lower Cholesky factor of a [n, n] row-major SPD matrix. A non-positive or NaN pivot means
-// "not positive definite": return false so the caller can raise the damping (torch raises
-// LinAlgError at the same point).
-bool cholesky_lower(const std::vector<double>& a, int64_t n, std::vector<double>* l_out) {
-  std::vector<double>& l = *l_out;
-  l.assign(static_cast<size_t>(n * n), 0.0);
-  for (int64_t j = 0; j < n; ++j) {
-    const double* lj = &l[static_cast<size_t>(j * n)];
-    double s = a[static_cast<size_t>(j * n + j)];
-    for (int64_t k = 0; k < j; ++k) s -= lj[k] * lj[k];
-    if (!(s > 0.0) || !std::isfinite(s)) return false;
-    const double djj = std::sqrt(s);
-    l[static_cast<size_t>(j * n + j)] = djj;
-    for (int64_t i = j + 1; i < n; ++i) {
-      double* li = &l[static_cast<size_t>(i * n)];
-      double t = a[static_cast<size_t>(i * n + j)];
-      for (int64_t k = 0; k < j; ++k) t -= li[k] * lj[k];
-      li[j] = t / djj;
-    }
-  }
-  return true;
-}
-
 }  // namespace
 
 std::string_view actorder_name(ActOrder a) {
@@ -82,54 +59,6 @@ std::ostream& operator<<(std::ostream& os, const GptqOptions& o) {
             << ", qparams=" << (o.qparams == QParamsTiming::kLazy ? "lazy" : "upfront")
             << ", max_damping_escalations=" << o.max_damping_escalations
             << ", damping_escalation_factor=" << o.damping_escalation_factor << "}";
-}
-
-bool gptq_inverse_cholesky(const std::vector<double>& h, int64_t n, std::vector<double>* u) {
-  DSV4_CHECK_IN("gptq", n > 0 && h.size() == static_cast<size_t>(n * n),
-                "H has %zu values, expected %lld^2", h.size(), static_cast<long long>(n));
-  // torch.linalg.cholesky(H)
-  std::vector<double> l;
-  if (!cholesky_lower(h, n, &l)) return false;
-  // torch.cholesky_inverse(L) = L^-T L^-1. M = L^-1 row by row (row i only mixes rows k < i),
-  // so every update is a contiguous axpy.
-  std::vector<double> m(static_cast<size_t>(n * n), 0.0);
-  for (int64_t i = 0; i < n; ++i) {
-    double* mi = &m[static_cast<size_t>(i * n)];
-    mi[i] = 1.0;
-    const double* li = &l[static_cast<size_t>(i * n)];
-    for (int64_t k = 0; k < i; ++k) {
-      const double c = li[k];
-      const double* mk = &m[static_cast<size_t>(k * n)];
-      for (int64_t j = 0; j <= k; ++j) mi[j] -= c * mk[j];
-    }
-    const double inv = 1.0 / li[i];
-    for (int64_t j = 0; j <= i; ++j) mi[j] *= inv;
-  }
-  // Hinv = Mᵀ M = Σ_i m_i m_iᵀ (lower triangle, then mirrored).
-  std::vector<double> hinv(static_cast<size_t>(n * n), 0.0);
-  for (int64_t i = 0; i < n; ++i) {
-    const double* mi = &m[static_cast<size_t>(i * n)];
-    for (int64_t a = 0; a <= i; ++a) {
-      const double ma = mi[a];
-      double* ha = &hinv[static_cast<size_t>(a * n)];
-      for (int64_t b = 0; b <= a; ++b) ha[b] += ma * mi[b];
-    }
-  }
-  for (int64_t a = 0; a < n; ++a) {
-    for (int64_t b = a + 1; b < n; ++b) {
-      hinv[static_cast<size_t>(a * n + b)] = hinv[static_cast<size_t>(b * n + a)];
-    }
-  }
-  // torch.linalg.cholesky(Hinv, upper=True): U = L2ᵀ.
-  std::vector<double> l2;
-  if (!cholesky_lower(hinv, n, &l2)) return false;
-  u->assign(static_cast<size_t>(n * n), 0.0);
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j <= i; ++j) {
-      (*u)[static_cast<size_t>(j * n + i)] = l2[static_cast<size_t>(i * n + j)];
-    }
-  }
-  return true;
 }
 
 GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64_t cols,

@@ -130,9 +130,10 @@ bool diag_all_zero(const std::vector<float>& diag) {
   return std::all_of(diag.begin(), diag.end(), [](float d) { return d == 0.0f; });
 }
 
-// One factorisation attempt on J·(H + damp)·J: potrf, then trtri of the factor; false when not
-// positive definite.
-bool inverse_cholesky(SolverHandle solver, double* a, int64_t n, cudaStream_t stream) {
+// One factorisation attempt on J·(H + damp)·J: potrf, then trtri of the factor (L⁻¹ in place,
+// the one-matrix form of cholesky_inverse_lower_batched_cuda; CPU twin
+// cholesky_inverse_lower_reference); false when not positive definite.
+bool cholesky_inverse_lower_cusolver(SolverHandle solver, double* a, int64_t n, cudaStream_t stream) {
   const int ni = static_cast<int>(n);
   int lwork = 0;
   size_t trtri_device = 0, trtri_host = 0;
@@ -421,7 +422,7 @@ GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols
   for (const GptqDampingStep& step : gptq_damping_schedule(opts, plan.diag_mean)) {
     build_damped_reversed_kernel<<<grid_blocks(n * n), 256, 0, s>>>(h, perm.p, n, step.damp, a.p);
     DSV4_CUDA_CHECK_LAUNCH();
-    if (inverse_cholesky(solver, a.p, n, s)) {
+    if (cholesky_inverse_lower_cusolver(solver, a.p, n, s)) {
       upper_from_reversed_inverse_kernel<<<grid_blocks(n * n), 256, 0, s>>>(a.p, n, u);
       DSV4_CUDA_CHECK_LAUNCH();
       gptq_damping_record(p, opts, &step);

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "common/check.h"
+#include "quant/cholesky.h"
 
 namespace dsv4::quant {
 
@@ -99,7 +100,7 @@ GptqPrepared gptq_prepare_reference(const float* h, int64_t cols, const GptqOpti
     for (const GptqDampingStep& s : steps) {
       hd = hp;
       for (int64_t i = 0; i < cols; ++i) hd[static_cast<size_t>(i * cols + i)] += s.damp;
-      if (gptq_inverse_cholesky(hd, cols, &ud)) {
+      if (cholesky_upper_of_inverse_reference(hd, cols, &ud)) {
         ok = &s;
         break;
       }

@@ -2,7 +2,8 @@
 // GPU preparation (gptq_cuda.cu) (issue 22): the act-order permutation, dead columns, relative
 // damping with escalation, and which fallback applies. Both paths call the same host functions,
 // so their plans (permutation, dead columns, damping values, fallback) agree bit for bit; only the
-// factorisation itself differs (CPU: gptq_inverse_cholesky in fp64; GPU: cuSOLVER in fp64).
+// factorisation itself differs (CPU: cholesky_upper_of_inverse_reference in fp64, cholesky.h;
+// GPU: cuSOLVER in fp64).
 //
 //   GptqPreparePlan plan = gptq_prepare_plan(diag, ActOrder::kStatic, /*no_tokens=*/false);
 //   const GptqDampingStep* ok = nullptr;
