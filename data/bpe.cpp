@@ -6,8 +6,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/byte_level.h"
 #include "common/check.h"
-#include "data/byte_level.h"
 
 namespace dsv4::data {
 namespace {

@@ -1,6 +1,6 @@
 // tokenizer.cpp: Tokenizer's load and public API (see tokenizer.h). The parts live in their own
 // files: added_tokens (cut out first), pretokenizer (Split regexes + ByteLevel), bpe (merges),
-// byte_level (the byte <-> symbol alphabet), regex (PCRE2). Behaviour is that of Hugging Face
+// common/byte_level (the byte <-> symbol alphabet), regex (PCRE2). Behaviour is that of Hugging Face
 // `tokenizers` 0.23 on the same tokenizer.json; tests/data/tokenizer_fixture.jsonl holds its ids.
 //
 // Not modelled, on purpose: the post_processor (encode() is the plain add_special_tokens=False
@@ -16,10 +16,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/byte_level.h"
 #include "common/check.h"
 #include "data/added_tokens.h"
 #include "data/bpe.h"
-#include "data/byte_level.h"
 #include "data/pretokenizer.h"
 #include "data/tokenizer_json.h"
 

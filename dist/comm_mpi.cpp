@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
-#include <cstring>
 #include <thread>
 
 #include "common/check.h"
@@ -129,14 +128,10 @@ class MpiCommunicator final : public Communicator {
   bool spin_;
 };
 
-// Whether waits poll without sleeping: DSV4_MPI_WAIT, else a core per rank of this host.
-bool wait_spins(MPI_Comm comm) {
-  const char* env = std::getenv("DSV4_MPI_WAIT");
-  if (env && *env) {
-    DSV4_CHECK_IN("dist", !std::strcmp(env, "spin") || !std::strcmp(env, "sleep"),
-                  "DSV4_MPI_WAIT='%s': expected spin or sleep", env);
-    return !std::strcmp(env, "spin");
-  }
+// Whether waits poll without sleeping: as told (DSV4_MPI_WAIT), else when this host has a core
+// per rank.
+bool wait_spins(MPI_Comm comm, MpiWait wait) {
+  if (wait != MpiWait::kAuto) return wait == MpiWait::kSpin;
   MPI_Comm local;
   DSV4_MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local));
   int ranks_here = 1;
@@ -147,7 +142,7 @@ bool wait_spins(MPI_Comm comm) {
 
 }  // namespace
 
-std::unique_ptr<Communicator> communicator_mpi(double timeout_s) {
+std::unique_ptr<Communicator> communicator_mpi(double timeout_s, MpiWait wait) {
   int init = 0;
   DSV4_MPI_CHECK(MPI_Initialized(&init));
   DSV4_CHECK_IN("dist", init, "communicator_mpi needs MPI initialized (topology_init)");
@@ -157,7 +152,7 @@ std::unique_ptr<Communicator> communicator_mpi(double timeout_s) {
   int rank = 0, world = 1;
   DSV4_MPI_CHECK(MPI_Comm_rank(comm, &rank));
   DSV4_MPI_CHECK(MPI_Comm_size(comm, &world));
-  return std::make_unique<MpiCommunicator>(comm, rank, world, timeout_s, wait_spins(comm));
+  return std::make_unique<MpiCommunicator>(comm, rank, world, timeout_s, wait_spins(comm, wait));
 }
 
 }  // namespace dsv4::dist

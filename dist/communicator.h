@@ -67,9 +67,14 @@ class Communicator {
   double timeout_s_;
 };
 
+// How the MPI backend waits for a collective (DSV4_MPI_WAIT, read by launch/): kSpin polls
+// without sleeping, kSleep sleeps between polls (up to 2 ms) so oversubscribed ranks leave the
+// cores to the ranks still computing; kAuto spins when the host has a core per rank on it.
+enum class MpiWait : uint8_t { kAuto, kSpin, kSleep };
+
 // A communicator over MPI_COMM_WORLD (duplicated, MPI_ERRORS_RETURN). MPI must be initialized
 // (topology_init). Collectives are non-blocking calls polled against the watchdog deadline.
-std::unique_ptr<Communicator> communicator_mpi(double timeout_s);
+std::unique_ptr<Communicator> communicator_mpi(double timeout_s, MpiWait wait = MpiWait::kAuto);
 
 // CUDA builds (dist/comm_nccl.cpp; the CPU build's throws): an NCCL communicator over the MPI
 // job (or of one rank without MPI) on `device`, which it binds (cudaSetDevice) for the calling

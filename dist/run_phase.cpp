@@ -37,19 +37,9 @@ struct Fault {
   std::string action, rank, segment, phase;
 };
 
-// DSV4_FAULT, parsed on first use; action empty when unset.
-const Fault& fault() {
-  static const Fault f = [] {
-    Fault x;
-    const char* env = std::getenv("DSV4_FAULT");
-    if (!env || !*env) return x;
-    std::vector<std::string> parts;
-    std::stringstream in(env);
-    for (std::string p; std::getline(in, p, '@');) parts.push_back(p);
-    DSV4_CHECK_IN("dist", parts.size() == 4 && (parts[0] == "stall" || parts[0] == "kill" || parts[0] == "throw"),
-                  "DSV4_FAULT='%s': expected ACTION@RANK@SEGMENT@PHASE with ACTION stall|kill|throw", env);
-    return Fault{parts[0], parts[1], parts[2], parts[3]};
-  }();
+// The DSV4_FAULT spec given to RunPhase::set_fault; action empty when none.
+Fault& fault() {
+  static Fault f;
   return f;
 }
 
@@ -85,6 +75,19 @@ void RunPhase::set_background(const std::string& segment, const std::string& pha
     s.background_since = std::chrono::steady_clock::now();
   }
   maybe_inject(segment, phase);
+}
+
+void RunPhase::set_fault(const std::string& spec) {
+  if (spec.empty()) {
+    fault() = Fault{};
+    return;
+  }
+  std::vector<std::string> parts;
+  std::stringstream in(spec);
+  for (std::string p; std::getline(in, p, '@');) parts.push_back(p);
+  DSV4_CHECK_IN("dist", parts.size() == 4 && (parts[0] == "stall" || parts[0] == "kill" || parts[0] == "throw"),
+                "DSV4_FAULT='%s': expected ACTION@RANK@SEGMENT@PHASE with ACTION stall|kill|throw", spec.c_str());
+  fault() = Fault{parts[0], parts[1], parts[2], parts[3]};
 }
 
 void RunPhase::clear_background() {

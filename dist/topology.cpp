@@ -13,16 +13,6 @@
 namespace dsv4::dist {
 namespace {
 
-// Whether a launcher started this process as one rank of a job. Only decides whether to call
-// MPI_Init at all (a plain `dsv4-calib --recipe R` runs without MPI); rank and local rank come
-// from MPI itself.
-bool launched_by_mpi() {
-  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS", "DSV4_MPI"}) {
-    if (std::getenv(v)) return true;
-  }
-  return false;
-}
-
 std::string hostname() {
   char buf[256] = {};
   if (gethostname(buf, sizeof buf - 1) != 0) return "unknown-host";
@@ -46,10 +36,10 @@ bool topology_mpi_active() {
   return init && !fin;
 }
 
-Topology topology_init(int* argc, char*** argv) {
+Topology topology_init(int* argc, char*** argv, const TopologyOptions& options) {
   Topology t;
   t.host = hostname();
-  if (!topology_mpi_active() && launched_by_mpi()) {
+  if (!topology_mpi_active() && options.mpi_launched) {
     // Open MPI's non-blocking reduce (libnbc) defaults to a segmented chain for large buffers:
     // thousands of rounds, each advanced only when both sides poll. The communicator polls with
     // sleeps (so waiting ranks leave cores to computing ones), and a 16 MB reduce took 4.4 s

@@ -1,7 +1,7 @@
 // topology.h: who this process is in the job (STYLE §6 steps 1-3): MPI init, rank and world,
 // local rank from hostname hashes (no launcher environment variables), the device to bind to.
 //
-//   Topology t = topology_init(&argc, &argv);   // MPI_Init_thread; sets the log context
+//   Topology t = topology_init(&argc, &argv, {.mpi_launched = true});  // MPI_Init_thread; log context
 //   ... cudaSetDevice(t.local_rank) before any CUDA/NCCL call (GPU builds)
 //   topology_finalize();                        // MPI_Finalize at the end of main
 //
@@ -23,7 +23,14 @@ struct Topology {
   std::string host;
 };
 
-Topology topology_init(int* argc, char*** argv);
+struct TopologyOptions {
+  // Whether a launcher started this process as one rank of a job: launch/ reads the launchers'
+  // variables (env_options.h). Decides only whether to call MPI_Init at all (a plain
+  // `dsv4-calib --recipe R` runs without MPI); rank and local rank come from MPI itself.
+  bool mpi_launched = false;
+};
+
+Topology topology_init(int* argc, char*** argv, const TopologyOptions& options);
 void topology_finalize();
 bool topology_mpi_active();  // MPI initialized and not finalized
 

@@ -22,6 +22,7 @@
 #include "dist/run_phase.h"
 #include "dist/topology.h"
 #include "launch/commands.h"
+#include "launch/env_options.h"
 
 #ifndef DSV4_VERSION
 #define DSV4_VERSION "dev"
@@ -94,7 +95,9 @@ int run_calibrate(const CalibrateArgs& a) {
   co.tool_commit = DSV4_COMMIT;
   co.gpu_memory = static_cast<uint64_t>(a.gpu_memory_gb * 1e9);
 
-  const dist::Topology topo = dist::topology_init(nullptr, nullptr);
+  const EnvOptions env = env_options_read();
+  dist::RunPhase::set_fault(env.fault);
+  const dist::Topology topo = dist::topology_init(nullptr, nullptr, {.mpi_launched = env.mpi_launched});
   std::unique_ptr<dist::Communicator> comm;
   dist::run_rank_job(topo.world, comm, [&] {
     const RankGpu g = rank_gpu(a, topo);
@@ -103,7 +106,7 @@ int run_calibrate(const CalibrateArgs& a) {
     // staged), MPI on the host otherwise; one rank needs neither unless asked.
     const double timeout = recipe.run.collective_timeout_s;
     comm = g.nccl ? dist::communicator_nccl(timeout, g.gpu)
-                  : (topo.world > 1 ? dist::communicator_mpi(timeout) : dist::communicator_self());
+                  : (topo.world > 1 ? dist::communicator_mpi(timeout, env.mpi_wait) : dist::communicator_self());
     co.comm = comm.get();
     calib::calibrate_run(recipe, co);
   });

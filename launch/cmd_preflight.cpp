@@ -27,6 +27,7 @@
 #include "dist/run_phase.h"
 #include "dist/topology.h"
 #include "launch/commands.h"
+#include "launch/env_options.h"
 
 namespace dsv4::launch {
 namespace {
@@ -70,7 +71,9 @@ nlohmann::ordered_json disk_probe(const std::string& dir, uint64_t bytes) {
 }
 
 int run_preflight(const PreflightArgs& a) {
-  const dist::Topology topo = dist::topology_init(nullptr, nullptr);
+  const EnvOptions env = env_options_read();
+  dist::RunPhase::set_fault(env.fault);
+  const dist::Topology topo = dist::topology_init(nullptr, nullptr, {.mpi_launched = env.mpi_launched});
   const bool cuda = a.device == "cuda";
   std::unique_ptr<dist::Communicator> comm;
   dist::run_rank_job(topo.world, comm, [&] {
@@ -82,7 +85,7 @@ int run_preflight(const PreflightArgs& a) {
                     topo.rank, topo.local_rank, topo.local_world, topo.host.c_str(), device_count());
     }
     comm = cuda ? dist::communicator_nccl(a.timeout_s, topo.local_rank)
-                : (topo.world > 1 ? dist::communicator_mpi(a.timeout_s) : dist::communicator_self());
+                : (topo.world > 1 ? dist::communicator_mpi(a.timeout_s, env.mpi_wait) : dist::communicator_self());
     dist::RunPhase::set("preflight", "ranks");
     nlohmann::ordered_json me = {{"rank", topo.rank}, {"host", topo.host}, {"local_rank", topo.local_rank},
                                  {"device", cuda ? device_describe(topo.local_rank) : std::string("cpu")}};

@@ -6,37 +6,11 @@
 #include <utility>
 #include <vector>
 
+#include "common/byte_level.h"
 #include "common/check.h"
 
 namespace dsv4::model {
 namespace {
-
-std::string utf8(uint32_t cp) {
-  std::string out;
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-  return out;
-}
-
-// GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the other 68 bytes
-// map to U+0100.. in byte order, so every byte is one visible character (space = 'Ġ').
-std::vector<std::string> byte_symbols() {
-  std::vector<std::string> out(256);
-  uint32_t next = 256;
-  for (uint32_t b = 0; b < 256; ++b) {
-    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
-    out[b] = utf8(printable ? b : next++);
-  }
-  return out;
-}
 
 // A fixed list of common English merges, each joining two tokens that already exist.
 const std::vector<std::pair<const char*, const char*>> kMerges = {
@@ -60,7 +34,6 @@ nlohmann::json split(const std::string& regex) {
 }  // namespace
 
 nlohmann::json synth_tokenizer_json(int vocab_size) {
-  const std::vector<std::string> bytes = byte_symbols();
   nlohmann::json vocab = nlohmann::json::object();
   // BOS/EOS/pad are both model-vocab entries and added tokens, as in DeepSeek's file: HF
   // `tokenizers` ignores an added token's "id" unless the model vocab holds it, and numbers the
@@ -69,7 +42,9 @@ nlohmann::json synth_tokenizer_json(int vocab_size) {
   vocab[kTokenEos] = 1;
   vocab[kTokenPad] = 2;
   int id = 3;
-  for (const auto& s : bytes) vocab[s] = id++;
+  // The 256 byte tokens: GPT-2's byte-level symbols (common/byte_level.h, the table data/'s
+  // tokenizer reads them back with), in byte order.
+  for (int b = 0; b < 256; ++b) vocab[std::string(byte_level_symbol(static_cast<uint8_t>(b)))] = id++;
   nlohmann::json merges = nlohmann::json::array();
   for (const auto& [a, b] : kMerges) {
     const std::string merged = std::string(a) + b;

@@ -12,6 +12,7 @@
 // n×n outputs, L⁻¹ (lower, zeros above). failed: [count] device ints, set to 1 where a matrix is
 // not positive definite (potrf's info, or any non-finite entry of L⁻¹: cuSOLVER's info misses
 // some indefinite matrices; the outputs are then garbage). Only enqueues on `stream`.
+// CPU reference: cholesky_inverse_lower_reference (cholesky.h; one row-major matrix).
 // Tests: tests/quant/test_gptq_cuda.cu (through gptq_prepare_many_cuda, U vs the one-matrix path).
 #pragma once
 

@@ -1,17 +1,18 @@
 // gptq.cpp: CPU reference of the GPTQ solver (see gptq.h; spec gptq_and_formats.md §1.3-§1.7,
 // §1.10). Mirrors llm-compressor's quantize_weight step by step so the two can be diffed:
-// qparams -> act-order permutation -> dead columns -> damping + Cholesky chain (with dsv4's
-// damping escalation and RTN fallbacks) -> blocked sweep -> un-permute.
+// act-order permutation, dead columns, damping + Cholesky chain (with dsv4's damping escalation
+// and RTN fallbacks; gptq_prepare_reference, the policy the GPU path shares) -> qparams ->
+// blocked sweep -> un-permute.
 // Tests: tests/quant/test_gptq.cpp.
 #include "quant/gptq.h"
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
-#include <numeric>
 #include <ostream>
 
 #include "common/check.h"
+#include "quant/gptq_prepare.h"
+#include "quant/hessian.h"
 #include "quant/observer.h"
 
 namespace dsv4::quant {
@@ -19,29 +20,6 @@ namespace {
 
 bool is_grouped(const QuantArgs& args) {
   return args.strategy == Strategy::kGroup || args.strategy == Strategy::kTensorGroup;
-}
-
-// Lower Cholesky factor of a [n, n] row-major SPD matrix. A non-positive or NaN pivot means
-// "not positive definite": return false so the caller can raise the damping (torch raises
-// LinAlgError at the same point).
-bool cholesky_lower(const std::vector<double>& a, int64_t n, std::vector<double>* l_out) {
-  std::vector<double>& l = *l_out;
-  l.assign(static_cast<size_t>(n * n), 0.0);
-  for (int64_t j = 0; j < n; ++j) {
-    const double* lj = &l[static_cast<size_t>(j * n)];
-    double s = a[static_cast<size_t>(j * n + j)];
-    for (int64_t k = 0; k < j; ++k) s -= lj[k] * lj[k];
-    if (!(s > 0.0) || !std::isfinite(s)) return false;
-    const double djj = std::sqrt(s);
-    l[static_cast<size_t>(j * n + j)] = djj;
-    for (int64_t i = j + 1; i < n; ++i) {
-      double* li = &l[static_cast<size_t>(i * n)];
-      double t = a[static_cast<size_t>(i * n + j)];
-      for (int64_t k = 0; k < j; ++k) t -= li[k] * lj[k];
-      li[j] = t / djj;
-    }
-  }
-  return true;
 }
 
 }  // namespace
@@ -83,54 +61,6 @@ std::ostream& operator<<(std::ostream& os, const GptqOptions& o) {
             << ", damping_escalation_factor=" << o.damping_escalation_factor << "}";
 }
 
-bool gptq_inverse_cholesky(const std::vector<double>& h, int64_t n, std::vector<double>* u) {
-  DSV4_CHECK_IN("gptq", n > 0 && h.size() == static_cast<size_t>(n * n),
-                "H has %zu values, expected %lld^2", h.size(), static_cast<long long>(n));
-  // torch.linalg.cholesky(H)
-  std::vector<double> l;
-  if (!cholesky_lower(h, n, &l)) return false;
-  // torch.cholesky_inverse(L) = L^-T L^-1. M = L^-1 row by row (row i only mixes rows k < i),
-  // so every update is a contiguous axpy.
-  std::vector<double> m(static_cast<size_t>(n * n), 0.0);
-  for (int64_t i = 0; i < n; ++i) {
-    double* mi = &m[static_cast<size_t>(i * n)];
-    mi[i] = 1.0;
-    const double* li = &l[static_cast<size_t>(i * n)];
-    for (int64_t k = 0; k < i; ++k) {
-      const double c = li[k];
-      const double* mk = &m[static_cast<size_t>(k * n)];
-      for (int64_t j = 0; j <= k; ++j) mi[j] -= c * mk[j];
-    }
-    const double inv = 1.0 / li[i];
-    for (int64_t j = 0; j <= i; ++j) mi[j] *= inv;
-  }
-  // Hinv = Mᵀ M = Σ_i m_i m_iᵀ (lower triangle, then mirrored).
-  std::vector<double> hinv(static_cast<size_t>(n * n), 0.0);
-  for (int64_t i = 0; i < n; ++i) {
-    const double* mi = &m[static_cast<size_t>(i * n)];
-    for (int64_t a = 0; a <= i; ++a) {
-      const double ma = mi[a];
-      double* ha = &hinv[static_cast<size_t>(a * n)];
-      for (int64_t b = 0; b <= a; ++b) ha[b] += ma * mi[b];
-    }
-  }
-  for (int64_t a = 0; a < n; ++a) {
-    for (int64_t b = a + 1; b < n; ++b) {
-      hinv[static_cast<size_t>(a * n + b)] = hinv[static_cast<size_t>(b * n + a)];
-    }
-  }
-  // torch.linalg.cholesky(Hinv, upper=True): U = L2ᵀ.
-  std::vector<double> l2;
-  if (!cholesky_lower(hinv, n, &l2)) return false;
-  u->assign(static_cast<size_t>(n * n), 0.0);
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j <= i; ++j) {
-      (*u)[static_cast<size_t>(j * n + i)] = l2[static_cast<size_t>(i * n + j)];
-    }
-  }
-  return true;
-}
-
 GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64_t cols,
                       const float* h, const GptqOptions& opts) {
   args.check();
@@ -149,86 +79,41 @@ GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64
 
   GptqResult res;
   res.actorder_used = order;
-  const bool no_tokens = std::all_of(h, h + nh, [](float x) { return x == 0.0f; });
 
-  // Act-order permutation: descending diag(H). A stable sort keeps ties (e.g. H = I) in natural
-  // order, so the result is reproducible; NaN sorts last.
-  std::vector<int64_t> perm(static_cast<size_t>(cols));
-  std::iota(perm.begin(), perm.end(), int64_t{0});
-  if (order != ActOrder::kNone && !no_tokens) {
-    std::vector<float> key(static_cast<size_t>(cols));
-    for (int64_t i = 0; i < cols; ++i) {
-      const float d = h[static_cast<size_t>(i * cols + i)];
-      key[static_cast<size_t>(i)] = std::isnan(d) ? -std::numeric_limits<float>::infinity() : d;
-    }
-    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) {
-      return key[static_cast<size_t>(a)] > key[static_cast<size_t>(b)];
-    });
-  }
+  // Act-order permutation, dead columns, damping and U (gptq_prepare.h, shared with the GPU path):
+  // U is the upper Cholesky factor of (H + damp I)^-1 in permuted order, or identity for RTN.
+  std::vector<float> u(nh);
+  const GptqPrepared prep = gptq_prepare_reference(h, cols, opts, order, u.data());
+  const std::vector<int32_t>& perm = prep.perm;
+  res.fallback = prep.fallback;
+  res.damping_escalations = prep.damping_escalations;
+  res.dampening_frac_used = prep.dampening_frac_used;
+  res.damp = prep.damp;
+  res.dead_columns = static_cast<int64_t>(prep.dead.size());
+  const bool identity_u =
+      prep.fallback == GptqFallback::kRtnNoTokens || prep.fallback == GptqFallback::kRtnCholeskyFailed;
   std::vector<float> wp(nw);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < cols; ++j) wp[r * cols + j] = w[r * cols + perm[j]];
   }
 
   // Qparams (§1.3, §1.7): from the original W in its own order (none/static), or from the
-  // permuted W (group). Lazy mode overwrites each group's column at its first column below;
-  // this upfront pass provides the grid and the tensor_group global scale.
+  // permuted W (group), dead columns included. Lazy mode overwrites each group's column at its
+  // first column below; this upfront pass provides the grid and the tensor_group global scale.
   res.qparams = order == ActOrder::kGroup ? observer_qparams(args, wp.data(), rows, cols)
                                           : observer_qparams(args, w, rows, cols);
   QParams& qp = res.qparams;
   float amax_tensor = 0.0f;
   for (size_t i = 0; i < nw; ++i) amax_tensor = std::max(amax_tensor, std::fabs(w[i]));
   // Which qparam column the permuted column j uses: static keeps the original column's group.
-  auto qparam_col = [&](int64_t j) { return order == ActOrder::kStatic ? perm[j] : j; };
+  auto qparam_col = [&](int64_t j) -> int64_t { return order == ActOrder::kStatic ? perm[j] : j; };
 
-  // U: upper Cholesky factor of (H + damp I)^-1 in permuted order, or identity for RTN.
-  std::vector<float> u(nh, 0.0f);
-  bool identity_u = true;
-  if (no_tokens) {
-    res.fallback = GptqFallback::kRtnNoTokens;  // never let "all dead" zero the weight (§1.4)
-  } else {
-    std::vector<double> hp(nh);
-    for (int64_t i = 0; i < cols; ++i) {
-      for (int64_t j = 0; j < cols; ++j) {
-        hp[static_cast<size_t>(i * cols + j)] = h[perm[i] * cols + perm[j]];
-      }
-    }
-    double diag_sum = 0.0;
-    for (int64_t i = 0; i < cols; ++i) {
-      double& d = hp[static_cast<size_t>(i * cols + i)];
-      if (d == 0.0) {
-        d = 1.0;
-        for (int64_t r = 0; r < rows; ++r) wp[r * cols + i] = 0.0f;
-        ++res.dead_columns;
-      }
-      diag_sum += d;
-    }
-    const double diag_mean = diag_sum / static_cast<double>(cols);
-    double frac = opts.dampening_frac;
-    std::vector<double> hd, ud;
-    for (int attempt = 0; attempt <= opts.max_damping_escalations; ++attempt) {
-      hd = hp;
-      const double damp = frac * diag_mean;
-      for (int64_t i = 0; i < cols; ++i) hd[static_cast<size_t>(i * cols + i)] += damp;
-      if (gptq_inverse_cholesky(hd, cols, &ud)) {
-        identity_u = false;
-        res.damping_escalations = attempt;
-        res.dampening_frac_used = frac;
-        res.damp = damp;
-        res.fallback = attempt > 0 ? GptqFallback::kDampingRaised : GptqFallback::kNone;
-        break;
-      }
-      frac *= opts.damping_escalation_factor;
-    }
-    if (identity_u) {
-      res.fallback = GptqFallback::kRtnCholeskyFailed;
-      res.damping_escalations = opts.max_damping_escalations;
-    } else {
-      for (size_t i = 0; i < nh; ++i) u[i] = static_cast<float>(ud[i]);
-    }
-  }
-  if (identity_u) {
-    for (int64_t i = 0; i < cols; ++i) u[static_cast<size_t>(i * cols + i)] = 1.0f;
+  // Dead columns (diag(H) == 0) are swept as zeros (§1.4).
+  std::vector<uint8_t> dead(static_cast<size_t>(cols), 0);
+  for (const int32_t c : prep.dead) dead[static_cast<size_t>(c)] = 1;
+  for (int64_t j = 0; j < cols; ++j) {
+    if (!dead[static_cast<size_t>(perm[j])]) continue;
+    for (int64_t r = 0; r < rows; ++r) wp[r * cols + j] = 0.0f;
   }
 
   // The blocked sweep (§1.5), fp32 like llm-compressor. wp is the full W: each block's later
@@ -318,25 +203,7 @@ GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64
 }
 
 double gptq_rel_error(const float* w, const float* q, int64_t rows, int64_t cols, const float* h) {
-  double num = 0.0, den = 0.0;
-  std::vector<double> dr(static_cast<size_t>(cols)), wr(static_cast<size_t>(cols));
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) {
-      wr[c] = w[r * cols + c];
-      dr[c] = wr[c] - q[r * cols + c];
-    }
-    for (int64_t i = 0; i < cols; ++i) {
-      const float* hi = h + i * cols;
-      double sd = 0.0, sw = 0.0;
-      for (int64_t j = 0; j < cols; ++j) {
-        sd += hi[j] * dr[j];
-        sw += hi[j] * wr[j];
-      }
-      num += dr[i] * sd;
-      den += wr[i] * sw;
-    }
-  }
-  return den == 0.0 ? 0.0 : num / den;
+  return hessian_error(w, q, rows, cols, h).rel();
 }
 
 std::vector<float> gptq_dequant_with_g_idx(const QuantArgs& args, const QParams& qp,

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "quant/cholesky.h"
 #include "quant/quant_args.h"
 #include "quant/quantizer.h"
 
@@ -83,13 +84,16 @@ struct GptqResult {
 GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64_t cols,
                       const float* h, const GptqOptions& opts);
 
-// tr((W−Q) H (W−Q)ᵀ) / tr(W H Wᵀ) in double; 0 when the denominator is 0.
+// tr((W−Q) H (W−Q)ᵀ) / tr(W H Wᵀ) in double; 0 when the denominator is 0. hessian_error(...).rel()
+// (hessian.h), which also gives the two traces.
 double gptq_rel_error(const float* w, const float* q, int64_t rows, int64_t cols, const float* h);
 
-// Upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), [n, n] row-major double; returns false instead of
-// throwing when H (or H⁻¹) is not numerically positive definite. Exposed for the tests and for
-// the GPU path's reference.
-bool gptq_inverse_cholesky(const std::vector<double>& h, int64_t n, std::vector<double>* u);
+// The old name of cholesky_upper_of_inverse_reference (cholesky.h): U with H⁻¹ = UᵀU. Kept only
+// for tests/quant/test_gptq_cuda.cu, which should take U from gptq_prepare_reference instead
+// (issue 22); delete with that call.
+inline bool gptq_inverse_cholesky(const std::vector<double>& h, int64_t n, std::vector<double>* u) {
+  return cholesky_upper_of_inverse_reference(h, n, u);
+}
 
 // Dequantizes codes with qparams, column c using qparam column g_idx[c] (identity mapping when
 // g_idx is empty). Shared by the tests and loaders of act-order (g_idx) checkpoints.

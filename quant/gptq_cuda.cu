@@ -7,8 +7,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
-#include <numeric>
 
 #include "common/check.h"
 #include "common/cuda_grid.h"
@@ -126,9 +124,16 @@ __global__ void flag_nonfinite_kernel(const double* m, int64_t n, int* info) {
   }
 }
 
-// One factorisation attempt on J·(H + damp)·J: potrf, then trtri of the factor; false when not
-// positive definite.
-bool inverse_cholesky(SolverHandle solver, double* a, int64_t n, cudaStream_t stream) {
+// Whether H holds no tokens, from its diagonal alone: H is a Gram matrix, so a zero diagonal means
+// H = 0 (the CPU reference scans all of H; reading only the diagonal spares copying H down).
+bool diag_all_zero(const std::vector<float>& diag) {
+  return std::all_of(diag.begin(), diag.end(), [](float d) { return d == 0.0f; });
+}
+
+// One factorisation attempt on J·(H + damp)·J: potrf, then trtri of the factor (L⁻¹ in place,
+// the one-matrix form of cholesky_inverse_lower_batched_cuda; CPU twin
+// cholesky_inverse_lower_reference); false when not positive definite.
+bool cholesky_inverse_lower_cusolver(SolverHandle solver, double* a, int64_t n, cudaStream_t stream) {
   const int ni = static_cast<int>(n);
   int lwork = 0;
   size_t trtri_device = 0, trtri_host = 0;
@@ -388,46 +393,6 @@ __global__ void __launch_bounds__(kSlicedThreads, 3) sweep_block_sliced_kernel(S
   }
 }
 
-// The host half of a preparation, from diag(H): act-order permutation, dead columns, the mean
-// damped diagonal, and whether H is empty (no tokens: RTN with an identity U).
-struct PreparePlan {
-  GptqPrepared prepared;
-  double diag_mean = 0.0;
-  bool no_tokens = false;
-};
-
-PreparePlan prepare_plan(const std::vector<float>& diag, ActOrder order) {
-  const int64_t n = static_cast<int64_t>(diag.size());
-  PreparePlan plan;
-  GptqPrepared& p = plan.prepared;
-  p.perm.resize(static_cast<size_t>(n));
-  std::iota(p.perm.begin(), p.perm.end(), 0);
-  // H is a Gram matrix: an all-zero diagonal means no tokens (H = 0), as the CPU path checks.
-  plan.no_tokens = std::all_of(diag.begin(), diag.end(), [](float d) { return d == 0.0f; });
-  if (plan.no_tokens) {
-    p.fallback = GptqFallback::kRtnNoTokens;
-    return plan;
-  }
-  if (order == ActOrder::kStatic) {
-    std::vector<float> key(diag);
-    for (float& k : key) {
-      if (std::isnan(k)) k = -std::numeric_limits<float>::infinity();
-    }
-    std::stable_sort(p.perm.begin(), p.perm.end(), [&](int32_t a, int32_t b) { return key[a] > key[b]; });
-  }
-  double diag_sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    double d = diag[static_cast<size_t>(p.perm[static_cast<size_t>(i)])];
-    if (d == 0.0) {
-      d = 1.0;
-      p.dead.push_back(p.perm[static_cast<size_t>(i)]);
-    }
-    diag_sum += d;
-  }
-  plan.diag_mean = diag_sum / static_cast<double>(n);
-  return plan;
-}
-
 }  // namespace
 
 GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols, const GptqOptions& opts,
@@ -443,36 +408,28 @@ GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols
                                     sizeof(float), static_cast<size_t>(n), cudaMemcpyDeviceToHost, s));
   DSV4_CUDA_CHECK(cudaStreamSynchronize(s));
 
-  const PreparePlan plan = prepare_plan(diag, order);
+  const GptqPreparePlan plan = gptq_prepare_plan(diag, order, diag_all_zero(diag));
   GptqPrepared p = plan.prepared;
   if (plan.no_tokens) {
     identity_kernel<<<grid_blocks(n * n), 256, 0, s>>>(n, u);
     DSV4_CUDA_CHECK_LAUNCH();
     return p;
   }
-  const double diag_mean = plan.diag_mean;
 
   Scratch<int32_t> perm(static_cast<size_t>(n), s);
   DSV4_CUDA_CHECK(cudaMemcpyAsync(perm.p, p.perm.data(), static_cast<size_t>(n) * 4, cudaMemcpyHostToDevice, s));
   Scratch<double> a(static_cast<size_t>(n * n), s);
-  double frac = opts.dampening_frac;
-  for (int attempt = 0; attempt <= opts.max_damping_escalations; ++attempt) {
-    const double damp = frac * diag_mean;
-    build_damped_reversed_kernel<<<grid_blocks(n * n), 256, 0, s>>>(h, perm.p, n, damp, a.p);
+  for (const GptqDampingStep& step : gptq_damping_schedule(opts, plan.diag_mean)) {
+    build_damped_reversed_kernel<<<grid_blocks(n * n), 256, 0, s>>>(h, perm.p, n, step.damp, a.p);
     DSV4_CUDA_CHECK_LAUNCH();
-    if (inverse_cholesky(solver, a.p, n, s)) {
+    if (cholesky_inverse_lower_cusolver(solver, a.p, n, s)) {
       upper_from_reversed_inverse_kernel<<<grid_blocks(n * n), 256, 0, s>>>(a.p, n, u);
       DSV4_CUDA_CHECK_LAUNCH();
-      p.damping_escalations = attempt;
-      p.dampening_frac_used = frac;
-      p.damp = damp;
-      p.fallback = attempt > 0 ? GptqFallback::kDampingRaised : GptqFallback::kNone;
+      gptq_damping_record(p, opts, &step);
       return p;
     }
-    frac *= opts.damping_escalation_factor;
   }
-  p.fallback = GptqFallback::kRtnCholeskyFailed;
-  p.damping_escalations = opts.max_damping_escalations;
+  gptq_damping_record(p, opts, nullptr);
   identity_kernel<<<grid_blocks(n * n), 256, 0, s>>>(n, u);
   DSV4_CUDA_CHECK_LAUNCH();
   return p;
@@ -517,10 +474,10 @@ std::vector<GptqPrepared> gptq_prepare_many_cuda(BlasHandle blas, SolverHandle s
                                       cudaMemcpyDeviceToHost, s));
   }
   DSV4_CUDA_CHECK(cudaStreamSynchronize(s));
-  std::vector<PreparePlan> plans;
+  std::vector<GptqPreparePlan> plans;
   std::vector<int32_t> todo;  // Hessians to factorise
   for (int i = 0; i < count; ++i) {
-    plans.push_back(prepare_plan(diag[static_cast<size_t>(i)], order));
+    plans.push_back(gptq_prepare_plan(diag[static_cast<size_t>(i)], order, diag_all_zero(diag[static_cast<size_t>(i)])));
     out[static_cast<size_t>(i)] = plans.back().prepared;
     if (plans.back().no_tokens) {
       identity_kernel<<<grid_blocks(nn), 256, 0, s>>>(n, u + i * nn);
@@ -542,12 +499,14 @@ std::vector<GptqPrepared> gptq_prepare_many_cuda(BlasHandle blas, SolverHandle s
   for (size_t b0 = 0; b0 < todo.size(); b0 += static_cast<size_t>(batch)) {
     const int m = static_cast<int>(std::min(todo.size() - b0, static_cast<size_t>(batch)));
     std::vector<int32_t> perms, idx(todo.begin() + static_cast<long>(b0), todo.begin() + static_cast<long>(b0) + m);
+    std::vector<GptqDampingStep> firsts;  // the schedule's first step: later ones run one at a time below
     std::vector<double> damps;
     std::vector<const float*> hs;
     for (int32_t i : idx) {
-      const PreparePlan& pl = plans[static_cast<size_t>(i)];
+      const GptqPreparePlan& pl = plans[static_cast<size_t>(i)];
       perms.insert(perms.end(), pl.prepared.perm.begin(), pl.prepared.perm.end());
-      damps.push_back(opts.dampening_frac * pl.diag_mean);
+      firsts.push_back(gptq_damping_schedule(opts, pl.diag_mean).front());
+      damps.push_back(firsts.back().damp);
       hs.push_back(h[i]);
     }
     DSV4_CUDA_CHECK(cudaMemcpyAsync(perm, perms.data(), perms.size() * 4, cudaMemcpyHostToDevice, s));
@@ -570,8 +529,7 @@ std::vector<GptqPrepared> gptq_prepare_many_cuda(BlasHandle blas, SolverHandle s
       if (bad[static_cast<size_t>(t)] != 0) {
         retry.push_back(idx[static_cast<size_t>(t)]);
       } else {
-        p.dampening_frac_used = opts.dampening_frac;
-        p.damp = damps[static_cast<size_t>(t)];
+        gptq_damping_record(p, opts, &firsts[static_cast<size_t>(t)]);
       }
     }
   }

@@ -2,7 +2,8 @@
 // The same algorithm as gptq.h's CPU reference, split in the two parts whose costs differ:
 //
 //   1. gptq_prepare_cuda: per distinct Hessian, act-order permutation, dead columns, relative
-//      damping with escalation, and U = chol((H + damp·I)⁻¹, upper) in fp64 through cuSOLVER,
+//      damping with escalation (the host policy of gptq_prepare.h, shared with the CPU reference
+//      gptq_prepare_reference), and U = chol((H + damp·I)⁻¹, upper) in fp64 through cuSOLVER,
 //      rounded to fp32: computed as the inverse of the reversed matrix's Cholesky factor (potrf,
 //      trtri; gptq_cuda.cu says why that is the same U). One factorisation per distinct H,
 //      reused by every matrix sharing it (in all-experts mode, all 512 w1/w3 of a layer). Reads
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "quant/gptq.h"
+#include "quant/gptq_prepare.h"
 
 struct CUstream_st;
 struct cublasContext;
@@ -48,16 +50,9 @@ using DeviceStream = CUstream_st*;
 using BlasHandle = cublasContext*;
 using SolverHandle = cusolverDnContext*;
 
-struct GptqPrepared {
-  std::vector<int32_t> perm;   // permuted column j -> original column (host)
-  std::vector<int32_t> dead;   // original indices of dead columns (diag(H) == 0)
-  double dampening_frac_used = 0.0, damp = 0.0;
-  int damping_escalations = 0;
-  GptqFallback fallback = GptqFallback::kNone;  // kRtnNoTokens / kRtnCholeskyFailed: u is identity
-};
-
 // h: device fp32 [cols, cols] (finalized H, original order). Writes u: device fp32 [cols, cols],
-// upper triangular, permuted order. `stream` is set on the solver handle.
+// upper triangular, permuted order. `stream` is set on the solver handle. The CPU reference is
+// gptq_prepare_reference (gptq_prepare.h): the same plan and damping, U equal up to fp64 rounding.
 GptqPrepared gptq_prepare_cuda(SolverHandle solver, const float* h, int64_t cols, const GptqOptions& opts,
                                ActOrder order, float* u, DeviceStream stream);
 

@@ -78,4 +78,29 @@ HessianResult HessianAccumulator::finalize() const {
   return r;
 }
 
+HessianError hessian_error(const float* w, const float* q, int64_t rows, int64_t cols, const float* h) {
+  DSV4_CHECK_IN("hessian", rows >= 0 && cols > 0 && w != nullptr && q != nullptr && h != nullptr,
+                "H-weighted error of [%lld, %lld] with a null operand", static_cast<long long>(rows),
+                static_cast<long long>(cols));
+  HessianError e;
+  std::vector<double> dr(static_cast<size_t>(cols)), wr(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      wr[c] = w[r * cols + c];
+      dr[c] = wr[c] - q[r * cols + c];
+    }
+    for (int64_t i = 0; i < cols; ++i) {
+      const float* hi = h + i * cols;
+      double sd = 0.0, sw = 0.0;
+      for (int64_t j = 0; j < cols; ++j) {
+        sd += hi[j] * dr[j];
+        sw += hi[j] * wr[j];
+      }
+      e.delta_trace += dr[i] * sd;
+      e.weight_trace += wr[i] * sw;
+    }
+  }
+  return e;
+}
+
 }  // namespace dsv4::quant

@@ -9,8 +9,8 @@
 // n counts TOKENS (rows of the 2-D input), as GPTQModel and MoE-Quant do. llm-compressor counts
 // leading-dim rows (sequences for 3-D inputs, 1 per call for 2-D expert inputs); GPTQ's updates
 // and the relative damping do not depend on that scale, only the reported loss does (§1.2).
-// The sum Σ x xᵀ is kept in fp32 like llm-compressor's GPTQ_PRECISION. Tests:
-// tests/quant/test_hessian.cpp.
+// The sum Σ x xᵀ is kept in fp32 like llm-compressor's GPTQ_PRECISION. hessian_error (below) is
+// the H-weighted error tr(ΔHΔᵀ) of a quantized weight. Tests: tests/quant/test_hessian.cpp.
 #pragma once
 
 #include <cstdint>
@@ -50,5 +50,22 @@ class HessianAccumulator {
   int64_t num_tokens_ = 0;
   std::vector<float> sum_;
 };
+
+// The H-weighted squared error of a quantized weight, GPTQ's objective (§1.10): tr(ΔHΔᵀ) with
+// Δ = W − Q, next to the weight's own tr(WHWᵀ); their ratio is the rel_error that gptq_rel_error,
+// the pipeline's manifest and `dsv4-calib solve --json` report. The one CPU implementation; the
+// GPU batch computes the same traces with TF32 GEMMs (gptq_solve_batch_cuda's GptqBatchErrors).
+//
+//   HessianError e = hessian_error(w, q, rows, cols, h.h.data());
+//   double rel = e.rel();   // 0 when tr(WHWᵀ) = 0
+struct HessianError {
+  double delta_trace = 0.0;   // tr(ΔHΔᵀ)
+  double weight_trace = 0.0;  // tr(WHWᵀ)
+  double rel() const { return weight_trace == 0.0 ? 0.0 : delta_trace / weight_trace; }
+};
+
+// w, q: [rows, cols] row-major fp32; h: [cols, cols] fp32 (symmetric). Δ is taken in double and
+// both traces sum in double, row by row; one pass over H serves both.
+HessianError hessian_error(const float* w, const float* q, int64_t rows, int64_t cols, const float* h);
 
 }  // namespace dsv4::quant

@@ -4,7 +4,8 @@
 // ByteLevel's own regex and prefix space, merges as pairs, ignore_merges, byte_fallback, unk and
 // fuse_unk, continuing_subword_prefix/end_of_word_suffix, vocab id gaps, added tokens with
 // lstrip/rstrip/single_word and normalized overlap, Oniguruma dialect corners (\s vs U+180E, \h,
-// \uHHHH, line anchors, (?m)). Plus unit checks of the regex translation and byte-level tables.
+// \uHHHH, line anchors, (?m)). Plus unit checks of the regex translation (the byte-level tables
+// are tested in tests/common/test_byte_level.cpp).
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -12,7 +13,6 @@
 #include <string>
 #include <vector>
 
-#include "data/byte_level.h"
 #include "data/pretokenizer.h"
 #include "data/regex.h"
 #include "data/tokenizer.h"
@@ -138,25 +138,6 @@ TEST(TokenizerPreTokenizer, SplitBehaviours) {
   EXPECT_EQ(run("Contiguous", false), (V{" ", "the", "  ", "dog", " "}));
   EXPECT_EQ(run("MergedWithPrevious", true), (V{" the", " ", " dog", " "}));
   EXPECT_EQ(run("Removed", true), (V{" ", " ", " ", " "}));
-}
-
-TEST(TokenizerByteLevel, AlphabetRoundTrips) {
-  EXPECT_EQ(byte_level_symbol(' '), "Ġ");
-  EXPECT_EQ(byte_level_symbol('\n'), "Ċ");
-  EXPECT_EQ(byte_level_symbol('A'), "A");
-  EXPECT_EQ(byte_level_symbol(0xAD), "Ń");  // soft hyphen: not printable, 68 after U+0100 - 1
-  std::string all;
-  for (int b = 0; b < 256; ++b) all.push_back(static_cast<char>(b));
-  std::string mapped, back;
-  byte_level_encode(all, mapped);
-  byte_level_decode_token(mapped, back);
-  EXPECT_EQ(back, all);
-  back.clear();
-  byte_level_decode_token("<｜User｜>", back);  // '｜' is no symbol: the token is literal text
-  EXPECT_EQ(back, "<｜User｜>");
-  back.clear();
-  byte_level_decode_token("ĠhelloĊ", back);
-  EXPECT_EQ(back, " hello\n");
 }
 
 }  // namespace

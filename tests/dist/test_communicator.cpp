@@ -67,8 +67,7 @@ TEST(MpiCommunicator, BroadcastAndGatherStringsOfDifferentLengths) {
 // MPI main: init, run, agree on the failure count so every rank reports the same result.
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  setenv("DSV4_MPI", "1", 1);
-  const dsv4::dist::Topology t = dsv4::dist::topology_init(&argc, &argv);
+  const dsv4::dist::Topology t = dsv4::dist::topology_init(&argc, &argv, {.mpi_launched = true});
   if (t.rank != 0) {  // one rank prints the tally; the others report only failures
     ::testing::TestEventListeners& l = ::testing::UnitTest::GetInstance()->listeners();
     delete l.Release(l.default_result_printer());

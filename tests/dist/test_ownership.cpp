@@ -1,5 +1,5 @@
-// test_ownership.cpp: the ownership plan, local ranks and the single-process communicator (no
-// MPI launch needed).
+// test_ownership.cpp: the ownership plan, local ranks, the single-process communicator and the
+// run phase with its fault injection (no MPI launch needed).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -97,6 +97,29 @@ TEST(RunPhase, DescribesTheBackgroundWriterUntilCleared) {
   d = RunPhase::describe();
   EXPECT_EQ(d.find("background"), std::string::npos) << d;
   EXPECT_NE(d.find("layers.8 solve"), std::string::npos) << d;
+}
+
+// The DSV4_FAULT spec as launch/ hands it down: checked when set; `throw` fires only on the
+// named segment and phase, on this rank (0 in a test process) or "*", for the main and the
+// background phase; "" clears it.
+TEST(RunPhase, FaultSpecIsCheckedAndFiresOnlyWhereNamed) {
+  EXPECT_THROW(RunPhase::set_fault("explode@0@layers.1@solve"), Error);
+  EXPECT_THROW(RunPhase::set_fault("kill@0@layers.1"), Error);
+  RunPhase::set_fault("throw@*@layers.3@solve");
+  EXPECT_NO_THROW(RunPhase::set("layers.3", "reduce"));
+  EXPECT_NO_THROW(RunPhase::set("layers.4", "solve"));
+  try {
+    RunPhase::set("layers.3", "solve");
+    ADD_FAILURE() << "the fault did not fire at layers.3 solve";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("injected error at layers.3 solve"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(RunPhase::set_background("layers.3", "solve"), Error);
+  RunPhase::clear_background();
+  RunPhase::set_fault("throw@1@layers.3@solve");  // another rank's fault
+  EXPECT_NO_THROW(RunPhase::set("layers.3", "solve"));
+  RunPhase::set_fault("");
+  EXPECT_NO_THROW(RunPhase::set("layers.3", "solve"));
 }
 
 }  // namespace

@@ -125,15 +125,8 @@ TEST(GptqTest, LossEqualsHalfTraceWithDampedHessian) {
   EXPECT_GT(r.damp, 0.0);
   std::vector<float> hd = h;
   for (int64_t i = 0; i < cols; ++i) hd[i * cols + i] += static_cast<float>(r.damp);
-  double tr = 0.0;
-  for (int64_t row = 0; row < rows; ++row) {
-    for (int64_t i = 0; i < cols; ++i) {
-      const double di = double(w[row * cols + i]) - r.dequant[row * cols + i];
-      for (int64_t j = 0; j < cols; ++j) {
-        tr += di * hd[i * cols + j] * (double(w[row * cols + j]) - r.dequant[row * cols + j]);
-      }
-    }
-  }
+  const double tr = hessian_error(w.data(), r.dequant.data(), rows, cols, hd.data()).delta_trace;
+  ASSERT_GT(tr, 0.0);
   std::printf("[ gptq ] loss %.6g, half trace %.6g\n", r.loss, tr / 2.0);
   EXPECT_NEAR(r.loss, tr / 2.0, 1e-3 * tr / 2.0);
 }

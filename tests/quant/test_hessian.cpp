@@ -1,6 +1,7 @@
 // test_hessian.cpp: quant/hessian.h. H = 2/n Σ x xᵀ with n = tokens on a hand-computed example;
 // merging two partials equals one pass over all tokens (what the distributed reduce relies on);
-// zero tokens are flagged; dims that are not a multiple of the 64-wide tile.
+// zero tokens are flagged; dims that are not a multiple of the 64-wide tile. hessian_error's two
+// traces on integer data (exact in double), its zero-denominator rule and its row sum.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -73,6 +74,33 @@ TEST(HessianTest, BadArgumentsThrow) {
   HessianAccumulator a(4), b(5);
   EXPECT_THROW(a.merge(b), Error);
   EXPECT_THROW(a.add(nullptr, 2), Error);
+}
+
+// Integer-valued operands, so every product and sum is exact in double and the traces compare
+// with ==. H = [[2, 1], [1, 3]]; rows W = (1, 2), (−1, 4); Q = (1, 1), (0, 4): Δ = (0, 1), (−1, 0).
+TEST(HessianTest, ErrorTracesOnAnExactExample) {
+  const std::vector<float> h = {2, 1, 1, 3};
+  const std::vector<float> w = {1, 2, -1, 4};
+  const std::vector<float> q = {1, 1, 0, 4};
+  const HessianError e = hessian_error(w.data(), q.data(), 2, 2, h.data());
+  // Δ: (0,1)·H·(0,1)ᵀ = 3, (−1,0)·H·(−1,0)ᵀ = 2. W: (1,2) -> 1·4 + 2·7 = 18; (−1,4) -> −1·2 + 4·11 = 42.
+  EXPECT_EQ(e.delta_trace, 5.0);
+  EXPECT_EQ(e.weight_trace, 60.0);
+  EXPECT_EQ(e.rel(), 5.0 / 60.0);
+  // Rows add: the trace of the two rows is the sum of each row's.
+  const HessianError r0 = hessian_error(w.data(), q.data(), 1, 2, h.data());
+  const HessianError r1 = hessian_error(w.data() + 2, q.data() + 2, 1, 2, h.data());
+  EXPECT_EQ(r0.delta_trace + r1.delta_trace, e.delta_trace);
+  EXPECT_EQ(r0.weight_trace + r1.weight_trace, e.weight_trace);
+}
+
+TEST(HessianTest, ErrorOfAnEmptyHessianIsZeroNotNan) {
+  const std::vector<float> h(9, 0.0f), w = {1, 2, 3}, q = {0, 0, 0};
+  const HessianError e = hessian_error(w.data(), q.data(), 1, 3, h.data());
+  EXPECT_EQ(e.delta_trace, 0.0);
+  EXPECT_EQ(e.weight_trace, 0.0);
+  EXPECT_EQ(e.rel(), 0.0) << "tr(WHWᵀ) = 0 (no tokens): reported as 0";
+  EXPECT_THROW(hessian_error(nullptr, q.data(), 1, 3, h.data()), Error);
 }
 
 }  // namespace

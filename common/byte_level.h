@@ -1,5 +1,6 @@
-// byte_level.h: GPT-2's byte-level alphabet, as Hugging Face's ByteLevel pre-tokenizer and
-// decoder use it. Every byte stands for one visible character so that BPE never sees raw
+// byte_level.h: GPT-2's byte-level alphabet (bytes_to_unicode), as Hugging Face's ByteLevel
+// pre-tokenizer and decoder use it. In common/ because two modules need the one table: data/'s
+// tokenizer (bpe, decode) and model/'s synthetic tokenizer, and model/ may not include data/. Every byte stands for one visible character so that BPE never sees raw
 // control bytes or spaces: printable Latin-1 bytes ('!'..'~', 0xA1..0xAC, 0xAE..0xFF) stand for
 // themselves, the other 68 bytes for U+0100.. in byte order (space is 'Ġ' U+0120, '\n' is 'Ċ').
 //
@@ -7,14 +8,14 @@
 //   std::string out;
 //   byte_level_decode_token("Ġhello", out);             // out == " hello"
 //
-// Tests: tests/data/test_tokenizer_parts.cpp.
+// Tests: tests/common/test_byte_level.cpp.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-namespace dsv4::data {
+namespace dsv4 {
 
 // UTF-8 of the character that stands for byte `b`.
 std::string_view byte_level_symbol(uint8_t b);
@@ -32,4 +33,4 @@ uint32_t utf8_next(std::string_view s, size_t& pos);
 // Appends the UTF-8 encoding of `code_point`.
 void utf8_append(uint32_t code_point, std::string& out);
 
-}  // namespace dsv4::data
+}  // namespace dsv4

@@ -1,9 +1,9 @@
 // byte_level.cpp: the byte <-> symbol tables of GPT-2's bytes_to_unicode (see byte_level.h).
-#include "data/byte_level.h"
+#include "common/byte_level.h"
 
 #include <array>
 
-namespace dsv4::data {
+namespace dsv4 {
 namespace {
 
 // The 68 non-printable bytes take U+0100.. in byte order, so no symbol is above U+0143.
@@ -110,4 +110,4 @@ void byte_level_decode_token(std::string_view token, std::string& out) {
   }
 }
 
-}  // namespace dsv4::data
+}  // namespace dsv4
