@@ -68,14 +68,21 @@ user_error "subcommand flag typo" "unexpected arguments: --mdoel $src (did you m
   "$bin" eval --mdoel "$src" --model "$src" --data "$data"
 user_error "subcommand typo" "unexpected arguments: verfy $src (did you mean verify?)" "$bin" verfy "$src"
 
-# 6. An --out holding something else: refused before the data is read or the plan printed.
+# 6. A missing dataset file and a misspelt recipe key: the file, the key path, the keys accepted.
+user_error "missing --dataset" "cannot open dataset file '$work/none.jsonl' (dataset.files, or --dataset" \
+  "$bin" --recipe "$recipe" --model "$src" --dataset "$work/none.jsonl" --out "$work/q_none"
+sed 's/num_samples: 768/num_sample: 768/' "$recipe" >"$work/typo.yaml"
+user_error "recipe key typo" "$work/typo.yaml: dataset.num_sample: unknown key; accepted here: files" \
+  "$bin" --recipe "$work/typo.yaml" --model "$src" --dataset "$data" --out "$work/q_typo"
+
+# 7. An --out holding something else: refused before the data is read or the plan printed.
 mkdir -p "$work/occupied" && echo "mine" >"$work/occupied/notes.txt"
 out=$("${job[@]}" --out "$work/occupied" --num-samples 8 --seq-len 32 2>&1); rc=$?
 if [ "$rc" -ne 0 ] && grep -qF -- "--out $work/occupied is not empty and holds no interrupted run" <<<"$out" &&
    ! grep -qF "calibration data" <<<"$out" && ! grep -qF " -> " <<<"$out" && [ "$(cat "$work/occupied/notes.txt")" = mine ]
 then pass "occupied --out refused before any work"; else fail "occupied --out (rc $rc): $out"; fi
 
-# 7. eval on make-model's random weights says its perplexity is at chance level.
+# 8. eval on make-model's random weights says its perplexity is at chance level.
 expect_output "eval: chance level" 0 "perplexity is at chance level" \
   "$bin" eval --model "$src" --data "$data" --num-samples 1 --seq-len 16
 
