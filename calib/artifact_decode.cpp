@@ -4,6 +4,7 @@
 // compressed linears to it.
 #include "calib/artifact_decode.h"
 
+#include <filesystem>
 #include <memory>
 #include <span>
 
@@ -55,7 +56,27 @@ std::vector<float> encoded_linear_decode(const std::vector<quant::EncodedTensor>
   return quant::compressed_module_decode(tensors, module, out, in);
 }
 
+void checkpoint_dir_check(const std::string& dir, const std::string& what) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string where = what.empty() ? "" : " (" + what + ")";
+  const char* held = "a checkpoint directory (the release download, `dsv4-calib make-model` output or a dsv4-calib "
+                     "artifact) holds config.json, model.safetensors.index.json (or one model.safetensors) and the "
+                     "*.safetensors shards";
+  DSV4_USER_CHECK("checkpoint", fs::is_directory(dir, ec), "%s is not a checkpoint directory%s: %s; %s", dir.c_str(),
+                  where.c_str(), fs::exists(dir, ec) ? "it is a file" : "there is no such directory", held);
+  const bool has_config = fs::exists(fs::path(dir) / "config.json", ec);
+  const bool has_weights = fs::exists(fs::path(dir) / "model.safetensors.index.json", ec) ||
+                           fs::exists(fs::path(dir) / "model.safetensors", ec);
+  DSV4_USER_CHECK("checkpoint", has_config && has_weights, "%s is not a checkpoint directory%s: it has no %s; %s",
+                  dir.c_str(), where.c_str(),
+                  !has_config ? (has_weights ? "config.json" : "config.json and no model.safetensors.index.json")
+                              : "model.safetensors.index.json or model.safetensors",
+                  held);
+}
+
 model::ModelConfig checkpoint_config_load(const std::string& dir) {
+  checkpoint_dir_check(dir, "");
   model::ModelConfig c = model::ModelConfig::from_file(dir + "/config.json");
   const nlohmann::json& src = c.source;
   if (src.is_object() && src.contains("quantization_config") && src["quantization_config"].is_object()) {

@@ -42,9 +42,16 @@ std::vector<float> artifact_linear_decode(const Checkpoint& checkpoint, const st
 std::vector<float> encoded_linear_decode(const std::vector<quant::EncodedTensor>& tensors, const std::string& module,
                                          int64_t out, int64_t in);
 
-// config.json of a release checkpoint or of an artifact. For an artifact (quant_method
-// "compressed-tensors") the returned config carries a linear decoder so the model's loaders
-// decode compressed modules through artifact_linear_decode.
+// A user error unless `dir` looks like a checkpoint directory: a directory holding config.json and
+// model.safetensors.index.json or model.safetensors. `what` names where the path came from
+// ("--model", "--reference", ...; may be empty), so the message is in the user's words. Cheap:
+// no file is read.
+//   checkpoint_dir_check("docs", "--model");  // "docs is not a checkpoint directory (--model): ..."
+void checkpoint_dir_check(const std::string& dir, const std::string& what);
+
+// config.json of a release checkpoint or of an artifact, after checkpoint_dir_check. For an
+// artifact (quant_method "compressed-tensors") the returned config carries a linear decoder so
+// the model's loaders decode compressed modules through artifact_linear_decode.
 model::ModelConfig checkpoint_config_load(const std::string& dir);
 
 }  // namespace dsv4::calib

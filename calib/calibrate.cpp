@@ -65,9 +65,10 @@ ordered_json checkpoint_identity(const Checkpoint& ckpt) {
 
 CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   const auto start = std::chrono::steady_clock::now();
-  DSV4_CHECK_IN("calibrate", !r.model.empty(), "%s: no model (model.path in the recipe, or --model)", r.origin.c_str());
-  DSV4_CHECK_IN("calibrate", !r.output.dir.empty(), "%s: no output directory (output.dir in the recipe, or --out)",
-                r.origin.c_str());
+  DSV4_USER_CHECK("calibrate", !r.model.empty(), "%s: no model: set model.path in the recipe, or pass --model DIR",
+                  r.origin.c_str());
+  DSV4_USER_CHECK("calibrate", !r.output.dir.empty(),
+                  "%s: no output directory: set output.dir in the recipe, or pass --out DIR", r.origin.c_str());
 
   std::unique_ptr<dist::Communicator> self;
   if (!o.comm) self = dist::communicator_self();
@@ -87,10 +88,16 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   }
   {
     std::error_code ec;
-    DSV4_CHECK_IN("calibrate", fs::weakly_canonical(r.output.dir, ec) != fs::weakly_canonical(r.model, ec),
-                  "output directory %s is the source checkpoint", r.output.dir.c_str());
+    DSV4_USER_CHECK("calibrate", fs::weakly_canonical(r.output.dir, ec) != fs::weakly_canonical(r.model, ec),
+                    "--out %s is the source checkpoint (--model %s); the artifact needs a directory of its own: choose "
+                    "another --out (or output.dir in the recipe)",
+                    r.output.dir.c_str(), r.model.c_str());
   }
+  checkpoint_dir_check(r.model, "--model, or model.path in the recipe");
   const model::ModelConfig config = checkpoint_config_load(r.model);
+  // An occupied --out is refused now, before the data is read or the plan printed (open_or_create
+  // below checks it again, and checks an interrupted run against this run's identity).
+  RunCheckpoint::out_dir_check(r.output.dir);
   const Checkpoint source = Checkpoint::open(r.model);
   const model::AuditReport audit = model::checkpoint_audit(source, config);
   if (!audit.ok()) {
@@ -114,22 +121,25 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   std::vector<int64_t> sample_lengths;  // all samples, for snapshots
   data::SampleRange mine;
   if (r.needs_data()) {
-    DSV4_CHECK_IN("calibrate", !r.dataset.files.empty(),
-                  "%s: the recipe needs calibration data (GPTQ or static activation scales) but dataset.files is "
-                  "empty (set it, or pass --dataset FILE)",
-                  r.origin.c_str());
+    DSV4_USER_CHECK("calibrate", !r.dataset.files.empty(),
+                    "%s: the recipe needs calibration data (GPTQ or static activation scales) but dataset.files is "
+                    "empty: set it, or pass --dataset FILE",
+                    r.origin.c_str());
     const data::Tokenizer tok = data::Tokenizer::load(r.tokenizer.empty() ? r.model : r.tokenizer);
     data = data::calib_data_build(tok, r.dataset);
-    DSV4_CHECK_IN("calibrate", !data->samples.empty(), "%s: the dataset gave no samples", r.origin.c_str());
+    DSV4_USER_CHECK("calibrate", !data->samples.empty(),
+                    "%s: the dataset (dataset.files, or --dataset) gave no samples", r.origin.c_str());
     mine = data::calib_data_rank_range(*data, comm.rank(), comm.world());
     for (const data::CalibSample& s : data->samples) sample_lengths.push_back(static_cast<int64_t>(s.ids.size()));
     for (int64_t i = mine.begin; i < mine.end; ++i) {
       const data::CalibSample& s = data->samples[static_cast<size_t>(i)];
       samples.emplace_back(s.ids.begin(), s.ids.end());
     }
-    log_info("calibration data: %zu samples, %lld tokens%s", data->samples.size(),
-             static_cast<long long>(data->num_tokens()),
-             comm.world() > 1 ? (", split over " + std::to_string(comm.world()) + " ranks").c_str() : "");
+    // calib_data_build has logged the samples and tokens; only the split is new here.
+    if (comm.world() > 1) {
+      log_info("calibration data split over %d ranks: rank 0 takes samples [%lld, %lld)", comm.world(),
+               static_cast<long long>(mine.begin), static_cast<long long>(mine.end));
+    }
   }
 
   int64_t quantized = 0;
@@ -281,6 +291,14 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   log_info("wrote %s: %zu tensors, %.3f GB in %d shard(s), %lld GPTQ fallbacks, %.1f s", r.output.dir.c_str(),
            layout.tensors.size(), static_cast<double>(res.bytes) / 1e9, res.shards, static_cast<long long>(fallbacks),
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  // Where the artifact is and what to do with it, for a user at the end of a long log.
+  log_info("done: the artifact is %s; %s/calib_manifest.json has each layer's error vs RTN, methods and times",
+           r.output.dir.c_str(), r.output.dir.c_str());
+  log_info("next: dsv4-calib verify %s --source %s", r.output.dir.c_str(), r.model.c_str());
+  if (!r.dataset.files.empty()) {
+    log_info("      dsv4-calib eval --model %s --reference %s --data %s", r.output.dir.c_str(), r.model.c_str(),
+             r.dataset.files.front().c_str());
+  }
   comm.barrier();
   return res;
 }

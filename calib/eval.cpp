@@ -120,7 +120,10 @@ EvalResult eval_run(const EvalOptions& o) {
   result.mode = o.mode == model::NumericMode::kBf16 ? "bf16" : "fp32";
 
   // Configs first: a reference that is another model fails before any data is read.
+  checkpoint_dir_check(o.model, "--model");
+  if (result.has_reference()) checkpoint_dir_check(o.reference, "--reference");
   const model::ModelConfig config = checkpoint_config_load(o.model);
+  result.vocab_size = config.vocab_size;
   model::ModelConfig ref_config;
   if (result.has_reference()) {
     ref_config = checkpoint_config_load(o.reference);
@@ -202,6 +205,15 @@ std::string eval_report(const EvalResult& r) {
   out += row("mean KL (ref||model)", ref ? strfmt("%.6e nats/token", r.kl_mean) : "-");
   out += row("top-1 agreement", ref ? strfmt("%.4f", r.top1_agreement) : "-");
   out += row("seconds", strfmt("%.2f", r.seconds));
+  // Uniform guessing over V tokens has perplexity V. A model near that predicts nothing: said
+  // here, so that nobody reads a quantized model's lower perplexity on such a model as a gain.
+  const double chance = static_cast<double>(r.vocab_size);
+  if (chance > 0 && (r.perplexity > 0.5 * chance || (ref && r.reference_perplexity > 0.5 * chance))) {
+    out += strfmt("  note: perplexity is at chance level (a uniform guess over %lld tokens scores %lld):\n"
+                  "        this model predicts no better than chance, as a `make-model` checkpoint (random weights)\n"
+                  "        does, so perplexity differences are noise; compare mean KL and top-1 agreement instead.\n",
+                  static_cast<long long>(r.vocab_size), static_cast<long long>(r.vocab_size));
+  }
   return out;
 }
 

@@ -58,6 +58,7 @@ struct EvalResult {
   double kl_mean = 0.0;               // per predicted token
   double top1_agreement = 0.0;        // fraction of predicted tokens
   double seconds = 0.0;
+  int64_t vocab_size = 0;  // of the model: a perplexity near it is chance (a uniform guess)
   bool has_reference() const { return !reference.empty(); }
 };
 

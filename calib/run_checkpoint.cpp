@@ -168,6 +168,22 @@ std::string file_checksum_hex(const std::string& path) {
   return data::sample_hash_hex(h);
 }
 
+void RunCheckpoint::out_dir_check(const std::string& out) {
+  std::error_code ec;
+  if (fs::exists(out + "/" + kRunDir + "/" + kJournal, ec)) return;  // an interrupted run: open_or_create decides
+  DSV4_USER_CHECK("writer", !fs::exists(out, ec) || fs::is_directory(out, ec),
+                  "--out %s is a file, not a directory (output.dir in the recipe, or --out): choose a new directory",
+                  out.c_str());
+  if (!fs::exists(out, ec) || fs::is_empty(out, ec)) return;
+  DSV4_USER_CHECK("writer", !fs::exists(out + "/model.safetensors.index.json", ec),
+                  "--out %s already holds a finished artifact; refusing to overwrite it: choose another --out, or "
+                  "remove that directory", out.c_str());
+  DSV4_USER_FAIL("writer",
+                 "--out %s is not empty and holds no interrupted run (no .calib_run/journal.jsonl); refusing to "
+                 "write into it: choose a new or empty directory for --out (or output.dir in the recipe)",
+                 out.c_str());
+}
+
 RunCheckpoint RunCheckpoint::open_or_create(const std::string& out, const RunIdentity& id, dist::Communicator& comm,
                                             bool restart) {
   RunCheckpoint ck(out, comm);
@@ -204,10 +220,10 @@ RunCheckpoint RunCheckpoint::open_or_create(const std::string& out, const RunIde
                   "%s has no header line; the run state is damaged (pass --restart to start over)", journal.c_str());
     const ordered_json& h = lines[0];
     auto same = [&](const char* key, const std::string& now, const char* what) {
-      DSV4_CHECK_IN("resume", h.value(key, "") == now,
-                    "%s holds an interrupted run with another %s (journal %s, now %s); resuming would mix two runs. "
-                    "Pass --restart to discard it and start over, or choose another --out",
-                    out.c_str(), what, h.value(key, "").c_str(), now.c_str());
+      DSV4_USER_CHECK("resume", h.value(key, "") == now,
+                      "--out %s holds an interrupted run with another %s (journal %s, now %s); resuming would mix "
+                      "two runs: pass --restart to discard it and start over, or choose another --out",
+                      out.c_str(), what, h.value(key, "").c_str(), now.c_str());
     };
     same("recipe_fnv", id.recipe_fnv, "recipe");
     same("source_fnv", id.source_fnv, "source checkpoint");
@@ -245,13 +261,7 @@ RunCheckpoint RunCheckpoint::open_or_create(const std::string& out, const RunIde
     comm.barrier();
     return ck;
   } else {
-    const bool fresh = !fs::exists(out, ec) || (fs::is_directory(out, ec) && fs::is_empty(out, ec));
-    DSV4_CHECK_IN("writer", fresh || !fs::exists(out + "/model.safetensors.index.json", ec),
-                  "output directory %s holds a finished artifact; refusing to overwrite it (choose another --out or "
-                  "remove it)", out.c_str());
-    DSV4_CHECK_IN("writer", fresh,
-                  "output directory %s exists, is not empty and holds no interrupted run (.calib_run/journal.jsonl); "
-                  "refusing to overwrite it (choose another --out or remove it)", out.c_str());
+    out_dir_check(out);
   }
   comm.barrier();  // every rank has checked the directory before rank 0 creates the run state
   if (rank0) {

@@ -54,6 +54,10 @@ class RunCheckpoint {
   // run state and the shards it lists, then starts fresh). Any other content is refused.
   static RunCheckpoint open_or_create(const std::string& out, const RunIdentity& identity, dist::Communicator& comm,
                                       bool restart);
+  // The same refusal, on its own and cheap, so that a run can refuse an occupied `out` before it
+  // loads any data: a user error unless `out` is absent, empty, or holds a journal (an interrupted
+  // run, which open_or_create then checks against this run's identity).
+  static void out_dir_check(const std::string& out);
 
   bool resuming() const { return first_segment_ > 0; }
   int first_segment() const { return first_segment_; }  // the next segment to compute

@@ -10,9 +10,8 @@ namespace dsv4::calib {
 YamlReader::YamlReader(YAML::Node node, std::string file, std::string path)
     : node_(std::move(node)), file_(std::move(file)), path_(std::move(path)) {
   if (present() && !node_.IsMap()) {
-    DSV4_FAIL("recipe", "%s: %s: expected a mapping of keys, got %s", file_.c_str(),
-              path_.empty() ? "(top level)" : path_.c_str(),
-              node_.IsSequence() ? "a list" : "a single value");
+    DSV4_USER_FAIL("recipe", "%s: %s: expected a mapping of keys, got %s", file_.c_str(),
+                   path_.empty() ? "(top level)" : path_.c_str(), node_.IsSequence() ? "a list" : "a single value");
   }
 }
 
@@ -21,8 +20,9 @@ std::string YamlReader::key_path(const std::string& key) const {
   return path_.empty() ? key : path_ + "." + key;
 }
 
+// The recipe is the user's: every failure names the file and key path and is a user error.
 void YamlReader::fail(const std::string& key, const std::string& message) const {
-  DSV4_FAIL("recipe", "%s: %s: %s", file_.c_str(), key_path(key).c_str(), message.c_str());
+  DSV4_USER_FAIL("recipe", "%s: %s: %s", file_.c_str(), key_path(key).c_str(), message.c_str());
 }
 
 bool YamlReader::has(const std::string& key) const {

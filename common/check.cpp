@@ -35,14 +35,29 @@ static std::string base_name(const char* file) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-Error::Error(std::string component, const char* file, int line, const std::string& message)
-    : std::runtime_error("[" + component + "] " + base_name(file) + ":" + std::to_string(line) +
-                         ": " + message + log_context().suffix()),
+static std::string location(const std::string& component, const char* file, int line) {
+  return "[" + component + "] " + base_name(file) + ":" + std::to_string(line) + ": ";
+}
+
+Error::Error(std::string component, const char* file, int line, const std::string& message, ErrorKind kind,
+             const std::string& expression)
+    // A user error names the rank only when there are several: on one process it is noise.
+    : std::runtime_error(kind == ErrorKind::kUser
+                             ? message + (log_context().world > 1 ? log_context().suffix() : "")
+                             : location(component, file, line) + message + log_context().suffix()),
       component_(std::move(component)),
-      message_(message) {}
+      message_(message),
+      detail_(location(component_, file, line) + (expression.empty() ? "" : expression + ": ") + message),
+      kind_(kind) {}
 
 void throw_error(const char* component, const char* file, int line, const std::string& message) {
   throw Error(component, file, line, message);
+}
+
+void throw_user_error(const char* component, const char* file, int line, const char* expression,
+                      const std::string& message) {
+  // The condition goes to the detail (`-v 2`), not into the user's message.
+  throw Error(component, file, line, message, ErrorKind::kUser, expression ? expression : "");
 }
 
 }  // namespace dsv4

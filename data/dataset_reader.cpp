@@ -39,13 +39,14 @@ size_t utf8_invalid_at(std::string_view s) {
 }
 
 [[noreturn]] void fail_at(const std::string& file, int64_t line, const std::string& what) {
-  DSV4_FAIL("data", "%s:%lld: %s", file.c_str(), static_cast<long long>(line), what.c_str());
+  DSV4_USER_FAIL("data", "%s:%lld: %s", file.c_str(), static_cast<long long>(line), what.c_str());
 }
 
 // Reads `path` line by line, calling `on_line(text, line_no, byte_offset)`; text excludes '\n'.
 int64_t for_each_line(const std::string& path, const std::function<void(std::string_view, int64_t, int64_t)>& on_line) {
   std::ifstream in(path, std::ios::binary);
-  DSV4_CHECK_IN("data", in.good(), "cannot open dataset file '%s'", path.c_str());
+  DSV4_USER_CHECK("data", in.good(), "cannot open dataset file '%s' (dataset.files, or --dataset / --data)",
+                  path.c_str());
   std::string line;
   int64_t line_no = 0, offset = 0;
   while (std::getline(in, line)) {

@@ -44,13 +44,15 @@ class Packer {
 }  // namespace
 
 void SamplingOptions::check() const {
-  DSV4_CHECK_IN("data", num_samples >= 0, "num_samples = %lld, expected >= 0 (0 = all)", static_cast<long long>(num_samples));
-  DSV4_CHECK_IN("data", seq_len >= 0, "seq_len = %lld, expected >= 0", static_cast<long long>(seq_len));
-  DSV4_CHECK_IN("data", min_len >= 1, "min_len = %lld, expected >= 1", static_cast<long long>(min_len));
-  DSV4_CHECK_IN("data", !packing || seq_len > 0, "packing needs seq_len > 0, got %lld", static_cast<long long>(seq_len));
-  DSV4_CHECK_IN("data", seq_len == 0 || min_len <= seq_len,
-                "min_len = %lld exceeds seq_len = %lld: every sample would be dropped", static_cast<long long>(min_len),
-                static_cast<long long>(seq_len));
+  DSV4_USER_CHECK("data", num_samples >= 0, "num_samples = %lld, expected >= 0 (0 = all)",
+                  static_cast<long long>(num_samples));
+  DSV4_USER_CHECK("data", seq_len >= 0, "seq_len = %lld, expected >= 0", static_cast<long long>(seq_len));
+  DSV4_USER_CHECK("data", min_len >= 1, "min_len = %lld, expected >= 1", static_cast<long long>(min_len));
+  DSV4_USER_CHECK("data", !packing || seq_len > 0, "packing needs seq_len > 0, got %lld",
+                  static_cast<long long>(seq_len));
+  DSV4_USER_CHECK("data", seq_len == 0 || min_len <= seq_len,
+                  "min_len = %lld exceeds seq_len = %lld: every sample would be dropped",
+                  static_cast<long long>(min_len), static_cast<long long>(seq_len));
 }
 
 std::vector<int64_t> sampling_order(int64_t num_records, uint64_t seed) {
@@ -96,14 +98,19 @@ Selection sampling_select(int64_t num_records, const SamplingOptions& options, c
   }
   st.tokens_dropped += packer.pending_tokens();
   const int64_t got = static_cast<int64_t>(sel.samples.size());
-  DSV4_CHECK_IN("data", want == 0 || got == want,
-                "asked for %lld samples but the data gave %lld (%lld records, %lld shorter than min_len %lld%s)",
-                static_cast<long long>(want), static_cast<long long>(got), static_cast<long long>(num_records),
-                static_cast<long long>(st.records_too_short), static_cast<long long>(options.min_len),
-                options.packing ? ", packed" : "");
-  DSV4_CHECK_IN("data", got > 0, "no samples: %lld records, %lld shorter than min_len %lld%s",
-                static_cast<long long>(num_records), static_cast<long long>(st.records_too_short),
-                static_cast<long long>(options.min_len), options.packing ? ", too few tokens for one packed sample" : "");
+  // Both are the user's to fix (ask for fewer samples, or give more data), so they say so in
+  // the words of the command line and the recipe.
+  DSV4_USER_CHECK("data", want == 0 || got == want,
+                  "asked for %lld samples (--num-samples, or dataset.num_samples in the recipe) but the data has %lld "
+                  "records, which give %lld samples (%lld shorter than min_len %lld%s): pass --num-samples %lld or "
+                  "fewer, or add data",
+                  static_cast<long long>(want), static_cast<long long>(num_records), static_cast<long long>(got),
+                  static_cast<long long>(st.records_too_short), static_cast<long long>(options.min_len),
+                  options.packing ? ", packed" : "", static_cast<long long>(got));
+  DSV4_USER_CHECK("data", got > 0, "the data gives no samples: %lld records, %lld shorter than min_len %lld%s",
+                  static_cast<long long>(num_records), static_cast<long long>(st.records_too_short),
+                  static_cast<long long>(options.min_len),
+                  options.packing ? ", too few tokens for one packed sample" : "");
   return sel;
 }
 

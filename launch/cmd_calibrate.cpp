@@ -57,27 +57,27 @@ struct RankGpu {
 RankGpu rank_gpu(const CalibrateArgs& a, const dist::Topology& topo) {
   const bool cuda = a.device == "cuda";
   const int gpus = cuda ? device_count() : 0;
-  DSV4_CHECK_IN("cli", !cuda || gpus > 0, "--device cuda: %s",
-                built_with_cuda() ? "no usable CUDA device on this machine"
-                                  : "this dsv4-calib was built without CUDA (configure with the cuda preset)");
+  DSV4_USER_CHECK("cli", !cuda || gpus > 0, "--device cuda: %s",
+                  built_with_cuda() ? "no usable CUDA device on this machine"
+                                    : "this dsv4-calib was built without CUDA (configure with the cuda preset)");
   const bool shared = gpus > 0 && topo.local_world > gpus;
   if (shared) {
-    DSV4_CHECK_IN("cli", a.comm != "nccl",
-                  "--comm nccl needs a GPU per rank, but host %s runs %d ranks on %d GPU(s); start at most %d ranks "
-                  "per host, or let ranks share GPUs with --comm mpi --gpu-memory GB",
-                  topo.host.c_str(), topo.local_world, gpus, gpus);
-    DSV4_CHECK_IN("cli", a.gpu_memory_gb > 0,
-                  "host %s runs %d ranks on %d GPU(s), so ranks share GPUs: give each its share with --gpu-memory GB "
-                  "(or start at most %d ranks per host)",
-                  topo.host.c_str(), topo.local_world, gpus, gpus);
+    DSV4_USER_CHECK("cli", a.comm != "nccl",
+                    "--comm nccl needs a GPU per rank, but host %s runs %d ranks on %d GPU(s); start at most %d ranks "
+                    "per host, or let ranks share GPUs with --comm mpi --gpu-memory GB",
+                    topo.host.c_str(), topo.local_world, gpus, gpus);
+    DSV4_USER_CHECK("cli", a.gpu_memory_gb > 0,
+                    "host %s runs %d ranks on %d GPU(s), so ranks share GPUs: give each its share with --gpu-memory GB "
+                    "(or start at most %d ranks per host)",
+                    topo.host.c_str(), topo.local_world, gpus, gpus);
   }
   const bool nccl = a.comm == "nccl" || (a.comm == "auto" && topo.world > 1 && cuda && !shared);
   return {shared ? topo.local_rank % gpus : topo.local_rank, nccl};
 }
 
 int run_calibrate(const CalibrateArgs& a) {
-  DSV4_CHECK_IN("cli", !a.recipe.empty(),
-                "nothing to do: pass --recipe R for a calibration run, or a subcommand (see --help)");
+  DSV4_USER_CHECK("cli", !a.recipe.empty(),
+                  "nothing to do: pass --recipe R for a calibration run, or a subcommand (see --help)");
   calib::Recipe recipe = calib::recipe_load(a.recipe);
   calib::RecipeOverrides o;
   if (!a.model.empty()) o.model = a.model;

@@ -46,8 +46,8 @@ int run_dequant(const DequantArgs& a) {
     }
     modules.push_back({module, shape});
   }
-  DSV4_CHECK_IN("dequant", !modules.empty(), "%s has no compressed module matching '%s'", a.artifact.c_str(),
-                a.match.c_str());
+  DSV4_USER_CHECK("dequant", !modules.empty(), "%s has no compressed module matching '%s'", a.artifact.c_str(),
+                  a.match.c_str());
   std::vector<TensorSpec> specs;
   for (const auto& [m, shape] : modules) specs.push_back({m + ".weight", DType::kF32, shape});
   SafetensorsWriter w(a.out, specs);

@@ -40,11 +40,11 @@ struct EvalArgs {
 };
 
 int run(const EvalArgs& a) {
-  DSV4_CHECK_IN("eval", a.num_samples >= 0, "--num-samples %lld, expected >= 0 (0 = every record)",
-                static_cast<long long>(a.num_samples));
-  DSV4_CHECK_IN("eval", a.seq_len == 0 || a.seq_len >= 2,
-                "--seq-len %lld, expected >= 2 (a sample needs a next token) or 0 (no cut)",
-                static_cast<long long>(a.seq_len));
+  DSV4_USER_CHECK("eval", a.num_samples >= 0, "--num-samples %lld, expected >= 0 (0 = every record)",
+                  static_cast<long long>(a.num_samples));
+  DSV4_USER_CHECK("eval", a.seq_len == 0 || a.seq_len >= 2,
+                  "--seq-len %lld, expected >= 2 (a sample needs a next token) or 0 (no cut)",
+                  static_cast<long long>(a.seq_len));
   calib::EvalOptions o;
   o.model = a.model;
   o.reference = a.reference;

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "calib/artifact_decode.h"
 #include "common/check.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -36,15 +37,16 @@ std::vector<int64_t> read_ids(const std::string& path, int vocab) {
   try {
     j = nlohmann::json::parse(read_file(path));
   } catch (const nlohmann::json::exception& e) {
-    DSV4_FAIL("forward", "%s is not valid JSON: %s", path.c_str(), e.what());
+    DSV4_USER_FAIL("forward", "%s is not valid JSON: %s", path.c_str(), e.what());
   }
-  DSV4_CHECK_IN("forward", j.is_array() && !j.empty(), "%s must hold a non-empty JSON list of token ids", path.c_str());
+  DSV4_USER_CHECK("forward", j.is_array() && !j.empty(), "%s must hold a non-empty JSON list of token ids",
+                  path.c_str());
   std::vector<int64_t> ids;
   for (size_t i = 0; i < j.size(); ++i) {
-    DSV4_CHECK_IN("forward", j[i].is_number_integer(), "%s: element %zu is not an integer", path.c_str(), i);
+    DSV4_USER_CHECK("forward", j[i].is_number_integer(), "%s: element %zu is not an integer", path.c_str(), i);
     const int64_t id = j[i].get<int64_t>();
-    DSV4_CHECK_IN("forward", id >= 0 && id < vocab, "%s: element %zu = %lld is outside the vocabulary [0, %d)",
-                  path.c_str(), i, static_cast<long long>(id), vocab);
+    DSV4_USER_CHECK("forward", id >= 0 && id < vocab, "%s: element %zu = %lld is outside the vocabulary [0, %d)",
+                    path.c_str(), i, static_cast<long long>(id), vocab);
     ids.push_back(id);
   }
   return ids;
@@ -57,7 +59,9 @@ void append_f32(std::vector<TensorSpec>& specs, std::vector<const std::vector<fl
 }
 
 int run(const ForwardArgs& a) {
-  DSV4_CHECK_IN("forward", a.mode == "fp32" || a.mode == "bf16", "--mode must be fp32 or bf16, got '%s'", a.mode.c_str());
+  DSV4_USER_CHECK("forward", a.mode == "fp32" || a.mode == "bf16", "--mode must be fp32 or bf16, got '%s'",
+                  a.mode.c_str());
+  calib::checkpoint_dir_check(a.model, "--model");
   const model::ModelConfig config = model::ModelConfig::from_file(a.model + "/config.json");
   const Checkpoint ckpt = Checkpoint::open(a.model);
   const std::vector<int64_t> ids = read_ids(a.ids, config.vocab_size);

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "calib/artifact_decode.h"
 #include "common/check.h"
 #include "common/log.h"
 #include "common/safetensors.h"
@@ -54,6 +55,7 @@ void print_list(const char* title, const std::vector<std::string>& items, int ma
 }
 
 int run(const InspectArgs& a) {
+  calib::checkpoint_dir_check(a.dir, "");
   const model::ModelConfig config = model::ModelConfig::from_file(a.dir + "/config.json");
   const Checkpoint ckpt = Checkpoint::open(a.dir);
   const model::AuditReport r = model::checkpoint_audit(ckpt, config);

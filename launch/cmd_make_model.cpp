@@ -35,22 +35,22 @@ struct MakeModelArgs {
 };
 
 uint64_t parse_bytes(const std::string& text) {
-  DSV4_CHECK_IN("make-model", !text.empty(), "--shard-size is empty");
+  DSV4_USER_CHECK("make-model", !text.empty(), "--shard-size is empty");
   size_t used = 0;
   double value = 0;
   try {
     value = std::stod(text, &used);
   } catch (const std::exception&) {
-    DSV4_FAIL("make-model", "--shard-size '%s' is not a size (e.g. 4G, 512M, 1048576)", text.c_str());
+    DSV4_USER_FAIL("make-model", "--shard-size '%s' is not a size (e.g. 4G, 512M, 1048576)", text.c_str());
   }
   const std::string unit = text.substr(used);
   double mult = 1;
   if (unit == "K" || unit == "KiB") mult = 1024.0;
   else if (unit == "M" || unit == "MiB") mult = 1024.0 * 1024;
   else if (unit == "G" || unit == "GiB") mult = 1024.0 * 1024 * 1024;
-  else DSV4_CHECK_IN("make-model", unit.empty(), "--shard-size '%s': unknown unit '%s' (K, M, G)",
-                     text.c_str(), unit.c_str());
-  DSV4_CHECK_IN("make-model", value > 0, "--shard-size '%s' must be positive", text.c_str());
+  else DSV4_USER_CHECK("make-model", unit.empty(), "--shard-size '%s': unknown unit '%s' (K, M, G)",
+                       text.c_str(), unit.c_str());
+  DSV4_USER_CHECK("make-model", value > 0, "--shard-size '%s' must be positive", text.c_str());
   return static_cast<uint64_t>(value * mult);
 }
 
@@ -65,10 +65,10 @@ int run(const MakeModelArgs& a) {
   o.calibration_sentences = a.calib_sentences;
   o.max_shard_bytes = a.shard_size.empty() ? (a.preset == "tiny" ? (1ull << 20) : (4ull << 30))
                                            : parse_bytes(a.shard_size);
-  DSV4_CHECK_IN("make-model", a.preset != "flash" || a.dry_run || !a.tokenizer.empty(),
-                "--preset flash needs --tokenizer DIR (a directory with the DeepSeek tokenizer.json, "
-                "e.g. ../shared/data/deepseek_v3_tokenizer)");
-  DSV4_CHECK_IN("make-model", a.dry_run || !a.out.empty(), "--out DIR is required (or --dry-run)");
+  DSV4_USER_CHECK("make-model", a.preset != "flash" || a.dry_run || !a.tokenizer.empty(),
+                  "--preset flash needs --tokenizer DIR (a directory with the DeepSeek tokenizer.json, "
+                  "e.g. ../shared/data/deepseek_v3_tokenizer)");
+  DSV4_USER_CHECK("make-model", a.dry_run || !a.out.empty(), "--out DIR is required (or --dry-run)");
 
   const auto start = std::chrono::steady_clock::now();
   const model::SynthSummary s = a.dry_run ? model::synth_plan(config, o)

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "calib/artifact_decode.h"
 #include "calib/module_plan.h"
 #include "calib/recipe.h"
 #include "calib/run_estimate.h"
@@ -44,9 +45,10 @@ int run_plan(const PlanArgs& a) {
     config = a.preset == "flash" ? model::ModelConfig::flash() : model::ModelConfig::tiny();
     source = "preset " + a.preset + " (" + std::to_string(mtp_stages) + " MTP stage)";
   } else {
-    DSV4_CHECK_IN("plan", !recipe.model.empty(),
-                  "%s: no model: set model.path in the recipe, or pass --model DIR or --preset flash|tiny",
-                  a.recipe.c_str());
+    DSV4_USER_CHECK("plan", !recipe.model.empty(),
+                    "%s: no model: set model.path in the recipe, or pass --model DIR or --preset flash|tiny",
+                    a.recipe.c_str());
+    calib::checkpoint_dir_check(recipe.model, "--model, or model.path in the recipe");
     config = model::ModelConfig::from_file(recipe.model + "/config.json");
     mtp_stages = model::inventory_mtp_stages(Checkpoint::open(recipe.model).names());
     source = recipe.model + " (" + std::to_string(mtp_stages) + " MTP stage(s) in the checkpoint)";

@@ -78,11 +78,11 @@ int run_preflight(const PreflightArgs& a) {
   std::unique_ptr<dist::Communicator> comm;
   dist::run_rank_job(topo.world, comm, [&] {
     if (cuda) {
-      DSV4_CHECK_IN("preflight", built_with_cuda(), "--device cuda: this dsv4-calib was built without CUDA");
-      DSV4_CHECK_IN("preflight", topo.local_rank < device_count(),
-                    "--device cuda: rank %d is rank %d of %d on host %s, which has %d visible GPU(s); start at most one "
-                    "rank per GPU on each host",
-                    topo.rank, topo.local_rank, topo.local_world, topo.host.c_str(), device_count());
+      DSV4_USER_CHECK("preflight", built_with_cuda(), "--device cuda: this dsv4-calib was built without CUDA");
+      DSV4_USER_CHECK("preflight", topo.local_rank < device_count(),
+                      "--device cuda: rank %d is rank %d of %d on host %s, which has %d visible GPU(s); start at "
+                      "most one rank per GPU on each host",
+                      topo.rank, topo.local_rank, topo.local_world, topo.host.c_str(), device_count());
     }
     comm = cuda ? dist::communicator_nccl(a.timeout_s, topo.local_rank)
                 : (topo.world > 1 ? dist::communicator_mpi(a.timeout_s, env.mpi_wait) : dist::communicator_self());

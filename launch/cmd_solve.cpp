@@ -44,9 +44,9 @@ struct SolveArgs {
 std::vector<float> load_matrix(const std::string& path, const std::string& name, std::vector<int64_t>* shape) {
   const auto file = SafetensorsFile::open(path);
   const TensorInfo* t = file->find(name);
-  DSV4_CHECK_IN("solve", t != nullptr, "%s has no tensor '%s'", path.c_str(), name.c_str());
-  DSV4_CHECK_IN("solve", t->shape.size() == 2, "%s: '%s' has shape %s, expected a matrix", path.c_str(), name.c_str(),
-                shape_string(t->shape).c_str());
+  DSV4_USER_CHECK("solve", t != nullptr, "%s has no tensor '%s'", path.c_str(), name.c_str());
+  DSV4_USER_CHECK("solve", t->shape.size() == 2, "%s: '%s' has shape %s, expected a matrix", path.c_str(), name.c_str(),
+                  shape_string(t->shape).c_str());
   const auto bytes = file->bytes(*t);
   std::vector<float> v(static_cast<size_t>(t->numel()));
   for (size_t i = 0; i < v.size(); ++i) {
@@ -57,8 +57,8 @@ std::vector<float> load_matrix(const std::string& path, const std::string& name,
       std::memcpy(&b, bytes.data() + 2 * i, 2);
       v[i] = t->dtype == DType::kBF16 ? bf16_decode(b) : fp16_decode(b);
     } else {
-      DSV4_FAIL("solve", "%s: '%s' has dtype %s, expected BF16, F16 or F32", path.c_str(), name.c_str(),
-                std::string(dtype_name(t->dtype)).c_str());
+      DSV4_USER_FAIL("solve", "%s: '%s' has dtype %s, expected BF16, F16 or F32", path.c_str(), name.c_str(),
+                     std::string(dtype_name(t->dtype)).c_str());
     }
   }
   *shape = t->shape;
@@ -68,7 +68,7 @@ std::vector<float> load_matrix(const std::string& path, const std::string& name,
 quant::ActOrder parse_actorder(const std::string& s) {
   if (s == "none") return quant::ActOrder::kNone;
   if (s == "static") return quant::ActOrder::kStatic;
-  DSV4_CHECK_IN("solve", s == "group", "--actorder must be none, static or group, got '%s'", s.c_str());
+  DSV4_USER_CHECK("solve", s == "group", "--actorder must be none, static or group, got '%s'", s.c_str());
   return quant::ActOrder::kGroup;
 }
 
@@ -77,9 +77,10 @@ int run(const SolveArgs& a) {
   const std::vector<float> w = load_matrix(a.weight, "weight", &w_shape);
   const std::vector<float> h = load_matrix(a.hessian, "hessian", &h_shape);
   const int64_t rows = w_shape[0], cols = w_shape[1];
-  DSV4_CHECK_IN("solve", h_shape == (std::vector<int64_t>{cols, cols}), "hessian %s does not match weight %s: expected [%lld, %lld]",
-                shape_string(h_shape).c_str(), shape_string(w_shape).c_str(), static_cast<long long>(cols),
-                static_cast<long long>(cols));
+  DSV4_USER_CHECK("solve", h_shape == (std::vector<int64_t>{cols, cols}),
+                  "hessian %s does not match weight %s: expected [%lld, %lld]",
+                  shape_string(h_shape).c_str(), shape_string(w_shape).c_str(), static_cast<long long>(cols),
+                  static_cast<long long>(cols));
 
   quant::QuantScheme scheme = quant::quant_scheme_preset(a.scheme);
   quant::QuantArgs& args = scheme.weights;

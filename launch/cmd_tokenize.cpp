@@ -51,7 +51,7 @@ std::string ids_plain(const std::vector<int32_t>& ids) {
 }
 
 int run(const TokenizeArgs& a) {
-  DSV4_CHECK_IN("tokenize", a.text.has_value() != a.jsonl.has_value(), "give exactly one of --text and --jsonl");
+  DSV4_USER_CHECK("tokenize", a.text.has_value() != a.jsonl.has_value(), "give exactly one of --text and --jsonl");
   const data::Tokenizer tok = data::Tokenizer::load(a.tokenizer);
   const bool chat = a.chat || a.thinking;
   const data::ChatMode mode = a.thinking ? data::ChatMode::kThinking : data::ChatMode::kChat;
@@ -65,7 +65,7 @@ int run(const TokenizeArgs& a) {
 
   const std::string& path = *a.jsonl;
   std::ifstream in(path, std::ios::binary);
-  DSV4_CHECK_IN("tokenize", in.good(), "cannot open --jsonl file '%s'", path.c_str());
+  DSV4_USER_CHECK("tokenize", in.good(), "cannot open --jsonl file '%s'", path.c_str());
   const data::ReadOptions options{.accept_text = !chat, .accept_messages = chat};
   std::string line;
   int64_t line_no = 0;

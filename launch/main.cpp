@@ -10,6 +10,11 @@
 //   dsv4-calib verify /tmp/q --source /tmp/tiny
 //   dsv4-calib eval --model /tmp/q --data calib.jsonl --reference /tmp/tiny
 //   dsv4-calib --help
+//
+// What a failure prints: a user's mistake (dsv4::Error of kind kUser: a flag, recipe key, input
+// file or output directory) prints its message alone, `-v 2` adds where it was raised; an
+// internal error prints "[component] file:line: condition: message". Arguments nobody expected
+// are listed in order with the nearest flag (cli_suggest.h); no arguments at all print the usage.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -18,6 +23,7 @@
 
 #include "common/check.h"
 #include "common/log.h"
+#include "launch/cli_suggest.h"
 #include "launch/commands.h"
 
 #ifndef DSV4_VERSION
@@ -44,8 +50,22 @@ int main(int argc, char** argv) {
   const dsv4::launch::Command preflight = dsv4::launch::cmd_preflight_register(app);
   const dsv4::launch::Command calibrate = dsv4::launch::cmd_calibrate_register(app);
 
+  app.footer(
+      "First time? `bash launch/quickstart.sh` builds, makes a tiny checkpoint and calibrates it (README.md).\n"
+      "The main job: dsv4-calib --recipe recipes/w4a16_mtp.yaml --model DIR --dataset FILE --out DIR\n"
+      "Each subcommand has its own --help; docs/USAGE.md describes them all.");
+
+  // Nothing asked for: the usage, rather than an error about a missing --recipe.
+  if (argc <= 1) {
+    std::fputs(app.help().c_str(), stdout);
+    return 1;
+  }
   try {
     app.parse(argc, argv);
+  } catch (const CLI::ExtrasError& e) {
+    // CLI11 lists these last-first and suggests nothing; say them in order, with the nearest flag.
+    dsv4::log_error("%s", dsv4::launch::cli_extras_message(app, "dsv4-calib").c_str());
+    return e.get_exit_code();
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
@@ -63,7 +83,10 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("preflight")) return preflight();
     return calibrate();
   } catch (const dsv4::Error& e) {
+    // A user's mistake in their words; where it was caught only with -v 2. Internal errors keep
+    // the file, line and failing expression: they are for whoever fixes the code.
     dsv4::log_error("%s", e.what());
+    if (e.user()) dsv4::log_debug("(%s)", e.detail().c_str());
     return 1;
   } catch (const std::exception& e) {
     dsv4::log_error("unexpected error: %s", e.what());

@@ -51,7 +51,7 @@ void tokens_parallel(int64_t tokens, int64_t work_per_token, const Body& body) {
 // `F.linear(input_norm(flat), fn)`); DeepSeek's reference and §3.1.1 scale the product by r.
 // Both are the same math; the order only moves fp32 rounding (~1e-7 relative), and scaling the
 // product avoids a normalised copy of the whole [T, n·D] state. The GEMM is row-stable
-// (model/linear_stable.h): with N = mix = 24 plain sgemm rounds differently for T ≲ 50.
+// (model/ops.h): with N = mix = 24 plain sgemm rounds differently for T ≲ 50.
 std::vector<float> hc_mix_logits(const std::vector<float>& fn, int64_t rows,
                                  const ModelConfig& config, const float* state, int64_t tokens) {
   const int64_t flat = config.hc_dim();

@@ -11,7 +11,8 @@
 // (§3.4): gate/up GEMM outputs, the w2 input (routing weight folded into h first, like the
 // reference), each expert's w2 output, the shared expert's w2 output and the block output.
 // kFp32 rounds nothing. Every GEMM goes through linear_forward_row_stable, so a token's output
-// is bit-identical whichever other tokens share its experts (model/linear_stable.h).
+// does not depend on which other tokens share its experts (bit for bit on most BLAS kernels,
+// to a few ulp on OpenBLAS's Haswell/Zen ones: model/ops.h).
 //
 // Tests: tests/model/test_moe.cpp (build/hb/tests/test_model --gtest_filter='*Moe*:*Router*').
 //

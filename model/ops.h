@@ -22,16 +22,16 @@ struct RopeTable;
 // y[rows, out] = x[rows, in] · w[out, in]ᵀ, all row-major fp32 (sgemm, fp32 accumulation).
 void linear_forward(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, float* y);
 
-// linear_forward whose result for each row depends only on that row, bit for bit, whatever the
-// number of rows in the call. Used where the row set of a GEMM depends on other tokens (MoE experts
-// run on the rows routed to them) or where T may differ between two runs that must agree on a
-// shared prefix (HC mixing logits, router, shared expert).
-// Why: OpenBLAS 0.3.21 (Debian, AVX-512 AMD EPYC) takes a different sgemm code path, which
-// rounds differently, for small problems: measured, rows·out ≤ ~1200 (K = 32 and K = 256) gave
-// different bits than the same rows inside a larger call; above that, every row count 1..300
-// and row offset gave identical bits (K×N up to 4096×2048). So calls are zero-padded to at least
-// kRowStableMinOutputs / out rows (≈ 7× that switch point). Real-size layers (out ≥ 2048) never
-// pad. Guarded by MoeForward.RowsDoNotDependOnOtherTokens (tests/model/test_moe.cpp).
+// linear_forward zero-padded to at least kRowStableMinOutputs / out rows: OpenBLAS 0.3.21 takes
+// another sgemm path, rounding differently, for rows·out ≤ ~1200 (measured on an AVX-512 EPYC).
+// Used where a GEMM's row set depends on other tokens (MoE experts run on the rows routed to them)
+// or T differs between runs sharing a prefix (HC mixing logits, router, shared expert). With the
+// AVX-512 (SkylakeX, Cooperlake) and Sandybridge kernels each row's bits then depend on that row
+// only, whatever the row count or offset. NOT with the Haswell and Zen kernels (what OpenBLAS picks
+// on AMD Zen, or OPENBLAS_CORETYPE=Haswell|Zen): a row's bits also depend on its place in the call,
+// on M and on the thread split, by a few ulp of its K-term sums (issue 28). A run is deterministic
+// for its shapes; tests comparing rows across shapes or places use argued tolerances (test_moe.cpp:
+// MoeTaps.AllExpertsModeKeepsTheOutputAndShowsEveryRow, MoeForward.RowsDoNotDependOnOtherTokens).
 inline constexpr int64_t kRowStableMinOutputs = 8192;
 void linear_forward_row_stable(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, float* y);
 

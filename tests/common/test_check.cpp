@@ -85,6 +85,50 @@ TEST(Check, ErrorCarriesRankContextInMultiRankRuns) {
   set_log_context(saved);
 }
 
+TEST(Check, UserErrorSpeaksTheUsersWordsAndKeepsTheLocationForDetail) {
+  EXPECT_NO_THROW(DSV4_USER_CHECK("cli", true, "never shown"));
+  try {
+    const int64_t want = 768, records = 64;
+    DSV4_USER_CHECK("data", want <= records, "asked for %lld samples (--num-samples) but the data has %lld records",
+                    static_cast<long long>(want), static_cast<long long>(records));
+    FAIL() << "DSV4_USER_CHECK did not throw";
+  } catch (const Error& e) {
+    EXPECT_TRUE(e.user());
+    EXPECT_EQ(e.kind(), ErrorKind::kUser);
+    EXPECT_EQ(e.component(), "data");
+    // what(): the message alone, exactly; no component, file:line or expression.
+    EXPECT_EQ(std::string(e.what()), "asked for 768 samples (--num-samples) but the data has 64 records");
+    // detail(): where it was raised and the condition, for -v 2.
+    EXPECT_THAT(e.detail(), HasSubstr("[data] test_check.cpp:"));
+    EXPECT_THAT(e.detail(), HasSubstr("want <= records: asked for 768 samples"));
+  }
+  try {
+    DSV4_USER_FAIL("cli", "--out %s is the source checkpoint", "runs/tiny");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_TRUE(e.user());
+    EXPECT_EQ(std::string(e.what()), "--out runs/tiny is the source checkpoint");
+  }
+  // Internal errors keep the location in what(); a user error in a multi-rank run names the rank.
+  try {
+    DSV4_CHECK(false, "boom");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_FALSE(e.user());
+    EXPECT_EQ(e.kind(), ErrorKind::kInternal);
+    EXPECT_EQ(std::string(e.what()).rfind(e.detail(), 0), 0u) << e.what();
+  }
+  const LogContext saved = log_context();
+  set_log_context({.rank = 1, .world = 2, .host = "node07"});
+  try {
+    DSV4_USER_FAIL("cli", "bad flag");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "bad flag (rank 1/2 node07)");
+  }
+  set_log_context(saved);
+}
+
 TEST(Check, StrfmtHandlesLongAndEmptyOutput) {
   EXPECT_EQ(strfmt("%s", ""), "");
   const std::string long_text(5000, 'x');

@@ -140,7 +140,13 @@ TEST(SamplingSelect, ErrorsNameTheShortfallAndBadOptions) {
     select(50, o);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("asked for 100 samples but the data gave"), std::string::npos) << e.what();
+    // A user error in the user's words: the flag and recipe key, the records there are, no file:line.
+    EXPECT_TRUE(e.user()) << e.what();
+    EXPECT_NE(std::string(e.what()).find("asked for 100 samples (--num-samples, or dataset.num_samples in the recipe) "
+                                         "but the data has 50 records"),
+              std::string::npos)
+        << e.what();
+    EXPECT_EQ(std::string(e.what()).find("sampling.cpp"), std::string::npos) << e.what();
   }
   EXPECT_THROW(select(10, {.num_samples = 1, .seq_len = 0, .packing = true}), Error);
   EXPECT_THROW(select(10, {.num_samples = -1}), Error);

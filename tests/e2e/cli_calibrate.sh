@@ -2,7 +2,8 @@
 # cli_calibrate.sh: the main job through the real binary, as README command (1) runs it: make the
 # tiny checkpoint, calibrate it with recipes/w4a16_mtp.yaml (flags overriding the recipe), verify
 # the artifact, eval it against the source, dequant its modules; plus the refusals a user can hit
-# (occupied --out, missing --recipe, a recipe that needs data without a dataset).
+# (occupied --out, missing --recipe, a recipe that needs data without a dataset); the run's log
+# prints the data line once and ends saying where the artifact is and what to run next.
 # Run by ctest (cli_calibrate) as: DSV4_BIN=path/to/dsv4-calib bash this.sh WORKDIR
 set -uo pipefail
 bin="${DSV4_BIN:?set DSV4_BIN to the dsv4-calib binary}"
@@ -24,6 +25,9 @@ expect_ok make_model "$bin" make-model --preset tiny --out "$src"
 expect_ok calibrate "$bin" --recipe "$root/recipes/w4a16_mtp.yaml" --model "$src" --dataset "$src/calib.jsonl" \
   --out "$out" --num-samples 8 --seq-len 32
 grep -qE "\[6/6\] mtp\.0" "$work/calibrate.log" && pass progress_lines || fail progress_lines
+[ "$(grep -c "calibration data:" "$work/calibrate.log")" -eq 1 ] && pass data_line_once || fail data_line_once
+grep -qF "done: the artifact is $out;" "$work/calibrate.log" && pass says_where_the_artifact_is || fail says_where_the_artifact_is
+grep -qF "next: dsv4-calib verify $out --source $src" "$work/calibrate.log" && pass says_what_next || fail says_what_next
 grep -qE "layers\.0 .*gptq=24 fp8_reencode=4" "$work/calibrate.log" && pass layer_line_methods || fail layer_line_methods
 for f in config.json recipe.yaml calib_manifest.json model.safetensors.index.json tokenizer.json; do
   [ -f "$out/$f" ] && pass "artifact_has_$f" || fail "artifact_has_$f"
@@ -38,7 +42,8 @@ expect_ok dequant "$bin" dequant "$out" --out "$work/dequant.safetensors" --matc
 expect_error out_occupied "holds a finished artifact" "$bin" --recipe "$root/recipes/w4a16_mtp.yaml" --model "$src" \
   --dataset "$src/calib.jsonl" --out "$out" --num-samples 8
 [ -f "$out/calib_manifest.json" ] && pass occupied_out_untouched || fail occupied_out_untouched
-expect_error no_recipe "pass --recipe" "$bin"
+expect_error no_arguments_usage "Usage:" "$bin"
+expect_error no_recipe "pass --recipe" "$bin" -v 1
 expect_error needs_data "dataset.files" "$bin" --recipe "$root/recipes/w4a16_mtp.yaml" --model "$src" --out "$work/q2"
 [ ! -e "$work/q2" ] && pass needs_data_writes_nothing || fail needs_data_writes_nothing
 

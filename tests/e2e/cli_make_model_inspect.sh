@@ -63,7 +63,8 @@ sed -i 's/"num_nextn_predict_layers": 1/"num_nextn_predict_layers": 2/' "$work/n
 expect_output "MTP stage count mismatch named" 1 "num_nextn_predict_layers = 2 but the checkpoint holds 1 MTP stage" \
   "$bin" inspect "$work/nomtp"
 
-expect_output "missing config named" 1 "$work/nothing/config.json" "$bin" inspect "$work/nothing"
+expect_output "missing config named" 1 "$work/nothing is not a checkpoint directory: there is no such directory" \
+  "$bin" inspect "$work/nothing"
 
 # 5. Full Flash widths (1 layer, 2 experts: 2.5 GB, mostly embed/head) with the real DeepSeek
 # tokenizer copied in, when ../shared is beside the checkout (it is on CI). On a disk without the

@@ -92,7 +92,7 @@ expect_output "resumed at another world size: verify" 0 "verify: OK" "$bin" veri
 # Refusals and --restart.
 out="$tmp/refuse"
 DSV4_FAULT="kill@0@layers.1@solve" job "$out" >/dev/null 2>&1
-expect_error "resume with other data refused" "Pass --restart" "$bin" --recipe "$recipe" --model "$tmp/tiny" \
+expect_error "resume with other data refused" "pass --restart to discard it" "$bin" --recipe "$recipe" --model "$tmp/tiny" \
   --dataset "$tmp/tiny/calib.jsonl" --out "$out" --num-samples 7 --seq-len 32
 [ -d "$out/.calib_run" ] && pass "refused resume left the run state" || fail "refused resume removed the run state"
 expect_output "--restart starts over" 0 "discarding the run state" job "$out" --restart

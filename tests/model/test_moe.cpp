@@ -361,8 +361,7 @@ TEST(MoeForward, MatchesANaiveRecomputationWithAndWithoutTheSharedExpert) {
 }
 
 TEST(MoeForward, RowsDoNotDependOnOtherTokens) {
-  // Bit-exact: the forward's causality tests need a token's output to be independent of which
-  // other tokens share its experts (model/linear_stable.h explains the BLAS hazard).
+  // A token's output must not depend on the other tokens (model/ops.h explains the BLAS hazard).
   const ModelConfig c = moe_config();
   Rng rng(9);
   const MoeWeights w = random_moe(rng, c);
@@ -373,13 +372,26 @@ TEST(MoeForward, RowsDoNotDependOnOtherTokens) {
       changed(x.size());
   moe_forward(w, c, spec, x.data(), nullptr, tokens, full.data(), ForwardContext{});
   moe_forward(w, c, spec, x.data(), nullptr, 5, prefix.data(), ForwardContext{});
-  for (size_t i = 0; i < prefix.size(); ++i)
-    ASSERT_EQ(prefix[i], full[i]) << "prefix element " << i;
+  // The prefix runs GEMMs of other shapes than the 300-token call (the shared expert's w2 has 256
+  // padded rows against 300), and changing the last token can move it to another expert, whose
+  // GEMM then has another row count (a busy expert here gets ~260 rows, past its 256 padded ones).
+  // On OpenBLAS's Haswell/Zen kernels a row's bits depend on the GEMM's shape and the row's place
+  // in it (issue 28), so both comparisons are held to the accuracy of the forward itself: each run
+  // is within atol 1e-4 + rtol 1e-5 of the exact value (MatchesANaiveRecomputation... above), so
+  // two runs are within twice that. A token that saw another token would be off by O(1).
+  expect_close(prefix, std::vector<double>(full.begin(), full.begin() + static_cast<int64_t>(prefix.size())), 2e-4,
+               2e-5, "5-token prefix vs 300 tokens");
   for (int64_t d = 0; d < c.hidden_size; ++d)
     x[static_cast<size_t>((tokens - 1) * c.hidden_size + d)] *= -3.0f;
   moe_forward(w, c, spec, x.data(), nullptr, tokens, changed.data(), ForwardContext{});
-  for (size_t i = 0; i < static_cast<size_t>((tokens - 1) * c.hidden_size); ++i)
-    ASSERT_EQ(changed[i], full[i]) << "row " << i / c.hidden_size << " changed with the last token";
+  const size_t others = static_cast<size_t>((tokens - 1) * c.hidden_size);
+  expect_close(std::vector<float>(changed.begin(), changed.begin() + static_cast<int64_t>(others)),
+               std::vector<double>(full.begin(), full.begin() + static_cast<int64_t>(others)), 2e-4, 2e-5,
+               "rows 0..298 with the last token changed");
+  double moved = 0.0;  // the changed token's own row must move (the test is not vacuous)
+  for (size_t i = others; i < full.size(); ++i)
+    moved = std::max(moved, static_cast<double>(std::abs(changed[i] - full[i])));
+  EXPECT_GT(moved, 1e-2) << "changing the last token did not change its own row";
 }
 
 TEST(MoeTaps, ModulesShapesRowsWeightsAndCounts) {
@@ -485,6 +497,7 @@ TEST(MoeTaps, AllExpertsModeKeepsTheOutputAndShowsEveryRow) {
   EXPECT_EQ(out_all, out_normal) << "all-experts mode must not change the output (bit-exact)";
   EXPECT_EQ(all_sink.counts, normal_sink.counts) << "counts follow the real routing";
 
+  int64_t compared_rows = 0;  // routed rows whose h is compared across the two modes
   for (int e = 0; e < c.n_routed_experts; ++e) {
     const std::string base = "layers.0.ffn.experts." + std::to_string(e) + ".";
     const RecordedTap* t13 = all_sink.find(base + "w1");
@@ -503,18 +516,47 @@ TEST(MoeTaps, AllExpertsModeKeepsTheOutputAndShowsEveryRow) {
           want += r.weights[static_cast<size_t>(t * k + j)];
       EXPECT_EQ(t2->row_weights[static_cast<size_t>(t)], want) << base << " token " << t;
     }
-    // h of the routed rows is bit-identical to normal mode's gathered h (row-stable GEMMs).
+    // h of the routed rows matches normal mode's gathered h, row for row. Not bit for bit: the
+    // token is row t of the all-rows GEMM and row i of the gathered one, and a BLAS kernel may
+    // sum a row's K products in an order that depends on where the row falls (OpenBLAS's Zen
+    // kernels do; issue 28). Bound: two fp32 summation orders of a K-term dot product differ by
+    // at most 2·K·2^-24·Σ_k|x_k w_k| (γ_K per order), for g = x·w1 and for u = x·w3; with both
+    // SwiGLU factors clamped to ±limit and silu' ≤ 1.1, h = silu(g)·u moves by at most
+    // (1.1 + 1)·limit times that, plus one rounding of the product (2^-23·|h|). It is computed
+    // here from the data (≈4e-3 at most; h is O(10), so a wrong token's row misses it by far).
     const RecordedTap* n2 = normal_sink.find(base + "w2");
     if (n2 == nullptr) continue;
+    compared_rows += n2->rows;
+    const std::shared_ptr<const ExpertWeights> ex = w.experts.get(e);
+    const int64_t K = c.hidden_size;
+    const double limit = c.swiglu_limit, order_gap = 2.0 * static_cast<double>(K) * std::ldexp(1.0, -24);
+    double worst_excess = -1e300, worst_diff = 0.0;
+    int64_t worst_token = -1, worst_col = -1;
     for (int64_t i = 0; i < n2->rows; ++i) {
       const int64_t t = n2->token_rows[static_cast<size_t>(i)];
       for (int64_t col = 0; col < n2->cols; ++col) {
-        ASSERT_EQ(n2->x[static_cast<size_t>(i * n2->cols + col)],
-                  t2->x[static_cast<size_t>(t * n2->cols + col)])
-            << base << " token " << t << " col " << col;
+        double s1 = 0.0, s3 = 0.0;  // Σ|x_k w_k| of the gate and up products
+        for (int64_t d = 0; d < K; ++d) {
+          const double xd = std::abs(static_cast<double>(x[static_cast<size_t>(t * K + d)]));
+          s1 += xd * std::abs(static_cast<double>(ex->w1.w[static_cast<size_t>(col * K + d)]));
+          s3 += xd * std::abs(static_cast<double>(ex->w3.w[static_cast<size_t>(col * K + d)]));
+        }
+        const double got = n2->x[static_cast<size_t>(i * n2->cols + col)];
+        const double want = t2->x[static_cast<size_t>(t * n2->cols + col)];
+        const double tol = (1.1 + 1.0) * limit * order_gap * std::max(s1, s3) + std::ldexp(std::abs(want), -23);
+        if (std::abs(got - want) - tol > worst_excess) {
+          worst_excess = std::abs(got - want) - tol;
+          worst_diff = std::abs(got - want);
+          worst_token = t;
+          worst_col = col;
+        }
       }
     }
+    EXPECT_LE(worst_excess, 0.0) << base << "w2 input, " << n2->rows << " routed rows of " << n2->cols
+                                 << ": worst token " << worst_token << " col " << worst_col << " differs by "
+                                 << worst_diff << ", beyond its bound by " << worst_excess;
   }
+  EXPECT_EQ(compared_rows, tokens * k) << "every routed row's h compared";
 }
 
 TEST(MoeForward, Bf16ModeRoundsTheOutputAndStaysClose) {
