@@ -95,20 +95,6 @@ void append_rows(quant::QParams& whole, const quant::QParams& part) {
   whole.scale_e8m0.insert(whole.scale_e8m0.end(), part.scale_e8m0.begin(), part.scale_e8m0.end());
 }
 
-// Σ_rows xᵣᵀ H xᵣ in double: the energy terms of tr(X H Xᵀ).
-double quad_form(const float* x, const float* h, int64_t rows, int64_t cols) {
-  double total = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * cols;
-    for (int64_t i = 0; i < cols; ++i) {
-      double acc = 0;
-      for (int64_t j = 0; j < cols; ++j) acc += static_cast<double>(h[i * cols + j]) * xr[j];
-      total += acc * xr[i];
-    }
-  }
-  return total;
-}
-
 // GPTQ of wo_a: each output group's rows with that group's Hessian.
 void solve_grouped_gptq(const ModuleSolveInput& in, const QuantArgs& args, quant::GptqOptions opts,
                         SolvedModule& s) {
@@ -149,12 +135,11 @@ double grouped_rel_error(const ModuleSolveInput& in, const float* q) {
   const int64_t block_rows = m.rows / groups;
   const int64_t n = block_rows * m.cols;
   double num = 0, den = 0;
-  std::vector<float> delta(static_cast<size_t>(n));
   for (int64_t g = 0; g < groups; ++g) {
-    const float* w = in.weight + g * n;
-    for (int64_t i = 0; i < n; ++i) delta[static_cast<size_t>(i)] = w[i] - q[g * n + i];
-    num += quad_form(delta.data(), in.hessians[g]->h.data(), block_rows, m.cols);
-    den += quad_form(w, in.hessians[g]->h.data(), block_rows, m.cols);
+    const quant::HessianError e = quant::hessian_error(in.weight + g * n, q + g * n, block_rows, m.cols,
+                                                       in.hessians[g]->h.data());
+    num += e.delta_trace;
+    den += e.weight_trace;
   }
   return den > 0 ? num / den : 0.0;
 }

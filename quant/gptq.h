@@ -88,13 +88,6 @@ GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64
 // (hessian.h), which also gives the two traces.
 double gptq_rel_error(const float* w, const float* q, int64_t rows, int64_t cols, const float* h);
 
-// The old name of cholesky_upper_of_inverse_reference (cholesky.h): U with H⁻¹ = UᵀU. Kept only
-// for tests/quant/test_gptq_cuda.cu, which should take U from gptq_prepare_reference instead
-// (issue 22); delete with that call.
-inline bool gptq_inverse_cholesky(const std::vector<double>& h, int64_t n, std::vector<double>* u) {
-  return cholesky_upper_of_inverse_reference(h, n, u);
-}
-
 // Dequantizes codes with qparams, column c using qparam column g_idx[c] (identity mapping when
 // g_idx is empty). Shared by the tests and loaders of act-order (g_idx) checkpoints.
 std::vector<float> gptq_dequant_with_g_idx(const QuantArgs& args, const QParams& qp,

@@ -29,6 +29,7 @@
 #include "quant/gptq.h"
 #include "quant/gptq_batch_cuda.h"
 #include "quant/gptq_cuda.h"
+#include "quant/gptq_prepare.h"
 #include "quant/hessian.h"
 #include "quant/observer.h"
 #include "quant/quant_scheme.h"
@@ -234,20 +235,11 @@ TEST(GptqCuda, CorrelatedHessiansMatchCpuUpToSummationOrder) {
     }
     for (const bool shared : {true, false}) {
       const GpuResult g = gpu_solve(args, ws, shared ? std::vector<std::vector<float>>{shared_h} : own_h, rows, cols, opts);
-      // U against the CPU's fp64 chain rounded to fp32.
+      // U against the CPU reference of the same preparation (act-order, dead columns, damping).
       const std::vector<float>& h0 = shared ? shared_h : own_h[0];
-      std::vector<double> hp(static_cast<size_t>(cols * cols));
-      const std::vector<int32_t>& perm = g.prepared[0].perm;
-      double diag_sum = 0;
-      for (int64_t i = 0; i < cols; ++i) {
-        for (int64_t j = 0; j < cols; ++j) hp[static_cast<size_t>(i * cols + j)] = h0[static_cast<size_t>(perm[i] * cols + perm[j])];
-        double& d = hp[static_cast<size_t>(i * cols + i)];
-        if (d == 0.0) d = 1.0;
-        diag_sum += d;
-      }
-      for (int64_t i = 0; i < cols; ++i) hp[static_cast<size_t>(i * cols + i)] += 0.01 * diag_sum / cols;
-      std::vector<double> u_cpu;
-      ASSERT_TRUE(gptq_inverse_cholesky(hp, cols, &u_cpu));
+      std::vector<float> u_cpu(static_cast<size_t>(cols * cols));
+      const GptqPrepared cpu = gptq_prepare_reference(h0.data(), cols, opts, order, u_cpu.data());
+      ASSERT_EQ(cpu.perm, g.prepared[0].perm) << "act-order permutation";
       double umax = 0, udiff = 0;
       for (size_t i = 0; i < u_cpu.size(); ++i) {
         umax = std::max(umax, std::fabs(u_cpu[i]));
