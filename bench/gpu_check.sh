@@ -9,7 +9,8 @@
 #                 and write .gpu/pcre2/lib/pkgconfig/libpcre2-8.pc with prefix=${pcfiledir}/../.. (Libs -lpcre2-8)
 #   run there (device tool, carry [".gpu"]): bash bench/gpu_check.sh
 # GPU_CHECK_STEPS picks steps (default "tests benches pipeline cpu"; the build always runs; also
-# "preflight", the NCCL and disk check on every GPU), so a 10-minute device call can take a part:
+# "preflight", the NCCL and disk check on every GPU, and "refcheck", bench/artifact_vs_ref.sh
+# against the commit archived in .gpu/ref.tar.gz), so a 10-minute device call can take a part:
 # GPU_CHECK_STEPS=tests, then GPU_CHECK_STEPS=pipeline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +34,9 @@ if [ ! -f ../shared/data/deepseek_v3_tokenizer/tokenizer.json ] && [ -f .gpu/tok
   mkdir -p ../shared/data && ln -sfn "$PWD/.gpu/tokenizer" ../shared/data/deepseek_v3_tokenizer
 fi
 cmake --preset cuda > "$out/configure.log" 2>&1
-cmake --build --preset cuda -j "$(nproc)" > "$out/build.log" 2>&1 || { tail -n 50 "$out/build.log"; exit 1; }
+# GPU_CHECK_TARGET=dsv4-calib builds the binary alone (a call that only runs the main job).
+cmake --build --preset cuda -j "$(nproc)" --target "${GPU_CHECK_TARGET:-all}" > "$out/build.log" 2>&1 ||
+  { tail -n 50 "$out/build.log"; exit 1; }
 steps=" ${GPU_CHECK_STEPS:-tests benches pipeline cpu} "
 # GPU_CHECK_GPU_ONLY=1 (older spelling): everything but the CPU-reference timings.
 [ "${GPU_CHECK_GPU_ONLY:-0}" = 1 ] && steps=${steps/ cpu / }
@@ -48,6 +51,8 @@ if [[ "$steps" == *" benches "* ]]; then
 fi
 # The whole pipeline on full-width layers.
 if [[ "$steps" == *" pipeline "* ]]; then bash bench/pipeline_layer.sh; fi
+# This tree's artifacts against a reference commit's on this GPU (bench/artifact_vs_ref.sh).
+if [[ "$steps" == *" refcheck "* ]]; then bash bench/artifact_vs_ref.sh .gpu/ref.tar.gz 2>&1 | tee "$out/refcheck.log"; fi
 # preflight on this machine: the NCCL all-reduce sweep on the GPU(s) and the disk (issue 10).
 if [[ "$steps" == *" preflight "* ]]; then
   gpus=$(nvidia-smi -L | wc -l)

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/check.h"
 #include "model/weight_decode.h"
 #include "quant/unpack.h"
 

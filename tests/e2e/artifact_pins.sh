@@ -18,6 +18,7 @@
 #   DSV4_BIN=build/cuda/launch/dsv4-calib DSV4_PIN_DEVICE=cuda bash artifact_pins.sh WORKDIR
 #   DSV4_PIN_WRITE=1 ... bash artifact_pins.sh WORKDIR   # print pin lines for this machine instead
 #   OPENBLAS_CORETYPE=Zen ... to check or record another core's pins on this machine
+#   DSV4_PINS_FILE=F ... to check against pins kept elsewhere (bench/artifact_vs_ref.sh)
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/e2e_lib.sh"
@@ -25,7 +26,7 @@ bin="${DSV4_BIN:?set DSV4_BIN to the dsv4-calib binary}"
 mpi="${MPIEXEC:-mpirun}"
 device="${DSV4_PIN_DEVICE:-cpu}"
 tmp="${1:?usage: $0 WORKDIR}"
-pins="$here/artifact_pins.txt"
+pins="${DSV4_PINS_FILE:-$here/artifact_pins.txt}"  # bench/artifact_vs_ref.sh checks against another commit's
 rm -rf "$tmp" && mkdir -p "$tmp"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 
