@@ -6,7 +6,6 @@
 // build has no CUDA.
 #include <algorithm>
 #include <map>
-#include <tuple>
 
 #include "calib/gpu_forwarder.h"
 #include "calib/host_solve.h"
@@ -134,7 +133,14 @@ void CudaLayerExecutor::solve(const std::vector<const PlannedModule*>& mods, con
 // (modifier, group, rows, cols) order, shared ones before the rest, as the reports list them.
 std::vector<GpuBatch> CudaLayerExecutor::batches(const std::vector<const PlannedModule*>& mods,
                                                  const std::vector<size_t>& on_gpu, const LayerStats& stats) const {
-  std::map<std::tuple<int, int, int64_t, int64_t>, std::map<std::string, std::vector<size_t>>> by_shape;
+  // One scheme (its recipe group) and shape per batch; within it, the modules of each Hessian.
+  struct BatchShape {
+    int modifier = -1, group = -1;
+    int64_t rows = 0, cols = 0;
+    auto operator<=>(const BatchShape&) const = default;
+  };
+  using ByHessian = std::map<std::string, std::vector<size_t>>;  // pass A's Hessian key -> modules
+  std::map<BatchShape, ByHessian> by_shape;
   for (size_t i : on_gpu) {
     const PlannedModule& m = *mods[i];
     std::string key = stats.hessian_key(m.names.release);
@@ -142,9 +148,9 @@ std::vector<GpuBatch> CudaLayerExecutor::batches(const std::vector<const Planned
     by_shape[{m.modifier, m.group, m.rows, m.cols}][key].push_back(i);
   }
   std::vector<GpuBatch> out;
-  for (auto& [shape, by_key] : by_shape) {
+  for (auto& [shape, by_hessian] : by_shape) {
     GpuBatch singles;
-    for (auto& [key, members] : by_key) {
+    for (auto& [key, members] : by_hessian) {
       if (members.size() > 1) {
         out.push_back({members, true});
       } else {
