@@ -24,6 +24,7 @@
 #include "model/block_weights.h"
 #include "model/forward_cuda.h"
 #include "model/rope.h"
+#include "tests/cuda_handles.h"
 #include "tests/device_buffer.h"
 #include "tests/gpu_test.h"
 #include "tests/model/sublayer_test_util.h"
@@ -32,19 +33,6 @@ namespace dsv4::model {
 namespace {
 
 using namespace sublayer_test;
-
-struct Gpu {
-  cudaStream_t stream = nullptr;
-  cublasHandle_t blas = nullptr;
-  Gpu() {
-    DSV4_CUDA_CHECK(cudaStreamCreate(&stream));
-    DSV4_CUBLAS_CHECK(cublasCreate(&blas));
-  }
-  ~Gpu() {
-    cublasDestroy(blas);
-    cudaStreamDestroy(stream);
-  }
-};
 
 // The attention sub-layer of block `prefix` on `sequences` × `tokens` random rows, on both sides.
 void run_attention(const std::string& prefix, int layer, int64_t sequences, int64_t tokens) {
@@ -67,7 +55,7 @@ void run_attention(const std::string& prefix, int layer, int64_t sequences, int6
                       {NumericMode::kFp32, nullptr, prefix, false});
   }
 
-  Gpu gpu;
+  CudaStreamBlas gpu;
   const DeviceBlockWeights dw = block_weights_upload(w, c);
   const DeviceRopeTable drope(rope);
   DeviceArena arena(256ull << 20);
@@ -113,7 +101,7 @@ TEST(AttentionCuda, ZeroSequencesIsANoOp) {
   const BlockWeights w = block_weights_load(ckpt, c, "layers.1.", 1);
   const DeviceBlockWeights dw = block_weights_upload(w, c);
   const DeviceRopeTable drope(rope_table_build(c, rope_is_compressed(w.spec), 8));
-  Gpu gpu;
+  CudaStreamBlas gpu;
   DeviceArena arena(1 << 20);
   CudaForwardContext ctx{.stream = gpu.stream, .blas = gpu.blas, .arena = &arena, .prefix = "layers.1."};
   attention_forward_cuda(dw.attn, c, dw.spec, drope.view(), nullptr, 0, 8, nullptr, ctx);

@@ -33,6 +33,7 @@
 #include "model/hc.h"
 #include "model/hc_cuda.h"
 #include "model/ops.h"
+#include "tests/cuda_handles.h"
 #include "tests/device_buffer.h"
 #include "tests/gpu_test.h"
 #include "tests/model/sublayer_test_util.h"
@@ -72,19 +73,6 @@ void expect_within(const std::vector<float>& gpu, const std::vector<float>& cpu,
                      << at / cols << ", " << at % cols << "): gpu " << gpu[at] << " cpu " << cpu[at];
 }
 
-struct Gpu {
-  cudaStream_t stream = nullptr;
-  cublasHandle_t blas = nullptr;
-  Gpu() {
-    DSV4_CUDA_CHECK(cudaStreamCreate(&stream));
-    DSV4_CUBLAS_CHECK(cublasCreate(&blas));
-  }
-  ~Gpu() {
-    cublasDestroy(blas);
-    cudaStreamDestroy(stream);
-  }
-};
-
 // One HC site's pre and post of block `prefix` (attn or ffn side) on `tokens` random states.
 void run_hc(const std::string& prefix, int layer, bool ffn_side, int64_t tokens) {
   const ModelConfig c = ModelConfig::tiny();
@@ -108,7 +96,7 @@ void run_hc(const std::string& prefix, int layer, bool ffn_side, int64_t tokens)
   for (float v : state) ss += static_cast<double>(v) * v;
   const double state_rms = std::sqrt(ss / static_cast<double>(state.size()));
 
-  Gpu gpu;
+  CudaStreamBlas gpu;
   const DeviceBlockWeights dw = block_weights_upload(w, c);
   const DeviceHc& dhc = ffn_side ? dw.hc_ffn : dw.hc_attn;
   DeviceArena arena(64ull << 20);
@@ -157,7 +145,7 @@ TEST(HcCuda, ZeroTokensIsANoOpAndPostInPlaceAnError) {
   const ModelConfig c = ModelConfig::tiny();
   const Checkpoint ckpt = Checkpoint::open(SynthCheckpoint::dir());
   const DeviceBlockWeights dw = block_weights_upload(block_weights_load(ckpt, c, "layers.0.", 0), c);
-  Gpu gpu;
+  CudaStreamBlas gpu;
   DeviceArena arena(1 << 20);
   hc_pre_cuda(dw.hc_attn, c, nullptr, 0, nullptr, {nullptr, nullptr}, gpu.blas, arena, gpu.stream);
   hc_post_cuda(c, nullptr, nullptr, {nullptr, nullptr}, 0, nullptr, gpu.stream);

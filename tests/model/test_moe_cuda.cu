@@ -20,6 +20,7 @@
 #include "model/block_weights.h"
 #include "model/forward_cuda.h"
 #include "model/moe.h"
+#include "tests/cuda_handles.h"
 #include "tests/device_buffer.h"
 #include "tests/gpu_test.h"
 #include "tests/model/sublayer_test_util.h"
@@ -28,19 +29,6 @@ namespace dsv4::model {
 namespace {
 
 using namespace sublayer_test;
-
-struct Gpu {
-  cudaStream_t stream = nullptr;
-  cublasHandle_t blas = nullptr;
-  Gpu() {
-    DSV4_CUDA_CHECK(cudaStreamCreate(&stream));
-    DSV4_CUBLAS_CHECK(cublasCreate(&blas));
-  }
-  ~Gpu() {
-    cublasDestroy(blas);
-    cudaStreamDestroy(stream);
-  }
-};
 
 // Takes the taps and drops them: the all-experts mode runs its dense expert pass only with a sink.
 struct DropTaps : DeviceTapSink {
@@ -63,7 +51,7 @@ void run_moe(const std::string& prefix, int layer, int64_t tokens) {
   moe_forward(w.ffn, c, w.spec, x.data(), ids.data(), tokens, cpu.data(), {NumericMode::kBf16, nullptr, prefix, false});
   moe_forward(w.ffn, c, w.spec, x.data(), ids.data(), tokens, exact.data(), {NumericMode::kFp32, nullptr, prefix, false});
 
-  Gpu gpu;
+  CudaStreamBlas gpu;
   const DeviceBlockWeights dw = block_weights_upload(w, c);
   DeviceArena arena(256ull << 20);
   DeviceBuffer<uint16_t> d_x(to_bits(x)), d_out(x.size()), d_all(x.size());
@@ -100,7 +88,7 @@ TEST(MoeCuda, ZeroTokensIsANoOp) {
   const ModelConfig c = ModelConfig::tiny();
   const Checkpoint ckpt = Checkpoint::open(SynthCheckpoint::dir());
   const DeviceBlockWeights dw = block_weights_upload(block_weights_load(ckpt, c, "layers.1.", 1), c);
-  Gpu gpu;
+  CudaStreamBlas gpu;
   DeviceArena arena(1 << 20);
   CudaForwardContext ctx{.stream = gpu.stream, .blas = gpu.blas, .arena = &arena, .prefix = "layers.1."};
   moe_forward_cuda(dw.ffn, c, dw.spec, nullptr, nullptr, 0, nullptr, ctx);

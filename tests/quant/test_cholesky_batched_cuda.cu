@@ -27,6 +27,7 @@
 #include "common/device_arena.h"
 #include "quant/cholesky_batched.h"
 #include "quant/cholesky_batched_cuda.h"
+#include "tests/cuda_handles.h"
 #include "tests/device_buffer.h"
 #include "tests/gpu_test.h"
 
@@ -60,26 +61,13 @@ std::vector<double> hessian(int64_t n) {
   return h;
 }
 
-struct Handles {
-  cublasHandle_t blas = nullptr;
-  cusolverDnHandle_t solver = nullptr;
-  Handles() {
-    DSV4_CUBLAS_CHECK(cublasCreate(&blas));
-    DSV4_CUSOLVER_CHECK(cusolverDnCreate(&solver));
-  }
-  ~Handles() {
-    cublasDestroy(blas);
-    cusolverDnDestroy(solver);
-  }
-};
-
 struct Result {
   std::vector<double> inv;
   std::vector<int> failed;
 };
 
 Result run_gpu(const std::vector<double>& a, int count, int64_t n) {
-  Handles hd;
+  CudaBlasSolver hd;
   DeviceBuffer<double> d_a(a), d_inv(a.size());
   DeviceBuffer<int> d_failed(std::vector<int>(static_cast<size_t>(count), -1));
   DeviceArena arena(cholesky_inverse_lower_batched_scratch_bytes(count));
@@ -154,7 +142,7 @@ TEST(CholeskyBatchedCuda, IndefiniteMatricesAreFlaggedAlone) {
 
 TEST(CholeskyBatchedCuda, ZeroMatricesIsANoOpAndBadSizesAreErrors) {
   DSV4_REQUIRE_GPU_OR_SKIP();
-  Handles hd;
+  CudaBlasSolver hd;
   DeviceArena arena(4096);
   DeviceBuffer<double> a(1), inv(1);
   DeviceBuffer<int> failed(1);

@@ -34,6 +34,7 @@
 #include "quant/observer.h"
 #include "quant/quant_scheme.h"
 #include "quant/quantizer.h"
+#include "tests/cuda_handles.h"
 #include "tests/device_buffer.h"
 #include "tests/gpu_test.h"
 
@@ -75,19 +76,6 @@ std::vector<float> make_hessian(int64_t cols, int dead, bool diagonal) {
   return h;
 }
 
-struct Handles {
-  cublasHandle_t blas = nullptr;
-  cusolverDnHandle_t solver = nullptr;
-  Handles() {
-    DSV4_CUBLAS_CHECK(cublasCreate(&blas));
-    DSV4_CUSOLVER_CHECK(cusolverDnCreate(&solver));
-  }
-  ~Handles() {
-    cublasDestroy(blas);
-    cusolverDnDestroy(solver);
-  }
-};
-
 struct GpuResult {
   std::vector<int32_t> codes;
   std::vector<float> dequant;
@@ -99,7 +87,7 @@ struct GpuResult {
 // Solves `ws.size()` matrices on the GPU; hs holds one H (shared) or one per matrix.
 GpuResult gpu_solve(const QuantArgs& args, const std::vector<std::vector<float>>& ws,
                     const std::vector<std::vector<float>>& hs, int64_t rows, int64_t cols, const GptqOptions& opts) {
-  Handles hd;
+  CudaBlasSolver hd;
   const int count = static_cast<int>(ws.size());
   const bool shared = hs.size() == 1;
   const int nh = static_cast<int>(hs.size());
@@ -278,7 +266,7 @@ TEST(GptqCuda, BatchedPreparationEqualsOneAtATime) {
   negative[static_cast<size_t>(7 * cols + 7)] = -0.5f;  // damping 0.01 and 0.1 fail, 1.0 succeeds (test_gptq.cpp)
   hs.push_back(negative);
   hs.push_back(std::vector<float>(static_cast<size_t>(cols * cols), 0.0f));  // a zero-token one
-  Handles hd;
+  CudaBlasSolver hd;
   std::vector<float> all;
   for (const auto& h : hs) all.insert(all.end(), h.begin(), h.end());
   DeviceBuffer<float> d_h(all), u_many(all.size()), u_one(static_cast<size_t>(cols * cols));
@@ -328,7 +316,7 @@ TEST(GptqCuda, SolveBatchMatchesGptqSolve) {
   const int64_t rows = 96, cols = 256;
   const QuantArgs args = w4a16();
   const GptqOptions opts;
-  Handles hd;
+  CudaBlasSolver hd;
   std::vector<std::vector<float>> ws;
   for (int i = 0; i < 5; ++i) ws.push_back(normal(static_cast<size_t>(rows * cols), 0.03f));
   std::vector<const float*> w_ptrs;
@@ -416,7 +404,7 @@ TEST(GptqCuda, DeviceHessianSumsSolveAsHostFinalizedOnes) {
   const int64_t rows = 64, cols = 256;
   const QuantArgs args = w4a16();
   const GptqOptions opts;
-  Handles hd;
+  CudaBlasSolver hd;
   const int count = 4;
   std::vector<std::vector<float>> ws;
   std::vector<HessianAccumulator> sums;
