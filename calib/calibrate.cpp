@@ -1,4 +1,8 @@
-// calibrate.cpp: preflight -> data -> pipeline -> artifact files (see calibrate.h).
+// calibrate.cpp: calibrate_run (calibrate.h) as its steps, in order: preflight (the options, the
+// paths, the source's config.json and its audit), the calibration data and this rank's share of
+// it, the run state (identity, resume, free space, the writer), the pipeline, and the finish (the
+// per-rank lines and calib_manifest.json of run_manifest.h, the artifact's side files, the
+// closing log lines); plus checkpoint_identity.
 #include "calib/calibrate.h"
 
 #include <algorithm>
@@ -8,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 
 #include "calib/artifact_config.h"
 #include "calib/artifact_decode.h"
@@ -15,9 +20,9 @@
 #include "calib/artifact_writer.h"
 #include "calib/module_plan.h"
 #include "calib/run_checkpoint.h"
+#include "calib/run_manifest.h"
 #include "common/check.h"
 #include "common/fs.h"
-#include "common/host_memory.h"
 #include "common/log.h"
 #include "common/rng.h"
 #include "dist/run_phase.h"
@@ -45,6 +50,160 @@ std::string header_bytes(const std::string& path) {
   std::memcpy(h.data(), &len, 8);
   f.read(h.data() + 8, static_cast<std::streamsize>(len));
   return h;
+}
+
+// Preflight, first part: the device, the paths and the source's config.json. Everything that can
+// fail does so before any output exists (on every rank; a failure on one rank aborts the job).
+model::ModelConfig preflight_config(const Recipe& r, const CalibrateOptions& o, int rank) {
+  if (o.device == ComputeDevice::kCuda) {
+    DSV4_CHECK_IN("calibrate", built_with_cuda(),
+                  "--device cuda: this dsv4-calib was built without CUDA (configure with the cuda preset)");
+    DSV4_CHECK_IN("calibrate", device_count() > 0, "--device cuda: no usable CUDA device on this machine");
+    DSV4_CHECK_IN("calibrate", o.gpu >= 0 && o.gpu < device_count(),
+                  "--device cuda: rank %d takes GPU %d (its index among the ranks on this host), but %d GPU(s) are "
+                  "visible; start at most one rank per GPU on each host",
+                  rank, o.gpu, device_count());
+  }
+  {
+    std::error_code ec;
+    DSV4_USER_CHECK("calibrate", fs::weakly_canonical(r.output.dir, ec) != fs::weakly_canonical(r.model, ec),
+                    "--out %s is the source checkpoint (--model %s); the artifact needs a directory of its own: choose "
+                    "another --out (or output.dir in the recipe)",
+                    r.output.dir.c_str(), r.model.c_str());
+  }
+  checkpoint_dir_check(r.model, "--model, or model.path in the recipe");
+  const model::ModelConfig config = checkpoint_config_load(r.model);
+  // An occupied --out is refused now, before the data is read or the plan printed (open_or_create
+  // below checks it again, and checks an interrupted run against this run's identity).
+  RunCheckpoint::out_dir_check(r.output.dir);
+  return config;
+}
+
+// Preflight, second part: the source holds exactly the tensors its config.json implies.
+model::AuditReport preflight_audit(const Checkpoint& source, const model::ModelConfig& config, const Recipe& r) {
+  model::AuditReport audit = model::checkpoint_audit(source, config);
+  if (!audit.ok()) {
+    std::string first;
+    for (const auto* list : {&audit.missing, &audit.unexpected, &audit.mismatched, &audit.problems}) {
+      for (size_t i = 0; i < list->size() && i < 3; ++i) first += "\n  " + (*list)[i];
+    }
+    DSV4_FAIL("calibrate", "source %s does not match the inventory its config.json implies (%zu missing, %zu "
+              "unexpected, %zu mismatched, %zu problems; `dsv4-calib inspect %s` lists them):%s",
+              r.model.c_str(), audit.missing.size(), audit.unexpected.size(), audit.mismatched.size(),
+              audit.problems.size(), r.model.c_str(), first.c_str());
+  }
+  return audit;
+}
+
+// The calibration data (only when something needs it) and this rank's contiguous share of it.
+struct RunData {
+  std::optional<data::CalibData> data;
+  std::vector<std::vector<int64_t>> samples;  // this rank's token ids
+  std::vector<int64_t> sample_lengths;        // all samples, for snapshots
+  data::SampleRange mine;
+};
+
+RunData run_data_load(const Recipe& r, const dist::Communicator& comm) {
+  RunData d;
+  if (!r.needs_data()) return d;
+  DSV4_USER_CHECK("calibrate", !r.dataset.files.empty(),
+                  "%s: the recipe needs calibration data (GPTQ or static activation scales) but dataset.files is "
+                  "empty: set it, or pass --dataset FILE",
+                  r.origin.c_str());
+  const data::Tokenizer tok = data::Tokenizer::load(r.tokenizer.empty() ? r.model : r.tokenizer);
+  d.data = data::calib_data_build(tok, r.dataset);
+  DSV4_USER_CHECK("calibrate", !d.data->samples.empty(),
+                  "%s: the dataset (dataset.files, or --dataset) gave no samples", r.origin.c_str());
+  d.mine = data::calib_data_rank_range(*d.data, comm.rank(), comm.world());
+  for (const data::CalibSample& s : d.data->samples) d.sample_lengths.push_back(static_cast<int64_t>(s.ids.size()));
+  for (int64_t i = d.mine.begin; i < d.mine.end; ++i) {
+    const data::CalibSample& s = d.data->samples[static_cast<size_t>(i)];
+    d.samples.emplace_back(s.ids.begin(), s.ids.end());
+  }
+  // calib_data_build has logged the samples and tokens; only the split is new here.
+  if (comm.world() > 1) {
+    log_info("calibration data split over %d ranks: rank 0 takes samples [%lld, %lld)", comm.world(),
+             static_cast<long long>(d.mine.begin), static_cast<long long>(d.mine.end));
+  }
+  return d;
+}
+
+void plan_summary_log(const Recipe& r, const ModulePlan& plan, const ArtifactLayout& layout) {
+  int64_t quantized = 0;
+  for (const PlannedModule& m : plan.modules) quantized += m.quantized() ? 1 : 0;
+  log_info("%s -> %s: %lld of %zu Linear modules quantized, %zu output tensors (%.3f GB), %d segments",
+           r.model.c_str(), r.output.dir.c_str(), static_cast<long long>(quantized), plan.modules.size(),
+           layout.tensors.size(), static_cast<double>(layout.bytes()) / 1e9, layout.num_segments);
+}
+
+// What a resumed run must match: the recipe, the source, the data and the artifact's shards.
+RunIdentity run_identity_make(const Recipe& r, const std::string& recipe_yaml, const Checkpoint& source,
+                              const std::optional<data::CalibData>& data, const ArtifactLayout& layout) {
+  RunIdentity id;
+  id.recipe_fnv = data::sample_hash_hex(hash_fnv1a64(recipe_yaml));
+  id.source_fnv = data::sample_hash_hex(hash_fnv1a64(checkpoint_identity(source).dump()));
+  id.data_fnv = data ? data::sample_hash_hex(data::calib_data_hash(*data)) : "none";
+  id.num_segments = layout.num_segments;
+  id.shard_names = ArtifactWriter::planned_shard_names(layout, r.output.shard_bytes);
+  return id;
+}
+
+// Space for what is still to be written (rank 0): the shards not yet on disk, and the snapshots
+// (two at a time while the newer one is committed).
+void run_space_check(const Recipe& r, const model::ModelConfig& config, const ArtifactLayout& layout,
+                     const std::optional<data::CalibData>& data, const RunIdentity& id) {
+  uint64_t on_disk = 0;
+  std::error_code ec;
+  for (const std::string& s : id.shard_names) {
+    if (fs::exists(r.output.dir + "/" + s, ec)) on_disk += fs::file_size(r.output.dir + "/" + s, ec);
+  }
+  const uint64_t artifact = layout.bytes() > on_disk ? layout.bytes() - on_disk : 0;
+  uint64_t run_state = data ? 2ull * static_cast<uint64_t>(data->num_tokens()) *
+                                  static_cast<uint64_t>(config.hc_dim()) * sizeof(float)
+                            : 0;
+  // Between snapshots (checkpoint_every > 1) the layers since the last one stay staged, their
+  // solved modules' encoded tensors, for a replay: up to checkpoint_every - 1 layers of them.
+  if (data && r.calibration.propagate_error && r.run.checkpoint_every > 1) {
+    std::map<int, uint64_t> per_segment;
+    for (const OutputTensor& t : layout.tensors) {
+      if (t.origin == OutputOrigin::kQuantized) per_segment[t.segment] += TensorSpec{t.name, t.dtype, t.shape}.bytes();
+    }
+    uint64_t largest = 0;
+    for (const auto& [seg, b] : per_segment) largest = std::max(largest, b);
+    run_state += static_cast<uint64_t>(r.run.checkpoint_every - 1) * largest;
+  }
+  output_space_check(r.output.dir, artifact, run_state);
+}
+
+// The writer (rank 0): shards commit into the run state as they are written; a resumed run's
+// writer starts at the first segment still to compute, with the staged ones to replay.
+std::unique_ptr<ArtifactWriter> artifact_writer_open(const Recipe& r, const ArtifactLayout& layout,
+                                                     const Checkpoint& source, const model::ModelConfig& config,
+                                                     RunCheckpoint& ck) {
+  auto writer = std::make_unique<ArtifactWriter>(r.output, layout, source, config);
+  writer->commit_shards_as_written([&ck](const std::string& shard) { ck.on_shard_committed(shard); });
+  if (ck.resuming()) {
+    writer->resume_at(ck.first_segment(), [&ck](int seg) {
+      return ck.has_staged(seg) ? ck.staged(seg) : std::vector<SolvedModule>{};
+    });
+  }
+  return writer;
+}
+
+// The closing lines: what was written, where the artifact is and what to do with it, for a user
+// at the end of a long log.
+void finish_log(const Recipe& r, const ArtifactLayout& layout, const CalibrateResult& res, int fallbacks,
+                double seconds) {
+  log_info("wrote %s: %zu tensors, %.3f GB in %d shard(s), %lld GPTQ fallbacks, %.1f s", r.output.dir.c_str(),
+           layout.tensors.size(), static_cast<double>(res.bytes) / 1e9, res.shards, static_cast<long long>(fallbacks),
+           seconds);
+  log_info("done: the artifact is %s; %s/calib_manifest.json has each layer's error vs RTN, methods and times",
+           r.output.dir.c_str(), r.output.dir.c_str());
+  log_info("next: dsv4-calib verify %s --source %s", r.output.dir.c_str(), r.model.c_str());
+  if (!r.dataset.files.empty()) {
+    log_info("      dsv4-calib eval --model %s --reference %s --data %s", r.output.dir.c_str(), r.model.c_str(),
+             r.dataset.files.front().c_str());
+  }
 }
 
 }  // namespace
@@ -75,130 +234,32 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   dist::Communicator& comm = o.comm ? *o.comm : *self;
   const bool writes = comm.rank() == 0;
 
-  // Preflight: everything that can fail does so before any output exists (on every rank; a
-  // failure on one rank aborts the job).
-  if (o.device == ComputeDevice::kCuda) {
-    DSV4_CHECK_IN("calibrate", built_with_cuda(),
-                  "--device cuda: this dsv4-calib was built without CUDA (configure with the cuda preset)");
-    DSV4_CHECK_IN("calibrate", device_count() > 0, "--device cuda: no usable CUDA device on this machine");
-    DSV4_CHECK_IN("calibrate", o.gpu >= 0 && o.gpu < device_count(),
-                  "--device cuda: rank %d takes GPU %d (its index among the ranks on this host), but %d GPU(s) are "
-                  "visible; start at most one rank per GPU on each host",
-                  comm.rank(), o.gpu, device_count());
-  }
-  {
-    std::error_code ec;
-    DSV4_USER_CHECK("calibrate", fs::weakly_canonical(r.output.dir, ec) != fs::weakly_canonical(r.model, ec),
-                    "--out %s is the source checkpoint (--model %s); the artifact needs a directory of its own: choose "
-                    "another --out (or output.dir in the recipe)",
-                    r.output.dir.c_str(), r.model.c_str());
-  }
-  checkpoint_dir_check(r.model, "--model, or model.path in the recipe");
-  const model::ModelConfig config = checkpoint_config_load(r.model);
-  // An occupied --out is refused now, before the data is read or the plan printed (open_or_create
-  // below checks it again, and checks an interrupted run against this run's identity).
-  RunCheckpoint::out_dir_check(r.output.dir);
+  // Preflight: everything that can fail does so before any output exists.
+  const model::ModelConfig config = preflight_config(r, o, comm.rank());
   const Checkpoint source = Checkpoint::open(r.model);
-  const model::AuditReport audit = model::checkpoint_audit(source, config);
-  if (!audit.ok()) {
-    std::string first;
-    for (const auto* list : {&audit.missing, &audit.unexpected, &audit.mismatched, &audit.problems}) {
-      for (size_t i = 0; i < list->size() && i < 3; ++i) first += "\n  " + (*list)[i];
-    }
-    DSV4_FAIL("calibrate", "source %s does not match the inventory its config.json implies (%zu missing, %zu "
-              "unexpected, %zu mismatched, %zu problems; `dsv4-calib inspect %s` lists them):%s",
-              r.model.c_str(), audit.missing.size(), audit.unexpected.size(), audit.mismatched.size(),
-              audit.problems.size(), r.model.c_str(), first.c_str());
-  }
+  const model::AuditReport audit = preflight_audit(source, config, r);
   const ModulePlan plan = module_plan_build(r, config, audit.mtp_stages);
   for (const std::string& w : plan.warnings) log_warn("%s", w.c_str());
   const ordered_json cfg = artifact_config_json(read_file(r.model + "/config.json"), r, plan, config);
   const ArtifactLayout layout = artifact_layout(r, plan, config, source);
-
-  // Calibration data, only when something needs it.
-  std::optional<data::CalibData> data;
-  std::vector<std::vector<int64_t>> samples;
-  std::vector<int64_t> sample_lengths;  // all samples, for snapshots
-  data::SampleRange mine;
-  if (r.needs_data()) {
-    DSV4_USER_CHECK("calibrate", !r.dataset.files.empty(),
-                    "%s: the recipe needs calibration data (GPTQ or static activation scales) but dataset.files is "
-                    "empty: set it, or pass --dataset FILE",
-                    r.origin.c_str());
-    const data::Tokenizer tok = data::Tokenizer::load(r.tokenizer.empty() ? r.model : r.tokenizer);
-    data = data::calib_data_build(tok, r.dataset);
-    DSV4_USER_CHECK("calibrate", !data->samples.empty(),
-                    "%s: the dataset (dataset.files, or --dataset) gave no samples", r.origin.c_str());
-    mine = data::calib_data_rank_range(*data, comm.rank(), comm.world());
-    for (const data::CalibSample& s : data->samples) sample_lengths.push_back(static_cast<int64_t>(s.ids.size()));
-    for (int64_t i = mine.begin; i < mine.end; ++i) {
-      const data::CalibSample& s = data->samples[static_cast<size_t>(i)];
-      samples.emplace_back(s.ids.begin(), s.ids.end());
-    }
-    // calib_data_build has logged the samples and tokens; only the split is new here.
-    if (comm.world() > 1) {
-      log_info("calibration data split over %d ranks: rank 0 takes samples [%lld, %lld)", comm.world(),
-               static_cast<long long>(mine.begin), static_cast<long long>(mine.end));
-    }
-  }
-
-  int64_t quantized = 0;
-  for (const PlannedModule& m : plan.modules) quantized += m.quantized() ? 1 : 0;
-  log_info("%s -> %s: %lld of %zu Linear modules quantized, %zu output tensors (%.3f GB), %d segments",
-           r.model.c_str(), r.output.dir.c_str(), static_cast<long long>(quantized), plan.modules.size(),
-           layout.tensors.size(), static_cast<double>(layout.bytes()) / 1e9, layout.num_segments);
+  RunData d = run_data_load(r, comm);
+  plan_summary_log(r, plan, layout);
 
   // The run state: a new run, or the interrupted one in the output directory (resume).
   const std::string recipe_yaml = recipe_to_yaml(r);
-  RunIdentity id;
-  id.recipe_fnv = data::sample_hash_hex(hash_fnv1a64(recipe_yaml));
-  id.source_fnv = data::sample_hash_hex(hash_fnv1a64(checkpoint_identity(source).dump()));
-  id.data_fnv = data ? data::sample_hash_hex(data::calib_data_hash(*data)) : "none";
-  id.num_segments = layout.num_segments;
-  id.shard_names = ArtifactWriter::planned_shard_names(layout, r.output.shard_bytes);
+  const RunIdentity id = run_identity_make(r, recipe_yaml, source, d.data, layout);
   RunCheckpoint ck = RunCheckpoint::open_or_create(r.output.dir, id, comm, o.restart);
-  if (writes) {
-    // Space for what is still to be written: the shards not yet on disk, and the snapshots (two
-    // at a time while the newer one is committed).
-    uint64_t on_disk = 0;
-    std::error_code ec;
-    for (const std::string& s : id.shard_names) {
-      if (fs::exists(r.output.dir + "/" + s, ec)) on_disk += fs::file_size(r.output.dir + "/" + s, ec);
-    }
-    const uint64_t artifact = layout.bytes() > on_disk ? layout.bytes() - on_disk : 0;
-    uint64_t run_state = data ? 2ull * static_cast<uint64_t>(data->num_tokens()) *
-                                    static_cast<uint64_t>(config.hc_dim()) * sizeof(float)
-                              : 0;
-    // Between snapshots (checkpoint_every > 1) the layers since the last one stay staged, their
-    // solved modules' encoded tensors, for a replay: up to checkpoint_every - 1 layers of them.
-    if (data && r.calibration.propagate_error && r.run.checkpoint_every > 1) {
-      std::map<int, uint64_t> per_segment;
-      for (const OutputTensor& t : layout.tensors) {
-        if (t.origin == OutputOrigin::kQuantized) per_segment[t.segment] += TensorSpec{t.name, t.dtype, t.shape}.bytes();
-      }
-      uint64_t largest = 0;
-      for (const auto& [seg, b] : per_segment) largest = std::max(largest, b);
-      run_state += static_cast<uint64_t>(r.run.checkpoint_every - 1) * largest;
-    }
-    output_space_check(r.output.dir, artifact, run_state);
-  }
+  if (writes) run_space_check(r, config, layout, d.data, id);
   std::unique_ptr<ArtifactWriter> writer;
-  if (writes) {
-    writer = std::make_unique<ArtifactWriter>(r.output, layout, source, config);
-    writer->commit_shards_as_written([&](const std::string& shard) { ck.on_shard_committed(shard); });
-    if (ck.resuming()) {
-      writer->resume_at(ck.first_segment(), [&](int seg) {
-        return ck.has_staged(seg) ? ck.staged(seg) : std::vector<SolvedModule>{};
-      });
-    }
-  }
+  if (writes) writer = artifact_writer_open(r, layout, source, config, ck);
+
   PipelineInputs in;
   in.recipe = &r;
   in.plan = &plan;
   in.config = &config;
   in.source = &source;
   in.layout = &layout;
-  in.samples = std::move(samples);
+  in.samples = std::move(d.samples);
   in.threads = o.threads;
   in.device = o.device;
   in.gpu = o.gpu;
@@ -206,99 +267,40 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   in.mode = o.device == ComputeDevice::kCuda ? model::NumericMode::kBf16 : o.mode;  // the GPU forward is bf16
   in.comm = &comm;
   in.checkpoint = &ck;
-  in.first_sample = mine.begin;
-  in.sample_lengths = std::move(sample_lengths);
+  in.first_sample = d.mine.begin;
+  in.sample_lengths = std::move(d.sample_lengths);
   CalibrateResult res;
   res.report = pipeline_run(in, writer.get(), [&](const LayerReport& l) {
     if (o.progress) log_info("%s", layer_report_line(l, layout.num_segments).c_str());
   });
 
-  // Each rank's host, peak host memory, peak Hessian memory (partials in pass A, owned after the
-  // reduce) and GPU memory; rank 0 logs a line per rank.
-  ordered_json ranks = ordered_json::array();
-  {
-    const PipelineReport& p = res.report;
-    ordered_json me = {{"rank", comm.rank()},
-                       {"host", log_context().host},
-                       {"samples", static_cast<int64_t>(in.samples.size())},
-                       {"host_rss_peak_bytes", peak_rss_bytes()},
-                       {"hessian_bytes_partial_peak", p.hessian_bytes_partial_peak},
-                       {"hessian_bytes_owned_peak", p.hessian_bytes_owned_peak}};
-    if (p.gpu >= 0) {
-      me["gpu"] = {{"device", p.gpu},
-                   {"kept_bytes", p.gpu_kept_bytes},
-                   {"arena_bytes", p.gpu_arena_bytes},
-                   {"arena_high_water_bytes", p.gpu_arena_high_water}};
-    }
-    for (const std::string& s : comm.all_gather_strings(me.dump())) ranks.push_back(ordered_json::parse(s));
-  }
-  if (writes) {
-    for (const ordered_json& k : ranks) {
-      std::string gpu;
-      if (k.contains("gpu")) {
-        const ordered_json& g = k["gpu"];
-        gpu = strfmt("; GPU %d: %.1f GB kept, arena high water %.1f of %.1f GB", g["device"].get<int>(),
-                     g["kept_bytes"].get<uint64_t>() / 1e9, g["arena_high_water_bytes"].get<uint64_t>() / 1e9,
-                     g["arena_bytes"].get<uint64_t>() / 1e9);
-      }
-      log_info("rank %d on %s: peak host RSS %.1f GB, Hessians %.2f GB in pass A, %.2f GB owned%s", k["rank"].get<int>(),
-               k["host"].get<std::string>().c_str(), k["host_rss_peak_bytes"].get<uint64_t>() / 1e9,
-               k["hessian_bytes_partial_peak"].get<uint64_t>() / 1e9,
-               k["hessian_bytes_owned_peak"].get<uint64_t>() / 1e9, gpu.c_str());
-    }
-  }
+  ordered_json ranks = rank_reports_gather(res.report, static_cast<int64_t>(in.samples.size()), comm);
+  if (writes) rank_reports_log(ranks);
   if (!writes) {
     comm.barrier();  // rank 0 finishing the artifact
     res.out_dir = r.output.dir;
     return res;
   }
 
-  ordered_json m;
-  m["tool"] = {{"name", "dsv4-calib"}, {"version", o.tool_version}, {"commit", o.tool_commit}};
-  m["recipe"] = {{"origin", r.origin}, {"fnv1a64", data::sample_hash_hex(hash_fnv1a64(recipe_yaml))}};
-  m["source"] = {{"dir", r.model}, {"files", checkpoint_identity(source)}, {"mtp_stages", audit.mtp_stages}};
-  m["world_size"] = comm.world();
-  m["forward"] = {{"device", o.device == ComputeDevice::kCuda ? "cuda" : "cpu"},
-                  {"numeric_mode", in.mode == model::NumericMode::kBf16 ? "bf16" : "fp32"}};
-  m["ranks"] = std::move(ranks);
-  if (data) m["dataset"] = data::calib_data_manifest(*data);
-  m["samples"] = res.report.samples;
-  m["tokens"] = res.report.tokens;
-  // Segments committed by an earlier (interrupted) process come from the journal.
-  ordered_json layers = ordered_json::array();
-  for (const ordered_json& l : ck.committed_reports()) layers.push_back(l);
-  for (const LayerReport& l : res.report.layers) layers.push_back(layer_report_json(l));
-  ordered_json totals;
-  for (SolveMethod k : kSolveMethods) {
-    int n = 0;
-    for (const ordered_json& l : layers) n += l.at("methods").value(std::string(solve_method_name(k)), 0);
-    totals[std::string(solve_method_name(k))] = n;
-  }
-  int fallbacks = 0;
-  for (const ordered_json& l : layers) fallbacks += l.at("fallbacks").get<int>();
-  totals["fallbacks"] = fallbacks;
-  totals["seconds"] = res.report.seconds;
-  if (ck.resuming()) totals["resumed_at_segment"] = ck.first_segment();
-  m["totals"] = totals;
-  m["layers"] = std::move(layers);
-
+  ordered_json m = run_manifest_build({.recipe = r,
+                                       .options = o,
+                                       .recipe_yaml = recipe_yaml,
+                                       .source = source,
+                                       .mtp_stages = audit.mtp_stages,
+                                       .world = comm.world(),
+                                       .mode = in.mode,
+                                       .ranks = std::move(ranks),
+                                       .data = d.data ? &*d.data : nullptr,
+                                       .report = res.report,
+                                       .checkpoint = ck});
   writer->finish({{"config.json", cfg.dump(2) + "\n"}, {"recipe.yaml", recipe_yaml}, {"calib_manifest.json", m.dump(2) + "\n"}});
   ck.finish();
+  const int fallbacks = m["totals"]["fallbacks"].get<int>();
   res.manifest = std::move(m);
   res.out_dir = r.output.dir;
   res.bytes = layout.bytes();
   res.shards = static_cast<int>(writer->shard_names().size());
-  log_info("wrote %s: %zu tensors, %.3f GB in %d shard(s), %lld GPTQ fallbacks, %.1f s", r.output.dir.c_str(),
-           layout.tensors.size(), static_cast<double>(res.bytes) / 1e9, res.shards, static_cast<long long>(fallbacks),
-           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  // Where the artifact is and what to do with it, for a user at the end of a long log.
-  log_info("done: the artifact is %s; %s/calib_manifest.json has each layer's error vs RTN, methods and times",
-           r.output.dir.c_str(), r.output.dir.c_str());
-  log_info("next: dsv4-calib verify %s --source %s", r.output.dir.c_str(), r.model.c_str());
-  if (!r.dataset.files.empty()) {
-    log_info("      dsv4-calib eval --model %s --reference %s --data %s", r.output.dir.c_str(), r.model.c_str(),
-             r.dataset.files.front().c_str());
-  }
+  finish_log(r, layout, res, fallbacks, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   comm.barrier();
   return res;
 }

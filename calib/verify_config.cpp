@@ -1,0 +1,73 @@
+// verify_config.cpp: the `config` check (verify.h): every source key of config.json kept with its
+// value and none added, the quantization_config invariants of compressed-tensors (method, status,
+// formats, scale_fmt), and artifact_config_check: vLLM resolves every module to the plan's scheme.
+#include "calib/verify_check.h"
+
+#include <algorithm>
+#include <set>
+
+#include "calib/artifact_config.h"
+#include "common/check.h"
+#include "common/fs.h"
+
+namespace dsv4::calib::verify_detail {
+
+using nlohmann::json;
+using nlohmann::ordered_json;
+
+void config_check(const Expected& e, const std::string& art_dir, const std::string& src_dir, VerifyCheck& c) {
+  ordered_json a, s;
+  try {
+    a = ordered_json::parse(read_file(art_dir + "/config.json"));
+    s = ordered_json::parse(read_file(src_dir + "/config.json"));
+  } catch (const std::exception& ex) {
+    note_fail(c, clip(ex.what(), 200));
+    finish(c, "config.json does not parse");
+    return;
+  }
+  for (const auto& [key, value] : s.items()) {
+    if (key == "quantization_config") continue;
+    if (!a.contains(key)) note_fail(c, key + ": missing (the source has " + clip(value.dump()) + ")");
+    else if (a[key] != value) note_fail(c, key + ": " + clip(a[key].dump()) + ", the source has " + clip(value.dump()));
+    else note_ok(c);
+  }
+  for (const auto& [key, value] : a.items()) {
+    if (key != "quantization_config" && !s.contains(key)) note_fail(c, key + ": not in the source config");
+  }
+  if (!a.contains("quantization_config") || !a["quantization_config"].is_object()) {
+    note_fail(c, "quantization_config: missing");
+    finish(c, "no quantization_config");
+    return;
+  }
+  const ordered_json& q = a["quantization_config"];
+  const auto expect_str = [&](const char* key, const std::string& want) {
+    if (!q.contains(key) || !q[key].is_string()) note_fail(c, strfmt("quantization_config.%s: missing", key));
+    else if (!want.empty() && q[key].get<std::string>() != want)
+      note_fail(c, strfmt("quantization_config.%s: %s, expected \"%s\"", key, q[key].dump().c_str(), want.c_str()));
+    else note_ok(c);
+  };
+  expect_str("quant_method", "compressed-tensors");
+  expect_str("quantization_status", "compressed");
+  expect_str("scale_fmt", "");
+  std::set<std::string> formats;
+  if (!q.contains("config_groups") || !q["config_groups"].is_object() || q["config_groups"].empty()) {
+    note_fail(c, "quantization_config.config_groups: missing or empty");
+  } else {
+    for (const auto& [name, g] : q["config_groups"].items()) {
+      if (!g.is_object() || !g.contains("format") || !g["format"].is_string()) {
+        note_fail(c, "quantization_config.config_groups." + name + ".format: missing");
+      } else {
+        formats.insert(g["format"].get<std::string>());
+        note_ok(c);
+      }
+    }
+  }
+  if (!formats.empty()) expect_str("format", formats.size() == 1 ? *formats.begin() : "mixed-precision");
+  const std::vector<std::string> bad = artifact_config_check(json::parse(q.dump()), e.recipe, e.plan, e.config);
+  for (const std::string& b : bad) note_fail(c, "vLLM resolves " + b);
+  c.checked += static_cast<int64_t>(e.plan.modules.size() - std::min(bad.size(), e.plan.modules.size()));
+  finish(c, strfmt("%zu source keys, %zu config groups, %zu modules resolved", s.size(),
+                   q.contains("config_groups") ? q["config_groups"].size() : size_t{0}, e.plan.modules.size()));
+}
+
+}  // namespace dsv4::calib::verify_detail
