@@ -49,6 +49,10 @@ for spec in "layers.1@pass A" "layers.1@solve" "layers.1@share" "layers.1@pass B
   kill_and_resume "$tmp/ref1" "$spec"
 done
 
+# run_complete OUT: the run finished: its index is written and its run state removed (a kill between
+# the two, while the side files are written, leaves a run that the next one resumes).
+run_complete() { [ -e "$1/model.safetensors.index.json" ] && [ ! -e "$1/.calib_run" ]; }
+
 # 20 kills at random instants of 2-rank runs: each kill is followed by a resume, which may be
 # killed again; a run that finishes is compared with the uninterrupted one and a new run starts.
 mjob 2 "$tmp/ref2" >/dev/null 2>&1 && pass "uninterrupted 2-rank run" || fail "uninterrupted 2-rank run"
@@ -67,14 +71,14 @@ while [ "$kills" -lt 20 ] && [ $((SECONDS - start)) -lt 400 ]; do
     kills=$((kills + 1))
   fi
   wait "$launcher" 2>/dev/null
-  if [ -e "$out/model.safetensors.index.json" ]; then  # this run is complete
+  if run_complete "$out"; then
     finished=$((finished + 1))
     same_artifact "$tmp/ref2" "$out" && identical=$((identical + 1)) || echo "differs from ref2: $out"
     runs=$((runs + 1))
     out="$tmp/random_$runs"
   fi
 done
-if [ ! -e "$out/model.safetensors.index.json" ] && [ -d "$out" ]; then  # finish the last one
+if ! run_complete "$out" && [ -d "$out" ]; then  # finish the last one
   mjob 2 "$out" > "$out.log" 2>&1
   finished=$((finished + 1))
   same_artifact "$tmp/ref2" "$out" && identical=$((identical + 1)) || echo "differs from ref2: $out"

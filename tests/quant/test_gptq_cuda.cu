@@ -230,8 +230,8 @@ TEST(GptqCuda, CorrelatedHessiansMatchCpuUpToSummationOrder) {
       ASSERT_EQ(cpu.perm, g.prepared[0].perm) << "act-order permutation";
       double umax = 0, udiff = 0;
       for (size_t i = 0; i < u_cpu.size(); ++i) {
-        umax = std::max(umax, std::fabs(u_cpu[i]));
-        udiff = std::max(udiff, std::fabs(u_cpu[i] - g.u0[i]));
+        umax = std::max(umax, std::fabs(static_cast<double>(u_cpu[i])));
+        udiff = std::max(udiff, std::fabs(static_cast<double>(u_cpu[i]) - g.u0[i]));
       }
       EXPECT_LE(udiff, 1e-4 * umax) << "U";
       size_t differing = 0;
