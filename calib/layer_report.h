@@ -39,7 +39,8 @@ struct LayerReport {
   // the previous segment's background write and committing it) but not `seconds_write` (this
   // segment's write and commit files, on the background thread while the next segment computes).
   // `seconds_reduce`: the Hessian reduce to the owners; `seconds_share`: the solved modules to every
-  // rank (and, on the CPU, their host decode for pass B).
+  // rank and their put into the executor's block for pass B (decoded there when another rank
+  // solved them; LayerExecutor::put).
   double seconds = 0.0, seconds_decode = 0.0, seconds_forward = 0.0, seconds_solve = 0.0, seconds_reduce = 0.0,
          seconds_share = 0.0, seconds_wait = 0.0, seconds_write = 0.0;
   int64_t hessians = 0;
