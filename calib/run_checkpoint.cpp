@@ -32,6 +32,25 @@ namespace {
 constexpr const char* kRunDir = ".calib_run";
 constexpr const char* kJournal = "journal.jsonl";
 
+// Whether `out` holds nothing but the run state of a run killed before its journal's header was
+// committed: `.calib_run` with at most its empty `solved/` and a journal temp file. Nothing of such
+// a run was written (the header is written before any shard or staged file), so the next run
+// starts afresh there instead of refusing the directory.
+bool run_state_unstarted(const std::string& out) {
+  std::error_code ec;
+  const fs::path run_dir = fs::path(out) / kRunDir;
+  if (!fs::is_directory(run_dir, ec) || fs::exists(run_dir / kJournal, ec)) return false;
+  for (const fs::directory_entry& e : fs::directory_iterator(out, ec)) {
+    if (e.path().filename() != kRunDir) return false;
+  }
+  for (const fs::directory_entry& e : fs::directory_iterator(run_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const bool empty_solved = name == "solved" && fs::is_directory(e.path(), ec) && fs::is_empty(e.path(), ec);
+    if (!empty_solved && !name.starts_with(std::string(kJournal) + ".tmp")) return false;
+  }
+  return !ec;
+}
+
 std::string seg_name(int segment) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "seg-%05d", segment);
@@ -171,6 +190,7 @@ std::string file_checksum_hex(const std::string& path) {
 void RunCheckpoint::out_dir_check(const std::string& out) {
   std::error_code ec;
   if (fs::exists(out + "/" + kRunDir + "/" + kJournal, ec)) return;  // an interrupted run: open_or_create decides
+  if (run_state_unstarted(out)) return;  // killed before its first commit: open_or_create starts over
   DSV4_USER_CHECK("writer", !fs::exists(out, ec) || fs::is_directory(out, ec),
                   "--out %s is a file, not a directory (output.dir in the recipe, or --out): choose a new directory",
                   out.c_str());
@@ -265,6 +285,7 @@ RunCheckpoint RunCheckpoint::open_or_create(const std::string& out, const RunIde
   }
   comm.barrier();  // every rank has checked the directory before rank 0 creates the run state
   if (rank0) {
+    if (run_state_unstarted(out)) fs::remove_all(ck.run_dir_, ec);
     make_directories(ck.run_dir_ + "/solved");
     ordered_json h = {{"kind", "header"},           {"version", 1},
                       {"recipe_fnv", id.recipe_fnv}, {"source_fnv", id.source_fnv},

@@ -55,8 +55,9 @@ class RunCheckpoint {
   static RunCheckpoint open_or_create(const std::string& out, const RunIdentity& identity, dist::Communicator& comm,
                                       bool restart);
   // The same refusal, on its own and cheap, so that a run can refuse an occupied `out` before it
-  // loads any data: a user error unless `out` is absent, empty, or holds a journal (an interrupted
-  // run, which open_or_create then checks against this run's identity).
+  // loads any data: a user error unless `out` is absent, empty, holds a journal (an interrupted
+  // run, which open_or_create then checks against this run's identity), or holds only the run
+  // state of a run killed before its journal existed (open_or_create starts that one over).
   static void out_dir_check(const std::string& out);
 
   bool resuming() const { return first_segment_ > 0; }

@@ -8,6 +8,7 @@
 #   - 20 SIGKILLs at random instants of a 2-rank run (one rank or the whole job), each followed
 #     by a resume, then a resume to the end: byte-identical to the uninterrupted 2-rank run;
 #   - a run killed at 2 ranks resumes at 1 rank and passes verify;
+#   - the run state of a run killed before its first commit does not block the next run;
 #   - a resume with another recipe or dataset is refused; --restart starts over.
 # Usage: DSV4_BIN=build/cpu/launch/dsv4-calib [MPIEXEC=mpirun] bash cli_resume.sh TMPDIR
 set -uo pipefail
@@ -48,6 +49,13 @@ for spec in "layers.1@pass A" "layers.1@solve" "layers.1@share" "layers.1@pass B
             "segment 4@journal" "mtp.0@write" "segment 5@journal"; do
   kill_and_resume "$tmp/ref1" "$spec"
 done
+
+# A run killed before its journal existed (between creating .calib_run and committing the
+# journal's header) leaves only that run state behind: the next run starts afresh there.
+mkdir -p "$tmp/unstarted/.calib_run/solved" && : > "$tmp/unstarted/.calib_run/journal.jsonl.tmp.4242"
+if job "$tmp/unstarted" > "$tmp/unstarted.log" 2>&1 && same_artifact "$tmp/ref1" "$tmp/unstarted"; then
+  pass "run state of a run killed before its first commit: started afresh, identical"
+else fail "run state of a run killed before its first commit: $(tail -2 "$tmp/unstarted.log")"; fi
 
 # run_complete OUT: the run finished: its index is written and its run state removed (a kill between
 # the two, while the side files are written, leaves a run that the next one resumes).
