@@ -11,13 +11,6 @@
 namespace dsv4::calib {
 namespace {
 
-// The Linear leaves of the release naming (transformers' nn.Linear / GroupedLinear modules, and
-// the per-expert Linears llm-compressor creates when it linearizes the fused experts).
-constexpr std::string_view kLinearSuffixes[] = {
-    ".attn.wq_a", ".attn.wq_b", ".attn.wkv", ".attn.wo_a", ".attn.wo_b",
-    ".compressor.wkv", ".compressor.wgate", ".indexer.wq_b", ".indexer.weights_proj",
-    ".w1", ".w2", ".w3", ".e_proj", ".h_proj"};
-
 std::string describe_scheme(const RecipeGroup& g) {
   std::string s = g.scheme.name + " (" + g.scheme.weights.to_string();
   if (g.scheme.input_activations) s += "; acts " + g.scheme.input_activations->to_string();
@@ -38,23 +31,7 @@ uint64_t module_output_bytes(const PlannedModule& m) {
   return bytes;
 }
 
-// The scheme a module gets from its modifier and group.
-ModuleScheme scheme_resolve(const PlannedModule& m, const RecipeModifier& mod, const RecipeGroup& g,
-                            bool all_experts) {
-  ModuleScheme s;
-  s.kind = mod.kind;
-  s.scheme = g.scheme;
-  s.format = quant::quant_scheme_format(g.scheme);
-  s.gptq = mod.gptq;
-  s.gptq.actorder = mod.kind == ModifierKind::kGptq ? g.actorder : quant::ActOrder::kNone;
-  s.static_acts = g.scheme.input_activations && quant::activation_needs_calibration(*g.scheme.input_activations);
-  s.hessian = hessian_key_of(m, all_experts);
-  s.key_path = g.key_path;
-  return s;
-}
-
-}  // namespace
-
+// The Hessian serving a GPTQ module, shared as module_plan.h's HessianKey describes.
 HessianKey hessian_key_of(const PlannedModule& m, bool all_experts) {
   using model::LinearRole;
   HessianKey k;
@@ -84,19 +61,27 @@ HessianKey hessian_key_of(const PlannedModule& m, bool all_experts) {
   }
 }
 
+// The scheme a module gets from its modifier and group.
+ModuleScheme scheme_resolve(const PlannedModule& m, const RecipeModifier& mod, const RecipeGroup& g,
+                            bool all_experts) {
+  ModuleScheme s;
+  s.kind = mod.kind;
+  s.scheme = g.scheme;
+  s.format = quant::quant_scheme_format(g.scheme);
+  s.gptq = mod.gptq;
+  s.gptq.actorder = mod.kind == ModifierKind::kGptq ? g.actorder : quant::ActOrder::kNone;
+  s.static_acts = g.scheme.input_activations && quant::activation_needs_calibration(*g.scheme.input_activations);
+  s.hessian = hessian_key_of(m, all_experts);
+  s.key_path = g.key_path;
+  return s;
+}
+
+}  // namespace
+
 const RecipeGroup& module_group(const Recipe& r, const PlannedModule& m) {
   DSV4_CHECK_IN("plan", m.quantized() && m.modifier < static_cast<int>(r.modifiers.size()),
                 "%s is not quantized by this recipe", m.names.release.c_str());
   return r.modifiers[static_cast<size_t>(m.modifier)].groups[static_cast<size_t>(m.group)];
-}
-
-bool module_is_linear(std::string_view name) {
-  if (name == "head") return true;
-  if (name.ends_with(".gate")) return false;  // the router: its own class, never a Linear
-  for (std::string_view s : kLinearSuffixes) {
-    if (name.ends_with(s)) return true;
-  }
-  return false;
 }
 
 ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& config, int mtp_stages) {
@@ -105,11 +90,11 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
   for (const model::ExpectedTensor& t : model::inventory_expected(config, mtp_stages)) {
     if (!t.name.ends_with(".weight")) continue;
     const std::string module = t.name.substr(0, t.name.size() - 7);
-    if (!module_is_linear(module)) continue;
+    // The Linears (recipe targets) are the names with a role; the router `ffn.gate` has none.
+    const std::optional<model::LinearRole> role = model::linear_role_parse(module);
+    if (!role) continue;
     PlannedModule m;
     m.names.release = module;
-    const std::optional<model::LinearRole> role = model::linear_role_parse(module);
-    DSV4_CHECK_IN("plan", role.has_value(), "%s is a Linear of the inventory without a role", module.c_str());
     m.role = *role;
     m.names.hf = names.hf_module(module);
     if (const auto v = names.vllm_module(module)) m.names.vllm = v->name;

@@ -45,7 +45,6 @@ struct HessianKey {
 
   auto operator<=>(const HessianKey&) const = default;
 };
-HessianKey hessian_key_of(const struct PlannedModule& module, bool all_experts);
 
 // A quantized module's resolved scheme: what every step downstream reads (pass A's wants, the
 // solve, the GPU split, the writer's layout, verify), so none of them goes back to the recipe.
@@ -99,7 +98,5 @@ nlohmann::ordered_json module_plan_json(const Recipe& recipe, const ModulePlan& 
 // describe the recipe itself (config.json's groups, the plan table).
 const RecipeGroup& module_group(const Recipe& recipe, const PlannedModule& module);
 
-// Whether a release module name is a Linear (the modules recipes can target).
-bool module_is_linear(std::string_view release_module);
 
 }  // namespace dsv4::calib

@@ -56,7 +56,7 @@ double attention_flops(const model::ModelConfig& c, const model::LayerSpec& spec
   return f;
 }
 
-// A Hessian's use (calib/module_plan.h: hessian_key_of says which modules share one).
+// A Hessian's use (ModuleScheme::hessian says which modules share one).
 struct HessianUse {
   int64_t cols = 0;
   int groups = 1;             // wo_a: one H per output group
@@ -186,7 +186,7 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
       const bool every_row = e.all_experts && (!w2 || recipe.calibration.w2_input == W2Input::kUnweighted);
       u.token_share = every_row ? 1.0 : routed_share;
     }
-    hess[hessian_key_of(m, e.all_experts)] = u;
+    hess[m.scheme->hessian] = u;
 
     // One solve per H (wo_a: per output group of rows/groups rows): the damped Cholesky, inverse
     // and second Cholesky (≈ cols³ together) and the blocked column sweep (≈ 2·rows·cols²). Every
