@@ -26,6 +26,13 @@ std::vector<float> random_weight(int64_t rows, int64_t cols, uint64_t seed) {
   return w;
 }
 
+// A permuted group mapping, as actorder=group writes it: column k in group ((7k) mod cols) / G.
+std::vector<int32_t> permuted_g_idx(int64_t cols, int group_size) {
+  std::vector<int32_t> g_idx(static_cast<size_t>(cols));
+  for (int64_t k = 0; k < cols; ++k) g_idx[static_cast<size_t>(k)] = static_cast<int32_t>(((k * 7) % cols) / group_size);
+  return g_idx;
+}
+
 template <typename T>
 std::vector<T> as(const EncodedTensor& t) {
   std::vector<T> v(t.bytes.size() / sizeof(T));
@@ -185,12 +192,7 @@ TEST(CompressedModuleLayout, EqualsWhatEncodeWritesForEveryPresetAndFormat) {
                  ", " + std::to_string(cols) + "]");
     const QuantArgs& a = c.scheme.weights;
     const RtnResult r = quantizer_rtn(a, w.data(), rows, cols);
-    std::vector<int32_t> g_idx;
-    if (c.with_g_idx) {
-      // A permuted group mapping, as actorder=group writes it.
-      g_idx.resize(static_cast<size_t>(cols));
-      for (int64_t k = 0; k < cols; ++k) g_idx[k] = static_cast<int32_t>(((k * 7) % cols) / a.group_size);
-    }
+    const std::vector<int32_t> g_idx = c.with_g_idx ? permuted_g_idx(cols, a.group_size) : std::vector<int32_t>{};
     const auto encoded = compressed_module_encode(c.format, a, r.qparams, r.codes, g_idx, rows, cols);
     const auto layout = compressed_module_layout(c.format, a, rows, cols, c.with_g_idx);
     EXPECT_EQ(layout_string(layout), layout_string(encoded));
@@ -267,11 +269,7 @@ TEST(CompressedModuleDecode, InvertsTheEncoderBitForBit) {
     if (a.scale_dtype == ScaleDType::kF32) continue;  // stored in bf16: decodes to another weight
     SCOPED_TRACE(c.label + " as " + std::string(pack_format_name(c.format)));
     const RtnResult r = quantizer_rtn(a, w.data(), rows, cols);
-    std::vector<int32_t> g_idx;
-    if (c.with_g_idx) {
-      g_idx.resize(static_cast<size_t>(cols));
-      for (int64_t k = 0; k < cols; ++k) g_idx[k] = static_cast<int32_t>(((k * 7) % cols) / a.group_size);
-    }
+    const std::vector<int32_t> g_idx = c.with_g_idx ? permuted_g_idx(cols, a.group_size) : std::vector<int32_t>{};
     const auto encoded = compressed_module_encode(c.format, a, r.qparams, r.codes, g_idx, rows, cols);
     const std::vector<float> want = gptq_dequant_with_g_idx(a, r.qparams, r.codes, g_idx);
     const std::vector<float> got = compressed_module_decode(encoded, "m", rows, cols);
