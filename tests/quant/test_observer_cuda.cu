@@ -30,6 +30,7 @@
 #include "quant/quantizer.h"
 #include "tests/device_buffer.h"
 #include "tests/gpu_test.h"
+#include "tests/quant/gpu_qparams.h"
 
 namespace dsv4::quant {
 namespace {
@@ -108,33 +109,16 @@ std::vector<float> random_weights(int64_t rows, int64_t cols) {
 // The GPU's qparams of `kCount` matrices, split into host QParams.
 std::vector<QParams> gpu_qparams(const QuantArgs& args, const std::vector<float>& w, int64_t rows, int64_t cols,
                                  const std::vector<float>& amax) {
-  int64_t sr = 0, sc = 0;
-  qparams_shape(args, rows, cols, &sr, &sc);
-  const size_t per = static_cast<size_t>(sr * sc), cells = kCount * per;
-  DeviceBuffer<float> d_w(w), scale(cells), zp(cells), global(kCount);
-  DeviceBuffer<uint8_t> e8m0(cells);
+  GpuQParams qp(args, kCount, rows, cols);
+  DeviceBuffer<float> d_w(w);
   std::unique_ptr<DeviceBuffer<float>> d_amax;
   if (!amax.empty()) d_amax = std::make_unique<DeviceBuffer<float>>(amax);
   DeviceArena arena(observer_cuda_scratch_bytes(args, kCount, rows, cols));
-  observer_qparams_cuda(args, d_w.p, kCount, rows, cols, d_amax ? d_amax->p : nullptr,
-                        {scale.p, zp.p, e8m0.p, global.p}, arena, nullptr);
+  observer_qparams_cuda(args, d_w.p, kCount, rows, cols, d_amax ? d_amax->p : nullptr, qp.device(), arena, nullptr);
   DSV4_CUDA_CHECK(cudaDeviceSynchronize());
   EXPECT_EQ(arena.used(), 0u) << "the observer left scratch taken";
-  const std::vector<float> s = scale.get(), z = zp.get(), g = global.get();
-  const std::vector<uint8_t> e = e8m0.get();
-  std::vector<QParams> out(kCount);
-  for (int b = 0; b < kCount; ++b) {
-    QParams& q = out[static_cast<size_t>(b)];
-    q.rows = rows, q.cols = cols, q.scale_rows = sr, q.scale_cols = sc;
-    const size_t off = static_cast<size_t>(b) * per;
-    q.scale.assign(s.begin() + off, s.begin() + off + per);
-    q.zero_point.assign(z.begin() + off, z.begin() + off + per);
-    if (args.scale_dtype == ScaleDType::kE8m0) q.scale_e8m0.assign(e.begin() + off, e.begin() + off + per);
-    if (args.strategy == Strategy::kTensorGroup) {
-      q.has_global_scale = true;
-      q.global_scale = g[static_cast<size_t>(b)];
-    }
-  }
+  std::vector<QParams> out;
+  for (int b = 0; b < kCount; ++b) out.push_back(qp.host(args, b));
   return out;
 }
 
