@@ -108,9 +108,9 @@ struct GpuForwarderOptions {
   uint64_t hessian_bytes = 0;  // pass A's Hessians of the largest layer (RunEstimate::hessian_bytes_layer_peak)
   int64_t state_tokens = 0;    // tokens over this rank's samples: the HC states held on the GPU
   int device = 0;
-  // Pass A's Hessian sums stay on the GPU until the next pass A (DeviceLayerStats::download_into
-  // with sums_stay): the LayerStats refers to them, its reduce needs a communicator that takes
-  // device buffers, and gptq_batch reads them there.
+  // Pass A's Hessian sums stay on the GPU (DeviceLayerStats::download_into with sums_stay): the
+  // LayerStats owns them there, its reduce needs a communicator that takes device buffers, and
+  // gptq_batch reads them there.
   bool hessians_on_device = false;
   // Bytes the forwarder may take on the GPU, kept memory and arena together (0: all free memory).
   // Set when ranks share a GPU (--gpu-memory): each arena otherwise takes the GPU's free memory.

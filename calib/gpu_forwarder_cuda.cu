@@ -73,7 +73,6 @@ class CudaForwarder final : public GpuForwarder {
              device, arena_->capacity() / 1e9, plan.weights / 1e9, plan.hessians / 1e9, plan.states / 1e9);
   }
   ~CudaForwarder() override {
-    stats_.reset();
     cudaFree(states_);
     cusolverDnDestroy(solver_);
     cublasDestroy(blas_);
@@ -230,14 +229,9 @@ class CudaForwarder final : public GpuForwarder {
     DSV4_CHECK_IN("calibrate", block_.has_value(), "GPU forward without a block on the device");
     const model::DeviceBlockWeights& dw = *block_;
     double forward = 0, stats_down = 0;
-    // Pass A's collector; it lives until the next pass A when its sums stay here for the solves.
-    std::optional<DeviceLayerStats>& dev = stats_;
-    if (stats) {
-      dev.reset();  // the previous layer's sums (its LayerStats is gone)
-      dev.emplace(stats->all_experts(), stats->w2_input(), blas_, stream_);
-      for (const std::string& m : stats->wanted_hessians()) dev->want_hessian(m);
-      for (const std::string& m : stats->wanted_amax()) dev->want_amax(m);
-    }
+    // Pass A's collector; where the sums stay on the GPU, `stats` takes them over.
+    std::optional<DeviceLayerStats> dev;
+    if (stats) dev.emplace(stats->wants(), stats->w2_input(), blas_, stream_);
     const bool collecting = stats != nullptr;
     const int64_t flat = c_.hc_dim();
     size_t held = 0;
@@ -275,10 +269,7 @@ class CudaForwarder final : public GpuForwarder {
       forward += since(t);
     }
     const auto t = Clock::now();
-    if (collecting) {
-      dev->download_into(*stats, &staging_, hessians_on_device_);
-      if (!hessians_on_device_) dev.reset();
-    }
+    if (collecting) dev->download_into(*stats, &staging_, hessians_on_device_);
     stats_down = since(t);
     // Where a GPU pass spends its time (the next optimisation targets, docs/PERFORMANCE.md).
     log_info("%s GPU pass %s: forward %.2f s (%zu length groups), statistics to host %.2f s", dw.prefix.c_str(),
@@ -333,7 +324,6 @@ class CudaForwarder final : public GpuForwarder {
   std::unique_ptr<DeviceArena> arena_;
   mutable PinnedHostBuffer staging_{kStagingBytes};  // bulk copies (states, Hessians, encoded tensors)
   std::optional<model::DeviceBlockWeights> block_;
-  std::optional<DeviceLayerStats> stats_;  // pass A's, while its sums stay here (hessians_on_device)
   // The HC states on the GPU: samples of one length back to back, group after group.
   struct StateGroup {
     int64_t tokens = 0;

@@ -39,11 +39,7 @@ ModuleSolveInput module_solve_input(const HostSolveContext& ctx, const PlannedMo
                                     std::vector<quant::HessianResult>& hs) {
   ModuleSolveInput si{&m, nullptr, {}, 0.0f, ctx.stats->amax(m.names.release)};
   if (m.scheme->gptq_solved() && hs.empty()) {
-    if (m.role == model::LinearRole::kAttnWoA) {  // one Hessian per output group
-      for (int gi = 0; gi < ctx.config->o_groups; ++gi) hs.push_back(ctx.stats->hessian(m.names.release, m.cols, gi));
-    } else {
-      hs.push_back(ctx.stats->hessian(m.names.release, m.cols));
-    }
+    for (const HessianId& id : module_hessian_ids(m, ctx.config->o_groups)) hs.push_back(ctx.stats->hessian(id, m.cols));
   }
   for (const quant::HessianResult& h : hs) si.hessians.push_back(&h);
   return si;

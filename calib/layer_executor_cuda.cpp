@@ -6,6 +6,8 @@
 // build has no CUDA.
 #include <algorithm>
 #include <map>
+#include <optional>
+#include <set>
 
 #include "calib/gpu_forwarder.h"
 #include "calib/host_solve.h"
@@ -115,9 +117,11 @@ void CudaLayerExecutor::solve(const std::vector<const PlannedModule*>& mods, con
   std::vector<size_t> on_gpu, on_cpu;
   gpu_split(mine, mods, on_gpu, on_cpu);
   if (stats.sums_on_device()) {  // the CPU solves read host Hessians: these come over (GPU thread)
-    std::vector<std::string> names;
-    for (size_t i : on_cpu) names.push_back(mods[i]->names.release);
-    stats.hessians_to_host(names);
+    std::set<HessianKey> keys;
+    for (size_t i : on_cpu) {
+      if (mods[i]->scheme->gptq_solved()) keys.insert(mods[i]->scheme->hessian);
+    }
+    stats.hessians_to_host(keys);
   }
   // The GPU's solved weights never come to the host: pass B reads them in the block, the
   // writer, the other ranks and a replay take the encoded tensors. The CPU's solves follow:
@@ -139,13 +143,15 @@ std::vector<GpuBatch> CudaLayerExecutor::batches(const std::vector<const Planned
     int64_t rows = 0, cols = 0;
     auto operator<=>(const BatchShape&) const = default;
   };
-  using ByHessian = std::map<std::string, std::vector<size_t>>;  // pass A's Hessian key -> modules
+  // The modules of each Hessian pass A holds; one no token reached is each module's own all-zero H.
+  using HessianOf = std::pair<std::optional<HessianKey>, size_t>;  // (key, 0) or (none, module)
+  using ByHessian = std::map<HessianOf, std::vector<size_t>>;
   std::map<BatchShape, ByHessian> by_shape;
   for (size_t i : on_gpu) {
     const PlannedModule& m = *mods[i];
-    std::string key = stats.hessian_key(m.names.release);
-    if (key.empty()) key = "#none:" + m.names.release;  // no tokens: its own all-zero H
-    by_shape[{m.modifier, m.group, m.rows, m.cols}][key].push_back(i);
+    const HessianKey& key = m.scheme->hessian;
+    const HessianOf h = stats.holds(HessianId{key}) ? HessianOf{key, 0} : HessianOf{std::nullopt, i};
+    by_shape[{m.modifier, m.group, m.rows, m.cols}][h].push_back(i);
   }
   std::vector<GpuBatch> out;
   for (auto& [shape, by_hessian] : by_shape) {
@@ -180,7 +186,7 @@ void CudaLayerExecutor::solve_batch(const GpuBatch& batch, const std::vector<con
   for (size_t k = 0; k < members.size(); ++k) {
     names.push_back(mods[members[k]]->names.release);
     if ((shared && k > 0) || !on_device) continue;
-    const LayerStats::DeviceSum d = stats.device_hessian(names.back(), first.cols);
+    const LayerStats::DeviceSum d = stats.device_hessian(HessianId{mods[members[k]]->scheme->hessian}, first.cols);
     quant::HessianResult meta;  // what the solve's report reads: no values
     meta.dim = first.cols, meta.num_tokens = d.tokens, meta.no_tokens = d.tokens == 0;
     hs[k].push_back(std::move(meta));
@@ -189,7 +195,7 @@ void CudaLayerExecutor::solve_batch(const GpuBatch& batch, const std::vector<con
   }
   if (!on_device) {
     parallel_for(members.size(), s_.threads, [&](size_t k) {
-      if (!shared || k == 0) hs[k].push_back(stats.hessian(mods[members[k]]->names.release, first.cols));
+      if (!shared || k == 0) hs[k].push_back(stats.hessian(HessianId{mods[members[k]]->scheme->hessian}, first.cols));
     });
     for (size_t k = 0; k < members.size(); ++k) {
       if (!shared || k == 0) h_ptrs.push_back(hs[k][0].h.data());

@@ -4,62 +4,79 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
 
 #include "common/check.h"
-#include "common/device.h"
 
 namespace dsv4::calib {
-std::string stats_consumer(const std::string& module, int group) {
-  return group < 0 ? module : module + "#" + std::to_string(group);
+
+std::optional<HessianId> TapRouter::route(const std::vector<std::string>& modules, int group) {
+  const HessianKey* key = nullptr;
+  for (const std::string& m : modules) {
+    const auto it = wants_.hessians.find(m);
+    if (it == wants_.hessians.end()) continue;
+    DSV4_CHECK_IN("calib", !key || *key == it->second, "%s and %s read one tap but were planned with different Hessians",
+                  modules.front().c_str(), m.c_str());
+    key = &it->second;
+  }
+  if (!key) return std::nullopt;
+  const HessianId id{*key, group};
+  if (key->all_experts()) return id;  // every routed expert's tap repeats the layer input
+  const auto [it, fresh] = fed_by_.emplace(id, modules.front());
+  DSV4_CHECK_IN("calib", it->second == modules.front(),
+                "the Hessian of %s (%s) is fed by two taps, %s and %s: the plan shares what the forward does not",
+                modules.front().c_str(), hessian_id_describe(id).c_str(), it->second.c_str(), modules.front().c_str());
+  return id;
 }
 
-std::string stats_hessian_key(const std::string& first_module, int expert, bool has_token_rows, int group,
-                              bool all_experts) {
-  const bool expert_w13 = expert >= 0 && (first_module.ends_with(".w1") || first_module.ends_with(".w3"));
-  if (all_experts && expert_w13 && !has_token_rows) {
-    return first_module.substr(0, first_module.find(".ffn.experts.")) + ".ffn.experts.*.w13";
+int64_t LayerStats::Slot::dim() const {
+  if (const auto* h = std::get_if<quant::HessianAccumulator>(&sum)) return h->dim();
+  return std::get<DeviceHessianSum>(sum).dim;
+}
+int64_t LayerStats::Slot::tokens() const {
+  if (const auto* h = std::get_if<quant::HessianAccumulator>(&sum)) return h->num_tokens();
+  return std::get<DeviceHessianSum>(sum).tokens;
+}
+float* LayerStats::Slot::data() {
+  if (auto* h = std::get_if<quant::HessianAccumulator>(&sum)) return h->sum().data();
+  return std::get<DeviceHessianSum>(sum).sum();
+}
+void LayerStats::Slot::set_tokens(int64_t n) {
+  if (auto* h = std::get_if<quant::HessianAccumulator>(&sum)) {
+    h->set_num_tokens(n);
+  } else {
+    std::get<DeviceHessianSum>(sum).tokens = n;
   }
-  // Modules fed by one activation share one Hessian, named after the first consumer.
-  return stats_consumer(first_module, group);
 }
 
 LayerStats::LayerStats(bool all_experts, W2Input w2_input) : all_experts_(all_experts), w2_input_(w2_input) {}
 
-void LayerStats::want_hessian(const std::string& module) { want_h_.insert(module); }
-void LayerStats::want_amax(const std::string& module) { want_amax_.insert(module); }
-
-std::string LayerStats::key_of(const std::string& module, const model::TapEvent& e) const {
-  return stats_hessian_key(module, e.expert, e.token_rows != nullptr, e.group, all_experts_);
-}
-
 void LayerStats::on_tap(const model::TapEvent& e) {
   if (e.rows == 0 || e.modules.empty()) return;
-  bool wants_h = false;
   for (const std::string& m : e.modules) {
-    if (want_amax_.count(m)) {
-      float a = 0.0f;
-      for (int64_t i = 0; i < e.rows * e.cols; ++i) a = std::max(a, std::fabs(e.x[i]));
-      float& slot = amax_[m];
-      slot = std::max(slot, a);
-    }
-    wants_h = wants_h || want_h_.count(m) > 0;
+    if (!taps_.wants_amax(m)) continue;
+    float a = 0.0f;
+    for (int64_t i = 0; i < e.rows * e.cols; ++i) a = std::max(a, std::fabs(e.x[i]));
+    float& slot = amax_[m];
+    slot = std::max(slot, a);
   }
-  if (!wants_h) return;
-  const std::string key = key_of(e.modules.front(), e);
-  for (const std::string& m : e.modules) key_[stats_consumer(m, e.group)] = key;
-  Slot& slot = acc_[key];
-  DSV4_CHECK_IN("calib", !slot.device_sum, "CPU tap for %s, whose Hessian is on the GPU", key.c_str());
-  if (!slot.acc) slot.acc = std::make_unique<quant::HessianAccumulator>(e.cols);
-  DSV4_CHECK_IN("calib", slot.acc->dim() == e.cols, "tap for %s has %lld columns, its Hessian %lld", key.c_str(),
-                static_cast<long long>(e.cols), static_cast<long long>(slot.acc->dim()));
-  const bool shared = stats_is_shared_key(key);
-  if (shared && slot.last_pass == pass_) return;  // every expert repeats the same rows
+  const std::optional<HessianId> id = taps_.route(e.modules, e.group);
+  if (!id) return;
+  auto [it, fresh] = slots_.try_emplace(*id, Slot{quant::HessianAccumulator(e.cols)});
+  Slot& slot = it->second;
+  DSV4_CHECK_IN("calib", !std::holds_alternative<DeviceHessianSum>(slot.sum), "CPU tap for %s, whose Hessian is on the GPU",
+                hessian_id_describe(*id).c_str());
+  DSV4_CHECK_IN("calib", slot.dim() == e.cols, "tap for %s has %lld columns, its Hessian %lld",
+                hessian_id_describe(*id).c_str(), static_cast<long long>(e.cols), static_cast<long long>(slot.dim()));
+  if (id->key.all_experts() && slot.last_pass == pass_) return;  // every expert repeats the same rows
   slot.last_pass = pass_;
+  add_rows(slot, e);
+}
 
+void LayerStats::add_rows(Slot& slot, const model::TapEvent& e) const {
+  quant::HessianAccumulator& acc = std::get<quant::HessianAccumulator>(slot.sum);
   const bool weighted_w2 = e.row_weights != nullptr && w2_input_ == W2Input::kWeighted;
   if (!weighted_w2) {
-    slot.acc->add(e.x, e.rows);
+    acc.add(e.x, e.rows);
     return;
   }
   // Rows scaled by their routing weight; unrouted rows (weight 0) are not tokens of this expert.
@@ -72,15 +89,20 @@ void LayerStats::on_tap(const model::TapEvent& e) {
     for (int64_t c = 0; c < e.cols; ++c) rows.push_back(e.x[r * e.cols + c] * w);
     ++n;
   }
-  slot.acc->add(rows.data(), n);
+  acc.add(rows.data(), n);
 }
 
-void LayerStats::import_hessian(const std::string& key, const std::vector<std::string>& consumers,
-                                quant::HessianAccumulator partial) {
-  Slot& slot = acc_[key];
-  DSV4_CHECK_IN("calib", !slot.held(), "Hessian %s imported twice", key.c_str());
-  slot.acc = std::make_unique<quant::HessianAccumulator>(std::move(partial));
-  for (const std::string& c : consumers) key_[c] = key;
+void LayerStats::import_hessian(const HessianId& id, quant::HessianAccumulator partial) {
+  const bool fresh = slots_.try_emplace(id, Slot{std::move(partial)}).second;
+  DSV4_CHECK_IN("calib", fresh, "Hessian %s imported twice", hessian_id_describe(id).c_str());
+}
+
+void LayerStats::import_device_hessian(const HessianId& id, DeviceHessianSum sum) {
+  DSV4_CHECK_IN("calib", sum.memory && sum.dim > 0 && sum.tokens >= 0, "device Hessian %s: [%lld] of %lld tokens",
+                hessian_id_describe(id).c_str(), static_cast<long long>(sum.dim), static_cast<long long>(sum.tokens));
+  const bool fresh = slots_.try_emplace(id, Slot{std::move(sum)}).second;
+  DSV4_CHECK_IN("calib", fresh, "Hessian %s imported twice", hessian_id_describe(id).c_str());
+  sums_on_device_ = true;
 }
 
 void LayerStats::import_amax(const std::string& module, float amax) {
@@ -90,79 +112,53 @@ void LayerStats::import_amax(const std::string& module, float amax) {
 
 void LayerStats::on_expert_tokens(const std::string&, int expert, int64_t count) { expert_tokens_[expert] += count; }
 
-bool LayerStats::has_hessian(const std::string& module, int group) const {
-  return key_.count(stats_consumer(module, group)) > 0;
+bool LayerStats::holds(const HessianId& id) const { return slots_.count(id) > 0 || dropped_.count(id) > 0; }
+
+const LayerStats::Slot* LayerStats::slot_of(const HessianId& id, int64_t cols) const {
+  DSV4_CHECK_IN("calib", !dropped_.count(id), "the Hessian %s is owned by another rank", hessian_id_describe(id).c_str());
+  const auto it = slots_.find(id);
+  if (it == slots_.end()) return nullptr;
+  DSV4_CHECK_IN("calib", it->second.dim() == cols, "a module with %lld inputs asks for Hessian %s of width %lld",
+                static_cast<long long>(cols), hessian_id_describe(id).c_str(), static_cast<long long>(it->second.dim()));
+  return &it->second;
 }
 
-std::string LayerStats::hessian_key(const std::string& module, int group) const {
-  const auto k = key_.find(stats_consumer(module, group));
-  return k == key_.end() ? std::string() : k->second;
-}
-
-const LayerStats::Slot* LayerStats::slot_of(const std::string& module, int group, int64_t cols) const {
-  const auto k = key_.find(stats_consumer(module, group));
-  if (k == key_.end()) return nullptr;
-  DSV4_CHECK_IN("calib", !dropped_.count(k->second), "the Hessian of %s (%s) is owned by another rank", module.c_str(),
-                k->second.c_str());
-  const Slot& slot = acc_.at(k->second);
-  DSV4_CHECK_IN("calib", slot.dim() == cols, "%s has %lld inputs but its activations have %lld columns",
-                module.c_str(), static_cast<long long>(cols), static_cast<long long>(slot.dim()));
-  return &slot;
-}
-
-quant::HessianResult LayerStats::hessian(const std::string& module, int64_t cols, int group) const {
-  const Slot* slot = slot_of(module, group, cols);
+quant::HessianResult LayerStats::hessian(const HessianId& id, int64_t cols) const {
+  const Slot* slot = slot_of(id, cols);
   if (!slot) return quant::HessianAccumulator(cols).finalize();
-  DSV4_CHECK_IN("calib", slot->acc != nullptr, "the Hessian of %s is on the GPU: bring it over first (hessians_to_host)",
-                stats_consumer(module, group).c_str());
-  return slot->acc->finalize();
+  const auto* acc = std::get_if<quant::HessianAccumulator>(&slot->sum);
+  DSV4_CHECK_IN("calib", acc != nullptr, "the Hessian %s is on the GPU: bring it over first (hessians_to_host)",
+                hessian_id_describe(id).c_str());
+  return acc->finalize();
 }
 
-bool LayerStats::hessian_on_device(const std::string& module, int group) const {
-  const auto k = key_.find(stats_consumer(module, group));
-  return k != key_.end() && !dropped_.count(k->second) && acc_.at(k->second).device_sum != nullptr;
+bool LayerStats::hessian_on_device(const HessianId& id) const {
+  const auto it = slots_.find(id);
+  return it != slots_.end() && std::holds_alternative<DeviceHessianSum>(it->second.sum);
 }
 
-LayerStats::DeviceSum LayerStats::device_hessian(const std::string& module, int64_t cols, int group) const {
-  const Slot* slot = slot_of(module, group, cols);
+LayerStats::DeviceSum LayerStats::device_hessian(const HessianId& id, int64_t cols) const {
+  const Slot* slot = slot_of(id, cols);
   if (!slot) return {};
-  DSV4_CHECK_IN("calib", slot->device_sum != nullptr, "the Hessian of %s is on the host, not the GPU",
-                stats_consumer(module, group).c_str());
-  return {slot->device_sum, slot->device_tokens};
+  const auto* d = std::get_if<DeviceHessianSum>(&slot->sum);
+  DSV4_CHECK_IN("calib", d != nullptr, "the Hessian %s is on the host, not the GPU", hessian_id_describe(id).c_str());
+  return {d->sum(), d->tokens};
 }
 
-void LayerStats::import_device_hessian(const std::string& key, const std::vector<std::string>& consumers, int64_t dim,
-                                       int64_t tokens, float* device_sum) {
-  Slot& slot = acc_[key];
-  DSV4_CHECK_IN("calib", !slot.held(), "Hessian %s imported twice", key.c_str());
-  DSV4_CHECK_IN("calib", device_sum != nullptr && dim > 0 && tokens >= 0, "device Hessian %s: [%lld] of %lld tokens",
-                key.c_str(), static_cast<long long>(dim), static_cast<long long>(tokens));
-  slot.device_sum = device_sum;
-  slot.device_dim = dim;
-  slot.device_tokens = tokens;
-  for (const std::string& c : consumers) key_[c] = key;
-  sums_on_device_ = true;
-}
-
-void LayerStats::hessians_to_host(const std::vector<std::string>& modules) {
-  const std::set<std::string> wanted(modules.begin(), modules.end());
-  for (const auto& [consumer, key] : key_) {
-    if (!wanted.count(consumer.substr(0, consumer.find('#')))) continue;
-    Slot& slot = acc_.at(key);
-    if (!slot.device_sum) continue;  // on the host already, or dropped
-    auto acc = std::make_unique<quant::HessianAccumulator>(slot.device_dim);
-    device_download(acc->sum().data(), slot.device_sum, acc->sum().size() * sizeof(float));
-    acc->set_num_tokens(slot.device_tokens);
-    slot.acc = std::move(acc);
-    slot.device_sum = nullptr;
+void LayerStats::hessians_to_host(const std::set<HessianKey>& keys) {
+  for (auto& [id, slot] : slots_) {
+    const auto* d = std::get_if<DeviceHessianSum>(&slot.sum);
+    if (!d || !keys.count(id.key)) continue;
+    quant::HessianAccumulator acc(d->dim);
+    device_download(acc.sum().data(), d->sum(), acc.sum().size() * sizeof(float));
+    acc.set_num_tokens(d->tokens);
+    slot.sum = std::move(acc);  // frees the device sum
   }
 }
 
 uint64_t LayerStats::hessian_bytes() const {
   uint64_t b = 0;
-  for (const auto& [key, slot] : acc_) {
-    if (slot.held()) b += static_cast<uint64_t>(slot.dim()) * static_cast<uint64_t>(slot.dim()) * 4;
-  }
+  for (const auto& [id, slot] : slots_) b += static_cast<uint64_t>(slot.dim()) * static_cast<uint64_t>(slot.dim()) * 4;
   return b;
 }
 

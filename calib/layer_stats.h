@@ -3,53 +3,81 @@
 // activation scheme, and the routed token count of every expert.
 //
 //   LayerStats stats(config.all_experts, W2Input::kUnweighted);
-//   stats.want_hessian("layers.3.attn.wq_a");  stats.want_amax("layers.3.attn.wq_b");
+//   stats.want_hessian("layers.3.attn.wq_a", m.scheme->hessian);  stats.want_amax("layers.3.attn.wq_b");
 //   ctx.taps = &stats;  for (sample ...) { stats.next_pass(); block_forward(..., ctx); }
-//   HessianResult h = stats.hessian("layers.3.attn.wq_a", 4096);      // shared with wkv
-//   HessianResult g = stats.hessian("layers.3.attn.wo_a", 4096, 5);   // output group 5
+//   HessianResult h = stats.hessian({key}, 4096);       // wq_a's, shared with wkv (one key)
+//   HessianResult g = stats.hessian({wo_a_key, 5}, 4096);   // wo_a's output group 5
 //
-// Sharing follows the taps: modules fed by one activation share one Hessian (wq_a and wkv; the
-// shared expert's w1 and w3; an expert's w1 and w3). In all-experts mode every routed expert's
-// w1/w3 sees the whole layer input, so the layer keeps ONE Hessian for all of them (DESIGN §2),
-// accumulated once per forward pass. w2 takes the expert's hidden state, unweighted (as
-// transformers and llm-compressor see it) or scaled by the routing weight (DeepSeek's
-// reference, where the weight is applied before w2); in the weighted convention rows whose
-// routing weight is 0 (tokens not routed there) are not counted.
-// Tests: tests/calib/test_layer_stats.cpp.
+// Which modules share a Hessian is the plan's decision (hessian_key.h): the taps are named by
+// release module, and each tap feeds the Hessian its wanted modules were planned with. The
+// forward shares exactly so (wq_a and wkv are one tap; the shared expert's w1 and w3; an
+// expert's w1 and w3): a Hessian fed by two different taps is an error, except the all-experts
+// one, where every routed expert's w1/w3 tap repeats the whole layer input and counts once per
+// forward pass. w2 takes the expert's hidden state, unweighted (as transformers and
+// llm-compressor see it) or scaled by the routing weight (DeepSeek's reference, where the
+// weight is applied before w2); in the weighted convention rows whose routing weight is 0
+// (tokens not routed there) are not counted.
+// Tests: tests/calib/test_layer_stats.cpp, tests/calib/test_layer_stats_cuda.cu.
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
+#include <variant>
 #include <vector>
 
+#include "calib/hessian_key.h"
 #include "calib/recipe.h"
+#include "common/device.h"
 #include "dist/communicator.h"
 #include "model/taps.h"
 #include "quant/hessian.h"
 
 namespace dsv4::calib {
 
-// The naming both pass-A collectors share (this file and calib/layer_stats_cuda.h):
-// "module" or "module#group" for a consumer, and the Hessian key of a tap event: the first
-// consumer's name, or in all-experts mode "layers.L.ffn.experts.*.w13" for every routed w1/w3 tap
-// without token rows (they all see the whole layer input).
-std::string stats_consumer(const std::string& module, int group);
-std::string stats_hessian_key(const std::string& first_module, int expert, bool has_token_rows, int group,
-                              bool all_experts);
-inline bool stats_is_shared_key(const std::string& key) { return key.ends_with(".ffn.experts.*.w13"); }
+// What pass A of a block is asked for.
+struct StatsWants {
+  std::map<std::string, HessianKey> hessians;  // release module -> the Hessian it is solved with
+  std::set<std::string> amax;                   // modules with a static input-activation scale
+};
+
+// Which Hessian a tap feeds, for both collectors (this file's and layer_stats_cuda.h's): the key
+// its wanted modules were planned with, and the tap's wo_a group; nullopt when no module of the
+// tap is wanted. Fails where the plan and the forward disagree: modules of one tap planned with
+// different keys, or one key fed by two taps (the all-experts key aside).
+class TapRouter {
+ public:
+  TapRouter() = default;
+  explicit TapRouter(StatsWants wants) : wants_(std::move(wants)) {}
+  void want_hessian(const std::string& module, const HessianKey& key) { wants_.hessians[module] = key; }
+  void want_amax(const std::string& module) { wants_.amax.insert(module); }
+  const StatsWants& wants() const { return wants_; }
+  bool wants_amax(const std::string& module) const { return wants_.amax.count(module) > 0; }
+  std::optional<HessianId> route(const std::vector<std::string>& modules, int group);
+
+ private:
+  StatsWants wants_;
+  std::map<HessianId, std::string> fed_by_;  // the first module of the tap feeding each Hessian
+};
+
+// A Hessian sum left on the GPU by DeviceLayerStats (download_into with the sums staying),
+// owned here from then on: the unscaled Σ xᵀx [dim, dim] fp32 and the rows it counts.
+struct DeviceHessianSum {
+  DeviceMemory memory;
+  int64_t dim = 0, tokens = 0;
+  float* sum() const { return static_cast<float*>(memory.get()); }
+};
 
 class LayerStats final : public model::TapSink {
  public:
   LayerStats(bool all_experts, W2Input w2_input);
 
-  void want_hessian(const std::string& module);
-  void want_amax(const std::string& module);
-  const std::set<std::string>& wanted_hessians() const { return want_h_; }
-  const std::set<std::string>& wanted_amax() const { return want_amax_; }
+  void want_hessian(const std::string& module, const HessianKey& key) { taps_.want_hessian(module, key); }
+  void want_amax(const std::string& module) { taps_.want_amax(module); }
+  const StatsWants& wants() const { return taps_.wants(); }
   bool all_experts() const { return all_experts_; }
   W2Input w2_input() const { return w2_input_; }
   // Marks the start of a forward pass over one sample (the all-experts shared Hessian is added
@@ -59,84 +87,73 @@ class LayerStats final : public model::TapSink {
   void on_tap(const model::TapEvent& event) override;
   void on_expert_tokens(const std::string& block_prefix, int expert, int64_t count) override;
 
-  // What the GPU's pass A hands over (calib/layer_stats_cuda.h): a Hessian partial under `key`
-  // serving the module[#group] names in `consumers`, an input absmax, expert counts (on_expert_tokens).
-  void import_hessian(const std::string& key, const std::vector<std::string>& consumers,
-                      quant::HessianAccumulator partial);
+  // What the GPU's pass A hands over (calib/layer_stats_cuda.h): a Hessian partial, on the host
+  // or left on the GPU, an input absmax, expert counts (on_expert_tokens). Sums on the GPU are
+  // reduced in place by reduce_to_owners, which takes a communicator that accepts device
+  // buffers (NCCL, or one rank); the GPU solves read them through device_hessian; hessian()
+  // needs them brought over first (hessians_to_host). Once one sum is on the GPU they all are:
+  // Hessians only other ranks saw get device zeros.
+  void import_hessian(const HessianId& id, quant::HessianAccumulator partial);
+  void import_device_hessian(const HessianId& id, DeviceHessianSum sum);
   void import_amax(const std::string& module, float amax);
-  // A Hessian partial left on the GPU (DeviceLayerStats::download_into with sums kept there): its
-  // unscaled sum `device_sum` [dim, dim] fp32 stays owned by the collector and must outlive this
-  // object. reduce_to_owners reduces it in place, which takes a communicator that accepts device
-  // buffers (NCCL, or one rank); the GPU solves read it through device_hessian; hessian() needs
-  // it brought over first (hessians_to_host). `device_alloc`/`device_upload`/`device_free`
-  // (common/device.h) hold the zero sums of keys only other ranks saw.
-  void import_device_hessian(const std::string& key, const std::vector<std::string>& consumers, int64_t dim,
-                             int64_t tokens, float* device_sum);
-  // Every Hessian of this layer stays on the GPU: keys only other ranks saw get device zeros.
-  void keep_sums_on_device() { sums_on_device_ = true; }
   bool sums_on_device() const { return sums_on_device_; }
 
-  // Finalized Hessian of a wanted module with `cols` inputs (group >= 0: that wo_a output group).
-  // A module no token reached (an expert nobody routed to, outside all-experts mode) gets an
-  // all-zero H with no_tokens set, which GPTQ turns into RTN and reports.
-  quant::HessianResult hessian(const std::string& module, int64_t cols, int group = -1) const;
-  bool has_hessian(const std::string& module, int group = -1) const;
-  // The device sum serving module[#group] and its token total (the caller finalizes it,
-  // hessian_finalize_cuda); sum is null with 0 tokens when no token reached the module. Fails for
-  // a Hessian held on the host.
+  // Whether any token reached this Hessian (on any rank, after the reduce).
+  bool holds(const HessianId& id) const;
+  // The finalized Hessian, of a module with `cols` inputs. One no token reached (an expert
+  // nobody routed to, outside all-experts mode) is all zero with no_tokens set, which GPTQ turns
+  // into RTN and reports. Fails for a Hessian another rank owns or one held on the GPU.
+  quant::HessianResult hessian(const HessianId& id, int64_t cols) const;
+  // The device sum and its token total (the caller finalizes it, hessian_finalize_cuda); sum is
+  // null with 0 tokens when no token reached it. Fails for a Hessian held on the host.
   struct DeviceSum {
     const float* sum = nullptr;
     int64_t tokens = 0;
   };
-  DeviceSum device_hessian(const std::string& module, int64_t cols, int group = -1) const;
-  bool hessian_on_device(const std::string& module, int group = -1) const;
-  // Brings the device Hessians serving these modules (any group) to the host, for solves that
-  // read hessian() (the CPU's); on the calling thread, which must be the GPU's.
-  void hessians_to_host(const std::vector<std::string>& modules);
-  // The key of the Hessian serving module[#group] (modules with one key share it); empty if none.
-  std::string hessian_key(const std::string& module, int group = -1) const;
+  DeviceSum device_hessian(const HessianId& id, int64_t cols) const;
+  bool hessian_on_device(const HessianId& id) const;
+  // Brings the device sums of these keys (every group) to the host, for solves that read
+  // hessian() (the CPU's); on the calling thread, which must be the GPU's.
+  void hessians_to_host(const std::set<HessianKey>& keys);
   float amax(const std::string& module) const;  // 0 when never tapped
   // Routed tokens per expert index of this block (real routing), summed over the passes.
   const std::map<int, int64_t>& expert_tokens() const { return expert_tokens_; }
   // Number of distinct Hessians held (the memory the layer needs).
-  size_t num_hessians() const { return acc_.size(); }
+  size_t num_hessians() const { return slots_.size(); }
   uint64_t hessian_bytes() const;  // fp32 bytes of the Hessians held now
 
   // The distributed step after pass A (layer_stats_reduce.cpp): every rank holds partial sums
-  // over its own samples. The ranks agree on the set of Hessians (one all-gather of their key
-  // maps, so a rank whose samples never reached a module still takes part), then each partial
-  // goes by reduce to the one rank owning its consumers (all-reduce only when modules sharing
-  // one Hessian have different owners); Hessians this rank does not own are freed, and asking
-  // for one afterwards is an error. Input absmax (max) and expert token counts (sum) are
-  // all-reduced. The collectives are the same on every rank, in key order.
-  void reduce_to_owners(dist::Communicator& comm, const std::function<int(const std::string& module)>& owner,
+  // over its own samples. The ranks agree on the set of Hessians (one all-gather of their ids,
+  // so a rank whose samples never reached a module still takes part), then each partial goes by
+  // reduce to the one rank solving with it (all-reduce when its modules have several owners:
+  // `owners`, the same on every rank, names them per key); Hessians this rank does not own are
+  // freed, and asking for one afterwards is an error. Input absmax (max) and expert token counts
+  // (sum) are all-reduced. The collectives are the same on every rank, in id order.
+  void reduce_to_owners(dist::Communicator& comm, const std::map<HessianKey, std::set<int>>& owners,
                         int num_experts);
 
  private:
   struct Slot {
-    std::unique_ptr<quant::HessianAccumulator> acc;  // on the host, or
-    float* device_sum = nullptr;                      // on the GPU (import_device_hessian)
-    int64_t device_dim = 0, device_tokens = 0;
+    std::variant<quant::HessianAccumulator, DeviceHessianSum> sum;
     int64_t last_pass = -1;
-    int64_t dim() const { return acc ? acc->dim() : device_dim; }
-    int64_t tokens() const { return acc ? acc->num_tokens() : device_tokens; }
-    bool held() const { return acc || device_sum; }
+    int64_t dim() const;
+    int64_t tokens() const;
+    float* data();  // the unscaled sum, where it lives
+    void set_tokens(int64_t n);
   };
-  // The slot serving module[#group]; nullptr when no token reached it. Fails when another rank
-  // owns it or its width is not `cols`.
-  const Slot* slot_of(const std::string& module, int group, int64_t cols) const;
-  std::string key_of(const std::string& module, const model::TapEvent& e) const;
+  // The slot of `id`; nullptr when no token reached it. Fails when another rank owns it or its
+  // width is not `cols`.
+  const Slot* slot_of(const HessianId& id, int64_t cols) const;
+  void add_rows(Slot& slot, const model::TapEvent& e) const;
   bool all_experts_;
   W2Input w2_input_;
   int64_t pass_ = 0;
-  std::set<std::string> want_h_, want_amax_;
-  std::map<std::string, Slot> acc_;           // key -> accumulator
-  std::map<std::string, std::string> key_;    // module[#group] -> key
+  TapRouter taps_;
+  std::map<HessianId, Slot> slots_;
   std::map<std::string, float> amax_;
   std::map<int, int64_t> expert_tokens_;
-  std::set<std::string> dropped_;             // keys freed by reduce_to_owners (not owned here)
+  std::set<HessianId> dropped_;  // freed by reduce_to_owners (another rank solves with them)
   bool sums_on_device_ = false;
-  std::vector<std::shared_ptr<void>> device_zeros_;  // device sums of keys this rank never saw
 };
 
 }  // namespace dsv4::calib

@@ -50,21 +50,23 @@ T* device_alloc(size_t count, std::vector<std::shared_ptr<void>>& memory) {
 
 }  // namespace
 
-DeviceLayerStats::DeviceLayerStats(bool all_experts, W2Input w2_input, model::BlasHandle blas,
+DeviceLayerStats::DeviceLayerStats(StatsWants wants, W2Input w2_input, model::BlasHandle blas,
                                    model::DeviceStream stream)
-    : all_experts_(all_experts), w2_input_(w2_input), blas_(blas), stream_(stream) {}
+    : w2_input_(w2_input), blas_(blas), stream_(stream), taps_(std::move(wants)) {}
 
 DeviceLayerStats::~DeviceLayerStats() { cudaStreamSynchronize(stream_); }
 
-DeviceLayerStats::Slot& DeviceLayerStats::slot_for(const std::string& key, int64_t dim) {
-  Slot& slot = slots_[key];
+DeviceLayerStats::Slot& DeviceLayerStats::slot_for(const HessianId& id, int64_t dim) {
+  Slot& slot = slots_[id];
   if (!slot.s) {
+    const size_t bytes = static_cast<size_t>(dim * dim) * sizeof(float);
     slot.dim = dim;
-    slot.s = device_alloc<float>(static_cast<size_t>(dim * dim), memory_);
-    DSV4_CUDA_CHECK(cudaMemsetAsync(slot.s, 0, static_cast<size_t>(dim * dim) * sizeof(float), stream_));
+    slot.memory = device_memory(bytes);
+    slot.s = static_cast<float*>(slot.memory.get());
+    DSV4_CUDA_CHECK(cudaMemsetAsync(slot.s, 0, bytes, stream_));
   }
-  DSV4_CHECK_IN("calib", slot.dim == dim, "tap for %s has %lld columns, its Hessian %lld", key.c_str(),
-                static_cast<long long>(dim), static_cast<long long>(slot.dim));
+  DSV4_CHECK_IN("calib", slot.dim == dim, "tap for %s has %lld columns, its Hessian %lld",
+                hessian_id_describe(id).c_str(), static_cast<long long>(dim), static_cast<long long>(slot.dim));
   return slot;
 }
 
@@ -110,20 +112,15 @@ void DeviceLayerStats::on_tap(const model::DeviceTapEvent& e) {
     const uint16_t* x = e.x + b * e.batch_stride;
     const std::vector<std::string> one = e.batch > 1 ? std::vector<std::string>{e.modules[b]} : std::vector<std::string>{};
     const std::vector<std::string>& mods = e.batch > 1 ? one : e.modules;
-    bool wants_h = false;
     for (const std::string& m : mods) {
-      if (want_amax_.count(m)) {
-        amax_kernel<<<grid_blocks(e.rows * e.cols, 256, 1024), 256, 0, stream_>>>(x, e.rows, e.cols, ld, amax_slot(m));
-        DSV4_CUDA_CHECK_LAUNCH();
-      }
-      wants_h = wants_h || want_h_.count(m) > 0;
+      if (!taps_.wants_amax(m)) continue;
+      amax_kernel<<<grid_blocks(e.rows * e.cols, 256, 1024), 256, 0, stream_>>>(x, e.rows, e.cols, ld, amax_slot(m));
+      DSV4_CUDA_CHECK_LAUNCH();
     }
-    if (!wants_h) continue;
-    const int expert = e.expert >= 0 ? e.expert + b : -1;
-    const std::string key = stats_hessian_key(mods.front(), expert, e.token_rows != nullptr, e.group, all_experts_);
-    for (const std::string& m : mods) key_[stats_consumer(m, e.group)] = key;
-    Slot& slot = slot_for(key, e.cols);
-    if (stats_is_shared_key(key) && slot.last_pass == pass_) continue;  // every expert repeats the same rows
+    const std::optional<HessianId> id = taps_.route(mods, e.group);
+    if (!id) continue;
+    Slot& slot = slot_for(*id, e.cols);
+    if (id->key.all_experts() && slot.last_pass == pass_) continue;  // every expert repeats the same rows
     slot.last_pass = pass_;
     const bool weighted = e.row_weights != nullptr && w2_input_ == W2Input::kWeighted;
     add_rows(slot, x, e.rows, e.cols, ld, weighted ? e.row_weights + b * e.rows : nullptr);
@@ -134,11 +131,9 @@ void DeviceLayerStats::on_expert_tokens(const std::string&, int expert, int64_t 
   expert_tokens_[expert] += count;
 }
 
-void DeviceLayerStats::download_into(LayerStats& host, PinnedHostBuffer* staging, bool sums_stay) const {
-  std::map<std::string, std::vector<std::string>> consumers;
-  for (const auto& [consumer, key] : key_) consumers[key].push_back(consumer);
-  std::vector<std::pair<const std::string*, const Slot*>> slots;
-  for (const auto& [key, slot] : slots_) slots.push_back({&key, &slot});
+void DeviceLayerStats::download_into(LayerStats& host, PinnedHostBuffer* staging, bool sums_stay) {
+  std::vector<std::pair<const HessianId*, Slot*>> slots;
+  for (auto& [id, slot] : slots_) slots.push_back({&id, &slot});
   std::vector<int64_t> counted(slots.size(), 0);
   for (size_t i = 0; i < slots.size(); ++i) {
     if (slots[i].second->counted) {
@@ -156,11 +151,11 @@ void DeviceLayerStats::download_into(LayerStats& host, PinnedHostBuffer* staging
   };
   if (sums_stay) {  // the sums are complete once the stream is (the token counts come with it)
     DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    host.keep_sums_on_device();
     for (size_t i = 0; i < slots.size(); ++i) {
-      const Slot& slot = *slots[i].second;
-      host.import_device_hessian(*slots[i].first, consumers[*slots[i].first], slot.dim, slot.tokens + counted[i], slot.s);
+      Slot& slot = *slots[i].second;
+      host.import_device_hessian(*slots[i].first, {std::move(slot.memory), slot.dim, slot.tokens + counted[i]});
     }
+    slots_.clear();
     small_stats();
     return;
   }
@@ -205,7 +200,7 @@ void DeviceLayerStats::download_into(LayerStats& host, PinnedHostBuffer* staging
   DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the token counts
   for (size_t i = 0; i < slots.size(); ++i) {
     acc[i]->set_num_tokens(slots[i].second->tokens + counted[i]);
-    host.import_hessian(*slots[i].first, consumers[*slots[i].first], std::move(*acc[i]));
+    host.import_hessian(*slots[i].first, std::move(*acc[i]));
   }
   small_stats();
 }

@@ -7,12 +7,12 @@
 // element of the batched dense h, the routing-weighted w2 convention in fp32 (scaled rows are not
 // bf16 values, so that sum is an SGEMM).
 //
-//   DeviceLayerStats stats(all_experts, W2Input::kUnweighted, blas, stream);
-//   stats.want_hessian("layers.3.attn.wq_a");
-//   stats.next_pass();  ctx.taps = &stats;  block_forward_cuda(..., ctx);
 //   LayerStats host(all_experts, W2Input::kUnweighted);
+//   host.want_hessian("layers.3.attn.wq_a", key);
+//   DeviceLayerStats stats(host.wants(), W2Input::kUnweighted, blas, stream);
+//   stats.next_pass();  ctx.taps = &stats;  block_forward_cuda(..., ctx);
 //   stats.download_into(host);   // then host.reduce_to_owners(...), host.hessian(...) as before
-//   stats.download_into(host, nullptr, true);   // or the sums stay here: host.device_hessian(...)
+//   stats.download_into(host, nullptr, true);   // or the sums stay on the GPU, handed to host
 //
 // Tests: tests/calib/test_layer_stats_cuda.cu (against LayerStats fed the same activations).
 #pragma once
@@ -35,13 +35,11 @@ namespace dsv4::calib {
 
 class DeviceLayerStats final : public model::DeviceTapSink {
  public:
-  DeviceLayerStats(bool all_experts, W2Input w2_input, model::BlasHandle blas, model::DeviceStream stream);
+  DeviceLayerStats(StatsWants wants, W2Input w2_input, model::BlasHandle blas, model::DeviceStream stream);
   ~DeviceLayerStats() override;
   DeviceLayerStats(const DeviceLayerStats&) = delete;
   DeviceLayerStats& operator=(const DeviceLayerStats&) = delete;
 
-  void want_hessian(const std::string& module) { want_h_.insert(module); }
-  void want_amax(const std::string& module) { want_amax_.insert(module); }
   // Marks the start of a forward pass (the all-experts w1/w3 Hessian is added once per pass).
   void next_pass() { ++pass_; }
 
@@ -50,36 +48,35 @@ class DeviceLayerStats final : public model::DeviceTapSink {
 
   // Everything collected, into a host LayerStats constructed with the same mode (synchronises).
   // With `staging`, the Hessians come down through it in batches (pinned_host.h), else slot by
-  // slot. With `sums_stay` they do not come down at all: `host` refers to this collector's device
-  // sums (LayerStats::import_device_hessian), which it must not outlive; the GPU solves finalize
-  // them there (one rank, or ranks reducing over NCCL).
-  void download_into(LayerStats& host, PinnedHostBuffer* staging = nullptr, bool sums_stay = false) const;
+  // slot. With `sums_stay` they do not come down at all: `host` takes them over on the GPU
+  // (LayerStats::import_device_hessian; this collector has none left), and the GPU solves
+  // finalize them there (one rank, or ranks reducing over NCCL).
+  void download_into(LayerStats& host, PinnedHostBuffer* staging = nullptr, bool sums_stay = false);
   uint64_t hessian_bytes() const;  // device fp32 bytes held
   size_t num_hessians() const { return slots_.size(); }
 
  private:
   struct Slot {
-    float* s = nullptr;            // [dim, dim] device fp32
+    DeviceMemory memory;           // the sum, [dim, dim] fp32
+    float* s = nullptr;            // memory's
     int64_t dim = 0;
     int64_t tokens = 0;            // rows added (unweighted)
     int64_t* counted = nullptr;    // device: rows with a nonzero routing weight (weighted w2)
     int64_t last_pass = -1;
   };
-  Slot& slot_for(const std::string& key, int64_t dim);
+  Slot& slot_for(const HessianId& id, int64_t dim);
   float* amax_slot(const std::string& module);
   void add_rows(Slot& slot, const uint16_t* x, int64_t rows, int64_t cols, int64_t ld, const float* weights);
 
-  bool all_experts_;
   W2Input w2_input_;
   model::BlasHandle blas_;
   model::DeviceStream stream_;
   int64_t pass_ = 0;
-  std::set<std::string> want_h_, want_amax_;
-  std::map<std::string, Slot> slots_;              // key -> device sum
-  std::map<std::string, std::string> key_;         // consumer (module[#group]) -> key
+  TapRouter taps_;
+  std::map<HessianId, Slot> slots_;
   std::map<std::string, float*> amax_;             // module -> device float
   std::map<int, int64_t> expert_tokens_;
-  std::vector<std::shared_ptr<void>> memory_;      // every device allocation
+  std::vector<std::shared_ptr<void>> memory_;      // every device allocation but the sums
   float* scratch_ = nullptr;                        // fp32 rows of the weighted convention
   size_t scratch_elems_ = 0;
 };

@@ -1,5 +1,5 @@
 // layer_stats_reduce.cpp: LayerStats::reduce_to_owners, the reduce step of DESIGN §2 (see
-// layer_stats.h). Collective order: one all-gather of key maps; per Hessian key in sorted order
+// layer_stats.h). Collective order: one all-gather of Hessian ids; per Hessian in id order
 // one reduce (or all-reduce) of its [dim, dim] sum; one all-reduce of the token counts; one
 // all-reduce (max) of the wanted absmax values; one all-reduce (sum) of expert token counts.
 #include <algorithm>
@@ -9,90 +9,87 @@
 
 #include "calib/layer_stats.h"
 #include "common/check.h"
-#include "common/device.h"
 
 namespace dsv4::calib {
 namespace {
 
-std::string module_of(const std::string& module_group) { return module_group.substr(0, module_group.find('#')); }
+// One Hessian id and width as a line of integers, for the all-gather.
+std::string id_line(const HessianId& id, int64_t dim) {
+  const HessianKey& k = id.key;
+  return std::to_string(k.layer) + " " + std::to_string(static_cast<int>(k.input)) + " " +
+         std::to_string(static_cast<int>(k.role)) + " " + std::to_string(k.expert) + " " + std::to_string(id.group) +
+         " " + std::to_string(dim) + "\n";
+}
+
+std::map<HessianId, int64_t> parse_id_lines(const std::string& text) {
+  std::map<HessianId, int64_t> out;
+  std::istringstream in(text);
+  int layer, input, role, expert, group;
+  long long dim;
+  while (in >> layer >> input >> role >> expert >> group >> dim) {
+    HessianId id{{layer, static_cast<HessianInput>(input), static_cast<model::LinearRole>(role), expert}, group};
+    out[id] = dim;
+  }
+  return out;
+}
 
 }  // namespace
 
-void LayerStats::reduce_to_owners(dist::Communicator& comm, const std::function<int(const std::string&)>& owner,
+void LayerStats::reduce_to_owners(dist::Communicator& comm, const std::map<HessianKey, std::set<int>>& owners,
                                   int num_experts) {
-  // 1. Agree on the keys: module#group -> key (and the key's dim), the union over ranks.
+  // 1. Agree on the Hessians and their widths: the union over ranks.
   std::string mine;
-  for (const auto& [mg, key] : key_) mine += mg + "\t" + key + "\t" + std::to_string(acc_.at(key).dim()) + "\n";
-  std::map<std::string, int64_t> dims;
+  for (const auto& [id, slot] : slots_) mine += id_line(id, slot.dim());
+  std::map<HessianId, int64_t> dims;
   for (const std::string& text : comm.all_gather_strings(mine)) {
-    std::istringstream in(text);
-    std::string mg, key, dim;
-    while (std::getline(in, mg, '\t') && std::getline(in, key, '\t') && std::getline(in, dim)) {
-      const int64_t d = std::stoll(dim);
-      const auto [it, fresh] = dims.emplace(key, d);
-      DSV4_CHECK_IN("calib", it->second == d, "ranks disagree on the width of Hessian %s (%lld vs %lld)", key.c_str(),
-                    static_cast<long long>(it->second), static_cast<long long>(d));
-      const auto [kt, kfresh] = key_.emplace(mg, key);
-      DSV4_CHECK_IN("calib", kt->second == key, "ranks map %s to different Hessians (%s vs %s)", mg.c_str(),
-                    kt->second.c_str(), key.c_str());
+    for (const auto& [id, d] : parse_id_lines(text)) {
+      const auto [it, fresh] = dims.emplace(id, d);
+      DSV4_CHECK_IN("calib", it->second == d, "ranks disagree on the width of Hessian %s (%lld vs %lld)",
+                    hessian_id_describe(id).c_str(), static_cast<long long>(it->second), static_cast<long long>(d));
     }
   }
-  // Keys only other ranks saw take part with a zero sum, where this rank's sums live.
-  for (const auto& [key, d] : dims) {
-    Slot& slot = acc_[key];
-    if (slot.held()) continue;
-    if (!sums_on_device_) {
-      slot.acc = std::make_unique<quant::HessianAccumulator>(d);
-      continue;
-    }
+  // Hessians only other ranks saw take part with a zero sum, where this rank's sums live.
+  for (const auto& [id, d] : dims) {
+    if (slots_.count(id)) continue;
     const size_t bytes = static_cast<size_t>(d * d) * sizeof(float);
-    std::shared_ptr<void> zeros(device_alloc(bytes), [](void* p) { device_free(p); });
-    device_upload(zeros.get(), std::vector<float>(static_cast<size_t>(d * d), 0.0f).data(), bytes);
-    device_zeros_.push_back(zeros);
-    slot.device_sum = static_cast<float*>(zeros.get());
-    slot.device_dim = d;
+    if (sums_on_device_) {
+      slots_.emplace(id, Slot{DeviceHessianSum{device_memory_zeros(bytes), d, 0}});
+    } else {
+      slots_.emplace(id, Slot{quant::HessianAccumulator(d)});
+    }
   }
 
-  // 2. Who consumes each key.
-  std::map<std::string, std::set<int>> consumers;
-  for (const auto& [mg, key] : key_) consumers[key].insert(owner(module_of(mg)));
-
-  // 3. The sums, key by key, to their owners; then the token counts.
+  // 2. The sums, one by one, to the ranks solving with them; then the token counts.
   std::vector<int64_t> tokens;
-  for (const auto& [key, d] : dims) {
-    Slot& slot = acc_.at(key);
-    const std::set<int>& who = consumers.at(key);
-    float* sum = slot.acc ? slot.acc->sum().data() : slot.device_sum;
+  for (const auto& [id, d] : dims) {
+    const auto who = owners.find(id.key);
+    DSV4_CHECK_IN("calib", who != owners.end() && !who->second.empty(), "no rank solves with Hessian %s",
+                  hessian_id_describe(id).c_str());
+    Slot& slot = slots_.at(id);
     const size_t count = static_cast<size_t>(d * d);
-    if (who.size() == 1) {
-      comm.reduce(sum, count, dist::ElemType::kF32, dist::ReduceOp::kSum, *who.begin());
+    if (who->second.size() == 1) {
+      comm.reduce(slot.data(), count, dist::ElemType::kF32, dist::ReduceOp::kSum, *who->second.begin());
     } else {
-      comm.all_reduce(sum, count, dist::ElemType::kF32, dist::ReduceOp::kSum);
+      comm.all_reduce(slot.data(), count, dist::ElemType::kF32, dist::ReduceOp::kSum);
     }
     tokens.push_back(slot.tokens());
   }
   if (!tokens.empty()) comm.all_reduce(tokens.data(), tokens.size(), dist::ElemType::kI64, dist::ReduceOp::kSum);
   size_t i = 0;
-  for (const auto& [key, d] : dims) {
-    Slot& slot = acc_.at(key);
-    if (slot.acc) {
-      slot.acc->set_num_tokens(tokens[i++]);
-    } else {
-      slot.device_tokens = tokens[i++];
-    }
-    if (!consumers.at(key).count(comm.rank())) {
-      slot.acc.reset();
-      slot.device_sum = nullptr;  // the collector frees it with the rest
-      dropped_.insert(key);
+  for (const auto& [id, d] : dims) {
+    slots_.at(id).set_tokens(tokens[i++]);
+    if (!owners.at(id.key).count(comm.rank())) {
+      slots_.erase(id);  // frees the sum, on the host or the GPU
+      dropped_.insert(id);
     }
   }
 
   // 4. Static activation absmax (every wanted module, so the list is the same on every rank).
   std::vector<float> amax;
-  for (const std::string& m : want_amax_) amax.push_back(this->amax(m));
+  for (const std::string& m : wants().amax) amax.push_back(this->amax(m));
   if (!amax.empty()) comm.all_reduce(amax.data(), amax.size(), dist::ElemType::kF32, dist::ReduceOp::kMax);
   i = 0;
-  for (const std::string& m : want_amax_) amax_[m] = amax[i++];
+  for (const std::string& m : wants().amax) amax_[m] = amax[i++];
 
   // 5. Routed tokens per expert.
   if (num_experts > 0) {

@@ -31,7 +31,7 @@ uint64_t module_output_bytes(const PlannedModule& m) {
   return bytes;
 }
 
-// The Hessian serving a GPTQ module, shared as module_plan.h's HessianKey describes.
+// The Hessian serving a GPTQ module, shared as hessian_key.h's HessianInput describes.
 HessianKey hessian_key_of(const PlannedModule& m, bool all_experts) {
   using model::LinearRole;
   HessianKey k;
@@ -268,6 +268,15 @@ nlohmann::ordered_json module_plan_json(const Recipe& recipe, const ModulePlan& 
   j["hessian_bytes_peak_layer"] = plan.hessian_bytes_peak_layer;
   j["warnings"] = plan.warnings;
   return j;
+}
+
+std::vector<HessianId> module_hessian_ids(const PlannedModule& module, int o_groups) {
+  DSV4_CHECK_IN("calib", module.scheme && module.scheme->gptq_solved(), "%s is not solved by GPTQ",
+                module.names.release.c_str());
+  if (module.role != model::LinearRole::kAttnWoA) return {HessianId{module.scheme->hessian}};
+  std::vector<HessianId> ids;
+  for (int g = 0; g < o_groups; ++g) ids.push_back({module.scheme->hessian, g});
+  return ids;
 }
 
 }  // namespace dsv4::calib

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "calib/hessian_key.h"
 #include "calib/recipe.h"
 #include "calib/target_match.h"
 #include "model/config.h"
@@ -29,22 +30,6 @@
 #include "quant/pack.h"
 
 namespace dsv4::calib {
-
-// Which Hessian serves a GPTQ module, shared as the forward's taps share an activation
-// (model/taps.h): every consumer of x_attn (wq_a, wkv, the compressor's and the indexer's x
-// projections) one; wq_b and indexer.wq_b (both read qr) one; the shared expert's w1/w3 one; a
-// routed expert's w1/w3 one, or in all-experts mode ONE for all routed w1/w3 of the layer; every
-// other module its own (wo_a: one per output group under that key).
-enum class HessianInput : uint8_t { kAttnInput, kQr, kSharedW13, kExpertW13, kOwn };
-struct HessianKey {
-  static constexpr int kAllExperts = -2;  // `expert` of the all-experts shared w1/w3 Hessian
-  int layer = -1;
-  HessianInput input = HessianInput::kOwn;
-  model::LinearRole role = model::LinearRole::kHead;  // kOwn: the module's role; else unused
-  int expert = -1;                                    // kExpertW13 and kOwn routed w2: the expert
-
-  auto operator<=>(const HessianKey&) const = default;
-};
 
 // A quantized module's resolved scheme: what every step downstream reads (pass A's wants, the
 // solve, the GPU split, the writer's layout, verify), so none of them goes back to the recipe.
@@ -97,6 +82,9 @@ nlohmann::ordered_json module_plan_json(const Recipe& recipe, const ModulePlan& 
 // The recipe group that quantizes a planned module (module.quantized()): for the edges that
 // describe the recipe itself (config.json's groups, the plan table).
 const RecipeGroup& module_group(const Recipe& recipe, const PlannedModule& module);
+
+// The Hessians a GPTQ module is solved against: its scheme's key, once per output group for wo_a.
+std::vector<HessianId> module_hessian_ids(const PlannedModule& module, int o_groups);
 
 
 }  // namespace dsv4::calib

@@ -9,6 +9,7 @@
 #include "calib/pipeline.h"
 
 #include <map>
+#include <set>
 
 #include "calib/layer_executor.h"
 #include "calib/layer_stats.h"
@@ -86,7 +87,7 @@ bool segment_pass_a(RunContext& run, int seg, LayerStats& stats, LayerReport& lr
   for (const PlannedModule* m : run.plan.modules[static_cast<size_t>(seg)]) {
     if (!m->needs_data()) continue;
     pass_a = true;
-    if (m->scheme->gptq_solved()) stats.want_hessian(m->names.release);
+    if (m->scheme->gptq_solved()) stats.want_hessian(m->names.release, m->scheme->hessian);
     if (m->scheme->static_acts) stats.want_amax(m->names.release);
   }
   const auto t = SteadyClock::now();
@@ -102,18 +103,14 @@ void segment_reduce(RunContext& run, int seg, LayerStats& stats, LayerReport& lr
   dist::RunPhase::set(lr.name, "reduce");
   const std::vector<const PlannedModule*>& mods = run.plan.modules[static_cast<size_t>(seg)];
   const std::vector<int>& owner = run.plan.owners[static_cast<size_t>(seg)];
-  std::map<std::string, int> owner_of;
-  for (size_t i = 0; i < mods.size(); ++i) owner_of[mods[i]->names.release] = owner[i];
+  std::map<HessianKey, std::set<int>> solvers;  // the ranks solving with each Hessian
+  for (size_t i = 0; i < mods.size(); ++i) {
+    if (mods[i]->scheme && mods[i]->scheme->gptq_solved()) solvers[mods[i]->scheme->hessian].insert(owner[i]);
+  }
   const auto t = SteadyClock::now();
   PipelineReport& rep = run.report;
   rep.hessian_bytes_partial_peak = std::max<uint64_t>(rep.hessian_bytes_partial_peak, stats.hessian_bytes());
-  stats.reduce_to_owners(
-      run.comm,
-      [&](const std::string& module) {
-        const auto it = owner_of.find(module);
-        return it == owner_of.end() ? -1 : it->second;
-      },
-      run.c.n_routed_experts);
+  stats.reduce_to_owners(run.comm, solvers, run.c.n_routed_experts);
   rep.hessian_bytes_owned_peak = std::max<uint64_t>(rep.hessian_bytes_owned_peak, stats.hessian_bytes());
   lr.hessians = static_cast<int64_t>(stats.num_hessians());
   lr.expert_tokens.assign(static_cast<size_t>(run.c.n_routed_experts), 0);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 
 namespace dsv4 {
@@ -20,5 +21,13 @@ void* device_alloc(size_t bytes);  // throws naming the size
 void device_free(void* p) noexcept;
 void device_upload(void* device_dst, const void* host_src, size_t bytes);
 void device_download(void* host_dst, const void* device_src, size_t bytes);
+
+// Device memory with one owner: freed when the owner goes (device_memory_zeros: zero-filled).
+struct DeviceFree {
+  void operator()(void* p) const noexcept { device_free(p); }
+};
+using DeviceMemory = std::unique_ptr<void, DeviceFree>;
+inline DeviceMemory device_memory(size_t bytes) { return DeviceMemory(device_alloc(bytes)); }
+DeviceMemory device_memory_zeros(size_t bytes);
 
 }  // namespace dsv4

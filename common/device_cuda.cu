@@ -40,5 +40,10 @@ void device_upload(void* device_dst, const void* host_src, size_t bytes) {
 void device_download(void* host_dst, const void* device_src, size_t bytes) {
   DSV4_CUDA_CHECK(cudaMemcpy(host_dst, device_src, bytes, cudaMemcpyDeviceToHost));
 }
+DeviceMemory device_memory_zeros(size_t bytes) {
+  DeviceMemory m = device_memory(bytes);
+  DSV4_CUDA_CHECK(cudaMemset(m.get(), 0, bytes));
+  return m;
+}
 
 }  // namespace dsv4

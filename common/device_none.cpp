@@ -15,4 +15,5 @@ void* device_alloc(size_t) { no_cuda(); }
 void device_free(void*) noexcept {}
 void device_upload(void*, const void*, size_t) { no_cuda(); }
 void device_download(void*, const void*, size_t) { no_cuda(); }
+DeviceMemory device_memory_zeros(size_t) { no_cuda(); }
 }  // namespace dsv4

@@ -9,7 +9,7 @@
 // GPU twins: cholesky_inverse_lower_reference <-> cholesky_inverse_lower_batched_cuda
 // (cholesky_batched_cuda.h: batches of column-major matrices, so compare L⁻¹[i][j] here with
 // inv[j·n + i] there). cholesky_upper_of_inverse_reference is the chain of gptq_prepare_reference;
-// gptq_prepare_cuda reaches the same U through L⁻¹ of the reversed matrix (gptq_cuda.cu says why).
+// gptq_prepare_cuda reaches the same U through L⁻¹ of the reversed matrix (gptq_prepare_cuda.cu says why).
 // Tests: tests/quant/test_cholesky.cpp.
 #pragma once
 

@@ -5,7 +5,7 @@
 //      damping with escalation (the host policy of gptq_prepare.h, shared with the CPU reference
 //      gptq_prepare_reference), and U = chol((H + damp·I)⁻¹, upper) in fp64 through cuSOLVER,
 //      rounded to fp32: computed as the inverse of the reversed matrix's Cholesky factor (potrf,
-//      trtri; gptq_cuda.cu says why that is the same U). One factorisation per distinct H,
+//      trtri; gptq_prepare_cuda.cu says why that is the same U). One factorisation per distinct H,
 //      reused by every matrix sharing it (in all-experts mode, all 512 w1/w3 of a layer). Reads
 //      info back to the host to escalate: the one planned synchronisation per Hessian.
 //   2. gptq_sweep_cuda: the blocked column sweep of `count` matrices at once. Per 128-column

@@ -1,5 +1,5 @@
 // gptq_prepare.h: GPTQ's preparation policy, written once for the CPU solver (gptq.cpp) and the
-// GPU preparation (gptq_cuda.cu) (issue 22): the act-order permutation, dead columns, relative
+// GPU preparation (gptq_prepare_cuda.cu) (issue 22): the act-order permutation, dead columns, relative
 // damping with escalation, and which fallback applies. Both paths call the same host functions,
 // so their plans (permutation, dead columns, damping values, fallback) agree bit for bit; only the
 // factorisation itself differs (CPU: cholesky_upper_of_inverse_reference in fp64, cholesky.h;

@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -46,13 +48,22 @@ void run_case(bool all_experts, W2Input w2) {
   ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
   ASSERT_EQ(cublasCreate(&blas), CUBLAS_STATUS_SUCCESS);
   {
+    // The keys the plan gives these modules (module_plan.cpp).
+    auto key = [&](HessianInput input, model::LinearRole role, int expert) {
+      return HessianKey{.layer = 1, .input = input, .role = role, .expert = expert};
+    };
+    const HessianKey attn = key(HessianInput::kAttnInput, model::LinearRole::kHead, -1);
+    const HessianKey wo_a = key(HessianInput::kOwn, model::LinearRole::kAttnWoA, -1);
+    auto w13 = [&](int k) { return key(HessianInput::kExpertW13, model::LinearRole::kHead, all_experts ? -2 : k); };
+    auto w2_of = [&](int k) { return key(HessianInput::kOwn, model::LinearRole::kExpertW2, k); };
     LayerStats cpu(all_experts, w2);
-    DeviceLayerStats gpu(all_experts, w2, blas, stream);
-    const std::vector<std::string> wanted = {p + "attn.wq_a", p + "attn.wkv", p + "attn.wo_a", e + "0.w1", e + "1.w1",
-                                             e + "2.w3", e + "0.w2", e + "1.w2", e + "2.w2"};
-    for (const auto& m : wanted) cpu.want_hessian(m), gpu.want_hessian(m);
-    cpu.want_amax(p + "attn.wkv"), gpu.want_amax(p + "attn.wkv");
-    cpu.want_amax(e + "1.w2"), gpu.want_amax(e + "1.w2");
+    cpu.want_hessian(p + "attn.wq_a", attn), cpu.want_hessian(p + "attn.wkv", attn);
+    cpu.want_hessian(p + "attn.wo_a", wo_a);
+    cpu.want_hessian(e + "0.w1", w13(0)), cpu.want_hessian(e + "1.w1", w13(1)), cpu.want_hessian(e + "2.w3", w13(2));
+    for (int k = 0; k < E; ++k) cpu.want_hessian(e + std::to_string(k) + ".w2", w2_of(k));
+    cpu.want_amax(p + "attn.wkv");
+    cpu.want_amax(e + "1.w2");
+    DeviceLayerStats gpu(cpu.wants(), w2, blas, stream);
 
     std::vector<float> weights(static_cast<size_t>(E * T));
     std::uniform_real_distribution<float> u(0.0f, 1.0f);
@@ -111,64 +122,67 @@ void run_case(bool all_experts, W2Input w2) {
     EXPECT_EQ(back.amax(p + "attn.wkv"), cpu.amax(p + "attn.wkv"));
     EXPECT_EQ(back.amax(e + "1.w2"), cpu.amax(e + "1.w2"));
     struct Want {
-      std::string module;
+      HessianId id;
       int64_t cols;
-      int group;
     };
-    std::vector<Want> checks = {{p + "attn.wq_a", D, -1}, {p + "attn.wkv", D, -1}, {p + "attn.wo_a", D, 0},
-                                {p + "attn.wo_a", D, 1}};
+    std::vector<Want> checks = {{{attn}, D}, {{wo_a, 0}, D}, {{wo_a, 1}, D}};
     for (int k = 0; k < E; ++k) {
-      checks.push_back({e + std::to_string(k) + ".w1", D, -1});
-      checks.push_back({e + std::to_string(k) + ".w2", I, -1});
+      if (k == 0 || !all_experts) checks.push_back({{w13(k)}, D});
+      checks.push_back({{w2_of(k)}, I});
     }
     int compared = 0;
     for (const Want& w : checks) {
-      ASSERT_EQ(back.has_hessian(w.module, w.group), cpu.has_hessian(w.module, w.group)) << w.module;
-      if (!cpu.has_hessian(w.module, w.group)) continue;
-      const quant::HessianResult a = back.hessian(w.module, w.cols, w.group), b = cpu.hessian(w.module, w.cols, w.group);
-      ASSERT_EQ(a.num_tokens, b.num_tokens) << w.module;
+      const std::string what = hessian_id_describe(w.id);
+      ASSERT_EQ(back.holds(w.id), cpu.holds(w.id)) << what;
+      if (!cpu.holds(w.id)) continue;
+      const quant::HessianResult a = back.hessian(w.id, w.cols), b = cpu.hessian(w.id, w.cols);
+      ASSERT_EQ(a.num_tokens, b.num_tokens) << what;
       float scale = 0.0f;
       for (float v : b.h) scale = std::max(scale, std::fabs(v));
-      for (size_t i = 0; i < b.h.size(); ++i) ASSERT_NEAR(a.h[i], b.h[i], 1e-5f * scale) << w.module << " entry " << i;
+      for (size_t i = 0; i < b.h.size(); ++i) ASSERT_NEAR(a.h[i], b.h[i], 1e-5f * scale) << what << " entry " << i;
       ++compared;
     }
-    EXPECT_GE(compared, all_experts ? 10 : 6);
+    EXPECT_GE(compared, all_experts ? 7 : 5);
 
-    // The sums left on the GPU (the one-rank pipeline's path): the same counts, reduced in place
-    // (one rank: unchanged), finalized there to the host finalize's bits; the ones a CPU solve
-    // needs come over on request, and hessian() refuses the rest.
+    // The sums left on the GPU (the one-rank pipeline's path), handed over: the same counts,
+    // reduced in place (one rank: unchanged), finalized there to the host finalize's bits; the
+    // ones a CPU solve needs come over on request, and hessian() refuses the rest.
     LayerStats kept(all_experts, w2);
     gpu.download_into(kept, nullptr, /*sums_stay=*/true);
+    EXPECT_EQ(gpu.num_hessians(), 0u);  // kept owns them now
     EXPECT_EQ(kept.num_hessians(), cpu.num_hessians());
     EXPECT_EQ(kept.expert_tokens(), cpu.expert_tokens());
     EXPECT_EQ(kept.amax(p + "attn.wkv"), cpu.amax(p + "attn.wkv"));
     std::unique_ptr<dist::Communicator> self = dist::communicator_self();
-    kept.reduce_to_owners(*self, [](const std::string&) { return 0; }, E);
+    std::map<HessianKey, std::set<int>> solvers;
+    for (const Want& w : checks) solvers[w.id.key] = {0};
+    kept.reduce_to_owners(*self, solvers, E);
     EXPECT_EQ(kept.expert_tokens(), cpu.expert_tokens());
     DeviceBuffer<float> h_dev(static_cast<size_t>(std::max(D, I) * std::max(D, I)));
     for (const Want& w : checks) {
-      if (!cpu.has_hessian(w.module, w.group)) {
-        EXPECT_EQ(kept.device_hessian(w.module, w.cols, w.group).sum, nullptr) << w.module;
+      const std::string what = hessian_id_describe(w.id);
+      if (!cpu.holds(w.id)) {
+        EXPECT_EQ(kept.device_hessian(w.id, w.cols).sum, nullptr) << what;
         continue;
       }
-      ASSERT_TRUE(kept.hessian_on_device(w.module, w.group)) << w.module;
-      const LayerStats::DeviceSum d = kept.device_hessian(w.module, w.cols, w.group);
-      const quant::HessianResult want = back.hessian(w.module, w.cols, w.group);
-      ASSERT_EQ(d.tokens, want.num_tokens) << w.module;
+      ASSERT_TRUE(kept.hessian_on_device(w.id)) << what;
+      const LayerStats::DeviceSum d = kept.device_hessian(w.id, w.cols);
+      const quant::HessianResult want = back.hessian(w.id, w.cols);
+      ASSERT_EQ(d.tokens, want.num_tokens) << what;
       quant::hessian_finalize_cuda(d.sum, d.tokens, w.cols, h_dev.p, nullptr);
       std::vector<float> got(want.h.size());
       ASSERT_EQ(cudaMemcpy(got.data(), h_dev.p, got.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
-      EXPECT_TRUE(got == want.h) << w.module << " group " << w.group;
+      EXPECT_TRUE(got == want.h) << what;
     }
-    EXPECT_THROW(kept.hessian(p + "attn.wo_a", D, 0), Error);
-    kept.hessians_to_host({p + "attn.wo_a"});
+    EXPECT_THROW(kept.hessian({wo_a, 0}, D), Error);
+    kept.hessians_to_host({wo_a});
     for (int g = 0; g < G; ++g) {
-      EXPECT_FALSE(kept.hessian_on_device(p + "attn.wo_a", g));
-      EXPECT_TRUE(kept.hessian(p + "attn.wo_a", D, g).h == back.hessian(p + "attn.wo_a", D, g).h) << g;
+      EXPECT_FALSE(kept.hessian_on_device({wo_a, g}));
+      EXPECT_TRUE(kept.hessian({wo_a, g}, D).h == back.hessian({wo_a, g}, D).h) << g;
     }
-    EXPECT_TRUE(kept.hessian_on_device(p + "attn.wq_a"));
-    EXPECT_THROW(kept.hessian(p + "attn.wq_a", D), Error);
-    EXPECT_THROW(kept.device_hessian(p + "attn.wo_a", D, 0), Error);  // on the host now
+    EXPECT_TRUE(kept.hessian_on_device({attn}));
+    EXPECT_THROW(kept.hessian({attn}, D), Error);
+    EXPECT_THROW(kept.device_hessian({wo_a, 0}, D), Error);  // on the host now
   }
   cublasDestroy(blas);
   cudaStreamDestroy(stream);
