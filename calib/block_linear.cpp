@@ -1,7 +1,7 @@
 // block_linear.cpp: block linears by name and pass B's substitution (see block_linear.h).
 #include "calib/block_linear.h"
 
-#include <array>
+#include <vector>
 #include <utility>
 
 #include "common/check.h"
@@ -63,28 +63,23 @@ void block_substitute(model::BlockWeights& w, const model::ModelConfig& c, const
   // Each expert's linears: the solved ones from their dequantized weights, any other decoded from
   // the source; an expert whose three linears were all solved is never decoded (at full width
   // that decode is 24 MB of MXFP4 per expert). Experts on all cores.
-  std::vector<std::array<const SolvedModule*, 3>> by_expert(static_cast<size_t>(c.n_routed_experts), {nullptr, nullptr, nullptr});
+  using Solved = std::pair<model::LinearRole, const SolvedModule*>;
+  std::vector<std::vector<Solved>> by_expert(static_cast<size_t>(c.n_routed_experts));
   for (size_t i = 0; i < mods.size(); ++i) {
-    if (mods[i]->expert < 0) continue;
-    const model::LinearRole role = mods[i]->role;
-    const int slot = role == model::LinearRole::kExpertW1 ? 0 : role == model::LinearRole::kExpertW3 ? 1 : 2;
-    by_expert[static_cast<size_t>(mods[i]->expert)][static_cast<size_t>(slot)] = &solved[i];
+    if (mods[i]->expert >= 0) by_expert[static_cast<size_t>(mods[i]->expert)].push_back({mods[i]->role, &solved[i]});
   }
   std::vector<model::ExpertWeights> experts(static_cast<size_t>(c.n_routed_experts));
   parallel_for(experts.size(), 0, [&](size_t e) {
-    const auto& mine = by_expert[e];
+    const std::vector<Solved>& mine = by_expert[e];
     const int64_t D = c.hidden_size, I = c.moe_intermediate_size;
     const std::string stem = w.prefix + "ffn.experts." + std::to_string(e) + ".";
     model::ExpertWeights& x = experts[e];
-    if (mine[0] && mine[1] && mine[2]) {
+    if (mine.size() == 3) {  // w1, w2 and w3 all solved
       x = {{stem + "w1", I, D, {}}, {stem + "w3", I, D, {}}, {stem + "w2", D, I, {}}};
     } else {
       x = *w.ffn.experts.get(static_cast<int>(e));
     }
-    model::DenseLinear* linears[3] = {&x.w1, &x.w3, &x.w2};
-    for (int k = 0; k < 3; ++k) {
-      if (mine[static_cast<size_t>(k)]) linears[k]->w = mine[static_cast<size_t>(k)]->dequant;
-    }
+    for (const auto& [role, s] : mine) expert_linear(x, role)->w = s->dequant;
   });
   w.ffn.experts = model::ExpertSource::from_memory(std::move(experts));
 }

@@ -199,14 +199,12 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
   }
   // 2·tokens·cols² is the full XᵀX as a GEMM (or DESIGN §5) counts it; the CPU accumulator
   // (quant/hessian.cpp) computes the upper triangle only, half of that, in a plain loop.
-  std::map<int, uint64_t> layer_bytes;  // by layer
   for (const auto& [key, u] : hess) {
     const double cols = static_cast<double>(u.cols);
     e.hessian_flops += u.groups * 2.0 * tokens * u.token_share * cols * cols;
     e.hessians += u.groups;
-    layer_bytes[key.layer] += static_cast<uint64_t>(u.groups) * static_cast<uint64_t>(u.cols * u.cols) * sizeof(float);
   }
-  for (const auto& [layer, b] : layer_bytes) e.hessian_bytes_layer_peak = std::max(e.hessian_bytes_layer_peak, b);
+  e.hessian_bytes_layer_peak = static_cast<uint64_t>(plan.hessian_bytes_peak_layer);  // the plan counts them
   e.gpu = gpu_memory_plan(config, e.hessian_bytes_layer_peak, e.tokens);
   e.state_bytes = static_cast<uint64_t>(e.tokens) * static_cast<uint64_t>(config.hc_dim()) * sizeof(float);
 
