@@ -56,13 +56,13 @@ std::string header_bytes(const std::string& path) {
 // fail does so before any output exists (on every rank; a failure on one rank aborts the job).
 model::ModelConfig preflight_config(const Recipe& r, const CalibrateOptions& o, int rank) {
   if (o.device == ComputeDevice::kCuda) {
-    DSV4_CHECK_IN("calibrate", built_with_cuda(),
-                  "--device cuda: this dsv4-calib was built without CUDA (configure with the cuda preset)");
-    DSV4_CHECK_IN("calibrate", device_count() > 0, "--device cuda: no usable CUDA device on this machine");
-    DSV4_CHECK_IN("calibrate", o.gpu >= 0 && o.gpu < device_count(),
-                  "--device cuda: rank %d takes GPU %d (its index among the ranks on this host), but %d GPU(s) are "
-                  "visible; start at most one rank per GPU on each host",
-                  rank, o.gpu, device_count());
+    DSV4_USER_CHECK("calibrate", built_with_cuda(),
+                    "--device cuda: this dsv4-calib was built without CUDA (configure with the cuda preset)");
+    DSV4_USER_CHECK("calibrate", device_count() > 0, "--device cuda: no usable CUDA device on this machine");
+    DSV4_USER_CHECK("calibrate", o.gpu >= 0 && o.gpu < device_count(),
+                    "--device cuda: rank %d takes GPU %d (its index among the ranks on this host), but %d GPU(s) are "
+                    "visible; start at most one rank per GPU on each host",
+                    rank, o.gpu, device_count());
   }
   {
     std::error_code ec;
@@ -87,10 +87,10 @@ model::AuditReport preflight_audit(const Checkpoint& source, const model::ModelC
     for (const auto* list : {&audit.missing, &audit.unexpected, &audit.mismatched, &audit.problems}) {
       for (size_t i = 0; i < list->size() && i < 3; ++i) first += "\n  " + (*list)[i];
     }
-    DSV4_FAIL("calibrate", "source %s does not match the inventory its config.json implies (%zu missing, %zu "
-              "unexpected, %zu mismatched, %zu problems; `dsv4-calib inspect %s` lists them):%s",
-              r.model.c_str(), audit.missing.size(), audit.unexpected.size(), audit.mismatched.size(),
-              audit.problems.size(), r.model.c_str(), first.c_str());
+    DSV4_USER_FAIL("calibrate", "source %s does not match the inventory its config.json implies (%zu missing, %zu "
+                   "unexpected, %zu mismatched, %zu problems; `dsv4-calib inspect %s` lists them):%s",
+                   r.model.c_str(), audit.missing.size(), audit.unexpected.size(), audit.mismatched.size(),
+                   audit.problems.size(), r.model.c_str(), first.c_str());
   }
   return audit;
 }
@@ -110,7 +110,9 @@ RunData run_data_load(const Recipe& r, const dist::Communicator& comm) {
                   "%s: the recipe needs calibration data (GPTQ or static activation scales) but dataset.files is "
                   "empty: set it, or pass --dataset FILE",
                   r.origin.c_str());
-  const data::Tokenizer tok = data::Tokenizer::load(r.tokenizer.empty() ? r.model : r.tokenizer);
+  const data::Tokenizer tok = r.tokenizer.empty()
+                                  ? data::Tokenizer::load(r.model, "--model, or model.path in the recipe")
+                                  : data::Tokenizer::load(r.tokenizer, "model.tokenizer in the recipe");
   d.data = data::calib_data_build(tok, r.dataset);
   DSV4_USER_CHECK("calibrate", !d.data->samples.empty(),
                   "%s: the dataset (dataset.files, or --dataset) gave no samples", r.origin.c_str());

@@ -134,7 +134,7 @@ EvalResult eval_run(const EvalOptions& o) {
   if (result.has_reference()) ref_ckpt.emplace(Checkpoint::open(o.reference));
 
   const std::string tok_dir = o.tokenizer.empty() ? o.model : o.tokenizer;
-  const data::Tokenizer tok = data::Tokenizer::load(tok_dir);
+  const data::Tokenizer tok = data::Tokenizer::load(tok_dir, o.tokenizer.empty() ? "--model" : "--tokenizer");
   const data::CalibData data = data::calib_data_build(tok, o.dataset);
   result.data_hash = data::calib_data_hash(data);
   // A tokenizer from another model shows up here, named, rather than as an embedding error.

@@ -145,22 +145,24 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
       }
       ++mm[i].target_hits[static_cast<size_t>(group)][static_cast<size_t>(entry)];
       const RecipeGroup& rg = mod.groups[static_cast<size_t>(group)];
-      DSV4_CHECK_IN("recipe", !m.quantized(),
-                    "%s: module %s is targeted by both %s and %s; a module can be quantized once "
-                    "(narrow the targets or add it to one modifier's ignore)",
-                    recipe.origin.c_str(), m.names.release.c_str(),
-                    m.quantized() ? m.scheme->key_path.c_str() : "", rg.key_path.c_str());
+      DSV4_USER_CHECK("recipe", !m.quantized(),
+                      "%s: module %s is targeted by both %s and %s; a module can be quantized once "
+                      "(narrow the targets or add it to one modifier's ignore)",
+                      recipe.origin.c_str(), m.names.release.c_str(),
+                      m.quantized() ? m.scheme->key_path.c_str() : "", rg.key_path.c_str());
       const quant::QuantArgs& a = rg.scheme.weights;
       if (a.strategy == quant::Strategy::kGroup || a.strategy == quant::Strategy::kTensorGroup) {
-        DSV4_CHECK_IN("recipe", m.cols % a.group_size == 0,
-                      "%s: %s: group_size %d does not divide the %lld input features of %s [%lld, %lld]",
-                      recipe.origin.c_str(), rg.key_path.c_str(), a.group_size, static_cast<long long>(m.cols),
-                      m.names.release.c_str(), static_cast<long long>(m.rows), static_cast<long long>(m.cols));
+        DSV4_USER_CHECK("recipe", m.cols % a.group_size == 0,
+                        "%s: %s: group_size %d does not divide the %lld input features of %s [%lld, %lld]",
+                        recipe.origin.c_str(), rg.key_path.c_str(), a.group_size, static_cast<long long>(m.cols),
+                        m.names.release.c_str(), static_cast<long long>(m.rows), static_cast<long long>(m.cols));
       }
       const quant::PackFormat format = quant::quant_scheme_format(rg.scheme);
       if (format == quant::PackFormat::kNvfp4PackQuantized || format == quant::PackFormat::kMxfp4PackQuantized) {
-        DSV4_CHECK_IN("recipe", m.cols % 2 == 0, "%s: %s: %s has an odd number of input features (%lld) for FP4 packing",
-                      recipe.origin.c_str(), rg.key_path.c_str(), m.names.release.c_str(), static_cast<long long>(m.cols));
+        DSV4_USER_CHECK("recipe", m.cols % 2 == 0,
+                        "%s: %s: %s has an odd number of input features (%lld) for FP4 packing",
+                        recipe.origin.c_str(), rg.key_path.c_str(), m.names.release.c_str(),
+                        static_cast<long long>(m.cols));
       }
       m.modifier = static_cast<int>(i);
       m.group = group;

@@ -1,5 +1,6 @@
 // recipe_parse.cpp: YAML text -> Recipe (llm-compressor stage/modifier layout plus the dsv4-calib
 // sections), every key checked.
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -34,11 +35,13 @@ void parse_scheme_key(YamlReader& m, RecipeModifier* out) {
   const YAML::Node s = m.take("scheme");
   const std::vector<std::string> targets = m.get_strings("targets", {"Linear"});
   auto preset = [&](const std::string& name, const std::string& key) {
-    try {
-      return quant::quant_scheme_preset(name);
-    } catch (const Error& e) {
-      m.fail(key, e.what());
+    const std::vector<std::string> known = quant::quant_scheme_preset_names();
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      std::string list;
+      for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
+      m.fail(key, "unknown quantization scheme '" + name + "'" + yaml_did_you_mean(name, known) + "; known: " + list);
     }
+    return quant::quant_scheme_preset(name);
   };
   if (s.IsScalar()) {
     RecipeGroup g;
@@ -92,10 +95,8 @@ void parse_config_groups(YamlReader& m, RecipeModifier* out) {
                          "naive-quantized, nvfp4-pack-quantized, mxfp4-pack-quantized)");
       }
     }
-    try {
-      rg.scheme.check();
-    } catch (const Error& e) {
-      g.fail("", e.what());
+    if (rg.scheme.format && !quant::compressed_module_format_holds(*rg.scheme.format, rg.scheme.weights)) {
+      g.fail("format", fmt + " cannot hold these weights (" + rg.scheme.weights.to_string() + ")");
     }
     g.finish({"targets", "weights", "input_activations", "output_activations", "format"});
     if (order) {
@@ -144,11 +145,7 @@ RecipeModifier parse_modifier(YamlReader& m, ModifierKind kind) {
     o.max_damping_escalations = static_cast<int>(m.get_int("max_damping_escalations", o.max_damping_escalations));
     (void)m.get_bool("offload_hessians", false);       // Hessians live where the plan puts them
     (void)m.get_strings("sequential_targets", {});     // always layer-sequential here
-    try {
-      o.check();
-    } catch (const Error& e) {
-      m.fail("", e.what());
-    }
+    recipe_args_check(m, o.problem());
     // A group's own actorder wins, but must not contradict an explicit modifier-level one.
     for (RecipeGroup& g : out.groups) {
       if (g.actorder_explicit && modifier_order_set && g.actorder != o.actorder) {
@@ -176,7 +173,8 @@ void parse_stage(YamlReader& stage, Recipe* r) {
       } else if (name == "QuantizationModifier") {
         r->modifiers.push_back(parse_modifier(m, ModifierKind::kQuantization));
       } else {
-        mods.fail(name, "unknown modifier; supported: GPTQModifier, QuantizationModifier");
+        mods.fail(name, "unknown modifier" + yaml_did_you_mean(name, {"GPTQModifier", "QuantizationModifier"}) +
+                            "; supported: GPTQModifier, QuantizationModifier");
       }
     }
   }
@@ -236,8 +234,8 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
-    DSV4_FAIL("recipe", "%s: line %d column %d: invalid YAML: %s", origin.c_str(), e.mark.line + 1,
-              e.mark.column + 1, e.msg.c_str());
+    DSV4_USER_FAIL("recipe", "%s: line %d column %d: invalid YAML: %s", origin.c_str(), e.mark.line + 1,
+                   e.mark.column + 1, e.msg.c_str());
   }
   YamlReader top(root, origin, "");
   Recipe r;
@@ -274,7 +272,8 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
   for (const std::string& key : top.keys()) {
     if (std::find(kSections.begin(), kSections.end(), key) != kSections.end()) continue;
     if (!key.ends_with("_stage")) {
-      top.fail(key, "unknown key; expected model, dataset, calibration, output, run or a '<name>_stage'");
+      top.fail(key, "unknown key" + yaml_did_you_mean(key, kSections) +
+                        "; expected model, dataset, calibration, output, run or a '<name>_stage'");
     }
     if (!r.stage.empty()) top.fail(key, "a second stage ('" + r.stage + "' came first); one stage is supported");
     r.stage = key;
@@ -288,7 +287,7 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
 
 Recipe recipe_load(const std::string& path) {
   std::ifstream in(path);
-  DSV4_CHECK_IN("recipe", in.good(), "%s: cannot open the recipe file", path.c_str());
+  DSV4_USER_CHECK("recipe", in.good(), "cannot open the recipe file %s", path.c_str());
   std::stringstream ss;
   ss << in.rdbuf();
   return recipe_parse(ss.str(), path);

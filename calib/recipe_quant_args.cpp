@@ -35,6 +35,10 @@ std::optional<quant::ActOrder> parse_actorder_node(YamlReader& r, const std::str
 
 }  // namespace
 
+void recipe_args_check(const YamlReader& r, const quant::ArgsProblem& problem) {
+  if (problem) r.fail(problem.field, problem.expected + ", got " + problem.value);
+}
+
 quant::ActOrder recipe_actorder_parse(YamlReader& r, const std::string& key, quant::ActOrder fallback) {
   return parse_actorder_node(r, key).value_or(fallback);
 }
@@ -120,11 +124,7 @@ quant::QuantArgs recipe_weights_parse(YamlReader& r, std::optional<quant::ActOrd
   a.mse.expand = static_cast<float>(kw.get_double("expand", a.mse.expand));
   kw.finish({"maxshrink", "grid", "norm", "patience", "expand"});
   r.finish(kWeightKeys);
-  try {
-    a.check();
-  } catch (const Error& e) {
-    r.fail("", std::string("invalid weights: ") + e.what());
-  }
+  recipe_args_check(r, a.problem());
   return a;
 }
 
@@ -159,11 +159,7 @@ quant::ActivationArgs recipe_activations_parse(YamlReader& r) {
   (void)r.take("block_structure");
   r.finish({"num_bits", "type", "symmetric", "group_size", "strategy", "dynamic", "scale_dtype",
             "zp_dtype", "observer", "observer_kwargs", "actorder", "block_structure"});
-  try {
-    a.check();
-  } catch (const Error& e) {
-    r.fail("", std::string("invalid input_activations: ") + e.what());
-  }
+  recipe_args_check(r, a.problem());
   return a;
 }
 

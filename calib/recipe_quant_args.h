@@ -21,6 +21,9 @@ namespace dsv4::calib {
 // kGroup, none/false/null -> kNone; "dynamic" is refused: it is not defined for GPTQ here).
 quant::QuantArgs recipe_weights_parse(YamlReader& r, std::optional<quant::ActOrder>* actorder);
 quant::ActivationArgs recipe_activations_parse(YamlReader& r);
+// A value the quant/ rules refuse, as a user error at `r`'s key path plus the problem's field:
+// "FILE: ...weights.num_bits: expected 2 to 8 bits for int weights, got 9". Nothing when valid.
+void recipe_args_check(const YamlReader& r, const quant::ArgsProblem& problem);
 // "static" | "group" | "none" | ... as a modifier-level actorder value (same spellings).
 quant::ActOrder recipe_actorder_parse(YamlReader& r, const std::string& key, quant::ActOrder fallback);
 

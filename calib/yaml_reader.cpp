@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "common/check.h"
+#include "common/suggest.h"
 
 namespace dsv4::calib {
 
@@ -41,7 +42,21 @@ YAML::Node YamlReader::take(const std::string& key) {
   return present() ? node_[key] : YAML::Node();
 }
 
+std::string yaml_did_you_mean(const std::string& word, const std::vector<std::string>& known) {
+  const std::string near = suggest_nearest(word, known);
+  return near.empty() ? "" : " (did you mean " + near + "?)";
+}
+
 namespace {
+
+// "a, b, c" of the non-empty entries.
+std::string join_words(const std::vector<std::string>& words) {
+  std::string out;
+  for (const std::string& w : words) {
+    if (!w.empty()) out += (out.empty() ? "" : ", ") + w;
+  }
+  return out;
+}
 
 std::string describe(const YAML::Node& n) {
   if (n.IsSequence()) return "a list";
@@ -108,9 +123,7 @@ std::string YamlReader::get_enum(const std::string& key, const std::string& fall
                                  const std::vector<std::string>& allowed) {
   const std::string v = get_string(key, fallback);
   if (std::find(allowed.begin(), allowed.end(), v) != allowed.end()) return v;
-  std::string list;
-  for (const std::string& a : allowed) list += (list.empty() ? "" : ", ") + a;
-  fail(key, "expected one of " + list + ", got '" + v + "'");
+  fail(key, "expected one of " + join_words(allowed) + ", got '" + v + "'" + yaml_did_you_mean(v, allowed));
 }
 
 YamlReader YamlReader::child(const std::string& key) {
@@ -119,14 +132,12 @@ YamlReader YamlReader::child(const std::string& key) {
 
 void YamlReader::finish(const std::vector<std::string>& accepted_hint) const {
   if (!present()) return;
+  const std::vector<std::string> accepted =
+      accepted_hint.empty() ? std::vector<std::string>(read_.begin(), read_.end()) : accepted_hint;
   for (const std::string& k : keys()) {
     if (read_.count(k)) continue;
-    std::string list;
-    for (const std::string& a : accepted_hint.empty() ? std::vector<std::string>(read_.begin(), read_.end())
-                                                       : accepted_hint) {
-      list += (list.empty() ? "" : ", ") + a;
-    }
-    fail(k, "unknown key" + (list.empty() ? std::string() : "; accepted here: " + list));
+    const std::string list = join_words(accepted);
+    fail(k, "unknown key" + yaml_did_you_mean(k, accepted) + (list.empty() ? "" : "; accepted here: " + list));
   }
 }
 

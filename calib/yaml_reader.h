@@ -39,7 +39,7 @@ class YamlReader {
   // A string or a list of strings (a single string becomes a one-element list).
   std::vector<std::string> get_strings(const std::string& key,
                                        const std::vector<std::string>& fallback);
-  // One of `allowed` (the message lists them).
+  // One of `allowed` (the message lists them; "" in `allowed` means the key may be left empty).
   std::string get_enum(const std::string& key, const std::string& fallback,
                        const std::vector<std::string>& allowed);
   // A nested mapping (an empty reader when absent); marks the key as read.
@@ -47,7 +47,8 @@ class YamlReader {
   // Marks a key as read without interpreting it (the caller handles node()[key] itself).
   YAML::Node take(const std::string& key);
 
-  // Throws naming the first key that no getter asked for, and the keys that are accepted.
+  // Throws naming the first key that no getter asked for, the nearest accepted key, and the keys
+  // that are accepted.
   void finish(const std::vector<std::string>& accepted_hint = {}) const;
 
   [[noreturn]] void fail(const std::string& key, const std::string& message) const;
@@ -58,5 +59,8 @@ class YamlReader {
   std::string path_;
   std::set<std::string> read_;
 };
+
+// " (did you mean NEAR?)" for the entry of `known` nearest to `word` (common/suggest.h), or "".
+std::string yaml_did_you_mean(const std::string& word, const std::vector<std::string>& known);
 
 }  // namespace dsv4::calib

@@ -41,6 +41,8 @@ std::string LogContext::prefix() const {
   return out + "] ";
 }
 
+std::string LogContext::speaker() const { return world > 1 ? prefix() : ""; }
+
 void set_log_context(const LogContext& context) { g_context = context; }
 const LogContext& log_context() { return g_context; }
 void set_log_level(int level) { g_level = level; }
@@ -57,10 +59,10 @@ int log_level() { return g_level; }
   } while (0)
 
 void log_info(const char* fmt, ...) { DSV4_LOG_BODY(stdout, "", g_level >= 1 && g_context.rank == 0); }
-void log_debug(const char* fmt, ...) { DSV4_LOG_BODY(stdout, g_context.prefix(), g_level >= 2); }
+void log_debug(const char* fmt, ...) { DSV4_LOG_BODY(stdout, g_context.speaker(), g_level >= 2); }
 void log_rank(const char* fmt, ...) { DSV4_LOG_BODY(stdout, g_context.prefix(), g_level >= 1); }
-void log_warn(const char* fmt, ...) { DSV4_LOG_BODY(stderr, " !! " + g_context.prefix(), true); }
-void log_error(const char* fmt, ...) { DSV4_LOG_BODY(stderr, " ## " + g_context.prefix(), true); }
+void log_warn(const char* fmt, ...) { DSV4_LOG_BODY(stderr, " !! " + g_context.speaker(), true); }
+void log_error(const char* fmt, ...) { DSV4_LOG_BODY(stderr, " ## " + g_context.speaker(), true); }
 
 #undef DSV4_LOG_BODY
 

@@ -5,6 +5,7 @@
 //   log_rank("bound to %s", bus_id);      // every rank: "[r3/8 node07 gpu3] bound to ..."
 //   log_warn("expert %d saw 0 tokens", e);  // " !! " prefix, every rank, stderr
 //   log_error("...");                       // " ## " prefix, every rank, stderr
+// (warnings and errors name the rank only when there are several: " ## [r3/8 node07 gpu3] ...").
 //
 // The context is process-wide and set once by launch/ after MPI init; before that every process
 // believes it is rank 0 of 1, which is right for single-process runs and tests.
@@ -23,6 +24,9 @@ struct LogContext {
   std::string suffix() const;
   // "[r3/8 node07 gpu3] " prefix for log_rank.
   std::string prefix() const;
+  // prefix() for multi-rank runs, "" otherwise (log_warn, log_error, log_debug): on one process
+  // "[r0/1 host]" says nothing, and a warning or error should open with the user's words.
+  std::string speaker() const;
 };
 
 void set_log_context(const LogContext& context);

@@ -6,6 +6,8 @@
 // Hessian ten layers later. The rules follow the safetensors library (Rust crate `safetensors`,
 // `validate`): offsets are relative to the end of the header, tensors cover the data area
 // exactly (no holes, no overlaps, no trailing bytes), and byte length = dtype size × numel.
+// A file that breaks them is the user's to fix (a damaged download, a hand-edited index), so it
+// is a user error naming the file; only failed system calls (fstat, mmap) are internal.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -103,7 +105,12 @@ Json parse_json_checked(std::string_view text, const std::string& path, const ch
   try {
     j = Json::parse(text.begin(), text.end());
   } catch (const Json::parse_error& e) {
-    DSV4_FAIL(kComponent, "%s: %s is not well-formed JSON: %s", path.c_str(), what, e.what());
+    // nlohmann's "[json.exception.parse_error.101] " tag means nothing to the user; the rest
+    // says where the JSON breaks.
+    std::string why = e.what();
+    if (why.starts_with("[json.exception.") && why.find("] ") != std::string::npos) why.erase(0, why.find("] ") + 2);
+    DSV4_USER_FAIL(kComponent, "%s: the %s is not well-formed JSON (the file is damaged): %s", path.c_str(), what,
+                   why.c_str());
   }
   Json::sax_parse(text.begin(), text.end(), scan);
   return j;
@@ -129,43 +136,43 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const J
   const char* f = path.c_str();
   const char* t = name.c_str();
   if (!entry.is_object()) {
-    DSV4_FAIL(kComponent, "%s: tensor '%s': header entry must be an object with dtype, shape "
-              "and data_offsets, got %s", f, t, json_type(entry));
+    DSV4_USER_FAIL(kComponent, "%s: tensor '%s': header entry must be an object with dtype, shape "
+                   "and data_offsets, got %s", f, t, json_type(entry));
   }
   TensorInfo info;
   info.name = name;
 
   const auto dtype_it = entry.find("dtype");
   if (dtype_it == entry.end() || !dtype_it->is_string()) {
-    DSV4_FAIL(kComponent, "%s: tensor '%s': dtype must be a string, got %s", f, t,
-              dtype_it == entry.end() ? "nothing (missing)" : json_type(*dtype_it));
+    DSV4_USER_FAIL(kComponent, "%s: tensor '%s': dtype must be a string, got %s", f, t,
+                   dtype_it == entry.end() ? "nothing (missing)" : json_type(*dtype_it));
   }
   const std::string& dtype_str = dtype_it->get_ref<const std::string&>();
   const std::optional<DType> dtype = dtype_from_name(dtype_str);
   if (!dtype) {
-    DSV4_FAIL(kComponent, "%s: tensor '%s': unknown dtype '%s'", f, t, dtype_str.c_str());
+    DSV4_USER_FAIL(kComponent, "%s: tensor '%s': unknown dtype '%s'", f, t, dtype_str.c_str());
   }
   info.dtype = *dtype;
 
   const auto shape_it = entry.find("shape");
   if (shape_it == entry.end() || !shape_it->is_array()) {
-    DSV4_FAIL(kComponent, "%s: tensor '%s': shape must be an array of non-negative integers, "
-              "got %s", f, t, shape_it == entry.end() ? "nothing (missing)" : json_type(*shape_it));
+    DSV4_USER_FAIL(kComponent, "%s: tensor '%s': shape must be an array of non-negative integers, "
+                   "got %s", f, t, shape_it == entry.end() ? "nothing (missing)" : json_type(*shape_it));
   }
   for (size_t i = 0; i < shape_it->size(); ++i) {
     const Json& d = (*shape_it)[i];
     if (d.is_number_integer() && !d.is_number_unsigned()) {
-      DSV4_FAIL(kComponent, "%s: tensor '%s': shape entry %zu is negative (%lld); expected a "
-                "non-negative integer", f, t, i, static_cast<long long>(d.get<int64_t>()));
+      DSV4_USER_FAIL(kComponent, "%s: tensor '%s': shape entry %zu is negative (%lld); expected a "
+                     "non-negative integer", f, t, i, static_cast<long long>(d.get<int64_t>()));
     }
     const std::optional<uint64_t> v = as_u64(d);
     if (!v) {
-      DSV4_FAIL(kComponent, "%s: tensor '%s': shape entry %zu is %s, not an integer", f, t, i,
-                d.dump().c_str());
+      DSV4_USER_FAIL(kComponent, "%s: tensor '%s': shape entry %zu is %s, not an integer", f, t, i,
+                     d.dump().c_str());
     }
     if (*v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      DSV4_FAIL(kComponent, "%s: tensor '%s': shape entry %zu (%llu) does not fit in int64", f,
-                t, i, static_cast<unsigned long long>(*v));
+      DSV4_USER_FAIL(kComponent, "%s: tensor '%s': shape entry %zu (%llu) does not fit in int64", f,
+                     t, i, static_cast<unsigned long long>(*v));
     }
     info.shape.push_back(static_cast<int64_t>(*v));
   }
@@ -174,46 +181,46 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const J
   int64_t numel = 1;
   for (const int64_t d : info.shape) {
     if (__builtin_mul_overflow(numel, d, &numel)) {
-      DSV4_FAIL(kComponent, "%s: tensor '%s': element count of shape %s overflows int64", f, t,
-                shape_text(info.shape).c_str());
+      DSV4_USER_FAIL(kComponent, "%s: tensor '%s': element count of shape %s overflows int64", f, t,
+                     shape_text(info.shape).c_str());
     }
   }
   uint64_t expected_bytes = 0;
   if (__builtin_mul_overflow(static_cast<uint64_t>(numel), dtype_size(info.dtype),
                              &expected_bytes)) {
-    DSV4_FAIL(kComponent, "%s: tensor '%s': byte count of shape %s × %s overflows uint64", f, t,
-              shape_text(info.shape).c_str(), dtype_str.c_str());
+    DSV4_USER_FAIL(kComponent, "%s: tensor '%s': byte count of shape %s × %s overflows uint64", f, t,
+                   shape_text(info.shape).c_str(), dtype_str.c_str());
   }
 
   const auto off_it = entry.find("data_offsets");
   if (off_it == entry.end() || !off_it->is_array() || off_it->size() != 2) {
-    DSV4_FAIL(kComponent, "%s: tensor '%s': data_offsets must be an array [begin, end] of two "
-              "non-negative integers, got %s", f, t,
-              off_it == entry.end() ? "nothing (missing)" : off_it->dump().c_str());
+    DSV4_USER_FAIL(kComponent, "%s: tensor '%s': data_offsets must be an array [begin, end] of two "
+                   "non-negative integers, got %s", f, t,
+                   off_it == entry.end() ? "nothing (missing)" : off_it->dump().c_str());
   }
   const std::optional<uint64_t> begin = as_u64((*off_it)[0]);
   const std::optional<uint64_t> end = as_u64((*off_it)[1]);
   if (!begin || !end) {
-    DSV4_FAIL(kComponent, "%s: tensor '%s': data_offsets must be two non-negative integers, "
-              "got %s", f, t, off_it->dump().c_str());
+    DSV4_USER_FAIL(kComponent, "%s: tensor '%s': data_offsets must be two non-negative integers, "
+                   "got %s", f, t, off_it->dump().c_str());
   }
   if (*end < *begin) {
-    DSV4_FAIL(kComponent, "%s: tensor '%s': data_offsets [%llu, %llu] decrease; expected "
-              "begin <= end", f, t, static_cast<unsigned long long>(*begin),
-              static_cast<unsigned long long>(*end));
+    DSV4_USER_FAIL(kComponent, "%s: tensor '%s': data_offsets [%llu, %llu] decrease; expected "
+                   "begin <= end", f, t, static_cast<unsigned long long>(*begin),
+                   static_cast<unsigned long long>(*end));
   }
   if (*end - *begin != expected_bytes) {
-    DSV4_FAIL(kComponent, "%s: tensor '%s': data_offsets [%llu, %llu] span %llu bytes, but "
-              "%s %s needs %llu (dtype size × element count)", f, t,
-              static_cast<unsigned long long>(*begin), static_cast<unsigned long long>(*end),
-              static_cast<unsigned long long>(*end - *begin), dtype_str.c_str(),
-              shape_text(info.shape).c_str(), static_cast<unsigned long long>(expected_bytes));
+    DSV4_USER_FAIL(kComponent, "%s: tensor '%s': data_offsets [%llu, %llu] span %llu bytes, but "
+                   "%s %s needs %llu (dtype size × element count)", f, t,
+                   static_cast<unsigned long long>(*begin), static_cast<unsigned long long>(*end),
+                   static_cast<unsigned long long>(*end - *begin), dtype_str.c_str(),
+                   shape_text(info.shape).c_str(), static_cast<unsigned long long>(expected_bytes));
   }
   if (*end > data_bytes) {
-    DSV4_FAIL(kComponent, "%s: tensor '%s': data_offsets end %llu is beyond the data area "
-              "(%llu bytes after the header); the file is truncated or the header is wrong", f,
-              t, static_cast<unsigned long long>(*end),
-              static_cast<unsigned long long>(data_bytes));
+    DSV4_USER_FAIL(kComponent, "%s: tensor '%s': data_offsets end %llu is beyond the data area "
+                   "(%llu bytes after the header); the file is truncated or the header is wrong", f,
+                   t, static_cast<unsigned long long>(*end),
+                   static_cast<unsigned long long>(data_bytes));
   }
   info.data_begin = *begin;
   info.data_end = *end;
@@ -235,28 +242,28 @@ void check_coverage(const std::string& path, const std::vector<TensorInfo>& tens
   for (const size_t i : order) {
     const TensorInfo& t = tensors[i];
     if (t.data_begin < covered) {
-      DSV4_FAIL(kComponent, "%s: tensor '%s' [%llu, %llu] overlaps tensor '%s' [%llu, %llu]; "
-                "tensors must not share bytes", path.c_str(), t.name.c_str(),
-                static_cast<unsigned long long>(t.data_begin),
-                static_cast<unsigned long long>(t.data_end), prev->name.c_str(),
-                static_cast<unsigned long long>(prev->data_begin),
-                static_cast<unsigned long long>(prev->data_end));
+      DSV4_USER_FAIL(kComponent, "%s: tensor '%s' [%llu, %llu] overlaps tensor '%s' [%llu, %llu]; "
+                     "tensors must not share bytes", path.c_str(), t.name.c_str(),
+                     static_cast<unsigned long long>(t.data_begin),
+                     static_cast<unsigned long long>(t.data_end), prev->name.c_str(),
+                     static_cast<unsigned long long>(prev->data_begin),
+                     static_cast<unsigned long long>(prev->data_end));
     }
     if (t.data_begin > covered) {
-      DSV4_FAIL(kComponent, "%s: hole in the data area: bytes [%llu, %llu) before tensor '%s' "
-                "belong to no tensor; tensors must cover the data area without gaps",
-                path.c_str(), static_cast<unsigned long long>(covered),
-                static_cast<unsigned long long>(t.data_begin), t.name.c_str());
+      DSV4_USER_FAIL(kComponent, "%s: hole in the data area: bytes [%llu, %llu) before tensor '%s' "
+                     "belong to no tensor; tensors must cover the data area without gaps",
+                     path.c_str(), static_cast<unsigned long long>(covered),
+                     static_cast<unsigned long long>(t.data_begin), t.name.c_str());
     }
     covered = t.data_end;
     prev = &t;
   }
   if (covered != data_bytes) {
-    DSV4_FAIL(kComponent, "%s: trailing bytes [%llu, %llu) of the data area belong to no "
-              "tensor (unindexed data after %s)", path.c_str(),
-              static_cast<unsigned long long>(covered),
-              static_cast<unsigned long long>(data_bytes),
-              prev ? ("tensor '" + prev->name + "'").c_str() : "the header");
+    DSV4_USER_FAIL(kComponent, "%s: trailing bytes [%llu, %llu) of the data area belong to no "
+                   "tensor (unindexed data after %s)", path.c_str(),
+                   static_cast<unsigned long long>(covered),
+                   static_cast<unsigned long long>(data_bytes),
+                   prev ? ("tensor '" + prev->name + "'").c_str() : "the header");
   }
 }
 
@@ -296,7 +303,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   const char* f = path.c_str();
 
   const int fd = ::open(f, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) DSV4_FAIL(kComponent, "cannot open '%s': %s", f, std::strerror(errno));
+  if (fd < 0) DSV4_USER_FAIL(kComponent, "cannot open '%s': %s", f, std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
@@ -305,13 +312,13 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    DSV4_FAIL(kComponent, "%s: not a regular file; expected a safetensors file", f);
+    DSV4_USER_FAIL(kComponent, "%s: not a regular file; expected a safetensors file", f);
   }
   file->file_bytes_ = static_cast<uint64_t>(st.st_size);
   if (file->file_bytes_ < 8) {
     ::close(fd);
-    DSV4_FAIL(kComponent, "%s: file is %llu bytes, shorter than the 8-byte header length; "
-              "expected a safetensors file", f, static_cast<unsigned long long>(file->file_bytes_));
+    DSV4_USER_FAIL(kComponent, "%s: file is %llu bytes, shorter than the 8-byte header length; "
+                   "expected a safetensors file", f, static_cast<unsigned long long>(file->file_bytes_));
   }
   // MAP_PRIVATE + PROT_READ: pages come from the page cache and are shared by every rank on the
   // node; nothing is copied until a tensor is actually read.
@@ -325,18 +332,18 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   uint64_t header_bytes = 0;
   for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | uint64_t(file->map_[i]);
   if (header_bytes == 0) {
-    DSV4_FAIL(kComponent, "%s: header length is 0; expected a JSON header of at least 2 bytes",
-              f);
+    DSV4_USER_FAIL(kComponent, "%s: header length is 0; expected a JSON header of at least 2 bytes",
+                   f);
   }
   if (header_bytes > kMaxHeaderBytes) {
-    DSV4_FAIL(kComponent, "%s: header length %llu exceeds the limit of %llu bytes; not a "
-              "safetensors file?", f, static_cast<unsigned long long>(header_bytes),
-              static_cast<unsigned long long>(kMaxHeaderBytes));
+    DSV4_USER_FAIL(kComponent, "%s: header length %llu exceeds the limit of %llu bytes; not a "
+                   "safetensors file?", f, static_cast<unsigned long long>(header_bytes),
+                   static_cast<unsigned long long>(kMaxHeaderBytes));
   }
   if (header_bytes > file->file_bytes_ - 8) {
-    DSV4_FAIL(kComponent, "%s: header length %llu runs past the end of the file (%llu bytes); "
-              "the file is truncated", f, static_cast<unsigned long long>(header_bytes),
-              static_cast<unsigned long long>(file->file_bytes_));
+    DSV4_USER_FAIL(kComponent, "%s: header length %llu runs past the end of the file (%llu bytes); "
+                   "the file is truncated", f, static_cast<unsigned long long>(header_bytes),
+                   static_cast<unsigned long long>(file->file_bytes_));
   }
   file->data_offset_ = 8 + header_bytes;
   const uint64_t data_bytes = file->file_bytes_ - file->data_offset_;
@@ -346,14 +353,14 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   const Json header = parse_json_checked(text, path, "header", &scan);
   const DuplicateKey& dup = scan.duplicate;
   if (!header.is_object()) {
-    DSV4_FAIL(kComponent, "%s: header must be a JSON object, got %s", f, json_type(header));
+    DSV4_USER_FAIL(kComponent, "%s: header must be a JSON object, got %s", f, json_type(header));
   }
   if (!dup.key.empty()) {
     if (dup.parent.empty()) {
-      DSV4_FAIL(kComponent, "%s: duplicate tensor name '%s' in the header", f, dup.key.c_str());
+      DSV4_USER_FAIL(kComponent, "%s: duplicate tensor name '%s' in the header", f, dup.key.c_str());
     }
-    DSV4_FAIL(kComponent, "%s: duplicate key '%s' inside '%s' in the header", f,
-              dup.key.c_str(), dup.parent.c_str());
+    DSV4_USER_FAIL(kComponent, "%s: duplicate key '%s' inside '%s' in the header", f,
+                   dup.key.c_str(), dup.parent.c_str());
   }
 
   file->tensors_.reserve(scan.root_keys.size());
@@ -361,13 +368,13 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     const Json& value = header.at(name);
     if (name == "__metadata__") {
       if (!value.is_object()) {
-        DSV4_FAIL(kComponent, "%s: __metadata__ must be an object of strings, got %s", f,
-                  json_type(value));
+        DSV4_USER_FAIL(kComponent, "%s: __metadata__ must be an object of strings, got %s", f,
+                       json_type(value));
       }
       for (const auto& [key, v] : value.items()) {
         if (!v.is_string()) {
-          DSV4_FAIL(kComponent, "%s: __metadata__ value of '%s' must be a string, got %s", f,
-                    key.c_str(), json_type(v));
+          DSV4_USER_FAIL(kComponent, "%s: __metadata__ value of '%s' must be a string, got %s", f,
+                         key.c_str(), json_type(v));
         }
         file->metadata_[key] = v.get<std::string>();
       }
@@ -407,7 +414,7 @@ Checkpoint Checkpoint::open(const std::string& dir) {
   const char* d = dir.c_str();
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
-    DSV4_FAIL(kComponent, "checkpoint directory '%s' does not exist or is not a directory", d);
+    DSV4_USER_FAIL(kComponent, "checkpoint directory '%s' does not exist or is not a directory", d);
   }
   const std::string index_path = (fs::path(dir) / kIndexName).string();
   const char* ip = index_path.c_str();
@@ -415,8 +422,8 @@ Checkpoint Checkpoint::open(const std::string& dir) {
   if (!fs::exists(index_path, ec)) {
     const std::string single = (fs::path(dir) / kSingleName).string();
     if (!fs::exists(single, ec)) {
-      DSV4_FAIL(kComponent, "checkpoint directory '%s' holds neither %s nor %s", d, kIndexName,
-                kSingleName);
+      DSV4_USER_FAIL(kComponent, "checkpoint directory '%s' holds neither %s nor %s", d, kIndexName,
+                     kSingleName);
     }
     ckpt.shard_names_.push_back(kSingleName);
     ckpt.shards_.push_back(SafetensorsFile::open(single));
@@ -429,31 +436,31 @@ Checkpoint Checkpoint::open(const std::string& dir) {
   KeyScanner scan;
   const Json index = parse_json_checked(text, index_path, "index", &scan);
   const DuplicateKey& dup = scan.duplicate;
-  if (!index.is_object()) DSV4_FAIL(kComponent, "%s: index must be a JSON object", ip);
+  if (!index.is_object()) DSV4_USER_FAIL(kComponent, "%s: index must be a JSON object", ip);
   if (!dup.key.empty()) {
     if (dup.parent == "/weight_map") {
-      DSV4_FAIL(kComponent, "%s: tensor '%s' appears twice in weight_map", ip, dup.key.c_str());
+      DSV4_USER_FAIL(kComponent, "%s: tensor '%s' appears twice in weight_map", ip, dup.key.c_str());
     }
-    DSV4_FAIL(kComponent, "%s: duplicate key '%s' inside '%s'", ip, dup.key.c_str(),
-              dup.parent.empty() ? "/" : dup.parent.c_str());
+    DSV4_USER_FAIL(kComponent, "%s: duplicate key '%s' inside '%s'", ip, dup.key.c_str(),
+                   dup.parent.empty() ? "/" : dup.parent.c_str());
   }
   if (const auto meta = index.find("metadata"); meta != index.end() && !meta->is_null()) {
     if (!meta->is_object()) {
-      DSV4_FAIL(kComponent, "%s: metadata must be an object, got %s", ip, json_type(*meta));
+      DSV4_USER_FAIL(kComponent, "%s: metadata must be an object, got %s", ip, json_type(*meta));
     }
     if (const auto ts = meta->find("total_size"); ts != meta->end()) {
       const std::optional<uint64_t> v = as_u64(*ts);
       if (!v) {
-        DSV4_FAIL(kComponent, "%s: metadata.total_size must be a non-negative integer, got %s",
-                  ip, ts->dump().c_str());
+        DSV4_USER_FAIL(kComponent, "%s: metadata.total_size must be a non-negative integer, got %s",
+                       ip, ts->dump().c_str());
       }
       ckpt.index_total_size_ = *v;
     }
   }
   const auto wm = index.find("weight_map");
   if (wm == index.end() || !wm->is_object()) {
-    DSV4_FAIL(kComponent, "%s: weight_map must be an object of tensor name -> file name, got %s",
-              ip, wm == index.end() ? "nothing (missing)" : json_type(*wm));
+    DSV4_USER_FAIL(kComponent, "%s: weight_map must be an object of tensor name -> file name, got %s",
+                   ip, wm == index.end() ? "nothing (missing)" : json_type(*wm));
   }
 
   // Validate every file name and give each distinct file one shard slot (sorted by name).
@@ -461,14 +468,14 @@ Checkpoint Checkpoint::open(const std::string& dir) {
   std::map<std::string, std::string> first_tensor_of_file;      // normalized file -> a tensor
   for (const auto& [name, value] : wm->items()) {
     if (!value.is_string()) {
-      DSV4_FAIL(kComponent, "%s: weight_map entry of tensor '%s' must be a file name string, "
-                "got %s", ip, name.c_str(), json_type(value));
+      DSV4_USER_FAIL(kComponent, "%s: weight_map entry of tensor '%s' must be a file name string, "
+                     "got %s", ip, name.c_str(), json_type(value));
     }
     const std::string& file = value.get_ref<const std::string&>();
     if (!index_file_name_ok(file)) {
-      DSV4_FAIL(kComponent, "%s: tensor '%s' maps to file '%s', which is outside the checkpoint "
-                "directory '%s' (absolute paths and '..' are not allowed)", ip, name.c_str(),
-                file.c_str(), d);
+      DSV4_USER_FAIL(kComponent, "%s: tensor '%s' maps to file '%s', which is outside the checkpoint "
+                     "directory '%s' (absolute paths and '..' are not allowed)", ip, name.c_str(),
+                     file.c_str(), d);
     }
     // "./a.safetensors" and "a.safetensors" are one shard, opened once.
     const std::string norm = fs::path(file).lexically_normal().string();
@@ -479,8 +486,8 @@ Checkpoint Checkpoint::open(const std::string& dir) {
   for (const auto& [file, tensor] : first_tensor_of_file) {
     const std::string path = (fs::path(dir) / file).string();
     if (!fs::exists(path, ec)) {
-      DSV4_FAIL(kComponent, "%s: tensor '%s' maps to file '%s', which does not exist in '%s'",
-                ip, tensor.c_str(), file.c_str(), d);
+      DSV4_USER_FAIL(kComponent, "%s: tensor '%s' maps to file '%s', but '%s' has no such file; expected every "
+                     "shard the index lists (an incomplete download?)", ip, tensor.c_str(), file.c_str(), d);
     }
     shard_index[file] = ckpt.shards_.size();
     ckpt.shard_names_.push_back(file);
@@ -493,8 +500,8 @@ Checkpoint Checkpoint::open(const std::string& dir) {
     const size_t s = shard_index.at(file);
     const TensorInfo* info = ckpt.shards_[s]->find(name);
     if (info == nullptr) {
-      DSV4_FAIL(kComponent, "%s: tensor '%s' is listed in file '%s', but that file does not "
-                "hold it", ip, name.c_str(), file.c_str());
+      DSV4_USER_FAIL(kComponent, "%s: tensor '%s' is listed in file '%s', but that file does not "
+                     "hold it", ip, name.c_str(), file.c_str());
     }
     ckpt.where_[name] = {s, info};
   }
@@ -502,13 +509,13 @@ Checkpoint Checkpoint::open(const std::string& dir) {
     for (const TensorInfo& t : ckpt.shards_[s]->tensors()) {
       const auto it = file_of_tensor.find(t.name);
       if (it == file_of_tensor.end()) {
-        DSV4_FAIL(kComponent, "%s: file '%s' holds tensor '%s', which the index does not list",
-                  ip, ckpt.shard_names_[s].c_str(), t.name.c_str());
+        DSV4_USER_FAIL(kComponent, "%s: file '%s' holds tensor '%s', which the index does not list",
+                       ip, ckpt.shard_names_[s].c_str(), t.name.c_str());
       }
       if (it->second != ckpt.shard_names_[s]) {
-        DSV4_FAIL(kComponent, "%s: tensor '%s' is stored in two files, '%s' and '%s' (the index "
-                  "names '%s')", ip, t.name.c_str(), it->second.c_str(),
-                  ckpt.shard_names_[s].c_str(), it->second.c_str());
+        DSV4_USER_FAIL(kComponent, "%s: tensor '%s' is stored in two files, '%s' and '%s' (the index "
+                       "names '%s')", ip, t.name.c_str(), it->second.c_str(),
+                       ckpt.shard_names_[s].c_str(), it->second.c_str());
       }
     }
   }

@@ -75,15 +75,20 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
-Tokenizer Tokenizer::load(const std::string& path) {
+Tokenizer Tokenizer::load(const std::string& path, const std::string& named_by) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  const std::string file =
-      fs::is_directory(path, ec) ? (fs::path(path) / "tokenizer.json").string() : path;
-  DSV4_CHECK_IN("data", fs::is_regular_file(file, ec), "tokenizer.json '%s': no such file%s",
-                file.c_str(), file == path ? "" : " (looked inside the directory given)");
+  // The user's words for where the path came from: "/x (--tokenizer)", or the bare path.
+  const std::string who = named_by.empty() ? path : path + " (" + named_by + ")";
+  DSV4_USER_CHECK("data", fs::exists(path, ec),
+                  "%s: no such file or directory; expected a tokenizer.json or the directory holding one", who.c_str());
+  const bool dir = fs::is_directory(path, ec);
+  const std::string file = dir ? (fs::path(path) / "tokenizer.json").string() : path;
+  DSV4_USER_CHECK("data", fs::is_regular_file(file, ec),
+                  "%s has no tokenizer.json: expected %s, as a Hugging Face model download has", who.c_str(),
+                  file.c_str());
   std::ifstream in(file, std::ios::binary);
-  DSV4_CHECK_IN("data", in.good(), "tokenizer.json '%s': cannot open for reading", file.c_str());
+  DSV4_USER_CHECK("data", in.good(), "tokenizer.json '%s': cannot open for reading", file.c_str());
   std::ostringstream text;
   text << in.rdbuf();
   DSV4_CHECK_IN("data", !in.bad(), "tokenizer.json '%s': read error", file.c_str());
@@ -95,7 +100,8 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& or
   try {
     j = nlohmann::json::parse(json_text);
   } catch (const nlohmann::json::parse_error& e) {
-    DSV4_FAIL("data", "tokenizer.json '%s': malformed JSON: %s", origin.c_str(), e.what());
+    DSV4_USER_FAIL("data", "tokenizer.json '%s': malformed JSON, expected the Hugging Face tokenizer format: %s",
+                   origin.c_str(), e.what());
   }
   const JsonAt root{origin, ""};
   DSV4_CHECK_IN("data", j.is_object(), "%s: expected an object, got %s", root.where().c_str(),

@@ -23,8 +23,9 @@ namespace dsv4::data {
 
 class Tokenizer {
  public:
-  // path: a tokenizer.json file or a directory holding one. Errors name the file and the key.
-  static Tokenizer load(const std::string& path);
+  // path: a tokenizer.json file or a directory holding one. Errors name the file and the key;
+  // `named_by` is the flag or recipe key that gave the path ("--tokenizer"), for a missing one.
+  static Tokenizer load(const std::string& path, const std::string& named_by = "");
   // From the JSON text itself; `origin` names it in error messages.
   static Tokenizer from_json(std::string_view json_text, const std::string& origin);
 

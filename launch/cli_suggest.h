@@ -1,5 +1,6 @@
 // cli_suggest.h: the message for command-line arguments nobody expected, in the user's order and
-// with the nearest known flag or subcommand for each typo (header-only: main.cpp and its test).
+// with the nearest known flag or subcommand for each typo (common/suggest.h; header-only: main.cpp
+// and its test).
 //
 //   catch (const CLI::ExtrasError&) {
 //     log_error("%s", cli_extras_message(app).c_str());
@@ -17,36 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "common/suggest.h"
+
 namespace dsv4::launch {
-
-// Levenshtein distance (insert, delete, substitute: 1 each).
-inline size_t cli_edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
-// The candidate nearest to `word`, or "" when none is close: at most 2 edits, and fewer than a
-// third of the word's length for short words, so that `-x` suggests nothing rather than `-v`.
-inline std::string cli_nearest(const std::string& word, const std::vector<std::string>& candidates) {
-  std::string best;
-  size_t best_d = std::string::npos;
-  for (const std::string& c : candidates) {
-    const size_t d = cli_edit_distance(word, c);
-    if (d < best_d) best_d = d, best = c;
-  }
-  const size_t limit = std::min<size_t>(2, std::max<size_t>(1, word.size() / 3));
-  return best_d <= limit ? best : "";
-}
 
 // The flags ("--num-samples", "-v") of `app` and its non-subcommand option groups.
 inline std::vector<std::string> cli_flag_names(const CLI::App& app) {
@@ -84,9 +58,9 @@ inline std::string cli_extras_message(const CLI::App& app, const std::string& pr
     list += (list.empty() ? "" : " ") + e;
     std::string hint;
     if (e.rfind("-", 0) == 0) {
-      hint = cli_nearest(e.substr(0, e.find('=')), flags);  // "--num-sample=8" -> "--num-sample"
+      hint = suggest_nearest(e.substr(0, e.find('=')), flags);  // "--num-sample=8" -> "--num-sample"
     } else if (scope == &app) {
-      hint = cli_nearest(e, subcommands);
+      hint = suggest_nearest(e, subcommands);
     }
     if (!hint.empty() && std::find(hints.begin(), hints.end(), hint) == hints.end()) hints.push_back(hint);
   }

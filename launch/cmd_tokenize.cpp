@@ -52,7 +52,7 @@ std::string ids_plain(const std::vector<int32_t>& ids) {
 
 int run(const TokenizeArgs& a) {
   DSV4_USER_CHECK("tokenize", a.text.has_value() != a.jsonl.has_value(), "give exactly one of --text and --jsonl");
-  const data::Tokenizer tok = data::Tokenizer::load(a.tokenizer);
+  const data::Tokenizer tok = data::Tokenizer::load(a.tokenizer, "--tokenizer");
   const bool chat = a.chat || a.thinking;
   const data::ChatMode mode = a.thinking ? data::ChatMode::kThinking : data::ChatMode::kChat;
 

@@ -61,7 +61,7 @@ std::vector<std::byte> scale_bytes(const QParams& qp, DType dtype) {
 
 }  // namespace
 
-void compressed_module_check_format(PackFormat f, const QuantArgs& a) {
+bool compressed_module_format_holds(PackFormat f, const QuantArgs& a) {
   const bool is_int = a.type == QuantType::kInt, fp4 = !is_int && a.num_bits == 4;
   bool ok = false;
   switch (f) {
@@ -74,8 +74,12 @@ void compressed_module_check_format(PackFormat f, const QuantArgs& a) {
       ok = fp4 && a.strategy == Strategy::kGroup && a.scale_dtype == ScaleDType::kE8m0;
       break;
   }
-  DSV4_CHECK_IN("pack", ok, "format %s cannot hold weights %s", pack_format_name(f).data(),
-                a.to_string().c_str());
+  return ok;
+}
+
+void compressed_module_check_format(PackFormat f, const QuantArgs& a) {
+  DSV4_CHECK_IN("pack", compressed_module_format_holds(f, a), "format %s cannot hold weights %s",
+                pack_format_name(f).data(), a.to_string().c_str());
 }
 
 namespace {

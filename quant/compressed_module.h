@@ -33,7 +33,9 @@ struct EncodedTensor {
   std::vector<std::byte> bytes;
 };
 
-// Throws unless `format` can hold weights with these args (compressed-tensors' can_compress).
+// Whether `format` can hold weights with these args (compressed-tensors' can_compress); the check
+// throws unless it can.
+bool compressed_module_format_holds(PackFormat format, const QuantArgs& args);
 void compressed_module_check_format(PackFormat format, const QuantArgs& args);
 
 // The tensors compressed_module_encode writes for a [rows, cols] module (names, dtypes, shapes;

@@ -43,14 +43,22 @@ std::string_view gptq_fallback_name(GptqFallback f) {
   return "?";
 }
 
+ArgsProblem GptqOptions::problem() const {
+  if (!(std::isfinite(dampening_frac) && dampening_frac >= 0.0f)) {
+    return {"dampening_frac", strfmt("%g", dampening_frac), "expected a finite number >= 0"};
+  }
+  if (block_size <= 0) return {"block_size", std::to_string(block_size), "expected a positive column count"};
+  if (max_damping_escalations < 0) {
+    return {"max_damping_escalations", std::to_string(max_damping_escalations), "expected >= 0"};
+  }
+  if (!(damping_escalation_factor > 1.0f)) {
+    return {"damping_escalation_factor", strfmt("%g", damping_escalation_factor), "expected > 1"};
+  }
+  return {};
+}
+
 void GptqOptions::check() const {
-  DSV4_CHECK_IN("gptq", std::isfinite(dampening_frac) && dampening_frac >= 0.0f,
-                "dampening_frac %g must be finite and >= 0", dampening_frac);
-  DSV4_CHECK_IN("gptq", block_size > 0, "block_size %d must be positive", block_size);
-  DSV4_CHECK_IN("gptq", max_damping_escalations >= 0, "max_damping_escalations %d must be >= 0",
-                max_damping_escalations);
-  DSV4_CHECK_IN("gptq", damping_escalation_factor > 1.0f,
-                "damping_escalation_factor %g must be > 1", damping_escalation_factor);
+  if (const ArgsProblem p = problem()) DSV4_FAIL("gptq", "%s", p.to_string().c_str());
 }
 
 std::ostream& operator<<(std::ostream& os, const GptqOptions& o) {

@@ -58,7 +58,8 @@ struct GptqOptions {
   int max_damping_escalations = 4;  // after a failed Cholesky: frac *= escalation_factor
   float damping_escalation_factor = 10.0f;
 
-  void check() const;  // throws dsv4::Error("gptq", ...)
+  ArgsProblem problem() const;  // the field named as in a GPTQModifier recipe ("block_size")
+  void check() const;           // throws problem() as dsv4::Error("gptq", ...)
 };
 
 struct GptqResult {

@@ -44,60 +44,85 @@ bool QuantArgs::is_mx() const {
   return scale_dtype == ScaleDType::kE8m0 && strategy == Strategy::kGroup;
 }
 
-void QuantArgs::check() const {
-  const std::string s = to_string();
-  const char* cs = s.c_str();
-  if (type == QuantType::kInt) {
-    DSV4_CHECK_IN("quant", num_bits >= 2 && num_bits <= 8,
-                  "num_bits %d: int weights need 2..8 bits (%s)", num_bits, cs);
-  } else {
-    DSV4_CHECK_IN("quant", num_bits == 4 || num_bits == 8,
-                  "num_bits %d: float weights are fp4 (e2m1) or fp8 (e4m3) only (%s)", num_bits,
-                  cs);
+std::string ArgsProblem::to_string() const { return field + " " + value + ": " + expected; }
+
+namespace {
+
+ArgsProblem bits_problem(const QuantArgs& a) {
+  const std::string bits = std::to_string(a.num_bits);
+  if (a.type == QuantType::kInt) {
+    if (a.num_bits < 2 || a.num_bits > 8) return {"num_bits", bits, "expected 2 to 8 bits for int weights"};
+  } else if (a.num_bits != 4 && a.num_bits != 8) {
+    return {"num_bits", bits, "expected 4 (fp4 e2m1) or 8 (fp8 e4m3) for float weights"};
+  } else if (!a.symmetric && a.num_bits == 4) {
     // compressed-tensors raises NotImplementedError for this (§2.2).
-    DSV4_CHECK_IN("quant", symmetric || num_bits != 4,
-                  "symmetric=false: asymmetric FP4 is not implemented (%s)", cs);
+    return {"symmetric", "false", "asymmetric FP4 is not implemented, expected true"};
   }
-  const bool grouped = strategy == Strategy::kGroup || strategy == Strategy::kTensorGroup;
-  if (grouped) {
-    DSV4_CHECK_IN("quant", group_size > 0, "group_size %d: strategy %s needs group_size > 0 (%s)",
-                  group_size, strategy_name(strategy).data(), cs);
-  } else {
-    DSV4_CHECK_IN("quant", group_size == 0,
-                  "group_size %d: only strategy group/tensor_group takes a group size (%s)",
-                  group_size, cs);
+  return {};
+}
+
+ArgsProblem layout_problem(const QuantArgs& a) {
+  const std::string strategy(strategy_name(a.strategy));
+  const std::string group = std::to_string(a.group_size);
+  const std::string block = strfmt("[%d, %d]", a.block_structure[0], a.block_structure[1]);
+  const bool grouped = a.strategy == Strategy::kGroup || a.strategy == Strategy::kTensorGroup;
+  if (grouped && a.group_size <= 0) return {"group_size", group, "strategy " + strategy + " needs group_size > 0"};
+  if (!grouped && a.group_size != 0) {
+    return {"group_size", group, "only strategy group/tensor_group takes a group size"};
   }
-  if (strategy == Strategy::kBlock) {
-    DSV4_CHECK_IN("quant", block_structure[0] > 0 && block_structure[1] > 0,
-                  "block_structure [%d, %d]: strategy block needs positive [rows, cols] (%s)",
-                  block_structure[0], block_structure[1], cs);
-  } else {
-    DSV4_CHECK_IN("quant", block_structure[0] == 0 && block_structure[1] == 0,
-                  "block_structure [%d, %d]: only strategy block takes a block structure (%s)",
-                  block_structure[0], block_structure[1], cs);
+  const bool block_set = a.block_structure[0] != 0 || a.block_structure[1] != 0;
+  if (a.strategy == Strategy::kBlock && (a.block_structure[0] <= 0 || a.block_structure[1] <= 0)) {
+    return {"block_structure", block, "strategy block needs positive [rows, cols]"};
   }
-  if (strategy == Strategy::kTensorGroup) {
+  if (a.strategy != Strategy::kBlock && block_set) {
+    return {"block_structure", block, "only strategy block takes a block structure"};
+  }
+  return {};
+}
+
+ArgsProblem scale_problem(const QuantArgs& a) {
+  const std::string scale(scale_dtype_name(a.scale_dtype));
+  if (a.strategy == Strategy::kTensorGroup) {
     // The global scale 448*6/amax is the NVFP4 formula; no other format defines one.
-    DSV4_CHECK_IN("quant", type == QuantType::kFloat && num_bits == 4,
-                  "type/num_bits: strategy tensor_group is NVFP4 and needs float 4-bit (%s)", cs);
-    DSV4_CHECK_IN("quant", scale_dtype == ScaleDType::kE4m3,
-                  "scale_dtype %s: strategy tensor_group needs e4m3 scales (%s)",
-                  scale_dtype_name(scale_dtype).data(), cs);
+    const char* nvfp4 = "strategy tensor_group (NVFP4) needs type float with num_bits 4";
+    if (a.type != QuantType::kFloat) return {"type", "int", nvfp4};
+    if (a.num_bits != 4) return {"num_bits", std::to_string(a.num_bits), nvfp4};
+    if (a.scale_dtype != ScaleDType::kE4m3) return {"scale_dtype", scale, "strategy tensor_group needs e4m3 scales"};
   }
-  if (scale_dtype == ScaleDType::kE8m0) {
-    DSV4_CHECK_IN("quant", type == QuantType::kFloat,
-                  "scale_dtype e8m0: power-of-two scales are defined for float weights only (%s)",
-                  cs);
-    DSV4_CHECK_IN("quant", symmetric, "symmetric=false: e8m0 scales need symmetric weights (%s)",
-                  cs);
+  if (a.scale_dtype == ScaleDType::kE8m0) {
+    if (a.type != QuantType::kFloat) {
+      return {"scale_dtype", scale, "power-of-two scales are defined for float weights only"};
+    }
+    if (!a.symmetric) return {"symmetric", "false", "e8m0 scales need symmetric weights"};
   }
-  if (observer == ObserverKind::kMse) {
-    DSV4_CHECK_IN("quant", mse.grid >= 1, "mse.grid %d: expected >= 1", mse.grid);
-    DSV4_CHECK_IN("quant", mse.maxshrink >= 0.0f && mse.maxshrink <= 1.0f,
-                  "mse.maxshrink %g: expected in [0, 1]", mse.maxshrink);
-    DSV4_CHECK_IN("quant", mse.norm > 0.0f, "mse.norm %g: expected > 0", mse.norm);
-    DSV4_CHECK_IN("quant", mse.patience >= 1, "mse.patience %d: expected >= 1", mse.patience);
-    DSV4_CHECK_IN("quant", mse.expand > 0.0f, "mse.expand %g: expected > 0", mse.expand);
+  return {};
+}
+
+ArgsProblem mse_problem(const QuantArgs& a) {
+  if (a.observer != ObserverKind::kMse) return {};
+  const MseOptions& m = a.mse;
+  if (m.grid < 1) return {"observer_kwargs.grid", std::to_string(m.grid), "expected >= 1"};
+  if (!(m.maxshrink >= 0.0f && m.maxshrink <= 1.0f)) {
+    return {"observer_kwargs.maxshrink", strfmt("%g", m.maxshrink), "expected in [0, 1]"};
+  }
+  if (!(m.norm > 0.0f)) return {"observer_kwargs.norm", strfmt("%g", m.norm), "expected > 0"};
+  if (m.patience < 1) return {"observer_kwargs.patience", std::to_string(m.patience), "expected >= 1"};
+  if (!(m.expand > 0.0f)) return {"observer_kwargs.expand", strfmt("%g", m.expand), "expected > 0"};
+  return {};
+}
+
+}  // namespace
+
+ArgsProblem QuantArgs::problem() const {
+  for (ArgsProblem p : {bits_problem(*this), layout_problem(*this), scale_problem(*this), mse_problem(*this)}) {
+    if (p) return p;
+  }
+  return {};
+}
+
+void QuantArgs::check() const {
+  if (const ArgsProblem p = problem()) {
+    DSV4_FAIL("quant", "%s (%s)", p.to_string().c_str(), to_string().c_str());
   }
 }
 

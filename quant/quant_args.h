@@ -30,6 +30,18 @@ enum class ScaleDType : uint8_t { kModel, kF32, kE4m3, kE8m0 };
 
 enum class ObserverKind : uint8_t { kMinMax, kMse };
 
+// A value that check() refuses, as data: a caller that holds the user's file (calib/'s recipe
+// reader) names its own key path from `field` instead of quoting an internal error. `field` is
+// the compressed-tensors key ("num_bits", "observer_kwargs.grid"), `value` what it holds, and
+// `expected` what would be accepted.
+struct ArgsProblem {
+  std::string field;  // empty: nothing wrong
+  std::string value;
+  std::string expected;
+  explicit operator bool() const { return !field.empty(); }
+  std::string to_string() const;  // "num_bits 9: expected 2 to 8 bits for int weights"
+};
+
 // llm-compressor memoryless_mse defaults (§1.9).
 struct MseOptions {
   float maxshrink = 0.20f;
@@ -50,7 +62,8 @@ struct QuantArgs {
   ObserverKind observer = ObserverKind::kMinMax;
   MseOptions mse;
 
-  // Throws dsv4::Error("quant", ...) naming the field and what was expected.
+  // The first value compressed-tensors' rules refuse; check() throws it as dsv4::Error("quant").
+  ArgsProblem problem() const;
   void check() const;
   std::string to_string() const;
 

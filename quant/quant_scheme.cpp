@@ -37,28 +37,36 @@ std::string ActivationArgs::to_string() const {
   return out;
 }
 
-void ActivationArgs::check() const {
-  const std::string s = to_string();
-  const char* cs = s.c_str();
-  if (type == QuantType::kInt) {
-    DSV4_CHECK_IN("quant", num_bits >= 2 && num_bits <= 8,
-                  "input_activations.num_bits %d: int activations take 2-8 bits (%s)", num_bits, cs);
-  } else {
-    DSV4_CHECK_IN("quant", num_bits == 8 || num_bits == 4,
-                  "input_activations.num_bits %d: float activations are fp8 or fp4 (%s)", num_bits, cs);
-    DSV4_CHECK_IN("quant", symmetric,
-                  "input_activations.symmetric false: asymmetric float activations are not "
-                  "implemented by compressed-tensors (%s)", cs);
+ArgsProblem ActivationArgs::problem() const {
+  const std::string bits = std::to_string(num_bits);
+  if (type == QuantType::kInt && (num_bits < 2 || num_bits > 8)) {
+    return {"num_bits", bits, "expected 2 to 8 bits for int activations"};
+  }
+  if (type == QuantType::kFloat && num_bits != 8 && num_bits != 4) {
+    return {"num_bits", bits, "float activations are fp8 or fp4, expected 8 or 4"};
+  }
+  if (type == QuantType::kFloat && !symmetric) {
+    return {"symmetric", "false", "asymmetric float activations are not implemented by compressed-tensors"};
   }
   const bool grouped = strategy == ActStrategy::kGroup || strategy == ActStrategy::kTensorGroup;
-  DSV4_CHECK_IN("quant", grouped == (group_size > 0),
-                "input_activations.group_size %d: %s (%s)", group_size,
-                grouped ? "group strategies need group_size > 0" : "only group strategies take a group_size", cs);
-  DSV4_CHECK_IN("quant", strategy != ActStrategy::kToken || dynamic == ActDynamic::kDynamic,
-                "input_activations.dynamic %s: the token strategy must be dynamic (%s)",
-                act_dynamic_name(dynamic).data(), cs);
-  DSV4_CHECK_IN("quant", dynamic != ActDynamic::kLocal || strategy == ActStrategy::kTensorGroup,
-                "input_activations.dynamic local: only strategy tensor_group has a local mode (%s)", cs);
+  if (grouped != (group_size > 0)) {
+    return {"group_size", std::to_string(group_size),
+            grouped ? "group strategies need group_size > 0" : "only group strategies take a group_size"};
+  }
+  const std::string dyn(act_dynamic_name(dynamic));
+  if (strategy == ActStrategy::kToken && dynamic != ActDynamic::kDynamic) {
+    return {"dynamic", dyn, "the token strategy must be dynamic"};
+  }
+  if (dynamic == ActDynamic::kLocal && strategy != ActStrategy::kTensorGroup) {
+    return {"dynamic", dyn, "only strategy tensor_group has a local mode"};
+  }
+  return {};
+}
+
+void ActivationArgs::check() const {
+  if (const ArgsProblem p = problem()) {
+    DSV4_FAIL("quant", "input_activations.%s (%s)", p.to_string().c_str(), to_string().c_str());
+  }
 }
 
 void QuantScheme::check() const {

@@ -39,7 +39,8 @@ struct ActivationArgs {
   int group_size = 0;  // > 0 for kGroup / kTensorGroup
   ActDynamic dynamic = ActDynamic::kDynamic;
 
-  void check() const;  // compressed-tensors' rules (§2.2), errors name the field
+  ArgsProblem problem() const;  // compressed-tensors' rules (§2.2); fields as in QuantArgs
+  void check() const;           // throws problem(), its field prefixed "input_activations."
   std::string to_string() const;
 };
 

@@ -17,6 +17,9 @@ void expect_error(const std::string& yaml, const std::string& needle) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("r.yaml"), std::string::npos) << e.what();
+    // The recipe is the user's: a user error in its words, never a quant/ source location.
+    EXPECT_TRUE(e.user()) << e.what();
+    EXPECT_EQ(std::string(e.what()).find(".cpp:"), std::string::npos) << e.what();
   }
 }
 
@@ -138,7 +141,8 @@ TEST(Recipe, OverridesReplaceRecipeValues) {
 TEST(Recipe, ErrorsNameTheKeyPath) {
   const std::string head = "q_stage:\n  q_modifiers:\n    GPTQModifier:\n";
   expect_error(head + "      scheme: W4A16\n      dampening: 0.1\n", "q_stage.q_modifiers.GPTQModifier.dampening: unknown key");
-  expect_error(head + "      scheme: W4A17\n", "unknown quantization scheme 'W4A17'");
+  expect_error(head + "      scheme: W4A17\n",
+               "unknown quantization scheme 'W4A17' (did you mean W4A16?); known: W4A16");
   expect_error(head + "      scheme: W4A16\n      config_groups: {g: {targets: [x], weights: {num_bits: 4}}}\n",
                "scheme and config_groups cannot be used together");
   expect_error(head + "      config_groups: {g: {targets: [x], weights: {num_bits: 4, group_size: 0}}}\n",
@@ -147,13 +151,37 @@ TEST(Recipe, ErrorsNameTheKeyPath) {
                "config_groups.g");
   expect_error(head + "      config_groups: {g: {targets: [x], weights: {num_bits: 4, grup_size: 128}}}\n",
                "weights.grup_size: unknown key");
+  expect_error(head + "      config_groups: {g: {targets: [x], weights: {num_bits: 9, group_size: 128}}}\n",
+               "config_groups.g.weights.num_bits: expected 2 to 8 bits for int weights, got 9");
+  expect_error(head + "      config_groups: {g: {targets: [x], weights: {num_bits: 4, strategy: grup, "
+                      "group_size: 128}}}\n",
+               "weights.strategy: expected one of tensor, channel, group, block, tensor_group, token, attn_head, got "
+               "'grup' (did you mean group?)");
+  expect_error(head + "      config_groups: {g: {targets: [x], weights: {num_bits: 4, group_size: 128, observer: mse, "
+                      "observer_kwargs: {grid: 0}}}}\n",
+               "config_groups.g.weights.observer_kwargs.grid: expected >= 1, got 0");
+  expect_error(head + "      config_groups: {g: {targets: [x], weights: {num_bits: 8, type: float}, "
+                      "format: pack-quantized}}\n",
+               "config_groups.g.format: pack-quantized cannot hold these weights (float8");
+  expect_error(head + "      config_groups: {g: {targets: [x], weights: {num_bits: 8, type: float}, "
+                      "input_activations: {num_bits: 8, type: float, strategy: token, dynamic: false}}}\n",
+               "config_groups.g.input_activations.dynamic: the token strategy must be dynamic, got false");
+  expect_error(head + "      scheme: W4A16\n      block_size: 0\n",
+               "GPTQModifier.block_size: expected a positive column count, got 0");
+  expect_error(head + "      scheme: W4A16\n      num_sampels: 3\n      dampening_frac: 0.1\n",
+               "GPTQModifier.num_sampels: unknown key; accepted here");
+  expect_error(head + "      scheme: W4A16\n      dampening_fraq: 0.1\n",
+               "GPTQModifier.dampening_fraq: unknown key (did you mean dampening_frac?); accepted here");
   expect_error(head + "      scheme: W4A16\n      targets: [Linear]\n      ignore: [Linear]\n", "'Linear' is both ignored and a target");
   expect_error(head + "      scheme: W4A16\n      actorder: dynamic\n", "actorder 'dynamic'");
   expect_error(head + "      actorder: group\n      config_groups: {g: {targets: [x], weights: {num_bits: 4, group_size: 128, actorder: static}}}\n",
                "actorder: contradicts");
   expect_error(head + "      scheme: W4A16\n      kv_cache_scheme: {num_bits: 8}\n", "KV-cache quantization is not supported");
   expect_error("q_stage:\n  q_modifiers:\n    AWQModifier: {}\n", "unknown modifier");
-  expect_error("modell: {path: x}\nq_stage:\n  q_modifiers:\n    QuantizationModifier: {scheme: W4A16}\n", "modell: unknown key");
+  expect_error("modell: {path: x}\nq_stage:\n  q_modifiers:\n    QuantizationModifier: {scheme: W4A16}\n",
+               "modell: unknown key (did you mean model?)");
+  expect_error("q_stage:\n  q_modifiers:\n    QuantizationModifer: {scheme: W4A16}\n",
+               "QuantizationModifer: unknown modifier (did you mean QuantizationModifier?)");
   expect_error("dataset: {num_samples: many}\nq_stage:\n  q_modifiers:\n    QuantizationModifier: {scheme: W4A16}\n",
                "dataset.num_samples: expected an integer, got 'many'");
   expect_error("output: {shard_size: 5 parsecs}\nq_stage:\n  q_modifiers:\n    QuantizationModifier: {scheme: W4A16}\n",

@@ -1,5 +1,6 @@
 // test_log.cpp: log_info speaks on rank 0 only, log_rank/log_warn/log_error on every rank with
-// the "[rR/W host gpuD]" prefix and the " !! " / " ## " markers, and verbosity filters info/debug.
+// the "[rR/W host gpuD]" prefix (warnings and errors only when there are several ranks) and the
+// " !! " / " ## " markers, and verbosity filters info/debug.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -39,6 +40,18 @@ TEST_F(LogTest, WarningsAndErrorsGoToStderrWithDistinctMarkers) {
   EXPECT_EQ(::testing::internal::GetCapturedStderr(), " !! [r5/8 h] expert 17 saw 0 tokens\n ## [r5/8 h] boom\n");
 }
 
+// One process: "[r0/1 host]" would only push the user's words to the right (issue 28).
+TEST_F(LogTest, SingleProcessWarningsAndErrorsNameNoRank) {
+  set_log_context({.rank = 0, .world = 1, .host = "h", .device = 0});
+  ::testing::internal::CaptureStderr();
+  log_warn("careful");
+  log_error("no such file");
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), " !! careful\n ## no such file\n");
+  ::testing::internal::CaptureStdout();
+  log_rank("bound");  // a rank line asked for by name keeps its tag
+  EXPECT_EQ(::testing::internal::GetCapturedStdout(), "[r0/1 h gpu0] bound\n");
+}
+
 TEST_F(LogTest, VerbosityFiltersInfoAndDebugButNeverWarnings) {
   set_log_context({});
   set_log_level(0);
@@ -48,11 +61,11 @@ TEST_F(LogTest, VerbosityFiltersInfoAndDebugButNeverWarnings) {
   log_debug("hidden");
   log_warn("shown");
   EXPECT_EQ(::testing::internal::GetCapturedStdout(), "");
-  EXPECT_EQ(::testing::internal::GetCapturedStderr(), " !! [r0/1] shown\n");
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), " !! shown\n");
   set_log_level(2);
   ::testing::internal::CaptureStdout();
   log_debug("detail %s", "x");
-  EXPECT_EQ(::testing::internal::GetCapturedStdout(), "[r0/1] detail x\n");
+  EXPECT_EQ(::testing::internal::GetCapturedStdout(), "detail x\n");
   EXPECT_EQ(LogContext{}.suffix(), "");  // single-process errors carry no rank suffix
 }
 

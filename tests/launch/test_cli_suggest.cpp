@@ -1,6 +1,7 @@
 // test_cli_suggest.cpp: the message for unexpected command-line arguments (launch/cli_suggest.h):
 // arguments in command-line order (CLI11's own error lists them last-first), the nearest flag of
-// the command they were given to, the nearest subcommand for a bare word, nothing for noise.
+// the command they were given to, the nearest subcommand for a bare word, nothing for noise. The
+// distance rule itself: tests/common/test_suggest.cpp.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -10,18 +11,6 @@
 
 namespace dsv4::launch {
 namespace {
-
-TEST(CliSuggest, EditDistanceAndNearest) {
-  EXPECT_EQ(cli_edit_distance("", ""), 0u);
-  EXPECT_EQ(cli_edit_distance("--num-sample", "--num-samples"), 1u);
-  EXPECT_EQ(cli_edit_distance("--mdoel", "--model"), 2u);
-  EXPECT_EQ(cli_edit_distance("abc", ""), 3u);
-  const std::vector<std::string> flags = {"--num-samples", "--seq-len", "--model", "-v"};
-  EXPECT_EQ(cli_nearest("--num-sample", flags), "--num-samples");
-  EXPECT_EQ(cli_nearest("--seqlen", flags), "--seq-len");
-  EXPECT_EQ(cli_nearest("--x", flags), "") << "two edits from -v is noise, not a typo of it";
-  EXPECT_EQ(cli_nearest("--entirely-else", flags), "");
-}
 
 // The app shape of main.cpp: the main job's flags on the top level, subcommands with their own.
 struct Cli {

@@ -118,12 +118,12 @@ TEST(QuantArgs, ValidationMessages) {
   expect_error([&] { a.check(); }, "block_structure [0, 0]: strategy block needs positive");
   a = quant_args_preset("W8A8");
   a.num_bits = 9;
-  expect_error([&] { a.check(); }, "num_bits 9: int weights need 2..8 bits");
+  expect_error([&] { a.check(); }, "num_bits 9: expected 2 to 8 bits for int weights");
   a.num_bits = 1;
-  expect_error([&] { a.check(); }, "num_bits 1: int weights need 2..8 bits");
+  expect_error([&] { a.check(); }, "num_bits 1: expected 2 to 8 bits for int weights");
   a = quant_args_preset("FP8");
   a.num_bits = 6;
-  expect_error([&] { a.check(); }, "num_bits 6: float weights are fp4 (e2m1) or fp8");
+  expect_error([&] { a.check(); }, "num_bits 6: expected 4 (fp4 e2m1) or 8 (fp8 e4m3) for float weights");
   a = quant_args_preset("W8A8");
   a.group_size = 64;
   expect_error([&] { a.check(); }, "group_size 64: only strategy group/tensor_group");
@@ -135,20 +135,20 @@ TEST(QuantArgs, ValidationMessages) {
   expect_error([&] { a.check(); }, "scale_dtype model(bf16): strategy tensor_group needs e4m3");
   a = quant_args_preset("W4A16");
   a.strategy = Strategy::kTensorGroup;
-  expect_error([&] { a.check(); }, "strategy tensor_group is NVFP4");
+  expect_error([&] { a.check(); }, "type int: strategy tensor_group (NVFP4) needs type float");
   a = quant_args_preset("W4A16");
   a.scale_dtype = ScaleDType::kE8m0;
   expect_error([&] { a.check(); }, "scale_dtype e8m0: power-of-two scales");
   a = quant_args_preset("W4A16");
   a.observer = ObserverKind::kMse;
   a.mse.grid = 0;
-  expect_error([&] { a.check(); }, "mse.grid 0");
+  expect_error([&] { a.check(); }, "observer_kwargs.grid 0: expected >= 1");
   a.mse = MseOptions{};
   a.mse.maxshrink = 1.5f;
-  expect_error([&] { a.check(); }, "mse.maxshrink 1.5");
+  expect_error([&] { a.check(); }, "observer_kwargs.maxshrink 1.5");
   a.mse = MseOptions{};
   a.mse.norm = 0.0f;
-  expect_error([&] { a.check(); }, "mse.norm 0");
+  expect_error([&] { a.check(); }, "observer_kwargs.norm 0");
 }
 
 TEST(QuantArgs, MseDefaults) {
