@@ -27,10 +27,14 @@ void HessianAccumulator::add(const float* x, int64_t num_tokens) {
   DSV4_CHECK_IN("gptq", num_tokens >= 0, "num_tokens %lld is negative",
                 static_cast<long long>(num_tokens));
   if (num_tokens == 0) return;
+  hessian_gram_add(x, num_tokens, dim_, sum_.data());
+  num_tokens_ += num_tokens;
+}
+
+void hessian_gram_add(const float* x, int64_t num_tokens, int64_t d, float* s) {
+  if (num_tokens == 0) return;
   DSV4_CHECK_IN("gptq", x != nullptr, "null input for %lld tokens",
                 static_cast<long long>(num_tokens));
-  const int64_t d = dim_;
-  float* s = sum_.data();
   // Upper triangle only (tiles with jb >= ib), mirrored afterwards.
   for (int64_t ib = 0; ib < d; ib += kTile) {
     const int64_t ie = std::min(ib + kTile, d);
@@ -49,7 +53,6 @@ void HessianAccumulator::add(const float* x, int64_t num_tokens) {
   for (int64_t i = 0; i < d; ++i) {
     for (int64_t j = i + 1; j < d; ++j) s[j * d + i] = s[i * d + j];
   }
-  num_tokens_ += num_tokens;
 }
 
 void HessianAccumulator::merge(const HessianAccumulator& other) {

@@ -51,6 +51,11 @@ class HessianAccumulator {
   std::vector<float> sum_;
 };
 
+// HessianAccumulator::add's arithmetic on its own: s += xᵀx over num_tokens rows of x
+// ([num_tokens, dim]), the upper triangle summed token by token in order, then mirrored to the
+// lower one (s [dim, dim]; zero for the Gram of these rows alone, as HessianExactSum takes it).
+void hessian_gram_add(const float* x, int64_t num_tokens, int64_t dim, float* s);
+
 // The H-weighted squared error of a quantized weight, GPTQ's objective (§1.10): tr(ΔHΔᵀ) with
 // Δ = W − Q, next to the weight's own tr(WHWᵀ); their ratio is the rel_error that gptq_rel_error,
 // the pipeline's manifest and `dsv4-calib solve --json` report. The one CPU implementation; the
