@@ -65,6 +65,10 @@ class LayerExecutor {
   // null when there are none to give (the CUDA executor brings them down only for a snapshot).
   virtual const std::vector<std::vector<float>>* states_for_snapshot(bool snapshot_due) = 0;
 
+  // How pass A's Hessians can be summed here: the recipe's choice where this backend can do it
+  // (the CPU's collector does both), else fp32 (the GPU's collector sums in fp32 only so far).
+  virtual HessianSums hessian_sums(HessianSums wanted) const = 0;
+
   // GPU memory use for the report (0 on the CPU).
   struct Memory {
     int gpu = -1;

@@ -60,6 +60,8 @@ class CudaLayerExecutor final : public LayerExecutor {
 
   // With kKeep pass A's outputs are the next layer's input, on the GPU; the host states (the
   // previous layer's snapshot may still be reading them) are not touched.
+  HessianSums hessian_sums(HessianSums) const override { return HessianSums::kFp32; }
+
   void pass_a(LayerStats& stats, PassAOutput output) override {
     gpu_->run(*s_.samples, &stats, output == PassAOutput::kKeep);
   }

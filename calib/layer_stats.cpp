@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "common/check.h"
 
@@ -29,26 +30,56 @@ std::optional<HessianId> TapRouter::route(const std::vector<std::string>& module
 }
 
 int64_t LayerStats::Slot::dim() const {
-  if (const auto* h = std::get_if<quant::HessianAccumulator>(&sum)) return h->dim();
-  return std::get<DeviceHessianSum>(sum).dim;
+  return std::visit([](const auto& h) -> int64_t {
+    if constexpr (std::is_same_v<std::decay_t<decltype(h)>, DeviceHessianSum>) {
+      return h.dim;
+    } else {
+      return h.dim();
+    }
+  }, sum);
 }
 int64_t LayerStats::Slot::tokens() const {
-  if (const auto* h = std::get_if<quant::HessianAccumulator>(&sum)) return h->num_tokens();
-  return std::get<DeviceHessianSum>(sum).tokens;
+  return std::visit([](const auto& h) -> int64_t {
+    if constexpr (std::is_same_v<std::decay_t<decltype(h)>, DeviceHessianSum>) {
+      return h.tokens;
+    } else {
+      return h.num_tokens();
+    }
+  }, sum);
 }
-float* LayerStats::Slot::data() {
-  if (auto* h = std::get_if<quant::HessianAccumulator>(&sum)) return h->sum().data();
-  return std::get<DeviceHessianSum>(sum).sum();
+uint64_t LayerStats::Slot::bytes() const {
+  const uint64_t entries = static_cast<uint64_t>(dim()) * static_cast<uint64_t>(dim());
+  if (std::holds_alternative<quant::HessianExactSum>(sum)) return entries * quant::HessianExactSum::kLimbs * 8;
+  return entries * 4;
+}
+LayerStats::Slot::Buffer LayerStats::Slot::reduce_buffer() {
+  const size_t entries = static_cast<size_t>(dim() * dim());
+  if (auto* h = std::get_if<quant::HessianAccumulator>(&sum)) return {h->sum().data(), entries, dist::ElemType::kF32};
+  if (auto* x = std::get_if<quant::HessianExactSum>(&sum)) {
+    return {x->normalized_limbs(), x->limb_count(), dist::ElemType::kI64};
+  }
+  return {std::get<DeviceHessianSum>(sum).sum(), entries, dist::ElemType::kF32};
 }
 void LayerStats::Slot::set_tokens(int64_t n) {
-  if (auto* h = std::get_if<quant::HessianAccumulator>(&sum)) {
-    h->set_num_tokens(n);
-  } else {
-    std::get<DeviceHessianSum>(sum).tokens = n;
-  }
+  std::visit([n](auto& h) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(h)>, DeviceHessianSum>) {
+      h.tokens = n;
+    } else {
+      h.set_num_tokens(n);
+    }
+  }, sum);
 }
 
-LayerStats::LayerStats(bool all_experts, W2Input w2_input) : all_experts_(all_experts), w2_input_(w2_input) {}
+LayerStats::LayerStats(bool all_experts, W2Input w2_input, HessianSums sums)
+    : all_experts_(all_experts), w2_input_(w2_input), sums_(sums) {}
+
+LayerStats::Slot LayerStats::fresh_slot(int64_t dim) const {
+  if (sums_on_device_) {
+    return Slot{DeviceHessianSum{device_memory_zeros(static_cast<size_t>(dim * dim) * sizeof(float)), dim, 0}};
+  }
+  if (sums_ == HessianSums::kExact) return Slot{quant::HessianExactSum(dim)};
+  return Slot{quant::HessianAccumulator(dim)};
+}
 
 void LayerStats::on_tap(const model::TapEvent& e) {
   if (e.rows == 0 || e.modules.empty()) return;
@@ -61,10 +92,11 @@ void LayerStats::on_tap(const model::TapEvent& e) {
   }
   const std::optional<HessianId> id = taps_.route(e.modules, e.group);
   if (!id) return;
-  auto [it, fresh] = slots_.try_emplace(*id, Slot{quant::HessianAccumulator(e.cols)});
-  Slot& slot = it->second;
-  DSV4_CHECK_IN("calib", !std::holds_alternative<DeviceHessianSum>(slot.sum), "CPU tap for %s, whose Hessian is on the GPU",
+  DSV4_CHECK_IN("calib", !sums_on_device_, "CPU tap for %s, whose Hessians are on the GPU",
                 hessian_id_describe(*id).c_str());
+  auto it = slots_.find(*id);
+  if (it == slots_.end()) it = slots_.emplace(*id, fresh_slot(e.cols)).first;
+  Slot& slot = it->second;
   DSV4_CHECK_IN("calib", slot.dim() == e.cols, "tap for %s has %lld columns, its Hessian %lld",
                 hessian_id_describe(*id).c_str(), static_cast<long long>(e.cols), static_cast<long long>(slot.dim()));
   if (id->key.all_experts() && slot.last_pass == pass_) return;  // every expert repeats the same rows
@@ -73,10 +105,16 @@ void LayerStats::on_tap(const model::TapEvent& e) {
 }
 
 void LayerStats::add_rows(Slot& slot, const model::TapEvent& e) const {
-  quant::HessianAccumulator& acc = std::get<quant::HessianAccumulator>(slot.sum);
+  const auto add = [&slot](const float* x, int64_t rows) {
+    if (auto* exact = std::get_if<quant::HessianExactSum>(&slot.sum)) {
+      exact->add(x, rows);
+    } else {
+      std::get<quant::HessianAccumulator>(slot.sum).add(x, rows);
+    }
+  };
   const bool weighted_w2 = e.row_weights != nullptr && w2_input_ == W2Input::kWeighted;
   if (!weighted_w2) {
-    acc.add(e.x, e.rows);
+    add(e.x, e.rows);
     return;
   }
   // Rows scaled by their routing weight; unrouted rows (weight 0) are not tokens of this expert.
@@ -89,10 +127,12 @@ void LayerStats::add_rows(Slot& slot, const model::TapEvent& e) const {
     for (int64_t c = 0; c < e.cols; ++c) rows.push_back(e.x[r * e.cols + c] * w);
     ++n;
   }
-  acc.add(rows.data(), n);
+  add(rows.data(), n);
 }
 
 void LayerStats::import_hessian(const HessianId& id, quant::HessianAccumulator partial) {
+  DSV4_CHECK_IN("calib", sums_ == HessianSums::kFp32, "fp32 Hessian %s imported into exact sums",
+                hessian_id_describe(id).c_str());
   const bool fresh = slots_.try_emplace(id, Slot{std::move(partial)}).second;
   DSV4_CHECK_IN("calib", fresh, "Hessian %s imported twice", hessian_id_describe(id).c_str());
 }
@@ -126,6 +166,7 @@ const LayerStats::Slot* LayerStats::slot_of(const HessianId& id, int64_t cols) c
 quant::HessianResult LayerStats::hessian(const HessianId& id, int64_t cols) const {
   const Slot* slot = slot_of(id, cols);
   if (!slot) return quant::HessianAccumulator(cols).finalize();
+  if (const auto* exact = std::get_if<quant::HessianExactSum>(&slot->sum)) return exact->rounded().finalize();
   const auto* acc = std::get_if<quant::HessianAccumulator>(&slot->sum);
   DSV4_CHECK_IN("calib", acc != nullptr, "the Hessian %s is on the GPU: bring it over first (hessians_to_host)",
                 hessian_id_describe(id).c_str());
@@ -158,7 +199,7 @@ void LayerStats::hessians_to_host(const std::set<HessianKey>& keys) {
 
 uint64_t LayerStats::hessian_bytes() const {
   uint64_t b = 0;
-  for (const auto& [id, slot] : slots_) b += static_cast<uint64_t>(slot.dim()) * static_cast<uint64_t>(slot.dim()) * 4;
+  for (const auto& [id, slot] : slots_) b += slot.bytes();
   return b;
 }
 

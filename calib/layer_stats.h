@@ -2,7 +2,7 @@
 // the GPTQ Hessians of the modules that need one, the input absmax of modules with a static
 // activation scheme, and the routed token count of every expert.
 //
-//   LayerStats stats(config.all_experts, W2Input::kUnweighted);
+//   LayerStats stats(config.all_experts, W2Input::kUnweighted, HessianSums::kExact);
 //   stats.want_hessian("layers.3.attn.wq_a", m.scheme->hessian);  stats.want_amax("layers.3.attn.wq_b");
 //   ctx.taps = &stats;  for (sample ...) { stats.next_pass(); block_forward(..., ctx); }
 //   HessianResult h = stats.hessian({key}, 4096);       // wq_a's, shared with wkv (one key)
@@ -16,7 +16,9 @@
 // forward pass. w2 takes the expert's hidden state, unweighted (as transformers and
 // llm-compressor see it) or scaled by the routing weight (DeepSeek's reference, where the
 // weight is applied before w2); in the weighted convention rows whose routing weight is 0
-// (tokens not routed there) are not counted.
+// (tokens not routed there) are not counted. With HessianSums::kExact each tap's rows (one
+// sample's, on the CPU) are added as an exact fixed-point sum (quant/hessian_exact.h), so the
+// Hessians, and the reduce of the ranks' partials, do not depend on which rank saw which sample.
 // Tests: tests/calib/test_layer_stats.cpp, tests/calib/test_layer_stats_cuda.cu.
 #pragma once
 
@@ -35,6 +37,7 @@
 #include "dist/communicator.h"
 #include "model/taps.h"
 #include "quant/hessian.h"
+#include "quant/hessian_exact.h"
 
 namespace dsv4::calib {
 
@@ -73,7 +76,7 @@ struct DeviceHessianSum {
 
 class LayerStats final : public model::TapSink {
  public:
-  LayerStats(bool all_experts, W2Input w2_input);
+  LayerStats(bool all_experts, W2Input w2_input, HessianSums sums);
 
   void want_hessian(const std::string& module, const HessianKey& key) { taps_.want_hessian(module, key); }
   void want_amax(const std::string& module) { taps_.want_amax(module); }
@@ -88,7 +91,8 @@ class LayerStats final : public model::TapSink {
   void on_expert_tokens(const std::string& block_prefix, int expert, int64_t count) override;
 
   // What the GPU's pass A hands over (calib/layer_stats_cuda.h): a Hessian partial, on the host
-  // or left on the GPU, an input absmax, expert counts (on_expert_tokens). Sums on the GPU are
+  // (fp32: a LayerStats made with HessianSums::kFp32), or left on the GPU, an input absmax,
+  // expert counts (on_expert_tokens). Sums on the GPU are
   // reduced in place by reduce_to_owners, which takes a communicator that accepts device
   // buffers (NCCL, or one rank); the GPU solves read them through device_hessian; hessian()
   // needs them brought over first (hessians_to_host). Once one sum is on the GPU they all are:
@@ -134,19 +138,28 @@ class LayerStats final : public model::TapSink {
 
  private:
   struct Slot {
-    std::variant<quant::HessianAccumulator, DeviceHessianSum> sum;
+    std::variant<quant::HessianAccumulator, quant::HessianExactSum, DeviceHessianSum> sum;
     int64_t last_pass = -1;
     int64_t dim() const;
     int64_t tokens() const;
-    float* data();  // the unscaled sum, where it lives
+    uint64_t bytes() const;
+    // What the reduce sums: the fp32 sum where it lives, or the exact sum's normalized limbs.
+    struct Buffer {
+      void* data;
+      size_t count;
+      dist::ElemType type;
+    };
+    Buffer reduce_buffer();
     void set_tokens(int64_t n);
   };
+  Slot fresh_slot(int64_t dim) const;  // an empty sum of this LayerStats' kind
   // The slot of `id`; nullptr when no token reached it. Fails when another rank owns it or its
   // width is not `cols`.
   const Slot* slot_of(const HessianId& id, int64_t cols) const;
   void add_rows(Slot& slot, const model::TapEvent& e) const;
   bool all_experts_;
   W2Input w2_input_;
+  HessianSums sums_;
   int64_t pass_ = 0;
   TapRouter taps_;
   std::map<HessianId, Slot> slots_;

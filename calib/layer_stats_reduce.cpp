@@ -48,15 +48,9 @@ void LayerStats::reduce_to_owners(dist::Communicator& comm, const std::map<Hessi
                     hessian_id_describe(id).c_str(), static_cast<long long>(it->second), static_cast<long long>(d));
     }
   }
-  // Hessians only other ranks saw take part with a zero sum, where this rank's sums live.
+  // Hessians only other ranks saw take part with a zero sum of this rank's kind.
   for (const auto& [id, d] : dims) {
-    if (slots_.count(id)) continue;
-    const size_t bytes = static_cast<size_t>(d * d) * sizeof(float);
-    if (sums_on_device_) {
-      slots_.emplace(id, Slot{DeviceHessianSum{device_memory_zeros(bytes), d, 0}});
-    } else {
-      slots_.emplace(id, Slot{quant::HessianAccumulator(d)});
-    }
+    if (!slots_.count(id)) slots_.emplace(id, fresh_slot(d));
   }
 
   // 2. The sums, one by one, to the ranks solving with them; then the token counts.
@@ -66,11 +60,11 @@ void LayerStats::reduce_to_owners(dist::Communicator& comm, const std::map<Hessi
     DSV4_CHECK_IN("calib", who != owners.end() && !who->second.empty(), "no rank solves with Hessian %s",
                   hessian_id_describe(id).c_str());
     Slot& slot = slots_.at(id);
-    const size_t count = static_cast<size_t>(d * d);
+    const Slot::Buffer b = slot.reduce_buffer();
     if (who->second.size() == 1) {
-      comm.reduce(slot.data(), count, dist::ElemType::kF32, dist::ReduceOp::kSum, *who->second.begin());
+      comm.reduce(b.data, b.count, b.type, dist::ReduceOp::kSum, *who->second.begin());
     } else {
-      comm.all_reduce(slot.data(), count, dist::ElemType::kF32, dist::ReduceOp::kSum);
+      comm.all_reduce(b.data, b.count, b.type, dist::ReduceOp::kSum);
     }
     tokens.push_back(slot.tokens());
   }

@@ -54,10 +54,16 @@ struct RecipeModifier {
 // applied before w2 as DeepSeek's reference forward does.
 enum class W2Input : uint8_t { kUnweighted, kWeighted };
 
+// How pass A's Hessian sums are kept: kExact as fixed-point integers (quant/hessian_exact.h),
+// the same bits whatever the number of ranks; kFp32 as fp32 sums, whose last bits depend on how
+// the samples were split across ranks (the GPU collector's only mode so far).
+enum class HessianSums : uint8_t { kExact, kFp32 };
+
 struct CalibrationSection {
   bool all_experts = true;      // every expert sees every token for its Hessian (§5.1)
   bool propagate_error = true;  // the next layer's input comes from the quantized layer
   W2Input w2_input = W2Input::kUnweighted;
+  HessianSums hessian_sums = HessianSums::kExact;
   int64_t batch_tokens = 4096;  // tokens per forward chunk (memory bound, not a numerics knob)
 };
 

@@ -72,6 +72,7 @@ std::string recipe_to_yaml(const Recipe& r) {
   j["calibration"] = {{"all_experts", r.calibration.all_experts},
                       {"propagate_error", r.calibration.propagate_error},
                       {"w2_input", r.calibration.w2_input == W2Input::kWeighted ? "weighted" : "unweighted"},
+                      {"hessian_sums", r.calibration.hessian_sums == HessianSums::kFp32 ? "fp32" : "exact"},
                       {"batch_tokens", r.calibration.batch_tokens}};
   j["output"] = {{"dir", r.output.dir},
                  {"shard_size", std::to_string(r.output.shard_bytes)},

@@ -252,9 +252,11 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
   r.calibration.w2_input = cal.get_enum("w2_input", "unweighted", {"unweighted", "weighted"}) == "weighted"
                                ? W2Input::kWeighted
                                : W2Input::kUnweighted;
+  r.calibration.hessian_sums = cal.get_enum("hessian_sums", "exact", {"exact", "fp32"}) == "fp32" ? HessianSums::kFp32
+                                                                                                 : HessianSums::kExact;
   r.calibration.batch_tokens = cal.get_int("batch_tokens", r.calibration.batch_tokens);
   if (r.calibration.batch_tokens <= 0) cal.fail("batch_tokens", "expected a positive token count");
-  cal.finish({"all_experts", "propagate_error", "w2_input", "batch_tokens"});
+  cal.finish({"all_experts", "propagate_error", "w2_input", "hessian_sums", "batch_tokens"});
   YamlReader out = top.child("output");
   r.output.dir = out.get_string("dir", "");
   r.output.shard_bytes = parse_bytes(out, "shard_size", r.output.shard_bytes);

@@ -2,16 +2,13 @@
 // run_estimate.h).
 #include "calib/run_estimate.h"
 
-// The forward's GEMMs run on OpenBLAS's thread pool (model/ops.cpp); ops.h has no thread knob,
-// so the probe sets the pool size through OpenBLAS's own API.
-#include <cblas.h>
-
 #include <algorithm>
 #include <chrono>
 #include <map>
 #include <set>
 
 #include "common/check.h"
+#include "common/parallel.h"
 #include "model/ops.h"
 #include "quant/quant_scheme.h"
 
@@ -223,11 +220,6 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
 }
 
 double measure_sgemm_gflops(int threads) {
-  struct ThreadsGuard {
-    int previous = openblas_get_num_threads();
-    ~ThreadsGuard() { openblas_set_num_threads(previous); }
-  } guard;
-  if (threads > 0) openblas_set_num_threads(threads);
   // Large enough to leave OpenBLAS's small-matrix path and use every thread, small enough (5 MB)
   // that the probe takes ~0.2 s on any machine; values in [-0.5, 0.5] (no denormals).
   constexpr int64_t kRows = 256, kIn = 1024, kOut = 1024;
@@ -235,20 +227,20 @@ double measure_sgemm_gflops(int threads) {
   std::vector<float> y(static_cast<size_t>(kRows * kOut));
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i % 17) - 8) / 16.0f;
   for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(static_cast<int>(i % 13) - 6) / 12.0f;
-  model::linear_forward(x.data(), kRows, kIn, w.data(), kOut, y.data());  // warm-up: thread pool, caches
+  model::linear_forward(x.data(), kRows, kIn, w.data(), kOut, y.data(), threads);  // warm-up: caches
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   int64_t calls = 0;
   double elapsed = 0;
   do {
-    model::linear_forward(x.data(), kRows, kIn, w.data(), kOut, y.data());
+    model::linear_forward(x.data(), kRows, kIn, w.data(), kOut, y.data(), threads);
     ++calls;
     elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   } while (elapsed < 0.2);
   return 2.0 * kRows * kIn * kOut * static_cast<double>(calls) / elapsed / 1e9;
 }
 
-int sgemm_probe_threads(int threads) { return threads > 0 ? threads : openblas_get_num_threads(); }
+int sgemm_probe_threads(int threads) { return parallel_threads(threads); }
 
 std::string run_estimate_text(const RunEstimate& e) {
   std::string out = strfmt("time estimate: %lld samples x %lld tokens = %lld tokens (at most: shorter records are not "

@@ -3,7 +3,7 @@
 // pass B, Hessian accumulation FLOPs per distinct Hessian, GPTQ solve FLOPs, bytes decoded and
 // written, and seconds = FLOPs / a measured sgemm rate.
 //
-//   const double gflops = measure_sgemm_gflops(0);   // OpenBLAS's own thread count, as the forward
+//   const double gflops = measure_sgemm_gflops(0);   // every hardware thread, as the forward
 //   RunEstimate e = run_estimate(recipe, plan, config, recipe.dataset.num_samples, recipe.dataset.seq_len, gflops);
 //   std::fputs(run_estimate_text(e).c_str(), stdout);  // a few lines; run_estimate_json for --json
 //
@@ -88,10 +88,10 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
                          int64_t samples, int64_t seq_len, double gflops);
 
 // sgemm rate of model::linear_forward on [256, 1024] x [1024, 1024]ᵀ: one warm-up call, then
-// repeated for ~0.2 s. threads > 0 runs OpenBLAS with that many threads for the probe (the
-// previous count is restored); <= 0 keeps OpenBLAS's own count, which the calibration forward uses.
+// repeated for ~0.2 s, its column blocks on `threads` threads (<= 0: every hardware thread, as
+// the calibration forward runs them).
 double measure_sgemm_gflops(int threads);
-// The OpenBLAS thread count measure_sgemm_gflops(threads) runs with.
+// The thread count measure_sgemm_gflops(threads) runs with.
 int sgemm_probe_threads(int threads);
 
 std::string run_estimate_text(const RunEstimate& e);

@@ -8,23 +8,54 @@
 
 #include "common/check.h"
 #include "common/codec.h"
+#include "common/parallel.h"
 #include "model/rope.h"
 
 namespace dsv4::model {
 
-void linear_forward(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, float* y) {
+namespace {
+
+// OpenBLAS's own threads split a GEMM by the thread count, which moves rows between its
+// Haswell/Zen micro-kernels and changes their low bits (ops.h): the forward's GEMMs run with one
+// BLAS thread, in fixed column blocks spread over our threads instead.
+void blas_single_threaded() {
+  static const bool once = [] {
+    openblas_set_num_threads(1);
+    return true;
+  }();
+  (void)once;
+}
+
+// A block's work (rows·in·cols multiply-adds) below which the blocks run on the calling thread.
+constexpr int64_t kParallelWork = int64_t{1} << 22;
+
+}  // namespace
+
+void linear_forward(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, float* y, int threads) {
   DSV4_CHECK_IN("ops", rows >= 0 && in > 0 && out > 0, "linear [%lld, %lld] x [%lld, %lld]ᵀ",
                 static_cast<long long>(rows), static_cast<long long>(in), static_cast<long long>(out),
                 static_cast<long long>(in));
   if (rows == 0) return;
-  // Row-major y = x · wᵀ: M = rows, N = out, K = in.
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(out),
-              static_cast<int>(in), 1.0f, x, static_cast<int>(in), w, static_cast<int>(in), 0.0f, y,
-              static_cast<int>(out));
+  blas_single_threaded();
+  // Row-major y = x · wᵀ per block of outputs: M = rows, N = the block's columns, K = in.
+  const int64_t blocks = (out + kLinearColumnBlock - 1) / kLinearColumnBlock;
+  const auto block = [&](size_t b) {
+    const int64_t n0 = static_cast<int64_t>(b) * kLinearColumnBlock, n = std::min(kLinearColumnBlock, out - n0);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(n),
+                static_cast<int>(in), 1.0f, x, static_cast<int>(in), w + n0 * in, static_cast<int>(in), 0.0f, y + n0,
+                static_cast<int>(out));
+  };
+  if (blocks > 1 && rows * in * kLinearColumnBlock >= kParallelWork) {
+    parallel_for(static_cast<size_t>(blocks), threads, block);
+  } else {
+    for (int64_t b = 0; b < blocks; ++b) block(static_cast<size_t>(b));
+  }
 }
 
 void linear_forward_row_stable(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, float* y) {
-  const int64_t min_rows = (kRowStableMinOutputs + out - 1) / out;
+  // Each sgemm call is at most kLinearColumnBlock outputs wide.
+  const int64_t width = std::min(out, kLinearColumnBlock);
+  const int64_t min_rows = (kRowStableMinOutputs + width - 1) / width;
   if (rows == 0 || rows >= min_rows) {
     linear_forward(x, rows, in, w, out, y);
     return;

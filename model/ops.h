@@ -19,17 +19,26 @@ namespace dsv4::model {
 
 struct RopeTable;
 
-// y[rows, out] = x[rows, in] · w[out, in]ᵀ, all row-major fp32 (sgemm, fp32 accumulation).
-void linear_forward(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, float* y);
+// y[rows, out] = x[rows, in] · w[out, in]ᵀ, all row-major fp32 (sgemm, fp32 accumulation), as
+// single-threaded sgemm calls over fixed blocks of kLinearColumnBlock outputs, run on
+// parallel_for's threads when large: every output's bits depend on the shapes alone, never on the
+// number of threads (OpenBLAS's own threading would make them depend on it with its Haswell and
+// Zen kernels: the same bits at any number of ranks, issue 29). Sets OpenBLAS to one thread.
+// threads: parallel_for's (<= 0: every hardware thread).
+inline constexpr int64_t kLinearColumnBlock = 256;
+void linear_forward(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, float* y,
+                    int threads = 0);
 
-// linear_forward zero-padded to at least kRowStableMinOutputs / out rows: OpenBLAS 0.3.21 takes
+// linear_forward zero-padded to at least kRowStableMinOutputs / min(out, kLinearColumnBlock) rows
+// (the width of one sgemm call): OpenBLAS 0.3.21 takes
 // another sgemm path, rounding differently, for rows·out ≤ ~1200 (measured on an AVX-512 EPYC).
 // Used where a GEMM's row set depends on other tokens (MoE experts run on the rows routed to them)
 // or T differs between runs sharing a prefix (HC mixing logits, router, shared expert). With the
 // AVX-512 (SkylakeX, Cooperlake) and Sandybridge kernels each row's bits then depend on that row
 // only, whatever the row count or offset. NOT with the Haswell and Zen kernels (what OpenBLAS picks
 // on AMD Zen, or OPENBLAS_CORETYPE=Haswell|Zen): a row's bits also depend on its place in the call,
-// on M and on the thread split, by a few ulp of its K-term sums (issue 28). A run is deterministic
+// and on M (not on threads: linear_forward's blocks are fixed), by a few ulp of its K-term sums
+// (issue 28). A run is deterministic
 // for its shapes; tests comparing rows across shapes or places use argued tolerances (test_moe.cpp:
 // MoeTaps.AllExpertsModeKeepsTheOutputAndShowsEveryRow, MoeForward.RowsDoNotDependOnOtherTokens).
 inline constexpr int64_t kRowStableMinOutputs = 8192;

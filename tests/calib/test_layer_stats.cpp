@@ -45,7 +45,7 @@ HessianKey key(HessianInput input, LinearRole role = LinearRole::kHead, int expe
 }
 
 TEST(LayerStats, OneTapFeedsOneHessianForAllItsModules) {
-  LayerStats s(false, W2Input::kUnweighted);
+  LayerStats s(false, W2Input::kUnweighted, HessianSums::kFp32);
   const HessianKey attn = key(HessianInput::kAttnInput);
   s.want_hessian(kP + "attn.wq_a", attn);
   s.want_hessian(kP + "attn.wkv", attn);
@@ -69,7 +69,7 @@ TEST(LayerStats, OneTapFeedsOneHessianForAllItsModules) {
 }
 
 TEST(LayerStats, WoAHasOneHessianPerGroup) {
-  LayerStats s(false, W2Input::kUnweighted);
+  LayerStats s(false, W2Input::kUnweighted, HessianSums::kFp32);
   const HessianKey wo_a = key(HessianInput::kOwn, LinearRole::kAttnWoA);
   s.want_hessian(kP + "attn.wo_a", wo_a);
   const std::vector<float> g0 = rows(kT, kD, 3), g1 = rows(kT, kD, 4);
@@ -83,7 +83,7 @@ TEST(LayerStats, WoAHasOneHessianPerGroup) {
 }
 
 TEST(LayerStats, AllExpertsW13CountsTheLayerInputOncePerPass) {
-  LayerStats s(true, W2Input::kUnweighted);
+  LayerStats s(true, W2Input::kUnweighted, HessianSums::kFp32);
   const HessianKey shared = key(HessianInput::kExpertW13, LinearRole::kHead, HessianKey::kAllExperts);
   for (int e = 0; e < 3; ++e) {
     s.want_hessian(kP + "ffn.experts." + std::to_string(e) + ".w1", shared);
@@ -109,7 +109,7 @@ TEST(LayerStats, WeightedW2DropsUnroutedRows) {
   const std::vector<float> h = rows(4, kD, 7);
   const std::vector<float> weight = {0.5f, 0.0f, 2.0f, 0.0f};
   for (W2Input mode : {W2Input::kUnweighted, W2Input::kWeighted}) {
-    LayerStats s(true, mode);
+    LayerStats s(true, mode, HessianSums::kFp32);
     s.want_hessian(m, w2);
     s.on_tap({.modules = {m}, .x = h.data(), .rows = 4, .cols = kD, .expert = 1, .row_weights = weight.data()});
     std::vector<float> scaled;
@@ -125,10 +125,71 @@ TEST(LayerStats, WeightedW2DropsUnroutedRows) {
   }
 }
 
+// Exact sums (the default): the samples' Hessian is the same whatever split of the samples two
+// "ranks" took, once their partials are reduced (here: summed through their limbs by hand with
+// the reduce's integer buffers, via a one-rank reduce of each and an exact merge).
+TEST(LayerStats, ExactSumsDoNotDependOnTheSplitOfTheSamples) {
+  const HessianKey attn = key(HessianInput::kAttnInput);
+  std::vector<std::vector<float>> samples;
+  for (unsigned k = 0; k < 6; ++k) {
+    std::vector<float> x = rows(kT, kD, 20 + k);
+    for (float& v : x) v *= std::pow(10.0f, static_cast<float>(k) - 3.0f);  // scales that round in fp32
+    samples.push_back(std::move(x));
+  }
+  auto collect = [&](const std::vector<size_t>& mine) {
+    LayerStats s(false, W2Input::kUnweighted, HessianSums::kExact);
+    s.want_hessian(kP + "attn.wq_a", attn);
+    for (size_t i : mine) {
+      s.next_pass();
+      s.on_tap({.modules = {kP + "attn.wq_a"}, .x = samples[i].data(), .rows = kT, .cols = kD});
+    }
+    return s;
+  };
+  LayerStats one = collect({0, 1, 2, 3, 4, 5});
+  LayerStats other_order = collect({5, 3, 1, 4, 2, 0});
+  const quant::HessianResult h = one.hessian({attn}, kD);
+  EXPECT_EQ(h.num_tokens, 6 * kT);
+  EXPECT_TRUE(h.h == other_order.hessian({attn}, kD).h);
+  // Through the reduce: rank 0 of two holding samples {0, 2, 4}, its peer's sum added as integers.
+  quant::HessianExactSum peer(kD);
+  for (size_t i : {1, 3, 5}) peer.add(samples[i].data(), kT);
+  LayerStats mine = collect({0, 2, 4});
+  struct PeerAdds final : public dist::Communicator {
+    quant::HessianExactSum* peer;
+    explicit PeerAdds(quant::HessianExactSum* p) : Communicator(0, 1, 1.0), peer(p) {}
+    std::string_view backend() const override { return "test"; }
+    void reduce(void* buf, size_t count, dist::ElemType type, dist::ReduceOp, int) override {
+      ASSERT_EQ(type, dist::ElemType::kI64);
+      ASSERT_EQ(count, peer->limb_count());
+      const int64_t* theirs = peer->normalized_limbs();
+      for (size_t i = 0; i < count; ++i) static_cast<int64_t*>(buf)[i] += theirs[i];
+    }
+    void all_reduce(void* buf, size_t count, dist::ElemType type, dist::ReduceOp) override {
+      if (type == dist::ElemType::kI64 && count == 1) static_cast<int64_t*>(buf)[0] += peer->num_tokens();
+    }
+    void broadcast(void*, size_t, int) override {}
+    void all_gather(const void* in, size_t bytes, void* out) override { std::memcpy(out, in, bytes); }
+    void barrier() override {}
+    [[noreturn]] void abort_job(int) noexcept override { std::abort(); }
+  } comm(&peer);
+  mine.reduce_to_owners(comm, {{attn, {0}}}, 0);
+  const quant::HessianResult reduced = mine.hessian({attn}, kD);
+  EXPECT_EQ(reduced.num_tokens, 6 * kT);
+  EXPECT_TRUE(reduced.h == h.h);
+  // fp32 sums, for contrast, depend on the order of these samples.
+  LayerStats f1(false, W2Input::kUnweighted, HessianSums::kFp32), f2(false, W2Input::kUnweighted, HessianSums::kFp32);
+  f1.want_hessian(kP + "attn.wq_a", attn), f2.want_hessian(kP + "attn.wq_a", attn);
+  for (size_t k = 0; k < 6; ++k) {
+    f1.on_tap({.modules = {kP + "attn.wq_a"}, .x = samples[k].data(), .rows = kT, .cols = kD});
+    f2.on_tap({.modules = {kP + "attn.wq_a"}, .x = samples[5 - k].data(), .rows = kT, .cols = kD});
+  }
+  EXPECT_FALSE(f1.hessian({attn}, kD).h == f2.hessian({attn}, kD).h) << "pick samples whose fp32 sums round";
+}
+
 TEST(LayerStats, PlanAndTapsMustShareAlike) {
   const std::vector<float> x = rows(kT, kD, 8);
   {  // one key planned for two modules the forward taps separately
-    LayerStats s(false, W2Input::kUnweighted);
+    LayerStats s(false, W2Input::kUnweighted, HessianSums::kFp32);
     const HessianKey k = key(HessianInput::kAttnInput);
     s.want_hessian(kP + "attn.wq_a", k);
     s.want_hessian(kP + "attn.wo_b", k);
@@ -136,7 +197,7 @@ TEST(LayerStats, PlanAndTapsMustShareAlike) {
     EXPECT_THROW(s.on_tap({.modules = {kP + "attn.wo_b"}, .x = x.data(), .rows = kT, .cols = kD}), Error);
   }
   {  // two keys planned for the modules of one tap
-    LayerStats s(false, W2Input::kUnweighted);
+    LayerStats s(false, W2Input::kUnweighted, HessianSums::kFp32);
     s.want_hessian(kP + "attn.wq_a", key(HessianInput::kAttnInput));
     s.want_hessian(kP + "attn.wkv", key(HessianInput::kOwn, LinearRole::kAttnWkv));
     EXPECT_THROW(s.on_tap({.modules = {kP + "attn.wq_a", kP + "attn.wkv"}, .x = x.data(), .rows = kT, .cols = kD}),
@@ -176,7 +237,7 @@ class RankZeroOfTwo final : public dist::Communicator {
 };
 
 TEST(LayerStats, ReduceSendsEachSumToItsSolversAndFreesTheRest) {
-  LayerStats s(false, W2Input::kUnweighted);
+  LayerStats s(false, W2Input::kUnweighted, HessianSums::kFp32);
   const HessianKey attn = key(HessianInput::kAttnInput), qr = key(HessianInput::kQr),
                    wo_b = key(HessianInput::kOwn, LinearRole::kAttnWoB);
   s.want_hessian(kP + "attn.wq_a", attn);
@@ -200,7 +261,7 @@ TEST(LayerStats, ReduceSendsEachSumToItsSolversAndFreesTheRest) {
   EXPECT_EQ(s.num_hessians(), 2u);
   EXPECT_EQ(s.expert_tokens(), (std::map<int, int64_t>{{1, 5}}));
 
-  LayerStats orphan(false, W2Input::kUnweighted);  // a Hessian no rank solves with
+  LayerStats orphan(false, W2Input::kUnweighted, HessianSums::kFp32);  // a Hessian no rank solves with
   orphan.want_hessian(kP + "attn.wq_a", attn);
   orphan.on_tap({.modules = {kP + "attn.wq_a"}, .x = x.data(), .rows = kT, .cols = kD});
   std::unique_ptr<dist::Communicator> self = dist::communicator_self();

@@ -56,7 +56,7 @@ void run_case(bool all_experts, W2Input w2) {
     const HessianKey wo_a = key(HessianInput::kOwn, model::LinearRole::kAttnWoA, -1);
     auto w13 = [&](int k) { return key(HessianInput::kExpertW13, model::LinearRole::kHead, all_experts ? -2 : k); };
     auto w2_of = [&](int k) { return key(HessianInput::kOwn, model::LinearRole::kExpertW2, k); };
-    LayerStats cpu(all_experts, w2);
+    LayerStats cpu(all_experts, w2, HessianSums::kFp32);
     cpu.want_hessian(p + "attn.wq_a", attn), cpu.want_hessian(p + "attn.wkv", attn);
     cpu.want_hessian(p + "attn.wo_a", wo_a);
     cpu.want_hessian(e + "0.w1", w13(0)), cpu.want_hessian(e + "1.w1", w13(1)), cpu.want_hessian(e + "2.w3", w13(2));
@@ -115,7 +115,7 @@ void run_case(bool all_experts, W2Input w2) {
       ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);  // the activations are freed next pass
     }
 
-    LayerStats back(all_experts, w2);
+    LayerStats back(all_experts, w2, HessianSums::kFp32);
     gpu.download_into(back);
     EXPECT_EQ(back.num_hessians(), cpu.num_hessians());
     EXPECT_EQ(back.expert_tokens(), cpu.expert_tokens());
@@ -147,7 +147,7 @@ void run_case(bool all_experts, W2Input w2) {
     // The sums left on the GPU (the one-rank pipeline's path), handed over: the same counts,
     // reduced in place (one rank: unchanged), finalized there to the host finalize's bits; the
     // ones a CPU solve needs come over on request, and hessian() refuses the rest.
-    LayerStats kept(all_experts, w2);
+    LayerStats kept(all_experts, w2, HessianSums::kFp32);
     gpu.download_into(kept, nullptr, /*sums_stay=*/true);
     EXPECT_EQ(gpu.num_hessians(), 0u);  // kept owns them now
     EXPECT_EQ(kept.num_hessians(), cpu.num_hessians());

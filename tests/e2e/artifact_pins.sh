@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# artifact_pins.sh: the artifacts of every shipped recipe on the tiny checkpoint, held to the
-# sha256s they had before the layer-executor redesign (issue 22), so that every step of a
-# behaviour-preserving refactor can show it preserved the bytes:
+# artifact_pins.sh: the artifacts of every shipped recipe on the tiny checkpoint, held to pinned
+# sha256s (recorded before the layer-executor redesign, issue 22; re-recorded when issue 29 changed
+# the numerics on purpose), so that every step of a behaviour-preserving refactor can show it
+# preserved the bytes:
 #   - every recipes/*.yaml at one rank and under `mpirun -n 2`;
 #   - w4a16_mtp killed in its solve (1 rank) and in pass B (rank 1 of 2), then resumed.
 # An artifact's digest is the sha256 of `sha256sum` over its files, without calib_manifest.json
