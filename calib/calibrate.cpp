@@ -272,8 +272,9 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   in.first_sample = d.mine.begin;
   in.sample_lengths = std::move(d.sample_lengths);
   CalibrateResult res;
+  RunEta eta(layout.num_segments);
   res.report = pipeline_run(in, writer.get(), [&](const LayerReport& l) {
-    if (o.progress) log_info("%s", layer_report_line(l, layout.num_segments).c_str());
+    if (o.progress) log_info("%s%s", layer_report_line(l, layout.num_segments).c_str(), eta.after(l).c_str());
   });
 
   ordered_json ranks = rank_reports_gather(res.report, static_cast<int64_t>(in.samples.size()), comm);

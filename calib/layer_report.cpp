@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "calib/run_estimate.h"
+
 namespace dsv4::calib {
 namespace {
 
@@ -93,6 +95,14 @@ std::string layer_report_line(const LayerReport& l, int num_segments) {
     s += " tokens/expert " + std::to_string(*lo) + ".." + std::to_string(*hi);
   }
   return s;
+}
+
+std::string RunEta::after(const LayerReport& l) {
+  ++reported_;
+  seconds_ += l.seconds;
+  const int left = num_segments_ - (l.segment + 1);
+  if (left <= 0) return "";
+  return "; " + std::to_string(left) + " left, eta " + duration_text(seconds_ / reported_ * left);
 }
 
 }  // namespace dsv4::calib

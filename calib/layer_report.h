@@ -6,7 +6,7 @@
 //   std::puts(layer_report_line(report, num_segments).c_str());
 //   manifest["layers"].push_back(layer_report_json(report));
 //
-// Tests: tests/calib/test_pipeline.cpp.
+// Tests: tests/calib/test_pipeline.cpp, tests/calib/test_layer_report.cpp.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -58,5 +58,23 @@ nlohmann::ordered_json layer_report_json(const LayerReport& layer);
 // One line per layer: time split, modules by method, mean H-weighted error vs RTN, fallbacks,
 // expert token range.
 std::string layer_report_line(const LayerReport& layer, int num_segments);
+
+// The time left of a run, from the segments reported so far: the segments after the last one
+// reported, at the mean wall time of the ones this process computed (a resumed run skips the
+// committed ones: their time is not counted).
+//
+//   RunEta eta(num_segments);
+//   log_info("%s%s", layer_report_line(l, n).c_str(), eta.after(l).c_str());   // "; 4 left, eta 12.3 s"
+class RunEta {
+ public:
+  explicit RunEta(int num_segments) : num_segments_(num_segments) {}
+  // "; N left, eta T" after this segment ("" after the last one).
+  std::string after(const LayerReport& layer);
+
+ private:
+  int num_segments_;
+  int reported_ = 0;
+  double seconds_ = 0.0;
+};
 
 }  // namespace dsv4::calib
