@@ -303,7 +303,9 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   file->path_ = path;
   const char* f = path.c_str();
 
-  const int fd = ::open(f, O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO would block this open until a writer came; the S_ISREG check below
+  // refuses it instead (the flag changes nothing for a regular file or its mapping).
+  const int fd = ::open(f, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) DSV4_USER_FAIL(kComponent, "cannot open '%s': %s", f, std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
