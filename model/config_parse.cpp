@@ -307,6 +307,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
   for (const auto& [key, field] : kStrings) c.*field = r.string_or(key, c.*field);
   for (const auto& [key, field] : kBools) c.*field = r.boolean_or(key, c.*field);
   c.max_position_embeddings = r.integer_or("max_position_embeddings", c.max_position_embeddings);
+  config_bounds_check(c);  // before the schedule below (or anything later) is sized by them
   if (r.has("eos_token_id") && j["eos_token_id"].is_array()) {  // transformers allows a list
     if (j["eos_token_id"].empty()) r.fail("eos_token_id", "is an empty list");
     c.eos_token_id = r.element_int(j["eos_token_id"], "eos_token_id", 0);
