@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "calib/run_journal.h"
 #include "calib/solved_share.h"
 #include "common/check.h"
 #include "common/codec.h"
@@ -223,19 +224,9 @@ RunCheckpoint RunCheckpoint::open_or_create(const std::string& out, const RunIde
     }
     comm.barrier();
   } else if (has_journal) {
-    // Parse; a torn last line (killed mid-append, never fsync'd as complete) is ignored.
-    std::vector<ordered_json> lines;
-    {
-      std::ifstream f(journal);
-      for (std::string line; std::getline(f, line);) {
-        if (line.empty()) continue;
-        try {
-          lines.push_back(ordered_json::parse(line));
-        } catch (const std::exception&) {
-          break;
-        }
-      }
-    }
+    // The complete records; a torn tail (killed or out of space mid-append) is cut off below.
+    const JournalRead read = journal_read(journal);
+    const std::vector<ordered_json>& lines = read.records;
     DSV4_CHECK_IN("resume", !lines.empty() && lines[0].value("kind", "") == "header",
                   "%s has no header line; the run state is damaged (pass --restart to start over)", journal.c_str());
     const ordered_json& h = lines[0];
@@ -275,6 +266,7 @@ RunCheckpoint RunCheckpoint::open_or_create(const std::string& out, const RunIde
     comm.barrier();  // every rank has read the state before rank 0 sweeps
     if (rank0) {
       sweep_temp_files(out);
+      journal_repair(journal, read);  // before the next append
       log_info("resuming %s at segment %d of %d (snapshot after segment %d, %zu staged segments)", out.c_str(),
                ck.first_segment_, id.num_segments, ck.snapshot_segment_, staged.size());
     }
