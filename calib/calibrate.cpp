@@ -95,6 +95,26 @@ model::AuditReport preflight_audit(const Checkpoint& source, const model::ModelC
   return audit;
 }
 
+// A recipe that quantizes nothing would copy the source and exit 0: almost always targets that
+// match no module, or only modules that are not Linear (norms, embeddings). An error unless the
+// user says that is what they want.
+void empty_plan_check(const Recipe& r, const ModulePlan& plan, bool allow_empty) {
+  for (const PlannedModule& m : plan.modules) {
+    if (m.quantized()) return;
+  }
+  if (allow_empty) {
+    log_warn("%s quantizes none of the %zu Linear modules (--allow-empty): the artifact is the source's weights",
+             r.origin.c_str(), plan.modules.size());
+    return;
+  }
+  const std::string first_warning = plan.warnings.empty() ? "" : "; " + plan.warnings.front();
+  DSV4_USER_FAIL("calibrate",
+                 "%s quantizes none of the %zu Linear modules: its targets match no module, or only modules that are "
+                 "not Linear, such as norms and embeddings%s; fix the targets (`dsv4-calib plan --recipe %s` shows the table), "
+                 "or pass --allow-empty to write the source unquantized",
+                 r.origin.c_str(), plan.modules.size(), first_warning.c_str(), r.origin.c_str());
+}
+
 // The calibration data (only when something needs it) and this rank's contiguous share of it.
 struct RunData {
   std::optional<data::CalibData> data;
@@ -242,6 +262,7 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   const model::AuditReport audit = preflight_audit(source, config, r);
   const ModulePlan plan = module_plan_build(r, config, audit.mtp_stages);
   for (const std::string& w : plan.warnings) log_warn("%s", w.c_str());
+  empty_plan_check(r, plan, o.allow_empty);
   const ordered_json cfg = artifact_config_json(read_file(r.model + "/config.json"), r, plan, config);
   const ArtifactLayout layout = artifact_layout(r, plan, config, source);
   RunData d = run_data_load(r, comm);
