@@ -20,6 +20,7 @@
 #include "calib/artifact_writer.h"
 #include "calib/module_plan.h"
 #include "calib/run_checkpoint.h"
+#include "calib/run_lock.h"
 #include "calib/run_manifest.h"
 #include "common/check.h"
 #include "common/fs.h"
@@ -76,6 +77,7 @@ model::ModelConfig preflight_config(const Recipe& r, const CalibrateOptions& o, 
   // An occupied --out is refused now, before the data is read or the plan printed (open_or_create
   // below checks it again, and checks an interrupted run against this run's identity).
   RunCheckpoint::out_dir_check(r.output.dir);
+  if (rank == 0) RunLock::probe(r.output.dir);  // another run on this --out: refused now, not after the data
   return config;
 }
 
@@ -271,6 +273,8 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   // The run state: a new run, or the interrupted one in the output directory (resume).
   const std::string recipe_yaml = recipe_to_yaml(r);
   const RunIdentity id = run_identity_make(r, recipe_yaml, source, d.data, layout);
+  std::optional<RunLock> lock;  // held by rank 0 until the run ends
+  if (writes) lock.emplace(RunLock::acquire(r.output.dir));
   RunCheckpoint ck = RunCheckpoint::open_or_create(r.output.dir, id, comm, o.restart);
   if (writes) run_space_check(r, config, layout, d.data, id);
   std::unique_ptr<ArtifactWriter> writer;
