@@ -39,6 +39,86 @@ job() { "$bin" --recipe "$recipe" --model "$1" --dataset "$data" --num-samples 4
 export bin work src data recipe
 export -f job
 
+# 1. JSON nested 200k levels deep (a 400 KB file) in every JSON input: a segfault (stack
+# overflow in the first error message that printed the value) before the depth limit.
+printf '%*s' 200000 '' | tr ' ' '[' >"$work/deep.txt"
+printf '%*s' 200000 '' | tr ' ' ']' >>"$work/deep.txt"
+# deepen FILE SED_EXPR: FILE with what SED_EXPR turns into @@ replaced by the deep value.
+deepen() {
+  local text
+  text=$(sed "$2" "$1")
+  grep -qF '@@' <<<"$text" || { fail "deepen $1: '$2' matched nothing"; return 1; }
+  { printf '%s' "${text%%@@*}"; cat "$work/deep.txt"; printf '%s\n' "${text#*@@}"; } >"$1.new" && mv "$1.new" "$1"
+}
+# le8 N: N as 8 little-endian bytes (a safetensors header length).
+le8() { local i; for i in 0 1 2 3 4 5 6 7; do printf "\\x$(printf %02x $(( ($1 >> (8 * i)) & 255 )))"; done; }
+# deepen_header SHARD: the first tensor's shape in SHARD's header made deep, its data kept.
+deepen_header() {
+  local f="$1" len
+  len=$(od -An -tu8 -N8 "$f" | tr -d ' ')
+  head -c $((8 + len)) "$f" | tail -c "$len" >"$f.hdr"
+  tail -c +$((9 + len)) "$f" >"$f.data"
+  deepen "$f.hdr" '0,/"shape":\[[0-9,]*\]/s//"shape":@@/' || return 1
+  { le8 "$(stat -c %s "$f.hdr")"; cat "$f.hdr" "$f.data"; } >"$f" && rm "$f.hdr" "$f.data"
+}
+limit="JSON nested more than 64 levels deep"
+d=$(copy deep_config) && deepen "$d/config.json" 's/"hidden_size": *[0-9]*/"hidden_size": @@/'
+refused "deep config.json: inspect" "$d/config.json: $limit" "$bin" inspect "$d"
+refused "deep config.json: the main job" "$d/config.json: $limit" job "$d" "$work/q_deep"
+d=$(copy deep_header) && deepen_header "$d/model-00001-of-00006.safetensors"
+refused "deep shard header" "$d/model-00001-of-00006.safetensors: $limit" "$bin" inspect "$d"
+d=$(copy deep_index) && deepen "$d/model.safetensors.index.json" 's/"total_size": *[0-9]*/"total_size": @@/'
+refused "deep index" "$d/model.safetensors.index.json: $limit" "$bin" inspect "$d"
+d=$(copy deep_tokenizer) && deepen "$d/tokenizer.json" 's/"merges": *\[/"merges": [@@,/'
+refused "deep tokenizer.json" "$d/tokenizer.json: $limit" "$bin" tokenize --tokenizer "$d" --text hi
+{ printf '{"text": '; cat "$work/deep.txt"; printf '}\n'; } >"$work/deep.jsonl"
+refused "deep JSONL record" "$work/deep.jsonl:1: the record: $limit" \
+  "$bin" --recipe "$recipe" --model "$src" --dataset "$work/deep.jsonl" --out "$work/q_deep"
+out="$work/q_deep_journal"
+DSV4_FAULT="kill@0@layers.2@solve" job "$src" "$out" >/dev/null 2>&1
+sed -i '2s/.*/{"kind":"segment","segment":0,"report":@@}/' "$out/.calib_run/journal.jsonl"
+deepen "$out/.calib_run/journal.jsonl" 's/^//'
+refused "deep journal line" "$out/.calib_run/journal.jsonl line 2: $limit" job "$src" "$out"
+[ ! -e "$work/q_deep" ] && pass "deep inputs wrote nothing" || fail "deep inputs wrote $work/q_deep"
+
+# 2. A shard that is a FIFO: inspect blocked forever waiting for a writer.
+d=$(copy fifo) && rm "$d/model-00002-of-00006.safetensors" && mkfifo "$d/model-00002-of-00006.safetensors"
+refused "FIFO shard: inspect" "$d/model-00002-of-00006.safetensors: not a regular file" "$bin" inspect "$d"
+refused "FIFO shard: the main job" "$d/model-00002-of-00006.safetensors: not a regular file" job "$d" "$work/q_fifo"
+d=$(copy fifo_config) && rm "$d/config.json" && mkfifo "$d/config.json"
+refused "FIFO config.json" "$d/config.json: not a regular file" "$bin" inspect "$d"
+
+# 3. Absurd config.json sizes: std::bad_alloc after 40 s naming nothing, or accepted by inspect.
+for kv in "n_routed_experts 1000000000 expected 1 to 2048" "sliding_window 2147483647 expected 1 to 4096" \
+          "hidden_size 1073741824 expected 1 to 65536" "num_nextn_predict_layers 2147483647 expected 0 to 16"; do
+  set -- $kv
+  d=$(copy "absurd_$1") && sed -i "s/\"$1\": *[0-9]*/\"$1\": $2/" "$d/config.json"
+  refused "absurd $1: inspect" "$d/config.json: \"$1\" = $2 is out of range: ${*:3}" "$bin" inspect "$d"
+  refused "absurd $1: the main job" "\"$1\" = $2 is out of range" job "$d" "$work/q_absurd"
+done
+[ ! -e "$work/q_absurd" ] && pass "absurd configs wrote nothing" || fail "absurd configs wrote $work/q_absurd"
+
+# 4. A torn last journal record (a full disk mid-append): the resume cuts it off and says so,
+# redoes no committed segment, and what it appends later reads back (a second resume goes on
+# from there); the result is the uninterrupted run's.
+job "$src" "$work/q_ref" >/dev/null 2>&1 || fail "uninterrupted run"
+out="$work/q_torn"
+DSV4_FAULT="kill@0@layers.2@solve" job "$src" "$out" >/dev/null 2>&1
+journal="$out/.calib_run/journal.jsonl"
+committed=$(($(wc -l <"$journal") - 1))
+tail -n 1 "$journal" | head -c 60 >>"$journal"
+DSV4_FAULT="kill@0@layers.3@solve" job "$src" "$out" >"$work/torn.log" 2>&1
+grep -qF "$journal: dropped 60 bytes after its last complete record" "$work/torn.log" \
+  && pass "torn journal: cut off, logged" || fail "torn journal: no repair logged: $(cat "$work/torn.log")"
+grep -qF "resuming $out at segment $committed of" "$work/torn.log" \
+  && pass "torn journal: no committed segment redone" || fail "torn journal: resumed elsewhere: $(cat "$work/torn.log")"
+job "$src" "$out" >"$work/torn2.log" 2>&1 || fail "torn journal: the second resume failed: $(tail -3 "$work/torn2.log")"
+at=$(sed -n 's/.*resuming .* at segment \([0-9]*\) of.*/\1/p' "$work/torn2.log")
+[ "${at:-0}" -gt "$committed" ] && pass "torn journal: records appended after the repair read back (resumed at $at)" \
+  || fail "torn journal: the second resume started at segment '$at', not after $committed"
+same_artifact "$work/q_ref" "$out" && pass "torn journal: the result is the uninterrupted run's" \
+  || fail "torn journal: the result differs"
+
 # 5. A recipe that quantizes nothing: targets that match no module, or only norms (not Linear).
 sed -e 's/w\[123\]\$/nope$/' -e 's/(wq_a|wq_b|wkv|wo_b)\$/attn_norm$/' "$recipe" >"$work/empty.yaml"
 empty_job() { "$bin" --recipe "$work/empty.yaml" --model "$src" --dataset "$data" --num-samples 4 --seq-len 16 "$@"; }
