@@ -136,7 +136,7 @@ out="$work/q_lock"
 DSV4_FAULT="stall@0@layers.1@solve" job "$src" "$out" >"$work/lock_first.log" 2>&1 &
 for _ in $(seq 1 240); do [ -s "$out/.calib_run/lock" ] && [ -e "$out/.calib_run/journal.jsonl" ] && break; sleep 0.5; done
 read -r holder_host holder_pid <"$out/.calib_run/lock"
-[ "$holder_host" = "$(hostname)" ] && [ "$(cat "/proc/$holder_pid/comm" 2>/dev/null)" = dsv4-calib ] \
+[ "$holder_host" = "$(uname -n)" ] && [ "$(cat "/proc/$holder_pid/comm" 2>/dev/null)" = dsv4-calib ] \
   && pass "the lock names the running job's host and pid" || fail "lock holds '$holder_host $holder_pid'"
 refused "second run on a busy --out" "--out $out is in use by another dsv4-calib run (host $holder_host, pid $holder_pid)" \
   job "$src" "$out"
