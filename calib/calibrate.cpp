@@ -111,9 +111,9 @@ void empty_plan_check(const Recipe& r, const ModulePlan& plan, bool allow_empty)
   }
   const std::string first_warning = plan.warnings.empty() ? "" : "; " + plan.warnings.front();
   DSV4_USER_FAIL("calibrate",
-                 "%s quantizes none of the %zu Linear modules: its targets match no module, or only modules that are "
-                 "not Linear, such as norms and embeddings%s; fix the targets (`dsv4-calib plan --recipe %s` shows the table), "
-                 "or pass --allow-empty to write the source unquantized",
+                 "%s quantizes none of the %zu Linear modules: its targets match no module, or only modules that "
+                 "are not Linear, such as norms and embeddings%s; fix the targets (`dsv4-calib plan --recipe %s` "
+                 "shows the table), or pass --allow-empty to write the source unquantized",
                  r.origin.c_str(), plan.modules.size(), first_warning.c_str(), r.origin.c_str());
 }
 

@@ -35,9 +35,9 @@ constexpr const char* kRunDir = ".calib_run";
 constexpr const char* kJournal = "journal.jsonl";
 
 // Whether `out` holds nothing but the run state of a run killed before its journal's header was
-// committed: `.calib_run` with at most its empty `solved/`, a journal temp file and the run lock. Nothing of such
-// a run was written (the header is written before any shard or staged file), so the next run
-// starts afresh there instead of refusing the directory.
+// committed: `.calib_run` with at most its empty `solved/`, a journal temp file and the run lock.
+// Nothing of such a run was written (the header is written before any shard or staged file), so
+// the next run starts afresh there instead of refusing the directory.
 bool run_state_unstarted(const std::string& out) {
   std::error_code ec;
   const fs::path run_dir = fs::path(out) / kRunDir;

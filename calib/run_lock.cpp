@@ -41,8 +41,8 @@ Holder holder_read(int fd) {
 
 void holder_write(int fd, const std::string& path) {
   const std::string text = this_host() + " " + std::to_string(::getpid()) + "\n";
-  const bool ok = ::ftruncate(fd, 0) == 0 && ::pwrite(fd, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size()) &&
-                  ::fsync(fd) == 0;
+  const bool ok = ::ftruncate(fd, 0) == 0 &&
+                  ::pwrite(fd, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
   DSV4_CHECK_IN(kComponent, ok, "cannot write the run lock %s: %s", path.c_str(), std::strerror(errno));
 }
 

@@ -66,7 +66,8 @@ bool files_check(const std::string& art_dir, const Checkpoint* art, const std::s
     fatal = true;
   }
   try {
-    ordered_json m = json_parse<ordered_json>(read_file(art_dir + "/calib_manifest.json"), art_dir + "/calib_manifest.json");
+    const std::string manifest = art_dir + "/calib_manifest.json";
+    ordered_json m = json_parse<ordered_json>(read_file(manifest), manifest);
     if (!m.is_object()) throw std::runtime_error("not a JSON object");
     e.manifest = std::move(m);
     note_ok(c);
