@@ -134,13 +134,17 @@ expect_output "--allow-empty accepts it" 0 "quantizes none of the 177 Linear mod
 # flock: the next run takes it over, says so, and resumes.
 out="$work/q_lock"
 DSV4_FAULT="stall@0@layers.1@solve" job "$src" "$out" >"$work/lock_first.log" 2>&1 &
+first=$!
 for _ in $(seq 1 240); do [ -s "$out/.calib_run/lock" ] && [ -e "$out/.calib_run/journal.jsonl" ] && break; sleep 0.5; done
-read -r holder_host holder_pid <"$out/.calib_run/lock"
+holder_host="" holder_pid=""
+[ -s "$out/.calib_run/lock" ] && read -r holder_host holder_pid <"$out/.calib_run/lock"
 [ "$holder_host" = "$(uname -n)" ] && [ "$(cat "/proc/$holder_pid/comm" 2>/dev/null)" = dsv4-calib ] \
   && pass "the lock names the running job's host and pid" || fail "lock holds '$holder_host $holder_pid'"
 refused "second run on a busy --out" "--out $out is in use by another dsv4-calib run (host $holder_host, pid $holder_pid)" \
   job "$src" "$out"
-kill -9 "$holder_pid"; wait
+# End the stalled run: the lock's holder, else (no lock) whatever the job started.
+if [ -n "$holder_pid" ]; then kill -9 "$holder_pid"; else pkill -9 -P "$first"; fi
+wait "$first"
 expect_output "a dead run's lock is taken over" 0 "taking over the run lock $out/.calib_run/lock left by a run that is gone (host $holder_host, pid $holder_pid)" \
   job "$src" "$out"
 [ -e "$out/model.safetensors.index.json" ] && [ ! -e "$out/.calib_run" ] && pass "the run that took over finished, no lock left" \
