@@ -8,6 +8,7 @@
 #include "calib/scheme_json.h"
 #include "calib/target_match.h"
 #include "common/check.h"
+#include "common/json_guard.h"
 #include "common/log.h"
 #include "model/names.h"
 #include "quant/quant_scheme.h"
@@ -204,7 +205,7 @@ ordered_json artifact_config_json(const std::string& text, const Recipe& r, cons
                                   const model::ModelConfig& c) {
   ordered_json cfg;
   try {
-    cfg = ordered_json::parse(text);
+    cfg = json_parse<ordered_json>(text, "source config.json");
   } catch (const json::exception& e) {
     DSV4_FAIL("config", "source config.json does not parse: %s", e.what());
   }

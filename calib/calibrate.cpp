@@ -20,6 +20,7 @@
 #include "calib/artifact_writer.h"
 #include "calib/module_plan.h"
 #include "calib/run_checkpoint.h"
+#include "calib/run_lock.h"
 #include "calib/run_manifest.h"
 #include "common/check.h"
 #include "common/fs.h"
@@ -76,6 +77,7 @@ model::ModelConfig preflight_config(const Recipe& r, const CalibrateOptions& o, 
   // An occupied --out is refused now, before the data is read or the plan printed (open_or_create
   // below checks it again, and checks an interrupted run against this run's identity).
   RunCheckpoint::out_dir_check(r.output.dir);
+  if (rank == 0) RunLock::probe(r.output.dir);  // another run on this --out: refused now, not after the data
   return config;
 }
 
@@ -93,6 +95,26 @@ model::AuditReport preflight_audit(const Checkpoint& source, const model::ModelC
                    audit.problems.size(), r.model.c_str(), first.c_str());
   }
   return audit;
+}
+
+// A recipe that quantizes nothing would copy the source and exit 0: almost always targets that
+// match no module, or only modules that are not Linear (norms, embeddings). An error unless the
+// user says that is what they want.
+void empty_plan_check(const Recipe& r, const ModulePlan& plan, bool allow_empty) {
+  for (const PlannedModule& m : plan.modules) {
+    if (m.quantized()) return;
+  }
+  if (allow_empty) {
+    log_warn("%s quantizes none of the %zu Linear modules (--allow-empty): the artifact is the source's weights",
+             r.origin.c_str(), plan.modules.size());
+    return;
+  }
+  const std::string first_warning = plan.warnings.empty() ? "" : "; " + plan.warnings.front();
+  DSV4_USER_FAIL("calibrate",
+                 "%s quantizes none of the %zu Linear modules: its targets match no module, or only modules that "
+                 "are not Linear, such as norms and embeddings%s; fix the targets (`dsv4-calib plan --recipe %s` "
+                 "shows the table), or pass --allow-empty to write the source unquantized",
+                 r.origin.c_str(), plan.modules.size(), first_warning.c_str(), r.origin.c_str());
 }
 
 // The calibration data (only when something needs it) and this rank's contiguous share of it.
@@ -242,6 +264,7 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   const model::AuditReport audit = preflight_audit(source, config, r);
   const ModulePlan plan = module_plan_build(r, config, audit.mtp_stages);
   for (const std::string& w : plan.warnings) log_warn("%s", w.c_str());
+  empty_plan_check(r, plan, o.allow_empty);
   const ordered_json cfg = artifact_config_json(read_file(r.model + "/config.json"), r, plan, config);
   const ArtifactLayout layout = artifact_layout(r, plan, config, source);
   RunData d = run_data_load(r, comm);
@@ -250,6 +273,8 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   // The run state: a new run, or the interrupted one in the output directory (resume).
   const std::string recipe_yaml = recipe_to_yaml(r);
   const RunIdentity id = run_identity_make(r, recipe_yaml, source, d.data, layout);
+  std::optional<RunLock> lock;  // held by rank 0 until the run ends
+  if (writes) lock.emplace(RunLock::acquire(r.output.dir));
   RunCheckpoint ck = RunCheckpoint::open_or_create(r.output.dir, id, comm, o.restart);
   if (writes) run_space_check(r, config, layout, d.data, id);
   std::unique_ptr<ArtifactWriter> writer;

@@ -31,6 +31,7 @@ struct CalibrateOptions {
   bool progress = true;       // one log line per layer
   dist::Communicator* comm = nullptr;  // null: one process; else every rank calls calibrate_run
   bool restart = false;                // discard an interrupted run in the output directory
+  bool allow_empty = false;            // a recipe that quantizes no module is allowed (else an error)
   ComputeDevice device = ComputeDevice::kCpu;  // kCuda: passes (and GPTQ) on GPU `gpu`, bf16 mode
   int gpu = 0;  // this rank's CUDA device: the launcher passes its local rank (one rank per GPU)
   uint64_t gpu_memory = 0;  // bytes this rank may take on its GPU (0: all free; set when ranks share one)

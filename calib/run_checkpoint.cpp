@@ -13,6 +13,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "calib/run_journal.h"
+#include "calib/run_lock.h"
 #include "calib/solved_share.h"
 #include "common/check.h"
 #include "common/codec.h"
@@ -33,9 +35,9 @@ constexpr const char* kRunDir = ".calib_run";
 constexpr const char* kJournal = "journal.jsonl";
 
 // Whether `out` holds nothing but the run state of a run killed before its journal's header was
-// committed: `.calib_run` with at most its empty `solved/` and a journal temp file. Nothing of such
-// a run was written (the header is written before any shard or staged file), so the next run
-// starts afresh there instead of refusing the directory.
+// committed: `.calib_run` with at most its empty `solved/`, a journal temp file and the run lock.
+// Nothing of such a run was written (the header is written before any shard or staged file), so
+// the next run starts afresh there instead of refusing the directory.
 bool run_state_unstarted(const std::string& out) {
   std::error_code ec;
   const fs::path run_dir = fs::path(out) / kRunDir;
@@ -46,9 +48,17 @@ bool run_state_unstarted(const std::string& out) {
   for (const fs::directory_entry& e : fs::directory_iterator(run_dir, ec)) {
     const std::string name = e.path().filename().string();
     const bool empty_solved = name == "solved" && fs::is_directory(e.path(), ec) && fs::is_empty(e.path(), ec);
-    if (!empty_solved && !name.starts_with(std::string(kJournal) + ".tmp")) return false;
+    if (!empty_solved && name != RunLock::kName && !name.starts_with(std::string(kJournal) + ".tmp")) return false;
   }
   return !ec;
+}
+
+// Removes the run state but not the run lock in it, which this run holds (run_lock.h).
+void run_state_remove(const fs::path& run_dir) {
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(run_dir, ec)) {
+    if (e.path().filename() != RunLock::kName) fs::remove_all(e.path(), ec);
+  }
 }
 
 std::string seg_name(int segment) {
@@ -218,24 +228,14 @@ RunCheckpoint RunCheckpoint::open_or_create(const std::string& out, const RunIde
     comm.barrier();  // every rank has seen the journal before rank 0 removes it
     if (rank0) {
       for (const std::string& s : id.shard_names) fs::remove(out + "/" + s, ec);
-      fs::remove_all(ck.run_dir_, ec);
+      run_state_remove(ck.run_dir_);
       sweep_temp_files(out);
     }
     comm.barrier();
   } else if (has_journal) {
-    // Parse; a torn last line (killed mid-append, never fsync'd as complete) is ignored.
-    std::vector<ordered_json> lines;
-    {
-      std::ifstream f(journal);
-      for (std::string line; std::getline(f, line);) {
-        if (line.empty()) continue;
-        try {
-          lines.push_back(ordered_json::parse(line));
-        } catch (const std::exception&) {
-          break;
-        }
-      }
-    }
+    // The complete records; a torn tail (killed or out of space mid-append) is cut off below.
+    const JournalRead read = journal_read(journal);
+    const std::vector<ordered_json>& lines = read.records;
     DSV4_CHECK_IN("resume", !lines.empty() && lines[0].value("kind", "") == "header",
                   "%s has no header line; the run state is damaged (pass --restart to start over)", journal.c_str());
     const ordered_json& h = lines[0];
@@ -275,6 +275,7 @@ RunCheckpoint RunCheckpoint::open_or_create(const std::string& out, const RunIde
     comm.barrier();  // every rank has read the state before rank 0 sweeps
     if (rank0) {
       sweep_temp_files(out);
+      journal_repair(journal, read);  // before the next append
       log_info("resuming %s at segment %d of %d (snapshot after segment %d, %zu staged segments)", out.c_str(),
                ck.first_segment_, id.num_segments, ck.snapshot_segment_, staged.size());
     }
@@ -285,7 +286,7 @@ RunCheckpoint RunCheckpoint::open_or_create(const std::string& out, const RunIde
   }
   comm.barrier();  // every rank has checked the directory before rank 0 creates the run state
   if (rank0) {
-    if (run_state_unstarted(out)) fs::remove_all(ck.run_dir_, ec);
+    if (run_state_unstarted(out)) run_state_remove(ck.run_dir_);
     make_directories(ck.run_dir_ + "/solved");
     ordered_json h = {{"kind", "header"},           {"version", 1},
                       {"recipe_fnv", id.recipe_fnv}, {"source_fnv", id.source_fnv},

@@ -17,7 +17,9 @@
 // Every file is written to a temporary name, fsync'd, renamed, the directory fsync'd; the journal
 // line is appended after everything it names is durable, so a kill loses at most the segments in
 // flight: the one being computed and the one whose files are still being written (the pipeline
-// overlaps the two). finish() removes .calib_run after the artifact's index is committed.
+// overlaps the two). An append cut short leaves a fragment that the next resume cuts off before it
+// appends (run_journal.h). finish() removes .calib_run after the artifact's index is committed.
+// The run's lock, .calib_run/lock (run_lock.h), survives --restart and an unstarted run state.
 //
 //   RunCheckpoint ck = RunCheckpoint::open_or_create(out, identity, shard_names, comm, restart);
 //   if (ck.resuming()) { ck.first_segment(); ck.snapshot_segment(); ck.load_snapshot(...); ck.staged(seg); }

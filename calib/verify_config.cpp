@@ -8,6 +8,7 @@
 
 #include "calib/artifact_config.h"
 #include "common/check.h"
+#include "common/json_guard.h"
 #include "common/fs.h"
 
 namespace dsv4::calib::verify_detail {
@@ -18,8 +19,8 @@ using nlohmann::ordered_json;
 void config_check(const Expected& e, const std::string& art_dir, const std::string& src_dir, VerifyCheck& c) {
   ordered_json a, s;
   try {
-    a = ordered_json::parse(read_file(art_dir + "/config.json"));
-    s = ordered_json::parse(read_file(src_dir + "/config.json"));
+    a = json_parse<ordered_json>(read_file(art_dir + "/config.json"), art_dir + "/config.json");
+    s = json_parse<ordered_json>(read_file(src_dir + "/config.json"), src_dir + "/config.json");
   } catch (const std::exception& ex) {
     note_fail(c, clip(ex.what(), 200));
     finish(c, "config.json does not parse");
@@ -27,8 +28,8 @@ void config_check(const Expected& e, const std::string& art_dir, const std::stri
   }
   for (const auto& [key, value] : s.items()) {
     if (key == "quantization_config") continue;
-    if (!a.contains(key)) note_fail(c, key + ": missing (the source has " + clip(value.dump()) + ")");
-    else if (a[key] != value) note_fail(c, key + ": " + clip(a[key].dump()) + ", the source has " + clip(value.dump()));
+    if (!a.contains(key)) note_fail(c, key + ": missing (the source has " + json_excerpt(value) + ")");
+    else if (a[key] != value) note_fail(c, key + ": " + json_excerpt(a[key]) + ", the source has " + json_excerpt(value));
     else note_ok(c);
   }
   for (const auto& [key, value] : a.items()) {
@@ -43,7 +44,7 @@ void config_check(const Expected& e, const std::string& art_dir, const std::stri
   const auto expect_str = [&](const char* key, const std::string& want) {
     if (!q.contains(key) || !q[key].is_string()) note_fail(c, strfmt("quantization_config.%s: missing", key));
     else if (!want.empty() && q[key].get<std::string>() != want)
-      note_fail(c, strfmt("quantization_config.%s: %s, expected \"%s\"", key, q[key].dump().c_str(), want.c_str()));
+      note_fail(c, strfmt("quantization_config.%s: %s, expected \"%s\"", key, json_excerpt(q[key]).c_str(), want.c_str()));
     else note_ok(c);
   };
   expect_str("quant_method", "compressed-tensors");

@@ -10,6 +10,7 @@
 #include "calib/artifact_writer.h"
 #include "calib/calibrate.h"
 #include "common/check.h"
+#include "common/json_guard.h"
 #include "common/fs.h"
 
 namespace dsv4::calib::verify_detail {
@@ -24,7 +25,7 @@ bool files_check(const std::string& art_dir, const Checkpoint* art, const std::s
                  VerifyCheck& c) {
   bool fatal = false;
   try {
-    const json cfg = json::parse(read_file(art_dir + "/config.json"));
+    const json cfg = json_parse(read_file(art_dir + "/config.json"), art_dir + "/config.json");
     if (cfg.is_object()) {
       note_ok(c);
     } else {
@@ -65,7 +66,8 @@ bool files_check(const std::string& art_dir, const Checkpoint* art, const std::s
     fatal = true;
   }
   try {
-    ordered_json m = ordered_json::parse(read_file(art_dir + "/calib_manifest.json"));
+    const std::string manifest = art_dir + "/calib_manifest.json";
+    ordered_json m = json_parse<ordered_json>(read_file(manifest), manifest);
     if (!m.is_object()) throw std::runtime_error("not a JSON object");
     e.manifest = std::move(m);
     note_ok(c);
@@ -102,7 +104,7 @@ void source_identity_check(const Expected& e, const Checkpoint& src, VerifyCheck
     if (!recorded->contains(file)) {
       note_fail(c, file + ": in --source, not in the manifest");
     } else if ((*recorded)[file] != id) {
-      note_fail(c, file + ": recorded " + clip((*recorded)[file].dump()) + ", --source has " + clip(id.dump()));
+      note_fail(c, file + ": recorded " + json_excerpt((*recorded)[file]) + ", --source has " + json_excerpt(id));
     } else {
       note_ok(c);
     }

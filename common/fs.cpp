@@ -121,7 +121,9 @@ void write_file_atomic(const std::string& path, std::string_view content) {
 }
 
 std::string read_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever; the check below then
+  // refuses it (the flag changes nothing for a regular file).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     DSV4_FAIL(kComponent, "cannot open '%s' for reading: %s", path.c_str(),
               errno_text(errno).c_str());
@@ -135,6 +137,10 @@ std::string read_file(const std::string& path) {
   if (S_ISDIR(st.st_mode)) {
     close_quietly(fd);
     DSV4_FAIL(kComponent, "cannot read '%s': it is a directory", path.c_str());
+  }
+  if (!S_ISREG(st.st_mode)) {  // a FIFO, socket or device: reading it may never end
+    close_quietly(fd);
+    DSV4_USER_FAIL(kComponent, "%s: not a regular file (a FIFO, socket or device); expected a file", path.c_str());
   }
   std::string out;
   if (st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));

@@ -23,6 +23,7 @@
 #include <unordered_set>
 
 #include "common/check.h"
+#include "common/json_guard.h"
 #include "common/safetensors.h"
 
 namespace dsv4 {
@@ -103,7 +104,7 @@ Json parse_json_checked(std::string_view text, const std::string& path, const ch
                         KeyScanner* scan) {
   Json j;
   try {
-    j = Json::parse(text.begin(), text.end());
+    j = json_parse<Json>(text, path);
   } catch (const Json::parse_error& e) {
     // nlohmann's "[json.exception.parse_error.101] " tag means nothing to the user; the rest
     // says where the JSON breaks.
@@ -168,7 +169,7 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const J
     const std::optional<uint64_t> v = as_u64(d);
     if (!v) {
       DSV4_USER_FAIL(kComponent, "%s: tensor '%s': shape entry %zu is %s, not an integer", f, t, i,
-                     d.dump().c_str());
+                     json_excerpt(d).c_str());
     }
     if (*v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
       DSV4_USER_FAIL(kComponent, "%s: tensor '%s': shape entry %zu (%llu) does not fit in int64", f,
@@ -302,7 +303,9 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   file->path_ = path;
   const char* f = path.c_str();
 
-  const int fd = ::open(f, O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO would block this open until a writer came; the S_ISREG check below
+  // refuses it instead (the flag changes nothing for a regular file or its mapping).
+  const int fd = ::open(f, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) DSV4_USER_FAIL(kComponent, "cannot open '%s': %s", f, std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
@@ -452,7 +455,7 @@ Checkpoint Checkpoint::open(const std::string& dir) {
       const std::optional<uint64_t> v = as_u64(*ts);
       if (!v) {
         DSV4_USER_FAIL(kComponent, "%s: metadata.total_size must be a non-negative integer, got %s",
-                       ip, ts->dump().c_str());
+                       ip, json_excerpt(*ts).c_str());
       }
       ckpt.index_total_size_ = *v;
     }

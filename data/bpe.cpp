@@ -8,6 +8,7 @@
 
 #include "common/byte_level.h"
 #include "common/check.h"
+#include "common/json_guard.h"
 
 namespace dsv4::data {
 namespace {
@@ -96,7 +97,7 @@ int32_t vocab_id(const nlohmann::json& value, const JsonAt& vocab_at, const std:
       "data",
       value.is_number_integer() && value.get<int64_t>() >= 0 && value.get<int64_t>() < INT32_MAX,
       "%s: expected an id in [0, 2^31-1), got %s", vocab_at.member(token).where().c_str(),
-      value.dump().c_str());
+      json_excerpt(value).c_str());
   return static_cast<int32_t>(value.get<int64_t>());
 }
 
@@ -183,7 +184,7 @@ Bpe Bpe::from_json(const nlohmann::json& model, const JsonAt& at) {
     } else {
       DSV4_CHECK_IN("data", m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(),
                     "%s: expected \"left right\" or [\"left\", \"right\"], got %s",
-                    merge_at().where().c_str(), m.dump().c_str());
+                    merge_at().where().c_str(), json_excerpt(m).c_str());
       left = m[0].get<std::string>();
       right = m[1].get<std::string>();
     }

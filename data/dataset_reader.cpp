@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "common/check.h"
+#include "common/json_guard.h"
 #include "common/log.h"
 
 namespace dsv4::data {
@@ -96,7 +97,7 @@ ChatMessage parse_message(const nlohmann::json& m, size_t index) {
 RawRecord parse_jsonl_record(std::string_view line, const ReadOptions& options) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(line);
+    j = json_parse(line, "the record");
   } catch (const nlohmann::json::parse_error& e) {
     DSV4_FAIL("data", "invalid JSON: %s", e.what());
   }

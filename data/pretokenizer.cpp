@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "common/check.h"
+#include "common/json_guard.h"
 
 namespace dsv4::data {
 namespace {
@@ -42,7 +43,7 @@ PreTokenizer::SplitStep split_from_json(const nlohmann::json& split, const JsonA
                 pattern.is_object() && pattern.size() == 1 &&
                     (pattern.contains("Regex") || pattern.contains("String")),
                 "%s: expected {\"Regex\": ...} or {\"String\": ...}, got %s",
-                pattern_at.where().c_str(), pattern.dump().c_str());
+                pattern_at.where().c_str(), json_excerpt(pattern).c_str());
   const bool literal = pattern.contains("String");
   const JsonAt text_at = pattern_at.member(literal ? "String" : "Regex");
   const std::string text = json_string(pattern.begin().value(), text_at);

@@ -18,6 +18,7 @@
 
 #include "common/byte_level.h"
 #include "common/check.h"
+#include "common/json_guard.h"
 #include "data/added_tokens.h"
 #include "data/bpe.h"
 #include "data/pretokenizer.h"
@@ -58,7 +59,7 @@ void check_byte_level_decoder(const nlohmann::json& value, const JsonAt& at) {
     const JsonAt list_at = at.member("decoders");
     const nlohmann::json& list = json_member(value, at, "decoders");
     DSV4_CHECK_IN("data", list.is_array() && list.size() == 1, "%s: expected [ByteLevel], got %s",
-                  list_at.where().c_str(), list.dump().c_str());
+                  list_at.where().c_str(), json_excerpt(list).c_str());
     check_byte_level_decoder(list[0], list_at.index(0));
     return;
   }
@@ -98,7 +99,7 @@ Tokenizer Tokenizer::load(const std::string& path, const std::string& named_by) 
 Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& origin) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(json_text);
+    j = json_parse(json_text, origin);
   } catch (const nlohmann::json::parse_error& e) {
     DSV4_USER_FAIL("data", "tokenizer.json '%s': malformed JSON, expected the Hugging Face tokenizer format: %s",
                    origin.c_str(), e.what());

@@ -40,6 +40,7 @@ struct CalibrateArgs {
   int64_t num_samples = -1, seq_len = -1;
   int threads = 0;
   bool restart = false;
+  bool allow_empty = false;
   std::string device = "cpu";
   std::string comm = "auto";
   double gpu_memory_gb = 0.0;
@@ -90,6 +91,7 @@ int run_calibrate(const CalibrateArgs& a) {
   calib::CalibrateOptions co;
   co.threads = a.threads;
   co.restart = a.restart;
+  co.allow_empty = a.allow_empty;
   co.device = a.device == "cuda" ? calib::ComputeDevice::kCuda : calib::ComputeDevice::kCpu;
   co.tool_version = DSV4_VERSION;
   co.tool_commit = DSV4_COMMIT;
@@ -143,6 +145,9 @@ Command cmd_calibrate_register(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   app.add_flag("--restart", a->restart,
                "discard the interrupted run in the output directory and start over (default: resume it)");
+  app.add_flag("--allow-empty", a->allow_empty,
+               "accept a recipe that quantizes no module (the artifact is then the source's weights); without it "
+               "that is an error");
   return [a] { return run_calibrate(*a); };
 }
 

@@ -15,6 +15,7 @@
 
 #include "calib/artifact_decode.h"
 #include "common/check.h"
+#include "common/json_guard.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/safetensors.h"
@@ -35,7 +36,7 @@ struct ForwardArgs {
 std::vector<int64_t> read_ids(const std::string& path, int vocab) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(read_file(path));
+    j = json_parse(read_file(path), path);
   } catch (const nlohmann::json::exception& e) {
     DSV4_USER_FAIL("forward", "%s is not valid JSON: %s", path.c_str(), e.what());
   }

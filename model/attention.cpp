@@ -160,7 +160,7 @@ void attention_forward(const AttentionWeights& w, const ModelConfig& config, con
   // transformers: scaling = head_dim**-0.5 (a python double) applied to the fp32 q·k product.
   const float scale = static_cast<float>(std::pow(static_cast<double>(dh), -0.5));
   const int64_t window = config.sliding_window;
-  const int64_t max_keys = window + W;
+  const int64_t max_keys = std::min(window, T) + W;  // a window past the sequence holds only T keys
   std::vector<float> keys(static_cast<size_t>(max_keys * dh));      // [n, dh]
   std::vector<float> keys_t(static_cast<size_t>(max_keys * dh));    // [dh, n]
   std::vector<float> probs(static_cast<size_t>(H * max_keys));      // [H, n]

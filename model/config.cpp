@@ -178,6 +178,11 @@ void ModelConfig::check() const {
   for (size_t i = 0; i < compress_ratios.size(); ++i)
     DSV4_CHECK_IN("config", compress_ratios[i] >= 0, "%s: compress_ratios[%zu] = %d is negative", o,
                   i, compress_ratios[i]);
+  // The compressor's position embedding (ape) has `ratio` rows: 32x the release's 128 at most.
+  for (size_t i = 0; i < compress_ratios.size(); ++i)
+    DSV4_USER_CHECK("config", compress_ratios[i] <= 4096,
+                    "%s: \"compress_ratios\"[%zu] = %d is out of range: expected 0 to 4096 (32x the release's 128)",
+                    o, i, compress_ratios[i]);
   DSV4_CHECK_IN("config", num_hash_layers <= num_layers,
                 "%s: num_hash_layers = %d exceeds num_hidden_layers = %d", o, num_hash_layers,
                 num_layers);

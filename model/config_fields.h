@@ -51,4 +51,9 @@ inline constexpr Field<bool> kBools[] = {
     {"norm_topk_prob", &M::norm_topk_prob}, {"tie_word_embeddings", &M::tie_word_embeddings}};
 // clang-format on
 
+// Throws a user error naming the key, its value and the allowed range when a size in `c` is out
+// of what a DeepSeek-V4 can be (config_bounds.cpp). The parser calls it right after reading the
+// scalar keys, before anything is sized by them.
+void config_bounds_check(const ModelConfig& c);
+
 }  // namespace dsv4::model::config_fields

@@ -41,6 +41,7 @@
 
 #include "common/check.h"
 #include "common/fs.h"
+#include "common/json_guard.h"
 
 namespace dsv4::model {
 namespace {
@@ -113,13 +114,13 @@ class Reader {
     const std::string name = path(key) + "[" + std::to_string(i) + "]";
     if (!arr[i].is_number_integer())
       DSV4_FAIL("config", "%s: \"%s\" must be an integer, got %s", origin_.c_str(), name.c_str(),
-                arr[i].dump().c_str());
+                json_excerpt(arr[i]).c_str());
     return narrow(arr[i].get<int64_t>(), name.c_str());
   }
   std::string element_string(const json& arr, const char* key, size_t i) const {
     if (!arr[i].is_string())
       DSV4_FAIL("config", "%s: \"%s[%zu]\" must be a string, got %s", origin_.c_str(),
-                path(key).c_str(), i, arr[i].dump().c_str());
+                path(key).c_str(), i, json_excerpt(arr[i]).c_str());
     return arr[i].get<std::string>();
   }
   // Throws "<origin>: "<path.key>" <printf-formatted message>".
@@ -151,7 +152,7 @@ class Reader {
   }
   [[noreturn]] void bad_type(const char* key, const char* what, const json& v) const {
     DSV4_FAIL("config", "%s: \"%s\" must be %s, got %s", origin_.c_str(), path(key).c_str(), what,
-              v.dump().c_str());
+              json_excerpt(v).c_str());
   }
 
   const json& j_;
@@ -281,7 +282,7 @@ ModelConfig ModelConfig::from_file(const std::string& path) {
   const std::string text = read_file(path);
   json j;
   try {
-    j = json::parse(text);
+    j = json_parse(text, path);
   } catch (const json::parse_error& e) {
     DSV4_FAIL("config", "%s: not valid JSON: %s", path.c_str(), e.what());
   }
@@ -306,6 +307,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
   for (const auto& [key, field] : kStrings) c.*field = r.string_or(key, c.*field);
   for (const auto& [key, field] : kBools) c.*field = r.boolean_or(key, c.*field);
   c.max_position_embeddings = r.integer_or("max_position_embeddings", c.max_position_embeddings);
+  config_bounds_check(c);  // before the schedule below (or anything later) is sized by them
   if (r.has("eos_token_id") && j["eos_token_id"].is_array()) {  // transformers allows a list
     if (j["eos_token_id"].empty()) r.fail("eos_token_id", "is an empty list");
     c.eos_token_id = r.element_int(j["eos_token_id"], "eos_token_id", 0);
@@ -365,10 +367,10 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
       if (q->has("weight_block_size")) {
         const json& block = q->array("weight_block_size");
         if (block.size() != 2)
-          q->fail("weight_block_size", "= %s must have 2 entries", block.dump().c_str());
+          q->fail("weight_block_size", "= %s must have 2 entries", json_excerpt(block).c_str());
         const int rows = q->element_int(block, "weight_block_size", 0);
         if (q->element_int(block, "weight_block_size", 1) != rows)
-          q->fail("weight_block_size", "= %s is not square", block.dump().c_str());
+          q->fail("weight_block_size", "= %s is not square", json_excerpt(block).c_str());
         c.fp8_block = rows;
       }
     }

@@ -11,11 +11,13 @@
 
 #include "common/check.h"
 #include "common/fs.h"
+#include "tests/fifo_guard.h"
 
 namespace dsv4 {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 class FsTest : public ::testing::Test {
@@ -162,6 +164,20 @@ TEST_F(FsHelpers, ReadFileOfDirectoryThrows) {
     EXPECT_THAT(e.what(), HasSubstr(dir_));
     EXPECT_THAT(e.what(), HasSubstr("directory"));
   }
+}
+
+// A FIFO (say a config.json replaced by one) is refused at once, naming it; reading it would wait
+// for a writer forever.
+TEST_F(FsHelpers, ReadFileOfFifoIsRefusedWithoutBlocking) {
+  dsv4::testing::FifoGuard fifo(path("config.json"));
+  try {
+    read_file(fifo.path());
+    ADD_FAILURE() << "read_file of a FIFO returned";
+  } catch (const Error& e) {
+    EXPECT_TRUE(e.user()) << e.what();
+    EXPECT_THAT(e.what(), AllOf(HasSubstr(fifo.path()), HasSubstr("not a regular file")));
+  }
+  EXPECT_LT(fifo.elapsed(), std::chrono::seconds(2)) << "read_file blocked on the FIFO";
 }
 
 TEST_F(FsHelpers, MakeDirectoriesIsRecursiveAndIdempotent) {

@@ -17,6 +17,7 @@
 #include "common/check.h"
 #include "common/fs.h"
 #include "common/safetensors.h"
+#include "tests/fifo_guard.h"
 
 namespace dsv4 {
 namespace {
@@ -117,6 +118,13 @@ TEST_F(SafetensorsMalformed, MissingFile) {
 
 TEST_F(SafetensorsMalformed, DirectoryInsteadOfFile) {
   EXPECT_THAT(open_error_of(dir_), AllOf(HasSubstr(dir_), HasSubstr("not a regular file")));
+}
+
+// A shard that is a FIFO used to hang `inspect` forever (opened before the regular-file check).
+TEST_F(SafetensorsMalformed, FifoIsRefusedWithoutBlocking) {
+  dsv4::testing::FifoGuard fifo(path("fifo.safetensors"));
+  EXPECT_THAT(open_error_of(fifo.path()), AllOf(HasSubstr(fifo.path()), HasSubstr("not a regular file")));
+  EXPECT_LT(fifo.elapsed(), std::chrono::seconds(2)) << "open blocked on the FIFO";
 }
 
 TEST_F(SafetensorsMalformed, HeaderLengthZero) {

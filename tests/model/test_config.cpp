@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -456,9 +458,9 @@ TEST(ModelConfigErrorTest, InconsistentValues) {
               HasSubstr("num_hash_layers = 44 exceeds num_hidden_layers = 43"));
   EXPECT_THAT(with("compress_ratios", json::array({0, 0, 4})),
               HasSubstr("compress_ratios has 3 entries, fewer than num_hidden_layers = 43"));
-  EXPECT_THAT(with("hidden_size", 0), HasSubstr("hidden_size = 0 must be positive"));
+  EXPECT_THAT(with("hidden_size", 0), HasSubstr("\"hidden_size\" = 0 is out of range: expected 1 to 65536"));
   EXPECT_THAT(with("n_shared_experts", -1),
-              HasSubstr("n_shared_experts = -1 must not be negative"));
+              HasSubstr("\"n_shared_experts\" = -1 is out of range: expected 0 to 64"));
   EXPECT_THAT(with("expert_dtype", "int4"), HasSubstr("expert_dtype = \"int4\""));
   EXPECT_THAT(with("scoring_func", "relu"), HasSubstr("scoring_func = \"relu\""));
   EXPECT_THAT(with("hidden_act", "gelu"), HasSubstr("hidden_act = \"gelu\""));
@@ -485,6 +487,47 @@ TEST(ModelConfigErrorTest, InconsistentValues) {
   for (int i = 0; i < 43; ++i) j["layer_types"].push_back("sliding_attention");
   EXPECT_THAT(parse_error(j),
               HasSubstr("\"layer_types\" [2] disagrees with compress_ratios[2] = 4"));
+}
+
+// Absurd sizes (issue 26) are refused by the parser before anything is sized by them: each names
+// the key, the value and the range, as a user error, at once (1e9 experts or a 2^31-1 window used
+// to end in std::bad_alloc after 40 s, naming nothing).
+TEST(ModelConfigErrorTest, AbsurdSizesRefusedNamingKeyValueRange) {
+  struct Case {
+    const char* key;
+    json value;
+    const char* want;
+  };
+  const Case cases[] = {
+      {"n_routed_experts", 1000000000, "\"n_routed_experts\" = 1000000000 is out of range: expected 1 to 2048"},
+      {"sliding_window", 2147483647, "\"sliding_window\" = 2147483647 is out of range: expected 1 to 1048576"},
+      {"hidden_size", 1 << 24, "\"hidden_size\" = 16777216 is out of range: expected 1 to 65536"},
+      {"num_hidden_layers", 1000000, "\"num_hidden_layers\" = 1000000 is out of range: expected 1 to 256"},
+      {"num_nextn_predict_layers", 2147483647, "\"num_nextn_predict_layers\" = 2147483647 is out of range"},
+      {"hc_mult", 16, "\"hc_mult\" = 16 is out of range: expected 1 to 8"},
+      {"index_topk", 1 << 30, "\"index_topk\" = 1073741824 is out of range"},
+      {"vocab_size", 2147483647, "\"vocab_size\" = 2147483647 is out of range"},
+      {"max_position_embeddings", 1LL << 40, "\"max_position_embeddings\" = 1099511627776 is out of range"},
+  };
+  for (const Case& c : cases) {
+    json j = release();
+    j[c.key] = c.value;
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      ModelConfig::from_json(j, "test.json");
+      ADD_FAILURE() << c.key << " = " << c.value << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_TRUE(e.user()) << e.what();
+      EXPECT_THAT(e.what(), ::testing::AllOf(HasSubstr("test.json: "), HasSubstr(c.want))) << c.key;
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1)) << c.key;
+  }
+  json j = release();
+  j["compress_ratios"][5] = 1 << 20;  // the compressor's ape would have 2^20 rows
+  EXPECT_THAT(parse_error(j), HasSubstr("\"compress_ratios\"[5] = 1048576 is out of range: expected 0 to 4096"));
+  // The release's own values and the tiny model's stay inside every bound.
+  EXPECT_NO_THROW(ModelConfig::from_json(release(), "release.json"));
+  EXPECT_NO_THROW(ModelConfig::from_json(ModelConfig::tiny().to_release_json(), "tiny.json"));
 }
 
 TEST(ModelConfigErrorTest, TransformersSpellingErrors) {
