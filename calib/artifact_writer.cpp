@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "common/check.h"
+#include "common/finite_scan.h"
 #include "common/codec.h"
 #include "common/fs.h"
 #include "common/parallel.h"
@@ -122,9 +123,12 @@ void ArtifactWriter::write_segment(int segment, const std::map<std::string, cons
     const TensorSpec spec{t.name, t.dtype, t.shape};
     switch (t.origin) {
       case OutputOrigin::kCopy:
-      case OutputOrigin::kAlias:
-        writer_->write(t.name, source_.bytes(t.source));
+      case OutputOrigin::kAlias: {
+        const std::span<const std::byte> bytes = source_.bytes(t.source);
+        require_finite(non_finite_scan(bytes, source_.info(t.source).dtype), t.source, source_.dir());
+        writer_->write(t.name, bytes);
         break;
+      }
       case OutputOrigin::kDecodeBf16: {
         // A run of these (the MTP block's 768 MXFP4 experts at full width) decodes in parallel,
         // a batch per core count, and is written in order.

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common/check.h"
+#include "common/finite_scan.h"
 #include "common/codec.h"
 #include "common/parallel.h"
 #include "model/weight_decode.h"
@@ -51,6 +52,7 @@ std::vector<float> weight_load_f32(const Checkpoint& ckpt, const std::string& na
     DSV4_FAIL("weights", "%s in %s has dtype %s; expected F32, BF16 or F16", name.c_str(),
               ckpt.dir().c_str(), std::string(dtype_name(t.dtype)).c_str());
   }
+  require_finite(non_finite_scan(out.data(), out.size()), name, ckpt.dir());
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/check.h"
+#include "common/finite_scan.h"
 #include "common/codec.h"
 #include "common/parallel.h"
 
@@ -116,6 +117,7 @@ std::vector<float> weight_decode_linear(const Checkpoint& ckpt, const std::strin
     const int64_t rows = w.shape[0], cols = w.shape[1] * 2;  // two e2m1 codes per byte
     std::vector<float> out(static_cast<size_t>(rows * cols));
     weight_decode_mxfp4(ckpt.bytes(w.name), ckpt.bytes(s.name), s.dtype, rows, cols, out.data());
+    require_finite(non_finite_scan(out.data(), out.size()), stem + ".weight (with its .scale)", ckpt.dir());
     return out;
   }
   DSV4_CHECK_IN("decode", w.dtype == DType::kF8E4M3,
@@ -124,6 +126,7 @@ std::vector<float> weight_decode_linear(const Checkpoint& ckpt, const std::strin
   std::vector<float> out(static_cast<size_t>(w.numel()));
   weight_decode_fp8_block(ckpt.bytes(w.name), ckpt.bytes(s.name), s.dtype, w.shape[0], w.shape[1],
                           fp8_block, out.data());
+  require_finite(non_finite_scan(out.data(), out.size()), stem + ".weight (with its .scale)", ckpt.dir());
   return out;
 }
 

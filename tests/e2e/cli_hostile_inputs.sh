@@ -8,7 +8,9 @@
 #   - absurd config.json sizes;
 #   - a recipe that quantizes nothing (unless --allow-empty);
 #   - a torn last journal record (the resume truncates it, redoes no finished segment);
-#   - a second run on the same --out (refused naming the holder; a dead holder's lock is taken over).
+#   - a second run on the same --out (refused naming the holder; a dead holder's lock is taken over);
+#   - NaN in a BF16 source weight the forward decodes (layers.0.attn_norm) and in one the writer
+#     copies (mtp.0.attn_norm): refused naming the tensor, not calibrated to exit 0.
 # Run by ctest (cli_hostile_inputs) as: DSV4_BIN=path/to/dsv4-calib bash this.sh WORKDIR
 set -uo pipefail
 bin="${DSV4_BIN:?set DSV4_BIN to the dsv4-calib binary}"
@@ -149,5 +151,22 @@ expect_output "a dead run's lock is taken over" 0 "taking over the run lock $out
   job "$src" "$out"
 [ -e "$out/model.safetensors.index.json" ] && [ ! -e "$out/.calib_run" ] && pass "the run that took over finished, no lock left" \
   || fail "after the takeover: $(ls -a "$out")"
+
+# 7. NaN in a source weight: the decode (layers.0's norm) or the copy (MTP's, kept BF16) names it.
+# nan_into CKPT TENSOR: TENSOR's first BF16 value in CKPT set to a NaN (0x7fc0), in place.
+nan_into() {
+  local ckpt="$1" name="$2" shard f len begin
+  shard=$(grep -o "\"$name\": *\"[^\"]*\"" "$ckpt/model.safetensors.index.json" | sed 's/.*: *"\(.*\)"/\1/')
+  f="$ckpt/$shard"
+  len=$(od -An -tu8 -N8 "$f" | tr -d ' ')
+  begin=$(head -c $((8 + len)) "$f" | tail -c "$len" | grep -o "\"$name\":{[^}]*}" | sed 's/.*"data_offsets":\[\([0-9]*\),.*/\1/')
+  [ -n "$begin" ] || { fail "nan_into: no $name in $f"; return 1; }
+  printf '\xc0\x7f' | dd of="$f" bs=1 seek=$((8 + len + begin)) conv=notrunc status=none
+}
+for t in layers.0.attn_norm.weight mtp.0.attn_norm.weight; do
+  d=$(copy "nan_${t%%.*}")
+  nan_into "$d" "$t" || continue
+  refused "NaN in $t" "$t in $d holds 1 NaN or infinite value(s), the first at index 0" job "$d" "$work/q_nan_${t%%.*}"
+done
 
 e2e_finish
