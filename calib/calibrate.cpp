@@ -259,6 +259,7 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   const bool writes = comm.rank() == 0;
 
   // Preflight: everything that can fail does so before any output exists.
+  dist::RunPhase::set("run", "preflight");
   const model::ModelConfig config = preflight_config(r, o, comm.rank());
   const Checkpoint source = Checkpoint::open(r.model);
   const model::AuditReport audit = preflight_audit(source, config, r);
@@ -273,6 +274,9 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   // The run state: a new run, or the interrupted one in the output directory (resume).
   const std::string recipe_yaml = recipe_to_yaml(r);
   const RunIdentity id = run_identity_make(r, recipe_yaml, source, d.data, layout);
+  // Every rank has checked --out (preflight_config) before rank 0 creates anything in it: a rank
+  // still at its preflight would otherwise find rank 0's fresh run state and refuse the directory.
+  comm.barrier();
   std::optional<RunLock> lock;  // held by rank 0 until the run ends
   if (writes) lock.emplace(RunLock::acquire(r.output.dir));
   RunCheckpoint ck = RunCheckpoint::open_or_create(r.output.dir, id, comm, o.restart);

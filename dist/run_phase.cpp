@@ -51,6 +51,10 @@ void maybe_inject(const std::string& segment, const std::string& phase) {
   std::fflush(stderr);
   if (f.action == "kill") std::raise(SIGKILL);
   if (f.action == "throw") DSV4_FAIL("fault", "injected error at %s %s", segment.c_str(), phase.c_str());
+  if (f.action == "delay") {  // a slow rank: the others run ahead
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    return;
+  }
   for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));  // stall
 }
 
@@ -85,8 +89,10 @@ void RunPhase::set_fault(const std::string& spec) {
   std::vector<std::string> parts;
   std::stringstream in(spec);
   for (std::string p; std::getline(in, p, '@');) parts.push_back(p);
-  DSV4_CHECK_IN("dist", parts.size() == 4 && (parts[0] == "stall" || parts[0] == "kill" || parts[0] == "throw"),
-                "DSV4_FAULT='%s': expected ACTION@RANK@SEGMENT@PHASE with ACTION stall|kill|throw", spec.c_str());
+  DSV4_CHECK_IN("dist",
+                parts.size() == 4 &&
+                    (parts[0] == "stall" || parts[0] == "kill" || parts[0] == "throw" || parts[0] == "delay"),
+                "DSV4_FAULT='%s': expected ACTION@RANK@SEGMENT@PHASE with ACTION stall|kill|throw|delay", spec.c_str());
   fault() = Fault{parts[0], parts[1], parts[2], parts[3]};
 }
 

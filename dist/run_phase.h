@@ -10,7 +10,7 @@
 // Fault injection for the failure tests (tests/e2e): DSV4_FAULT="ACTION@RANK@SEGMENT@PHASE" makes
 // RunPhase::set on that rank ("*": every rank), entering that segment and phase, do ACTION:
 // `stall` (sleep forever: a stuck rank), `kill` (SIGKILL itself: a lost rank), `throw` (an
-// error). Unset in normal runs. launch/ reads the variable once at startup and hands it to
+// error), `delay` (sleep 3 s, then go on: a slow rank). Unset in normal runs. launch/ reads the variable once at startup and hands it to
 // RunPhase::set_fault (STYLE §4: no getenv below launch/).
 // Tests: tests/dist/test_communicator.cpp, tests/e2e/cli_calibrate_mpi.sh.
 #pragma once
@@ -30,7 +30,7 @@ struct RunPhase {
   static void set_background(const std::string& segment, const std::string& phase);
   static void clear_background();
   // The DSV4_FAULT spec ("" for none), checked here: throws dsv4::Error when it is not
-  // ACTION@RANK@SEGMENT@PHASE with ACTION stall|kill|throw. Set once at startup, before any
+  // ACTION@RANK@SEGMENT@PHASE with ACTION stall|kill|throw|delay. Set once at startup, before any
   // thread marks a phase.
   static void set_fault(const std::string& spec);
   // "<segment> <phase> (N s in phase)" or "startup", then "; writing in the background: <segment>

@@ -82,4 +82,13 @@ fault "error on rank 1" "rank 1/2" "throw@1@layers.1@solve"
 fault "stuck rank 1" "did not complete within 3 s" "stall@1@layers.1@pass A" "$fast_recipe"
 fault "killed rank 1" "process rank 1" "kill@1@layers.1@pass A"
 
+# A slow rank at startup: rank 0 must not create the run state while rank 1 still checks --out
+# (rank 1 then found it and refused the directory as "not empty": a race seen in CI runs).
+DSV4_FAULT="delay@1@run@preflight" "$mpi" -n 2 --oversubscribe -x DSV4_FAULT "$bin" --recipe "$recipe" \
+  --model "$tmp/tiny" --dataset "$tmp/tiny/calib.jsonl" --out "$tmp/slow_rank1" --num-samples 8 --seq-len 32 \
+  --threads 1 > "$tmp/slow_rank1.log" 2>&1
+if [ -e "$tmp/slow_rank1/model.safetensors.index.json" ] && same_artifact "$tmp/n2" "$tmp/slow_rank1"; then
+  pass "rank 1 slow at its preflight: the run waits for it"
+else fail "rank 1 slow at its preflight: $(grep -F ' ## ' "$tmp/slow_rank1.log" | head -2)"; fi
+
 e2e_finish
