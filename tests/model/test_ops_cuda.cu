@@ -106,7 +106,7 @@ TEST(OpsCuda, NormRopeEqualsCpuBitwise) {
   for (const NormRopeCase& c : norm_rope_cases()) {
     const std::string what = c.name + " [" + std::to_string(c.rows) + ", " + std::to_string(c.dim) + "]";
     const RopeTable table = rope_table_build(config, c.stride > 1, (c.tokens_per_seq - 1) * c.stride + 1);
-    ASSERT_LE(table.rope_dim, c.dim) << what;
+    if (c.rope) ASSERT_LE(table.rope_dim, c.dim) << what;  // rope turns the row's last rope_dim values
     const std::vector<float> x = bf16_normal(static_cast<size_t>(c.rows * c.dim), 1.5f);
     std::vector<float> weight = bf16_normal(static_cast<size_t>(c.dim), 0.5f);
     for (float& w : weight) w += 1.0f;
