@@ -200,11 +200,14 @@ std::string file_checksum_hex(const std::string& path) {
 void RunCheckpoint::out_dir_check(const std::string& out) {
   std::error_code ec;
   if (fs::exists(out + "/" + kRunDir + "/" + kJournal, ec)) return;  // an interrupted run: open_or_create decides
-  if (run_state_unstarted(out)) return;  // killed before its first commit: open_or_create starts over
   DSV4_USER_CHECK("writer", !fs::exists(out, ec) || fs::is_directory(out, ec),
                   "--out %s is a file, not a directory (output.dir in the recipe, or --out): choose a new directory",
                   out.c_str());
+  // Empty first, then an unstarted run state: rank 0 may be creating OUT/.calib_run (its run lock)
+  // while another rank checks; in this order that rank sees either the empty directory or the
+  // run state (the other order could see neither and refuse the directory: issue 26's note).
   if (!fs::exists(out, ec) || fs::is_empty(out, ec)) return;
+  if (run_state_unstarted(out)) return;  // killed before its first commit: open_or_create starts over
   DSV4_USER_CHECK("writer", !fs::exists(out + "/model.safetensors.index.json", ec),
                   "--out %s already holds a finished artifact; refusing to overwrite it: choose another --out, or "
                   "remove that directory", out.c_str());
