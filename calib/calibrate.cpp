@@ -18,6 +18,7 @@
 #include "calib/artifact_decode.h"
 #include "calib/artifact_layout.h"
 #include "calib/artifact_writer.h"
+#include "calib/layer_executor.h"
 #include "calib/module_plan.h"
 #include "calib/run_checkpoint.h"
 #include "calib/run_lock.h"
@@ -125,7 +126,7 @@ struct RunData {
   data::SampleRange mine;
 };
 
-RunData run_data_load(const Recipe& r, const dist::Communicator& comm) {
+RunData run_data_load(const Recipe& r, const dist::Communicator& comm, bool cuda) {
   RunData d;
   if (!r.needs_data()) return d;
   DSV4_USER_CHECK("calibrate", !r.dataset.files.empty(),
@@ -138,7 +139,9 @@ RunData run_data_load(const Recipe& r, const dist::Communicator& comm) {
   d.data = data::calib_data_build(tok, r.dataset);
   DSV4_USER_CHECK("calibrate", !d.data->samples.empty(),
                   "%s: the dataset (dataset.files, or --dataset) gave no samples", r.origin.c_str());
-  d.mine = data::calib_data_rank_range(*d.data, comm.rank(), comm.world());
+  // Ranks take whole forward blocks where the GPU runs one per call (layer_executor.h).
+  const int64_t block = std::max<int64_t>(1, forward_sample_block(cuda, r.calibration.hessian_sums));
+  d.mine = data::calib_data_rank_range(*d.data, comm.rank(), comm.world(), block);
   for (const data::CalibSample& s : d.data->samples) d.sample_lengths.push_back(static_cast<int64_t>(s.ids.size()));
   for (int64_t i = d.mine.begin; i < d.mine.end; ++i) {
     const data::CalibSample& s = d.data->samples[static_cast<size_t>(i)];
@@ -268,7 +271,7 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   empty_plan_check(r, plan, o.allow_empty);
   const ordered_json cfg = artifact_config_json(read_file(r.model + "/config.json"), r, plan, config);
   const ArtifactLayout layout = artifact_layout(r, plan, config, source);
-  RunData d = run_data_load(r, comm);
+  RunData d = run_data_load(r, comm, o.device == ComputeDevice::kCuda);
   plan_summary_log(r, plan, layout);
 
   // The run state: a new run, or the interrupted one in the output directory (resume).

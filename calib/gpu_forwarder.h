@@ -3,7 +3,7 @@
 // them; no fp32 copy of a source weight on the host), then with the solved modules' dequantized
 // weights put in place (pass B). Pass A and pass B run block_forward_cuda (bf16 numeric mode);
 // pass A's statistics go through DeviceLayerStats straight into the pipeline's LayerStats.
-// Samples of equal length run as one batch. The HC states live on the GPU in bf16 from the first
+// Samples of equal length run as one batch (per block of samples with exact Hessian sums). The HC states live on the GPU in bf16 from the first
 // layer to the last (the forward's values): the host's fp32 states come up once (load_states:
 // embeddings, or a resume's snapshot) and go down only when a snapshot needs them (store_states).
 //
@@ -105,13 +105,18 @@ class GpuForwarder {
 };
 
 struct GpuForwarderOptions {
-  uint64_t hessian_bytes = 0;  // pass A's Hessians of the largest layer (RunEstimate::hessian_bytes_layer_peak)
+  uint64_t hessian_bytes = 0;  // pass A's Hessians of the largest layer on the GPU (GpuMemoryPlan::hessians)
   int64_t state_tokens = 0;    // tokens over this rank's samples: the HC states held on the GPU
   int device = 0;
   // Pass A's Hessian sums stay on the GPU (DeviceLayerStats::download_into with sums_stay): the
   // LayerStats owns them there, its reduce needs a communicator that takes device buffers, and
   // gptq_batch reads them there.
   bool hessians_on_device = false;
+  // Samples per forward call (forward_sample_block): > 0, blocks of that many samples by global
+  // index (from first_sample, the index of load_states' first sample), each block's samples of
+  // one length in one call; 0, all the rank's samples of one length in one call.
+  int64_t sample_block = 0;
+  int64_t first_sample = 0;
   // Bytes the forwarder may take on the GPU, kept memory and arena together (0: all free memory).
   // Set when ranks share a GPU (--gpu-memory): each arena otherwise takes the GPU's free memory.
   uint64_t memory_limit = 0;

@@ -36,7 +36,7 @@ constexpr size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 class CudaForwarder final : public GpuForwarder {
  public:
   CudaForwarder(const model::ModelConfig& c, const GpuForwarderOptions& o)
-      : c_(c), hessians_on_device_(o.hessians_on_device) {
+      : c_(c), hessians_on_device_(o.hessians_on_device), sample_block_(o.sample_block), first_sample_(o.first_sample) {
     const int device = o.device;
     int count = 0;
     DSV4_CHECK_IN("calibrate", cudaGetDeviceCount(&count) == cudaSuccess && device < count,
@@ -185,11 +185,17 @@ class CudaForwarder final : public GpuForwarder {
                   samples.size());
     const auto t = std::chrono::steady_clock::now();
     const int64_t flat = c_.hc_dim();
-    std::map<int64_t, std::vector<size_t>> by_length;
-    for (size_t s = 0; s < samples.size(); ++s) by_length[static_cast<int64_t>(samples[s].size())].push_back(s);
+    // One forward call per (block, length): with sample blocks, what a call computes depends only
+    // on its block (forward_sample_block), whichever rank runs it.
+    std::map<std::pair<int64_t, int64_t>, std::vector<size_t>> by_length;
+    for (size_t s = 0; s < samples.size(); ++s) {
+      const int64_t block = sample_block_ > 0 ? (first_sample_ + static_cast<int64_t>(s)) / sample_block_ : 0;
+      by_length[{block, static_cast<int64_t>(samples[s].size())}].push_back(s);
+    }
     groups_.clear();
     size_t at = 0;
-    for (auto& [tokens, members] : by_length) {
+    for (auto& [block_length, members] : by_length) {
+      const int64_t tokens = block_length.second;
       for (size_t k : members) {
         DSV4_CHECK_IN("calibrate", states[k].size() == static_cast<size_t>(tokens * flat),
                       "state of sample %zu has %zu values, not %lld tokens x %lld", k, states[k].size(),
@@ -231,7 +237,7 @@ class CudaForwarder final : public GpuForwarder {
     double forward = 0, stats_down = 0;
     // Pass A's collector; where the sums stay on the GPU, `stats` takes them over.
     std::optional<DeviceLayerStats> dev;
-    if (stats) dev.emplace(stats->wants(), stats->w2_input(), blas_, stream_);
+    if (stats) dev.emplace(stats->wants(), stats->w2_input(), stats->sums(), blas_, stream_);
     const bool collecting = stats != nullptr;
     const int64_t flat = c_.hc_dim();
     size_t held = 0;
@@ -272,7 +278,7 @@ class CudaForwarder final : public GpuForwarder {
     if (collecting) dev->download_into(*stats, &staging_, hessians_on_device_);
     stats_down = since(t);
     // Where a GPU pass spends its time (the next optimisation targets, docs/PERFORMANCE.md).
-    log_info("%s GPU pass %s: forward %.2f s (%zu length groups), statistics to host %.2f s", dw.prefix.c_str(),
+    log_info("%s GPU pass %s: forward %.2f s (%zu forward calls), statistics to host %.2f s", dw.prefix.c_str(),
              stats ? "A" : "B", forward, groups_.size(), stats_down);
   }
 
@@ -318,6 +324,7 @@ class CudaForwarder final : public GpuForwarder {
  private:
   const model::ModelConfig c_;
   const bool hessians_on_device_;
+  const int64_t sample_block_, first_sample_;  // GpuForwarderOptions
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   cusolverDnHandle_t solver_ = nullptr;

@@ -65,10 +65,6 @@ class LayerExecutor {
   // null when there are none to give (the CUDA executor brings them down only for a snapshot).
   virtual const std::vector<std::vector<float>>* states_for_snapshot(bool snapshot_due) = 0;
 
-  // How pass A's Hessians can be summed here: the recipe's choice where this backend can do it
-  // (the CPU's collector does both), else fp32 (the GPU's collector sums in fp32 only so far).
-  virtual HessianSums hessian_sums(HessianSums wanted) const = 0;
-
   // GPU memory use for the report (0 on the CPU).
   struct Memory {
     int gpu = -1;
@@ -78,12 +74,24 @@ class LayerExecutor {
 };
 
 // What an executor needs for a whole run; the pointers outlive it.
+// The samples one forward call takes as its unit where that must not depend on the world size
+// (issue 29): with exact Hessian sums on the GPU, blocks of kGpuSampleBlock consecutive samples,
+// which the ranks take whole (data/rank_split.h), so each block's activations, and its Gram
+// matrices, are computed alike whoever runs it (a GEMM's bits can depend on its row count). 0
+// otherwise: the CPU forward is per sample (model::linear_forward's rows do not depend on their
+// batch), and fp32 GPU sums let a rank batch its samples freely (by length).
+constexpr int64_t kGpuSampleBlock = 4;
+constexpr int64_t forward_sample_block(bool cuda, HessianSums sums) {
+  return cuda && sums == HessianSums::kExact ? kGpuSampleBlock : 0;
+}
+
 struct LayerExecutorSetup {
   const Recipe* recipe = nullptr;
   const ModulePlan* plan = nullptr;
   const model::ModelConfig* config = nullptr;
   const Checkpoint* source = nullptr;
   const std::vector<std::vector<int64_t>>* samples = nullptr;  // this rank's token ids
+  int64_t first_sample = 0;  // the global index of samples[0] (forward_sample_block's blocks)
   model::NumericMode mode = model::NumericMode::kFp32;
   int threads = 0;          // host solves and copies; 0: all cores
   bool forward = true;      // false: a data-free recipe, no pass runs (only solve)

@@ -32,7 +32,6 @@ class CpuLayerExecutor final : public LayerExecutor {
     block_.emplace(model::block_weights_load(*s_.source, *s_.config, "layers." + std::to_string(layer) + ".", layer));
   }
 
-  HessianSums hessian_sums(HessianSums wanted) const override { return wanted; }
 
   void pass_a(LayerStats& stats, PassAOutput output) override {
     if (output == PassAOutput::kDiscard) {

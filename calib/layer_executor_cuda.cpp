@@ -41,11 +41,14 @@ class CudaLayerExecutor final : public LayerExecutor {
     }
     const RunEstimate need = run_estimate(*s.recipe, *s.plan, *s.config, static_cast<int64_t>(s.samples->size()),
                                           longest, 1.0);
-    gpu_ = gpu_forwarder_create(*s.config, {.hessian_bytes = need.hessian_bytes_layer_peak,
-                                            .state_tokens = tokens,
-                                            .device = s.gpu,
-                                            .hessians_on_device = s.hessians_on_device,
-                                            .memory_limit = s.gpu_memory});
+    gpu_ = gpu_forwarder_create(
+        *s.config, {.hessian_bytes = need.gpu.hessians,
+                    .state_tokens = tokens,
+                    .device = s.gpu,
+                    .hessians_on_device = s.hessians_on_device,
+                    .sample_block = forward_sample_block(true, s.recipe->calibration.hessian_sums),
+                    .first_sample = s.first_sample,
+                    .memory_limit = s.gpu_memory});
   }
 
   void load_states(std::vector<std::vector<float>> states) override {
@@ -60,7 +63,6 @@ class CudaLayerExecutor final : public LayerExecutor {
 
   // With kKeep pass A's outputs are the next layer's input, on the GPU; the host states (the
   // previous layer's snapshot may still be reading them) are not touched.
-  HessianSums hessian_sums(HessianSums) const override { return HessianSums::kFp32; }
 
   void pass_a(LayerStats& stats, PassAOutput output) override {
     gpu_->run(*s_.samples, &stats, output == PassAOutput::kKeep);

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <type_traits>
 
 #include "common/check.h"
 
@@ -30,26 +29,18 @@ std::optional<HessianId> TapRouter::route(const std::vector<std::string>& module
 }
 
 int64_t LayerStats::Slot::dim() const {
-  return std::visit([](const auto& h) -> int64_t {
-    if constexpr (std::is_same_v<std::decay_t<decltype(h)>, DeviceHessianSum>) {
-      return h.dim;
-    } else {
-      return h.dim();
-    }
-  }, sum);
+  return std::visit([](const auto& h) { return h.dim(); }, sum);
 }
 int64_t LayerStats::Slot::tokens() const {
-  return std::visit([](const auto& h) -> int64_t {
-    if constexpr (std::is_same_v<std::decay_t<decltype(h)>, DeviceHessianSum>) {
-      return h.tokens;
-    } else {
-      return h.num_tokens();
-    }
-  }, sum);
+  return std::visit([](const auto& h) { return h.num_tokens(); }, sum);
+}
+void LayerStats::Slot::set_tokens(int64_t n) {
+  std::visit([n](auto& h) { h.set_num_tokens(n); }, sum);
 }
 uint64_t LayerStats::Slot::bytes() const {
   const uint64_t entries = static_cast<uint64_t>(dim()) * static_cast<uint64_t>(dim());
   if (std::holds_alternative<quant::HessianExactSum>(sum)) return entries * quant::HessianExactSum::kLimbs * 8;
+  if (const auto* d = std::get_if<DeviceHessianSum>(&sum)) return d->bytes();
   return entries * 4;
 }
 LayerStats::Slot::Buffer LayerStats::Slot::reduce_buffer() {
@@ -58,25 +49,16 @@ LayerStats::Slot::Buffer LayerStats::Slot::reduce_buffer() {
   if (auto* x = std::get_if<quant::HessianExactSum>(&sum)) {
     return {x->normalized_limbs(), x->limb_count(), dist::ElemType::kI64};
   }
-  return {std::get<DeviceHessianSum>(sum).sum(), entries, dist::ElemType::kF32};
-}
-void LayerStats::Slot::set_tokens(int64_t n) {
-  std::visit([n](auto& h) {
-    if constexpr (std::is_same_v<std::decay_t<decltype(h)>, DeviceHessianSum>) {
-      h.tokens = n;
-    } else {
-      h.set_num_tokens(n);
-    }
-  }, sum);
+  const DeviceHessianSum& d = std::get<DeviceHessianSum>(sum);  // exact limbs come normalized
+  if (d.exact()) return {d.limbs(), d.elements(), dist::ElemType::kI64};
+  return {d.sum(), entries, dist::ElemType::kF32};
 }
 
 LayerStats::LayerStats(bool all_experts, W2Input w2_input, HessianSums sums)
     : all_experts_(all_experts), w2_input_(w2_input), sums_(sums) {}
 
 LayerStats::Slot LayerStats::fresh_slot(int64_t dim) const {
-  if (sums_on_device_) {
-    return Slot{DeviceHessianSum{device_memory_zeros(static_cast<size_t>(dim * dim) * sizeof(float)), dim, 0}};
-  }
+  if (sums_on_device_) return Slot{DeviceHessianSum::zeros(dim, sums_ == HessianSums::kExact)};
   if (sums_ == HessianSums::kExact) return Slot{quant::HessianExactSum(dim)};
   return Slot{quant::HessianAccumulator(dim)};
 }
@@ -137,9 +119,17 @@ void LayerStats::import_hessian(const HessianId& id, quant::HessianAccumulator p
   DSV4_CHECK_IN("calib", fresh, "Hessian %s imported twice", hessian_id_describe(id).c_str());
 }
 
+void LayerStats::import_exact_hessian(const HessianId& id, quant::HessianExactSum partial) {
+  DSV4_CHECK_IN("calib", sums_ == HessianSums::kExact, "exact Hessian %s imported into fp32 sums",
+                hessian_id_describe(id).c_str());
+  const bool fresh = slots_.try_emplace(id, Slot{std::move(partial)}).second;
+  DSV4_CHECK_IN("calib", fresh, "Hessian %s imported twice", hessian_id_describe(id).c_str());
+}
+
 void LayerStats::import_device_hessian(const HessianId& id, DeviceHessianSum sum) {
-  DSV4_CHECK_IN("calib", sum.memory && sum.dim > 0 && sum.tokens >= 0, "device Hessian %s: [%lld] of %lld tokens",
-                hessian_id_describe(id).c_str(), static_cast<long long>(sum.dim), static_cast<long long>(sum.tokens));
+  DSV4_CHECK_IN("calib", sum.exact() == (sums_ == HessianSums::kExact), "device Hessian %s: %s sums into %s ones",
+                hessian_id_describe(id).c_str(), sum.exact() ? "exact" : "fp32",
+                sums_ == HessianSums::kExact ? "exact" : "fp32");
   const bool fresh = slots_.try_emplace(id, Slot{std::move(sum)}).second;
   DSV4_CHECK_IN("calib", fresh, "Hessian %s imported twice", hessian_id_describe(id).c_str());
   sums_on_device_ = true;
@@ -183,16 +173,17 @@ LayerStats::DeviceSum LayerStats::device_hessian(const HessianId& id, int64_t co
   if (!slot) return {};
   const auto* d = std::get_if<DeviceHessianSum>(&slot->sum);
   DSV4_CHECK_IN("calib", d != nullptr, "the Hessian %s is on the host, not the GPU", hessian_id_describe(id).c_str());
-  return {d->sum(), d->tokens};
+  return {d->sum(), d->num_tokens()};
 }
 
 void LayerStats::hessians_to_host(const std::set<HessianKey>& keys) {
   for (auto& [id, slot] : slots_) {
-    const auto* d = std::get_if<DeviceHessianSum>(&slot.sum);
+    auto* d = std::get_if<DeviceHessianSum>(&slot.sum);
     if (!d || !keys.count(id.key)) continue;
-    quant::HessianAccumulator acc(d->dim);
+    d->round_exact();  // the solves read fp32 (no-op for an fp32 sum)
+    quant::HessianAccumulator acc(d->dim());
     device_download(acc.sum().data(), d->sum(), acc.sum().size() * sizeof(float));
-    acc.set_num_tokens(d->tokens);
+    acc.set_num_tokens(d->num_tokens());
     slot.sum = std::move(acc);  // frees the device sum
   }
 }

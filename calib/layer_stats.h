@@ -31,9 +31,9 @@
 #include <variant>
 #include <vector>
 
+#include "calib/device_hessian_sum.h"
 #include "calib/hessian_key.h"
 #include "calib/recipe.h"
-#include "common/device.h"
 #include "dist/communicator.h"
 #include "model/taps.h"
 #include "quant/hessian.h"
@@ -66,14 +66,6 @@ class TapRouter {
   std::map<HessianId, std::string> fed_by_;  // the first module of the tap feeding each Hessian
 };
 
-// A Hessian sum left on the GPU by DeviceLayerStats (download_into with the sums staying),
-// owned here from then on: the unscaled Σ xᵀx [dim, dim] fp32 and the rows it counts.
-struct DeviceHessianSum {
-  DeviceMemory memory;
-  int64_t dim = 0, tokens = 0;
-  float* sum() const { return static_cast<float*>(memory.get()); }
-};
-
 class LayerStats final : public model::TapSink {
  public:
   LayerStats(bool all_experts, W2Input w2_input, HessianSums sums);
@@ -83,6 +75,7 @@ class LayerStats final : public model::TapSink {
   const StatsWants& wants() const { return taps_.wants(); }
   bool all_experts() const { return all_experts_; }
   W2Input w2_input() const { return w2_input_; }
+  HessianSums sums() const { return sums_; }
   // Marks the start of a forward pass over one sample (the all-experts shared Hessian is added
   // once per pass).
   void next_pass() { ++pass_; }
@@ -91,13 +84,15 @@ class LayerStats final : public model::TapSink {
   void on_expert_tokens(const std::string& block_prefix, int expert, int64_t count) override;
 
   // What the GPU's pass A hands over (calib/layer_stats_cuda.h): a Hessian partial, on the host
-  // (fp32: a LayerStats made with HessianSums::kFp32), or left on the GPU, an input absmax,
+  // (fp32 or exact, as this LayerStats' HessianSums), or left on the GPU (device_hessian_sum.h:
+  // exact limbs, rounded to fp32 after the reduce), an input absmax,
   // expert counts (on_expert_tokens). Sums on the GPU are
   // reduced in place by reduce_to_owners, which takes a communicator that accepts device
   // buffers (NCCL, or one rank); the GPU solves read them through device_hessian; hessian()
   // needs them brought over first (hessians_to_host). Once one sum is on the GPU they all are:
   // Hessians only other ranks saw get device zeros.
   void import_hessian(const HessianId& id, quant::HessianAccumulator partial);
+  void import_exact_hessian(const HessianId& id, quant::HessianExactSum partial);
   void import_device_hessian(const HessianId& id, DeviceHessianSum sum);
   void import_amax(const std::string& module, float amax);
   bool sums_on_device() const { return sums_on_device_; }

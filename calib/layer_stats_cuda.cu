@@ -14,6 +14,8 @@
 #include "common/parallel.h"
 #include "common/pinned_host.h"
 #include "quant/hessian_cuda.h"
+#include "quant/hessian_exact.h"
+#include "quant/hessian_exact_cuda.h"
 
 namespace dsv4::calib {
 namespace {
@@ -50,20 +52,26 @@ T* device_alloc(size_t count, std::vector<std::shared_ptr<void>>& memory) {
 
 }  // namespace
 
-DeviceLayerStats::DeviceLayerStats(StatsWants wants, W2Input w2_input, model::BlasHandle blas,
+DeviceLayerStats::DeviceLayerStats(StatsWants wants, W2Input w2_input, HessianSums sums, model::BlasHandle blas,
                                    model::DeviceStream stream)
-    : w2_input_(w2_input), blas_(blas), stream_(stream), taps_(std::move(wants)) {}
+    : w2_input_(w2_input), exact_(sums == HessianSums::kExact), blas_(blas), stream_(stream), taps_(std::move(wants)) {
+  if (exact_) {
+    status_ = device_alloc<int>(1, memory_);
+    DSV4_CUDA_CHECK(cudaMemsetAsync(status_, 0, sizeof(int), stream_));
+  }
+}
 
 DeviceLayerStats::~DeviceLayerStats() { cudaStreamSynchronize(stream_); }
 
 DeviceLayerStats::Slot& DeviceLayerStats::slot_for(const HessianId& id, int64_t dim) {
   Slot& slot = slots_[id];
-  if (!slot.s) {
-    const size_t bytes = static_cast<size_t>(dim * dim) * sizeof(float);
+  if (!slot.memory) {
+    const size_t entries = static_cast<size_t>(dim * dim);
+    const size_t bytes = exact_ ? entries * quant::HessianExactSum::kLimbs * sizeof(int64_t) : entries * sizeof(float);
     slot.dim = dim;
     slot.memory = device_memory(bytes);
-    slot.s = static_cast<float*>(slot.memory.get());
-    DSV4_CUDA_CHECK(cudaMemsetAsync(slot.s, 0, bytes, stream_));
+    (exact_ ? reinterpret_cast<void*&>(slot.limbs) : reinterpret_cast<void*&>(slot.s)) = slot.memory.get();
+    DSV4_CUDA_CHECK(cudaMemsetAsync(slot.memory.get(), 0, bytes, stream_));
   }
   DSV4_CHECK_IN("calib", slot.dim == dim, "tap for %s has %lld columns, its Hessian %lld",
                 hessian_id_describe(id).c_str(), static_cast<long long>(dim), static_cast<long long>(slot.dim));
@@ -79,28 +87,48 @@ float* DeviceLayerStats::amax_slot(const std::string& module) {
   return p;
 }
 
+float* DeviceLayerStats::gram_scratch(int64_t dim) {
+  const size_t need = static_cast<size_t>(dim * dim);
+  if (need > gram_elems_) {
+    gram_ = device_alloc<float>(need, memory_);
+    gram_elems_ = need;
+  }
+  DSV4_CUDA_CHECK(cudaMemsetAsync(gram_, 0, need * sizeof(float), stream_));
+  return gram_;
+}
+
 void DeviceLayerStats::add_rows(Slot& slot, const uint16_t* x, int64_t rows, int64_t cols, int64_t ld,
                                 const float* weights) {
+  // An exact sum takes this call's rows as one fp32 Gram, added to its limbs exactly.
+  float* s = exact_ ? gram_scratch(cols) : slot.s;
   if (!weights) {
-    quant::hessian_sum_cuda(blas_, x, rows, cols, slot.s, stream_, ld);
+    quant::hessian_sum_cuda(blas_, x, rows, cols, s, stream_, ld);
     slot.tokens += rows;
-    return;
+  } else {
+    // Weighted w2: rows scaled by their routing weight in fp32; unrouted rows (weight 0) add
+    // nothing and are not counted as tokens (LayerStats skips them).
+    const size_t need = static_cast<size_t>(rows * cols);
+    if (need > scratch_elems_) {
+      scratch_ = device_alloc<float>(need, memory_);
+      scratch_elems_ = need;
+    }
+    if (!slot.counted) {
+      slot.counted = device_alloc<int64_t>(1, memory_);
+      DSV4_CUDA_CHECK(cudaMemsetAsync(slot.counted, 0, sizeof(int64_t), stream_));
+    }
+    weight_rows_kernel<<<grid_blocks(rows * cols, 256, 1 << 16), 256, 0, stream_>>>(
+        x, rows, cols, ld, weights, scratch_, reinterpret_cast<unsigned long long*>(slot.counted));
+    DSV4_CUDA_CHECK_LAUNCH();
+    quant::hessian_sum_f32_cuda(blas_, scratch_, rows, cols, s, stream_);
   }
-  // Weighted w2: rows scaled by their routing weight in fp32; unrouted rows (weight 0) add
-  // nothing and are not counted as tokens (LayerStats skips them).
-  const size_t need = static_cast<size_t>(rows * cols);
-  if (need > scratch_elems_) {
-    scratch_ = device_alloc<float>(need, memory_);
-    scratch_elems_ = need;
+  if (!exact_) return;
+  const int64_t entries = cols * cols;
+  if (slot.adds == (int64_t{1} << 20)) {  // the limbs' carry-free budget (hessian_exact.h)
+    quant::hessian_exact_normalize_cuda(slot.limbs, entries, stream_);
+    slot.adds = 0;
   }
-  if (!slot.counted) {
-    slot.counted = device_alloc<int64_t>(1, memory_);
-    DSV4_CUDA_CHECK(cudaMemsetAsync(slot.counted, 0, sizeof(int64_t), stream_));
-  }
-  weight_rows_kernel<<<grid_blocks(rows * cols, 256, 1 << 16), 256, 0, stream_>>>(
-      x, rows, cols, ld, weights, scratch_, reinterpret_cast<unsigned long long*>(slot.counted));
-  DSV4_CUDA_CHECK_LAUNCH();
-  quant::hessian_sum_f32_cuda(blas_, scratch_, rows, cols, slot.s, stream_);
+  quant::hessian_exact_add_cuda(s, entries, slot.limbs, status_, stream_);
+  ++slot.adds;
 }
 
 void DeviceLayerStats::on_tap(const model::DeviceTapEvent& e) {
@@ -131,83 +159,107 @@ void DeviceLayerStats::on_expert_tokens(const std::string&, int expert, int64_t 
   expert_tokens_[expert] += count;
 }
 
+void DeviceLayerStats::finish_exact_sums() {
+  if (!exact_) return;
+  for (auto& [id, slot] : slots_) {
+    quant::hessian_exact_normalize_cuda(slot.limbs, slot.dim * slot.dim, stream_);
+    slot.adds = 0;
+  }
+  int status = 0;
+  DSV4_CUDA_CHECK(cudaMemcpyAsync(&status, status_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+  DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  quant::hessian_exact_status_check(status);
+}
+
 void DeviceLayerStats::download_into(LayerStats& host, PinnedHostBuffer* staging, bool sums_stay) {
-  std::vector<std::pair<const HessianId*, Slot*>> slots;
-  for (auto& [id, slot] : slots_) slots.push_back({&id, &slot});
-  std::vector<int64_t> counted(slots.size(), 0);
-  for (size_t i = 0; i < slots.size(); ++i) {
-    if (slots[i].second->counted) {
-      DSV4_CUDA_CHECK(cudaMemcpyAsync(&counted[i], slots[i].second->counted, sizeof(int64_t), cudaMemcpyDeviceToHost,
-                                      stream_));
+  DSV4_CHECK_IN("calib", exact_ == (host.sums() == HessianSums::kExact), "the GPU's %s Hessian sums into %s ones",
+                exact_ ? "exact" : "fp32", exact_ ? "fp32" : "exact");
+  std::vector<int64_t> counted;
+  for (auto& [id, slot] : slots_) {
+    counted.push_back(0);
+    if (slot.counted) {
+      DSV4_CUDA_CHECK(cudaMemcpyAsync(&counted.back(), slot.counted, sizeof(int64_t), cudaMemcpyDeviceToHost, stream_));
     }
   }
-  auto small_stats = [&] {
-    for (const auto& [module, p] : amax_) {
-      float a = 0.0f;
-      DSV4_CUDA_CHECK(cudaMemcpy(&a, p, sizeof(float), cudaMemcpyDeviceToHost));
-      host.import_amax(module, a);
-    }
-    for (const auto& [e, n] : expert_tokens_) host.on_expert_tokens("", e, n);
-  };
+  finish_exact_sums();
   if (sums_stay) {  // the sums are complete once the stream is (the token counts come with it)
     DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    for (size_t i = 0; i < slots.size(); ++i) {
-      Slot& slot = *slots[i].second;
-      host.import_device_hessian(*slots[i].first, {std::move(slot.memory), slot.dim, slot.tokens + counted[i]});
+    size_t i = 0;
+    for (auto& [id, slot] : slots_) {
+      host.import_device_hessian(id, DeviceHessianSum(std::move(slot.memory), slot.dim, slot.tokens + counted[i++], exact_));
     }
     slots_.clear();
-    small_stats();
-    return;
+  } else {
+    download_sums(host, staging, counted);
   }
-  // Batches of slots that fit the pinned staging buffer come down in one go and are unpacked on
-  // all cores; without one (or for a slot larger than it) each slot is copied on its own.
+  for (const auto& [module, p] : amax_) {
+    float a = 0.0f;
+    DSV4_CUDA_CHECK(cudaMemcpy(&a, p, sizeof(float), cudaMemcpyDeviceToHost));
+    host.import_amax(module, a);
+  }
+  for (const auto& [e, n] : expert_tokens_) host.on_expert_tokens("", e, n);
+}
+
+// Batches of slots that fit the pinned staging buffer come down in one go and are unpacked on
+// all cores; without one (or for a slot larger than it) each slot is copied on its own.
+void DeviceLayerStats::download_sums(LayerStats& host, PinnedHostBuffer* staging, const std::vector<int64_t>& counted) {
+  std::vector<Slot*> slots;
+  for (auto& [id, slot] : slots_) slots.push_back(&slot);
+  const size_t limbs = exact_ ? quant::HessianExactSum::kLimbs : 1;
+  const size_t entry_bytes = exact_ ? limbs * sizeof(int64_t) : sizeof(float);
+  auto bytes_of = [&](const Slot* slot) { return static_cast<size_t>(slot->dim * slot->dim) * entry_bytes; };
   std::vector<std::optional<quant::HessianAccumulator>> acc(slots.size());
+  std::vector<std::vector<int64_t>> exact(slots.size());
+  auto unpack = [&](size_t i, const void* bytes) {
+    const Slot& slot = *slots[i];
+    if (exact_) {
+      exact[i].resize(static_cast<size_t>(slot.dim * slot.dim) * limbs);
+      std::memcpy(exact[i].data(), bytes, bytes_of(&slot));
+    } else {
+      acc[i].emplace(slot.dim);
+      std::memcpy(acc[i]->sum().data(), bytes, bytes_of(&slot));
+    }
+  };
   const size_t cap = staging ? staging->size() : 0;
   for (size_t first = 0; first < slots.size();) {
     size_t end = first, bytes = 0;
-    while (end < slots.size()) {
-      const size_t b = static_cast<size_t>(slots[end].second->dim * slots[end].second->dim) * sizeof(float);
-      if (bytes + b > cap) break;
-      bytes += b;
-      ++end;
-    }
+    while (end < slots.size() && bytes + bytes_of(slots[end]) <= cap) bytes += bytes_of(slots[end++]);
     if (end == first) {  // direct
-      const Slot& slot = *slots[first].second;
-      acc[first].emplace(slot.dim);
-      DSV4_CUDA_CHECK(cudaMemcpyAsync(acc[first]->sum().data(), slot.s,
-                                      static_cast<size_t>(slot.dim * slot.dim) * sizeof(float), cudaMemcpyDeviceToHost,
-                                      stream_));
+      std::vector<unsigned char> one(bytes_of(slots[first]));
+      DSV4_CUDA_CHECK(
+          cudaMemcpyAsync(one.data(), slots[first]->memory.get(), one.size(), cudaMemcpyDeviceToHost, stream_));
       DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
-      first = end + 1;
+      unpack(first++, one.data());
       continue;
     }
     std::vector<size_t> offset;
-    size_t at = 0;
-    for (size_t i = first; i < end; ++i) {
-      const size_t b = static_cast<size_t>(slots[i].second->dim * slots[i].second->dim) * sizeof(float);
-      DSV4_CUDA_CHECK(cudaMemcpyAsync(staging->data() + at, slots[i].second->s, b, cudaMemcpyDeviceToHost, stream_));
+    for (size_t i = first, at = 0; i < end; at += bytes_of(slots[i++])) {
+      DSV4_CUDA_CHECK(cudaMemcpyAsync(staging->data() + at, slots[i]->memory.get(), bytes_of(slots[i]),
+                                      cudaMemcpyDeviceToHost, stream_));
       offset.push_back(at);
-      at += b;
     }
     DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    parallel_for(end - first, 0, [&](size_t k) {
-      const size_t i = first + k;
-      acc[i].emplace(slots[i].second->dim);
-      std::memcpy(acc[i]->sum().data(), staging->data() + offset[k], acc[i]->sum().size() * sizeof(float));
-    });
+    parallel_for(end - first, 0, [&](size_t k) { unpack(first + k, staging->data() + offset[k]); });
     first = end;
   }
   DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the token counts
-  for (size_t i = 0; i < slots.size(); ++i) {
-    acc[i]->set_num_tokens(slots[i].second->tokens + counted[i]);
-    host.import_hessian(*slots[i].first, std::move(*acc[i]));
+  size_t i = 0;
+  for (const auto& [id, slot] : slots_) {
+    const int64_t tokens = slot.tokens + counted[i];
+    if (exact_) {
+      host.import_exact_hessian(id, quant::HessianExactSum::from_limbs(slot.dim, std::move(exact[i]), tokens));
+    } else {
+      acc[i]->set_num_tokens(tokens);
+      host.import_hessian(id, std::move(*acc[i]));
+    }
+    ++i;
   }
-  small_stats();
 }
 
 uint64_t DeviceLayerStats::hessian_bytes() const {
   uint64_t b = 0;
-  for (const auto& [key, slot] : slots_) b += static_cast<uint64_t>(slot.dim * slot.dim) * sizeof(float);
+  const uint64_t per_entry = exact_ ? quant::HessianExactSum::kLimbs * sizeof(int64_t) : sizeof(float);
+  for (const auto& [key, slot] : slots_) b += static_cast<uint64_t>(slot.dim * slot.dim) * per_entry;
   return b;
 }
 

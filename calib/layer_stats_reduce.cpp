@@ -2,6 +2,8 @@
 // layer_stats.h). Collective order: one all-gather of Hessian ids; per Hessian in id order
 // one reduce (or all-reduce) of its [dim, dim] sum; one all-reduce of the token counts; one
 // all-reduce (max) of the wanted absmax values; one all-reduce (sum) of expert token counts.
+// Exact sums go as their normalized limbs (int64, an associative sum), and those left on the
+// GPU are rounded to fp32 there once reduced.
 #include <algorithm>
 #include <set>
 #include <sstream>
@@ -71,10 +73,13 @@ void LayerStats::reduce_to_owners(dist::Communicator& comm, const std::map<Hessi
   if (!tokens.empty()) comm.all_reduce(tokens.data(), tokens.size(), dist::ElemType::kI64, dist::ReduceOp::kSum);
   size_t i = 0;
   for (const auto& [id, d] : dims) {
-    slots_.at(id).set_tokens(tokens[i++]);
+    Slot& slot = slots_.at(id);
+    slot.set_tokens(tokens[i++]);
     if (!owners.at(id.key).count(comm.rank())) {
       slots_.erase(id);  // frees the sum, on the host or the GPU
       dropped_.insert(id);
+    } else if (auto* d = std::get_if<DeviceHessianSum>(&slot.sum)) {
+      d->round_exact();  // the GPU solves read fp32 sums (no-op for one)
     }
   }
 

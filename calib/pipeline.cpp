@@ -183,17 +183,13 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
   const int num_segments = in.layout->num_segments;
   const SegmentPlan plan = segment_plan_build(r, *in.plan, c, num_segments, comm.world());
   const std::unique_ptr<LayerExecutor> x = layer_executor_create(
-      {.recipe = &r, .plan = in.plan, .config = &c, .source = in.source, .samples = &in.samples, .mode = in.mode,
+      {.recipe = &r, .plan = in.plan, .config = &c, .source = in.source, .samples = &in.samples,
+       .first_sample = in.first_sample, .mode = in.mode,
        .threads = in.threads, .forward = plan.last_data_layer >= 0, .cuda = in.device == ComputeDevice::kCuda,
        .gpu = in.gpu, .gpu_memory = in.gpu_memory,
        // Pass A's Hessians stay on the GPU for its solves when the reduce can take device buffers
        // (one rank, or NCCL): no 4.4 GB round trip through the host per full-width layer.
        .hessians_on_device = comm.world() == 1 || comm.backend() == "nccl"});
-  const HessianSums hessian_sums = x->hessian_sums(r.calibration.hessian_sums);
-  if (hessian_sums != r.calibration.hessian_sums && plan.last_data_layer >= 0) {
-    log_info("Hessian sums: fp32 on the GPU (calibration.hessian_sums: exact, the same bits at any number of ranks, "
-             "runs on the CPU so far)");
-  }
   PipelineReport report;
   RunContext run{in, r, c, comm, plan, *x, report, {}};
   samples_count(run);
@@ -225,7 +221,7 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     lr.seconds_decode = seconds_since(t);
     if (seg + 1 < num_segments) in.source->prefetch(artifact_segment_name(seg + 1, c) + ".");
 
-    LayerStats stats(r.calibration.all_experts, r.calibration.w2_input, hessian_sums);
+    LayerStats stats(r.calibration.all_experts, r.calibration.w2_input, r.calibration.hessian_sums);
     const bool pass_a = segment_pass_a(run, seg, stats, lr);
     if (pass_a) segment_reduce(run, seg, stats, lr);
     std::vector<SolvedModule> solved = segment_solve(run, seg, stats, lr);

@@ -202,7 +202,10 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
     e.hessians += u.groups;
   }
   e.hessian_bytes_layer_peak = static_cast<uint64_t>(plan.hessian_bytes_peak_layer);  // the plan counts them
-  e.gpu = gpu_memory_plan(config, e.hessian_bytes_layer_peak, e.tokens);
+  // Exact sums (issue 29) hold three int64 limbs per entry on the GPU, 6x the fp32 bytes, and
+  // round one Hessian at a time to fp32 (its 4 bytes per entry come on top, transiently).
+  const bool exact = recipe.calibration.hessian_sums == HessianSums::kExact;
+  e.gpu = gpu_memory_plan(config, e.hessian_bytes_layer_peak * (exact ? 6 : 1), e.tokens);
   e.state_bytes = static_cast<uint64_t>(e.tokens) * static_cast<uint64_t>(config.hc_dim()) * sizeof(float);
 
   // Bytes decoded: the whole block of every forward layer, and every quantized module elsewhere

@@ -80,8 +80,8 @@ CalibData calib_data_build(const Tokenizer& tok, const DatasetOptions& options) 
   return d;
 }
 
-SampleRange calib_data_rank_range(const CalibData& data, int rank, int world) {
-  return rank_split_range(static_cast<int64_t>(data.samples.size()), rank, world);
+SampleRange calib_data_rank_range(const CalibData& data, int rank, int world, int64_t block) {
+  return rank_split_range(static_cast<int64_t>(data.samples.size()), rank, world, block);
 }
 
 uint64_t calib_data_hash(const CalibData& data) {

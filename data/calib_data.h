@@ -79,7 +79,7 @@ struct CalibData {
 CalibData calib_data_build(const Tokenizer& tok, const DatasetOptions& options);
 // Encodes one record as calib_data_build does (for the tokenize command and tests).
 std::vector<int32_t> calib_record_encode(const Tokenizer& tok, const RawRecord& record, const DatasetOptions& options);
-SampleRange calib_data_rank_range(const CalibData& data, int rank, int world);
+SampleRange calib_data_rank_range(const CalibData& data, int rank, int world, int64_t block = 1);
 uint64_t calib_data_hash(const CalibData& data);  // sample_list_hash of all samples' ids
 // The manifest fragment: options, file sizes and record counts, selection counts, the hash
 // algorithm, the list hash and, per sample, its hash, length and sources. Hashes are computed

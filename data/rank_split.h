@@ -10,7 +10,11 @@
 // sample, and the union over ranks is the same list for any world size: the world size changes
 // only where the cuts are, never which samples are used. Contiguous blocks (not a stride) keep a
 // rank's samples one range, so activation snapshots can be stored per sample range and a resume
-// with another world size re-cuts them (DESIGN §4).
+// with another world size re-cuts them (DESIGN §4). With block > 1 the cut is the same over
+// blocks of `block` consecutive samples (the last may be short; loads then differ by less than
+// two blocks), so that every block is on one
+// rank whatever the world size: the GPU forward runs a block per call, and its results must not
+// depend on which other samples shared the call (issue 29).
 // Tests: tests/data/test_sampling.cpp.
 #pragma once
 
@@ -24,7 +28,7 @@ struct SampleRange {
   int64_t size() const { return end - begin; }
 };
 
-SampleRange rank_split_range(int64_t num_samples, int rank, int world);
-int rank_split_owner(int64_t sample, int64_t num_samples, int world);
+SampleRange rank_split_range(int64_t num_samples, int rank, int world, int64_t block = 1);
+int rank_split_owner(int64_t sample, int64_t num_samples, int world, int64_t block = 1);
 
 }  // namespace dsv4::data

@@ -1,40 +1,35 @@
 // hessian_exact.cpp: exact fixed-point sums of fp32 Gram matrices (see hessian_exact.h).
 #include "quant/hessian_exact.h"
 
-#include <bit>
-#include <cmath>
-#include <cstring>
-
 #include "common/check.h"
+#include "quant/hessian_exact_inline.h"
 
 namespace dsv4::quant {
 namespace {
 
-using Int128 = __int128;
-constexpr int64_t kLimbMask = (int64_t{1} << HessianExactSum::kLimbBits) - 1;
 constexpr int kMaxAddsBetweenCarries = 1 << 20;  // 2^20 limbs below 2^42 stay below 2^62
 
-// v as an integer count of 2^-64: exact when its last mantissa bit is at or above 2^-64, else
-// truncated toward zero (the same for every caller, so sums stay grouping-independent).
-Int128 fixed_from_float(float v) {
-  const uint32_t bits = std::bit_cast<uint32_t>(v);
-  const int biased = static_cast<int>((bits >> 23) & 0xff);
-  DSV4_CHECK_IN("gptq", biased != 0xff, "a Hessian entry is %s", std::isnan(v) ? "NaN" : "infinite");
-  if (biased == 0 && (bits & 0x7fffff) == 0) return 0;
-  // |v| = m · 2^(e - 23) with m < 2^24 (subnormals: no implicit bit, e = -126).
-  const int64_t m = biased == 0 ? (bits & 0x7fffff) : ((bits & 0x7fffff) | 0x800000);
-  const int e = biased == 0 ? -126 : biased - 127;
-  DSV4_CHECK_IN("gptq", e < 60, "a Hessian entry %g is beyond the exact sum's range (|v| < 2^60)", static_cast<double>(v));
-  const int shift = e - 23 + HessianExactSum::kFracBits;
-  const Int128 magnitude = shift >= 0 ? static_cast<Int128>(m) << shift : (shift > -64 ? m >> -shift : 0);
-  return (bits >> 31) ? -magnitude : magnitude;
-}
-
 }  // namespace
+
+void hessian_exact_status_check(int status) {
+  DSV4_CHECK_IN("gptq", !(status & kExactNonFinite), "a Hessian entry is NaN or infinite");
+  DSV4_CHECK_IN("gptq", !(status & kExactEntryTooLarge), "a Hessian entry is beyond the exact sum's range (|v| < 2^60)");
+  DSV4_CHECK_IN("gptq", !(status & kExactSumTooLarge), "a Hessian entry's exact sum is beyond ±2^59");
+}
 
 HessianExactSum::HessianExactSum(int64_t dim) : dim_(dim) {
   DSV4_CHECK_IN("gptq", dim > 0, "Hessian dim %lld must be positive", static_cast<long long>(dim));
   limbs_.assign(static_cast<size_t>(kLimbs * dim * dim), 0);
+}
+
+HessianExactSum HessianExactSum::from_limbs(int64_t dim, std::vector<int64_t> limbs, int64_t num_tokens) {
+  HessianExactSum out(dim);
+  DSV4_CHECK_IN("gptq", limbs.size() == out.limbs_.size(), "%zu limbs for a [%lld, %lld] exact sum", limbs.size(),
+                static_cast<long long>(dim), static_cast<long long>(dim));
+  out.limbs_ = std::move(limbs);
+  out.set_num_tokens(num_tokens);
+  out.normalized_limbs();
+  return out;
 }
 
 void HessianExactSum::add(const float* x, int64_t num_tokens) {
@@ -58,15 +53,15 @@ void HessianExactSum::add_entries(const float* s) {
   int64_t* l0 = limbs_.data();
   int64_t* l1 = l0 + n;
   int64_t* l2 = l1 + n;
+  int status = 0;
   for (size_t i = 0; i < n; ++i) {
-    Int128 v = fixed_from_float(s[i]);
-    // Two's complement: the low 42 bits are non-negative and the arithmetic shift floors, so
-    // v = low + 2^42 · (v >> 42) for negative v too.
-    l0[i] += static_cast<int64_t>(v & kLimbMask);
-    v >>= kLimbBits;
-    l1[i] += static_cast<int64_t>(v & kLimbMask);
-    l2[i] += static_cast<int64_t>(v >> kLimbBits);
+    int64_t a[3];
+    status |= exact_addend(s[i], a);
+    l0[i] += a[0];
+    l1[i] += a[1];
+    l2[i] += a[2];
   }
+  hessian_exact_status_check(status);
   ++adds_since_normalized_;
 }
 
@@ -75,14 +70,7 @@ int64_t* HessianExactSum::normalized_limbs() {
   int64_t* l0 = limbs_.data();
   int64_t* l1 = l0 + n;
   int64_t* l2 = l1 + n;
-  for (size_t i = 0; i < n; ++i) {
-    int64_t carry = l0[i] >> kLimbBits;
-    l0[i] &= kLimbMask;
-    l1[i] += carry;
-    carry = l1[i] >> kLimbBits;
-    l1[i] &= kLimbMask;
-    l2[i] += carry;
-  }
+  for (size_t i = 0; i < n; ++i) exact_normalize(l0[i], l1[i], l2[i]);
   adds_since_normalized_ = 0;
   return limbs_.data();
 }
@@ -94,18 +82,9 @@ HessianAccumulator HessianExactSum::rounded() const {
   const int64_t* l1 = l0 + n;
   const int64_t* l2 = l1 + n;
   std::vector<float>& s = out.sum();
-  for (size_t i = 0; i < n; ++i) {
-    // The carries of this entry (normalized_limbs' arithmetic), then the 126-bit value.
-    const int64_t c0 = l0[i] >> kLimbBits;
-    const int64_t low = l0[i] & kLimbMask;
-    const int64_t mid_sum = l1[i] + c0;
-    const int64_t mid = mid_sum & kLimbMask;
-    const int64_t high = l2[i] + (mid_sum >> kLimbBits);
-    DSV4_CHECK_IN("gptq", high > -(int64_t{1} << 39) && high < (int64_t{1} << 39),
-                  "a Hessian entry's exact sum is beyond ±2^59");
-    const Int128 v = (static_cast<Int128>(high) << (2 * kLimbBits)) + (static_cast<Int128>(mid) << kLimbBits) + low;
-    s[i] = static_cast<float>(std::ldexp(static_cast<double>(v), -kFracBits));
-  }
+  int status = 0;
+  for (size_t i = 0; i < n; ++i) s[i] = exact_round(l0[i], l1[i], l2[i], &status);
+  hessian_exact_status_check(status);
   out.set_num_tokens(num_tokens_);
   return out;
 }

@@ -20,6 +20,7 @@
 // 2^-40 ≈ 9e-13, against Gram entries of a layer's activations of order 1 to 1e8; fp32 itself
 // keeps 24 bits of each sum. Range: an entry with |v| >= 2^60 (1e18) is an error, as is a total
 // beyond ±2^123 units (2^59). Memory: 24 bytes per entry, 6x the fp32 sum.
+// The per-entry arithmetic is hessian_exact_inline.h, shared with the GPU sum (hessian_exact_cuda.h).
 // Tests: tests/quant/test_hessian_exact.cpp.
 #pragma once
 
@@ -31,6 +32,10 @@
 
 namespace dsv4::quant {
 
+// Fails with the message of the first problem an exact add or round reported (the ExactStatus
+// bits of hessian_exact_inline.h): a non-finite or too large entry, a sum beyond range.
+void hessian_exact_status_check(int status);
+
 class HessianExactSum {
  public:
   static constexpr int kFracBits = 64;
@@ -38,6 +43,8 @@ class HessianExactSum {
   static constexpr int kLimbs = 3;
 
   explicit HessianExactSum(int64_t dim);
+  // A sum from limbs [kLimbs][dim·dim] in any form (the GPU's, hessian_exact_cuda.h), normalized.
+  static HessianExactSum from_limbs(int64_t dim, std::vector<int64_t> limbs, int64_t num_tokens);
 
   // Adds num_tokens rows of x ([num_tokens, dim], row-major): their fp32 Gram, exactly.
   void add(const float* x, int64_t num_tokens);

@@ -39,7 +39,7 @@ struct Activation {
   }
 };
 
-void run_case(bool all_experts, W2Input w2) {
+void run_case(bool all_experts, W2Input w2, HessianSums sums) {
   constexpr int64_t T = 37, D = 64, I = 48, G = 2, E = 3;
   const std::string p = "layers.1.";
   const std::string e = p + "ffn.experts.";
@@ -63,7 +63,7 @@ void run_case(bool all_experts, W2Input w2) {
     for (int k = 0; k < E; ++k) cpu.want_hessian(e + std::to_string(k) + ".w2", w2_of(k));
     cpu.want_amax(p + "attn.wkv");
     cpu.want_amax(e + "1.w2");
-    DeviceLayerStats gpu(cpu.wants(), w2, blas, stream);
+    DeviceLayerStats gpu(cpu.wants(), w2, sums, blas, stream);
 
     std::vector<float> weights(static_cast<size_t>(E * T));
     std::uniform_real_distribution<float> u(0.0f, 1.0f);
@@ -115,7 +115,7 @@ void run_case(bool all_experts, W2Input w2) {
       ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);  // the activations are freed next pass
     }
 
-    LayerStats back(all_experts, w2, HessianSums::kFp32);
+    LayerStats back(all_experts, w2, sums);
     gpu.download_into(back);
     EXPECT_EQ(back.num_hessians(), cpu.num_hessians());
     EXPECT_EQ(back.expert_tokens(), cpu.expert_tokens());
@@ -145,9 +145,10 @@ void run_case(bool all_experts, W2Input w2) {
     EXPECT_GE(compared, all_experts ? 7 : 5);
 
     // The sums left on the GPU (the one-rank pipeline's path), handed over: the same counts,
-    // reduced in place (one rank: unchanged), finalized there to the host finalize's bits; the
+    // reduced in place (one rank: unchanged; exact limbs rounded to fp32 on the GPU), finalized
+    // there to the host finalize's bits (for exact sums: the device rounding is the host's); the
     // ones a CPU solve needs come over on request, and hessian() refuses the rest.
-    LayerStats kept(all_experts, w2, HessianSums::kFp32);
+    LayerStats kept(all_experts, w2, sums);
     gpu.download_into(kept, nullptr, /*sums_stay=*/true);
     EXPECT_EQ(gpu.num_hessians(), 0u);  // kept owns them now
     EXPECT_EQ(kept.num_hessians(), cpu.num_hessians());
@@ -190,14 +191,61 @@ void run_case(bool all_experts, W2Input w2) {
 
 TEST(DeviceLayerStats, RoutedTapsMatchLayerStats) {
   DSV4_REQUIRE_GPU_OR_SKIP();
-  run_case(false, W2Input::kUnweighted);
-  run_case(false, W2Input::kWeighted);
+  for (const HessianSums sums : {HessianSums::kFp32, HessianSums::kExact}) {
+    run_case(false, W2Input::kUnweighted, sums);
+    run_case(false, W2Input::kWeighted, sums);
+  }
 }
 
 TEST(DeviceLayerStats, AllExpertsTapsMatchLayerStats) {
   DSV4_REQUIRE_GPU_OR_SKIP();
-  run_case(true, W2Input::kUnweighted);
-  run_case(true, W2Input::kWeighted);
+  for (const HessianSums sums : {HessianSums::kFp32, HessianSums::kExact}) {
+    run_case(true, W2Input::kUnweighted, sums);
+    run_case(true, W2Input::kWeighted, sums);
+  }
+}
+
+// Exact sums: the same forward calls' rows (units) in any order give the same bits (a split
+// between ranks is the same integer sum in another grouping: test_hessian_exact.cpp and
+// test_hessian_exact_cuda.cu show the GPU's limbs are the CPU's).
+TEST(DeviceLayerStats, ExactSumsDoNotDependOnTheOrderOfUnits) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  constexpr int64_t T = 53, D = 96;
+  cudaStream_t stream;
+  cublasHandle_t blas;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  ASSERT_EQ(cublasCreate(&blas), CUBLAS_STATUS_SUCCESS);
+  {
+    const std::string m = "layers.0.attn.wq_a";
+    const HessianKey key{.layer = 0, .input = HessianInput::kAttnInput, .role = model::LinearRole::kHead, .expert = -1};
+    StatsWants wants;
+    wants.hessians[m] = key;
+    std::vector<Activation> units;
+    for (int u = 0; u < 6; ++u) units.emplace_back(static_cast<size_t>(T * D));
+    for (int u = 0; u < 6; ++u) {  // very different scales, so that fp32 sums would round
+      for (size_t i = 0; i < units[static_cast<size_t>(u)].bits.size(); ++i) {
+        const float v = bf16_decode(units[static_cast<size_t>(u)].bits[i]) * std::pow(8.0f, static_cast<float>(u));
+        units[static_cast<size_t>(u)].bits[i] = bf16_encode(v);
+      }
+    }
+    auto collect = [&](const std::vector<int>& order) {
+      DeviceLayerStats gpu(wants, W2Input::kUnweighted, HessianSums::kExact, blas, stream);
+      for (int u : order) {
+        DeviceBuffer<uint16_t> dx(units[static_cast<size_t>(u)].bits);
+        gpu.next_pass();
+        gpu.on_tap({.modules = {m}, .x = dx.p, .rows = T, .cols = D, .ld = D});
+        EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+      }
+      LayerStats host(false, W2Input::kUnweighted, HessianSums::kExact);
+      host.want_hessian(m, key);
+      gpu.download_into(host);
+      return host;
+    };
+    const std::vector<float> forward = collect({0, 1, 2, 3, 4, 5}).hessian({key}, D).h;
+    EXPECT_EQ(collect({5, 3, 1, 0, 2, 4}).hessian({key}, D).h, forward);
+  }
+  cublasDestroy(blas);
+  cudaStreamDestroy(stream);
 }
 
 }  // namespace

@@ -215,8 +215,9 @@ TEST(RunEstimate, FlashHessiansMatchDesignBudget) {
 
 // The GPU memory plan the forwarder enforces and `plan` prints: at full width one block's bf16
 // weights are the 257 experts' three matrices (12.9 GB) plus attention, HC and router (a few %);
-// the Hessians are the largest layer's; the states are bf16 [tokens, hc_dim] on the GPU and fp32
-// on the host.
+// the Hessians are the largest layer's, as exact sums (issue 29: three int64 limbs per entry, 6x
+// the fp32 bytes) unless the recipe asks for fp32 sums; the states are bf16 [tokens, hc_dim] on
+// the GPU and fp32 on the host.
 TEST(RunEstimate, GpuMemoryPlanForFlash) {
   const model::ModelConfig c = model::ModelConfig::flash();
   const RunEstimate e = estimate(shipped("w4a16_mtp.yaml"), c, 96, 512);
@@ -224,7 +225,10 @@ TEST(RunEstimate, GpuMemoryPlanForFlash) {
   EXPECT_GT(static_cast<double>(e.gpu.block_weights), experts);
   EXPECT_LT(static_cast<double>(e.gpu.block_weights), 1.05 * experts);
   EXPECT_EQ(e.gpu.weights, e.gpu.block_weights + e.gpu.block_weights / 8);
-  EXPECT_EQ(e.gpu.hessians, e.hessian_bytes_layer_peak);
+  EXPECT_EQ(e.gpu.hessians, 6 * e.hessian_bytes_layer_peak);
+  Recipe fp32 = shipped("w4a16_mtp.yaml");
+  fp32.calibration.hessian_sums = HessianSums::kFp32;
+  EXPECT_EQ(estimate(fp32, c, 96, 512).gpu.hessians, e.hessian_bytes_layer_peak);
   EXPECT_EQ(e.gpu.states, uint64_t{96} * 512 * static_cast<uint64_t>(c.hc_dim()) * 2);  // bf16, 1.6 GB
   EXPECT_EQ(e.gpu.kept(), e.gpu.weights + e.gpu.hessians + e.gpu.states + e.gpu.workspace);
   EXPECT_EQ(e.gpu.minimum(), e.gpu.kept() + e.gpu.min_arena);

@@ -176,6 +176,35 @@ TEST(RankSplit, BlocksCoverEverySampleOnceAndBalance) {
   EXPECT_THROW(rank_split_owner(10, 10, 2), Error);
 }
 
+// Blocks of samples: each block whole on one rank at any world size, ranks' loads within two
+// blocks of each other (one more block, and the short last block), the union every sample once;
+// block 1 is the plain split.
+TEST(RankSplit, SampleBlocksStayWholeOnOneRank) {
+  for (int64_t n : {0, 1, 5, 7, 8, 9, 96, 97}) {
+    for (int64_t block : {1, 3, 4}) {
+      for (int world : {1, 2, 3, 8}) {
+        int64_t next = 0, min_load = INT64_MAX, max_load = 0;
+        for (int rank = 0; rank < world; ++rank) {
+          const SampleRange r = rank_split_range(n, rank, world, block);
+          ASSERT_EQ(r.begin, next) << "n " << n << " block " << block << " world " << world << " rank " << rank;
+          ASSERT_TRUE(r.begin % block == 0 || r.begin == n) << "a block cut at " << r.begin;
+          for (int64_t i = r.begin; i < r.end; ++i) ASSERT_EQ(rank_split_owner(i, n, world, block), rank) << i;
+          next = r.end;
+          min_load = std::min(min_load, r.size());
+          max_load = std::max(max_load, r.size());
+        }
+        EXPECT_EQ(next, n);
+        EXPECT_LT(max_load - min_load, 2 * block) << "n " << n << " block " << block << " world " << world;
+        if (block == 1) {
+          EXPECT_EQ(rank_split_range(n, world - 1, world, 1).begin, rank_split_range(n, world - 1, world).begin);
+        }
+      }
+    }
+  }
+  EXPECT_EQ(rank_split_range(10, 1, 2, 4).begin, 8);  // blocks [0,4) [4,8) | [8,10)
+  EXPECT_THROW(rank_split_range(10, 0, 2, 0), Error);
+}
+
 TEST(RankSplit, SameSamplesForOneTwoThreeAndEightRanks) {
   // Each simulated rank runs the whole selection itself, as ranks do, then keeps its block.
   for (bool packing : {false, true}) {

@@ -11,6 +11,7 @@
 
 #include "common/check.h"
 #include "quant/hessian_exact.h"
+#include "quant/hessian_exact_inline.h"
 
 namespace dsv4::quant {
 namespace {
@@ -104,6 +105,44 @@ TEST(HessianExactSum, NonFiniteAndHugeEntriesFail) {
   const float nan = std::nanf(""), huge = 2e9f;  // Gram 4e18 > 2^60
   EXPECT_THROW(s.add(&nan, 1), Error);
   EXPECT_THROW(s.add(&huge, 1), Error);
+}
+
+// The shared (host/device) conversions against the compiler's 128-bit arithmetic, which the CPU
+// sum used before they were shared (and the GPU lacks): the addends' value is the entry's
+// fixed-point value, and the rounding is the correctly rounded one, on values of every size.
+TEST(HessianExactInline, AddendsAndRoundingMatchTheCompilersInt128) {
+  std::mt19937_64 rng(5);
+  for (int k = 0; k < 200000; ++k) {
+    const int e = static_cast<int>(rng() % 120) - 70;  // 2^-70 .. 2^49
+    const float v = std::ldexp(static_cast<float>(rng() % (1u << 24)) / 16777216.0f, e) * (rng() % 2 ? -1.0f : 1.0f);
+    int64_t a[3];
+    ASSERT_EQ(exact_addend(v, a), 0);
+    const ExactI128 got = a[0] + (static_cast<ExactI128>(a[1]) << 42) + (static_cast<ExactI128>(a[2]) << 84);
+    const long double want = std::ldexp(static_cast<long double>(v), 64);  // 64-bit mantissa: exact
+    ASSERT_EQ(got, static_cast<ExactI128>(want)) << v;  // truncated toward zero below 2^-64
+    // A random 126-bit value: limbs of up to 2^42, 2^42 and 2^38 with random signs.
+    const int64_t l0 = static_cast<int64_t>(rng() >> 22) - (int64_t{1} << 41);
+    const int64_t l1 = static_cast<int64_t>(rng() >> 22) - (int64_t{1} << 41);
+    const int64_t l2 = static_cast<int64_t>(rng() >> (26 + rng() % 38)) * (rng() % 2 ? -1 : 1);
+    const ExactI128 value = l0 + (static_cast<ExactI128>(l1) << 42) + (static_cast<ExactI128>(l2) << 84);
+    int status = 0;
+    ASSERT_EQ(exact_round(l0, l1, l2, &status), static_cast<float>(std::ldexp(static_cast<double>(value), -64)));
+    ASSERT_EQ(exact_int128_to_double(value), static_cast<double>(value));
+    ASSERT_EQ(status, 0);
+  }
+}
+
+TEST(HessianExactSum, FromLimbsKeepsTheValue) {
+  const auto xs = blocks(6);
+  HessianExactSum s(kDim);
+  for (const auto& x : xs) s.add(x.data(), rows_of(x));
+  std::vector<int64_t> limbs(s.normalized_limbs(), s.normalized_limbs() + s.limb_count());
+  limbs[0] += int64_t{1} << 42;                                 // the same value, not normalized:
+  limbs[static_cast<size_t>(kDim * kDim)] -= 1;                 // one carry moved down
+  const HessianExactSum t = HessianExactSum::from_limbs(kDim, limbs, s.num_tokens());
+  EXPECT_TRUE(t.rounded().sum() == s.rounded().sum());
+  EXPECT_EQ(t.num_tokens(), s.num_tokens());
+  EXPECT_THROW(HessianExactSum::from_limbs(kDim, std::vector<int64_t>(5), 1), Error);
 }
 
 }  // namespace
