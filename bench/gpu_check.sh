@@ -11,7 +11,8 @@
 # GPU_CHECK_STEPS picks steps (default "tests benches pipeline cpu"; the build always runs; also
 # "preflight", the NCCL and disk check on every GPU, and "refcheck", bench/artifact_vs_ref.sh
 # against the commit archived in .gpu/ref.tar.gz), so a 10-minute device call can take a part:
-# GPU_CHECK_STEPS=tests, then GPU_CHECK_STEPS=pipeline.
+# GPU_CHECK_STEPS=tests, then GPU_CHECK_STEPS=pipeline. GPU_CHECK_TESTS=REGEX runs the matching
+# tests only (ctest -R).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/dsv4_gpu_out}"
@@ -41,7 +42,8 @@ steps=" ${GPU_CHECK_STEPS:-tests benches pipeline cpu} "
 # GPU_CHECK_GPU_ONLY=1 (older spelling): everything but the CPU-reference timings.
 [ "${GPU_CHECK_GPU_ONLY:-0}" = 1 ] && steps=${steps/ cpu / }
 if [[ "$steps" == *" tests "* ]]; then
-  ctest --preset cuda -j 4 --output-on-failure 2>&1 | tee "$out/ctest.log" | tail -n 15
+  ctest --preset cuda -j 4 --output-on-failure ${GPU_CHECK_TESTS:+-R "$GPU_CHECK_TESTS"} 2>&1 |
+    tee "$out/ctest.log" | tail -n 15
 fi
 # The GPU benchmarks (docs/PERFORMANCE.md quotes them).
 if [[ "$steps" == *" benches "* ]]; then

@@ -7,6 +7,7 @@
 # host memory; the full log goes to $OUT/pipeline_layer.log. docs/PERFORMANCE.md quotes it.
 #   run on the GPU machine after building the cuda preset (bench/gpu_check.sh does both):
 #     bash bench/pipeline_layer.sh            # PIPELINE_LAYERS=N for another layer count
+#   another recipe: PIPELINE_RECIPE=FILE (e.g. one with calibration.hessian_sums: fp32);
 #   several ranks (mpirun, NVLink multicast off): PIPELINE_RANKS=8; ranks sharing one GPU need
 #     PIPELINE_ARGS="--comm mpi --gpu-memory GB"; PIPELINE_SAMPLES overrides 96 x ranks;
 #   kill and resume: PIPELINE_KILL="RANK@SEGMENT@PHASE" (a DSV4_FAULT spec without its action)
@@ -30,7 +31,7 @@ export NCCL_NVLS_ENABLE=0 DSV4_FAULT="${DSV4_FAULT:-}" OMPI_ALLOW_RUN_AS_ROOT=1 
   --calib-records "$samples" --calib-sentences 64 --out "$work/model" > "$out/pipeline_make_model.log" 2>&1
 # job [PREFIX...]: the main job (PREFIX: e.g. /usr/bin/time -v).
 job() {
-  "$@" "${launch[@]}" "$bin" --recipe recipes/w4a16_mtp.yaml --model "$work/model" --dataset "$work/model/calib.jsonl" \
+  "$@" "${launch[@]}" "$bin" --recipe "${PIPELINE_RECIPE:-recipes/w4a16_mtp.yaml}" --model "$work/model" --dataset "$work/model/calib.jsonl" \
     --out "$work/q" --num-samples "$samples" --seq-len 512 --device cuda "${extra[@]}"
 }
 job /usr/bin/time -v > "$out/pipeline_layer.log" 2>&1 || { tail -n 20 "$out/pipeline_layer.log"; exit 1; }
