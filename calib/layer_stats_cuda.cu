@@ -70,7 +70,11 @@ DeviceLayerStats::Slot& DeviceLayerStats::slot_for(const HessianId& id, int64_t 
     const size_t bytes = exact_ ? entries * quant::HessianExactSum::kLimbs * sizeof(int64_t) : entries * sizeof(float);
     slot.dim = dim;
     slot.memory = device_memory(bytes);
-    (exact_ ? reinterpret_cast<void*&>(slot.limbs) : reinterpret_cast<void*&>(slot.s)) = slot.memory.get();
+    if (exact_) {
+      slot.limbs = static_cast<int64_t*>(slot.memory.get());
+    } else {
+      slot.s = static_cast<float*>(slot.memory.get());
+    }
     DSV4_CUDA_CHECK(cudaMemsetAsync(slot.memory.get(), 0, bytes, stream_));
   }
   DSV4_CHECK_IN("calib", slot.dim == dim, "tap for %s has %lld columns, its Hessian %lld",
