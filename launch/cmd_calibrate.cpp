@@ -12,6 +12,8 @@
 // artifact as recipe.yaml.
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
 #include <memory>
 
 #include "calib/calibrate.h"
@@ -96,6 +98,8 @@ int run_calibrate(const CalibrateArgs& a) {
   co.tool_version = DSV4_VERSION;
   co.tool_commit = DSV4_COMMIT;
   co.gpu_memory = static_cast<uint64_t>(a.gpu_memory_gb * 1e9);
+  // The live bar only on a terminal; a log file or mpirun's forwarding gets plain lines.
+  co.progress_bar = ::isatty(STDOUT_FILENO) == 1;
 
   const EnvOptions env = env_options_read();
   dist::RunPhase::set_fault(env.fault);

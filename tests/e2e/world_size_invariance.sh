@@ -4,8 +4,8 @@
 #   - every recipes/*.yaml on the tiny checkpoint at 1, 2, 3 and 4 ranks gives one artifact;
 #   - w4a16_mtp killed at 2 ranks (rank 1, layers.2, pass B) and resumed with 1 or with 3 ranks
 #     gives the uninterrupted artifact.
-# Artifacts are compared file by file except calib_manifest.json (timings, world size) and
-# recipe.yaml (output path).
+# Artifacts are compared file by file except the run's records (e2e_lib.sh run_record: the manifest,
+# progress.jsonl, report.html, README.md: timings, world size) and recipe.yaml (output path).
 # Run by ctest (world_size_invariance) as: DSV4_BIN=... MPIEXEC=mpirun bash this.sh WORKDIR
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -28,7 +28,7 @@ job() {
 same() {
   local f n=0
   for f in $(cd "$2" && ls); do
-    case "$f" in calib_manifest.json|recipe.yaml) continue ;; esac
+    run_record "$f" && continue
     n=$((n + 1))
     cmp -s "$2/$f" "$3/$f" || { fail "$1: $f differs"; return; }
   done
