@@ -98,10 +98,11 @@ int run_calibrate(const CalibrateArgs& a) {
   co.tool_version = DSV4_VERSION;
   co.tool_commit = DSV4_COMMIT;
   co.gpu_memory = static_cast<uint64_t>(a.gpu_memory_gb * 1e9);
-  // The live bar only on a terminal; a log file or mpirun's forwarding gets plain lines.
-  co.progress_bar = ::isatty(STDOUT_FILENO) == 1;
 
   const EnvOptions env = env_options_read();
+  // The live bar only on a terminal; a log file or mpirun's forwarding gets plain lines (Open MPI
+  // hands its ranks a pseudo-terminal even when its own output goes to a file).
+  co.progress_bar = ::isatty(STDOUT_FILENO) == 1 && !env.mpi_launched;
   dist::RunPhase::set_fault(env.fault);
   const dist::Topology topo = dist::topology_init(nullptr, nullptr, {.mpi_launched = env.mpi_launched});
   std::unique_ptr<dist::Communicator> comm;
