@@ -46,6 +46,7 @@
     new Chart(canvas.getContext('2d'), config);
     plots++;
   }
+  function num(v) { return typeof v === 'number' ? Number(v.toPrecision(4)).toString() : '-'; }
   function gb(bytes) { return bytes === undefined || bytes === null ? null : bytes / 1e9; }
 
   // 1. Time per layer by phase, stacked (one panel per run).
@@ -106,7 +107,8 @@
     const experts = rows[0].expert_tokens.length;
     const cell = Math.max(2, Math.min(24, Math.floor(900 / experts)));
     const rowH = Math.max(6, Math.min(24, Math.floor(400 / rows.length)));
-    const c = el('canvas', {width: String(90 + experts * cell), height: String(rows.length * rowH + 20)});
+    // At least wide enough for the caption under the cells.
+    const c = el('canvas', {width: String(Math.max(480, 90 + experts * cell)), height: String(rows.length * rowH + 20)});
     box.appendChild(c);
     const ctx = c.getContext('2d');
     let max = 1;
@@ -193,8 +195,8 @@
       ['fallbacks', t.fallbacks],
       ['seconds (last process)', t.seconds === undefined ? '' : t.seconds.toFixed(1)],
       ['resumes', resumes.length ? resumes.join('; ') : 'none'],
-      ['eval', run.eval ? 'KL ' + run.eval.kl_mean + ', top-1 ' + run.eval.top1_agreement + ', perplexity ' +
-                          run.eval.perplexity + ' (' + run.eval.samples + ' samples)' : 'not run (see README.md)']
+      ['eval', run.eval ? 'KL ' + num(run.eval.kl_mean) + ', top-1 ' + num(run.eval.top1_agreement) + ', perplexity ' +
+                          num(run.eval.perplexity) + ' (' + run.eval.samples + ' samples)' : 'not run (see README.md)']
     ];
   }
   const table = el('table');
