@@ -18,11 +18,17 @@
 #include "calib/artifact_decode.h"
 #include "calib/artifact_layout.h"
 #include "calib/artifact_writer.h"
+<<<<<<< HEAD
 #include "calib/layer_executor.h"
+=======
+#include "calib/model_card.h"
+>>>>>>> i25-report
 #include "calib/module_plan.h"
 #include "calib/run_checkpoint.h"
 #include "calib/run_lock.h"
 #include "calib/run_manifest.h"
+#include "calib/run_report.h"
+#include "calib/run_watch.h"
 #include "common/check.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -217,6 +223,27 @@ std::unique_ptr<ArtifactWriter> artifact_writer_open(const Recipe& r, const Arti
   return writer;
 }
 
+// What rank 0's RunWatch needs: the output bytes of each segment, whether the run resumes.
+RunWatchStart run_watch_start(const Recipe& r, const CalibrateOptions& o, const ArtifactLayout& layout,
+                              const RunCheckpoint& ck, int world) {
+  RunWatchStart w;
+  w.out_dir = r.output.dir;
+  w.resuming = ck.resuming();
+  w.num_segments = layout.num_segments;
+  w.first_segment = ck.first_segment();
+  w.world = world;
+  w.device = o.device == ComputeDevice::kCuda ? "cuda" : "cpu";
+  w.segment_bytes.assign(static_cast<size_t>(layout.num_segments), 0);
+  for (const OutputTensor& t : layout.tensors) {
+    if (t.segment >= 0 && t.segment < layout.num_segments) {
+      w.segment_bytes[static_cast<size_t>(t.segment)] += TensorSpec{t.name, t.dtype, t.shape}.bytes();
+    }
+  }
+  w.log_lines = o.progress;
+  w.bar = o.progress && o.progress_bar;
+  return w;
+}
+
 // The closing lines: what was written, where the artifact is and what to do with it, for a user
 // at the end of a long log.
 void finish_log(const Recipe& r, const ArtifactLayout& layout, const CalibrateResult& res, int fallbacks,
@@ -224,7 +251,8 @@ void finish_log(const Recipe& r, const ArtifactLayout& layout, const CalibrateRe
   log_info("wrote %s: %zu tensors, %.3f GB in %d shard(s), %lld GPTQ fallbacks, %.1f s", r.output.dir.c_str(),
            layout.tensors.size(), static_cast<double>(res.bytes) / 1e9, res.shards, static_cast<long long>(fallbacks),
            seconds);
-  log_info("done: the artifact is %s; %s/calib_manifest.json has each layer's error vs RTN, methods and times",
+  log_info("done: the artifact is %s; open %s/report.html for plots of each layer's times, error vs RTN and "
+           "tokens per expert (README.md there is the model card, calib_manifest.json the numbers)",
            r.output.dir.c_str(), r.output.dir.c_str());
   log_info("next: dsv4-calib verify %s --source %s", r.output.dir.c_str(), r.model.c_str());
   if (!r.dataset.files.empty()) {
@@ -304,13 +332,15 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   in.first_sample = d.mine.begin;
   in.sample_lengths = std::move(d.sample_lengths);
   CalibrateResult res;
-  RunEta eta(layout.num_segments);
+  std::optional<RunWatch> watch;  // rank 0: the layer lines, progress.jsonl, the bar on a terminal
+  if (writes) watch.emplace(run_watch_start(r, o, layout, ck, comm.world()));
   res.report = pipeline_run(in, writer.get(), [&](const LayerReport& l) {
-    if (o.progress) log_info("%s%s", layer_report_line(l, layout.num_segments).c_str(), eta.after(l).c_str());
+    if (watch) watch->on_layer(l);
   });
 
   ordered_json ranks = rank_reports_gather(res.report, static_cast<int64_t>(in.samples.size()), comm);
   if (writes) rank_reports_log(ranks);
+  if (watch) watch->finish(ranks, res.report.seconds);
   if (!writes) {
     comm.barrier();  // rank 0 finishing the artifact
     res.out_dir = r.output.dir;
@@ -328,7 +358,14 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
                                        .data = d.data ? &*d.data : nullptr,
                                        .report = res.report,
                                        .checkpoint = ck});
-  writer->finish({{"config.json", cfg.dump(2) + "\n"}, {"recipe.yaml", recipe_yaml}, {"calib_manifest.json", m.dump(2) + "\n"}});
+  // The run's records beside the weights (issue 25): the model card and report.html, from the
+  // manifest and progress.jsonl, so `dsv4-calib report OUT` can write them again.
+  const ReportRun run = report_run_from(r.output.dir, m);
+  writer->finish({{"config.json", cfg.dump(2) + "\n"},
+                  {"recipe.yaml", recipe_yaml},
+                  {"calib_manifest.json", m.dump(2) + "\n"},
+                  {kModelCardFile, model_card_markdown({.run = run, .recipe_yaml = recipe_yaml, .config = cfg})},
+                  {kReportFile, report_html({run})}});
   ck.finish();
   const int fallbacks = m["totals"]["fallbacks"].get<int>();
   res.manifest = std::move(m);

@@ -29,6 +29,7 @@ struct CalibrateOptions {
   std::string tool_version = "dev";
   std::string tool_commit = "unknown";
   bool progress = true;       // one log line per layer
+  bool progress_bar = false;  // and a live bar under the log (launch/ sets it when stdout is a terminal)
   dist::Communicator* comm = nullptr;  // null: one process; else every rank calls calibrate_run
   bool restart = false;                // discard an interrupted run in the output directory
   bool allow_empty = false;            // a recipe that quantizes no module is allowed (else an error)

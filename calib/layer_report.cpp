@@ -101,8 +101,9 @@ std::string RunEta::after(const LayerReport& l) {
   ++reported_;
   seconds_ += l.seconds;
   const int left = num_segments_ - (l.segment + 1);
+  seconds_left_ = left > 0 ? seconds_ / reported_ * left : 0.0;
   if (left <= 0) return "";
-  return "; " + std::to_string(left) + " left, eta " + duration_text(seconds_ / reported_ * left);
+  return "; " + std::to_string(left) + " left, eta " + duration_text(seconds_left_);
 }
 
 }  // namespace dsv4::calib

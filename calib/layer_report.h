@@ -70,11 +70,14 @@ class RunEta {
   explicit RunEta(int num_segments) : num_segments_(num_segments) {}
   // "; N left, eta T" after this segment ("" after the last one).
   std::string after(const LayerReport& layer);
+  // The time left as of the last after() (-1 before the first; 0 after the last segment).
+  double seconds_left() const { return seconds_left_; }
 
  private:
   int num_segments_;
   int reported_ = 0;
   double seconds_ = 0.0;
+  double seconds_left_ = -1.0;
 };
 
 }  // namespace dsv4::calib

@@ -15,13 +15,18 @@ namespace {
 LogContext g_context;
 int g_level = 1;
 std::mutex g_mutex;
+std::string g_status;  // log_status_set's line; drawn on stdout after every log line while not empty
+
+constexpr const char kEraseLine[] = "\r\033[K";  // to column 0, erase to the end of the line
 
 void emit(FILE* stream, const std::string& prefix, const std::string& body) {
   std::string line = prefix + body;
   if (line.empty() || line.back() != '\n') line.push_back('\n');
   std::lock_guard<std::mutex> lock(g_mutex);
+  if (!g_status.empty()) std::fputs(kEraseLine, stdout), std::fflush(stdout);
   std::fwrite(line.data(), 1, line.size(), stream);
   std::fflush(stream);
+  if (!g_status.empty()) std::fputs(g_status.c_str(), stdout), std::fflush(stdout);
 }
 
 }  // namespace
@@ -47,6 +52,15 @@ void set_log_context(const LogContext& context) { g_context = context; }
 const LogContext& log_context() { return g_context; }
 void set_log_level(int level) { g_level = level; }
 int log_level() { return g_level; }
+
+void log_status_set(const std::string& text) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (text == g_status) return;
+  std::fputs(kEraseLine, stdout);
+  std::fputs(text.c_str(), stdout);
+  std::fflush(stdout);
+  g_status = text;
+}
 
 #define DSV4_LOG_BODY(stream, prefix, condition) \
   do {                                           \

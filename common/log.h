@@ -36,6 +36,12 @@ const LogContext& log_context();
 void set_log_level(int level);
 int log_level();
 
+// A status line kept under the log on a terminal (the run's progress bar, calib/run_watch.h): every
+// log line first erases it ("\r\033[K" on stdout) and then draws it again below itself, so lines
+// scroll above it and it is redrawn in place. "" removes it. Only for a stdout that is a terminal:
+// the caller checks (isatty), since escapes in a log file or mpirun's forwarding are noise.
+void log_status_set(const std::string& text);
+
 void log_info(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_rank(const char* fmt, ...) __attribute__((format(printf, 1, 2)));

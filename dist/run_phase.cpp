@@ -120,6 +120,12 @@ std::string RunPhase::describe() {
   return out;
 }
 
+std::string RunPhase::current() {
+  PhaseState& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  return s.segment.empty() && s.phase.empty() ? "" : s.segment + " " + s.phase;
+}
+
 void run_phase_wait(Communicator* comm, double timeout_s, const std::string& what, const std::function<bool()>& done,
                     int max_pause_us) {
   using Clock = std::chrono::steady_clock;

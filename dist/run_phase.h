@@ -36,6 +36,8 @@ struct RunPhase {
   // "<segment> <phase> (N s in phase)" or "startup", then "; writing in the background: <segment>
   // <phase> (N s)" while the writer works.
   static std::string describe();
+  // "<segment> <phase>" of the main thread ("" before the first set): the progress bar's phase.
+  static std::string current();
 };
 
 // Polls `done` until it returns true, sleeping between polls (1 µs doubling up to max_pause_us,

@@ -12,6 +12,8 @@
 // artifact as recipe.yaml.
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
 #include <memory>
 
 #include "calib/calibrate.h"
@@ -98,6 +100,9 @@ int run_calibrate(const CalibrateArgs& a) {
   co.gpu_memory = static_cast<uint64_t>(a.gpu_memory_gb * 1e9);
 
   const EnvOptions env = env_options_read();
+  // The live bar only on a terminal; a log file or mpirun's forwarding gets plain lines (Open MPI
+  // hands its ranks a pseudo-terminal even when its own output goes to a file).
+  co.progress_bar = ::isatty(STDOUT_FILENO) == 1 && !env.mpi_launched;
   dist::RunPhase::set_fault(env.fault);
   const dist::Topology topo = dist::topology_init(nullptr, nullptr, {.mpi_launched = env.mpi_launched});
   std::unique_ptr<dist::Communicator> comm;

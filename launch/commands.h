@@ -22,6 +22,7 @@ Command cmd_eval_register(CLI::App& app);
 Command cmd_verify_register(CLI::App& app);
 Command cmd_dequant_register(CLI::App& app);
 Command cmd_preflight_register(CLI::App& app);
+Command cmd_report_register(CLI::App& app);
 // The main job (`dsv4-calib --recipe R ...`): its options live on the top-level app itself.
 Command cmd_calibrate_register(CLI::App& app);
 

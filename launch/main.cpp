@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   const dsv4::launch::Command verify = dsv4::launch::cmd_verify_register(app);
   const dsv4::launch::Command dequant = dsv4::launch::cmd_dequant_register(app);
   const dsv4::launch::Command preflight = dsv4::launch::cmd_preflight_register(app);
+  const dsv4::launch::Command report = dsv4::launch::cmd_report_register(app);
   const dsv4::launch::Command calibrate = dsv4::launch::cmd_calibrate_register(app);
 
   app.footer(
@@ -81,6 +82,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("verify")) return verify();
     if (app.got_subcommand("dequant")) return dequant();
     if (app.got_subcommand("preflight")) return preflight();
+    if (app.got_subcommand("report")) return report();
     return calibrate();
   } catch (const dsv4::Error& e) {
     // A user's mistake in their words; where it was caught only with -v 2. Internal errors keep

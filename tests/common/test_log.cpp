@@ -1,6 +1,7 @@
 // test_log.cpp: log_info speaks on rank 0 only, log_rank/log_warn/log_error on every rank with
 // the "[rR/W host gpuD]" prefix (warnings and errors only when there are several ranks) and the
-// " !! " / " ## " markers, and verbosity filters info/debug.
+// " !! " / " ## " markers, and verbosity filters info/debug; the status line (the progress bar)
+// is erased before each line and drawn again after it, and removed by "".
 #include <gtest/gtest.h>
 
 #include <string>
@@ -67,6 +68,23 @@ TEST_F(LogTest, VerbosityFiltersInfoAndDebugButNeverWarnings) {
   log_debug("detail %s", "x");
   EXPECT_EQ(::testing::internal::GetCapturedStdout(), "detail x\n");
   EXPECT_EQ(LogContext{}.suffix(), "");  // single-process errors carry no rank suffix
+}
+
+TEST_F(LogTest, StatusLineStaysUnderTheLines) {
+  set_log_context({.rank = 0, .world = 1, .host = "", .device = -1});
+  ::testing::internal::CaptureStdout();
+  log_status_set("[##..] 1/2");
+  log_info("layer 1");
+  log_status_set("[####] 2/2");
+  log_status_set("[####] 2/2");  // unchanged: nothing drawn
+  log_status_set("");
+  log_info("done");
+  EXPECT_EQ(::testing::internal::GetCapturedStdout(),
+            "\r\033[K[##..] 1/2"             // drawn
+            "\r\033[Klayer 1\n[##..] 1/2"    // erased, the line, drawn again under it
+            "\r\033[K[####] 2/2"             // redrawn in place
+            "\r\033[K"                        // removed
+            "done\n");                          // plain lines again
 }
 
 }  // namespace

@@ -5,9 +5,9 @@
 # preserved the bytes:
 #   - every recipes/*.yaml at one rank and under `mpirun -n 2`;
 #   - w4a16_mtp killed in its solve (1 rank) and in pass B (rank 1 of 2), then resumed.
-# An artifact's digest is the sha256 of `sha256sum` over its files, without calib_manifest.json
-# (timings, commit) and recipe.yaml (output path): the shards, the index, config.json and the
-# tokenizer files.
+# An artifact's digest is the sha256 of `sha256sum` over its files, without calib_manifest.json,
+# progress.jsonl, report.html and README.md (timings, commit) and recipe.yaml (output path): the
+# shards, the index, config.json and the tokenizer files.
 #
 # Pins depend on the machine's arithmetic: on the CPU the BLAS kernels OpenBLAS picks for the
 # processor (a GEMM row's low bits differ between its Haswell and Zen kernels, and GPTQ breaks a
@@ -54,7 +54,8 @@ fi
 
 # digest DIR: the artifact's bytes as one sha256 (see the header).
 digest() {
-  (cd "$1" && ls | grep -vx -e calib_manifest.json -e recipe.yaml | xargs sha256sum) | sha256sum | cut -c1-64
+  (cd "$1" && ls | grep -vx -e calib_manifest.json -e recipe.yaml -e progress.jsonl -e report.html -e README.md \
+    | xargs sha256sum) | sha256sum | cut -c1-64
 }
 # job RECIPE OUT [ARGS...] and mjob RECIPE OUT [ARGS...]: the main job at one and two ranks.
 job() {

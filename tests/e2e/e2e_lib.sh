@@ -31,12 +31,28 @@ expect_error() {
   pass "$name"
 }
 
+# run_record FILE: FILE is one of the run's records beside the artifact, which differ between runs
+# of the same bytes: the manifest, progress.jsonl, report.html and the model card README.md
+# (timings, hosts, resume history) and recipe.yaml (output dir). Byte comparisons skip them.
+run_record() {
+  case "$1" in calib_manifest.json|recipe.yaml|progress.jsonl|report.html|README.md) return 0 ;; esac
+  return 1
+}
+
+# progress_resumed OUT: OUT's progress.jsonl holds whole JSON lines only, two run_start events (the
+# killed process's and the resume's, which says it resumed) and ends with run_end.
+progress_resumed() {
+  local p="$1/progress.jsonl"
+  [ "$(grep -c '"event":"run_start"' "$p")" -eq 2 ] && grep -q '"resumed":true' "$p" \
+    && tail -1 "$p" | grep -q '^{"event":"run_end"' && ! grep -qv '^{.*}$' "$p"
+}
+
 # same_artifact A B: two artifact directories hold the same files (at least 3) with the same
-# bytes, except the manifest (timings) and recipe.yaml (output dir), and B has no run state left.
+# bytes, except the run's records (run_record), and B has no run state left.
 same_artifact() {
   local f n=0
   for f in $(cd "$1" && ls); do
-    case "$f" in calib_manifest.json|recipe.yaml) continue ;; esac
+    run_record "$f" && continue
     cmp -s "$1/$f" "$2/$f" || { echo "differs: $f"; return 1; }
     n=$((n + 1))
   done
@@ -51,7 +67,8 @@ kill_and_resume() {
   DSV4_FAULT="kill@0@$spec" job "$out" >/dev/null 2>&1
   rc=$?
   [ "$rc" -ne 0 ] && [ -d "$out/.calib_run" ] || { fail "kill at $spec did not stop the run (rc $rc)"; return; }
-  if job "$out" > "$out.log" 2>&1 && same_artifact "$ref" "$out"; then pass "kill at $spec, resume: identical"
+  if job "$out" > "$out.log" 2>&1 && same_artifact "$ref" "$out" && progress_resumed "$out"; then
+    pass "kill at $spec, resume: identical, progress.jsonl continued"
   else fail "kill at $spec, resume: $(tail -2 "$out.log")"; fi
 }
 

@@ -6,8 +6,8 @@
 #   - every recipes/*.yaml on the tiny checkpoint at 1, 2, 3 and 4 ranks gives one artifact;
 #   - w4a16_mtp killed at 2 ranks (rank 1, layers.2, pass B) and resumed with 1 or with 3 ranks
 #     gives the uninterrupted artifact.
-# Artifacts are compared file by file except calib_manifest.json (timings, world size) and
-# recipe.yaml (output path).
+# Artifacts are compared file by file except the run's records (e2e_lib.sh run_record: the manifest,
+# progress.jsonl, report.html, README.md: timings, world size) and recipe.yaml (output path).
 # Run by ctest (world_size_invariance, world_size_invariance_cuda) as:
 #   DSV4_BIN=... MPIEXEC=mpirun [DSV4_DEVICE=cuda] bash this.sh WORKDIR
 set -uo pipefail
