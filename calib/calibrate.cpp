@@ -18,11 +18,8 @@
 #include "calib/artifact_decode.h"
 #include "calib/artifact_layout.h"
 #include "calib/artifact_writer.h"
-<<<<<<< HEAD
 #include "calib/layer_executor.h"
-=======
 #include "calib/model_card.h"
->>>>>>> i25-report
 #include "calib/module_plan.h"
 #include "calib/run_checkpoint.h"
 #include "calib/run_lock.h"
