@@ -6,6 +6,7 @@
 
 #include "common/check.h"
 #include "model/names.h"
+#include "quant/compressed_module.h"
 #include "quant/quant_scheme.h"
 
 namespace dsv4::calib {
@@ -23,10 +24,11 @@ uint64_t module_output_bytes(const PlannedModule& m) {
   if (!m.quantized()) return n * 2;  // BF16 (exact decode of an FP8/FP4 source, or the BF16 as is)
   const quant::QuantArgs& a = m.scheme->scheme.weights;
   uint64_t bytes = (n * static_cast<uint64_t>(a.num_bits) + 7) / 8;
-  if (a.group_size > 0) bytes += n / static_cast<uint64_t>(a.group_size) * 2;
-  if (a.strategy == quant::Strategy::kChannel) bytes += static_cast<uint64_t>(m.rows) * 2;
+  const uint64_t scale_bytes = dtype_size(quant::compressed_module_scale_dtype(a));
+  if (a.group_size > 0) bytes += n / static_cast<uint64_t>(a.group_size) * scale_bytes;
+  if (a.strategy == quant::Strategy::kChannel) bytes += static_cast<uint64_t>(m.rows) * scale_bytes;
   if (a.strategy == quant::Strategy::kBlock) {
-    bytes += static_cast<uint64_t>((m.rows + 127) / 128) * static_cast<uint64_t>((m.cols + 127) / 128) * 2;
+    bytes += static_cast<uint64_t>((m.rows + 127) / 128) * static_cast<uint64_t>((m.cols + 127) / 128) * scale_bytes;
   }
   return bytes;
 }

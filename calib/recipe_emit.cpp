@@ -1,7 +1,12 @@
 // recipe_emit.cpp: Recipe -> YAML with every default written out (the artifact's recipe.yaml).
 // Groups are always written as config_groups with full QuantizationArgs, so the file says what
-// ran even when the input used a preset name.
+// ran even when the input used a preset name. The stage is one llm-compressor 0.14 loads
+// (Recipe.create_instance): only GPTQModifier's and QuantizationModifier's own keys, compressed-
+// tensors' spellings (actorder "weight" or null, torch dtype names); our GPTQ options that
+// llm-compressor does not have go to calibration.gptq.
 #include <yaml-cpp/yaml.h>
+
+#include <optional>
 
 #include "calib/recipe.h"
 #include "calib/scheme_json.h"
@@ -35,20 +40,48 @@ void emit_json(YAML::Emitter& e, const ordered_json& j) {
   }
 }
 
+// The modifier-level actorder that makes llm-compressor 0.14 give every group what ran
+// (GPTQModifier.resolve_quantization_config: a group's null takes the modifier's value, and an
+// explicit group value must equal an explicit modifier value): the groups' common value. Groups
+// that differ (only our "none" alias can make them) get no modifier value and keep their own.
+std::optional<quant::ActOrder> common_actorder(const RecipeModifier& m) {
+  if (m.groups.empty()) return std::nullopt;
+  for (const RecipeGroup& g : m.groups) {
+    if (g.actorder != m.groups[0].actorder) return std::nullopt;
+  }
+  return m.groups[0].actorder;
+}
+
 ordered_json modifier_json(const RecipeModifier& m) {
   ordered_json j;
   if (m.kind == ModifierKind::kGptq) {
     j["dampening_frac"] = m.gptq.dampening_frac;
     j["block_size"] = m.gptq.block_size;
-    // No modifier-level actorder: every group carries its own, which is what ran.
-    j["qparams"] = m.gptq.qparams == quant::QParamsTiming::kLazy ? "lazy" : "upfront";
-    j["max_damping_escalations"] = m.gptq.max_damping_escalations;
+    if (const auto order = common_actorder(m)) {
+      j["actorder"] = actorder_json(*order);
+    }
   }
   j["ignore"] = m.ignore;
   ordered_json groups = ordered_json::object();
-  for (const RecipeGroup& g : m.groups) groups[g.name] = scheme_group_json(g, g.targets, ArgsSpelling::kRecipe);
+  const bool mixed = m.kind == ModifierKind::kGptq && !common_actorder(m);
+  for (const RecipeGroup& g : m.groups) {
+    ordered_json gj = scheme_group_json(g, g.targets, ArgsSpelling::kRecipe);
+    if (mixed && g.actorder == quant::ActOrder::kNone) gj["weights"]["actorder"] = "none";  // our alias
+    groups[g.name] = gj;
+  }
   j["config_groups"] = groups;
   return j;
+}
+
+// dsv4-calib's GPTQ options that GPTQModifier does not have (its model forbids extra keys): in
+// the calibration section, which llm-compressor never reads (only `*_stage` keys are recipes).
+ordered_json gptq_extras_json(const Recipe& r) {
+  for (const RecipeModifier& m : r.modifiers) {
+    if (m.kind != ModifierKind::kGptq) continue;
+    return {{"qparams", m.gptq.qparams == quant::QParamsTiming::kLazy ? "lazy" : "upfront"},
+            {"max_damping_escalations", m.gptq.max_damping_escalations}};
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -74,6 +107,7 @@ std::string recipe_to_yaml(const Recipe& r) {
                       {"w2_input", r.calibration.w2_input == W2Input::kWeighted ? "weighted" : "unweighted"},
                       {"hessian_sums", r.calibration.hessian_sums == HessianSums::kFp32 ? "fp32" : "exact"},
                       {"batch_tokens", r.calibration.batch_tokens}};
+  if (const ordered_json extras = gptq_extras_json(r); !extras.is_null()) j["calibration"]["gptq"] = extras;
   j["output"] = {{"dir", r.output.dir},
                  {"shard_size", std::to_string(r.output.shard_bytes)},
                  {"profile", r.output.profile},

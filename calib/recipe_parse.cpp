@@ -2,6 +2,7 @@
 // sections), every key checked.
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "calib/recipe.h"
@@ -108,7 +109,39 @@ void parse_config_groups(YamlReader& m, RecipeModifier* out) {
   if (out->groups.empty()) m.fail("config_groups", "expected at least one group");
 }
 
-RecipeModifier parse_modifier(YamlReader& m, ModifierKind kind) {
+// dsv4-calib's GPTQ options beyond GPTQModifier's, from calibration.gptq (where the resolved
+// recipe writes them) or, as before issue 27, from the modifier itself; not both.
+struct GptqExtras {
+  std::optional<quant::QParamsTiming> qparams;
+  std::optional<int> max_damping_escalations;
+  std::string where;  // "calibration.gptq" when read there
+};
+
+GptqExtras parse_gptq_extras(YamlReader& r) {
+  GptqExtras e;
+  if (r.has("qparams")) {
+    e.qparams = r.get_enum("qparams", "upfront", {"upfront", "lazy"}) == "lazy" ? quant::QParamsTiming::kLazy
+                                                                             : quant::QParamsTiming::kUpfront;
+  }
+  if (r.has("max_damping_escalations")) e.max_damping_escalations = static_cast<int>(r.get_int("max_damping_escalations", 0));
+  e.where = r.path();
+  return e;
+}
+
+void apply_gptq_extras(YamlReader& m, const GptqExtras& section, quant::GptqOptions* o) {
+  const GptqExtras own = parse_gptq_extras(m);
+  for (const char* key : {"qparams", "max_damping_escalations"}) {
+    const bool in_section = std::string(key) == "qparams" ? section.qparams.has_value()
+                                                          : section.max_damping_escalations.has_value();
+    if (in_section && m.has(key)) m.fail(key, "also set in " + section.where + "; set it in one place");
+  }
+  if (const auto q = own.qparams ? own.qparams : section.qparams) o->qparams = *q;
+  if (const auto n = own.max_damping_escalations ? own.max_damping_escalations : section.max_damping_escalations) {
+    o->max_damping_escalations = *n;
+  }
+}
+
+RecipeModifier parse_modifier(YamlReader& m, ModifierKind kind, const GptqExtras& extras) {
   RecipeModifier out;
   out.kind = kind;
   out.key_path = m.path();
@@ -138,11 +171,12 @@ RecipeModifier parse_modifier(YamlReader& m, ModifierKind kind) {
     quant::GptqOptions& o = out.gptq;
     o.dampening_frac = static_cast<float>(m.get_double("dampening_frac", o.dampening_frac));
     o.block_size = static_cast<int>(m.get_int("block_size", o.block_size));
-    const bool modifier_order_set = m.has("actorder");
-    o.actorder = recipe_actorder_parse(m, "actorder", quant::ActOrder::kStatic);
-    o.qparams = m.get_enum("qparams", "upfront", {"upfront", "lazy"}) == "lazy" ? quant::QParamsTiming::kLazy
-                                                                                : quant::QParamsTiming::kUpfront;
-    o.max_damping_escalations = static_cast<int>(m.get_int("max_damping_escalations", o.max_damping_escalations));
+    const std::optional<quant::ActOrder> modifier_order = recipe_actorder_parse(m, "actorder");
+    const bool modifier_order_set = modifier_order.has_value();
+    o.actorder = modifier_order.value_or(quant::ActOrder::kStatic);
+    // Accepted here for recipes written before issue 27; llm-compressor refuses them in the
+    // modifier, so the resolved recipe writes them under calibration.gptq.
+    apply_gptq_extras(m, extras, &o);
     (void)m.get_bool("offload_hessians", false);       // Hessians live where the plan puts them
     (void)m.get_strings("sequential_targets", {});     // always layer-sequential here
     recipe_args_check(m, o.problem());
@@ -162,16 +196,16 @@ RecipeModifier parse_modifier(YamlReader& m, ModifierKind kind) {
   return out;
 }
 
-void parse_stage(YamlReader& stage, Recipe* r) {
+void parse_stage(YamlReader& stage, const GptqExtras& extras, Recipe* r) {
   for (const std::string& gkey : stage.keys()) {
     if (!gkey.ends_with("_modifiers")) stage.fail(gkey, "expected a '<name>_modifiers' mapping");
     YamlReader mods = stage.child(gkey);
     for (const std::string& name : mods.keys()) {
       YamlReader m = mods.child(name);
       if (name == "GPTQModifier") {
-        r->modifiers.push_back(parse_modifier(m, ModifierKind::kGptq));
+        r->modifiers.push_back(parse_modifier(m, ModifierKind::kGptq, extras));
       } else if (name == "QuantizationModifier") {
-        r->modifiers.push_back(parse_modifier(m, ModifierKind::kQuantization));
+        r->modifiers.push_back(parse_modifier(m, ModifierKind::kQuantization, extras));
       } else {
         mods.fail(name, "unknown modifier" + yaml_did_you_mean(name, {"GPTQModifier", "QuantizationModifier"}) +
                             "; supported: GPTQModifier, QuantizationModifier");
@@ -256,7 +290,10 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
                                                                                                  : HessianSums::kExact;
   r.calibration.batch_tokens = cal.get_int("batch_tokens", r.calibration.batch_tokens);
   if (r.calibration.batch_tokens <= 0) cal.fail("batch_tokens", "expected a positive token count");
-  cal.finish({"all_experts", "propagate_error", "w2_input", "hessian_sums", "batch_tokens"});
+  YamlReader gptq = cal.child("gptq");
+  const GptqExtras extras = parse_gptq_extras(gptq);
+  gptq.finish({"qparams", "max_damping_escalations"});
+  cal.finish({"all_experts", "propagate_error", "w2_input", "hessian_sums", "batch_tokens", "gptq"});
   YamlReader out = top.child("output");
   r.output.dir = out.get_string("dir", "");
   r.output.shard_bytes = parse_bytes(out, "shard_size", r.output.shard_bytes);
@@ -280,7 +317,12 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
     if (!r.stage.empty()) top.fail(key, "a second stage ('" + r.stage + "' came first); one stage is supported");
     r.stage = key;
     YamlReader stage = top.child(key);
-    parse_stage(stage, &r);
+    parse_stage(stage, extras, &r);
+  }
+  const bool has_gptq = std::any_of(r.modifiers.begin(), r.modifiers.end(),
+                                    [](const RecipeModifier& m) { return m.kind == ModifierKind::kGptq; });
+  if (!has_gptq && (extras.qparams || extras.max_damping_escalations)) {
+    top.fail("calibration.gptq", "the recipe has no GPTQModifier for these options");
   }
   if (r.modifiers.empty()) top.fail("", "no quantization stage: expected e.g. quant_stage.quant_modifiers.GPTQModifier");
   top.finish();

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/check.h"
+#include "common/log.h"
 
 namespace dsv4::calib {
 namespace {
@@ -17,20 +18,31 @@ quant::QuantType parse_type(YamlReader& r) {
                                                               : quant::QuantType::kFloat;
 }
 
-// ActOrder spellings of compressed-tensors: strings, or a bool (True -> group).
-std::optional<quant::ActOrder> parse_actorder_node(YamlReader& r, const std::string& key) {
+// ActOrder spellings. compressed-tensors >= 0.19 takes "weight" (alias "static": act-order during
+// the solve, groups in the original column order, no weight_g_idx) or null/false; it removed
+// "group" (alias "dynamic", and `true`): groups formed in act-order with a weight_g_idx, which
+// its QuantizationArgs.validate_actorder now refuses (quant_args.py, 0.19.0 and 0.20.1). So a
+// recipe written for an older release still runs: those spellings are read as "weight", with a
+// note, and the artifact is one compressed-tensors loads.
+// What a written `actorder` value says; kUnset for null (and for false, which compressed-tensors'
+// validator turns into null).
+enum class ActOrderValue : uint8_t { kUnset, kNone, kWeight };
+
+ActOrderValue parse_actorder_node(YamlReader& r, const std::string& key) {
   const YAML::Node n = r.take(key);
-  if (!n.IsDefined() || n.IsNull()) return std::nullopt;
-  if (!n.IsScalar()) r.fail(key, "expected static, weight, group or none");
+  if (!n.IsDefined() || n.IsNull()) return ActOrderValue::kUnset;
+  if (!n.IsScalar()) r.fail(key, "expected weight, static or null");
   const std::string v = n.Scalar();
-  if (v == "static" || v == "weight") return quant::ActOrder::kStatic;
-  if (v == "group" || v == "true" || v == "True") return quant::ActOrder::kGroup;
-  if (v == "none" || v == "false" || v == "False" || v == "null") return quant::ActOrder::kNone;
-  if (v == "dynamic") {
-    r.fail(key, "actorder 'dynamic' (per-column re-quantization) is not supported; use static "
-                "(llm-compressor's default) or group");
+  if (v == "weight" || v == "static") return ActOrderValue::kWeight;
+  if (v == "false" || v == "False" || v == "null") return ActOrderValue::kUnset;
+  if (v == "none") return ActOrderValue::kNone;  // dsv4-calib's own spelling of null, before issue 27
+  if (v == "group" || v == "dynamic" || v == "true" || v == "True") {
+    log_warn("%s: %s: actorder '%s' is read as 'weight': compressed-tensors 0.19 removed group act-order "
+             "(weight_g_idx), so the artifact is written with weight act-order and no weight_g_idx",
+             r.file().c_str(), r.key_path(key).c_str(), v.c_str());
+    return ActOrderValue::kWeight;
   }
-  r.fail(key, "expected static, weight, group or none, got '" + v + "'");
+  r.fail(key, "expected weight (alias static) or null, got '" + v + "'");
 }
 
 }  // namespace
@@ -39,8 +51,12 @@ void recipe_args_check(const YamlReader& r, const quant::ArgsProblem& problem) {
   if (problem) r.fail(problem.field, problem.expected + ", got " + problem.value);
 }
 
-quant::ActOrder recipe_actorder_parse(YamlReader& r, const std::string& key, quant::ActOrder fallback) {
-  return parse_actorder_node(r, key).value_or(fallback);
+std::optional<quant::ActOrder> recipe_actorder_parse(YamlReader& r, const std::string& key) {
+  const YAML::Node& node = r.node();
+  if (!node.IsMap() || !node[key].IsDefined()) return std::nullopt;
+  // At the modifier, null (and false) is a value: GPTQModifier(actorder=None) solves without
+  // act-order, unlike its default (Sentinel "static").
+  return parse_actorder_node(r, key) == ActOrderValue::kWeight ? quant::ActOrder::kStatic : quant::ActOrder::kNone;
 }
 
 quant::QuantArgs recipe_weights_parse(YamlReader& r, std::optional<quant::ActOrder>* actorder) {
@@ -93,10 +109,17 @@ quant::QuantArgs recipe_weights_parse(YamlReader& r, std::optional<quant::ActOrd
   if (dynamic != "false" && dynamic != "False") {
     r.fail("dynamic", "weights are quantized once (dynamic: false), got '" + dynamic + "'");
   }
-  *actorder = parse_actorder_node(r, "actorder");
+  // In a group, null (and false) leaves the modifier's value (llm-compressor's resolve_actorder).
+  switch (parse_actorder_node(r, "actorder")) {
+    case ActOrderValue::kUnset: *actorder = std::nullopt; break;
+    case ActOrderValue::kNone: *actorder = quant::ActOrder::kNone; break;
+    case ActOrderValue::kWeight: *actorder = quant::ActOrder::kStatic; break;
+  }
   // Scale dtype: torch spellings; unset means the model dtype, except where the format fixes it.
+  // "e8m0" is dsv4-calib's spelling before issue 27, kept as an alias of torch's float8_e8m0fnu.
   const std::string sd = r.get_enum("scale_dtype", "", {"", "torch.bfloat16", "bfloat16", "torch.float32",
                                                         "float32", "torch.float8_e4m3fn", "float8_e4m3fn",
+                                                        "torch.float8_e8m0fnu", "float8_e8m0fnu",
                                                         "torch.uint8", "uint8", "e8m0"});
   if (sd.empty()) {
     const bool fp4 = a.type == quant::QuantType::kFloat && a.num_bits == 4;

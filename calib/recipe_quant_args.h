@@ -17,14 +17,17 @@
 
 namespace dsv4::calib {
 
-// *actorder gets the args' `actorder` when written (static/weight -> kStatic, group/true ->
-// kGroup, none/false/null -> kNone; "dynamic" is refused: it is not defined for GPTQ here).
+// *actorder gets the args' `actorder` when written (weight/static -> kStatic; "none", our old
+// spelling, -> kNone; null/false -> nothing, so the modifier's value applies, as in
+// llm-compressor; the spellings compressed-tensors 0.19 removed, group/dynamic/true, are read as
+// weight with a warning: see recipe_quant_args.cpp).
 quant::QuantArgs recipe_weights_parse(YamlReader& r, std::optional<quant::ActOrder>* actorder);
 quant::ActivationArgs recipe_activations_parse(YamlReader& r);
 // A value the quant/ rules refuse, as a user error at `r`'s key path plus the problem's field:
 // "FILE: ...weights.num_bits: expected 2 to 8 bits for int weights, got 9". Nothing when valid.
 void recipe_args_check(const YamlReader& r, const quant::ArgsProblem& problem);
-// "static" | "group" | "none" | ... as a modifier-level actorder value (same spellings).
-quant::ActOrder recipe_actorder_parse(YamlReader& r, const std::string& key, quant::ActOrder fallback);
+// A modifier-level actorder: nothing when the key is absent (llm-compressor's default, "static"),
+// kNone for null/false/none, kStatic for weight/static (and the removed spellings, as above).
+std::optional<quant::ActOrder> recipe_actorder_parse(YamlReader& r, const std::string& key);
 
 }  // namespace dsv4::calib

@@ -19,6 +19,12 @@ const char* strategy_json(quant::Strategy s) {
 
 }  // namespace
 
+ordered_json actorder_json(quant::ActOrder actorder) {
+  return actorder == quant::ActOrder::kStatic  ? ordered_json("weight")
+         : actorder == quant::ActOrder::kGroup ? ordered_json("group")
+                                               : ordered_json(nullptr);
+}
+
 ordered_json quant_args_json(const quant::QuantArgs& a, quant::ActOrder actorder, ArgsSpelling spelling) {
   ordered_json j;
   j["num_bits"] = a.num_bits;
@@ -30,21 +36,21 @@ ordered_json quant_args_json(const quant::QuantArgs& a, quant::ActOrder actorder
                              ? ordered_json::array({a.block_structure[0], a.block_structure[1]})
                              : ordered_json(nullptr);
   j["dynamic"] = false;
-  // config.json spells "no act-order" null; the recipe spells it "none" so that reading it back
-  // does not fall to the modifier's default (static).
-  j["actorder"] = actorder == quant::ActOrder::kStatic  ? ordered_json("static")
-                  : actorder == quant::ActOrder::kGroup ? ordered_json("group")
-                  : spelling == ArgsSpelling::kRecipe   ? ordered_json("none")
-                                                        : ordered_json(nullptr);
-  // compressed-tensors spells the scale dtype only where it is not the model dtype.
+  // compressed-tensors >= 0.19 spells act-order "weight" (our kStatic) or null; "group" was removed
+  // there (no recipe reaches kGroup any more: recipe_quant_args.cpp), so it is written only if
+  // some caller plans it, and `verify` then fails on it (ct_rules.h).
+  j["actorder"] = actorder_json(actorder);
+  // compressed-tensors spells the scale dtype only where it is not the model dtype. config.json
+  // says what is on disk (quant_args_scale_storage); the recipe says what the scale is, in torch's
+  // spelling as llm-compressor reads it.
   switch (a.scale_dtype) {
     case quant::ScaleDType::kModel: j["scale_dtype"] = nullptr; break;
     case quant::ScaleDType::kF32: j["scale_dtype"] = "torch.float32"; break;
     case quant::ScaleDType::kE4m3: j["scale_dtype"] = "torch.float8_e4m3fn"; break;
     case quant::ScaleDType::kE8m0:
       j["scale_dtype"] = a.is_mx()                           ? ordered_json("torch.uint8")
-                         : spelling == ArgsSpelling::kRecipe ? ordered_json("e8m0")
-                                                             : ordered_json(nullptr);
+                         : spelling == ArgsSpelling::kRecipe ? ordered_json("torch.float8_e8m0fnu")
+                                                             : ordered_json("torch.float32");
       break;
   }
   const bool fp4 = a.type == quant::QuantType::kFloat && a.num_bits == 4;

@@ -17,10 +17,14 @@
 namespace dsv4::calib {
 
 // Where the two spellings differ: e8m0 scales on a non-MX strategy (FP8 block with the release's
-// power-of-two scales) are stored in the model dtype, so config.json says scale_dtype null, while
-// the recipe says "e8m0" so that reading it back gives the same args.
+// power-of-two scales) are stored as FP32 (the dtype vLLM's block-FP8 kernels take; see
+// quant/pack.h), so config.json says scale_dtype "torch.float32", what is on disk, while the
+// recipe says "torch.float8_e8m0fnu" (llm-compressor's spelling of the power-of-two rule) so that
+// reading it back gives the same args.
 enum class ArgsSpelling : uint8_t { kConfigJson, kRecipe };
 
+// "weight" (kStatic), null (kNone), or the removed "group" (kGroup; see scheme_json.cpp).
+nlohmann::ordered_json actorder_json(quant::ActOrder actorder);
 nlohmann::ordered_json quant_args_json(const quant::QuantArgs& args, quant::ActOrder actorder,
                                        ArgsSpelling spelling);
 nlohmann::ordered_json activation_args_json(const quant::ActivationArgs& args);

@@ -38,7 +38,8 @@
 //     tensor, every MTP `.weight` is BF16 or FP32, and the plan quantizes no MTP module;
 //   - config: every source key kept with its value (except quantization_config) and no key added,
 //     quantization_config is compressed-tensors, status compressed, each group has a format and
-//     the top-level format is that format or "mixed-precision", scale_fmt present, and
+//     the top-level format is that format or "mixed-precision", scale_fmt present, no rule of
+//     compressed-tensors' validators broken (ct_rules.h: e.g. actorder "group", removed in 0.19), and
 //     artifact_config_check() finds no module that vLLM would resolve differently from the plan;
 //   - reconstruction: per quantized module, the relative Frobenius error ‖deq − W‖/‖W‖ of the
 //     artifact's dequantized weight (artifact_decode.h) against the decoded source W must not

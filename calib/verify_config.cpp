@@ -1,12 +1,14 @@
 // verify_config.cpp: the `config` check (verify.h): every source key of config.json kept with its
 // value and none added, the quantization_config invariants of compressed-tensors (method, status,
-// formats, scale_fmt), and artifact_config_check: vLLM resolves every module to the plan's scheme.
+// formats, scale_fmt), compressed-tensors' own validators (ct_rules.h), and artifact_config_check:
+// vLLM resolves every module to the plan's scheme.
 #include "calib/verify_check.h"
 
 #include <algorithm>
 #include <set>
 
 #include "calib/artifact_config.h"
+#include "calib/ct_rules.h"
 #include "common/check.h"
 #include "common/json_guard.h"
 #include "common/fs.h"
@@ -64,6 +66,13 @@ void config_check(const Expected& e, const std::string& art_dir, const std::stri
     }
   }
   if (!formats.empty()) expect_str("format", formats.size() == 1 ? *formats.begin() : "mixed-precision");
+  // What the consumer's pydantic models refuse fails here, whatever our own reader accepts.
+  const std::vector<CtViolation> refused = ct_quantization_config_violations(json::parse(q.dump()));
+  for (const CtViolation& v : refused) {
+    note_fail(c, strfmt("compressed-tensors %s refuses quantization_config.%s: %s [rule %s]", kCtRulesVersion,
+                        v.where.c_str(), v.message.c_str(), v.rule.c_str()));
+  }
+  if (refused.empty()) note_ok(c);
   const std::vector<std::string> bad = artifact_config_check(json::parse(q.dump()), e.recipe, e.plan, e.config);
   for (const std::string& b : bad) note_fail(c, "vLLM resolves " + b);
   c.checked += static_cast<int64_t>(e.plan.modules.size() - std::min(bad.size(), e.plan.modules.size()));

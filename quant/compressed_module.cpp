@@ -8,6 +8,17 @@
 #include "common/safetensors.h"
 
 namespace dsv4::quant {
+// FP32 for FP32 scales, and for e8m0 (power-of-two) scales outside the MX formats, i.e. FP8 block:
+// vLLM's block-FP8 path creates its weight_scale parameter as float32 (create_fp8_scale_parameter)
+// and DeepGEMM's post-processing asserts float32 (deepgemm_post_process_fp8_weight_block), both in
+// vllm/model_executor/layers/quantization/utils/fp8_utils.py. A power of two 2^-127..2^127 is
+// exact in FP32, so the values are those the BF16 encoding held. Otherwise the model dtype (BF16).
+DType compressed_module_scale_dtype(const QuantArgs& a) {
+  if (a.scale_dtype == ScaleDType::kF32) return DType::kF32;
+  if (a.scale_dtype == ScaleDType::kE8m0 && !a.is_mx()) return DType::kF32;
+  return DType::kBF16;
+}
+
 namespace {
 
 template <typename T>
@@ -99,6 +110,7 @@ PackedTensorSetArgs tensor_set_args(PackFormat format, const QuantArgs& a, int64
   s.symmetric = a.symmetric;
   s.actorder_group = with_g_idx;
   s.float_codes = a.type == QuantType::kFloat;
+  s.model_dtype = compressed_module_scale_dtype(a);
   return s;
 }
 

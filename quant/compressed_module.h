@@ -33,6 +33,12 @@ struct EncodedTensor {
   std::vector<std::byte> bytes;
 };
 
+// The dtype weight_scale is stored in where the format leaves it to the args (pack-, float-,
+// int-, naive-quantized; the fp4 formats fix their own): FP32 for FP32 scales and for power-of-two
+// (e8m0) scales outside the MX formats (FP8 block: the dtype vLLM's block-FP8 kernels take, issue
+// 27), else the model dtype, BF16.
+DType compressed_module_scale_dtype(const QuantArgs& args);
+
 // Whether `format` can hold weights with these args (compressed-tensors' can_compress); the check
 // throws unless it can.
 bool compressed_module_format_holds(PackFormat format, const QuantArgs& args);

@@ -69,15 +69,17 @@ TEST(Pipeline, W4a16MtpGptqArtifact) {
   }
   EXPECT_EQ(a.info("layers.2.ffn.experts.5.w2.weight_packed").shape, (std::vector<int64_t>{256, 16}));
   for (const std::string& n : a.names()) EXPECT_FALSE(n.ends_with(".scale")) << n;
-  // FP8 attention: the source codes kept bit for bit, the e8m0 scales as bf16 powers of two.
+  // FP8 attention: the source codes kept bit for bit, the e8m0 scales as FP32 powers of two (the
+  // dtype vLLM's block-FP8 kernels take), each the exact value of its source byte.
   EXPECT_EQ(bytes_of(a, "layers.1.attn.wq_b.weight"), bytes_of(s, "layers.1.attn.wq_b.weight"));
+  EXPECT_EQ(a.info("layers.1.attn.wq_b.weight_scale").dtype, DType::kF32);
   const auto scale = a.bytes("layers.1.attn.wq_b.weight_scale");
   const auto src_scale = s.bytes("layers.1.attn.wq_b.scale");
-  ASSERT_EQ(scale.size(), src_scale.size() * 2);
+  ASSERT_EQ(scale.size(), src_scale.size() * 4);
   for (size_t i = 0; i < src_scale.size(); ++i) {
-    uint16_t b;
-    std::memcpy(&b, scale.data() + 2 * i, 2);
-    EXPECT_EQ(bf16_decode(b), e8m0_decode(static_cast<uint8_t>(src_scale[i])));
+    float f;
+    std::memcpy(&f, scale.data() + 4 * i, 4);
+    EXPECT_EQ(f, e8m0_decode(static_cast<uint8_t>(src_scale[i])));
   }
   // FP32 and the MTP block: byte copies or the exact BF16 decode; aliases byte-identical.
   EXPECT_EQ(bytes_of(a, "layers.0.hc_attn_fn"), bytes_of(s, "layers.0.hc_attn_fn"));
@@ -91,6 +93,15 @@ TEST(Pipeline, W4a16MtpGptqArtifact) {
   const auto cfg = nlohmann::json::parse(read_file(out + "/config.json"));
   EXPECT_EQ(cfg["quantization_config"]["format"], "mixed-precision");
   EXPECT_EQ(cfg["quantization_config"]["scale_fmt"], "ue8m0");
+  // compressed-tensors >= 0.19 spellings: act-order "weight", the FP8 scales' dtype as stored.
+  for (const auto& [name, g] : cfg["quantization_config"]["config_groups"].items()) {
+    if (g["format"] == "pack-quantized") {
+      EXPECT_EQ(g["weights"]["actorder"], "weight") << name;
+    } else {
+      EXPECT_EQ(g["format"], "float-quantized") << name;
+      EXPECT_EQ(g["weights"]["scale_dtype"], "torch.float32") << name;
+    }
+  }
   EXPECT_EQ(cfg["compress_ratios"], nlohmann::json::parse(read_file(tiny_source() + "/config.json"))["compress_ratios"]);
 }
 

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
+
+#include <yaml-cpp/yaml.h>
 
 #include "calib/recipe.h"
 #include "common/check.h"
@@ -39,7 +42,7 @@ quant_stage:
         group_0:
           targets: ["re:.*experts.*"]
           weights: {num_bits: 4, type: int, symmetric: false, group_size: 32, observer: mse,
-                    observer_kwargs: {grid: 50}, actorder: group}
+                    observer_kwargs: {grid: 50}, actorder: none}
         group_1:
           targets: [Linear]
           weights: {num_bits: 8, type: int, strategy: channel}
@@ -79,7 +82,7 @@ TEST(Recipe, ParsesGroupsPresetsAndSections) {
   EXPECT_EQ(w0.group_size, 32);
   EXPECT_EQ(w0.observer, quant::ObserverKind::kMse);
   EXPECT_EQ(w0.mse.grid, 50);
-  EXPECT_EQ(g.groups[0].actorder, quant::ActOrder::kGroup);  // the group's own wins
+  EXPECT_EQ(g.groups[0].actorder, quant::ActOrder::kNone);  // the group's own wins
   EXPECT_EQ(g.groups[1].actorder, quant::ActOrder::kStatic);
   EXPECT_EQ(quant::quant_scheme_format(g.groups[1].scheme), quant::PackFormat::kIntQuantized);
   const RecipeModifier& q = r.modifiers[1];
@@ -128,6 +131,77 @@ q_stage:
             quant::quant_args_preset("FP8_BLOCK_E8M0"));
 }
 
+// compressed-tensors >= 0.19 and llm-compressor 0.14 spellings (issue 27), and ours as aliases.
+TEST(Recipe, ActOrderFollowsLlmCompressor) {
+  const auto orders = [](const std::string& modifier_line, const std::string& group_order) {
+    const Recipe r = recipe_parse("q_stage:\n  q_modifiers:\n    GPTQModifier:\n" + modifier_line +
+                                      "      config_groups:\n        a: {targets: [x], weights: {num_bits: 4, group_size: 128" +
+                                      group_order + "}}\n        b: {targets: [y], weights: {num_bits: 4, group_size: 128}}\n",
+                                  "r.yaml");
+    return std::pair(r.modifiers[0].groups[0].actorder, r.modifiers[0].groups[1].actorder);
+  };
+  using quant::ActOrder;
+  EXPECT_EQ(orders("", ""), std::pair(ActOrder::kStatic, ActOrder::kStatic));  // GPTQModifier's default
+  EXPECT_EQ(orders("      actorder: null\n", ""), std::pair(ActOrder::kNone, ActOrder::kNone));
+  EXPECT_EQ(orders("      actorder: weight\n", ", actorder: null"), std::pair(ActOrder::kStatic, ActOrder::kStatic));
+  EXPECT_EQ(orders("", ", actorder: false"), std::pair(ActOrder::kStatic, ActOrder::kStatic));  // false: unset
+  EXPECT_EQ(orders("", ", actorder: none"), std::pair(ActOrder::kNone, ActOrder::kStatic));     // our old spelling
+  // Removed in compressed-tensors 0.19 (g_idx act-order): read as weight, never written.
+  EXPECT_EQ(orders("      actorder: group\n", ""), std::pair(ActOrder::kStatic, ActOrder::kStatic));
+  EXPECT_EQ(orders("", ", actorder: dynamic"), std::pair(ActOrder::kStatic, ActOrder::kStatic));
+}
+
+TEST(Recipe, ScaleDtypeTakesTorchNamesAndTheOldAlias) {
+  const auto args = [](const std::string& sd) {
+    return recipe_parse("q_stage:\n  q_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g: {targets: [x], "
+                        "weights: {num_bits: 8, type: float, strategy: block, block_structure: [128, 128], scale_dtype: " +
+                            sd + "}}\n",
+                        "r.yaml")
+        .modifiers[0]
+        .groups[0]
+        .scheme.weights;
+  };
+  EXPECT_EQ(args("\"torch.float8_e8m0fnu\""), quant::quant_args_preset("FP8_BLOCK_E8M0"));
+  EXPECT_EQ(args("float8_e8m0fnu"), quant::quant_args_preset("FP8_BLOCK_E8M0"));
+  EXPECT_EQ(args("e8m0"), quant::quant_args_preset("FP8_BLOCK_E8M0"));
+}
+
+// The resolved recipe.yaml holds only what llm-compressor 0.14's modifiers accept (their pydantic
+// models forbid extra keys): our GPTQ options sit in calibration.gptq and read back from there.
+TEST(Recipe, ResolvedYamlKeepsOurOptionsOutOfTheModifiers) {
+  const Recipe r = recipe_parse(R"(
+q_stage:
+  q_modifiers:
+    GPTQModifier:
+      qparams: lazy
+      max_damping_escalations: 2
+      actorder: null
+      config_groups:
+        g: {targets: [x], weights: {num_bits: 4, group_size: 128}}
+    QuantizationModifier:
+      config_groups:
+        f: {targets: [y], weights: {num_bits: 8, type: float, strategy: block, block_structure: [128, 128], scale_dtype: e8m0}}
+)", "r.yaml");
+  const std::string y = recipe_to_yaml(r);
+  const YAML::Node n = YAML::Load(y);
+  const YAML::Node gptq = n["q_stage"]["quant_modifiers"]["GPTQModifier"];
+  EXPECT_FALSE(gptq["qparams"].IsDefined()) << y;
+  EXPECT_FALSE(gptq["max_damping_escalations"].IsDefined()) << y;
+  EXPECT_TRUE(gptq["actorder"].IsNull()) << y;
+  EXPECT_TRUE(gptq["config_groups"]["g"]["weights"]["actorder"].IsNull()) << y;
+  EXPECT_EQ(n["calibration"]["gptq"]["qparams"].as<std::string>(), "lazy") << y;
+  EXPECT_EQ(n["calibration"]["gptq"]["max_damping_escalations"].as<int>(), 2) << y;
+  EXPECT_EQ(n["q_stage"]["quant_modifiers"]["QuantizationModifier"]["config_groups"]["f"]["weights"]["scale_dtype"]
+                .as<std::string>(),
+            "torch.float8_e8m0fnu")
+      << y;
+  const Recipe b = recipe_parse(y, "resolved.yaml");
+  EXPECT_EQ(b.modifiers[0].gptq.qparams, quant::QParamsTiming::kLazy);
+  EXPECT_EQ(b.modifiers[0].gptq.max_damping_escalations, 2);
+  EXPECT_EQ(b.modifiers[0].groups[0].actorder, quant::ActOrder::kNone);
+  EXPECT_EQ(recipe_to_yaml(b), y);
+}
+
 TEST(Recipe, OverridesReplaceRecipeValues) {
   Recipe r = recipe_parse(kGroups, "r.yaml");
   recipe_apply_overrides(r, {.model = "/other", .dataset = "b.jsonl", .out = "/out2", .num_samples = 8, .seq_len = 64});
@@ -173,9 +247,14 @@ TEST(Recipe, ErrorsNameTheKeyPath) {
   expect_error(head + "      scheme: W4A16\n      dampening_fraq: 0.1\n",
                "GPTQModifier.dampening_fraq: unknown key (did you mean dampening_frac?); accepted here");
   expect_error(head + "      scheme: W4A16\n      targets: [Linear]\n      ignore: [Linear]\n", "'Linear' is both ignored and a target");
-  expect_error(head + "      scheme: W4A16\n      actorder: dynamic\n", "actorder 'dynamic'");
-  expect_error(head + "      actorder: group\n      config_groups: {g: {targets: [x], weights: {num_bits: 4, group_size: 128, actorder: static}}}\n",
+  expect_error(head + "      scheme: W4A16\n      actorder: sideways\n",
+               "GPTQModifier.actorder: expected weight (alias static) or null, got 'sideways'");
+  expect_error(head + "      actorder: null\n      config_groups: {g: {targets: [x], weights: {num_bits: 4, group_size: 128, actorder: weight}}}\n",
                "actorder: contradicts");
+  expect_error("calibration: {gptq: {qparams: lazy}}\n" + head + "      scheme: W4A16\n      qparams: upfront\n",
+               "GPTQModifier.qparams: also set in calibration.gptq");
+  expect_error("calibration: {gptq: {qparams: lazy}}\nq_stage:\n  q_modifiers:\n    QuantizationModifier: {scheme: W4A16}\n",
+               "calibration.gptq: the recipe has no GPTQModifier");
   expect_error(head + "      scheme: W4A16\n      kv_cache_scheme: {num_bits: 8}\n", "KV-cache quantization is not supported");
   expect_error("q_stage:\n  q_modifiers:\n    AWQModifier: {}\n", "unknown modifier");
   expect_error("modell: {path: x}\nq_stage:\n  q_modifiers:\n    QuantizationModifier: {scheme: W4A16}\n",

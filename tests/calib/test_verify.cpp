@@ -206,6 +206,21 @@ TEST(Verify, DataFreeArtifactPassesAndTamperedCopiesFail) {
     EXPECT_EQ(check_of(r, "config").failed, 1);
   }
   {
+    // What compressed-tensors >= 0.19 refuses fails verify, whatever our own reader makes of it.
+    SCOPED_TRACE("a config group compressed-tensors refuses");
+    const std::string d = copy_of(artifact, "ct_rules");
+    nlohmann::ordered_json cfg = nlohmann::ordered_json::parse(read_file(d + "/config.json"));
+    nlohmann::ordered_json& groups = cfg["quantization_config"]["config_groups"];
+    ASSERT_FALSE(groups.empty());
+    nlohmann::ordered_json& w = groups.begin().value()["weights"];
+    w["actorder"] = "group";
+    w["scale_dtype"] = "e8m0";
+    write_file_atomic(d + "/config.json", cfg.dump(2));
+    const VerifyReport r = verify_artifact(d, source, opts);
+    expect_fails(r, "config", "rule args.actorder");
+    expect_fails(r, "config", "rule args.dtype");
+  }
+  {
     SCOPED_TRACE("an MTP tensor changed");
     const std::string d = copy_of(artifact, "mtp");
     patch_tensors(d, {{"mtp.0.attn.wq_a.weight", flip_first_byte}});  // the exact BF16 decode of FP8

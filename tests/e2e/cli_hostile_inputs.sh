@@ -122,7 +122,10 @@ same_artifact "$work/q_ref" "$out" && pass "torn journal: the result is the unin
   || fail "torn journal: the result differs"
 
 # 5. A recipe that quantizes nothing: targets that match no module, or only norms (not Linear).
-sed -e 's/w\[123\]\$/nope$/' -e 's/(wq_a|wq_b|wkv|wo_b)\$/attn_norm$/' "$recipe" >"$work/empty.yaml"
+# Both alternatives of each target (release and transformers names) are rewritten.
+sed -e 's/w\[123\]|/nope|/' -e 's/(gate|up|down)_proj)\$/nope)$/' \
+    -e 's/(wq_a|wq_b|wkv|wo_b)|/attn_norm|/' -e 's/(q_a_proj|q_b_proj|kv_proj|o_b_proj))\$/nope)$/' \
+    "$recipe" >"$work/empty.yaml"
 empty_job() { "$bin" --recipe "$work/empty.yaml" --model "$src" --dataset "$data" --num-samples 4 --seq-len 16 "$@"; }
 export -f empty_job
 refused "recipe quantizing nothing" "$work/empty.yaml quantizes none of the 177 Linear modules" empty_job --out "$work/q_empty"
