@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <map>
 
+#include "calib/profile_layout.h"
 #include "common/check.h"
 #include "quant/quant_scheme.h"
 
@@ -90,8 +91,7 @@ ArtifactLayout artifact_layout(const Recipe& recipe, const ModulePlan& plan, con
     }
     if (pm.quantized()) {
       const ModuleScheme& ms = *pm.scheme;
-      std::vector<quant::EncodedTensor> leaves = quant::compressed_module_layout(
-          ms.format, ms.scheme.weights, pm.rows, pm.cols, module_writes_g_idx(pm));
+      std::vector<quant::EncodedTensor> leaves = profile_module_layout(pm, module_writes_g_idx(pm));
       for (quant::EncodedTensor& t : quant::activation_layout(ms.scheme)) leaves.push_back(std::move(t));
       for (const quant::EncodedTensor& t : leaves) {
         layout.tensors.push_back({pm.names.release + "." + t.name, t.dtype, t.shape, OutputOrigin::kQuantized,

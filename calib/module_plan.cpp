@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <map>
 
+#include "calib/profile_layout.h"
 #include "common/check.h"
 #include "model/names.h"
 #include "quant/quant_scheme.h"
@@ -167,10 +168,13 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
       m.modifier = static_cast<int>(i);
       m.group = group;
       m.scheme = scheme_resolve(m, mod, rg, recipe.calibration.all_experts);
+      m.scheme->profile = recipe.output.profile;
+      m.scheme->int4_scale_mode = recipe.output.int4_scale_mode;
       m.kept_reason.clear();
     }
     if (!m.quantized() && m.kept_reason.empty()) m.kept_reason = "not targeted";
   }
+  output_profile_check(recipe, plan);
 
   for (size_t i = 0; i < recipe.modifiers.size(); ++i) {
     const RecipeModifier& mod = recipe.modifiers[i];
