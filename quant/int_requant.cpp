@@ -90,9 +90,10 @@ RtnResult int_requant(const QuantArgs& a, DivisorRule rule, const float* w, int6
       qp.scale[static_cast<size_t>(sr * qp.scale_cols + sc)] = stored;
       for (int64_t r = c.r0; r < c.r1; ++r) {
         for (int64_t k = c.c0; k < c.c1; ++k) {
-          const float q = code_of(w[r * cols + k], s, qmin, qmax);
-          out.codes[static_cast<size_t>(r * cols + k)] = static_cast<int32_t>(q);
-          out.dequant[static_cast<size_t>(r * cols + k)] = bf16_of(q * stored);
+          // Through the integer, so a small negative weight's -0 code decodes to +0 as stored.
+          const int32_t q = static_cast<int32_t>(code_of(w[r * cols + k], s, qmin, qmax));
+          out.codes[static_cast<size_t>(r * cols + k)] = q;
+          out.dequant[static_cast<size_t>(r * cols + k)] = bf16_of(static_cast<float>(q) * stored);
         }
       }
     }
