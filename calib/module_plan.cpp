@@ -12,10 +12,10 @@
 namespace dsv4::calib {
 namespace {
 
-std::string describe_scheme(const RecipeGroup& g) {
+std::string describe_scheme(const PlannedModule& m, const RecipeGroup& g) {
   std::string s = g.scheme.name + " (" + g.scheme.weights.to_string();
   if (g.scheme.input_activations) s += "; acts " + g.scheme.input_activations->to_string();
-  return s + ") " + std::string(quant::pack_format_name(quant::quant_scheme_format(g.scheme)));
+  return s + ") " + profile_module_format(m);
 }
 
 // Bytes one module takes in the artifact under its scheme (weights and scales only).
@@ -219,7 +219,7 @@ std::string module_plan_table(const Recipe& recipe, const ModulePlan& plan) {
   for (const PlannedModule& m : plan.modules) {
     const std::string action = m.quantized()
                                    ? std::string(modifier_kind_name(m.scheme->kind)) + " " +
-                                         describe_scheme(module_group(recipe, m))
+                                         describe_scheme(m, module_group(recipe, m))
                                    : "kept BF16: " + m.kept_reason;
     const std::string key = m.family + "|" + action;
     if (!rows.count(key)) {
@@ -261,7 +261,7 @@ nlohmann::ordered_json module_plan_json(const Recipe& recipe, const ModulePlan& 
       e["modifier"] = std::string(modifier_kind_name(m.scheme->kind));
       e["group"] = g.name;
       e["scheme"] = g.scheme.name;
-      e["format"] = std::string(quant::pack_format_name(quant::quant_scheme_format(g.scheme)));
+      e["format"] = profile_module_format(m);
     } else {
       e["kept"] = m.kept_reason;
     }

@@ -75,6 +75,18 @@ std::string appmana_cannot_store(const PlannedModule& m) {
              : "it stores FP8 linears as INT8 symmetric, channel or block [128, 128], with BF16 scales only";
 }
 
+std::string appmana_module_format(const PlannedModule& m) {
+  const bool gptq = m.scheme->gptq_solved();
+  switch (layout_of(m)) {
+    case Layout::kInt4Group32:
+      return std::string("dsv4_int int4 uint4b8 I8 + bf16 scale/32 (") +
+             (gptq ? "gptq codes" : std::string(int4_scale_mode_name(m.scheme->int4_scale_mode)) + " scales") + ")";
+    case Layout::kInt8Channel: return std::string("dsv4_int int8 channel U8+128 + bf16 scale/row (") + (gptq ? "gptq codes)" : "absmax/127)");
+    case Layout::kInt8Block: return std::string("dsv4_int int8 block I8 + bf16 scale/128x128 (") + (gptq ? "gptq codes)" : "absmax/127)");
+  }
+  return "?";
+}
+
 std::vector<quant::EncodedTensor> appmana_module_layout(const PlannedModule& m) {
   const int64_t r = m.rows, c = m.cols;
   switch (layout_of(m)) {

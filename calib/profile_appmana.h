@@ -41,6 +41,9 @@ inline constexpr const char* kAppmanaMtpSharedShard = "model-mtp-shared.safetens
 std::string appmana_cannot_store(const PlannedModule& m);
 
 std::vector<quant::EncodedTensor> appmana_module_layout(const PlannedModule& m);
+// "dsv4_int int4 uint4b8 I8 + bf16 scale/32 (mse scales)", "... int8 channel U8+128 + bf16 scale/row
+// (absmax/127)", "... (gptq codes)": what `plan` shows.
+std::string appmana_module_format(const PlannedModule& m);
 std::vector<quant::EncodedTensor> appmana_module_encode(const PlannedModule& m, const quant::QParams& qparams,
                                                         const std::vector<int32_t>& codes);
 

@@ -57,6 +57,12 @@ void output_profile_check(const Recipe& r, const ModulePlan& plan) {
                   r.origin.c_str(), profile.c_str(), kAppmanaMtpSharedShard);
 }
 
+std::string profile_module_format(const PlannedModule& m) {
+  const ModuleScheme& s = *m.scheme;
+  if (s.profile == OutputProfile::kAppmanaDsv4Int) return appmana_module_format(m);
+  return std::string(quant::pack_format_name(s.format));
+}
+
 std::vector<quant::EncodedTensor> profile_module_layout(const PlannedModule& m, bool with_g_idx) {
   const ModuleScheme& s = *m.scheme;
   if (s.profile == OutputProfile::kAppmanaDsv4Int) return appmana_module_layout(m);

@@ -30,6 +30,10 @@ std::string profile_cannot_store(OutputProfile profile, const PlannedModule& m);
 // tensors).
 void output_profile_check(const Recipe& recipe, const ModulePlan& plan);
 
+// How the module is stored, for `plan`: the compressed-tensors format name ("pack-quantized"), or
+// the profile's own ("dsv4_int int4 uint4b8 + bf16/32, mse scales").
+std::string profile_module_format(const PlannedModule& m);
+
 // The weight tensors only (a static activation scheme's input scales follow them in the vllm
 // profile: quant_scheme.h's activation_layout / activation_encode).
 std::vector<quant::EncodedTensor> profile_module_layout(const PlannedModule& m, bool with_g_idx);
