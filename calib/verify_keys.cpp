@@ -50,7 +50,9 @@ void source_scale_check(const Expected& e, const Checkpoint& art, VerifyCheck& c
       note_ok(c);
     }
   }
-  finish(c, c.failed ? "source scales leaked into the artifact" : "no .scale / weight_scale_inv tensor");
+  finish(c, c.failed ? "source scales leaked into the artifact"
+                     : own.empty() ? "no .scale / weight_scale_inv tensor"
+                                   : strfmt("no source .scale / weight_scale_inv; %zu .scale of the profile's own", own.size()));
 }
 
 void mtp_unquantized_check(const Expected& e, const Checkpoint& art, VerifyCheck& c) {
