@@ -6,14 +6,18 @@
 // Figures go to docs/QUALITY.md with the exact command.
 //
 //   bench_quality WORK_DIR [--calib-samples 64] [--eval-samples 16] [--seq-len 128]
+//                 [--recipes w4a16_mtp.yaml,w3a16.yaml] [--models tiny,small]
+// (for an appmana-dsv4-int GPTQ twin, "rtn" is its data-free recipe: the seed's scale rules)
 //
 // Models: the built-in tiny (hidden 256, 8 experts) and "small" (hidden 512, 16 experts of
 // intermediate 256, 8 heads; still minutes on a CPU).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "calib/calibrate.h"
 #include "calib/eval.h"
@@ -51,15 +55,29 @@ struct Row {
 };
 
 int run(int argc, char** argv) {
-  DSV4_CHECK_IN("bench", argc >= 2, "usage: %s WORK_DIR [--calib-samples N] [--eval-samples N] [--seq-len L]", argv[0]);
+  DSV4_CHECK_IN("bench", argc >= 2,
+                "usage: %s WORK_DIR [--calib-samples N] [--eval-samples N] [--seq-len L] [--recipes A,B] [--models M,N]",
+                argv[0]);
   const std::string work = argv[1];
   int64_t calib_samples = 64, eval_samples = 16, seq_len = 128;
+  std::vector<std::string> recipes = {"w4a16_mtp.yaml", "w3a16.yaml"}, models = {"tiny", "small"};
+  const auto split = [](const std::string& v) {
+    std::vector<std::string> out;
+    for (size_t b = 0, e; b <= v.size(); b = e + 1) {
+      e = v.find(',', b);
+      if (e == std::string::npos) e = v.size();
+      if (e > b) out.push_back(v.substr(b, e - b));
+    }
+    return out;
+  };
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const int64_t v = std::atoll(argv[i + 1]);
     if (k == "--calib-samples") calib_samples = v;
     else if (k == "--eval-samples") eval_samples = v;
     else if (k == "--seq-len") seq_len = v;
+    else if (k == "--recipes") recipes = split(argv[i + 1]);
+    else if (k == "--models") models = split(argv[i + 1]);
     else DSV4_FAIL("bench", "unknown option %s", k.c_str());
   }
   DSV4_CHECK_IN("bench", !fs::exists(work) || fs::is_empty(work), "%s exists and is not empty", work.c_str());
@@ -68,11 +86,13 @@ int run(int argc, char** argv) {
   std::vector<Row> rows;
   for (const auto& [name, config] : {std::pair<std::string, model::ModelConfig>{"tiny", model::ModelConfig::tiny()},
                                      {"small", small_config()}}) {
+    if (std::find(models.begin(), models.end(), name) == models.end()) continue;
     const std::string src = work + "/" + name;
     model::synth_checkpoint_write(config, {.out_dir = src, .seed = 11, .calibration_records = 256});
     // Held-out evaluation text: another seed of the same generator.
     write_file_atomic(src + "/eval.jsonl", model::synth_calibration_jsonl(64, 12345));
-    for (const char* recipe : {"w4a16_mtp.yaml", "w3a16.yaml"}) {
+    for (const std::string& recipe_name : recipes) {
+      const char* recipe = recipe_name.c_str();
       for (const char* method : {"gptq", "rtn"}) {
         calib::Recipe r = calib::recipe_load(std::string(DSV4_SOURCE_DIR) + "/recipes/" + recipe);
         const std::string out = work + "/" + name + "_" + recipe + "_" + method;

@@ -10,7 +10,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "calib/profile_appmana.h"
 #include "common/check.h"
+#include "common/fs.h"
+#include "common/json_guard.h"
 #include "model/weight_decode.h"
 #include "quant/unpack.h"
 
@@ -29,6 +32,18 @@ class CheckpointLookup final : public quant::EncodedTensorSource {
   const Checkpoint& c_;
 };
 
+// An appmana-dsv4-int module: the release's `.weight` / `.scale` names with a BF16 scale (the
+// release's own scales are e8m0, or F32 in V4-Flash-Base).
+bool appmana_stored(const Checkpoint& ckpt, const std::string& module) {
+  return ckpt.contains(module + ".weight") && ckpt.contains(module + ".scale") &&
+         ckpt.info(module + ".scale").dtype == DType::kBF16;
+}
+
+StoredTensor stored(const Checkpoint& ckpt, const std::string& name) {
+  const TensorInfo& t = ckpt.info(name);
+  return {t.dtype, t.shape, ckpt.bytes(name)};
+}
+
 // Routes compressed modules to artifact_linear_decode; declines the rest (release layouts and
 // plain BF16 weights), so model::linear_load decodes them as usual.
 class CompressedTensorsDecoder final : public model::LinearDecoder {
@@ -44,16 +59,29 @@ class CompressedTensorsDecoder final : public model::LinearDecoder {
 }  // namespace
 
 bool artifact_linear_is_compressed(const Checkpoint& ckpt, const std::string& module) {
-  return ckpt.contains(module + ".weight_packed") || ckpt.contains(module + ".weight_scale");
+  return ckpt.contains(module + ".weight_packed") || ckpt.contains(module + ".weight_scale") ||
+         appmana_stored(ckpt, module);
 }
 
 std::vector<float> artifact_linear_decode(const Checkpoint& ckpt, const std::string& module, int64_t out,
                                           int64_t in) {
+  if (appmana_stored(ckpt, module)) {
+    return appmana_linear_decode(stored(ckpt, module + ".weight"), stored(ckpt, module + ".scale"), out, in, module);
+  }
   return quant::compressed_module_decode(CheckpointLookup(ckpt), module, out, in);
 }
 
 std::vector<float> encoded_linear_decode(const std::vector<quant::EncodedTensor>& tensors, const std::string& module,
                                          int64_t out, int64_t in) {
+  const quant::EncodedTensor *weight = nullptr, *scale = nullptr;
+  for (const quant::EncodedTensor& t : tensors) {
+    if (t.name == "weight") weight = &t;
+    if (t.name == "scale") scale = &t;
+  }
+  if (weight && scale) {  // appmana-dsv4-int (compressed-tensors never writes a bare `scale`)
+    return appmana_linear_decode({weight->dtype, weight->shape, weight->bytes}, {scale->dtype, scale->shape, scale->bytes},
+                                 out, in, module);
+  }
   return quant::compressed_module_decode(tensors, module, out, in);
 }
 
@@ -78,11 +106,20 @@ void checkpoint_dir_check(const std::string& dir, const std::string& what) {
 
 model::ModelConfig checkpoint_config_load(const std::string& dir) {
   checkpoint_dir_check(dir, "");
-  model::ModelConfig c = model::ModelConfig::from_file(dir + "/config.json");
+  const std::string path = dir + "/config.json";
+  nlohmann::json j = json_parse(read_file(path), path);
+  // appmana-dsv4-int says `expert_dtype: int4`; its experts keep the release's MXFP4 names and
+  // shapes (I8 [out, in/2] + `.scale` [out, in/32]), so the model is the release's fp4 one and
+  // the decoder below reads the INT4 values.
+  if (j.is_object() && j.value("expert_dtype", "") == "int4" && j.contains("quantization_config") &&
+      j["quantization_config"].is_object() && j["quantization_config"].value("quant_method", "") == "dsv4_int") {
+    j["expert_dtype"] = "fp4";
+  }
+  model::ModelConfig c = model::ModelConfig::from_json(j, path);
   const nlohmann::json& src = c.source;
   if (src.is_object() && src.contains("quantization_config") && src["quantization_config"].is_object()) {
     const nlohmann::json& q = src["quantization_config"];
-    if (q.contains("quant_method") && q["quant_method"] == "compressed-tensors") {
+    if (q.contains("quant_method") && (q["quant_method"] == "compressed-tensors" || q["quant_method"] == "dsv4_int")) {
       c.linear_decoder = std::make_shared<CompressedTensorsDecoder>();
     }
   }

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <map>
 
+#include "calib/profile_appmana.h"
+#include "calib/profile_layout.h"
 #include "common/check.h"
 #include "quant/quant_scheme.h"
 
@@ -17,6 +19,42 @@ int leading_index(std::string_view name, std::string_view prefix) {
   if (i >= name.size() || name[i] < '0' || name[i] > '9') return -1;
   for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i) v = v * 10 + (name[i] - '0');
   return v;
+}
+
+// appmana-dsv4-int: the source's shard of every tensor (see the header). Leaves the layout as
+// it is when a quantized module's segment would have to move (a source not stored layer by layer).
+void keep_source_shards(ArtifactLayout& layout, const Checkpoint& source) {
+  const std::vector<std::string> files = source.shard_files();
+  std::map<std::string, int> file_index;
+  for (size_t i = 0; i < files.size(); ++i) file_index[files[i]] = static_cast<int>(i);
+  std::vector<OutputTensor> t = layout.tensors;
+  for (OutputTensor& x : t) {
+    const std::string of = x.origin == OutputOrigin::kAlias ? "" : (x.module >= 0 ? x.source + ".weight" : x.source);
+    x.shard = of.empty() ? static_cast<int>(files.size()) : file_index.at(source.file_of(of));
+  }
+  std::stable_sort(t.begin(), t.end(), [](const OutputTensor& a, const OutputTensor& b) {
+    return a.shard != b.shard ? a.shard < b.shard : a.segment != b.segment ? a.segment < b.segment : a.name < b.name;
+  });
+  int running = 0;
+  for (OutputTensor& x : t) {
+    running = std::max(running, x.segment);
+    if (x.origin == OutputOrigin::kQuantized && x.segment != running) return;
+    x.segment = running;
+  }
+  // Shard indices renumbered densely in order (a source shard whose tensors all left is dropped).
+  std::vector<std::string> names;
+  int last = -1;
+  for (OutputTensor& x : t) {
+    if (x.shard != last) {
+      last = x.shard;
+      names.push_back(x.shard < static_cast<int>(files.size()) ? files[static_cast<size_t>(x.shard)]
+                                                                : std::string(kAppmanaMtpSharedShard));
+    }
+    x.shard = static_cast<int>(names.size()) - 1;
+  }
+  layout.tensors = std::move(t);
+  layout.shard_names = std::move(names);
+  if (layout.shard_names.back() == kAppmanaMtpSharedShard) layout.index_metadata.emplace_back("mtp_shared_tensors", "materialized");
 }
 
 }  // namespace
@@ -90,8 +128,7 @@ ArtifactLayout artifact_layout(const Recipe& recipe, const ModulePlan& plan, con
     }
     if (pm.quantized()) {
       const ModuleScheme& ms = *pm.scheme;
-      std::vector<quant::EncodedTensor> leaves = quant::compressed_module_layout(
-          ms.format, ms.scheme.weights, pm.rows, pm.cols, module_writes_g_idx(pm));
+      std::vector<quant::EncodedTensor> leaves = profile_module_layout(pm, module_writes_g_idx(pm));
       for (quant::EncodedTensor& t : quant::activation_layout(ms.scheme)) leaves.push_back(std::move(t));
       for (const quant::EncodedTensor& t : leaves) {
         layout.tensors.push_back({pm.names.release + "." + t.name, t.dtype, t.shape, OutputOrigin::kQuantized,
@@ -122,6 +159,7 @@ ArtifactLayout artifact_layout(const Recipe& recipe, const ModulePlan& plan, con
     return a.segment != b.segment ? a.segment < b.segment : a.name < b.name;
   });
   layout.num_segments = 1 + config.num_layers + mtp_stages;
+  if (recipe.output.profile == OutputProfile::kAppmanaDsv4Int) keep_source_shards(layout, source);
   return layout;
 }
 

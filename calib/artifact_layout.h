@@ -16,12 +16,18 @@
 //   - with output.mtp_aliases, each MTP stage S gets `mtp.S.head.weight` and
 //     `mtp.S.emb.tok_emb.weight`, byte copies of `head.weight` and `embed.weight` (vLLM's MTP
 //     loader reads them there).
+//   - appmana-dsv4-int keeps the source's shard names: each tensor goes to the shard its source
+//     tensor (a module's `.weight`) is in, the MTP aliases to `model-mtp-shared.safetensors`; a
+//     tensor is then written with the segment of the shard's order (a top-level copy stored
+//     after layer L's tensors is written with layer L), which the shards allow when the source
+//     is stored layer by layer, as the release is (else the writer's own shards are used).
 // Tests: tests/calib/test_artifact_layout.cpp.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "calib/module_plan.h"
@@ -42,11 +48,17 @@ struct OutputTensor {
   int module = -1;     // index into ModulePlan::modules for kDecodeBf16 / kQuantized
   std::string leaf;    // kQuantized: the compressed-tensors name after the module ("weight_packed")
   int segment = 0;     // 0: top level; 1 + L: main layer L; 1 + num_layers + S: MTP stage S
+                       // (with source shards kept, a copy may be written with a later segment)
+  int shard = -1;      // index into ArtifactLayout::shard_names when the profile keeps them
 };
 
 struct ArtifactLayout {
   std::vector<OutputTensor> tensors;  // segment order, then by name
   int num_segments = 0;
+  // Set when the profile keeps the source's shard names (appmana-dsv4-int): every tensor's
+  // `shard`, in order, and extra index metadata; empty: the writer shards by output.shard_size.
+  std::vector<std::string> shard_names;
+  std::vector<std::pair<std::string, std::string>> index_metadata;
   uint64_t bytes() const;
   std::vector<TensorSpec> specs() const;  // for CheckpointWriter, same order
 };

@@ -52,7 +52,13 @@ ArtifactWriter::ArtifactWriter(const OutputSection& output, const ArtifactLayout
   DSV4_CHECK_IN("writer", fs::weakly_canonical(dir_, ec) != fs::weakly_canonical(source.dir(), ec),
                 "output directory %s is the source checkpoint", dir_.c_str());
   make_directories(dir_);
-  writer_ = std::make_unique<CheckpointWriter>(dir_, layout.specs(), output.shard_bytes);
+  if (layout.shard_names.empty()) {
+    writer_ = std::make_unique<CheckpointWriter>(dir_, layout.specs(), output.shard_bytes);
+  } else {
+    std::vector<size_t> shard;
+    for (const OutputTensor& t : layout.tensors) shard.push_back(static_cast<size_t>(t.shard));
+    writer_ = std::make_unique<CheckpointWriter>(dir_, layout.specs(), shard, layout.shard_names, layout.index_metadata);
+  }
 }
 
 ArtifactWriter::~ArtifactWriter() = default;
@@ -64,6 +70,7 @@ void ArtifactWriter::commit_shards_as_written(std::function<void(const std::stri
 }
 
 std::vector<std::string> ArtifactWriter::planned_shard_names(const ArtifactLayout& layout, uint64_t shard_bytes) {
+  if (!layout.shard_names.empty()) return layout.shard_names;
   const std::vector<size_t> plan = CheckpointWriter::plan_shards(layout.specs(), shard_bytes);
   const size_t n = plan.empty() ? 0 : plan.back() + 1;
   std::vector<std::string> names;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <map>
 
+#include "calib/profile_layout.h"
 #include "common/check.h"
 #include "model/names.h"
 #include "quant/compressed_module.h"
@@ -12,10 +13,10 @@
 namespace dsv4::calib {
 namespace {
 
-std::string describe_scheme(const RecipeGroup& g) {
+std::string describe_scheme(const PlannedModule& m, const RecipeGroup& g) {
   std::string s = g.scheme.name + " (" + g.scheme.weights.to_string();
   if (g.scheme.input_activations) s += "; acts " + g.scheme.input_activations->to_string();
-  return s + ") " + std::string(quant::pack_format_name(quant::quant_scheme_format(g.scheme)));
+  return s + ") " + profile_module_format(m);
 }
 
 // Bytes one module takes in the artifact under its scheme (weights and scales only).
@@ -169,10 +170,13 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
       m.modifier = static_cast<int>(i);
       m.group = group;
       m.scheme = scheme_resolve(m, mod, rg, recipe.calibration.all_experts);
+      m.scheme->profile = recipe.output.profile;
+      m.scheme->int4_scale_mode = recipe.output.int4_scale_mode;
       m.kept_reason.clear();
     }
     if (!m.quantized() && m.kept_reason.empty()) m.kept_reason = "not targeted";
   }
+  output_profile_check(recipe, plan);
 
   for (size_t i = 0; i < recipe.modifiers.size(); ++i) {
     const RecipeModifier& mod = recipe.modifiers[i];
@@ -217,7 +221,7 @@ std::string module_plan_table(const Recipe& recipe, const ModulePlan& plan) {
   for (const PlannedModule& m : plan.modules) {
     const std::string action = m.quantized()
                                    ? std::string(modifier_kind_name(m.scheme->kind)) + " " +
-                                         describe_scheme(module_group(recipe, m))
+                                         describe_scheme(m, module_group(recipe, m))
                                    : "kept BF16: " + m.kept_reason;
     const std::string key = m.family + "|" + action;
     if (!rows.count(key)) {
@@ -259,7 +263,7 @@ nlohmann::ordered_json module_plan_json(const Recipe& recipe, const ModulePlan& 
       e["modifier"] = std::string(modifier_kind_name(m.scheme->kind));
       e["group"] = g.name;
       e["scheme"] = g.scheme.name;
-      e["format"] = std::string(quant::pack_format_name(quant::quant_scheme_format(g.scheme)));
+      e["format"] = profile_module_format(m);
     } else {
       e["kept"] = m.kept_reason;
     }

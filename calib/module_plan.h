@@ -8,7 +8,8 @@
 //   std::fputs(module_plan_table(p).c_str(), stdout);   // `dsv4-calib plan`
 //
 // Errors (with the recipe key path): a module claimed by two modifiers; a group size that does
-// not divide a matched module's input features. Warnings (listed, not fatal): a target or ignore
+// not divide a matched module's input features; a module output.profile cannot store
+// (profile_layout.h's output_profile_check). Warnings (listed, not fatal): a target or ignore
 // entry that matches nothing.
 // Tests: tests/calib/test_module_plan.cpp.
 #pragma once
@@ -42,6 +43,10 @@ struct ModuleScheme {
   bool static_acts = false;  // a static input-activation scale: pass A collects the input absmax
   HessianKey hessian;        // GPTQ: the Hessian serving it (the recipe's all_experts applied)
   std::string key_path;      // the recipe group it comes from, for messages
+  // The profile it is written in (profile_layout.h), which also picks the data-free scale rules:
+  // appmana-dsv4-int's are its converter's (quant/int_requant.h), with this INT4 mode.
+  OutputProfile profile = OutputProfile::kVllm;
+  Int4ScaleMode int4_scale_mode = Int4ScaleMode::kMse;
 
   bool gptq_solved() const { return kind == ModifierKind::kGptq; }
   bool needs_data() const { return gptq_solved() || static_acts; }

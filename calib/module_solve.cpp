@@ -6,9 +6,12 @@
 #include <chrono>
 #include <cstring>
 
+#include "calib/profile_layout.h"
 #include "common/check.h"
+#include "common/codec.h"
 #include "common/dtype.h"
 #include "common/log.h"
+#include "quant/int_requant.h"
 #include "quant/observer.h"
 #include "quant/quant_scheme.h"
 #include "quant/quantizer.h"
@@ -61,6 +64,34 @@ quant::RtnResult solve_mxfp4_to_int4(const Checkpoint& ckpt, const PlannedModule
   }
   const std::vector<uint8_t> scales = as_u8(ckpt.bytes(m.names.release + ".scale"));
   return quant::quantizer_mxfp4_to_int4(args, nibbles.data(), scales.data(), m.rows, m.cols);
+}
+
+// The appmana-dsv4-int converter's rules (quant/int_requant.h): INT4 per the recipe's scale mode,
+// INT8 absmax / 127, from the exact decode of the source (MXFP4 here, FP8 decoded by the caller).
+quant::DivisorRule appmana_rule(const ModuleScheme& s) {
+  if (s.scheme.weights.num_bits != 4) return quant::DivisorRule::kQmax;
+  switch (s.int4_scale_mode) {
+    case Int4ScaleMode::kAbsmax7: return quant::DivisorRule::kQmax;
+    case Int4ScaleMode::kAbsmax8: return quant::DivisorRule::kNegQmin;
+    case Int4ScaleMode::kMse: return quant::DivisorRule::kSearch;
+  }
+  return quant::DivisorRule::kSearch;
+}
+
+quant::RtnResult solve_appmana_mxfp4(const Checkpoint& ckpt, const PlannedModule& m) {
+  const auto packed = ckpt.bytes(m.names.release + ".weight");
+  const std::vector<uint8_t> scales = as_u8(ckpt.bytes(m.names.release + ".scale"));
+  DSV4_CHECK_IN("solve", static_cast<int64_t>(packed.size()) == m.rows * m.cols / 2 &&
+                             static_cast<int64_t>(scales.size()) == m.rows * m.cols / 32,
+                "%s in %s: %zu weight and %zu scale bytes, expected MXFP4 [%lld, %lld]", m.names.release.c_str(),
+                ckpt.dir().c_str(), packed.size(), scales.size(), static_cast<long long>(m.rows),
+                static_cast<long long>(m.cols));
+  std::vector<float> w(static_cast<size_t>(m.rows * m.cols));
+  for (size_t i = 0; i < w.size(); ++i) {
+    const uint8_t b = static_cast<uint8_t>(packed[i / 2]);
+    w[i] = e2m1_decode((i % 2 == 0) ? (b & 0xF) : (b >> 4)) * e8m0_decode(scales[i / 32]);
+  }
+  return quant::int_requant(m.scheme->scheme.weights, appmana_rule(*m.scheme), w.data(), m.rows, m.cols);
 }
 
 void take_rtn(SolvedModule& s, quant::RtnResult&& r) {
@@ -181,9 +212,7 @@ void one_hessian_stats(const ModuleSolveInput& in, SolvedModule& s) {
 void encode_tensors(const ModuleSolveInput& in, SolvedModule& s, std::vector<quant::EncodedTensor>* encoded = nullptr) {
   const PlannedModule& m = *in.module;
   const quant::QuantScheme& scheme = m.scheme->scheme;
-  s.tensors = encoded ? std::move(*encoded)
-                      : quant::compressed_module_encode(m.scheme->format, scheme.weights, s.qparams,
-                                                        s.codes, s.g_idx, m.rows, m.cols);
+  s.tensors = encoded ? std::move(*encoded) : profile_module_encode(m, s.qparams, s.codes, s.g_idx);
   for (quant::EncodedTensor& t : quant::activation_encode(scheme, in.input_amax)) s.tensors.push_back(std::move(t));
 }
 
@@ -192,6 +221,8 @@ void encode_tensors(const ModuleSolveInput& in, SolvedModule& s, std::vector<qua
 bool module_solve_gpu_eligible(const ModuleSolveInput& in) {
   const ModuleScheme& scheme = *in.module->scheme;
   if (!scheme.gptq_solved() || in.hessians.size() != 1 || in.amax_tensor > 0.0f) return false;
+  // The GPU encodes compressed-tensors layouts only; other profiles are solved and encoded on the host.
+  if (scheme.profile != OutputProfile::kVllm) return false;
   return quant::gptq_cuda_unsupported(scheme.scheme.weights, scheme.gptq).empty();
 }
 
@@ -251,7 +282,11 @@ SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& ckpt) {
   } else {
     s.method = module_data_free_method(m);
     if (s.method != SolveMethod::kRtn && !source_scales_e8m0(ckpt, m.names.release)) s.method = SolveMethod::kRtn;
-    if (s.method == SolveMethod::kFp8Reencode) {
+    if (scheme.profile == OutputProfile::kAppmanaDsv4Int) {
+      take_rtn(s, s.method == SolveMethod::kMxfp4ToInt4
+                      ? solve_appmana_mxfp4(ckpt, m)
+                      : quant::int_requant(args, appmana_rule(scheme), in.weight, m.rows, m.cols));
+    } else if (s.method == SolveMethod::kFp8Reencode) {
       take_rtn(s, solve_fp8_reencode(ckpt, m, args));
     } else if (s.method == SolveMethod::kMxfp4ToInt4) {
       take_rtn(s, solve_mxfp4_to_int4(ckpt, m, args));

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "calib/output_profile.h"
 #include "data/calib_data.h"
 #include "quant/gptq.h"
 #include "quant/quant_scheme.h"
@@ -71,7 +72,8 @@ struct CalibrationSection {
 struct OutputSection {
   std::string dir;
   uint64_t shard_bytes = 5ull << 30;  // 5 GiB, as llm-compressor's save_pretrained
-  std::string profile = "vllm";
+  OutputProfile profile = OutputProfile::kVllm;  // how the solved modules are laid out (output_profile.h)
+  Int4ScaleMode int4_scale_mode = Int4ScaleMode::kMse;  // appmana-dsv4-int's data-free INT4 scales
   bool mtp_aliases = false;           // mtp.0.head.weight / mtp.0.emb.tok_emb.weight
   bool copy_tokenizer = true;
 };
@@ -95,13 +97,14 @@ struct Recipe {
   bool needs_data() const;  // any GPTQModifier, or a static activation scheme
 };
 
-// Command-line overrides (--model, --dataset, --out, --num-samples, --seq-len).
+// Command-line overrides (--model, --dataset, --out, --num-samples, --seq-len, --profile).
 struct RecipeOverrides {
   std::optional<std::string> model;
   std::optional<std::string> dataset;
   std::optional<std::string> out;
   std::optional<int64_t> num_samples;
   std::optional<int64_t> seq_len;
+  std::optional<OutputProfile> profile;  // --profile
 };
 
 Recipe recipe_load(const std::string& path);

@@ -110,9 +110,13 @@ std::string recipe_to_yaml(const Recipe& r) {
   if (const ordered_json extras = gptq_extras_json(r); !extras.is_null()) j["calibration"]["gptq"] = extras;
   j["output"] = {{"dir", r.output.dir},
                  {"shard_size", std::to_string(r.output.shard_bytes)},
-                 {"profile", r.output.profile},
-                 {"mtp_aliases", r.output.mtp_aliases},
-                 {"copy_tokenizer", r.output.copy_tokenizer}};
+                 {"profile", output_profile_name(r.output.profile)}};
+  // Only where it applies, so a vllm recipe's resolved text (and its hash) stays as it was.
+  if (r.output.profile == OutputProfile::kAppmanaDsv4Int) {
+    j["output"]["int4_scale_mode"] = int4_scale_mode_name(r.output.int4_scale_mode);
+  }
+  j["output"]["mtp_aliases"] = r.output.mtp_aliases;
+  j["output"]["copy_tokenizer"] = r.output.copy_tokenizer;
   j["run"] = {{"checkpoint_every", r.run.checkpoint_every}, {"collective_timeout_s", r.run.collective_timeout_s}};
   ordered_json mods = ordered_json::object();
   for (const RecipeModifier& m : r.modifiers) mods[std::string(modifier_kind_name(m.kind))] = modifier_json(m);

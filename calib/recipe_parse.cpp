@@ -297,10 +297,18 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
   YamlReader out = top.child("output");
   r.output.dir = out.get_string("dir", "");
   r.output.shard_bytes = parse_bytes(out, "shard_size", r.output.shard_bytes);
-  r.output.profile = out.get_enum("profile", "vllm", {"vllm"});
+  r.output.profile = *output_profile_from_name(out.get_enum("profile", "vllm", output_profile_names()));
+  const std::string scale_mode = out.get_enum("int4_scale_mode", "mse", {"absmax7", "absmax8", "mse"});
+  r.output.int4_scale_mode = scale_mode == "absmax7"   ? Int4ScaleMode::kAbsmax7
+                             : scale_mode == "absmax8" ? Int4ScaleMode::kAbsmax8
+                                                       : Int4ScaleMode::kMse;
+  if (out.has("int4_scale_mode") && r.output.profile != OutputProfile::kAppmanaDsv4Int) {
+    out.fail("int4_scale_mode", "applies to the appmana-dsv4-int profile only (output.profile is " +
+                                    std::string(output_profile_name(r.output.profile)) + ")");
+  }
   r.output.mtp_aliases = out.get_bool("mtp_aliases", false);
   r.output.copy_tokenizer = out.get_bool("copy_tokenizer", true);
-  out.finish({"dir", "shard_size", "profile", "mtp_aliases", "copy_tokenizer"});
+  out.finish({"dir", "shard_size", "profile", "int4_scale_mode", "mtp_aliases", "copy_tokenizer"});
   YamlReader run = top.child("run");
   r.run.checkpoint_every = static_cast<int>(run.get_int("checkpoint_every", 1));
   if (r.run.checkpoint_every < 1) run.fail("checkpoint_every", "expected at least 1");
@@ -343,6 +351,7 @@ void recipe_apply_overrides(Recipe& r, const RecipeOverrides& o) {
   if (o.out) r.output.dir = *o.out;
   if (o.num_samples) r.dataset.num_samples = *o.num_samples;
   if (o.seq_len) r.dataset.seq_len = *o.seq_len;
+  if (o.profile) r.output.profile = *o.profile;
   if (!r.dataset.files.empty()) r.dataset.check();
 }
 

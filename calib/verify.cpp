@@ -108,7 +108,7 @@ VerifyReport verify_artifact(const std::string& art_dir, const std::string& src_
   CopyChecks copies;
   source_identity_check(e, src, identity);
   key_set_check(e, *art, report, keys);
-  source_scale_check(*art, scales);
+  source_scale_check(e, *art, scales);
   copies_check(e, *art, src, threads, copies);
   mtp_unquantized_check(e, *art, mtp_q);
   config_check(e, art_dir, src_dir, config);

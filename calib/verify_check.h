@@ -85,7 +85,7 @@ void source_identity_check(const Expected& e, const Checkpoint& src, VerifyCheck
 
 // key_set also fills report.families.
 void key_set_check(const Expected& e, const Checkpoint& art, VerifyReport& report, VerifyCheck& c);
-void source_scale_check(const Checkpoint& art, VerifyCheck& c);
+void source_scale_check(const Expected& e, const Checkpoint& art, VerifyCheck& c);
 void mtp_unquantized_check(const Expected& e, const Checkpoint& art, VerifyCheck& c);
 
 // The five checks over unquantized tensors, filled by one pass over them.

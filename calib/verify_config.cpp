@@ -9,6 +9,7 @@
 
 #include "calib/artifact_config.h"
 #include "calib/ct_rules.h"
+#include "calib/profile_appmana.h"
 #include "common/check.h"
 #include "common/json_guard.h"
 #include "common/fs.h"
@@ -17,6 +18,29 @@ namespace dsv4::calib::verify_detail {
 
 using nlohmann::json;
 using nlohmann::ordered_json;
+
+namespace {
+
+// appmana-dsv4-int: config.json is exactly the source's with the fork's keys (profile_appmana.h),
+// and the fork's glob targets give every quantized module the group of its bit width.
+void appmana_config_check(const Expected& e, const ordered_json& a, const ordered_json& s, VerifyCheck& c) {
+  const ordered_json want = appmana_config_json(s, e.recipe, e.plan);
+  for (const auto& [key, value] : want.items()) {
+    if (!a.contains(key)) note_fail(c, key + ": missing (expected " + json_excerpt(value) + ")");
+    else if (a[key] != value) note_fail(c, key + ": " + json_excerpt(a[key]) + ", expected " + json_excerpt(value));
+    else note_ok(c);
+  }
+  for (const auto& [key, value] : a.items()) {
+    if (!want.contains(key)) note_fail(c, key + ": not expected in an appmana-dsv4-int config");
+  }
+  for (const std::string& b : appmana_config_resolve_check(a.value("quantization_config", ordered_json()), e.plan)) {
+    note_fail(c, "the fork resolves " + b);
+  }
+  finish(c, strfmt("%zu keys as the dsv4_int converter writes them, %zu modules resolved", want.size(),
+                   e.plan.modules.size()));
+}
+
+}  // namespace
 
 void config_check(const Expected& e, const std::string& art_dir, const std::string& src_dir, VerifyCheck& c) {
   ordered_json a, s;
@@ -28,6 +52,7 @@ void config_check(const Expected& e, const std::string& art_dir, const std::stri
     finish(c, "config.json does not parse");
     return;
   }
+  if (e.recipe.output.profile == OutputProfile::kAppmanaDsv4Int) return appmana_config_check(e, a, s, c);
   for (const auto& [key, value] : s.items()) {
     if (key == "quantization_config") continue;
     if (!a.contains(key)) note_fail(c, key + ": missing (the source has " + json_excerpt(value) + ")");

@@ -75,7 +75,7 @@ void copies_check(const Expected& e, const Checkpoint& art, const Checkpoint& sr
   });
   for (size_t i = 0; i < todo.size(); ++i) {
     const OutputTensor& t = *todo[i];
-    const bool mtp = t.segment > e.config.num_layers;
+    const bool mtp = artifact_segment(t.name, e.config) > e.config.num_layers;  // t.segment may be a later write segment
     std::vector<VerifyCheck*> into;
     if (t.origin == OutputOrigin::kAlias) {
       into.push_back(&cc.aliases);
@@ -95,7 +95,7 @@ void copies_check(const Expected& e, const Checkpoint& art, const Checkpoint& sr
                         ll(passed(cc.mtp))));
   const bool want_aliases = e.recipe.output.mtp_aliases && cc.aliases.checked == 0 &&
                             std::any_of(e.layout.tensors.begin(), e.layout.tensors.end(),
-                                        [&](const OutputTensor& t) { return t.segment > e.config.num_layers; });
+                                        [&](const OutputTensor& t) { return artifact_segment(t.name, e.config) > e.config.num_layers; });
   if (want_aliases) note_fail(cc.aliases, "output.mtp_aliases is set but the layout has no alias");
   finish(cc.aliases, e.recipe.output.mtp_aliases
                          ? strfmt("%lld aliases byte-identical to head.weight / embed.weight",

@@ -142,6 +142,12 @@ class SafetensorsWriter {
 class CheckpointWriter {
  public:
   CheckpointWriter(std::string dir, std::vector<TensorSpec> specs, uint64_t max_shard_bytes);
+  // Explicit shards (an output profile that keeps its source's shard names): spec i goes to
+  // shard `shard_index[i]` (nondecreasing, from 0, every shard in `shard_names` used), and each
+  // (key, value) of `metadata` joins total_size in the index's metadata.
+  CheckpointWriter(std::string dir, std::vector<TensorSpec> specs, const std::vector<size_t>& shard_index,
+                   std::vector<std::string> shard_names,
+                   std::vector<std::pair<std::string, std::string>> metadata = {});
   void write(std::string_view name, std::span<const std::byte> chunk);
   void finish();
   const std::vector<std::string>& shard_names() const { return shard_names_; }
@@ -170,10 +176,12 @@ class CheckpointWriter {
   std::vector<std::unique_ptr<SafetensorsWriter>> sealed_;  // complete shards, not yet committed
   std::unordered_map<std::string, size_t> shard_of_;         // tensor name -> shard index
   std::vector<std::pair<std::string, std::string>> weight_map_;  // name -> file
+  std::vector<std::pair<std::string, std::string>> metadata_;    // extra index metadata
   uint64_t total_size_ = 0;
   bool finished_ = false;
   bool wrote_ = false;
   std::function<void(const std::string&)> on_commit_;  // set: commit shards as they seal
+  void place(std::vector<TensorSpec> specs, const std::vector<size_t>& plan);
   void open_shard(size_t i);
   void seal_current();
 };

@@ -158,6 +158,34 @@ CheckpointWriter::CheckpointWriter(std::string dir, std::vector<TensorSpec> spec
                                    uint64_t max_shard_bytes)
     : dir_(std::move(dir)) {
   const std::vector<size_t> plan = plan_shards(specs, max_shard_bytes);
+  size_t n = plan.empty() ? 0 : plan.back() + 1;
+  DSV4_CHECK_IN(kComponent, n <= 99999, "%s: %zu shards do not fit the 5-digit shard names; "
+                "raise max_shard_bytes (%llu)", dir_.c_str(), n,
+                static_cast<unsigned long long>(max_shard_bytes));
+  for (size_t i = 0; i < n; ++i) shard_names_.push_back(shard_name(i, n));
+  place(std::move(specs), plan);
+}
+
+CheckpointWriter::CheckpointWriter(std::string dir, std::vector<TensorSpec> specs,
+                                   const std::vector<size_t>& shard_index, std::vector<std::string> shard_names,
+                                   std::vector<std::pair<std::string, std::string>> metadata)
+    : dir_(std::move(dir)), shard_names_(std::move(shard_names)), metadata_(std::move(metadata)) {
+  DSV4_CHECK_IN(kComponent, shard_index.size() == specs.size(), "%s: %zu shard indices for %zu tensors",
+                dir_.c_str(), shard_index.size(), specs.size());
+  for (size_t i = 0; i < shard_index.size(); ++i) {
+    const size_t want = i == 0 ? 0 : shard_index[i - 1];
+    DSV4_CHECK_IN(kComponent, shard_index[i] == want || shard_index[i] == want + 1,
+                  "%s: tensor '%s' goes to shard %zu after shard %zu (shards must be filled in order)",
+                  dir_.c_str(), specs[i].name.c_str(), shard_index[i], want);
+  }
+  DSV4_CHECK_IN(kComponent, (shard_index.empty() ? 0 : shard_index.back() + 1) == shard_names_.size(),
+                "%s: %zu shard names for %zu shards", dir_.c_str(), shard_names_.size(),
+                shard_index.empty() ? size_t{0} : shard_index.back() + 1);
+  place(std::move(specs), shard_index);
+}
+
+// Groups the specs by shard (plan[i] of spec i, nondecreasing) and opens the first shard.
+void CheckpointWriter::place(std::vector<TensorSpec> specs, const std::vector<size_t>& plan) {
   for (size_t i = 0; i < specs.size(); ++i) {
     DSV4_CHECK_IN(kComponent, shard_of_.emplace(specs[i].name, plan[i]).second,
                   "%s: tensor '%s' appears twice in the specs", dir_.c_str(),
@@ -167,18 +195,12 @@ CheckpointWriter::CheckpointWriter(std::string dir, std::vector<TensorSpec> spec
     shard_specs_[plan[i]].push_back(std::move(specs[i]));
   }
   // No specs, no shards: the index alone (with an empty weight_map) describes the checkpoint.
-
-  const size_t n = shard_specs_.size();
-  DSV4_CHECK_IN(kComponent, n <= 99999, "%s: %zu shards do not fit the 5-digit shard names; "
-                "raise max_shard_bytes (%llu)", dir_.c_str(), n,
-                static_cast<unsigned long long>(max_shard_bytes));
-  for (size_t i = 0; i < n; ++i) {
-    shard_names_.push_back(shard_name(i, n));
-    for (const TensorSpec& s : shard_specs_[i]) weight_map_.emplace_back(s.name, shard_names_.back());
+  for (size_t i = 0; i < shard_specs_.size(); ++i) {
+    for (const TensorSpec& s : shard_specs_[i]) weight_map_.emplace_back(s.name, shard_names_[i]);
   }
   std::sort(weight_map_.begin(), weight_map_.end());
   make_directories(dir_);
-  if (n > 0) open_shard(0);
+  if (!shard_specs_.empty()) open_shard(0);
 }
 
 void CheckpointWriter::open_shard(size_t i) {
@@ -256,6 +278,7 @@ void CheckpointWriter::finish() {
   // The index last: a reader that sees it can rely on every shard being complete.
   nlohmann::json index;
   index["metadata"]["total_size"] = total_size_;
+  for (const auto& [key, value] : metadata_) index["metadata"][key] = value;
   index["weight_map"] = nlohmann::json::object();
   for (const auto& [name, file] : weight_map_) index["weight_map"][name] = file;
   write_file_atomic((std::filesystem::path(dir_) / "model.safetensors.index.json").string(),

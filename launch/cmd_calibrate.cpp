@@ -37,7 +37,7 @@ namespace dsv4::launch {
 namespace {
 
 struct CalibrateArgs {
-  std::string recipe, model, out;
+  std::string recipe, model, out, profile;
   std::vector<std::string> datasets;
   int64_t num_samples = -1, seq_len = -1;
   int threads = 0;
@@ -87,6 +87,7 @@ int run_calibrate(const CalibrateArgs& a) {
   if (!a.out.empty()) o.out = a.out;
   if (a.num_samples >= 0) o.num_samples = a.num_samples;
   if (a.seq_len >= 0) o.seq_len = a.seq_len;
+  if (!a.profile.empty()) o.profile = calib::output_profile_parse(a.profile, "--profile");
   calib::recipe_apply_overrides(recipe, o);
   // Several --dataset flags replace the recipe's list as a whole.
   if (!a.datasets.empty()) recipe.dataset.files = a.datasets;
@@ -128,6 +129,7 @@ Command cmd_calibrate_register(CLI::App& app) {
   app.add_option("--model", a->model, "release checkpoint directory (overrides model.path)");
   app.add_option("--dataset", a->datasets, "calibration data file(s) (override dataset.files)");
   app.add_option("--out", a->out, "output directory, must not exist or be empty (overrides output.dir)");
+  app.add_option("--profile", a->profile, "output profile: vllm or appmana-dsv4-int (overrides output.profile)");
   app.add_option("--num-samples", a->num_samples, "calibration samples (overrides dataset.num_samples)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--seq-len", a->seq_len, "tokens per sample (overrides dataset.seq_len)")->check(CLI::NonNegativeNumber);

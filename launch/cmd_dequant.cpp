@@ -29,9 +29,17 @@ int run_dequant(const DequantArgs& a) {
   const std::regex match(a.match);
   std::vector<std::pair<std::string, std::vector<int64_t>>> modules;  // module, [out, in]
   for (const std::string& name : ckpt.names()) {
-    if (!name.ends_with(".weight_scale")) continue;
-    const std::string module = name.substr(0, name.size() - 13);
+    // compressed-tensors: `.weight_scale`; appmana-dsv4-int: its BF16 `.scale` (the release's are e8m0).
+    const bool appmana = name.ends_with(".scale") && ckpt.info(name).dtype == DType::kBF16;
+    if (!name.ends_with(".weight_scale") && !appmana) continue;
+    const std::string module = name.substr(0, name.size() - (appmana ? 6 : 13));
     if (!std::regex_search(module, match)) continue;
+    if (appmana) {
+      std::vector<int64_t> shape = ckpt.info(module + ".weight").shape;
+      if (ckpt.info(name).shape.size() == 2 && ckpt.info(name).shape[1] * 32 == shape[1] * 2) shape[1] *= 2;  // INT4 pairs
+      modules.push_back({module, shape});
+      continue;
+    }
     // [out, in]: weight_shape (pack-quantized), two e2m1 per byte (nvfp4/mxfp4), else the weight.
     std::vector<int64_t> shape;
     if (ckpt.contains(module + ".weight_shape")) {

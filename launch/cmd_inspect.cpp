@@ -54,18 +54,35 @@ void print_list(const char* title, const std::vector<std::string>& items, int ma
     std::printf("  ... and %zu more (--max-listed)\n", items.size() - max_listed);
 }
 
+// What wrote the checkpoint, from config.json's quantization_config: the release (FP8/MXFP4), a
+// compressed-tensors artifact (the vllm profile) or an appmana-dsv4-int one. The inventory below
+// is the release's, so an artifact's re-encoded tensors show as mismatched or unexpected there.
+std::string checkpoint_format(const model::ModelConfig& c) {
+  const nlohmann::json& q = c.source.is_object() && c.source.contains("quantization_config")
+                                ? c.source["quantization_config"]
+                                : nlohmann::json();
+  const std::string method = q.is_object() ? q.value("quant_method", "") : "";
+  if (method == "compressed-tensors") return "artifact, profile vllm (compressed-tensors)";
+  if (method == "dsv4_int") {
+    return "artifact, profile appmana-dsv4-int (dsv4_int, " + q.value("format", std::string("?")) + ")";
+  }
+  return method.empty() ? "no quantization_config" : "release layout (quant_method " + method + ")";
+}
+
 int run(const InspectArgs& a) {
   calib::checkpoint_dir_check(a.dir, "");
-  const model::ModelConfig config = model::ModelConfig::from_file(a.dir + "/config.json");
+  // checkpoint_config_load reads a dsv4-calib artifact's config too (appmana-dsv4-int's int4 experts).
+  const model::ModelConfig config = calib::checkpoint_config_load(a.dir);
   const Checkpoint ckpt = Checkpoint::open(a.dir);
   const model::AuditReport r = model::checkpoint_audit(ckpt, config);
+  const std::string format = checkpoint_format(config);
 
   if (a.json) {
     nlohmann::ordered_json families = nlohmann::ordered_json::object();
     for (const auto& [name, f] : r.families)
       families[name] = {{"count", f.count}, {"bytes", f.bytes}, {"dtypes", f.dtypes}};
     nlohmann::ordered_json j = {
-        {"dir", a.dir}, {"ok", r.ok()}, {"tensors", r.tensors}, {"bytes", r.bytes},
+        {"dir", a.dir}, {"format", format}, {"ok", r.ok()}, {"tensors", r.tensors}, {"bytes", r.bytes},
         {"shards", r.shards}, {"index_total_size", r.index_total_size}, {"mtp_stages", r.mtp_stages},
         {"layers", config.num_layers}, {"experts", config.n_routed_experts},
         {"expected_tensors", r.expected_tensors}, {"expected_bytes", r.expected_bytes},
@@ -76,6 +93,7 @@ int run(const InspectArgs& a) {
   }
 
   std::printf("checkpoint %s\n", a.dir.c_str());
+  std::printf("format     %s\n", format.c_str());
   std::printf("config     %d layers [%s], %d experts (top-%d), hidden %d, MTP stages present: %d\n",
               config.num_layers, layer_kinds(config).c_str(), config.n_routed_experts,
               config.num_experts_per_tok, config.hidden_size, r.mtp_stages);

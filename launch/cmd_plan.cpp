@@ -25,7 +25,7 @@ namespace dsv4::launch {
 namespace {
 
 struct PlanArgs {
-  std::string recipe, model, preset;
+  std::string recipe, model, preset, profile;
   int64_t num_samples = -1, seq_len = -1;
   int threads = 0;
   bool json = false;
@@ -37,6 +37,7 @@ int run_plan(const PlanArgs& a) {
   if (!a.model.empty()) o.model = a.model;
   if (a.num_samples >= 0) o.num_samples = a.num_samples;
   if (a.seq_len >= 0) o.seq_len = a.seq_len;
+  if (!a.profile.empty()) o.profile = calib::output_profile_parse(a.profile, "--profile");
   calib::recipe_apply_overrides(recipe, o);
   model::ModelConfig config;
   int mtp_stages = 1;
@@ -82,6 +83,7 @@ Command cmd_plan_register(CLI::App& app) {
   sub->add_option("--model", a->model, "release checkpoint directory (overrides the recipe's model.path)");
   sub->add_option("--preset", a->preset, "plan on a built-in shape instead of a checkpoint")
       ->check(CLI::IsMember({"flash", "tiny"}));
+  sub->add_option("--profile", a->profile, "output profile: vllm or appmana-dsv4-int (overrides output.profile)");
   sub->add_option("--num-samples", a->num_samples, "samples for the estimate (overrides dataset.num_samples)")
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--seq-len", a->seq_len, "tokens per sample for the estimate (overrides dataset.seq_len)")

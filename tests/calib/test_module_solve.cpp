@@ -50,7 +50,8 @@ TEST(ModuleSolve, EncodedTensorsDecodeToTheDequantForEveryShippedRecipe) {
   const Checkpoint src = Checkpoint::open(dir);
   int checked = 0;
   std::map<SolveMethod, int> methods;
-  for (const char* file : {"w4a16_mtp.yaml", "w4a16_fp8.yaml", "w3a16.yaml", "int4_int8.yaml", "nvfp4_fp8_mtp.yaml"}) {
+  for (const char* file : {"w4a16_mtp.yaml", "w4a16_fp8.yaml", "w3a16.yaml", "int4_int8.yaml", "nvfp4_fp8_mtp.yaml",
+                           "appmana_int4_int8.yaml", "appmana_int4_int8_gptq.yaml"}) {
     SCOPED_TRACE(file);
     const Recipe r = recipe_load(std::string(DSV4_SOURCE_DIR) + "/recipes/" + file);
     const ModulePlan plan = module_plan_build(r, c, 1);

@@ -101,7 +101,7 @@ TEST(Recipe, StringSchemeDefaultsToLinearTargets) {
   EXPECT_EQ(r.modifiers[0].groups[0].targets, std::vector<std::string>{"Linear"});
   EXPECT_FALSE(r.needs_data());
   EXPECT_EQ(r.dataset.num_samples, 512);  // defaults filled
-  EXPECT_EQ(r.output.profile, "vllm");
+  EXPECT_EQ(r.output.profile, OutputProfile::kVllm);
 }
 
 TEST(Recipe, ResolvedYamlReadsBackEqual) {

@@ -4,7 +4,8 @@
 # the numerics on purpose), so that every step of a behaviour-preserving refactor can show it
 # preserved the bytes:
 #   - every recipes/*.yaml at one rank and under `mpirun -n 2`;
-#   - w4a16_mtp killed in its solve (1 rank) and in pass B (rank 1 of 2), then resumed.
+#   - w4a16_mtp killed in its solve (1 rank) and in pass B (rank 1 of 2), then resumed, and the
+#     same for appmana_int4_int8_gptq (the appmana-dsv4-int profile keeps the source's shards).
 # An artifact's digest is the sha256 of `sha256sum` over its files, without calib_manifest.json,
 # progress.jsonl, report.html and README.md (timings, commit) and recipe.yaml (output path): the
 # shards, the index, config.json and the tokenizer files.
@@ -95,4 +96,13 @@ else fail "resume at 1 rank: $(tail -2 "$tmp/resume.np1.log")"; fi
 DSV4_FAULT="kill@1@layers.2@pass B" mjob "$mtp" "$tmp/resume.np2" > /dev/null 2>&1
 if mjob "$mtp" "$tmp/resume.np2" > "$tmp/resume.np2.log" 2>&1; then check "w4a16_mtp.np2" "$tmp/resume.np2"
 else fail "resume at 2 ranks: $(tail -2 "$tmp/resume.np2.log")"; fi
+# The appmana-dsv4-int profile writes its source's shards (not the writer's own): the same bytes
+# after a kill, at one rank and at two.
+am="$here/../../recipes/appmana_int4_int8_gptq.yaml"
+DSV4_FAULT="kill@0@layers.2@solve" job "$am" "$tmp/resume_am.np1" > /dev/null 2>&1
+if job "$am" "$tmp/resume_am.np1" > "$tmp/resume_am.np1.log" 2>&1; then check "appmana_int4_int8_gptq.np1" "$tmp/resume_am.np1"
+else fail "appmana resume at 1 rank: $(tail -2 "$tmp/resume_am.np1.log")"; fi
+DSV4_FAULT="kill@1@layers.1@pass B" mjob "$am" "$tmp/resume_am.np2" > /dev/null 2>&1
+if mjob "$am" "$tmp/resume_am.np2" > "$tmp/resume_am.np2.log" 2>&1; then check "appmana_int4_int8_gptq.np2" "$tmp/resume_am.np2"
+else fail "appmana resume at 2 ranks: $(tail -2 "$tmp/resume_am.np2.log")"; fi
 e2e_finish

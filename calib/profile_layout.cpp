@@ -1,0 +1,80 @@
+// profile_layout.cpp: per-profile module tensors and the recipe check (see profile_layout.h).
+#include "calib/profile_layout.h"
+
+#include "calib/profile_appmana.h"
+#include "common/check.h"
+
+namespace dsv4::calib {
+namespace {
+
+std::string scheme_text(const PlannedModule& m) {
+  if (!m.quantized()) return "kept unquantized";
+  std::string s = m.scheme->key_path + " quantizes it (" + m.scheme->scheme.weights.to_string();
+  if (m.scheme->scheme.input_activations) s += "; acts " + m.scheme->scheme.input_activations->to_string();
+  return s + ")";
+}
+
+}  // namespace
+
+std::string profile_cannot_store(OutputProfile p, const PlannedModule& m) {
+  switch (p) {
+    case OutputProfile::kVllm: return "";  // every scheme quant/ solves has a compressed-tensors layout
+    case OutputProfile::kAppmanaDsv4Int: return appmana_cannot_store(m);
+  }
+  return "unknown profile";
+}
+
+void output_profile_check(const Recipe& r, const ModulePlan& plan) {
+  const std::string profile(output_profile_name(r.output.profile));
+  int dense_strategy = -1;  // appmana: the first INT8 module's strategy
+  for (const PlannedModule& m : plan.modules) {
+    const std::string why = profile_cannot_store(r.output.profile, m);
+    if (!why.empty()) {
+      std::string able;
+      for (OutputProfile p : kOutputProfiles) {
+        if (profile_cannot_store(p, m).empty()) able += (able.empty() ? "" : ", ") + std::string(output_profile_name(p));
+      }
+      DSV4_USER_FAIL("recipe", "%s: output.profile %s cannot store %s as %s: %s; profiles that can store it: %s",
+                     r.origin.c_str(), profile.c_str(), m.names.release.c_str(), scheme_text(m).c_str(), why.c_str(),
+                     able.empty() ? "none" : able.c_str());
+    }
+    if (r.output.profile != OutputProfile::kAppmanaDsv4Int || !m.quantized() ||
+        model::linear_role_is_routed_expert(m.role)) {
+      continue;
+    }
+    const int s = static_cast<int>(m.scheme->scheme.weights.strategy);
+    DSV4_USER_CHECK("recipe", dense_strategy < 0 || dense_strategy == s,
+                    "%s: output.profile %s writes one INT8 mode for all dense linears (config.json's "
+                    "linears_w8a16 group), but %s (%s) differs from the first INT8 module's strategy; use channel "
+                    "or block for all",
+                    r.origin.c_str(), profile.c_str(), m.names.release.c_str(), m.scheme->key_path.c_str());
+    dense_strategy = s;
+  }
+  const bool has_mtp = !plan.modules.empty() && plan.modules.back().names.release.starts_with("mtp.");
+  DSV4_USER_CHECK("recipe", r.output.profile != OutputProfile::kAppmanaDsv4Int || r.output.mtp_aliases || !has_mtp,
+                  "%s: output.profile %s materialises the MTP stages' embed/head copies in %s, as the fork's "
+                  "pipeline-parallel MTP loader needs; set output.mtp_aliases: true",
+                  r.origin.c_str(), profile.c_str(), kAppmanaMtpSharedShard);
+}
+
+std::string profile_module_format(const PlannedModule& m) {
+  const ModuleScheme& s = *m.scheme;
+  if (s.profile == OutputProfile::kAppmanaDsv4Int) return appmana_module_format(m);
+  return std::string(quant::pack_format_name(s.format));
+}
+
+std::vector<quant::EncodedTensor> profile_module_layout(const PlannedModule& m, bool with_g_idx) {
+  const ModuleScheme& s = *m.scheme;
+  if (s.profile == OutputProfile::kAppmanaDsv4Int) return appmana_module_layout(m);
+  return quant::compressed_module_layout(s.format, s.scheme.weights, m.rows, m.cols, with_g_idx);
+}
+
+std::vector<quant::EncodedTensor> profile_module_encode(const PlannedModule& m, const quant::QParams& qparams,
+                                                        const std::vector<int32_t>& codes,
+                                                        const std::vector<int32_t>& g_idx) {
+  const ModuleScheme& s = *m.scheme;
+  if (s.profile == OutputProfile::kAppmanaDsv4Int) return appmana_module_encode(m, qparams, codes);
+  return quant::compressed_module_encode(s.format, s.scheme.weights, qparams, codes, g_idx, m.rows, m.cols);
+}
+
+}  // namespace dsv4::calib
