@@ -138,7 +138,9 @@ TEST(ModulePlan, ShippedRecipesPlanOnTinyAndFlash) {
       // MTP kept in BF16; appmana-dsv4-int converts it as the seed does (every MXFP4/FP8 Linear but wo_a).
       const bool appmana = r.output.profile == OutputProfile::kAppmanaDsv4Int;
       EXPECT_EQ(mtp_quantized, appmana ? mtp_converted : 0) << e.path();
-      if (appmana) EXPECT_GT(mtp_converted, 0);
+      if (appmana) {
+        EXPECT_GT(mtp_converted, 0);
+      }
       EXPECT_EQ(attn, c.num_layers) << e.path();
     }
     // The resolved form plans identically.
