@@ -194,16 +194,9 @@ void run_case(const Case& c, bool exact_qparams) {
     for (size_t t = 0; t < want.size(); ++t) {
       EXPECT_TRUE(want[t].bytes == encoded[static_cast<size_t>(b)][t]) << what << ": tensor " << want[t].name;
     }
-    // The decode reads the stored scales: fp32-computed scales are stored in the model dtype (bf16),
-    // and the CPU decoder multiplies in that dtype.
-    std::vector<float> stored = r.dequant;
-    if (c.args.scale_dtype == ScaleDType::kF32) {
-      QuantArgs a = c.args;
-      a.scale_dtype = ScaleDType::kModel;
-      QParams q = gpu;
-      for (float& v : q.scale) v = bf16_decode(bf16_encode(v));
-      stored = gptq_dequant_with_g_idx(a, q, r.codes, {});
-    }
+    // The decode reads the stored scales, in the dtype the scheme names (fp32 scales stored as
+    // fp32 since issue 27), so it is the dequant rounded to bf16.
+    const std::vector<float>& stored = r.dequant;
     const std::vector<uint16_t> decoded = decode_on_gpu(c.format, c.args, want, rows, cols);
     for (size_t i = 0; i < decoded.size(); ++i) {
       ASSERT_EQ(decoded[i], bf16_encode(stored[i])) << what << ": GPU decode of element " << i << " (" << stored[i] << ")";
