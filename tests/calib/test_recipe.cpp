@@ -203,14 +203,14 @@ TEST(Recipe, Fp4WeightsNoFormatHoldsAreRefusedAtParse) {
   // accepted them and the writer refused them after the whole run.
   const std::string head = "q_stage:\n  q_modifiers:\n    QuantizationModifier:\n      config_groups:\n";
   const std::string fp4 = "{num_bits: 4, type: float, symmetric: true, strategy: ";
-  for (const std::string& w : {fp4 + "tensor_group, group_size: 15, scale_dtype: e4m3}",
-                               fp4 + "group, group_size: 16, scale_dtype: e4m3}",
-                               fp4 + "group, group_size: 32, scale_dtype: e4m3}"}) {
+  for (const std::string& w : {fp4 + "tensor_group, group_size: 15, scale_dtype: float8_e4m3fn}",
+                               fp4 + "group, group_size: 16, scale_dtype: float8_e4m3fn}",
+                               fp4 + "group, group_size: 32, scale_dtype: float8_e4m3fn}"}) {
     expect_error(head + "        g: {targets: [x], weights: " + w + "}\n",
                  "config_groups.g.weights: no on-disk format holds these weights (float4");
   }
   // The two that have a format still parse, and their resolved YAML too.
-  for (const std::string& w : {fp4 + "tensor_group, group_size: 16, scale_dtype: e4m3}",
+  for (const std::string& w : {fp4 + "tensor_group, group_size: 16, scale_dtype: float8_e4m3fn}",
                                fp4 + "group, group_size: 32, scale_dtype: e8m0}"}) {
     const Recipe r = recipe_parse(head + "        g: {targets: [x], weights: " + w + "}\n", "ok.yaml");
     EXPECT_NO_THROW(recipe_parse(recipe_to_yaml(r), "resolved.yaml")) << w;
