@@ -96,8 +96,13 @@ void parse_config_groups(YamlReader& m, RecipeModifier* out) {
                          "naive-quantized, nvfp4-pack-quantized, mxfp4-pack-quantized)");
       }
     }
-    if (rg.scheme.format && !quant::compressed_module_format_holds(*rg.scheme.format, rg.scheme.weights)) {
-      g.fail("format", fmt + " cannot hold these weights (" + rg.scheme.weights.to_string() + ")");
+    // The format the writer will use, given or derived: fp4 weights that neither NVFP4 nor MXFP4
+    // holds were accepted here and refused by the writer after the whole run (found by tests/fuzz/).
+    if (!quant::compressed_module_format_holds(quant::quant_scheme_format(rg.scheme), rg.scheme.weights)) {
+      if (rg.scheme.format) g.fail("format", fmt + " cannot hold these weights (" + rg.scheme.weights.to_string() + ")");
+      g.fail("weights", "no on-disk format holds these weights (" + rg.scheme.weights.to_string() +
+                            "): float4 weights need strategy tensor_group with group_size 16 (nvfp4-pack-quantized) "
+                            "or strategy group with group_size 32 and e8m0 scales (mxfp4-pack-quantized)");
     }
     g.finish({"targets", "weights", "input_activations", "output_activations", "format"});
     if (order) {

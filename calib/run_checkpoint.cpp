@@ -19,6 +19,7 @@
 #include "common/check.h"
 #include "common/codec.h"
 #include "common/fs.h"
+#include "common/json_guard.h"
 #include "common/log.h"
 #include "common/parallel.h"
 #include "common/rng.h"
@@ -238,43 +239,50 @@ RunCheckpoint RunCheckpoint::open_or_create(const std::string& out, const RunIde
   } else if (has_journal) {
     // The complete records; a torn tail (killed or out of space mid-append) is cut off below.
     const JournalRead read = journal_read(journal);
-    const std::vector<ordered_json>& lines = read.records;
-    DSV4_CHECK_IN("resume", !lines.empty() && lines[0].value("kind", "") == "header",
-                  "%s has no header line; the run state is damaged (pass --restart to start over)", journal.c_str());
-    const ordered_json& h = lines[0];
-    auto same = [&](const char* key, const std::string& now, const char* what) {
-      DSV4_USER_CHECK("resume", h.value(key, "") == now,
-                      "--out %s holds an interrupted run with another %s (journal %s, now %s); resuming would mix "
-                      "two runs: pass --restart to discard it and start over, or choose another --out",
-                      out.c_str(), what, h.value(key, "").c_str(), now.c_str());
-    };
-    same("recipe_fnv", id.recipe_fnv, "recipe");
-    same("source_fnv", id.source_fnv, "source checkpoint");
-    same("data_fnv", id.data_fnv, "calibration data");
-    DSV4_CHECK_IN("resume", h.at("shards").get<std::vector<std::string>>() == id.shard_names,
-                  "%s: the journal plans other shards than this run; pass --restart", out.c_str());
     std::map<int, bool> staged;  // segment -> needed for replay
-    for (size_t i = 1; i < lines.size(); ++i) {
-      const ordered_json& e = lines[i];
-      const int seg = e.at("segment").get<int>();
-      DSV4_CHECK_IN("resume", seg == static_cast<int>(i) - 1, "%s line %zu: segment %d out of order", journal.c_str(),
-                    i + 1, seg);
-      ck.reports_.push_back(e.at("report"));
-      for (const auto& s : e.at("shards")) check_record(out, s, "committed shard");
-      if (!e.at("staged").is_null()) staged[seg] = e.at("staged").value("replay", false);
-      if (!e.at("snapshot").is_null()) {
-        ck.snapshot_segment_ = e.at("snapshot").at("segment").get<int>();
-        ck.snapshot_files_ = e.at("snapshot").at("files");
+    // A record with a field of the wrong type or none (damaged after it was written) made nlohmann
+    // throw type_error/out_of_range, a raw library error naming no file (issue 26).
+    try {
+      const std::vector<ordered_json>& lines = read.records;
+      DSV4_CHECK_IN("resume", !lines.empty() && lines[0].value("kind", "") == "header",
+                    "%s has no header line; the run state is damaged (pass --restart to start over)", journal.c_str());
+      const ordered_json& h = lines[0];
+      auto same = [&](const char* key, const std::string& now, const char* what) {
+        DSV4_USER_CHECK("resume", h.value(key, "") == now,
+                        "--out %s holds an interrupted run with another %s (journal %s, now %s); resuming would mix "
+                        "two runs: pass --restart to discard it and start over, or choose another --out",
+                        out.c_str(), what, h.value(key, "").c_str(), now.c_str());
+      };
+      same("recipe_fnv", id.recipe_fnv, "recipe");
+      same("source_fnv", id.source_fnv, "source checkpoint");
+      same("data_fnv", id.data_fnv, "calibration data");
+      DSV4_CHECK_IN("resume", h.at("shards").get<std::vector<std::string>>() == id.shard_names,
+                    "%s: the journal plans other shards than this run; pass --restart", out.c_str());
+      for (size_t i = 1; i < lines.size(); ++i) {
+        const ordered_json& e = lines[i];
+        const int seg = e.at("segment").get<int>();
+        DSV4_CHECK_IN("resume", seg == static_cast<int>(i) - 1, "%s line %zu: segment %d out of order", journal.c_str(),
+                      i + 1, seg);
+        ck.reports_.push_back(e.at("report"));
+        for (const auto& s : e.at("shards")) check_record(out, s, "committed shard");
+        if (!e.at("staged").is_null()) staged[seg] = e.at("staged").value("replay", false);
+        if (!e.at("snapshot").is_null()) {
+          ck.snapshot_segment_ = e.at("snapshot").at("segment").get<int>();
+          ck.snapshot_files_ = e.at("snapshot").at("files");
+        }
+        for (const auto& d : e.at("dropped_staged")) staged.erase(d.get<int>());
+        ck.first_segment_ = seg + 1;
       }
-      for (const auto& d : e.at("dropped_staged")) staged.erase(d.get<int>());
-      ck.first_segment_ = seg + 1;
+      ck.staged_segments_ = staged;
+      for (const auto& [s, replay] : staged) {
+        const ordered_json& e = lines[static_cast<size_t>(s) + 1];
+        check_record(ck.run_dir_, e.at("staged"), "staged segment");
+      }
+      for (const auto& f : ck.snapshot_files_) check_record(ck.snapshot_dir(ck.snapshot_segment_), f, "snapshot");
+    } catch (const nlohmann::json::exception& e) {
+      DSV4_USER_FAIL("resume", "%s: a record is damaged (%s); the run state cannot be trusted: pass --restart to "
+                     "start over", journal.c_str(), json_error_text(e).c_str());
     }
-    ck.staged_segments_ = staged;
-    for (const auto& [s, replay] : staged) {
-      const ordered_json& e = lines[static_cast<size_t>(s) + 1];
-      check_record(ck.run_dir_, e.at("staged"), "staged segment");
-    }
-    for (const auto& f : ck.snapshot_files_) check_record(ck.snapshot_dir(ck.snapshot_segment_), f, "snapshot");
     comm.barrier();  // every rank has read the state before rank 0 sweeps
     if (rank0) {
       sweep_temp_files(out);

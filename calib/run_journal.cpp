@@ -15,8 +15,9 @@
 
 namespace dsv4::calib {
 
-JournalRead journal_read(const std::string& path) {
-  const std::string text = read_file(path);
+JournalRead journal_read(const std::string& path) { return journal_parse(read_file(path), path); }
+
+JournalRead journal_parse(std::string_view text, const std::string& path) {
   JournalRead r;
   r.file_bytes = text.size();
   size_t line_no = 0;

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace dsv4::calib {
@@ -29,6 +30,8 @@ struct JournalRead {
 
 // Throws a user error naming the line when a complete line is damaged.
 JournalRead journal_read(const std::string& path);
+// journal_read of text already in memory; `path` only names it in errors (the fuzz harness's entry).
+JournalRead journal_parse(std::string_view text, const std::string& path);
 
 // Truncates `path` to `read.valid_bytes` (fsync'd) when it holds more, logging how many bytes were
 // dropped and how many records remain. Returns whether it truncated.

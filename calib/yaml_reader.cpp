@@ -33,7 +33,15 @@ bool YamlReader::has(const std::string& key) const {
 std::vector<std::string> YamlReader::keys() const {
   std::vector<std::string> out;
   if (!present()) return out;
-  for (const auto& kv : node_) out.push_back(kv.first.as<std::string>());
+  for (const auto& kv : node_) {
+    // A complex key (`? [a, b]`, `{a: 1}: x`) or a null one: as<std::string>() threw yaml-cpp's
+    // "bad conversion" naming neither file nor key (issue 26; found again by tests/fuzz/).
+    if (!kv.first.IsScalar()) {
+      fail("", std::string("every key must be a plain name, got ") +
+                   (kv.first.IsSequence() ? "a list" : kv.first.IsMap() ? "a mapping" : "an empty (null) key"));
+    }
+    out.push_back(kv.first.Scalar());
+  }
   return out;
 }
 

@@ -69,6 +69,11 @@ void json_depth_check(std::string_view text, const std::string& source, int max_
   }
 }
 
+void json_number_fail(const nlohmann::json::exception& e, const std::string& source) {
+  DSV4_USER_FAIL("json", "%s: not valid JSON: %s (a number beyond the range of a double)", source.c_str(),
+                 json_error_text(e).c_str());
+}
+
 std::string json_error_text(const nlohmann::json::exception& e) {
   const std::string why = e.what();
   const size_t tag_end = why.find("] ");

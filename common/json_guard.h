@@ -30,12 +30,22 @@ inline constexpr int kJsonMaxDepth = 64;
 // is left for the parser to report.
 void json_depth_check(std::string_view text, const std::string& source, int max_depth = kJsonMaxDepth);
 
+// Throws the user error for a number nlohmann's parser could not hold (out_of_range 406, e.g.
+// 1e999): it names `source` and the number.
+[[noreturn]] void json_number_fail(const nlohmann::json::exception& e, const std::string& source);
+
 // json_depth_check, then Json::parse (nlohmann's parse_error propagates unchanged, so callers
-// keep their own wording for malformed text).
+// keep their own wording for malformed text). A number beyond a double's range is not a
+// parse_error but an out_of_range (found by tests/fuzz/): a user error naming `source` here, so
+// no caller lets a raw library exception through.
 template <typename Json = nlohmann::json>
 Json json_parse(std::string_view text, const std::string& source) {
   json_depth_check(text, source);
-  return Json::parse(text.begin(), text.end());
+  try {
+    return Json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::out_of_range& e) {
+    json_number_fail(e, source);
+  }
 }
 
 // nlohmann's message without its "[json.exception.parse_error.101] " tag, which means nothing to

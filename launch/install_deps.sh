@@ -10,6 +10,9 @@ packages=(
   libopenmpi-dev openmpi-bin
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libopenblas-dev liblapacke-dev libpcre2-dev
+  # The fuzz harnesses (tests/fuzz/run.sh): clang, its libFuzzer/ASan/UBSan runtimes (only a
+  # Recommends of clang, which --no-install-recommends skips) and llvm-symbolizer for stack traces.
+  clang libclang-rt-dev llvm
 )
 
 missing=()

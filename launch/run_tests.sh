@@ -4,6 +4,8 @@
 # present) builds the CUDA preset (sm_90) and runs its suite, where GPU tests skip without a GPU.
 #   bash launch/run_tests.sh            # both presets
 #   DSV4_PRESETS=cpu bash launch/run_tests.sh
+# Then it runs every fuzz harness for DSV4_FUZZ_SECONDS (default 15; 0 skips them) under
+# ASan+UBSan (tests/fuzz/run.sh, the fuzz preset; docs/RELIABILITY.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/install_deps.sh
@@ -25,3 +27,9 @@ for preset in $presets; do
   ctest --preset "$preset" -j "$jobs"
   echo "=== preset $preset done in $(( $(date +%s) - start )) s ==="
 done
+
+fuzz_seconds="${DSV4_FUZZ_SECONDS:-15}"
+if [ "$fuzz_seconds" != 0 ]; then
+  echo "=== fuzz harnesses, ${fuzz_seconds} s each ==="
+  bash tests/fuzz/run.sh "$fuzz_seconds"
+fi

@@ -269,5 +269,32 @@ TEST(Recipe, ErrorsNameTheKeyPath) {
   expect_error("a: [unclosed\n", "invalid YAML");
 }
 
+TEST(Recipe, ComplexKeyIsAUserErrorNamingThePath) {
+  // Issue 26 (and tests/fuzz/ corpus regression_complex_key.yaml): yaml-cpp's "bad conversion",
+  // naming neither file nor key, for a key that is a list or a mapping.
+  expect_error("? [a, b]\n: 1\n", "r.yaml: (top level): every key must be a plain name, got a list");
+  expect_error("q_stage:\n  ? {a: 1}\n  : x\n", "r.yaml: q_stage: every key must be a plain name, got a mapping");
+}
+
+TEST(Recipe, Fp4WeightsNoFormatHoldsAreRefusedAtParse) {
+  // Found by tests/fuzz/ (fuzz_recipe_yaml, corpus regression_fp4_group15_no_format.yaml): without
+  // a format, group_size 15 fp4 weights got naive-quantized, which cannot hold fp4; the parse
+  // accepted them and the writer refused them after the whole run.
+  const std::string head = "q_stage:\n  q_modifiers:\n    QuantizationModifier:\n      config_groups:\n";
+  const std::string fp4 = "{num_bits: 4, type: float, symmetric: true, strategy: ";
+  for (const std::string& w : {fp4 + "tensor_group, group_size: 15, scale_dtype: float8_e4m3fn}",
+                               fp4 + "group, group_size: 16, scale_dtype: float8_e4m3fn}",
+                               fp4 + "group, group_size: 32, scale_dtype: float8_e4m3fn}"}) {
+    expect_error(head + "        g: {targets: [x], weights: " + w + "}\n",
+                 "config_groups.g.weights: no on-disk format holds these weights (float4");
+  }
+  // The two that have a format still parse, and their resolved YAML too.
+  for (const std::string& w : {fp4 + "tensor_group, group_size: 16, scale_dtype: float8_e4m3fn}",
+                               fp4 + "group, group_size: 32, scale_dtype: e8m0}"}) {
+    const Recipe r = recipe_parse(head + "        g: {targets: [x], weights: " + w + "}\n", "ok.yaml");
+    EXPECT_NO_THROW(recipe_parse(recipe_to_yaml(r), "resolved.yaml")) << w;
+  }
+}
+
 }  // namespace
 }  // namespace dsv4::calib

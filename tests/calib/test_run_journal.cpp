@@ -88,5 +88,23 @@ TEST(RunJournal, DeepLineIsRefusedNotACrash) {
   EXPECT_THAT(read_error_of(path), AllOf(HasSubstr(path + " line 2"), HasSubstr("more than 64 levels")));
 }
 
+TEST(RunJournal, ParseOfTextIsTheReadOfTheFile) {
+  // journal_parse is journal_read without the file (the fuzz harness's entry): same records, same
+  // valid prefix, and its errors name the path it is given.
+  const std::string text = kHeader + kSeg0 + kSeg1.substr(0, 25);
+  const JournalRead from_file = journal_read(journal_with("parse.jsonl", text));
+  const JournalRead from_text = journal_parse(text, "mem.jsonl");
+  ASSERT_EQ(from_text.records.size(), 2u);
+  EXPECT_EQ(from_text.records, from_file.records);
+  EXPECT_EQ(from_text.valid_bytes, from_file.valid_bytes);
+  EXPECT_EQ(from_text.file_bytes, text.size());
+  try {
+    journal_parse(kHeader + "{oops\n", "mem.jsonl");
+    ADD_FAILURE() << "a damaged complete line must throw";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("mem.jsonl line 2 is damaged"));
+  }
+}
+
 }  // namespace
 }  // namespace dsv4::calib

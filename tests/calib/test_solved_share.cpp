@@ -17,6 +17,7 @@
 #include "calib/solved_share.h"
 #include "common/check.h"
 #include "common/codec.h"
+#include "common/fs.h"
 #include "dist/communicator.h"
 #include "tests/scratch_dir.h"
 
@@ -225,6 +226,34 @@ namespace {
 // Without replay a segment stages only the modules the writer's open shard still needs; with
 // replay every module. Either way the encoded tensors, not the dequantized weights (a replay
 // decodes the tensors). A resume reads back exactly that.
+TEST(RunCheckpoint, DamagedRecordFieldIsAUserErrorNamingTheJournal) {
+  // Issue 26: a committed record whose field has the wrong type made the resume end in nlohmann's
+  // "[json.exception.type_error.302] ...", naming no file.
+  const std::string out = dsv4::testing::scratch_path("damaged_record");
+  const RunIdentity id{"r", "s", "d", 4, {}};
+  {
+    auto comm = dist::communicator_self();
+    RunCheckpoint ck = RunCheckpoint::open_or_create(out, id, *comm, false);
+    ck.commit_segment({}, ck.write_segment_files(0, {}, nullptr, 0, false, false, {}), 1);
+  }
+  const std::string journal = out + "/.calib_run/journal.jsonl";
+  std::string text = read_file(journal);
+  const size_t at = text.find("\"segment\":0");
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, 11, "\"segment\":\"zero\"");
+  write_file_atomic(journal, text);
+  auto comm = dist::communicator_self();
+  try {
+    (void)RunCheckpoint::open_or_create(out, id, *comm, false);
+    ADD_FAILURE() << "a damaged record must be refused";
+  } catch (const Error& e) {
+    EXPECT_TRUE(e.user()) << e.what();
+    EXPECT_NE(std::string(e.what()).find(journal + ": a record is damaged (type must be number"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("pass --restart"), std::string::npos) << e.what();
+  }
+}
+
 TEST(RunCheckpoint, StagesWhatTheWriterAndTheReplayNeed) {
   const std::string out = dsv4::testing::scratch_path("staging");
   const RunIdentity id{"r", "s", "d", 4, {}};

@@ -59,6 +59,17 @@ TEST(JsonGuard, MalformedTextIsLeftToTheParser) {
   EXPECT_THROW(json_parse("]]]]", "in.json"), nlohmann::json::parse_error);  // no negative depth
 }
 
+TEST(JsonGuard, NumberBeyondADoubleIsAUserErrorNamingTheSource) {
+  // Found by tests/fuzz/ (fuzz_journal_line, corpus regression_number_overflow.jsonl): nlohmann
+  // throws out_of_range, not parse_error, for 1e999, and no caller caught it.
+  for (const std::string text : {"{\"a\": 1.5e999}", "[-1e400]", "{\"report\":{\"t\":1.126e451444478666591}}"}) {
+    EXPECT_THAT(parse_error_of(text), AllOf(HasSubstr("in.json: not valid JSON: number overflow parsing"),
+                                            HasSubstr("beyond the range of a double")))
+        << text;
+  }
+  EXPECT_EQ(json_parse("[1e308, 18446744073709551615, -9223372036854775808]", "in.json").size(), 3u);
+}
+
 TEST(JsonGuard, ErrorTextDropsTheLibraryTag) {
   try {
     json_parse("{\"a\": [1, 2", "in.json");
