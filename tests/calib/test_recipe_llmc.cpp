@@ -87,7 +87,9 @@ void expect_recipe_matches(const Recipe& r, const json& entry, const std::string
 
 // On the tiny model: per group, the transformers names of the modules our plan gives it equal the
 // modules llm-compressor's matcher selects on transformers' model (so no MTP module, which has no
-// transformers name, and nothing more or less).
+// transformers name, and nothing more or less). The appmana-dsv4-int profile converts the MTP
+// block as its seed does: those modules, which transformers' model lacks, are outside the
+// comparison.
 void expect_same_modules(const Recipe& r, const json& matches, const std::string& name) {
   const ModulePlan plan = module_plan_build(r, model::ModelConfig::tiny(), 1);
   for (size_t mi = 0; mi < r.modifiers.size(); ++mi) {
@@ -95,13 +97,19 @@ void expect_same_modules(const Recipe& r, const json& matches, const std::string
       const std::string key = std::string(modifier_kind_name(r.modifiers[mi].kind)) + "/" + r.modifiers[mi].groups[gi].name;
       ASSERT_TRUE(matches.contains(key)) << name << ": " << key;
       std::set<std::string> ours;
+      int mtp_only = 0;  // appmana MTP modules, which transformers' model lacks
       for (const PlannedModule& p : plan.modules) {
         if (p.modifier != static_cast<int>(mi) || p.group != static_cast<int>(gi)) continue;
+        const bool mtp = p.names.release.starts_with("mtp.");
+        if (mtp && r.output.profile == OutputProfile::kAppmanaDsv4Int && !p.names.hf) {
+          ++mtp_only;
+          continue;
+        }
         EXPECT_TRUE(p.names.hf.has_value()) << name << ": " << p.names.release << " has no transformers name";
         if (p.names.hf) ours.insert(*p.names.hf);
       }
       const std::set<std::string> theirs = matches[key].get<std::set<std::string>>();
-      EXPECT_FALSE(theirs.empty()) << name << ": " << key;
+      EXPECT_TRUE(!theirs.empty() || (ours.empty() && mtp_only > 0)) << name << ": " << key;
       EXPECT_EQ(ours, theirs) << name << ": " << key;
     }
   }
