@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "common/check.h"
-#include "quant/hessian_exact.h"
 
 namespace dsv4::calib {
 
@@ -16,8 +15,8 @@ DeviceHessianSum::DeviceHessianSum(DeviceMemory memory, int64_t dim, int64_t tok
 }
 
 DeviceHessianSum DeviceHessianSum::zeros(int64_t dim, bool exact) {
-  const size_t elements = static_cast<size_t>(dim * dim) * (exact ? quant::HessianExactSum::kLimbs : 1);
-  return DeviceHessianSum(device_memory_zeros(elements * (exact ? sizeof(int64_t) : sizeof(float))), dim, 0, exact);
+  return DeviceHessianSum(device_memory_zeros(static_cast<size_t>(dim * dim) * hessian_sum_entry_bytes(exact)), dim, 0,
+                          exact);
 }
 
 float* DeviceHessianSum::sum() const {
@@ -34,6 +33,8 @@ size_t DeviceHessianSum::elements() const {
   return static_cast<size_t>(dim_ * dim_) * (exact_ ? quant::HessianExactSum::kLimbs : 1);
 }
 
-uint64_t DeviceHessianSum::bytes() const { return elements() * (exact_ ? sizeof(int64_t) : sizeof(float)); }
+uint64_t DeviceHessianSum::bytes() const {
+  return static_cast<uint64_t>(dim_ * dim_) * hessian_sum_entry_bytes(exact_);
+}
 
 }  // namespace dsv4::calib

@@ -14,8 +14,15 @@
 #include <cstdint>
 
 #include "common/device.h"
+#include "quant/hessian_exact.h"
 
 namespace dsv4::calib {
+
+// Bytes per entry of a Hessian sum: three int64 limbs for an exact sum (quant/hessian_exact.h),
+// one float for an fp32 one. What the sums hold on the host and the GPU, and what plans count.
+constexpr size_t hessian_sum_entry_bytes(bool exact) {
+  return exact ? quant::HessianExactSum::kLimbs * sizeof(int64_t) : sizeof(float);
+}
 
 class DeviceHessianSum {
  public:

@@ -187,14 +187,14 @@ class CudaForwarder final : public GpuForwarder {
     const int64_t flat = c_.hc_dim();
     // One forward call per (block, length): with sample blocks, what a call computes depends only
     // on its block (forward_sample_block), whichever rank runs it.
-    std::map<std::pair<int64_t, int64_t>, std::vector<size_t>> by_length;
+    std::map<std::pair<int64_t, int64_t>, std::vector<size_t>> by_call;  // (block, length) -> samples
     for (size_t s = 0; s < samples.size(); ++s) {
       const int64_t block = sample_block_ > 0 ? (first_sample_ + static_cast<int64_t>(s)) / sample_block_ : 0;
-      by_length[{block, static_cast<int64_t>(samples[s].size())}].push_back(s);
+      by_call[{block, static_cast<int64_t>(samples[s].size())}].push_back(s);
     }
     groups_.clear();
     size_t at = 0;
-    for (auto& [block_length, members] : by_length) {
+    for (auto& [block_length, members] : by_call) {
       const int64_t tokens = block_length.second;
       for (size_t k : members) {
         DSV4_CHECK_IN("calibrate", states[k].size() == static_cast<size_t>(tokens * flat),

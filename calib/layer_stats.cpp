@@ -39,9 +39,8 @@ void LayerStats::Slot::set_tokens(int64_t n) {
 }
 uint64_t LayerStats::Slot::bytes() const {
   const uint64_t entries = static_cast<uint64_t>(dim()) * static_cast<uint64_t>(dim());
-  if (std::holds_alternative<quant::HessianExactSum>(sum)) return entries * quant::HessianExactSum::kLimbs * 8;
   if (const auto* d = std::get_if<DeviceHessianSum>(&sum)) return d->bytes();
-  return entries * 4;
+  return entries * hessian_sum_entry_bytes(std::holds_alternative<quant::HessianExactSum>(sum));
 }
 LayerStats::Slot::Buffer LayerStats::Slot::reduce_buffer() {
   const size_t entries = static_cast<size_t>(dim() * dim());

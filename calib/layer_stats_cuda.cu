@@ -67,7 +67,7 @@ DeviceLayerStats::Slot& DeviceLayerStats::slot_for(const HessianId& id, int64_t 
   Slot& slot = slots_[id];
   if (!slot.memory) {
     const size_t entries = static_cast<size_t>(dim * dim);
-    const size_t bytes = exact_ ? entries * quant::HessianExactSum::kLimbs * sizeof(int64_t) : entries * sizeof(float);
+    const size_t bytes = entries * hessian_sum_entry_bytes(exact_);
     slot.dim = dim;
     slot.memory = device_memory(bytes);
     if (exact_) {
@@ -190,7 +190,8 @@ void DeviceLayerStats::download_into(LayerStats& host, PinnedHostBuffer* staging
     DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
     size_t i = 0;
     for (auto& [id, slot] : slots_) {
-      host.import_device_hessian(id, DeviceHessianSum(std::move(slot.memory), slot.dim, slot.tokens + counted[i++], exact_));
+      const int64_t tokens = slot.tokens + counted[i++];
+      host.import_device_hessian(id, DeviceHessianSum(std::move(slot.memory), slot.dim, tokens, exact_));
     }
     slots_.clear();
   } else {
@@ -209,15 +210,15 @@ void DeviceLayerStats::download_into(LayerStats& host, PinnedHostBuffer* staging
 void DeviceLayerStats::download_sums(LayerStats& host, PinnedHostBuffer* staging, const std::vector<int64_t>& counted) {
   std::vector<Slot*> slots;
   for (auto& [id, slot] : slots_) slots.push_back(&slot);
-  const size_t limbs = exact_ ? quant::HessianExactSum::kLimbs : 1;
-  const size_t entry_bytes = exact_ ? limbs * sizeof(int64_t) : sizeof(float);
-  auto bytes_of = [&](const Slot* slot) { return static_cast<size_t>(slot->dim * slot->dim) * entry_bytes; };
+  auto bytes_of = [&](const Slot* slot) {
+    return static_cast<size_t>(slot->dim * slot->dim) * hessian_sum_entry_bytes(exact_);
+  };
   std::vector<std::optional<quant::HessianAccumulator>> acc(slots.size());
   std::vector<std::vector<int64_t>> exact(slots.size());
   auto unpack = [&](size_t i, const void* bytes) {
     const Slot& slot = *slots[i];
     if (exact_) {
-      exact[i].resize(static_cast<size_t>(slot.dim * slot.dim) * limbs);
+      exact[i].resize(bytes_of(&slot) / sizeof(int64_t));
       std::memcpy(exact[i].data(), bytes, bytes_of(&slot));
     } else {
       acc[i].emplace(slot.dim);
@@ -262,8 +263,9 @@ void DeviceLayerStats::download_sums(LayerStats& host, PinnedHostBuffer* staging
 
 uint64_t DeviceLayerStats::hessian_bytes() const {
   uint64_t b = 0;
-  const uint64_t per_entry = exact_ ? quant::HessianExactSum::kLimbs * sizeof(int64_t) : sizeof(float);
-  for (const auto& [key, slot] : slots_) b += static_cast<uint64_t>(slot.dim * slot.dim) * per_entry;
+  for (const auto& [key, slot] : slots_) {
+    b += static_cast<uint64_t>(slot.dim * slot.dim) * hessian_sum_entry_bytes(exact_);
+  }
   return b;
 }
 

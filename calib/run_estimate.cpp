@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "calib/device_hessian_sum.h"
 #include "common/check.h"
 #include "common/parallel.h"
 #include "model/ops.h"
@@ -205,7 +206,8 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
   // Exact sums (issue 29) hold three int64 limbs per entry on the GPU, 6x the fp32 bytes, and
   // round one Hessian at a time to fp32 (its 4 bytes per entry come on top, transiently).
   const bool exact = recipe.calibration.hessian_sums == HessianSums::kExact;
-  e.gpu = gpu_memory_plan(config, e.hessian_bytes_layer_peak * (exact ? 6 : 1), e.tokens);
+  const uint64_t entries = e.hessian_bytes_layer_peak / hessian_sum_entry_bytes(false);  // the plan counts fp32
+  e.gpu = gpu_memory_plan(config, entries * hessian_sum_entry_bytes(exact), e.tokens);
   e.state_bytes = static_cast<uint64_t>(e.tokens) * static_cast<uint64_t>(config.hc_dim()) * sizeof(float);
 
   // Bytes decoded: the whole block of every forward layer, and every quantized module elsewhere

@@ -89,20 +89,20 @@ for recipe in "$here"/../../recipes/*.yaml; do
 done
 
 # Kill and resume: the resumed artifact has the uninterrupted run's pin.
+# resume_case RUNNER RECIPE CASE SPEC: RUNNER (job or mjob) killed where DSV4_FAULT's SPEC says,
+# run again, checked against pin CASE.
+resume_case() {
+  local runner="$1" recipe="$2" case="$3" spec="$4" out="$tmp/resume_$3"
+  DSV4_FAULT="kill@$spec" "$runner" "$recipe" "$out" > /dev/null 2>&1
+  if "$runner" "$recipe" "$out" > "$out.log" 2>&1; then check "$case" "$out"
+  else fail "$case resumed after a kill at $spec: $(tail -2 "$out.log")"; fi
+}
 mtp="$here/../../recipes/w4a16_mtp.yaml"
-DSV4_FAULT="kill@0@layers.1@solve" job "$mtp" "$tmp/resume.np1" > /dev/null 2>&1
-if job "$mtp" "$tmp/resume.np1" > "$tmp/resume.np1.log" 2>&1; then check "w4a16_mtp.np1" "$tmp/resume.np1"
-else fail "resume at 1 rank: $(tail -2 "$tmp/resume.np1.log")"; fi
-DSV4_FAULT="kill@1@layers.2@pass B" mjob "$mtp" "$tmp/resume.np2" > /dev/null 2>&1
-if mjob "$mtp" "$tmp/resume.np2" > "$tmp/resume.np2.log" 2>&1; then check "w4a16_mtp.np2" "$tmp/resume.np2"
-else fail "resume at 2 ranks: $(tail -2 "$tmp/resume.np2.log")"; fi
+resume_case job "$mtp" w4a16_mtp.np1 "0@layers.1@solve"
+resume_case mjob "$mtp" w4a16_mtp.np2 "1@layers.2@pass B"
 # The appmana-dsv4-int profile writes its source's shards (not the writer's own): the same bytes
 # after a kill, at one rank and at two.
 am="$here/../../recipes/appmana_int4_int8_gptq.yaml"
-DSV4_FAULT="kill@0@layers.2@solve" job "$am" "$tmp/resume_am.np1" > /dev/null 2>&1
-if job "$am" "$tmp/resume_am.np1" > "$tmp/resume_am.np1.log" 2>&1; then check "appmana_int4_int8_gptq.np1" "$tmp/resume_am.np1"
-else fail "appmana resume at 1 rank: $(tail -2 "$tmp/resume_am.np1.log")"; fi
-DSV4_FAULT="kill@1@layers.1@pass B" mjob "$am" "$tmp/resume_am.np2" > /dev/null 2>&1
-if mjob "$am" "$tmp/resume_am.np2" > "$tmp/resume_am.np2.log" 2>&1; then check "appmana_int4_int8_gptq.np2" "$tmp/resume_am.np2"
-else fail "appmana resume at 2 ranks: $(tail -2 "$tmp/resume_am.np2.log")"; fi
+resume_case job "$am" appmana_int4_int8_gptq.np1 "0@layers.2@solve"
+resume_case mjob "$am" appmana_int4_int8_gptq.np2 "1@layers.1@pass B"
 e2e_finish
