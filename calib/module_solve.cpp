@@ -200,7 +200,8 @@ namespace {
 // GPTQ statistics of a one-Hessian module solved into s (by gptq_solve or the GPU batch).
 void one_hessian_stats(const ModuleSolveInput& in, SolvedModule& s) {
   const PlannedModule& m = *in.module;
-  const quant::RtnResult rtn = quant::quantizer_rtn(m.scheme->scheme.weights, in.weight, m.rows, m.cols);
+  const quant::RtnResult rtn =
+      quant::quantizer_rtn(m.scheme->scheme.weights, in.weight, m.rows, m.cols, quant::kPeerRtnArith);
   if (!in.hessians[0]->no_tokens) {
     s.rel_error = quant::gptq_rel_error(in.weight, s.dequant.data(), m.rows, m.cols, in.hessians[0]->h.data());
     s.rtn_rel_error = quant::gptq_rel_error(in.weight, rtn.dequant.data(), m.rows, m.cols, in.hessians[0]->h.data());
@@ -276,7 +277,7 @@ SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& ckpt) {
     s.method = SolveMethod::kGptq;
     for (const quant::HessianResult* h : in.hessians) s.tokens += h->num_tokens;
     solve_grouped_gptq(in, args, scheme.gptq, s);
-    const quant::RtnResult rtn = quant::quantizer_rtn(args, in.weight, m.rows, m.cols);
+    const quant::RtnResult rtn = quant::quantizer_rtn(args, in.weight, m.rows, m.cols, quant::kPeerRtnArith);
     s.rel_error = grouped_rel_error(in, s.dequant.data());
     s.rtn_rel_error = grouped_rel_error(in, rtn.dequant.data());
   } else {

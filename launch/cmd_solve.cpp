@@ -99,7 +99,7 @@ int run(const SolveArgs& a) {
   const auto start = std::chrono::steady_clock::now();
   const quant::GptqResult r = quant::gptq_solve(args, w.data(), rows, cols, h.data(), o);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const quant::RtnResult rtn = quant::quantizer_rtn(args, w.data(), rows, cols);
+  const quant::RtnResult rtn = quant::quantizer_rtn(args, w.data(), rows, cols, quant::kPeerRtnArith);
   const double rel = quant::gptq_rel_error(w.data(), r.dequant.data(), rows, cols, h.data());
   const double rtn_rel = quant::gptq_rel_error(w.data(), rtn.dequant.data(), rows, cols, h.data());
 

@@ -304,7 +304,8 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
         diff_kernel<<<grid_blocks(per, 256, 1 << 16), 256, 0, stream>>>(wi, b.deq + i * per, per, delta);
         quad_form_cuda(blas, delta, hi, rows, cols, b.tmp, t, stream);
         quad_form_cuda(blas, wi, hi, rows, cols, b.tmp, t + 1, stream);
-        quantizer_quantize_cuda(args, wi, 1, rows, cols, qp_of(i), b.rtn_codes, delta, stream);  // RTN, same qparams
+        quantizer_quantize_cuda(args, wi, 1, rows, cols, qp_of(i), b.rtn_codes, delta, stream,
+                                kPeerRtnArith);  // the peer's RTN, same qparams
         diff_kernel<<<grid_blocks(per, 256, 1 << 16), 256, 0, stream>>>(wi, delta, per, delta);
         quad_form_cuda(blas, delta, hi, rows, cols, b.tmp, t + 2, stream);
       }

@@ -115,7 +115,7 @@ void quantizer_fake_quant_column(const QuantArgs& args, const QParams& qp, int64
   }
 }
 
-RtnResult quantizer_rtn_with(const QuantArgs& args, const QParams& qp, const float* w) {
+RtnResult quantizer_rtn_with(const QuantArgs& args, const QParams& qp, const float* w, QuotientArith arith) {
   RtnResult out;
   out.qparams = qp;
   const int64_t rows = qp.rows, cols = qp.cols;
@@ -126,7 +126,7 @@ RtnResult quantizer_rtn_with(const QuantArgs& args, const QParams& qp, const flo
   // (seconds for a full-width attention matrix).
   std::vector<int64_t> scale_col(static_cast<size_t>(cols));
   for (int64_t c = 0; c < cols; ++c) scale_col[static_cast<size_t>(c)] = qp.scale_col(args, c);
-  const CellArgs ca = cell_args(args);
+  const CellArgs ca = cell_args(args, arith);
   // Rows in blocks on all cores (a full-width attention matrix is 33M values): each value's
   // rounding is independent of the others, so the result does not depend on the split.
   const int64_t block = 64;
@@ -145,10 +145,10 @@ RtnResult quantizer_rtn_with(const QuantArgs& args, const QParams& qp, const flo
   return out;
 }
 
-RtnResult quantizer_rtn(const QuantArgs& args, const float* w, int64_t rows, int64_t cols) {
+RtnResult quantizer_rtn(const QuantArgs& args, const float* w, int64_t rows, int64_t cols, QuotientArith arith) {
   args.check();
   quant_args_check_shape(args, rows, cols);
-  return quantizer_rtn_with(args, observer_qparams(args, w, rows, cols), w);
+  return quantizer_rtn_with(args, observer_qparams(args, w, rows, cols), w, arith);
 }
 
 RtnResult quantizer_fp8_block_reencode(const QuantArgs& args, const uint8_t* codes,

@@ -83,9 +83,17 @@ struct RtnResult {
   std::vector<int32_t> codes;   // [rows, cols]
   std::vector<float> dequant;   // [rows, cols]
 };
-RtnResult quantizer_rtn(const QuantArgs& args, const float* w, int64_t rows, int64_t cols);
+// `arith` kBf16Model gives the peer's RTN (kPeerRtnArith below), for baselines only.
+RtnResult quantizer_rtn(const QuantArgs& args, const float* w, int64_t rows, int64_t cols,
+                        QuotientArith arith = QuotientArith::kFp32);
 // Same with given qparams (e.g. from an MSE observer or shared global scale).
-RtnResult quantizer_rtn_with(const QuantArgs& args, const QParams& qp, const float* w);
+RtnResult quantizer_rtn_with(const QuantArgs& args, const QParams& qp, const float* w,
+                             QuotientArith arith = QuotientArith::kFp32);
+
+// The RTN a user of llm-compressor gets on the BF16 copy of the release: the baseline that the
+// "GPTQ vs RTN" figures of reports, manifests and `solve` compare against (issue 27). Artifacts
+// solved data-free keep the fp32 quotient, which is never worse.
+inline constexpr QuotientArith kPeerRtnArith = QuotientArith::kBf16Model;
 
 // Re-encode a weight that is already FP8 e4m3 with per-[128,128] e8m0 block scales (the DSV4
 // release) as `args` (FP8_BLOCK or FP8_BLOCK_E8M0). With e8m0 scales the source scales are kept,

@@ -74,7 +74,8 @@ __global__ void e8m0_qparams_kernel(const uint8_t* __restrict__ src, int64_t n, 
 }  // namespace
 
 void quantizer_quantize_cuda(const QuantArgs& args, const float* w, int count, int64_t rows, int64_t cols,
-                             const QParamsCuda& qp, int32_t* codes, float* dequant, CUstream_st* stream) {
+                             const QParamsCuda& qp, int32_t* codes, float* dequant, CUstream_st* stream,
+                             QuotientArith arith) {
   args.check();
   quant_args_check_shape(args, rows, cols);
   DSV4_CHECK_IN("quant", count >= 0, "%d matrices", count);
@@ -93,9 +94,9 @@ void quantizer_quantize_cuda(const QuantArgs& args, const float* w, int count, i
                        reinterpret_cast<uintptr_t>(dequant) % 16 == 0;
   const int blocks = static_cast<int>(std::min<int64_t>(total_rows, 1 << 20));
   if (aligned && cols % 4 == 0 && g.cell_w % 4 == 0) {
-    quantize_kernel<4><<<blocks, kThreads, 0, stream>>>(w, total_rows, g, cell_w_shift, cell_args(args), qp, codes, dequant);
+    quantize_kernel<4><<<blocks, kThreads, 0, stream>>>(w, total_rows, g, cell_w_shift, cell_args(args, arith), qp, codes, dequant);
   } else {
-    quantize_kernel<1><<<blocks, kThreads, 0, stream>>>(w, total_rows, g, cell_w_shift, cell_args(args), qp, codes, dequant);
+    quantize_kernel<1><<<blocks, kThreads, 0, stream>>>(w, total_rows, g, cell_w_shift, cell_args(args, arith), qp, codes, dequant);
   }
   DSV4_CUDA_CHECK_LAUNCH();
 }

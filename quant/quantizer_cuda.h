@@ -18,6 +18,7 @@
 
 #include "quant/observer_cuda.h"
 #include "quant/quant_args.h"
+#include "quant/quantizer_inline.h"  // QuotientArith
 
 struct CUstream_st;
 
@@ -25,8 +26,10 @@ namespace dsv4::quant {
 
 // codes [count, rows, cols] int32 (signed int code, e4m3 byte or e2m1 nibble) and, when non-null,
 // dequant [count, rows, cols] fp32, from w [count, rows, cols] and qparams `qp`.
+// `arith` as quantizer_rtn's (kPeerRtnArith for the peer's RTN baseline).
 void quantizer_quantize_cuda(const QuantArgs& args, const float* w, int count, int64_t rows, int64_t cols,
-                             const QParamsCuda& qp, int32_t* codes, float* dequant, CUstream_st* stream);
+                             const QParamsCuda& qp, int32_t* codes, float* dequant, CUstream_st* stream,
+                             QuotientArith arith = QuotientArith::kFp32);
 
 // observer_qparams_cuda into `qp`, then quantizer_quantize_cuda.
 void quantizer_rtn_cuda(const QuantArgs& args, const float* w, int count, int64_t rows, int64_t cols,

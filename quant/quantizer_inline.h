@@ -30,6 +30,13 @@ struct CellQParams {
   uint8_t e8m0 = 0;
 };
 
+// How x / s (and the zero-point add) is rounded before a code is chosen. kFp32: in fp32, as our RTN
+// and every GPTQ sweep (llm-compressor's included: it widens the weight to fp32). kBf16Model: as
+// llm-compressor's round-to-nearest on a BF16 model, where compressed-tensors divides the bf16
+// weight by the bf16 scale in bf16; it differs from kFp32 only for model-dtype (bf16) scales, and
+// at 8 bits by several percent of the error (tests/golden/make_peer_rtn_fixture.py).
+enum class QuotientArith : uint8_t { kFp32, kBf16Model };
+
 // QuantArgs reduced to what the per-cell arithmetic reads; a plain struct a kernel can take by
 // value.
 struct CellArgs {
@@ -40,9 +47,10 @@ struct CellArgs {
   bool is_mx = false;         // e8m0 scales on a group strategy (MX rule)
   bool tensor_group = false;  // NVFP4: scales multiplied by the global scale
   ScaleDType scale_dtype = ScaleDType::kModel;
+  bool bf16_quotient = false;  // QuotientArith::kBf16Model with bf16 scales
 };
 
-inline CellArgs cell_args(const QuantArgs& a) {
+inline CellArgs cell_args(const QuantArgs& a, QuotientArith arith = QuotientArith::kFp32) {
   CellArgs c;
   c.qmin = a.qmin();
   c.qmax = a.qmax();
@@ -52,6 +60,7 @@ inline CellArgs cell_args(const QuantArgs& a) {
   c.is_mx = a.is_mx();
   c.tensor_group = a.strategy == Strategy::kTensorGroup;
   c.scale_dtype = a.scale_dtype;
+  c.bf16_quotient = arith == QuotientArith::kBf16Model && a.scale_dtype == ScaleDType::kModel;
   return c;
 }
 
@@ -171,14 +180,21 @@ DSV4_HOST_DEVICE inline float dequant_value(const CellArgs& a, int32_t code, flo
   return a.scale_dtype == ScaleDType::kModel ? qi::bf16_round(d) : d;
 }
 
+// x/s + zp, each step rounded to bf16 when bf16_quotient (QuotientArith::kBf16Model).
+DSV4_HOST_DEVICE inline float scaled_value(float x, float s, float zp, bool bf16_quotient) {
+  using namespace qi;
+  if (!bf16_quotient) return zp == 0.0f ? div_rn(x, s) : add_rn(div_rn(x, s), zp);
+  const float q = bf16_round(div_rn(x, s));
+  return zp == 0.0f ? q : bf16_round(add_rn(q, zp));
+}
+
 // The integer branch of quantize_value with its arguments unpacked, for the GPTQ sweep kernels
 // (gptq_cuda.cu), whose inner loop cannot afford the format dispatch: clamp(rne(x/s + zp)) and
 // the dequantized value (c - zp)·s, rounded to bf16 for model-dtype scales.
 DSV4_HOST_DEVICE inline int32_t quantize_int(float x, float s, float zp, float qmin, float qmax, bool bf16_dequant,
-                                             float* deq) {
+                                             float* deq, bool bf16_quotient = false) {
   using namespace qi;
-  const float q = div_rn(x, s);
-  const float v = std_clamp(zp == 0.0f ? q : add_rn(q, zp), qmin, qmax);
+  const float v = std_clamp(scaled_value(x, s, zp, bf16_quotient), qmin, qmax);
   const int32_t code = static_cast<int32_t>(rint_even(v));
   const float d = mul_rn(sub_rn(static_cast<float>(code), zp), s);
   *deq = bf16_dequant ? bf16_round(d) : d;
@@ -192,12 +208,12 @@ DSV4_HOST_DEVICE inline int32_t quantize_value(const CellArgs& a, float x, float
   using namespace qi;
   if (a.is_int) {
     float d;
-    const int32_t code = quantize_int(x, s_eff, zp, a.qmin, a.qmax, a.scale_dtype == ScaleDType::kModel, &d);
+    const int32_t code =
+        quantize_int(x, s_eff, zp, a.qmin, a.qmax, a.scale_dtype == ScaleDType::kModel, &d, a.bf16_quotient);
     if (deq != nullptr) *deq = d;
     return code;
   }
-  const float q = div_rn(x, s_eff);
-  const float v = std_clamp(zp == 0.0f ? q : add_rn(q, zp), a.qmin, a.qmax);
+  const float v = std_clamp(scaled_value(x, s_eff, zp, a.bf16_quotient), a.qmin, a.qmax);
   int32_t code;
   if (a.num_bits == 8) {
     code = codec::e4m3_encode(v);

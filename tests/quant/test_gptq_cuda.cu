@@ -347,7 +347,7 @@ TEST(GptqCuda, SolveBatchMatchesGptqSolve) {
       for (size_t k = 0; k < cpu.codes.size(); ++k) differ += g.codes[k] != cpu.codes[k];
       if (cpu.fallback == GptqFallback::kRtnNoTokens) EXPECT_EQ(g.codes, cpu.codes) << "RTN is exact";
       // The GPU's TF32 statistics against the CPU's fp64 ones (about 1e-3 relative).
-      const RtnResult rtn = quantizer_rtn(args, ws[static_cast<size_t>(i)].data(), rows, cols);
+      const RtnResult rtn = quantizer_rtn(args, ws[static_cast<size_t>(i)].data(), rows, cols, kPeerRtnArith);
       const double rel = gptq_rel_error(ws[static_cast<size_t>(i)].data(), g.dequant.data(), rows, cols, h.data());
       const double rtn_rel = gptq_rel_error(ws[static_cast<size_t>(i)].data(), rtn.dequant.data(), rows, cols, h.data());
       if (cpu.fallback == GptqFallback::kRtnNoTokens) {

@@ -214,6 +214,33 @@ TEST(QuantizerCuda, MinMaxRtnAndEncodingEqualCpuForEveryPreset) {
   for (const Case& c : cases(false)) run_case(c, true);
 }
 
+// The peer's RTN arithmetic (QuotientArith::kBf16Model: x/s rounded to bf16, as llm-compressor on
+// a BF16 model), the baseline the GPU GPTQ batch reports: bitwise quantizer_rtn_with's.
+TEST(QuantizerCuda, PeerRtnArithEqualsCpu) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  for (const char* preset : {"W8A16", "W4A16_ASYM", "FP8_DYNAMIC"}) {
+    const QuantArgs args = quant_args_preset(preset);
+    const int count = 2;
+    const int64_t rows = 64, cols = 256, per = rows * cols;
+    const std::vector<float> w = random_weights(count, rows, cols);
+    DeviceBuffer<float> d_w(w), d_deq(w.size());
+    DeviceBuffer<int32_t> d_codes(w.size());
+    GpuQParams qp(args, count, rows, cols);
+    DeviceArena arena(observer_cuda_scratch_bytes(args, count, rows, cols) + 4096);
+    observer_qparams_cuda(args, d_w.p, count, rows, cols, nullptr, qp.device(), arena, nullptr);
+    quantizer_quantize_cuda(args, d_w.p, count, rows, cols, qp.device(), d_codes.p, d_deq.p, nullptr, kPeerRtnArith);
+    DSV4_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<int32_t> codes = d_codes.get();
+    const std::vector<float> deq = d_deq.get();
+    for (int b = 0; b < count; ++b) {
+      const std::string what = std::string(preset) + " matrix " + std::to_string(b);
+      const RtnResult r = quantizer_rtn_with(args, qp.host(args, b), w.data() + b * per, kPeerRtnArith);
+      EXPECT_TRUE(std::equal(r.codes.begin(), r.codes.end(), codes.begin() + b * per)) << what << ": codes";
+      expect_bitwise(std::vector<float>(deq.begin() + b * per, deq.begin() + (b + 1) * per), r.dequant, what);
+    }
+  }
+}
+
 TEST(QuantizerCuda, MseRtnMatchesCpu) {
   DSV4_REQUIRE_GPU_OR_SKIP();
   for (const Case& c : cases(true)) run_case(c, false);
