@@ -13,8 +13,9 @@
 // `mlp.experts.down_proj` [E, D, I]. The MTP block has no transformers names: `mtp.S.*` release
 // names only. `.scale` tensors are computed, never read. The constructor checks, before anything
 // is written, that every tensor is found with the logical shape and an accepted dtype (F32/BF16;
-// I64 for tid2eid) and that no source tensor is left unused (a misspelled name would otherwise be
-// a silently missing weight); errors name the directory, the tensor and what was expected.
+// I64 for tid2eid), that none holds NaN or infinity, and that no source tensor is left unused (a
+// misspelled name would otherwise be a silently missing weight); errors name the directory, the
+// tensor and what was expected.
 // Tests: tests/model/test_weights_import.cpp.
 #pragma once
 
