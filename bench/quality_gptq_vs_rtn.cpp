@@ -6,11 +6,14 @@
 // Figures go to docs/QUALITY.md with the exact command.
 //
 //   bench_quality WORK_DIR [--calib-samples 64] [--eval-samples 16] [--seq-len 128]
-//                 [--recipes w4a16_mtp.yaml,w3a16.yaml] [--models tiny,small]
+//                 [--recipes w4a16_mtp.yaml,w3a16.yaml] [--models tiny,small,trained]
 // (for an appmana-dsv4-int GPTQ twin, "rtn" is its data-free recipe: the seed's scale rules)
 //
 // Models: the built-in tiny (hidden 256, 8 experts) and "small" (hidden 512, 16 experts of
-// intermediate 256, 8 heads; still minutes on a CPU).
+// intermediate 256, 8 heads; still minutes on a CPU), both random weights on synthetic chat text;
+// "trained": the trained tiny fixture (tests/fixtures/trained_tiny: tiny's shape with a 4096-token
+// vocabulary, trained on the Python 3.11 documentation), calibrated on its data/calib.jsonl (train
+// text) and evaluated on data/heldout.jsonl (held-out documents).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -46,6 +49,25 @@ model::ModelConfig small_config() {
   c.moe_intermediate_size = 256;
   c.check();
   return c;
+}
+
+// A source checkpoint with its calibration and held-out evaluation sets.
+struct DataPaths {
+  std::string model, calib, eval;
+};
+
+DataPaths synth_model(const std::string& work, const std::string& name) {
+  const std::string src = work + "/" + name;
+  model::synth_checkpoint_write(name == "tiny" ? model::ModelConfig::tiny() : small_config(),
+                                {.out_dir = src, .seed = 11, .calibration_records = 256});
+  // Held-out evaluation text: another seed of the same generator.
+  write_file_atomic(src + "/eval.jsonl", model::synth_calibration_jsonl(64, 12345));
+  return {src, src + "/calib.jsonl", src + "/eval.jsonl"};
+}
+
+DataPaths trained_fixture() {
+  const std::string f = std::string(DSV4_SOURCE_DIR) + "/tests/fixtures/trained_tiny";
+  return {f + "/model", f + "/data/calib.jsonl", f + "/data/heldout.jsonl"};
 }
 
 struct Row {
@@ -84,19 +106,17 @@ int run(int argc, char** argv) {
   make_directories(work);
   set_log_level(0);
   std::vector<Row> rows;
-  for (const auto& [name, config] : {std::pair<std::string, model::ModelConfig>{"tiny", model::ModelConfig::tiny()},
-                                     {"small", small_config()}}) {
-    if (std::find(models.begin(), models.end(), name) == models.end()) continue;
-    const std::string src = work + "/" + name;
-    model::synth_checkpoint_write(config, {.out_dir = src, .seed = 11, .calibration_records = 256});
-    // Held-out evaluation text: another seed of the same generator.
-    write_file_atomic(src + "/eval.jsonl", model::synth_calibration_jsonl(64, 12345));
+  for (const std::string& name : models) {
+    DSV4_CHECK_IN("bench", name == "tiny" || name == "small" || name == "trained",
+                  "unknown model %s (tiny, small, trained)", name.c_str());
+    const DataPaths d = name == "trained" ? trained_fixture() : synth_model(work, name);
+    const std::string& src = d.model;
     for (const std::string& recipe_name : recipes) {
       const char* recipe = recipe_name.c_str();
       for (const char* method : {"gptq", "rtn"}) {
         calib::Recipe r = calib::recipe_load(std::string(DSV4_SOURCE_DIR) + "/recipes/" + recipe);
         const std::string out = work + "/" + name + "_" + recipe + "_" + method;
-        calib::recipe_apply_overrides(r, {.model = src, .dataset = src + "/calib.jsonl", .out = out,
+        calib::recipe_apply_overrides(r, {.model = src, .dataset = d.calib, .out = out,
                                           .num_samples = calib_samples, .seq_len = seq_len});
         if (std::string(method) == "rtn") {
           for (calib::RecipeModifier& m : r.modifiers) m.kind = calib::ModifierKind::kQuantization;
@@ -107,7 +127,7 @@ int run(int argc, char** argv) {
         calib::EvalOptions eo;
         eo.model = out;
         eo.reference = src;
-        eo.dataset.files = {src + "/eval.jsonl"};
+        eo.dataset.files = {d.eval};
         eo.dataset.num_samples = eval_samples;
         eo.dataset.seq_len = seq_len;
         row.eval = calib::eval_run(eo);

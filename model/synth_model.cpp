@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <optional>
 
 #include "common/check.h"
 #include "common/fs.h"
@@ -16,6 +17,7 @@
 #include "model/synth_text.h"
 #include "model/synth_tokenizer.h"
 #include "model/synth_weights.h"
+#include "model/weights_import.h"
 
 namespace dsv4::model {
 namespace {
@@ -135,6 +137,17 @@ SynthSummary synth_checkpoint_write(const ModelConfig& config, const SynthOption
   const auto units = units_of(tensors);
   const SynthSummary plan = synth_plan(config, o);
   check_free_space(o, plan);
+  // Imported weights are checked whole (names, shapes, dtypes, nothing left over) before a write.
+  std::optional<Checkpoint> source;
+  std::optional<WeightsImport> imported;
+  if (!o.weights_dir.empty()) {
+    source.emplace(Checkpoint::open(o.weights_dir));
+    const int stages = inventory_mtp_stages(source->names());
+    DSV4_USER_CHECK("make-model", stages == o.mtp_stages,
+                    "%s: holds %d MTP stage(s) (mtp.S.* tensors); its config.json has num_nextn_predict_layers %d",
+                    o.weights_dir.c_str(), stages, o.mtp_stages);
+    imported.emplace(*source, config, tensors);
+  }
   make_directories(o.out_dir);
 
   CheckpointWriter writer(o.out_dir, specs_of(tensors), o.max_shard_bytes);
@@ -158,9 +171,10 @@ SynthSummary synth_checkpoint_write(const ModelConfig& config, const SynthOption
       const Unit& u = units[u0 + k];
       const ExpectedTensor& t = tensors[u.first];
       if (u.count == 2) {
-        drawn[k] = synth_encoded_linear(config, t, tensors[u.first + 1], o.seed);
+        drawn[k] = imported ? imported->linear(t, tensors[u.first + 1], config.fp8_block)
+                            : synth_encoded_linear(config, t, tensors[u.first + 1], o.seed);
       } else {
-        drawn[k].weight = synth_tensor(config, t, o.seed);
+        drawn[k].weight = imported ? imported->plain(t) : synth_tensor(config, t, o.seed);
       }
     });
     for (size_t k = 0; k < drawn.size(); ++k) {

@@ -1,7 +1,8 @@
 // synth_model.h: writes a synthetic DeepSeek-V4 checkpoint in exactly the release layout
 // (names, dtypes, shapes, FP8/MXFP4 encodings with e8m0 scales, config.json with the release
 // keys, sharded safetensors + index, tokenizer), for tests and benchmarks: the real 160 GB
-// release is not available on our machines, and every code path must work unchanged on it.
+// release is not available on our machines, and every code path must work unchanged on it. With
+// SynthOptions::weights_dir the values are a trained model's instead (weights_import.h).
 //
 //   SynthOptions o{.out_dir = "ckpt", .seed = 0};
 //   SynthSummary s = synth_checkpoint_write(ModelConfig::tiny(), o);   // or synth_plan: no I/O
@@ -31,6 +32,9 @@ struct SynthOptions {
   // calibrated with no other download; 0: none.
   int calibration_records = 64;
   int calibration_sentences = 0;  // per answer; 0: 3 to 8 (synth_text.h)
+  // Directory of a checkpoint of unencoded weights (weights_import.h): the values come from there
+  // instead of the random draw, rounded and encoded as the release does. Empty: random weights.
+  std::string weights_dir;
   // Free bytes to assume on the output filesystem (tests); -1: ask the filesystem.
   int64_t available_bytes = -1;
 };

@@ -1,7 +1,4 @@
-// synth_weights.cpp: draws synthetic tensors and encodes them in the release formats.
-//
-// Scale rule (the spec's "never clips" choice, §5.2-5.3): s = 2^ceil(log2(amax / qmax)) per
-// block, so |w / s| <= qmax and the encoders' saturation never triggers on real data.
+// synth_weights.cpp: draws synthetic tensors; release_encode.h encodes them in the release formats.
 #include "model/synth_weights.h"
 
 #include <algorithm>
@@ -10,8 +7,8 @@
 #include <string>
 
 #include "common/check.h"
-#include "common/codec.h"
 #include "common/rng.h"
+#include "model/release_encode.h"
 
 namespace dsv4::model {
 namespace {
@@ -47,11 +44,6 @@ Distribution distribution_for(const ModelConfig& c, const ExpectedTensor& t) {
   if (n == "embed.weight") return {0.0f, 0.05f};
   // Every other BF16 matrix is a linear weight: N(0, 1/fan_in).
   return {0.0f, 1.0f / std::sqrt(fan_in)};
-}
-
-void put_bf16(SynthBytes& out, size_t i, float v) {
-  const uint16_t b = bf16_encode(v);
-  std::memcpy(out.data() + 2 * i, &b, 2);
 }
 
 SynthBytes synth_tid2eid(const ModelConfig& c, const ExpectedTensor& t, uint64_t seed) {
@@ -103,66 +95,6 @@ class LinearDraw {
   float std_;
 };
 
-void put_scale(SynthBytes& out, DType dtype, size_t index, uint8_t e8m0) {
-  if (dtype == DType::kF8E8M0) {
-    out[index] = static_cast<std::byte>(e8m0);
-  } else {
-    const float v = e8m0_decode(e8m0);
-    std::memcpy(out.data() + index * 4, &v, 4);
-  }
-}
-
-SynthPair synth_fp8_block(const ExpectedTensor& w, const ExpectedTensor& s, int64_t block,
-                          uint64_t seed) {
-  const int64_t rows = w.logical_shape[0], cols = w.logical_shape[1];
-  const int64_t block_cols = (cols + block - 1) / block;
-  SynthPair out{SynthBytes(w.bytes()), SynthBytes(s.bytes())};
-  LinearDraw draw(seed, w.name, rows, cols);
-  std::vector<float> band(static_cast<size_t>(std::min(block, rows) * cols));
-  for (int64_t r0 = 0; r0 < rows; r0 += block) {
-    const int64_t nr = std::min(block, rows - r0);
-    for (int64_t i = 0; i < nr; ++i) draw.next_row(r0 + i, band.data() + i * cols);
-    for (int64_t jb = 0; jb < block_cols; ++jb) {
-      const int64_t j0 = jb * block, j1 = std::min(cols, j0 + block);
-      float amax = 0.0f;
-      for (int64_t i = 0; i < nr; ++i)
-        for (int64_t j = j0; j < j1; ++j) amax = std::max(amax, std::fabs(band[i * cols + j]));
-      const uint8_t sb = e8m0_encode_ceil(amax / kE4m3Max);
-      put_scale(out.scale, s.dtype, static_cast<size_t>((r0 / block) * block_cols + jb), sb);
-      const float inv = 1.0f / e8m0_decode(sb);  // exact: a power of two
-      for (int64_t i = 0; i < nr; ++i)
-        for (int64_t j = j0; j < j1; ++j)
-          out.weight[static_cast<size_t>((r0 + i) * cols + j)] =
-              static_cast<std::byte>(e4m3_encode(band[i * cols + j] * inv));
-    }
-  }
-  return out;
-}
-
-SynthPair synth_mxfp4(const ExpectedTensor& w, const ExpectedTensor& s, uint64_t seed) {
-  const int64_t rows = w.logical_shape[0], cols = w.logical_shape[1];
-  SynthPair out{SynthBytes(w.bytes()), SynthBytes(s.bytes())};
-  LinearDraw draw(seed, w.name, rows, cols);
-  std::vector<float> row(static_cast<size_t>(cols));
-  for (int64_t i = 0; i < rows; ++i) {
-    draw.next_row(i, row.data());
-    for (int64_t g = 0; g < cols / 32; ++g) {
-      float amax = 0.0f;
-      for (int64_t k = 0; k < 32; ++k) amax = std::max(amax, std::fabs(row[g * 32 + k]));
-      const uint8_t sb = e8m0_encode_ceil(amax / kE2m1Max);
-      put_scale(out.scale, s.dtype, static_cast<size_t>(i * (cols / 32) + g), sb);
-      const float inv = 1.0f / e8m0_decode(sb);
-      for (int64_t c = 0; c < 16; ++c) {
-        const uint8_t lo = e2m1_encode(row[g * 32 + 2 * c] * inv);
-        const uint8_t hi = e2m1_encode(row[g * 32 + 2 * c + 1] * inv);
-        out.weight[static_cast<size_t>((i * cols + g * 32) / 2 + c)] =
-            static_cast<std::byte>(lo | (hi << 4));
-      }
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 SynthBytes synth_tensor(const ModelConfig& c, const ExpectedTensor& t, uint64_t seed) {
@@ -173,28 +105,19 @@ SynthBytes synth_tensor(const ModelConfig& c, const ExpectedTensor& t, uint64_t 
                 "no synthetic values for %s of dtype %s", t.name.c_str(),
                 std::string(dtype_name(t.dtype)).c_str());
   const Distribution d = distribution_for(c, t);
-  const size_t n = static_cast<size_t>(numel(t.shape));
-  SynthBytes out(t.bytes());
+  std::vector<float> values(static_cast<size_t>(numel(t.shape)));
   Rng rng(rng_seed_for(seed, t.name));
-  for (size_t i = 0; i < n; ++i) {
+  for (float& v : values) {
     const float z = d.uniform ? static_cast<float>(2.0 * rng.uniform() - 1.0) : rng.normal_approx();
-    const float v = d.mean + d.std * z;
-    if (t.dtype == DType::kBF16) {
-      put_bf16(out, i, v);
-    } else {
-      std::memcpy(out.data() + 4 * i, &v, 4);
-    }
+    v = d.mean + d.std * z;
   }
-  return out;
+  return release_encode_plain(t, values.data());
 }
 
 SynthPair synth_encoded_linear(const ModelConfig& c, const ExpectedTensor& weight,
                                const ExpectedTensor& scale, uint64_t seed) {
-  DSV4_CHECK_IN("synth", scale.encoding == TensorEncoding::kScale,
-                "%s is not the scale of %s", scale.name.c_str(), weight.name.c_str());
-  if (weight.encoding == TensorEncoding::kFp8Block) return synth_fp8_block(weight, scale, c.fp8_block, seed);
-  if (weight.encoding == TensorEncoding::kMxfp4) return synth_mxfp4(weight, scale, seed);
-  DSV4_FAIL("synth", "%s is not an FP8-block or MXFP4 weight", weight.name.c_str());
+  LinearDraw draw(seed, weight.name, weight.logical_shape[0], weight.logical_shape[1]);
+  return release_encode_linear(weight, scale, c.fp8_block, [&](int64_t i, float* row) { draw.next_row(i, row); });
 }
 
 }  // namespace dsv4::model

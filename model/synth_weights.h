@@ -16,15 +16,12 @@
 
 #include "model/config.h"
 #include "model/inventory.h"
+#include "model/release_encode.h"
 
 namespace dsv4::model {
 
-using SynthBytes = std::vector<std::byte>;
-
-struct SynthPair {
-  SynthBytes weight;
-  SynthBytes scale;
-};
+using SynthBytes = EncodedBytes;
+using SynthPair = EncodedLinear;
 
 // A tensor with encoding kPlain.
 SynthBytes synth_tensor(const ModelConfig& config, const ExpectedTensor& tensor, uint64_t seed);

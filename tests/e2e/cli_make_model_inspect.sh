@@ -39,6 +39,14 @@ expect_output "forward bf16" 0 "mode bf16" "$bin" forward --model "$work/tiny" -
 echo '[0, 512]' > "$work/bad_ids.json"
 expect_output "forward rejects out-of-vocab id" 1 "element 1 = 512" "$bin" forward --model "$work/tiny" --ids "$work/bad_ids.json"
 
+# 3c. make-model --weights takes unencoded weights only, and the shape from their config.json
+# (tests/model/test_weights_import.cpp covers the import itself).
+expect_output "--weights refuses encoded weights" 1 "is F8_E4M3; expected F32 or BF16" \
+  "$bin" make-model --weights "$work/tiny" --out "$work/from_fp8"
+[ ! -e "$work/from_fp8" ] && pass "--weights refusal left no directory" || fail "--weights refusal created $work/from_fp8"
+expect_output "--weights with --preset refused" 1 "drop --preset, --layers and --experts" \
+  "$bin" make-model --weights "$work/tiny" --preset tiny --out "$work/from_fp8"
+
 # 4. Damaged checkpoints are rejected with the file or tensor named.
 cp -r "$work/tiny" "$work/truncated"
 shard=$(ls "$work/truncated"/model-*.safetensors | head -n 1)
