@@ -78,8 +78,16 @@ ordered_json modifier_json(const RecipeModifier& m) {
 ordered_json gptq_extras_json(const Recipe& r) {
   for (const RecipeModifier& m : r.modifiers) {
     if (m.kind != ModifierKind::kGptq) continue;
-    return {{"qparams", m.gptq.qparams == quant::QParamsTiming::kLazy ? "lazy" : "upfront"},
-            {"max_damping_escalations", m.gptq.max_damping_escalations}};
+    ordered_json j = {{"qparams", m.gptq.qparams == quant::QParamsTiming::kLazy ? "lazy" : "upfront"},
+                      {"max_damping_escalations", m.gptq.max_damping_escalations}};
+    // Past classic GPTQ (issue 24): written only when set, so a classic recipe's resolved text,
+    // its hash and its artifact's bytes stay as they were.
+    const quant::GptqOptions classic;
+    if (m.gptq.scale_search != classic.scale_search) j["scale_search"] = quant::scale_search_name(m.gptq.scale_search);
+    if (m.gptq.refine_passes != classic.refine_passes) j["refine_passes"] = m.gptq.refine_passes;
+    if (m.gptq.asymmetric != classic.asymmetric) j["asymmetric"] = m.gptq.asymmetric;
+    if (m.gptq.asymmetric_alpha != classic.asymmetric_alpha) j["asymmetric_alpha"] = m.gptq.asymmetric_alpha;
+    return j;
   }
   return nullptr;
 }

@@ -119,7 +119,13 @@ void parse_config_groups(YamlReader& m, RecipeModifier* out) {
 struct GptqExtras {
   std::optional<quant::QParamsTiming> qparams;
   std::optional<int> max_damping_escalations;
+  // Past classic GPTQ (issue 24): read from calibration.gptq only (never written before it).
+  std::optional<quant::ScaleSearch> scale_search;
+  std::optional<int> refine_passes;
+  std::optional<bool> asymmetric;
+  std::optional<float> asymmetric_alpha;
   std::string where;  // "calibration.gptq" when read there
+  bool any_beyond_classic() const { return scale_search || refine_passes || asymmetric || asymmetric_alpha; }
 };
 
 GptqExtras parse_gptq_extras(YamlReader& r) {
@@ -133,6 +139,18 @@ GptqExtras parse_gptq_extras(YamlReader& r) {
   return e;
 }
 
+// The options past classic GPTQ, in calibration.gptq only.
+void parse_gptq_beyond_classic(YamlReader& r, GptqExtras* e) {
+  if (r.has("scale_search")) {
+    e->scale_search = r.get_enum("scale_search", "observer", {"observer", "hessian"}) == "hessian"
+                          ? quant::ScaleSearch::kHessian
+                          : quant::ScaleSearch::kObserver;
+  }
+  if (r.has("refine_passes")) e->refine_passes = static_cast<int>(r.get_int("refine_passes", 0));
+  if (r.has("asymmetric")) e->asymmetric = r.get_bool("asymmetric", false);
+  if (r.has("asymmetric_alpha")) e->asymmetric_alpha = static_cast<float>(r.get_double("asymmetric_alpha", 0.25));
+}
+
 void apply_gptq_extras(YamlReader& m, const GptqExtras& section, quant::GptqOptions* o) {
   const GptqExtras own = parse_gptq_extras(m);
   for (const char* key : {"qparams", "max_damping_escalations"}) {
@@ -144,6 +162,10 @@ void apply_gptq_extras(YamlReader& m, const GptqExtras& section, quant::GptqOpti
   if (const auto n = own.max_damping_escalations ? own.max_damping_escalations : section.max_damping_escalations) {
     o->max_damping_escalations = *n;
   }
+  if (section.scale_search) o->scale_search = *section.scale_search;
+  if (section.refine_passes) o->refine_passes = *section.refine_passes;
+  if (section.asymmetric) o->asymmetric = *section.asymmetric;
+  if (section.asymmetric_alpha) o->asymmetric_alpha = *section.asymmetric_alpha;
 }
 
 RecipeModifier parse_modifier(YamlReader& m, ModifierKind kind, const GptqExtras& extras) {
@@ -296,8 +318,17 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
   r.calibration.batch_tokens = cal.get_int("batch_tokens", r.calibration.batch_tokens);
   if (r.calibration.batch_tokens <= 0) cal.fail("batch_tokens", "expected a positive token count");
   YamlReader gptq = cal.child("gptq");
-  const GptqExtras extras = parse_gptq_extras(gptq);
-  gptq.finish({"qparams", "max_damping_escalations"});
+  GptqExtras extras = parse_gptq_extras(gptq);
+  parse_gptq_beyond_classic(gptq, &extras);
+  gptq.finish({"qparams", "max_damping_escalations", "scale_search", "refine_passes", "asymmetric", "asymmetric_alpha"});
+  if (extras.asymmetric.value_or(false)) {
+    // GPTAQ pairs each tap's full-precision rows with the quantized path's, token for token.
+    if (!r.calibration.propagate_error) {
+      gptq.fail("asymmetric", "needs calibration.propagate_error: true (without it both inputs are the full-precision one)");
+    }
+    if (!r.calibration.all_experts) gptq.fail("asymmetric", "needs calibration.all_experts: true (the two paths route tokens differently)");
+    if (r.calibration.w2_input != W2Input::kUnweighted) gptq.fail("asymmetric", "needs calibration.w2_input: unweighted");
+  }
   cal.finish({"all_experts", "propagate_error", "w2_input", "hessian_sums", "batch_tokens", "gptq"});
   YamlReader out = top.child("output");
   r.output.dir = out.get_string("dir", "");
@@ -334,7 +365,7 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
   }
   const bool has_gptq = std::any_of(r.modifiers.begin(), r.modifiers.end(),
                                     [](const RecipeModifier& m) { return m.kind == ModifierKind::kGptq; });
-  if (!has_gptq && (extras.qparams || extras.max_damping_escalations)) {
+  if (!has_gptq && (extras.qparams || extras.max_damping_escalations || extras.any_beyond_classic())) {
     top.fail("calibration.gptq", "the recipe has no GPTQModifier for these options");
   }
   if (r.modifiers.empty()) top.fail("", "no quantization stage: expected e.g. quant_stage.quant_modifiers.GPTQModifier");
