@@ -119,13 +119,11 @@ void parse_config_groups(YamlReader& m, RecipeModifier* out) {
 struct GptqExtras {
   std::optional<quant::QParamsTiming> qparams;
   std::optional<int> max_damping_escalations;
-  // Past classic GPTQ (issue 24): read from calibration.gptq only (never written before it).
+  // Past classic GPTQ (issue 24): read from calibration.gptq only, as GPTQModifier has no such keys.
   std::optional<quant::ScaleSearch> scale_search;
   std::optional<int> refine_passes;
-  std::optional<bool> asymmetric;
-  std::optional<float> asymmetric_alpha;
   std::string where;  // "calibration.gptq" when read there
-  bool any_beyond_classic() const { return scale_search || refine_passes || asymmetric || asymmetric_alpha; }
+  bool any_beyond_classic() const { return scale_search || refine_passes; }
 };
 
 GptqExtras parse_gptq_extras(YamlReader& r) {
@@ -139,16 +137,32 @@ GptqExtras parse_gptq_extras(YamlReader& r) {
   return e;
 }
 
-// The options past classic GPTQ, in calibration.gptq only.
+// The options past classic GPTQ (issue 24), in calibration.gptq only; docs/USAGE.md lists them.
+constexpr int kMaxRefinePasses = 64;  // each pass costs about one more GPTQ sweep (gptq_refine.h)
+
 void parse_gptq_beyond_classic(YamlReader& r, GptqExtras* e) {
   if (r.has("scale_search")) {
     e->scale_search = r.get_enum("scale_search", "observer", {"observer", "hessian"}) == "hessian"
                           ? quant::ScaleSearch::kHessian
                           : quant::ScaleSearch::kObserver;
   }
-  if (r.has("refine_passes")) e->refine_passes = static_cast<int>(r.get_int("refine_passes", 0));
-  if (r.has("asymmetric")) e->asymmetric = r.get_bool("asymmetric", false);
-  if (r.has("asymmetric_alpha")) e->asymmetric_alpha = static_cast<float>(r.get_double("asymmetric_alpha", 0.25));
+  if (r.has("refine_passes")) {
+    const int64_t n = r.get_int("refine_passes", 0);
+    if (n < 0 || n > kMaxRefinePasses) {
+      r.fail("refine_passes", "expected a pass count from 0 to " + std::to_string(kMaxRefinePasses) + ", got " +
+                                  std::to_string(n));
+    }
+    e->refine_passes = static_cast<int>(n);
+  }
+  // GPTAQ (quant/gptaq.h) needs ΔX·Xᵀ, the full-precision model's input to each linear paired token
+  // for token with the quantized path's, summed beside H. The pipeline runs only the quantized
+  // path's stream, so it cannot supply it: refused rather than silently solved as classic GPTQ.
+  if (r.has("asymmetric") && r.get_bool("asymmetric", false)) {
+    r.fail("asymmetric",
+           "GPTAQ (asymmetric calibration) is not available in the pipeline yet: it needs the full-precision "
+           "model's input to every linear beside the quantized one (ΔX·Xᵀ), which calibration does not collect "
+           "(issue 24); only false is accepted");
+  }
 }
 
 void apply_gptq_extras(YamlReader& m, const GptqExtras& section, quant::GptqOptions* o) {
@@ -164,8 +178,6 @@ void apply_gptq_extras(YamlReader& m, const GptqExtras& section, quant::GptqOpti
   }
   if (section.scale_search) o->scale_search = *section.scale_search;
   if (section.refine_passes) o->refine_passes = *section.refine_passes;
-  if (section.asymmetric) o->asymmetric = *section.asymmetric;
-  if (section.asymmetric_alpha) o->asymmetric_alpha = *section.asymmetric_alpha;
 }
 
 RecipeModifier parse_modifier(YamlReader& m, ModifierKind kind, const GptqExtras& extras) {
@@ -320,15 +332,7 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
   YamlReader gptq = cal.child("gptq");
   GptqExtras extras = parse_gptq_extras(gptq);
   parse_gptq_beyond_classic(gptq, &extras);
-  gptq.finish({"qparams", "max_damping_escalations", "scale_search", "refine_passes", "asymmetric", "asymmetric_alpha"});
-  if (extras.asymmetric.value_or(false)) {
-    // GPTAQ pairs each tap's full-precision rows with the quantized path's, token for token.
-    if (!r.calibration.propagate_error) {
-      gptq.fail("asymmetric", "needs calibration.propagate_error: true (without it both inputs are the full-precision one)");
-    }
-    if (!r.calibration.all_experts) gptq.fail("asymmetric", "needs calibration.all_experts: true (the two paths route tokens differently)");
-    if (r.calibration.w2_input != W2Input::kUnweighted) gptq.fail("asymmetric", "needs calibration.w2_input: unweighted");
-  }
+  gptq.finish({"qparams", "max_damping_escalations", "scale_search", "refine_passes", "asymmetric"});
   cal.finish({"all_experts", "propagate_error", "w2_input", "hessian_sums", "batch_tokens", "gptq"});
   YamlReader out = top.child("output");
   r.output.dir = out.get_string("dir", "");

@@ -10,12 +10,21 @@
 //   P = α · triu₁(C Uᵀ) · U                      (strictly upper triangular)
 //   after quantizing column j:  W[:, j+1:] −= e_j · U[j, j+1:] − w_j · P[j, j+1:]
 // where e_j = (w_j − q_j)/U[j, j] as in GPTQ and w_j is column j as the sweep found it (before
-// rounding). The authors' code multiplies the block's rounded columns into the later blocks'
-// residual instead of these w_j; here every block uses w_j, so the result does not depend on
-// block_size (tests/quant/test_gptaq.cpp checks it), and C = 0 (X̃ = X) is classic GPTQ bit for
+// rounding). Row j of P (α = 1) is the least-squares fit of column j's input drift onto the later
+// columns' inputs, Δx_j X_{>j}ᵀ (X_{>j} X_{>j}ᵀ)⁻¹: the change of the later weights that best
+// cancels w_j·Δx_j once columns up to j are fixed. The authors' code multiplies the block's
+// rounded columns into the later blocks' residual instead of these w_j; here every block uses w_j,
+// so the result does not depend on block_size (tests/quant/test_gptaq.cpp checks it), and C = 0 (X̃ = X) is classic GPTQ bit for
 // bit. α = 0.25 is the authors' and GPTQModel's default ("due to collection of dXXT and H").
 //
 //   GptqResult r = gptq_solve_asymmetric(args, w, rows, cols, h, dxxt, opts);   // gptq.h
+//
+// Not in the pipeline yet: recipes refuse calibration.gptq.asymmetric: true (recipe_parse.cpp).
+// The pipeline runs one stream of HC states, the quantized path's (propagate_error), so it has
+// no X̃. Supplying C needs a second stream advanced through each unquantized block beside it, the
+// taps of both passes paired row for row (the same tokens reach every expert only in all-experts
+// mode; w2's rows with the same routing convention), C summed beside H with H's normalization and
+// reduced to the module's owner with it, and the second stream in the activation snapshots.
 //
 // Tests: tests/quant/test_gptaq.cpp.
 #pragma once

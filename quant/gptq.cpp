@@ -101,6 +101,9 @@ GptqResult gptq_solve_asymmetric(const QuantArgs& args, const float* w, int64_t 
   args.check();
   quant_args_check_shape(args, rows, cols);
   opts.check();
+  // Without ΔX·Xᵀ the sweep would be classic GPTQ while the options say GPTAQ.
+  DSV4_CHECK_IN("gptq", !opts.asymmetric || dxxt, "asymmetric (GPTAQ) options without ΔX·Xᵀ (%lld columns)",
+                static_cast<long long>(cols));
   DSV4_CHECK_IN("gptq", w != nullptr && h != nullptr, "null weight or Hessian");
   const bool grouped = is_grouped(args);
   ActOrder order = opts.actorder;

@@ -1,7 +1,9 @@
 // test_gptaq.cpp: GPTAQ (quant/gptaq.h, gptq_solve_asymmetric). With X̃ = X (ΔX Xᵀ = 0) it is
 // classic GPTQ bit for bit; it matches a direct, unblocked double-precision reference of the
 // paper's update; its result does not depend on block_size; and on inputs whose full-precision
-// version differs from the quantized path's it lowers ‖W X̃ − Q X‖² against classic GPTQ.
+// version differs from the quantized path's it lowers ‖W X̃ − Q X‖² against classic GPTQ. Its
+// residual P has a closed form that owes nothing to Cholesky factors: row j is the least-squares
+// fit of column j's input drift onto the later columns' inputs.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "quant/cholesky.h"
+#include "quant/gptaq.h"
 #include "quant/gptq.h"
 #include "quant/hessian.h"
 #include "quant/observer.h"
@@ -131,6 +134,77 @@ double code_agreement(const std::vector<int32_t>& a, const std::vector<int32_t>&
   size_t same = 0;
   for (size_t i = 0; i < a.size(); ++i) same += a[i] == b[i];
   return static_cast<double>(same) / static_cast<double>(a.size());
+}
+
+// Solves a·x = b (n×n, row-major) by Gaussian elimination with partial pivoting, in double.
+std::vector<double> solve_dense(std::vector<double> a, std::vector<double> b) {
+  const size_t n = b.size();
+  for (size_t c = 0; c < n; ++c) {
+    size_t piv = c;
+    for (size_t i = c + 1; i < n; ++i) piv = std::fabs(a[i * n + c]) > std::fabs(a[piv * n + c]) ? i : piv;
+    for (size_t k = 0; k < n; ++k) std::swap(a[c * n + k], a[piv * n + k]);
+    std::swap(b[c], b[piv]);
+    for (size_t i = c + 1; i < n; ++i) {
+      const double f = a[i * n + c] / a[c * n + c];
+      for (size_t k = c; k < n; ++k) a[i * n + k] -= f * a[c * n + k];
+      b[i] -= f * b[c];
+    }
+  }
+  std::vector<double> x(n);
+  for (size_t i = n; i-- > 0;) {
+    double s = b[i];
+    for (size_t k = i + 1; k < n; ++k) s -= a[i * n + k] * x[k];
+    x[i] = s / a[i * n + i];
+  }
+  return x;
+}
+
+// With α = 1, P[j][j+1:] = Δx_j X_{>j}ᵀ (X_{>j} X_{>j}ᵀ)⁻¹ (Δx_j: row j of ΔX [cols, tokens],
+// X_{>j}: rows after j): the change of the later weights that best cancels w_j·Δx_j given the
+// columns up to j fixed, which is what the sweep adds after column j. A brute-force least-squares
+// solve per row against gptaq_residual from H's U factor.
+TEST(GptaqTest, ResidualIsTheLeastSquaresFitOfEachColumnsDrift) {
+  const int64_t n = 7, tokens = 40;
+  const std::vector<float> xf = randn(n * tokens, 21, 1.0f), dxf = randn(n * tokens, 22, 0.1f);
+  std::vector<double> h(static_cast<size_t>(n * n), 0.0), u;
+  std::vector<float> c(static_cast<size_t>(n * n), 0.0f);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double hs = 0.0, cs = 0.0;
+      for (int64_t t = 0; t < tokens; ++t) {
+        hs += static_cast<double>(xf[i * tokens + t]) * xf[j * tokens + t];
+        cs += static_cast<double>(dxf[i * tokens + t]) * xf[j * tokens + t];
+      }
+      h[i * n + j] = hs;
+      c[i * n + j] = static_cast<float>(cs);
+    }
+  }
+  ASSERT_TRUE(cholesky_upper_of_inverse_reference(h, n, &u));
+  const std::vector<float> uf(u.begin(), u.end());
+  std::vector<int32_t> perm(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) perm[j] = static_cast<int32_t>(j);
+  const std::vector<float> p = gptaq_residual(c.data(), n, perm, {}, uf.data(), 1.0f);
+  double worst = 0.0, largest = 0.0;
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t k = 0; k <= j; ++k) EXPECT_EQ(p[j * n + k], 0.0f) << "P not strictly upper at " << j << "," << k;
+    if (j == n - 1) break;
+    const int64_t m = n - 1 - j;  // later columns j+1..n-1
+    std::vector<double> gram(static_cast<size_t>(m * m)), rhs(static_cast<size_t>(m));
+    for (int64_t a = 0; a < m; ++a) {
+      for (int64_t b = 0; b < m; ++b) gram[a * m + b] = h[(j + 1 + a) * n + (j + 1 + b)];
+      rhs[a] = c[j * n + (j + 1 + a)];
+    }
+    const std::vector<double> fit = solve_dense(gram, rhs);
+    for (int64_t a = 0; a < m; ++a) {
+      worst = std::max(worst, std::fabs(p[j * n + j + 1 + a] - fit[a]));
+      largest = std::max(largest, std::fabs(fit[a]));
+    }
+  }
+  std::printf("[ gptaq ] P vs least squares (%lld columns, %lld tokens): max |diff| %.3g, max |P| %.3g\n",
+              static_cast<long long>(n), static_cast<long long>(tokens), worst, largest);
+  ASSERT_GT(largest, 1e-3);  // the drift is not negligible, so the comparison is not vacuous
+  // fp32 inputs (C, U) and output, n = 7: a few ulps of the largest entry.
+  EXPECT_LE(worst, 1e-5 * largest + 1e-7);
 }
 
 TEST(GptaqTest, ZeroCrossTermIsClassicGptqBitForBit) {

@@ -99,6 +99,13 @@ TEST(GptqRefineTest, BadArgumentsThrow) {
   opts = GptqOptions{};
   opts.asymmetric_alpha = -0.5f;
   EXPECT_THROW(opts.check(), Error);
+  // GPTAQ asked for without its cross term is an error, not a silent classic GPTQ.
+  opts = GptqOptions{};
+  opts.asymmetric = true;
+  const QuantArgs args = quant_args_preset("W4A16");
+  const std::vector<float> w = randn(4 * 128, 3, 0.05f);
+  const std::vector<float> h = correlated_h(256, 128, 4);
+  EXPECT_THROW(gptq_solve(args, w.data(), 4, 128, h.data(), opts), Error);
 }
 
 TEST(GptqRefineTest, NewOptionsSolveOnTheCpu) {
