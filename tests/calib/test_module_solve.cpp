@@ -93,7 +93,8 @@ TEST(ModuleSolve, EncodedTensorsDecodeToTheDequantForEveryShippedRecipe) {
 // The rounding options past classic GPTQ (issue 24) go from the recipe's calibration.gptq through
 // the plan into the solve: on an expert of w4a16_mtp with a correlated Hessian, refine_passes
 // lowers the Hessian-weighted error of classic GPTQ, scale_search: hessian changes the scales, and
-// the defaults written out solve bit for bit as the shipped recipe.
+// the defaults written out solve bit for bit as the shipped recipe; only classic GPTQ is eligible
+// for the CUDA executor's GPU sweep (the options solve on the host there).
 TEST(ModuleSolve, RoundingOptionsReachTheSolver) {
   const model::ModelConfig c = model::ModelConfig::tiny();
   const std::string dir = dsv4::testing::scratch_path("tiny");
@@ -104,7 +105,7 @@ TEST(ModuleSolve, RoundingOptionsReachTheSolver) {
   text << f.rdbuf();
   const std::string shipped = text.str();
   ASSERT_NE(shipped.find("\ncalibration:\n"), std::string::npos);
-  const auto solve_with = [&](const std::string& gptq_keys) {
+  const auto solve_with = [&](const std::string& gptq_keys, bool gpu_sweep) {
     std::string y = shipped;
     if (!gptq_keys.empty()) y.replace(y.find("\ncalibration:\n"), 14, "\ncalibration:\n  gptq: {" + gptq_keys + "}\n");
     const Recipe r = recipe_parse(y, "w4a16_mtp.yaml");
@@ -115,15 +116,17 @@ TEST(ModuleSolve, RoundingOptionsReachTheSolver) {
       ModuleSolveInput in{&m, nullptr, {&h}, 0.0f, 3.5f};
       const std::vector<float> weight = model::linear_load(src, c, m.names.release, m.rows, m.cols).w;
       in.weight = weight.data();
+      // The CUDA executor's GPU sweep takes classic GPTQ only; these options solve on the host.
+      EXPECT_EQ(module_solve_gpu_eligible(in), gpu_sweep) << gptq_keys;
       return std::make_pair(module_solve(in, src), m.scheme->gptq);
     }
     ADD_FAILURE() << "layers.0.ffn.experts.0.w1 not planned";
     return std::make_pair(SolvedModule{}, quant::GptqOptions{});
   };
-  const auto [classic, classic_opts] = solve_with("");
-  const auto [defaults, defaults_opts] = solve_with("scale_search: observer, refine_passes: 0");
-  const auto [refined, refined_opts] = solve_with("refine_passes: 2");
-  const auto [hessian, hessian_opts] = solve_with("scale_search: hessian");
+  const auto [classic, classic_opts] = solve_with("", true);
+  const auto [defaults, defaults_opts] = solve_with("scale_search: observer, refine_passes: 0", true);
+  const auto [refined, refined_opts] = solve_with("refine_passes: 2", false);
+  const auto [hessian, hessian_opts] = solve_with("scale_search: hessian", false);
   EXPECT_EQ(refined_opts.refine_passes, 2);
   EXPECT_EQ(hessian_opts.scale_search, quant::ScaleSearch::kHessian);
   ASSERT_EQ(classic.method, SolveMethod::kGptq);
