@@ -78,10 +78,30 @@ ordered_json modifier_json(const RecipeModifier& m) {
 ordered_json gptq_extras_json(const Recipe& r) {
   for (const RecipeModifier& m : r.modifiers) {
     if (m.kind != ModifierKind::kGptq) continue;
-    return {{"qparams", m.gptq.qparams == quant::QParamsTiming::kLazy ? "lazy" : "upfront"},
-            {"max_damping_escalations", m.gptq.max_damping_escalations}};
+    ordered_json j = {{"qparams", m.gptq.qparams == quant::QParamsTiming::kLazy ? "lazy" : "upfront"},
+                      {"max_damping_escalations", m.gptq.max_damping_escalations}};
+    // Past classic GPTQ (issue 24): written only when set, so a classic recipe's resolved text,
+    // its hash and its artifact's bytes stay as they were.
+    const quant::GptqOptions classic;
+    if (m.gptq.scale_search != classic.scale_search) j["scale_search"] = quant::scale_search_name(m.gptq.scale_search);
+    if (m.gptq.refine_passes != classic.refine_passes) j["refine_passes"] = m.gptq.refine_passes;
+    return j;
   }
   return nullptr;
+}
+
+// The header a resolved recipe with options past classic GPTQ starts with: llm-compressor never
+// reads calibration.gptq, so the same stage loaded there runs classic GPTQ. Empty for a classic
+// recipe (its resolved text, and hash, unchanged).
+std::string beyond_classic_note(const Recipe& r) {
+  const quant::GptqOptions classic;
+  for (const RecipeModifier& m : r.modifiers) {
+    if (m.kind != ModifierKind::kGptq) continue;
+    if (m.gptq.scale_search == classic.scale_search && m.gptq.refine_passes == classic.refine_passes) return {};
+    return "# calibration.gptq.scale_search and refine_passes are dsv4-calib's own rounding options (issue 24).\n"
+           "# llm-compressor's GPTQModifier has no equivalent: it loads this stage and runs classic GPTQ.\n";
+  }
+  return {};
 }
 
 }  // namespace
@@ -123,7 +143,7 @@ std::string recipe_to_yaml(const Recipe& r) {
   j[r.stage.empty() ? "quant_stage" : r.stage] = {{"quant_modifiers", mods}};
   YAML::Emitter e;
   emit_json(e, j);
-  return std::string(e.c_str()) + "\n";
+  return beyond_classic_note(r) + std::string(e.c_str()) + "\n";
 }
 
 }  // namespace dsv4::calib

@@ -119,7 +119,11 @@ void parse_config_groups(YamlReader& m, RecipeModifier* out) {
 struct GptqExtras {
   std::optional<quant::QParamsTiming> qparams;
   std::optional<int> max_damping_escalations;
+  // Past classic GPTQ (issue 24): read from calibration.gptq only, as GPTQModifier has no such keys.
+  std::optional<quant::ScaleSearch> scale_search;
+  std::optional<int> refine_passes;
   std::string where;  // "calibration.gptq" when read there
+  bool any_beyond_classic() const { return scale_search || refine_passes; }
 };
 
 GptqExtras parse_gptq_extras(YamlReader& r) {
@@ -133,6 +137,34 @@ GptqExtras parse_gptq_extras(YamlReader& r) {
   return e;
 }
 
+// The options past classic GPTQ (issue 24), in calibration.gptq only; docs/USAGE.md lists them.
+constexpr int kMaxRefinePasses = 64;  // each pass costs about one more GPTQ sweep (gptq_refine.h)
+
+void parse_gptq_beyond_classic(YamlReader& r, GptqExtras* e) {
+  if (r.has("scale_search")) {
+    e->scale_search = r.get_enum("scale_search", "observer", {"observer", "hessian"}) == "hessian"
+                          ? quant::ScaleSearch::kHessian
+                          : quant::ScaleSearch::kObserver;
+  }
+  if (r.has("refine_passes")) {
+    const int64_t n = r.get_int("refine_passes", 0);
+    if (n < 0 || n > kMaxRefinePasses) {
+      r.fail("refine_passes", "expected a pass count from 0 to " + std::to_string(kMaxRefinePasses) + ", got " +
+                                  std::to_string(n));
+    }
+    e->refine_passes = static_cast<int>(n);
+  }
+  // GPTAQ (quant/gptaq.h) needs ΔX·Xᵀ, the full-precision model's input to each linear paired token
+  // for token with the quantized path's, summed beside H. The pipeline runs only the quantized
+  // path's stream, so it cannot supply it: refused rather than silently solved as classic GPTQ.
+  if (r.has("asymmetric") && r.get_bool("asymmetric", false)) {
+    r.fail("asymmetric",
+           "GPTAQ (asymmetric calibration) is not available in the pipeline yet: it needs the full-precision "
+           "model's input to every linear beside the quantized one (ΔX·Xᵀ), which calibration does not collect "
+           "(issue 24); only false is accepted");
+  }
+}
+
 void apply_gptq_extras(YamlReader& m, const GptqExtras& section, quant::GptqOptions* o) {
   const GptqExtras own = parse_gptq_extras(m);
   for (const char* key : {"qparams", "max_damping_escalations"}) {
@@ -144,6 +176,8 @@ void apply_gptq_extras(YamlReader& m, const GptqExtras& section, quant::GptqOpti
   if (const auto n = own.max_damping_escalations ? own.max_damping_escalations : section.max_damping_escalations) {
     o->max_damping_escalations = *n;
   }
+  if (section.scale_search) o->scale_search = *section.scale_search;
+  if (section.refine_passes) o->refine_passes = *section.refine_passes;
 }
 
 RecipeModifier parse_modifier(YamlReader& m, ModifierKind kind, const GptqExtras& extras) {
@@ -296,8 +330,9 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
   r.calibration.batch_tokens = cal.get_int("batch_tokens", r.calibration.batch_tokens);
   if (r.calibration.batch_tokens <= 0) cal.fail("batch_tokens", "expected a positive token count");
   YamlReader gptq = cal.child("gptq");
-  const GptqExtras extras = parse_gptq_extras(gptq);
-  gptq.finish({"qparams", "max_damping_escalations"});
+  GptqExtras extras = parse_gptq_extras(gptq);
+  parse_gptq_beyond_classic(gptq, &extras);
+  gptq.finish({"qparams", "max_damping_escalations", "scale_search", "refine_passes", "asymmetric"});
   cal.finish({"all_experts", "propagate_error", "w2_input", "hessian_sums", "batch_tokens", "gptq"});
   YamlReader out = top.child("output");
   r.output.dir = out.get_string("dir", "");
@@ -334,7 +369,7 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
   }
   const bool has_gptq = std::any_of(r.modifiers.begin(), r.modifiers.end(),
                                     [](const RecipeModifier& m) { return m.kind == ModifierKind::kGptq; });
-  if (!has_gptq && (extras.qparams || extras.max_damping_escalations)) {
+  if (!has_gptq && (extras.qparams || extras.max_damping_escalations || extras.any_beyond_classic())) {
     top.fail("calibration.gptq", "the recipe has no GPTQModifier for these options");
   }
   if (r.modifiers.empty()) top.fail("", "no quantization stage: expected e.g. quant_stage.quant_modifiers.GPTQModifier");

@@ -11,7 +11,9 @@
 #include <ostream>
 
 #include "common/check.h"
+#include "quant/gptaq.h"
 #include "quant/gptq_prepare.h"
+#include "quant/gptq_refine.h"
 #include "quant/hessian.h"
 #include "quant/observer.h"
 
@@ -22,7 +24,21 @@ bool is_grouped(const QuantArgs& args) {
   return args.strategy == Strategy::kGroup || args.strategy == Strategy::kTensorGroup;
 }
 
+// Qparams of m [rows, ncols]: the weight's observer, or the Hessian-weighted grid with diag_h
+// [ncols], the diagonal of H in m's column order.
+QParams gptq_qparams(const QuantArgs& args, const GptqOptions& opts, const float* m, int64_t rows, int64_t ncols,
+                     const float* diag_h, float amax_tensor = 0.0f) {
+  if (opts.scale_search == ScaleSearch::kHessian) {
+    return observer_qparams_weighted(args, m, rows, ncols, diag_h, amax_tensor);
+  }
+  return observer_qparams(args, m, rows, ncols, amax_tensor);
+}
+
 }  // namespace
+
+std::string_view scale_search_name(ScaleSearch s) {
+  return s == ScaleSearch::kHessian ? "hessian" : "observer";
+}
 
 std::string_view actorder_name(ActOrder a) {
   switch (a) {
@@ -54,6 +70,10 @@ ArgsProblem GptqOptions::problem() const {
   if (!(damping_escalation_factor > 1.0f)) {
     return {"damping_escalation_factor", strfmt("%g", damping_escalation_factor), "expected > 1"};
   }
+  if (refine_passes < 0) return {"refine_passes", std::to_string(refine_passes), "expected >= 0"};
+  if (!(std::isfinite(asymmetric_alpha) && asymmetric_alpha >= 0.0f)) {
+    return {"asymmetric_alpha", strfmt("%g", asymmetric_alpha), "expected a finite number >= 0"};
+  }
   return {};
 }
 
@@ -66,14 +86,24 @@ std::ostream& operator<<(std::ostream& os, const GptqOptions& o) {
             << ", actorder=" << actorder_name(o.actorder)
             << ", qparams=" << (o.qparams == QParamsTiming::kLazy ? "lazy" : "upfront")
             << ", max_damping_escalations=" << o.max_damping_escalations
-            << ", damping_escalation_factor=" << o.damping_escalation_factor << "}";
+            << ", damping_escalation_factor=" << o.damping_escalation_factor
+            << ", scale_search=" << scale_search_name(o.scale_search) << ", refine_passes=" << o.refine_passes
+            << ", asymmetric=" << (o.asymmetric ? "true" : "false") << ", asymmetric_alpha=" << o.asymmetric_alpha << "}";
 }
 
 GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64_t cols,
                       const float* h, const GptqOptions& opts) {
+  return gptq_solve_asymmetric(args, w, rows, cols, h, nullptr, opts);
+}
+
+GptqResult gptq_solve_asymmetric(const QuantArgs& args, const float* w, int64_t rows, int64_t cols,
+                                 const float* h, const float* dxxt, const GptqOptions& opts) {
   args.check();
   quant_args_check_shape(args, rows, cols);
   opts.check();
+  // Without ΔX·Xᵀ the sweep would be classic GPTQ while the options say GPTAQ.
+  DSV4_CHECK_IN("gptq", !opts.asymmetric || dxxt, "asymmetric (GPTAQ) options without ΔX·Xᵀ (%lld columns)",
+                static_cast<long long>(cols));
   DSV4_CHECK_IN("gptq", w != nullptr && h != nullptr, "null weight or Hessian");
   const bool grouped = is_grouped(args);
   ActOrder order = opts.actorder;
@@ -104,12 +134,22 @@ GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < cols; ++j) wp[r * cols + j] = w[r * cols + perm[j]];
   }
+  // GPTAQ's residual P (gptaq.h); none on the RTN fallbacks, whose U is not H's.
+  const std::vector<float> p = dxxt && !identity_u
+                                   ? gptaq_residual(dxxt, cols, perm, prep.dead, u.data(), opts.asymmetric_alpha)
+                                   : std::vector<float>{};
+  const bool asym = !p.empty();
+  std::vector<float> diag_h(static_cast<size_t>(cols)), diag_hp(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) {
+    diag_h[static_cast<size_t>(j)] = h[j * cols + j];
+    diag_hp[static_cast<size_t>(j)] = h[static_cast<int64_t>(perm[j]) * cols + perm[j]];
+  }
 
   // Qparams (§1.3, §1.7): from the original W in its own order (none/static), or from the
   // permuted W (group), dead columns included. Lazy mode overwrites each group's column at its
   // first column below; this upfront pass provides the grid and the tensor_group global scale.
-  res.qparams = order == ActOrder::kGroup ? observer_qparams(args, wp.data(), rows, cols)
-                                          : observer_qparams(args, w, rows, cols);
+  res.qparams = order == ActOrder::kGroup ? gptq_qparams(args, opts, wp.data(), rows, cols, diag_hp.data())
+                                          : gptq_qparams(args, opts, w, rows, cols, diag_h.data());
   QParams& qp = res.qparams;
   float amax_tensor = 0.0f;
   for (size_t i = 0; i < nw; ++i) amax_tensor = std::max(amax_tensor, std::fabs(w[i]));
@@ -129,6 +169,7 @@ GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64
   const int64_t bs = opts.block_size;
   const int64_t gs = args.group_size;
   std::vector<float> w1(static_cast<size_t>(rows * bs)), err1(static_cast<size_t>(rows * bs));
+  std::vector<float> wpre(asym ? static_cast<size_t>(rows * bs) : 0);  // GPTAQ: columns before rounding
   std::vector<float> col(static_cast<size_t>(rows)), deq(static_cast<size_t>(rows));
   std::vector<int32_t> code(static_cast<size_t>(rows));
   std::vector<int32_t> codes_p(nw);
@@ -150,7 +191,7 @@ GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t c = 0; c < gs; ++c) group_w[r * gs + c] = wp[r * cols + j + c];
         }
-        const QParams g = observer_qparams(args, group_w.data(), rows, gs, amax_tensor);
+        const QParams g = gptq_qparams(args, opts, group_w.data(), rows, gs, &diag_hp[static_cast<size_t>(j)], amax_tensor);
         const int64_t gcol = j / gs;
         for (int64_t r = 0; r < rows; ++r) {
           const size_t dst = static_cast<size_t>(r * qp.scale_cols + gcol);
@@ -172,7 +213,14 @@ GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64
         const float e = diff / d;
         err1[r * bs + k] = e;
         float* w1r = &w1[static_cast<size_t>(r * bs)];
-        for (int64_t kk = k; kk < nb; ++kk) w1r[kk] -= e * uj[i1 + kk];
+        if (asym) {
+          const float wv = col[r];
+          const float* pj = &p[static_cast<size_t>(j * cols)];
+          wpre[r * bs + k] = wv;
+          for (int64_t kk = k; kk < nb; ++kk) w1r[kk] -= e * uj[i1 + kk] - wv * pj[i1 + kk];
+        } else {
+          for (int64_t kk = k; kk < nb; ++kk) w1r[kk] -= e * uj[i1 + kk];
+        }
       }
     }
     if (i2 < cols && !identity_u) {
@@ -182,7 +230,13 @@ GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64
         for (int64_t k = 0; k < nb; ++k) {
           const float e = err1[r * bs + k];
           const float* uk = &u[static_cast<size_t>((i1 + k) * cols)];
-          for (int64_t c = i2; c < cols; ++c) tmp[c] += e * uk[c];
+          if (asym) {
+            const float wv = wpre[r * bs + k];
+            const float* pk = &p[static_cast<size_t>((i1 + k) * cols)];
+            for (int64_t c = i2; c < cols; ++c) tmp[c] += e * uk[c] - wv * pk[c];
+          } else {
+            for (int64_t c = i2; c < cols; ++c) tmp[c] += e * uk[c];
+          }
         }
         float* wr = &wp[static_cast<size_t>(r * cols)];
         for (int64_t c = i2; c < cols; ++c) wr[c] -= tmp[c];
@@ -206,6 +260,13 @@ GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64
     for (int64_t j = 0; j < cols; ++j) {
       res.g_idx[static_cast<size_t>(perm[j])] = static_cast<int32_t>(j / gs);
     }
+  }
+  if (opts.refine_passes > 0 && !identity_u) {
+    // Coordinate descent on ½·tr((W−Q)(H+damp)(W−Q)ᵀ) from the sweep's result (gptq_refine.h);
+    // the loss is then that objective itself.
+    const GptqRefineStats st = gptq_refine(args, res.qparams, res.g_idx, w, rows, cols, h, res.damp, prep.dead,
+                                           opts.refine_passes, res.codes.data(), res.dequant.data());
+    res.loss = st.loss_after;
   }
   return res;
 }
@@ -248,6 +309,9 @@ std::string gptq_cuda_unsupported(const QuantArgs& args, const GptqOptions& opts
   if (opts.qparams != QParamsTiming::kUpfront) return "lazy qparams run on the CPU";
   if (opts.actorder == ActOrder::kGroup) return "act-order group runs on the CPU";
   if (opts.block_size > 128) return "GPU sweep blocks are at most 128 columns";
+  if (opts.scale_search != ScaleSearch::kObserver) return "the Hessian-weighted scale search runs on the CPU";
+  if (opts.refine_passes > 0) return "the coordinate-descent refinement runs on the CPU";
+  if (opts.asymmetric) return "GPTAQ runs on the CPU";
   return {};
 }
 

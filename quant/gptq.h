@@ -40,6 +40,13 @@ enum class ActOrder : uint8_t { kNone, kStatic, kGroup };
 // kStatic (a static order needs qparams fixed before permuting).
 enum class QParamsTiming : uint8_t { kUpfront, kLazy };
 
+// Which scales GPTQ rounds against (issue 24). kObserver: the weight's observer (min-max, or
+// llm-compressor's `observer: mse` grid). kHessian: the same MSE grid search (args.mse's grid,
+// maxshrink, norm, patience) with each column's error weighted by diag(H), the cost a column's
+// rounding error has in GPTQ's objective; dsv4's extra, llm-compressor has no such observer.
+enum class ScaleSearch : uint8_t { kObserver, kHessian };
+std::string_view scale_search_name(ScaleSearch s);
+
 enum class GptqFallback : uint8_t {
   kNone,
   kDampingRaised,      // factorization succeeded only after raising the damping
@@ -57,6 +64,14 @@ struct GptqOptions {
   QParamsTiming qparams = QParamsTiming::kUpfront;
   int max_damping_escalations = 4;  // after a failed Cholesky: frac *= escalation_factor
   float damping_escalation_factor = 10.0f;
+  // Past classic GPTQ (issue 24); the defaults are classic GPTQ, bit for bit.
+  ScaleSearch scale_search = ScaleSearch::kObserver;
+  // Passes of coordinate descent on GPTQ's objective after the sweep (quant/gptq_refine.h).
+  int refine_passes = 0;
+  // GPTAQ (quant/gptaq.h): the solve takes ΔX Xᵀ beside H; alpha scales its residual term as
+  // the authors' code does (0.25 there and in GPTQModel's v2_alpha).
+  bool asymmetric = false;
+  float asymmetric_alpha = 0.25f;
 
   ArgsProblem problem() const;  // the field named as in a GPTQModifier recipe ("block_size")
   void check() const;           // throws problem() as dsv4::Error("gptq", ...)
@@ -84,6 +99,11 @@ struct GptqResult {
 // shapes, options), never for a bad Hessian.
 GptqResult gptq_solve(const QuantArgs& args, const float* w, int64_t rows, int64_t cols,
                       const float* h, const GptqOptions& opts);
+// The same with GPTAQ's asymmetric term: dxxt [cols, cols] = ΔX Xᵀ (ΔX = X̃ − X, the
+// full-precision input minus the quantized-path one) normalized as H is (2/n Σ). Null dxxt is
+// gptq_solve. See quant/gptaq.h.
+GptqResult gptq_solve_asymmetric(const QuantArgs& args, const float* w, int64_t rows, int64_t cols,
+                                 const float* h, const float* dxxt, const GptqOptions& opts);
 
 // tr((W−Q) H (W−Q)ᵀ) / tr(W H Wᵀ) in double; 0 when the denominator is 0. hessian_error(...).rel()
 // (hessian.h), which also gives the two traces.

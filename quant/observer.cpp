@@ -11,13 +11,13 @@
 namespace dsv4::quant {
 namespace {
 
-// Visits every element with its qparam cell index.
+// Visits every element with its qparam cell index and its column.
 template <typename F>
 void for_each_cell_element(const QuantArgs& args, const QParams& grid, const float* w, F&& f) {
   for (int64_t r = 0; r < grid.rows; ++r) {
     const int64_t cell_row = grid.scale_row(args, r) * grid.scale_cols;
     for (int64_t c = 0; c < grid.cols; ++c) {
-      f(static_cast<size_t>(cell_row + grid.scale_col(args, c)), w[r * grid.cols + c]);
+      f(static_cast<size_t>(cell_row + grid.scale_col(args, c)), w[r * grid.cols + c], c);
     }
   }
 }
@@ -41,7 +41,7 @@ MinMaxStats observer_minmax(const QuantArgs& args, const float* w, int64_t rows,
   st.min_vals.assign(n, std::numeric_limits<float>::infinity());
   st.max_vals.assign(n, -std::numeric_limits<float>::infinity());
   float amax = 0.0f;
-  for_each_cell_element(args, grid, w, [&](size_t cell, float x) {
+  for_each_cell_element(args, grid, w, [&](size_t cell, float x, int64_t) {
     st.min_vals[cell] = std::min(st.min_vals[cell], x);
     st.max_vals[cell] = std::max(st.max_vals[cell], x);
     amax = std::max(amax, std::fabs(x));
@@ -50,7 +50,7 @@ MinMaxStats observer_minmax(const QuantArgs& args, const float* w, int64_t rows,
   return st;
 }
 
-MinMaxStats observer_mse(const QuantArgs& args, const float* w, int64_t rows, int64_t cols) {
+MinMaxStats observer_mse(const QuantArgs& args, const float* w, int64_t rows, int64_t cols, const float* col_weights) {
   MinMaxStats base = observer_minmax(args, w, rows, cols);
   const QParams grid = empty_grid(args, rows, cols);
   const size_t n = base.min_vals.size();
@@ -77,10 +77,11 @@ MinMaxStats observer_mse(const QuantArgs& args, const float* w, int64_t rows, in
       zp[k] = q.zero_point;
     }
     std::fill(err.begin(), err.end(), 0.0);
-    for_each_cell_element(args, grid, w, [&](size_t cell, float x) {
+    for_each_cell_element(args, grid, w, [&](size_t cell, float x, int64_t c) {
       float d;
       quantize_value(ca, x, s[cell], zp[cell], &d);
-      err[cell] += std::pow(static_cast<double>(std::fabs(d - x)), static_cast<double>(o.norm));
+      const double e = std::pow(static_cast<double>(std::fabs(d - x)), static_cast<double>(o.norm));
+      err[cell] += col_weights ? static_cast<double>(col_weights[c]) * e : e;
     });
     bool improved = false;
     for (size_t k = 0; k < n; ++k) {
@@ -108,11 +109,19 @@ QParams observer_qparams(const QuantArgs& args, const float* w, int64_t rows, in
                              amax_tensor > 0.0f ? amax_tensor : st.amax_tensor);
 }
 
+QParams observer_qparams_weighted(const QuantArgs& args, const float* w, int64_t rows, int64_t cols,
+                                  const float* col_weights, float amax_tensor) {
+  DSV4_CHECK_IN("quant", col_weights != nullptr, "weighted observer without column weights");
+  const MinMaxStats st = observer_mse(args, w, rows, cols, col_weights);
+  return qparams_from_minmax(args, rows, cols, st.min_vals, st.max_vals,
+                             amax_tensor > 0.0f ? amax_tensor : st.amax_tensor);
+}
+
 std::vector<double> observer_cell_error(const QuantArgs& args, const QParams& qp, const float* w,
                                         float norm) {
   std::vector<double> err(qp.scale.size(), 0.0);
   const CellArgs ca = cell_args(args);
-  for_each_cell_element(args, qp, w, [&](size_t cell, float x) {
+  for_each_cell_element(args, qp, w, [&](size_t cell, float x, int64_t) {
     float d;
     quantize_value(ca, x, qparams_effective_scale(qp, static_cast<int64_t>(cell)), qp.zero_point[cell], &d);
     err[cell] += std::pow(static_cast<double>(std::fabs(d - x)), static_cast<double>(norm));

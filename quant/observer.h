@@ -26,12 +26,20 @@ struct MinMaxStats {
 
 MinMaxStats observer_minmax(const QuantArgs& args, const float* w, int64_t rows, int64_t cols);
 // Best per-cell (min, max) of the MSE grid search; amax_tensor is the unshrunk tensor amax.
-MinMaxStats observer_mse(const QuantArgs& args, const float* w, int64_t rows, int64_t cols);
+// col_weights [cols] (>= 0), when given, weight each element's error by its column's: GPTQ's
+// Hessian-weighted scale search passes diag(H) (ScaleSearch::kHessian, gptq.h).
+MinMaxStats observer_mse(const QuantArgs& args, const float* w, int64_t rows, int64_t cols,
+                         const float* col_weights = nullptr);
 
 // Qparams from the observer named in args.observer. `amax_tensor` > 0 overrides the tensor amax
 // used for the NVFP4 global scale (fused partners share it, §1.9).
 QParams observer_qparams(const QuantArgs& args, const float* w, int64_t rows, int64_t cols,
                          float amax_tensor = 0.0f);
+
+// Qparams of the column-weighted MSE grid search, whatever args.observer says (its grid,
+// maxshrink, norm, patience and expand are used).
+QParams observer_qparams_weighted(const QuantArgs& args, const float* w, int64_t rows, int64_t cols,
+                                  const float* col_weights, float amax_tensor = 0.0f);
 
 // Per-cell fake-quantization error sum |deq - w|^norm under the given qparams.
 std::vector<double> observer_cell_error(const QuantArgs& args, const QParams& qp, const float* w,

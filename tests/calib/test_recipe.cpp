@@ -202,6 +202,62 @@ q_stage:
   EXPECT_EQ(recipe_to_yaml(b), y);
 }
 
+// Rounding past classic GPTQ (issue 24): calibration.gptq.scale_search / refine_passes reach the
+// modifier's GptqOptions, the resolved recipe writes them back there under a header saying that
+// llm-compressor has no equivalent, and a classic recipe's resolved text carries neither.
+TEST(Recipe, RoundingPastClassicGptqReadsAndWritesBack) {
+  const std::string stage = R"(
+q_stage:
+  q_modifiers:
+    GPTQModifier:
+      config_groups:
+        g: {targets: [x], weights: {num_bits: 4, group_size: 128}}
+)";
+  const Recipe r = recipe_parse("calibration: {gptq: {scale_search: hessian, refine_passes: 3, asymmetric: false}}\n" + stage,
+                                "r.yaml");
+  EXPECT_EQ(r.modifiers[0].gptq.scale_search, quant::ScaleSearch::kHessian);
+  EXPECT_EQ(r.modifiers[0].gptq.refine_passes, 3);
+  EXPECT_FALSE(r.modifiers[0].gptq.asymmetric);
+  const std::string y = recipe_to_yaml(r);
+  EXPECT_EQ(y.rfind("# calibration.gptq.scale_search and refine_passes are dsv4-calib's own", 0), 0u) << y;
+  EXPECT_NE(y.find("llm-compressor's GPTQModifier has no equivalent"), std::string::npos) << y;
+  const YAML::Node n = YAML::Load(y);
+  EXPECT_EQ(n["calibration"]["gptq"]["scale_search"].as<std::string>(), "hessian") << y;
+  EXPECT_EQ(n["calibration"]["gptq"]["refine_passes"].as<int>(), 3) << y;
+  EXPECT_FALSE(n["q_stage"]["quant_modifiers"]["GPTQModifier"]["scale_search"].IsDefined()) << y;
+  const Recipe b = recipe_parse(y, "resolved.yaml");
+  EXPECT_EQ(b.modifiers[0].gptq.scale_search, quant::ScaleSearch::kHessian);
+  EXPECT_EQ(b.modifiers[0].gptq.refine_passes, 3);
+  EXPECT_EQ(recipe_to_yaml(b), y);
+
+  // The defaults, written out or not, are classic GPTQ and leave the resolved text as it was.
+  const std::string classic = recipe_to_yaml(recipe_parse(stage, "r.yaml"));
+  EXPECT_EQ(recipe_to_yaml(recipe_parse("calibration: {gptq: {scale_search: observer, refine_passes: 0}}\n" + stage,
+                                        "r.yaml")),
+            classic);
+  EXPECT_EQ(classic.find("scale_search"), std::string::npos) << classic;
+  EXPECT_EQ(classic.find("refine_passes"), std::string::npos) << classic;
+  EXPECT_EQ(classic.find('#'), std::string::npos) << classic;
+}
+
+TEST(Recipe, RoundingPastClassicGptqErrorsNameTheKey) {
+  const std::string stage = "q_stage:\n  q_modifiers:\n    GPTQModifier: {scheme: W4A16, targets: [x]}\n";
+  expect_error("calibration: {gptq: {scale_search: mse}}\n" + stage,
+               "calibration.gptq.scale_search: expected one of observer, hessian, got 'mse'");
+  expect_error("calibration: {gptq: {refine_passes: -1}}\n" + stage,
+               "calibration.gptq.refine_passes: expected a pass count from 0 to 64, got -1");
+  expect_error("calibration: {gptq: {refine_passes: 65}}\n" + stage,
+               "calibration.gptq.refine_passes: expected a pass count from 0 to 64, got 65");
+  expect_error("calibration: {gptq: {asymmetric: true}}\n" + stage,
+               "calibration.gptq.asymmetric: GPTAQ (asymmetric calibration) is not available in the pipeline yet");
+  expect_error("calibration: {gptq: {asymmetric_alpha: 0.5}}\n" + stage, "calibration.gptq.asymmetric_alpha: unknown key");
+  expect_error("calibration: {gptq: {scale_search: hessian}}\nq_stage:\n  q_modifiers:\n    QuantizationModifier: {scheme: W4A16}\n",
+               "calibration.gptq: the recipe has no GPTQModifier");
+  // GPTQModifier's own keys stay llm-compressor's: these belong in calibration.gptq only.
+  expect_error("q_stage:\n  q_modifiers:\n    GPTQModifier: {scheme: W4A16, targets: [x], refine_passes: 2}\n",
+               "GPTQModifier.refine_passes: unknown key");
+}
+
 TEST(Recipe, OverridesReplaceRecipeValues) {
   Recipe r = recipe_parse(kGroups, "r.yaml");
   recipe_apply_overrides(r, {.model = "/other", .dataset = "b.jsonl", .out = "/out2", .num_samples = 8, .seq_len = 64});
