@@ -23,7 +23,8 @@ family b = E matrices [D, I] (w2) with one Hessian each; E = 256, D = 4096, I = 
 (--experts, --hidden, --inter for small CPU checks). With --dump, the Hessians of the dumped
 matrices are ours exactly (the bench's tensor-core sums); the others are recomputed here in fp32.
 Compared on the dumped matrices: codes (fraction equal) and the Hessian-weighted error
-tr(ΔHΔᵀ)/tr(WHWᵀ) of both; on every matrix: the sum of GPTQ losses Σ((w−q)/d)²/2 of both.
+tr(ΔHΔᵀ)/tr(WHWᵀ) of both; on every matrix: the sum of GPTQ losses ½·Σ((w−q)/d)² of both, ours
+rescaled to llm-compressor's H = 2·XᵀX/n.
 """
 import argparse
 import json
@@ -212,7 +213,9 @@ def compare(a, dump, fam_a, fam_b, ha, hb, by):
             tot += c.numel()
             eo += herr(w0, dump[f]["deq"][i], h) / k
             el += herr(w0, mods[i].weight.float(), h) / k
-        ours_loss = float(dump[f]["loss"].sum()) / 2
+        # Ours is Σ((w−q)/d)² with H = XᵀX; the loss is linear in H's scale, so in llm-compressor's
+        # convention (½·Σ, H = 2·XᵀX/n) it is ours · ½ · 2/TOKENS.
+        ours_loss = float(dump[f]["loss"].sum()) / TOKENS
         shape = tuple(mods[0].weight.shape)
         theirs = by.get(shape, {}).get("loss", float("nan"))
         print(f"family {f} {shape[0]}x{shape[1]}: inputs identical to the bench's: {wsame}; first {k} matrices: "

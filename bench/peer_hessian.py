@@ -50,9 +50,12 @@ def main():
     experts, w2_tokens, shared_tokens = 256 // a.scale, 4096 // a.scale, 49152 // a.scale
     x = P.bench_bf16_big(max(experts * w2_tokens * 2048, shared_tokens * 4096), 0, device)  # fill_random_bf16's buffer (its first part)
 
-    def case(label, flops, d, inputs):
-        mods = [torch.nn.Linear(d, 1, bias=False, device="meta") for _ in inputs]
-        hs = [torch.zeros(d, d, device=device) for _ in inputs]
+    def case(label, flops, d, inputs, one_module=False):
+        """one_module: every input goes to one module's Hessian (its hook called once per sample)."""
+        mods = [torch.nn.Linear(d, 1, bias=False, device="meta") for _ in inputs[:1 if one_module else None]]
+        hs = [torch.zeros(d, d, device=device) for _ in mods]
+        if one_module:
+            mods, hs = mods * len(inputs), hs * len(inputs)
         n = torch.zeros((), device=device)
 
         def run():
@@ -67,7 +70,7 @@ def main():
     case(f"shared w1/w3 H: {shared_tokens} x {d}, one call", 2.0 * shared_tokens * d * d, d, [shared])
     per = shared_tokens // 96
     case(f"shared w1/w3 H: 96 calls of {per} x {d} (its pipeline)", 2.0 * shared_tokens * d * d, d,
-         [shared[:, i * per:(i + 1) * per] for i in range(96)])
+         [shared[:, i * per:(i + 1) * per] for i in range(96)], one_module=True)
     d = 2048
     w2 = [x[e * w2_tokens * d:(e + 1) * w2_tokens * d].view(1, w2_tokens, d) for e in range(experts)]
     # The hooks hold one Hessian per module; the bench sums the 256 into one buffer per expert too.
