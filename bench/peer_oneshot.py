@@ -32,7 +32,7 @@ import make_forward_fixtures as F  # noqa: E402
 def convert(ckpt, out, device):
     """The checkpoint decoded to a BF16 transformers checkpoint in `out` (config without
     quantization_config: oneshot refuses a model whose config.json names another format)."""
-    from transformers import AutoTokenizer, DeepseekV4Config, DeepseekV4ForCausalLM
+    from transformers import DeepseekV4Config, DeepseekV4ForCausalLM, PreTrainedTokenizerFast
 
     config = DeepseekV4Config.from_pretrained(ckpt)
     if hasattr(config, "quantization_config"):
@@ -46,7 +46,8 @@ def convert(ckpt, out, device):
     if not all(n.startswith("mtp.") for n in skipped):
         sys.exit(f"{ckpt}: release tensors other than mtp.* not loaded: {[n for n in skipped if not n.startswith('mtp.')][:5]}")
     model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(ckpt).save_pretrained(out)
+    # make-model writes tokenizer.json (and tokenizer_config.json only with --tokenizer).
+    PreTrainedTokenizerFast(tokenizer_file=os.path.join(ckpt, "tokenizer.json")).save_pretrained(out)
 
 
 def main():
@@ -95,9 +96,12 @@ def main():
                 max_seq_length=a.seq_len, pipeline=a.pipeline)
     except Exception as e:  # the failure is the result: where and why
         traceback.print_exc()
+        # Where: the innermost frames of llm-compressor, compressed-tensors and transformers, and the last.
         tb = traceback.extract_tb(e.__traceback__)
-        where = "; ".join(f"{os.path.relpath(f.filename, os.path.dirname(llmcompressor.__file__) + '/..')}:"
-                          f"{f.lineno} {f.name}" for f in tb[-3:])
+        pkgs = ("llmcompressor", "compressed_tensors", "transformers")
+        last = [max((i for i, f in enumerate(tb) if f"/{p}/" in f.filename), default=None) for p in pkgs]
+        keep = [tb[i] for i in sorted({i for i in last if i is not None} | {len(tb) - 1})]
+        where = "; ".join(f"{f.filename.split('site-packages/')[-1]}:{f.lineno} {f.name}" for f in keep)
         print(f"peer oneshot ({a.dtype}) FAILED after {time.perf_counter() - t0:.2f} s: {type(e).__name__}: "
               f"{str(e).splitlines()[0] if str(e) else ''} (at {where})")
         return 3

@@ -13,7 +13,8 @@
 #           PEER_E2E_MODEL (default "--preset tiny"), then our main job and llm-compressor's oneshot
 #           (bench/peer_oneshot.py; its BF16 load, and float32 if BF16 fails) on that checkpoint,
 #           PEER_E2E_SAMPLES x PEER_E2E_SEQ (default 96 x 512) tokens, wall time of each.
-# Logs go to $OUT; $OUT/summary.txt is the table of the lines the docs quote.
+# $OUT/summary.txt: the lines the docs quote; $OUT/logs.tgz: every step's log and steps.txt (exit
+# status and seconds of each step).
 #   prepare here (wheels for CPython 3.12, the GPU image's; see docs/PERFORMANCE.md for the list):
 #     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -d .gpu/wheels NAME==VERSION ...
@@ -24,7 +25,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/dsv4_peer_out}"
-mkdir -p "$out"
+# The logs stay in $logs and travel as one archive: the device tool brings back 8 files at most.
+logs=/tmp/dsv4_peer_logs
+rm -rf "$logs" && mkdir -p "$out" "$logs"
+trap 'tar czf "$out/logs.tgz" -C "$logs" . 2>/dev/null || true' EXIT
 budget="${PEER_BUDGET_S:-450}"
 cpu_test="${PEER_CPU_TEST:-0}"
 summary="$out/summary.txt"
@@ -32,7 +36,7 @@ summary="$out/summary.txt"
 export PYTHONUNBUFFERED=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 left() { echo $((budget - SECONDS)); }
-# guarded CAP NAME CMD...: CMD under min(CAP, seconds left - 5), output to $out/NAME.log; the
+# guarded CAP NAME CMD...: CMD under min(CAP, seconds left - 5), output to $logs/NAME.log; the
 # return status is CMD's (124 when the guard stopped it).
 guarded() {
   local cap=$1 name=$2
@@ -41,28 +45,27 @@ guarded() {
   [ "$cap" -lt "$t" ] && t=$cap
   if [ "$t" -le 0 ]; then echo "$name: skipped, no time left" | tee -a "$summary"; return 124; fi
   local t0=$SECONDS rc=0
-  timeout "$t" "$@" > "$out/$name.log" 2>&1 || rc=$?
-  echo "$name: exit $rc after $((SECONDS - t0)) s (guard $t s)" >> "$out/steps.txt"
+  timeout "$t" "$@" > "$logs/$name.log" 2>&1 || rc=$?
+  echo "$name: exit $rc after $((SECONDS - t0)) s (guard $t s)" >> "$logs/steps.txt"
   [ "$rc" = 124 ] && echo "$name: stopped by its $t s guard" | tee -a "$summary"
   return "$rc"
 }
 # quote NAME REGEX: the log's lines that the summary keeps.
-quote() { grep -E "$2" "$out/$1.log" | cut -c1-300 >> "$summary" || true; }
+quote() { grep -E "$2" "$logs/$1.log" | cut -c1-300 >> "$summary" || true; }
 
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no GPU"
   nvcc --version 2>/dev/null | tail -n 2
   python3 --version
-} > "$out/machine.txt" 2>&1
-cat "$out/machine.txt" >> "$summary"
+} >> "$summary" 2>&1
 
 # wheels: --no-deps, since the image's own packages (fsspec, accelerate...) satisfy or shadow the rest.
 site="${PEER_SITE:-/tmp/dsv4_peer_site}"
 wheels="${PEER_WHEELS:-.gpu/wheels}"
 guarded 120 wheels python3 -m pip install --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target "$site" "$wheels"/*.whl || { tail -n 20 "$out/wheels.log"; exit 1; }
+  --target "$site" "$wheels"/*.whl || { tail -n 20 "$logs/wheels.log"; exit 1; }
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-python3 -c "import torch, transformers, llmcompressor, compressed_tensors as ct; print('versions: torch', torch.__version__,
+timeout 90 python3 -c "import torch, transformers, llmcompressor, compressed_tensors as ct; print('versions: torch', torch.__version__,
   'transformers', transformers.__version__, 'llm-compressor', llmcompressor.__version__, 'compressed-tensors', ct.__version__)" \
   2>&1 | grep -E "^versions|Error" | tee -a "$summary"
 
@@ -75,7 +78,7 @@ if [ "$cpu_test" != 1 ]; then
   fi
   # One build of the three targets (dsv4-calib for the e2e step): 16 cores do it faster at once.
   guarded 300 build bash -c 'cmake --preset cuda && cmake --build --preset cuda -j "$(nproc)" \
-    --target bench_gptq_layer bench_hessian_throughput dsv4-calib' || { tail -n 30 "$out/build.log"; exit 1; }
+    --target bench_gptq_layer bench_hessian_throughput dsv4-calib' || { tail -n 30 "$logs/build.log"; exit 1; }
 fi
 
 # (a) GPTQ of one layer's 768 expert matrices.
@@ -96,7 +99,7 @@ quote gptq_peer "^(llm-compressor|  [0-9]|family|warm-up)|Error"
 
 # (b) Hessian accumulation.
 if [ "$cpu_test" = 1 ]; then
-  guarded 120 hessian_peer python3 bench/peer_hessian.py --scale 64 --runs 1
+  guarded 400 hessian_peer python3 bench/peer_hessian.py --scale 64 --runs 1
 else
   guarded 60 hessian_ours "$bindir/bench/bench_hessian_throughput"
   quote hessian_ours "TFLOP"
@@ -115,7 +118,10 @@ else
   read -r -a model_args <<< "${PEER_E2E_MODEL:---preset tiny}"
   work=/tmp/dsv4_peer_e2e
   rm -rf "$work" && mkdir -p "$work"
-  if [ -x "$bin" ] && guarded 60 e2e_make_model "$bin" make-model "${model_args[@]}" --tokenizer .gpu/tokenizer \
+  # The tiny preset's own tokenizer keeps ids inside its 512-token vocabulary; flash uses the real one.
+  tok=()
+  [[ " ${model_args[*]} " == *" flash "* ]] && tok=(--tokenizer .gpu/tokenizer)
+  if [ -x "$bin" ] && guarded 60 e2e_make_model "$bin" make-model "${model_args[@]}" "${tok[@]}" \
       --calib-records "$samples" --calib-sentences 64 --out "$work/model"; then
     t0=$(date +%s.%N)
     guarded 120 e2e_ours "$bin" --recipe recipes/w4a16_mtp.yaml --model "$work/model" --dataset "$work/model/calib.jsonl" \
