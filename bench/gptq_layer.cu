@@ -5,9 +5,10 @@
 //
 //   bench_gptq_layer [CHUNK]             # matrices per batched sweep (default 64; memory ≈ 4·CHUNK·32 MiB)
 //   BENCH_KERNEL_ONLY=1 bench_gptq_layer   # the in-block kernels alone (no between-block SGEMM)
+//   BENCH_DUMP=DIR bench_gptq_layer        # also write inputs and results for bench/peer_gptq_layer.py
 //
-// Inputs are generated on the device (pseudo-random weights; Hessians XᵀX of random bf16 X with
-// 8192 tokens, not timed); qparams from the GPU min-max observer (quant/observer_cuda.h). Times,
+// Inputs are generated on the device (pseudo-random weights rounded to bf16 values, as a
+// checkpoint's are; Hessians XᵀX of random bf16 X with 8192 tokens, not timed); qparams from the GPU min-max observer (quant/observer_cuda.h). Times,
 // each phase synchronised and summed: the Cholesky factorisations (gptq_prepare_many_cuda,
 // batched fp64), qparams + permutation, the sweeps (in-block kernel + SGEMM).
 #include <cublas_v2.h>
@@ -21,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/gptq_layer_dump.h"
 #include "common/check.h"
 #include "common/device_arena.h"
 #include "quant/gptq_cuda.h"
@@ -42,7 +44,10 @@ __device__ uint32_t mix(uint64_t i, uint32_t seed) {
 }
 __global__ void fill_weights(float* w, size_t n, uint32_t seed) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    w[i] = (static_cast<float>(mix(i, seed) % 20001) - 10000.0f) * 2e-6f;  // ≈ U(-0.02, 0.02)
+    const float v = (static_cast<float>(mix(i, seed) % 20001) - 10000.0f) * 2e-6f;  // ≈ U(-0.02, 0.02)
+    uint32_t b = __float_as_uint(v);
+    b = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;  // round to the nearest bf16, ties to even
+    w[i] = __uint_as_float(b);
   }
 }
 __global__ void fill_bf16(uint16_t* x, size_t n, uint32_t seed) {
@@ -58,6 +63,7 @@ struct Part {
 void sync() { DSV4_CUDA_CHECK(cudaStreamSynchronize(nullptr)); }  // legacy stream only: never waits for side streams
 
 struct Family {
+  const char* name;  // the dump's file prefix
   int count;
   int64_t rows, cols;
   bool shared;  // one H for all matrices, else one each
@@ -73,7 +79,7 @@ struct Hessians {
   std::vector<dsv4::quant::GptqPrepared> prep;
   std::unique_ptr<dsv4::DeviceArena> arena;  // the preparation's scratch, allocated up front
 };
-Hessians make_hessians(cublasHandle_t blas, const Family& f) {
+Hessians make_hessians(cublasHandle_t blas, const Family& f, GptqLayerDump* dump) {
   const int64_t tokens = 8192, n = f.cols;
   Hessians hs;
   uint16_t* x = nullptr;
@@ -89,6 +95,7 @@ Hessians make_hessians(cublasHandle_t blas, const Family& f) {
   }
   DSV4_CUDA_CHECK(cudaDeviceSynchronize());
   cudaFree(x);
+  if (dump != nullptr) dump->hessians(f.name, hs.h, std::min(f.hessians(), dump->count()), n);
   hs.arena = std::make_unique<dsv4::DeviceArena>(dsv4::quant::gptq_prepare_many_scratch_bytes(f.hessians(), n));
   return hs;
 }
@@ -102,7 +109,7 @@ void prepare(cublasHandle_t blas, cusolverDnHandle_t solver, Hessians& hs, const
 }
 
 // Observer, permutation and sweep of the family's matrices in chunks, on the legacy stream.
-void sweep_family(cublasHandle_t blas, const Family& f, const Hessians& hs, int chunk, Part& t) {
+void sweep_family(cublasHandle_t blas, const Family& f, const Hessians& hs, int chunk, Part& t, GptqLayerDump* dump) {
   const dsv4::quant::QuantArgs args = dsv4::quant::quant_args_preset("W4A16");
   const int64_t rows = f.rows, cols = f.cols, groups = cols / 128;
   const size_t per = static_cast<size_t>(rows * cols);
@@ -173,6 +180,7 @@ void sweep_family(cublasHandle_t blas, const Family& f, const Hessians& hs, int 
     dsv4::quant::gptq_sweep_cuda(blas, s, nullptr);
     sync();
     t.sweep += since(s0);
+    if (dump != nullptr) dump->chunk(f.name, done, n, rows, cols, w, codes, deq, scale, loss);
   }
   for (void* p : {static_cast<void*>(w), static_cast<void*>(wp), static_cast<void*>(deq), static_cast<void*>(codes),
                   static_cast<void*>(err), static_cast<void*>(scale), static_cast<void*>(zp), static_cast<void*>(qcol),
@@ -198,25 +206,29 @@ int main(int argc, char** argv) {
     cusolverDnHandle_t solver;
     DSV4_CUBLAS_CHECK(cublasCreate(&blas));
     DSV4_CUSOLVER_CHECK(cusolverDnCreate(&solver));
-    const Family fa{512, 2048, 4096, true, 11}, fb{256, 4096, 2048, false, 13};
+    const Family fa{"a", 512, 2048, 4096, true, 11}, fb{"b", 256, 4096, 2048, false, 13};
+    // BENCH_DUMP=DIR: the first matrices' inputs and results and every matrix's loss (not timed).
+    const char* dump_dir = std::getenv("BENCH_DUMP");
+    std::unique_ptr<GptqLayerDump> dump;
+    if (dump_dir != nullptr && *dump_dir != 0) dump = std::make_unique<GptqLayerDump>(dump_dir, chunk);
     {  // warm-up: library init, kernels
-      const Family warm{chunk, 2048, 4096, true, 7};
-      Hessians hw = make_hessians(blas, warm);
+      const Family warm{"warm", chunk, 2048, 4096, true, 7};
+      Hessians hw = make_hessians(blas, warm, nullptr);
       Part pw;
       prepare(blas, solver, hw, warm);
-      sweep_family(blas, warm, hw, chunk, pw);
+      sweep_family(blas, warm, hw, chunk, pw, nullptr);
       free_hessians(hw);
     }
-    Hessians ha = make_hessians(blas, fa), hb = make_hessians(blas, fb);
+    Hessians ha = make_hessians(blas, fa, dump.get()), hb = make_hessians(blas, fb, dump.get());
     Part a, b;
     auto c0 = Clock::now();
     prepare(blas, solver, ha, fa);
     a.chol = since(c0);
-    sweep_family(blas, fa, ha, chunk, a);
+    sweep_family(blas, fa, ha, chunk, a, dump.get());
     c0 = Clock::now();
     prepare(blas, solver, hb, fb);
     b.chol = since(c0);
-    sweep_family(blas, fb, hb, chunk, b);
+    sweep_family(blas, fb, hb, chunk, b, dump.get());
     free_hessians(ha);
     free_hessians(hb);
     // FP32-class work: sweep ≈ rows·cols² (between-block GEMMs, 2 FLOP per MAC over the upper
@@ -231,6 +243,7 @@ int main(int argc, char** argv) {
                 b.chol, b.permute, b.sweep, sweep_b / b.sweep / 1e12);
     std::printf("layer: %.3f s for 768 matrices; sweep work %.1f TFLOP, Cholesky chains %.2f TFLOP (fp64)\n",
                 total, (sweep_a + sweep_b) / 1e12, chol / 1e12);
+    if (dump) dump->finish();
     cublasDestroy(blas);
     cusolverDnDestroy(solver);
   } catch (const dsv4::Error& e) {
