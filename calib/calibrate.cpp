@@ -62,10 +62,7 @@ std::string header_bytes(const std::string& path) {
 // fail does so before any output exists (on every rank; a failure on one rank aborts the job).
 model::ModelConfig preflight_config(const Recipe& r, const CalibrateOptions& o, int rank) {
   if (o.device == ComputeDevice::kCuda) {
-    DSV4_USER_CHECK("calibrate", !r.calibration.heldout.enabled(),
-                    "--device cuda: held-out validation (calibration.heldout in %s) runs on the CPU path only so far; "
-                    "leave out --device cuda or the calibration.heldout section",
-                    r.origin.c_str());
+    heldout_check_device(r.calibration.heldout, true, r.origin);
     DSV4_USER_CHECK("calibrate", built_with_cuda(),
                     "--device cuda: this dsv4-calib was built without CUDA (configure with the cuda preset)");
     DSV4_USER_CHECK("calibrate", device_count() > 0, "--device cuda: no usable CUDA device on this machine");

@@ -2,7 +2,7 @@
 # cli_heldout.sh: held-out validation (calibration.heldout, issue 24) through the real binary on
 # the tiny checkpoint: w4a16_mtp with a held-out share runs, reports each module's choice (log
 # line, calib_manifest.json, the artifact's recipe.yaml) and gives the same artifact and the same
-# choices at 1, 2 and 3 ranks and after a kill at 2 ranks resumed at 1; --device cuda is refused
+# choices at 1 and 2 ranks and after a kill at 2 ranks resumed at 1; --device cuda is refused
 # naming the section; `plan` warns about thin data. Seconds on the 2-core build machine.
 # Run by ctest (cli_heldout) as: DSV4_BIN=... MPIEXEC=mpirun bash this.sh WORKDIR
 set -uo pipefail
@@ -25,22 +25,24 @@ job() {  # job RANKS OUT
   "$mpi" -n "$1" -x DSV4_FAULT "$bin" --recipe "$recipe" --model "$tmp/tiny" --dataset "$tmp/tiny/calib.jsonl" \
     --out "$2" --num-samples 10 --seq-len 32
 }
-# choices OUT: every module's held-out choice in manifest order ("chosen" and its damping).
-choices() { grep -o '"chosen":"[a-z]*"\(,"dampening_frac":[0-9.e-]*\)\?' "$1/calib_manifest.json"; }
+# choices OUT: every module's held-out choice in manifest order ("chosen" and its damping; the
+# manifest is indented JSON, one key a line).
+choices() { grep -oE '"(chosen|dampening_frac)": *("[a-z]+"|[0-9.e-]+)' "$1/calib_manifest.json"; }
 
 export DSV4_FAULT=""
-for n in 1 2 3; do
+for n in 1 2; do
   job "$n" "$tmp/np$n" > "$tmp/np$n.log" 2>&1 || fail "held-out run at $n ranks: $(tail -2 "$tmp/np$n.log")"
 done
 if grep -q "3 of 10 samples held out" "$tmp/np1.log" && grep -q "heldout rtn [0-9]*/24" "$tmp/np1.log"; then
   pass "log: the split and each layer's choices"
 else fail "log lacks the held-out lines: $(grep -m3 'held\|layers.0 ' "$tmp/np1.log")"; fi
-n_choices=$(choices "$tmp/np1" | wc -l)
-if [ "$n_choices" -eq 96 ] && grep -q '"errors":{"0.01":' "$tmp/np1/calib_manifest.json"; then
+n_choices=$(choices "$tmp/np1" | grep -c chosen)
+n_errors=$(grep -A1 '"errors": {' "$tmp/np1/calib_manifest.json" | grep -c '"0.01": [0-9]')
+if [ "$n_choices" -eq 96 ] && [ "$n_errors" -eq 96 ]; then
   pass "manifest: a choice and its held-out errors for each of the 96 GPTQ modules"
-else fail "manifest: $n_choices choices"; fi
+else fail "manifest: $n_choices choices, $n_errors error lists"; fi
 grep -q "heldout:" "$tmp/np1/recipe.yaml" && pass "recipe.yaml keeps calibration.heldout" || fail "recipe.yaml lacks heldout"
-for n in 2 3; do
+for n in 2; do
   why=$(same_artifact "$tmp/np1" "$tmp/np$n") && pass "$n ranks = 1 rank (artifact)" || fail "$n ranks: $why"
   if [ "$(choices "$tmp/np1")" = "$(choices "$tmp/np$n")" ]; then pass "$n ranks = 1 rank (choices)"
   else fail "$n ranks: other choices"; fi
