@@ -1,14 +1,15 @@
 // data_sufficiency.h: whether a recipe's calibration data is enough for its GPTQ modules, told
 // before the run (`dsv4-calib plan`). GPTQ fits its Hessian's tokens; with few tokens per Hessian
-// column it overfits them and can lose to round-to-nearest on unseen text. The measure is the
+// column it overfits them and its gain over round-to-nearest on unseen text shrinks. The measure is the
 // fewest tokens per input column over the plan's GPTQ modules: samples·seq_len (an upper bound,
 // as run_estimate's), less the held-out share, and for a routed expert outside all-experts mode
 // its expected share (top-k / experts).
 //
-//   if (auto w = data_sufficiency_warning(recipe, plan, config, 16, 64)) log_warn("%s", w->c_str());
+//   if (auto w = data_sufficiency_warning(recipe, plan, config, 4, 64)) log_warn("%s", w->c_str());
 //
 // The threshold kMinTokensPerColumn is measured (docs/QUALITY.md, "Thin data"): on the tiny model
-// with w4a16_mtp, GPTQ's KL went from worse than RTN's to better between the sizes recorded there.
+// (w1/w3 read 256 columns) with w4a16_mtp, GPTQ's mean KL was 0.060-0.064 from 4 tokens per column
+// up, and rose to 0.087 at 1 and 0.110 at 0.5 (RTN: 0.116), where held-out validation got 0.070-0.075.
 // Tests: tests/calib/test_heldout.cpp.
 #pragma once
 
@@ -23,7 +24,7 @@
 namespace dsv4::calib {
 
 // Below this many calibration tokens per Hessian column, plan warns (docs/QUALITY.md, "Thin data").
-inline constexpr double kMinTokensPerColumn = 16.0;
+inline constexpr double kMinTokensPerColumn = 4.0;
 
 struct TokensPerColumn {
   double tokens_per_column = 0.0;

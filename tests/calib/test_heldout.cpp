@@ -213,10 +213,12 @@ TEST(Heldout, PlanWarnsWhenTokensPerHessianColumnAreFew) {
   ASSERT_TRUE(t.has_value());
   EXPECT_EQ(t->cols, c.hidden_size);
   EXPECT_DOUBLE_EQ(t->tokens_per_column, 16.0 * 64 / c.hidden_size);
-  const std::optional<std::string> w = data_sufficiency_warning(r, plan, c, 16, 64);
+  // Threshold 4 tokens per column (hidden 256): 4 x 64 tokens give 1, warned; 16 x 64 give 4, not.
+  const std::optional<std::string> w = data_sufficiency_warning(r, plan, c, 4, 64);
   ASSERT_TRUE(w.has_value());
-  EXPECT_NE(w->find("16 samples x 64 tokens"), std::string::npos) << *w;
-  EXPECT_FALSE(data_sufficiency_warning(r, plan, c, 48, 128).has_value());
+  EXPECT_NE(w->find("4 samples x 64 tokens"), std::string::npos) << *w;
+  EXPECT_NE(w->find("1.0 per Hessian column, below 4"), std::string::npos) << *w;
+  EXPECT_FALSE(data_sufficiency_warning(r, plan, c, 16, 64).has_value());
   // A held-out share leaves fewer calibration tokens.
   r.calibration.heldout.fraction = 0.5;
   EXPECT_DOUBLE_EQ(tokens_per_column_min(r, plan, c, 16, 64)->tokens_per_column, 8.0 * 64 / c.hidden_size);
