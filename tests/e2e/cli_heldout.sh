@@ -63,6 +63,8 @@ expect_error "too few samples to hold any out" "holds out 0" \
   "$bin" --recipe "$recipe" --model "$tmp/tiny" --dataset "$tmp/tiny/calib.jsonl" --out "$tmp/few" --num-samples 3
 expect_output "plan warns on thin data" 0 "thin calibration data: 4 samples x 64 tokens" \
   "$bin" plan --recipe "$here/../../recipes/w4a16_mtp.yaml" --preset tiny --num-samples 4 --seq-len 64
+expect_output "plan --json lists it under warnings" 0 '"thin calibration data: 4 samples x 64 tokens' \
+  "$bin" plan --recipe "$here/../../recipes/w4a16_mtp.yaml" --preset tiny --num-samples 4 --seq-len 64 --json
 out=$("$bin" plan --recipe "$here/../../recipes/w4a16_mtp.yaml" --preset tiny --num-samples 16 --seq-len 64 2>&1)
 grep -q "thin calibration data" <<<"$out" && fail "plan warned at 16 x 64" || pass "no warning at 16 x 64"
 e2e_finish
