@@ -18,6 +18,7 @@
 #include "calib/artifact_decode.h"
 #include "calib/artifact_layout.h"
 #include "calib/artifact_writer.h"
+#include "calib/heldout.h"
 #include "calib/layer_executor.h"
 #include "calib/model_card.h"
 #include "calib/module_plan.h"
@@ -61,6 +62,7 @@ std::string header_bytes(const std::string& path) {
 // fail does so before any output exists (on every rank; a failure on one rank aborts the job).
 model::ModelConfig preflight_config(const Recipe& r, const CalibrateOptions& o, int rank) {
   if (o.device == ComputeDevice::kCuda) {
+    heldout_check_device(r.calibration.heldout, true, r.origin);
     DSV4_USER_CHECK("calibrate", built_with_cuda(),
                     "--device cuda: this dsv4-calib was built without CUDA (configure with the cuda preset)");
     DSV4_USER_CHECK("calibrate", device_count() > 0, "--device cuda: no usable CUDA device on this machine");
@@ -142,6 +144,12 @@ RunData run_data_load(const Recipe& r, const dist::Communicator& comm, bool cuda
   d.data = data::calib_data_build(tok, r.dataset);
   DSV4_USER_CHECK("calibrate", !d.data->samples.empty(),
                   "%s: the dataset (dataset.files, or --dataset) gave no samples", r.origin.c_str());
+  heldout_check_samples(r.calibration.heldout, static_cast<int64_t>(d.data->samples.size()), r.origin);
+  if (r.calibration.heldout.enabled()) {
+    log_info("held-out validation: %lld of %zu samples held out (by sample index) for the held-out Hessians",
+             static_cast<long long>(heldout_count(r.calibration.heldout, static_cast<int64_t>(d.data->samples.size()))),
+             d.data->samples.size());
+  }
   // Ranks take whole forward blocks where the GPU runs one per call (layer_executor.h).
   const int64_t block = std::max<int64_t>(1, forward_sample_block(cuda, r.calibration.hessian_sums));
   d.mine = data::calib_data_rank_range(*d.data, comm.rank(), comm.world(), block);

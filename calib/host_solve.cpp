@@ -7,6 +7,7 @@
 
 #include "calib/artifact_decode.h"
 #include "calib/block_linear.h"
+#include "calib/heldout_solve.h"
 #include "common/parallel.h"
 
 namespace dsv4::calib {
@@ -62,6 +63,16 @@ void host_solve(const HostSolveContext& ctx, const std::vector<const PlannedModu
       if (const std::optional<PlannedModule> p = fused_partner(m)) {
         si.amax_tensor = std::max(si.amax_tensor, absmax(block_source_weight(ctx.block, *ctx.source, *ctx.config, *p)));
       }
+    }
+    if (ctx.stats->heldout() && m.scheme->gptq_solved()) {
+      std::vector<quant::HessianResult> ho;
+      std::vector<const quant::HessianResult*> ho_ptrs;
+      for (const HessianId& id : module_hessian_ids(m, ctx.config->o_groups)) {
+        ho.push_back(ctx.stats->heldout()->hessian(id, m.cols));
+      }
+      for (const quant::HessianResult& h : ho) ho_ptrs.push_back(&h);
+      solved[i] = heldout_solve(si, ho_ptrs, ctx.recipe->calibration.heldout, *ctx.source);
+      return;
     }
     solved[i] = module_solve(si, *ctx.source);
   });

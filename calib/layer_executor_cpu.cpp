@@ -75,8 +75,10 @@ class CpuLayerExecutor final : public LayerExecutor {
     const model::BlockWeights& w = *block_;
     const auto& samples = *s_.samples;
     for (size_t s = 0; s < samples.size(); ++s) {
-      if (stats) stats->next_pass();
-      model::ForwardContext ctx{s_.mode, stats, w.prefix, all_experts};
+      // A held-out sample feeds the held-out statistics (calibration.heldout), by global index.
+      LayerStats* sink = stats ? &stats->sink_for(s_.first_sample + static_cast<int64_t>(s)) : nullptr;
+      if (sink) sink->next_pass();
+      model::ForwardContext ctx{s_.mode, sink, w.prefix, all_experts};
       std::vector<float> next(states[s].size());
       const model::RopeTable& rope = model::rope_is_compressed(w.spec) ? compress_rope_[s] : main_rope_[s];
       model::block_forward(w, *s_.config, rope, states[s].data(), samples[s].data(),

@@ -65,6 +65,9 @@ class CudaLayerExecutor final : public LayerExecutor {
   // previous layer's snapshot may still be reading them) are not touched.
 
   void pass_a(LayerStats& stats, PassAOutput output) override {
+    // The GPU forward batches samples by length, so it cannot route a held-out sample's taps
+    // (calibrate refuses --device cuda with calibration.heldout before any work; this is the backstop).
+    DSV4_CHECK_IN("pipeline", !stats.heldout(), "held-out validation (calibration.heldout) runs on the CPU executor only");
     gpu_->run(*s_.samples, &stats, output == PassAOutput::kKeep);
   }
 

@@ -19,6 +19,20 @@ double mean_known(const std::vector<ModuleReport>& modules, double ModuleReport:
   return n ? s / n : -1.0;
 }
 
+// How many validated modules chose each candidate ("0.01": n, ..., "rtn": n), in candidate order.
+nlohmann::ordered_json heldout_summary_json(const LayerReport& l) {
+  nlohmann::ordered_json chosen = nlohmann::ordered_json::object();
+  for (const ModuleReport& m : l.modules) {
+    if (!m.heldout.validated()) continue;
+    for (size_t i = 0; i < m.heldout.errors.size(); ++i) {
+      const std::string name = heldout_candidate_name(m.heldout, static_cast<int>(i));
+      if (!chosen.contains(name)) chosen[name] = 0;
+    }
+    const std::string pick = heldout_candidate_name(m.heldout, m.heldout.chosen);
+    chosen[pick] = chosen[pick].get<int>() + 1;
+  }
+  return {{"validated", l.heldout_validated()}, {"chosen", chosen}};
+}
 
 }  // namespace
 
@@ -31,6 +45,12 @@ int LayerReport::fallbacks() const {
 }
 double LayerReport::mean_rel_error() const { return mean_known(modules, &ModuleReport::rel_error); }
 double LayerReport::mean_rtn_rel_error() const { return mean_known(modules, &ModuleReport::rtn_rel_error); }
+int LayerReport::heldout_validated() const {
+  return static_cast<int>(std::count_if(modules.begin(), modules.end(), [](const ModuleReport& r) { return r.heldout.validated(); }));
+}
+int LayerReport::heldout_rtn() const {
+  return static_cast<int>(std::count_if(modules.begin(), modules.end(), [](const ModuleReport& r) { return r.heldout.chose_rtn(); }));
+}
 
 nlohmann::ordered_json layer_report_json(const LayerReport& l) {
   using nlohmann::ordered_json;
@@ -51,6 +71,7 @@ nlohmann::ordered_json layer_report_json(const LayerReport& l) {
     j["mean_rtn_rel_error"] = l.mean_rtn_rel_error();
   }
   if (!l.expert_tokens.empty()) j["expert_tokens"] = l.expert_tokens;
+  if (l.heldout_validated()) j["heldout"] = heldout_summary_json(l);
   ordered_json mods = ordered_json::array();
   for (const ModuleReport& m : l.modules) {
     ordered_json x;
@@ -64,6 +85,7 @@ nlohmann::ordered_json layer_report_json(const LayerReport& l) {
       x["fallback"] = quant::gptq_fallback_name(m.fallback);
       x["tokens"] = m.tokens;
     }
+    if (m.heldout.validated()) x["heldout"] = heldout_choice_json(m.heldout);
     mods.push_back(std::move(x));
   }
   j["modules"] = std::move(mods);
@@ -90,6 +112,9 @@ std::string layer_report_line(const LayerReport& l, int num_segments) {
     s.append(buf, static_cast<size_t>(n));
   }
   if (l.fallbacks()) s += " fallbacks " + std::to_string(l.fallbacks());
+  if (const int v = l.heldout_validated()) {
+    s += " heldout rtn " + std::to_string(l.heldout_rtn()) + "/" + std::to_string(v);
+  }
   if (!l.expert_tokens.empty()) {
     const auto [lo, hi] = std::minmax_element(l.expert_tokens.begin(), l.expert_tokens.end());
     s += " tokens/expert " + std::to_string(*lo) + ".." + std::to_string(*hi);

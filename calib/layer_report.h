@@ -30,6 +30,7 @@ struct ModuleReport {
   quant::GptqFallback fallback = quant::GptqFallback::kNone;
   int64_t tokens = 0;
   double seconds = 0.0;
+  HeldoutChoice heldout;  // calibration.heldout's candidates and choice (not validated: chosen -1)
 };
 
 struct LayerReport {
@@ -50,6 +51,8 @@ struct LayerReport {
   int fallbacks() const;               // modules whose GPTQ raised damping or fell back to RTN
   double mean_rel_error() const;       // over modules with a Hessian; -1 if none
   double mean_rtn_rel_error() const;
+  int heldout_validated() const;       // modules held-out validation chose for
+  int heldout_rtn() const;             // of which it chose RTN
 };
 
 // The report as the manifest and the journal store it.

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "calib/heldout.h"
 #include "common/check.h"
 
 namespace dsv4::calib {
@@ -137,6 +138,10 @@ void LayerStats::import_device_hessian(const HessianId& id, DeviceHessianSum sum
 void LayerStats::import_amax(const std::string& module, float amax) {
   float& slot = amax_[module];
   slot = std::max(slot, amax);
+}
+
+LayerStats& LayerStats::sink_for(int64_t sample) {
+  return heldout_ && heldout_sample(*heldout_options_, sample) ? *heldout_ : *this;
 }
 
 void LayerStats::on_expert_tokens(const std::string&, int expert, int64_t count) { expert_tokens_[expert] += count; }

@@ -70,9 +70,18 @@ class LayerStats final : public model::TapSink {
  public:
   LayerStats(bool all_experts, W2Input w2_input, HessianSums sums);
 
-  void want_hessian(const std::string& module, const HessianKey& key) { taps_.want_hessian(module, key); }
+  void want_hessian(const std::string& module, const HessianKey& key) {
+    taps_.want_hessian(module, key);
+    if (heldout_) heldout_->want_hessian(module, key);
+  }
   void want_amax(const std::string& module) { taps_.want_amax(module); }
   const StatsWants& wants() const { return taps_.wants(); }
+  // Held-out validation (calib/heldout.h): the samples `options` holds out feed `twin` (their
+  // Hessians only) instead of this; want_hessian and reduce_to_owners go to both. The CPU executor
+  // asks sink_for(global sample index) per sample; the CUDA one refuses a LayerStats with a twin.
+  void set_heldout(LayerStats* twin, const HeldoutOptions* options) { heldout_ = twin, heldout_options_ = options; }
+  const LayerStats* heldout() const { return heldout_; }
+  LayerStats& sink_for(int64_t sample);
   bool all_experts() const { return all_experts_; }
   W2Input w2_input() const { return w2_input_; }
   HessianSums sums() const { return sums_; }
@@ -161,6 +170,8 @@ class LayerStats final : public model::TapSink {
   std::map<std::string, float> amax_;
   std::map<int, int64_t> expert_tokens_;
   std::set<HessianId> dropped_;  // freed by reduce_to_owners (another rank solves with them)
+  LayerStats* heldout_ = nullptr;  // the held-out samples' statistics, when validating
+  const HeldoutOptions* heldout_options_ = nullptr;
   bool sums_on_device_ = false;
 };
 

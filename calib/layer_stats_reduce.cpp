@@ -103,6 +103,9 @@ void LayerStats::reduce_to_owners(dist::Communicator& comm, const std::map<Hessi
       if (counts[static_cast<size_t>(e)]) expert_tokens_[e] = counts[static_cast<size_t>(e)];
     }
   }
+
+  // 6. The held-out samples' Hessians to the same owners (their token counts are not reported).
+  if (heldout_) heldout_->reduce_to_owners(comm, owners, 0);
 }
 
 }  // namespace dsv4::calib

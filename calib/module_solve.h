@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "calib/heldout.h"
 #include "calib/module_plan.h"
 #include "common/safetensors.h"
 #include "quant/compressed_module.h"
@@ -62,6 +63,7 @@ struct SolvedModule {
   quant::GptqFallback fallback = quant::GptqFallback::kNone;
   int64_t tokens = 0;             // tokens behind the Hessian (sum over wo_a groups)
   double seconds = 0.0;
+  HeldoutChoice heldout;          // calibration.heldout's candidates and choice (calib/heldout_solve.h)
 };
 
 // in.weight may be null when module_solve_needs_weight says so: the exact conversions read the

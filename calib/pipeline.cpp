@@ -155,7 +155,7 @@ void segment_share(RunContext& run, int seg, std::vector<SolvedModule>& solved, 
   lr.seconds_share = seconds_since(t);
   for (const SolvedModule& s : solved) {
     lr.modules.push_back({s.module, s.method, s.loss, s.rel_error, s.rtn_rel_error, s.dampening_frac_used, s.fallback,
-                          s.tokens, s.seconds});
+                          s.tokens, s.seconds, s.heldout});
   }
 }
 
@@ -222,6 +222,8 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     if (seg + 1 < num_segments) in.source->prefetch(artifact_segment_name(seg + 1, c) + ".");
 
     LayerStats stats(r.calibration.all_experts, r.calibration.w2_input, r.calibration.hessian_sums);
+    LayerStats heldout(r.calibration.all_experts, r.calibration.w2_input, r.calibration.hessian_sums);
+    if (r.calibration.heldout.enabled()) stats.set_heldout(&heldout, &r.calibration.heldout);
     const bool pass_a = segment_pass_a(run, seg, stats, lr);
     if (pass_a) segment_reduce(run, seg, stats, lr);
     std::vector<SolvedModule> solved = segment_solve(run, seg, stats, lr);

@@ -60,12 +60,24 @@ enum class W2Input : uint8_t { kUnweighted, kWeighted };
 // the samples were split across ranks (the GPU collector's only mode so far).
 enum class HessianSums : uint8_t { kExact, kFp32 };
 
+// Held-out validation (calibration.heldout, issue 24; calib/heldout.h): a share of the samples,
+// picked by sample index (so the same at any world size), feeds a second Hessian instead of the
+// calibration one; each GPTQ module is solved at every candidate damping and by RTN, and the one
+// with the least Hessian-weighted error on the held-out Hessian is kept. Off by default.
+struct HeldoutOptions {
+  double fraction = 0.0;                       // share of the samples held out; 0: off
+  std::vector<double> dampings = {0.01, 0.1, 1.0};  // dampening_frac candidates (RTN is always one)
+  bool refit = true;  // the chosen damping solved again on every sample's Hessian (train + held-out)
+  bool enabled() const { return fraction > 0.0; }
+};
+
 struct CalibrationSection {
   bool all_experts = true;      // every expert sees every token for its Hessian (§5.1)
   bool propagate_error = true;  // the next layer's input comes from the quantized layer
   W2Input w2_input = W2Input::kUnweighted;
   HessianSums hessian_sums = HessianSums::kExact;
   int64_t batch_tokens = 4096;  // tokens per forward chunk (memory bound, not a numerics knob)
+  HeldoutOptions heldout;
 };
 
 // Where the scale tensors of each family are written in another dtype than the scheme says.

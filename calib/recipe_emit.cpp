@@ -8,6 +8,7 @@
 
 #include <optional>
 
+#include "calib/heldout.h"
 #include "calib/recipe.h"
 #include "calib/scheme_json.h"
 
@@ -128,6 +129,8 @@ std::string recipe_to_yaml(const Recipe& r) {
                       {"hessian_sums", r.calibration.hessian_sums == HessianSums::kFp32 ? "fp32" : "exact"},
                       {"batch_tokens", r.calibration.batch_tokens}};
   if (const ordered_json extras = gptq_extras_json(r); !extras.is_null()) j["calibration"]["gptq"] = extras;
+  // Only when enabled, so other recipes' resolved text (and hash) stays as it was.
+  if (r.calibration.heldout.enabled()) j["calibration"]["heldout"] = heldout_json(r.calibration.heldout);
   j["output"] = {{"dir", r.output.dir},
                  {"shard_size", std::to_string(r.output.shard_bytes)},
                  {"profile", output_profile_name(r.output.profile)}};

@@ -5,6 +5,7 @@
 #include <optional>
 #include <sstream>
 
+#include "calib/heldout.h"
 #include "calib/recipe.h"
 #include "calib/recipe_quant_args.h"
 #include "calib/yaml_reader.h"
@@ -333,7 +334,8 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
   GptqExtras extras = parse_gptq_extras(gptq);
   parse_gptq_beyond_classic(gptq, &extras);
   gptq.finish({"qparams", "max_damping_escalations", "scale_search", "refine_passes", "asymmetric"});
-  cal.finish({"all_experts", "propagate_error", "w2_input", "hessian_sums", "batch_tokens", "gptq"});
+  r.calibration.heldout = heldout_parse(cal);
+  cal.finish({"all_experts", "propagate_error", "w2_input", "hessian_sums", "batch_tokens", "gptq", "heldout"});
   YamlReader out = top.child("output");
   r.output.dir = out.get_string("dir", "");
   r.output.shard_bytes = parse_bytes(out, "shard_size", r.output.shard_bytes);
@@ -371,6 +373,9 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
                                     [](const RecipeModifier& m) { return m.kind == ModifierKind::kGptq; });
   if (!has_gptq && (extras.qparams || extras.max_damping_escalations || extras.any_beyond_classic())) {
     top.fail("calibration.gptq", "the recipe has no GPTQModifier for these options");
+  }
+  if (!has_gptq && r.calibration.heldout.enabled()) {
+    top.fail("calibration.heldout", "the recipe has no GPTQModifier whose modules it could validate");
   }
   if (r.modifiers.empty()) top.fail("", "no quantization stage: expected e.g. quant_stage.quant_modifiers.GPTQModifier");
   top.finish();

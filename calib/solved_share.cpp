@@ -91,6 +91,10 @@ void write_module(Sink& w, const SolvedModule& m, bool include_dequant) {
   w.put(static_cast<uint8_t>(m.fallback));
   w.put(m.tokens);
   w.put(m.seconds);
+  w.put_bytes(m.heldout.dampings.data(), m.heldout.dampings.size() * sizeof(double));
+  w.put_bytes(m.heldout.errors.data(), m.heldout.errors.size() * sizeof(double));
+  w.put(static_cast<int32_t>(m.heldout.chosen));
+  w.put(m.heldout.tokens);
 }
 
 }  // namespace
@@ -141,6 +145,10 @@ SolvedModule solved_module_deserialize(std::string_view blob, size_t& pos) {
   m.fallback = static_cast<quant::GptqFallback>(r.get<uint8_t>());
   m.tokens = r.get<int64_t>();
   m.seconds = r.get<double>();
+  m.heldout.dampings = r.vec<double>();
+  m.heldout.errors = r.vec<double>();
+  m.heldout.chosen = r.get<int32_t>();
+  m.heldout.tokens = r.get<int64_t>();
   return m;
 }
 

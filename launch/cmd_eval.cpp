@@ -6,6 +6,11 @@
 //   dsv4-calib eval --model /tmp/q --data calib.jsonl --reference /tmp/tiny
 //   dsv4-calib eval --model /tmp/tiny --data a.jsonl --data b.txt --text --num-samples 4 --seq-len 64
 //   dsv4-calib -v 0 eval --model /tmp/q --data calib.jsonl --reference /tmp/tiny --json   # JSON only
+//   dsv4-calib eval --model /tmp/q_gptq --model /tmp/q_rtn --reference /tmp/tiny --data eval.jsonl
+//
+// With one --model the result is eval's own table (or JSON); with several, each is evaluated on
+// the same samples and the result is one comparison table (source, then each model: perplexity,
+// mean KL, top-1) or its JSON (calib/eval_compare.h).
 //
 // Samples are chosen as calibration chooses them (data/calib_data.h: seeded, truncated to
 // --seq-len): {"messages": [...]} records are chat-encoded, {"text": ...} records and plain-text
@@ -22,6 +27,7 @@
 #include <vector>
 
 #include "calib/eval.h"
+#include "calib/eval_compare.h"
 #include "common/check.h"
 #include "launch/commands.h"
 
@@ -29,7 +35,8 @@ namespace dsv4::launch {
 namespace {
 
 struct EvalArgs {
-  std::string model, reference, tokenizer;
+  std::vector<std::string> models;
+  std::string reference, tokenizer;
   std::vector<std::string> data;
   int64_t num_samples = 16;
   int64_t seq_len = 256;
@@ -46,7 +53,7 @@ int run(const EvalArgs& a) {
                   "--seq-len %lld, expected >= 2 (a sample needs a next token) or 0 (no cut)",
                   static_cast<long long>(a.seq_len));
   calib::EvalOptions o;
-  o.model = a.model;
+  o.model = a.models.front();
   o.reference = a.reference;
   o.tokenizer = a.tokenizer;
   o.dataset.files = a.data;
@@ -57,6 +64,15 @@ int run(const EvalArgs& a) {
   if (a.text) o.dataset.chat = std::nullopt;
   o.mode = a.mode == "bf16" ? model::NumericMode::kBf16 : model::NumericMode::kFp32;
 
+  if (a.models.size() > 1) {
+    const calib::EvalComparison c = calib::eval_compare_run(o, a.models);
+    if (a.json) {
+      std::printf("%s\n", calib::eval_compare_json(c).dump().c_str());
+    } else {
+      std::fputs(calib::eval_compare_table(c).c_str(), stdout);
+    }
+    return 0;
+  }
   const calib::EvalResult r = calib::eval_run(o);
   if (a.json) {
     std::printf("%s\n", calib::eval_json(r).dump().c_str());
@@ -71,7 +87,9 @@ int run(const EvalArgs& a) {
 Command cmd_eval_register(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
   CLI::App* sub = app.add_subcommand("eval", "perplexity of a checkpoint; KL and top-1 agreement against a reference");
-  sub->add_option("--model", a->model, "checkpoint directory to evaluate (release or dsv4-calib artifact)")->required();
+  sub->add_option("--model", a->models,
+                  "checkpoint directory to evaluate (release or dsv4-calib artifact); repeat it for a comparison table")
+      ->required();
   sub->add_option("--data", a->data, "dataset file: JSONL ({\"messages\"} or {\"text\"}) or plain text; repeatable")
       ->required();
   sub->add_option("--reference", a->reference, "reference checkpoint (same model) for KL and top-1 agreement");
@@ -83,7 +101,8 @@ Command cmd_eval_register(CLI::App& app) {
   sub->add_option("--mode", a->mode, "numeric mode of the forward: fp32 or bf16")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
-  sub->add_flag("--json", a->json, "print the result as one JSON line (with per-sample arrays)");
+  sub->add_flag("--json", a->json,
+                "print the result as one JSON line (one --model: with per-sample arrays; several: the table's rows)");
   return [a]() { return run(*a); };
 }
 

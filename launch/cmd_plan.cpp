@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "calib/artifact_decode.h"
+#include "calib/data_sufficiency.h"
 #include "calib/module_plan.h"
 #include "calib/recipe.h"
 #include "calib/run_estimate.h"
@@ -59,8 +60,13 @@ int run_plan(const PlanArgs& a) {
   const int threads = calib::sgemm_probe_threads(a.threads);
   const calib::RunEstimate est = calib::run_estimate(recipe, plan, config, recipe.dataset.num_samples,
                                                      recipe.dataset.seq_len, gflops);
+  // Too few tokens per Hessian column: said before the run (last line of the table, or in the
+  // JSON's warnings).
+  const std::optional<std::string> thin = recipe.needs_data() ? calib::data_sufficiency_warning(
+      recipe, plan, config, recipe.dataset.num_samples, recipe.dataset.seq_len) : std::nullopt;
   if (a.json) {
     nlohmann::ordered_json j = calib::module_plan_json(recipe, plan);
+    if (thin) j["warnings"].push_back(*thin);
     j["recipe"] = a.recipe;
     j["model"] = source;
     j["estimate"] = calib::run_estimate_json(est);
@@ -70,6 +76,7 @@ int run_plan(const PlanArgs& a) {
     std::printf("recipe %s on %s\n%s%s  on this machine: sgemm probe %.1f GFLOP/s, %d thread(s)\n", a.recipe.c_str(),
                 source.c_str(), calib::module_plan_table(recipe, plan).c_str(), calib::run_estimate_text(est).c_str(),
                 gflops, threads);
+    if (thin) std::printf("warning: %s\n", thin->c_str());
   }
   return 0;
 }

@@ -40,6 +40,7 @@ SolvedModule sample_module(const std::string& name, int salt) {
   m.fallback = quant::GptqFallback::kDampingRaised;
   m.tokens = 777;
   m.seconds = 1.5;
+  m.heldout = {{0.01, 1.0}, {2e-3, 3e-3, 1e-3 * salt}, 2, 96};  // calibration.heldout's choice: RTN
   return m;
 }
 
@@ -67,6 +68,10 @@ TEST(SolvedShare, RoundTripKeepsEverythingDownstreamReads) {
     EXPECT_EQ(got->fallback, want->fallback);
     EXPECT_EQ(got->tokens, want->tokens);
     EXPECT_EQ(got->seconds, want->seconds);
+    EXPECT_EQ(got->heldout.dampings, want->heldout.dampings);
+    EXPECT_EQ(got->heldout.errors, want->heldout.errors);
+    EXPECT_EQ(got->heldout.chosen, want->heldout.chosen);
+    EXPECT_EQ(got->heldout.tokens, want->heldout.tokens);
     EXPECT_TRUE(got->codes.empty());
   }
 }

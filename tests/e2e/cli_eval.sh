@@ -2,7 +2,8 @@
 # cli_eval.sh: end-to-end checks of `dsv4-calib eval` through the real binary on tiny synthetic
 # checkpoints (make-model, seeds 0 and 1, and a 2-layer one) and the calib.jsonl written beside
 # them: a model against itself (KL 0, top-1 1, equal perplexities, in --json), against another
-# seed (KL > 0), the table, --text, and named errors for bad input.
+# seed (KL > 0), the table, several models in one call (the comparison table and its JSON),
+# --text, and named errors for bad input.
 # Run by ctest (cli_eval) as: DSV4_BIN=path/to/dsv4-calib bash this.sh WORKDIR
 set -uo pipefail
 bin="${DSV4_BIN:?set DSV4_BIN to the dsv4-calib binary}"
@@ -35,6 +36,16 @@ then pass "other seed: KL $kl > 0, top-1 $top1 < 1"; else fail "other seed: $out
 expect_output "table" 0 "mean KL (ref||model)" "$bin" eval --model "$work/a" --reference "$work/b" --data "$data" "${small[@]}"
 expect_output "progress line" 0 "sample    3/3 | tok    32" "$bin" eval --model "$work/a" --data "$data" "${small[@]}"
 expect_output "no reference" 0 "reference              -" "$bin" eval --model "$work/a" --data "$data" "${small[@]}"
+
+# 2b. Several models in one call: the comparison table (source row, then each model in order) and its JSON.
+out=$("$bin" -v 0 eval --model "$work/a" --model "$work/b" --reference "$work/a" --data "$data" "${small[@]}" 2>&1)
+if grep -qF "(source) $work/a" <<<"$out" && [ "$(grep -c "^  $work/[ab] " <<<"$out")" -eq 2 ] &&
+   grep -A1 "^  $work/a " <<<"$out" | tail -1 | grep -qF "$work/b" && grep -qF "mean KL" <<<"$out"
+then pass "comparison table: source, then a and b"; else fail "comparison table: $out"; fi
+out=$("$bin" -v 0 eval --model "$work/a" --model "$work/b" --reference "$work/a" --data "$data" "${small[@]}" --json 2>&1)
+if [ "$(wc -l <<<"$out")" -eq 1 ] && grep -qF '"role":"source"' <<<"$out" &&
+   [ "$(grep -o '"role":"model"' <<<"$out" | wc -l)" -eq 2 ] && grep -qF '"kl_mean":0.0,' <<<"$out"
+then pass "comparison json: a source row and two model rows (a against itself: KL 0)"; else fail "comparison json: $out"; fi
 
 # 3. --text: {"text"} records; chat records are refused with file and line.
 printf '{"text": "plain text is evaluated as is"}\n{"text": "with a BOS in front of it"}\n' >"$work/text.jsonl"
