@@ -12,6 +12,8 @@
 #include "common/dtype.h"
 #include "common/log.h"
 #include "quant/int_requant.h"
+#include "quant/turboquant.h"
+#include "quant/turboquant_gptq.h"
 #include "quant/observer.h"
 #include "quant/quant_scheme.h"
 #include "quant/quantizer.h"
@@ -92,6 +94,20 @@ quant::RtnResult solve_appmana_mxfp4(const Checkpoint& ckpt, const PlannedModule
     w[i] = e2m1_decode((i % 2 == 0) ? (b & 0xF) : (b >> 4)) * e8m0_decode(scales[i / 32]);
   }
   return quant::int_requant(m.scheme->scheme.weights, appmana_rule(*m.scheme), w.data(), m.rows, m.cols);
+}
+
+// turboquant: upstream's quantizer (quant/turboquant.h) on the decoded weight: the codes are the
+// codebook indices of the rotated groups, the qparams' scales the corrected group norms.
+void solve_turboquant(SolvedModule& s, const PlannedModule& m, const float* w) {
+  const QuantArgs& a = m.scheme->scheme.weights;
+  quant::TqResult r = quant::tq_quantize(quant::TqCodec(a.num_bits, a.group_size), w, m.rows, m.cols);
+  s.codes = std::move(r.indices);
+  s.qparams.rows = m.rows;
+  s.qparams.cols = m.cols;
+  s.qparams.scale_rows = m.rows;
+  s.qparams.scale_cols = quant::tq_groups_per_row(m.cols, a.group_size);
+  s.qparams.scale = std::move(r.norms);
+  s.dequant = std::move(r.dequant);
 }
 
 void take_rtn(SolvedModule& s, quant::RtnResult&& r) {
@@ -175,6 +191,36 @@ double grouped_rel_error(const ModuleSolveInput& in, const float* q) {
   return den > 0 ? num / den : 0.0;
 }
 
+// turboquant + GPTQ (quant/turboquant_gptq.h): each output group's rows (one group unless wo_a)
+// with its Hessian; errors against the data-free quantizer as the RTN baseline.
+void solve_turboquant_gptq(const ModuleSolveInput& in, SolvedModule& s) {
+  const PlannedModule& m = *in.module;
+  const QuantArgs& a = m.scheme->scheme.weights;
+  const quant::TqCodec codec(a.num_bits, a.group_size);
+  const int64_t parts = static_cast<int64_t>(in.hessians.size()), block_rows = m.rows / parts;
+  DSV4_CHECK_IN("solve", m.rows % parts == 0, "%s: %lld rows do not split into %lld output groups",
+                m.names.release.c_str(), static_cast<long long>(m.rows), static_cast<long long>(parts));
+  s.method = SolveMethod::kGptq;
+  s.qparams.rows = m.rows, s.qparams.cols = m.cols, s.qparams.scale_rows = m.rows;
+  for (int64_t p = 0; p < parts; ++p) {
+    quant::GptqResult r = quant::tq_gptq_solve(codec, in.weight + p * block_rows * m.cols, block_rows, m.cols,
+                                               in.hessians[static_cast<size_t>(p)]->h.data(), m.scheme->gptq);
+    s.qparams.scale_cols = r.qparams.scale_cols;
+    s.qparams.scale.insert(s.qparams.scale.end(), r.qparams.scale.begin(), r.qparams.scale.end());
+    s.codes.insert(s.codes.end(), r.codes.begin(), r.codes.end());
+    s.dequant.insert(s.dequant.end(), r.dequant.begin(), r.dequant.end());
+    add_gptq_stats(s, r);
+    s.tokens += in.hessians[static_cast<size_t>(p)]->num_tokens;
+  }
+  bool any_tokens = false;
+  for (const quant::HessianResult* h : in.hessians) any_tokens = any_tokens || !h->no_tokens;
+  if (any_tokens) {
+    const quant::TqResult rtn = quant::tq_quantize(codec, in.weight, m.rows, m.cols);
+    s.rel_error = grouped_rel_error(in, s.dequant.data());
+    s.rtn_rel_error = grouped_rel_error(in, rtn.dequant.data());
+  }
+}
+
 }  // namespace
 
 std::string_view solve_method_name(SolveMethod m) {
@@ -189,6 +235,7 @@ std::string_view solve_method_name(SolveMethod m) {
 
 SolveMethod module_data_free_method(const PlannedModule& m) {
   DSV4_CHECK_IN("solve", m.quantized(), "%s is not quantized", m.names.release.c_str());
+  if (m.scheme->profile == OutputProfile::kTurboquant) return SolveMethod::kRtn;  // from the decoded weight
   const QuantArgs& a = m.scheme->scheme.weights;
   if (m.source == model::TensorEncoding::kFp8Block && is_fp8_block_e8m0(a)) return SolveMethod::kFp8Reencode;
   if (m.source == model::TensorEncoding::kMxfp4 && is_int4_sym_g32(a)) return SolveMethod::kMxfp4ToInt4;
@@ -263,6 +310,14 @@ SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& ckpt) {
 
   if (scheme.gptq_solved()) {
     DSV4_CHECK_IN("solve", !in.hessians.empty(), "%s: GPTQ needs its Hessian", m.names.release.c_str());
+    if (scheme.profile == OutputProfile::kTurboquant) {
+      SolvedModule s;
+      s.module = m.names.release;
+      solve_turboquant_gptq(in, s);
+      encode_tensors(in, s);
+      s.seconds = seconds();
+      return s;
+    }
     if (in.hessians.size() == 1) {
       SolvedModule s = module_solve_from_gptq(
           in, quant::gptq_solve(args, in.weight, m.rows, m.cols, in.hessians[0]->h.data(), scheme.gptq));
@@ -282,7 +337,9 @@ SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& ckpt) {
   } else {
     s.method = module_data_free_method(m);
     if (s.method != SolveMethod::kRtn && !source_scales_e8m0(ckpt, m.names.release)) s.method = SolveMethod::kRtn;
-    if (scheme.profile == OutputProfile::kAppmanaDsv4Int) {
+    if (scheme.profile == OutputProfile::kTurboquant) {
+      solve_turboquant(s, m, in.weight);
+    } else if (scheme.profile == OutputProfile::kAppmanaDsv4Int) {
       take_rtn(s, s.method == SolveMethod::kMxfp4ToInt4
                       ? solve_appmana_mxfp4(ckpt, m)
                       : quant::int_requant(args, appmana_rule(scheme), in.weight, m.rows, m.cols));
