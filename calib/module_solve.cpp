@@ -96,18 +96,21 @@ quant::RtnResult solve_appmana_mxfp4(const Checkpoint& ckpt, const PlannedModule
   return quant::int_requant(m.scheme->scheme.weights, appmana_rule(*m.scheme), w.data(), m.rows, m.cols);
 }
 
-// turboquant: upstream's quantizer (quant/turboquant.h) on the decoded weight: the codes are the
-// codebook indices of the rotated groups, the qparams' scales the corrected group norms.
-void solve_turboquant(SolvedModule& s, const PlannedModule& m, const float* w) {
-  const QuantArgs& a = m.scheme->scheme.weights;
-  quant::TqResult r = quant::tq_quantize(quant::TqCodec(a.num_bits, a.group_size), w, m.rows, m.cols);
+// turboquant: upstream's quantizer's result (quant::tq_quantize on the host, or its GPU twin):
+// the codes are the codebook indices of the rotated groups, the qparams' scales the corrected
+// group norms.
+void take_turboquant(SolvedModule& s, const PlannedModule& m, quant::TqResult&& r) {
   s.codes = std::move(r.indices);
   s.qparams.rows = m.rows;
   s.qparams.cols = m.cols;
   s.qparams.scale_rows = m.rows;
-  s.qparams.scale_cols = quant::tq_groups_per_row(m.cols, a.group_size);
+  s.qparams.scale_cols = quant::tq_groups_per_row(m.cols, m.scheme->scheme.weights.group_size);
   s.qparams.scale = std::move(r.norms);
   s.dequant = std::move(r.dequant);
+}
+
+quant::TqCodec turboquant_codec(const PlannedModule& m) {
+  return quant::TqCodec(m.scheme->scheme.weights.num_bits, static_cast<int>(m.scheme->scheme.weights.group_size));
 }
 
 void take_rtn(SolvedModule& s, quant::RtnResult&& r) {
@@ -195,8 +198,7 @@ double grouped_rel_error(const ModuleSolveInput& in, const float* q) {
 // with its Hessian; errors against the data-free quantizer as the RTN baseline.
 void solve_turboquant_gptq(const ModuleSolveInput& in, SolvedModule& s) {
   const PlannedModule& m = *in.module;
-  const QuantArgs& a = m.scheme->scheme.weights;
-  const quant::TqCodec codec(a.num_bits, a.group_size);
+  const quant::TqCodec codec = turboquant_codec(m);
   const int64_t parts = static_cast<int64_t>(in.hessians.size()), block_rows = m.rows / parts;
   DSV4_CHECK_IN("solve", m.rows % parts == 0, "%s: %lld rows do not split into %lld output groups",
                 m.names.release.c_str(), static_cast<long long>(m.rows), static_cast<long long>(parts));
@@ -292,6 +294,25 @@ SolvedModule module_solve_from_gptq(const ModuleSolveInput& in, quant::GptqResul
   return s;
 }
 
+bool module_solve_turboquant_data_free(const PlannedModule& m) {
+  return m.quantized() && m.scheme->profile == OutputProfile::kTurboquant && !m.scheme->gptq_solved();
+}
+
+SolvedModule module_solve_from_turboquant(const ModuleSolveInput& in, quant::TqResult&& r) {
+  const PlannedModule& m = *in.module;
+  DSV4_CHECK_IN("solve", module_solve_turboquant_data_free(m) &&
+                             r.dequant.size() == static_cast<size_t>(m.rows * m.cols),
+                "%s: not a data-free turboquant module, or %zu decoded values for [%lld, %lld]",
+                m.names.release.c_str(), r.dequant.size(), static_cast<long long>(m.rows),
+                static_cast<long long>(m.cols));
+  SolvedModule s;
+  s.module = m.names.release;
+  s.method = SolveMethod::kRtn;
+  take_turboquant(s, m, std::move(r));
+  encode_tensors(in, s);
+  return s;
+}
+
 bool module_solve_needs_weight(const ModuleSolveInput& in, const Checkpoint& ckpt) {
   if (in.module->scheme->gptq_solved() || in.amax_tensor > 0.0f) return true;
   const SolveMethod m = module_data_free_method(*in.module);
@@ -338,7 +359,7 @@ SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& ckpt) {
     s.method = module_data_free_method(m);
     if (s.method != SolveMethod::kRtn && !source_scales_e8m0(ckpt, m.names.release)) s.method = SolveMethod::kRtn;
     if (scheme.profile == OutputProfile::kTurboquant) {
-      solve_turboquant(s, m, in.weight);
+      take_turboquant(s, m, quant::tq_quantize(turboquant_codec(m), in.weight, m.rows, m.cols));
     } else if (scheme.profile == OutputProfile::kAppmanaDsv4Int) {
       take_rtn(s, s.method == SolveMethod::kMxfp4ToInt4
                       ? solve_appmana_mxfp4(ckpt, m)

@@ -6,10 +6,14 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "calib/artifact_decode.h"
+#include "calib/profile_turboquant.h"
 #include "common/check.h"
+#include "common/fs.h"
+#include "common/json_guard.h"
 #include "common/log.h"
 #include "common/safetensors.h"
 #include "launch/commands.h"

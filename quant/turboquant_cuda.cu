@@ -4,7 +4,6 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
-#include <vector>
 
 #include "common/check.h"
 #include "quant/turboquant.h"
@@ -15,12 +14,17 @@ namespace {
 constexpr int kMaxGroup = 1024;
 constexpr int kMaxLevels = 16;
 
-// The codec's tables, per launch: centroids, boundaries and the two sign vectors.
+// The codec's tables, per launch as a kernel parameter (no device allocation: the pipeline's
+// arena holds the GPU's free memory): centroids, boundaries, and D1 / D2 as bit masks (bit i set:
+// +1), turned back into the same ±1.0f factors the CPU multiplies by.
 struct TqTables {
   float centroids[kMaxLevels];
   float boundaries[kMaxLevels];
+  uint32_t s1[kMaxGroup / 32], s2[kMaxGroup / 32];
   int levels;
 };
+
+__device__ float sign_of(const uint32_t* mask, int i) { return (mask[i / 32] >> (i % 32)) & 1u ? 1.0f : -1.0f; }
 
 // y in shared memory, G threads: the butterfly by strides 1, 2, 4 ..., then / float(√G).
 __device__ void fwht_shared(float* y, int g, float root) {
@@ -51,8 +55,7 @@ __device__ float norm_shared(const float* y, int g, float* out) {
   return *out;
 }
 
-__global__ void tq_quantize_kernel(TqTables tab, const float* __restrict__ s1, const float* __restrict__ s2,
-                                   int bits, int g, float root, const float* __restrict__ w, int64_t cols,
+__global__ void tq_quantize_kernel(TqTables tab, int bits, int g, float root, const float* __restrict__ w, int64_t cols,
                                    int64_t groups, uint8_t* __restrict__ packed, float* __restrict__ norms,
                                    float* __restrict__ dequant) {
   __shared__ float y[kMaxGroup];
@@ -61,20 +64,21 @@ __global__ void tq_quantize_kernel(TqTables tab, const float* __restrict__ s1, c
   const int t = threadIdx.x;
   const int64_t row = blockIdx.x / groups, k = blockIdx.x % groups, c = k * g + t;
   const float x = c < cols ? w[row * cols + c] : 0.0f;  // zero padding, as upstream
+  const float s1 = sign_of(tab.s1, t), s2 = sign_of(tab.s2, t);
   y[t] = x;
   const float n = norm_shared(y, g, &nrm);
   const float safe = n > 0.0f ? n : 1.0f;
-  y[t] = __fmul_rn(__fdiv_rn(x, safe), s1[t]);
+  y[t] = __fmul_rn(__fdiv_rn(x, safe), s1);
   fwht_shared(y, g, root);
-  const float v = __fmul_rn(y[t], s2[t]);
+  const float v = __fmul_rn(y[t], s2);
   int i = 0;
   while (i < tab.levels - 1 && tab.boundaries[i] < v) ++i;  // searchsorted, left
   idx[t] = i;
   // Norm correction: the reconstruction D1·H·D2·c[idx] and its norm.
   __syncthreads();
-  y[t] = __fmul_rn(tab.centroids[i], s2[t]);
+  y[t] = __fmul_rn(tab.centroids[i], s2);
   fwht_shared(y, g, root);
-  y[t] = __fmul_rn(y[t], s1[t]);
+  y[t] = __fmul_rn(y[t], s1);
   const float r = norm_shared(y, g, &recon);
   const float corrected = __fdiv_rn(n, r > 0.0f ? r : 1.0f);
   if (t == 0) norms[blockIdx.x] = corrected;
@@ -112,19 +116,15 @@ void tq_quantize_cuda(int bits, int group_size, const float* w, int64_t rows, in
   tab.levels = static_cast<int>(codec.centroids().size());
   for (int i = 0; i < tab.levels; ++i) tab.centroids[i] = codec.centroids()[static_cast<size_t>(i)];
   for (int i = 0; i + 1 < tab.levels; ++i) tab.boundaries[i] = codec.boundaries()[static_cast<size_t>(i)];
-  // The signs are small; copied per call (stream-ordered, freed after the kernel). A copy from
-  // pageable memory has read the host vector when cudaMemcpyAsync returns.
-  std::vector<float> signs(codec.signs1());
-  signs.insert(signs.end(), codec.signs2().begin(), codec.signs2().end());
-  float* d_signs = nullptr;
-  DSV4_CUDA_CHECK(cudaMallocAsync(&d_signs, signs.size() * sizeof(float), stream));
-  DSV4_CUDA_CHECK(cudaMemcpyAsync(d_signs, signs.data(), signs.size() * sizeof(float), cudaMemcpyHostToDevice, stream));
+  for (int i = 0; i < group_size; ++i) {
+    if (codec.signs1()[static_cast<size_t>(i)] > 0.0f) tab.s1[i / 32] |= 1u << (i % 32);
+    if (codec.signs2()[static_cast<size_t>(i)] > 0.0f) tab.s2[i / 32] |= 1u << (i % 32);
+  }
   const int64_t groups = tq_groups_per_row(cols, group_size);
   const float root = static_cast<float>(std::sqrt(static_cast<double>(group_size)));
   tq_quantize_kernel<<<static_cast<unsigned>(rows * groups), static_cast<unsigned>(group_size), 0, stream>>>(
-      tab, d_signs, d_signs + group_size, bits, group_size, root, w, cols, groups, packed, norms, dequant);
+      tab, bits, group_size, root, w, cols, groups, packed, norms, dequant);
   DSV4_CUDA_CHECK_LAUNCH();
-  DSV4_CUDA_CHECK(cudaFreeAsync(d_signs, stream));
 }
 
 }  // namespace dsv4::quant

@@ -9,7 +9,8 @@
 //
 // d_w: [rows, cols] f32; d_packed: [rows·groups, G·bits/8] u8; d_norms: [rows, groups] f32;
 // d_dequant: [rows, cols] f32, or null. Group sizes 8..1024 (one thread per element). Only
-// enqueues on `stream`.
+// enqueues on `stream`, and allocates nothing (the codebook and the signs, as bit masks, travel
+// as the kernel's parameter), so it runs inside the pipeline's arena (calib/gpu_forwarder.h).
 // Tests: tests/quant/test_turboquant_cuda.cu.
 #pragma once
 
