@@ -4,8 +4,8 @@
 # `.weight.tq_norms` F32 [rows, groups] for the main layers' attention, shared and routed experts,
 # dense BF16 for the rest (compressor, indexer, MTP), FP32 tensors bit for bit, tq_config.json and
 # config.json without quantization_config; verify passes; inspect, eval, dequant and plan read it;
-# a scheme the profile cannot store is refused before any work, naming the key and the profiles
-# that can.
+# plan's size estimate holds (the tiny artifact, and the seed's ratio at full size); a scheme the
+# profile cannot store is refused before any work, naming the key and the profiles that can.
 # Run by ctest (cli_profile_turboquant) as: DSV4_BIN=path/to/dsv4-calib bash this.sh WORKDIR
 set -uo pipefail
 bin="${DSV4_BIN:?set DSV4_BIN to the dsv4-calib binary}"
@@ -53,6 +53,24 @@ expect_output "eval decodes it" 0 "mean KL" "$bin" eval --model "$out" --referen
 expect_output "dequant decodes it" 0 "" "$bin" dequant "$out" --out "$work/deq.safetensors" --match 'experts\.0\.w1'
 expect_output "plan shows the TQ format" 0 "tq3 g128 U8 + f32 norms (WHT seed 42, Lloyd-Max, data-free)" \
   "$bin" plan --recipe "$recipes/tq3.yaml" --preset tiny
+
+# plan's size estimate: the tiny artifact's tensor bytes (each shard less its 8-byte length and
+# header) within 1 % of `plan --json`'s artifact_bytes, and at full size (`--preset flash`) the
+# seed's ratio, 131.28 GB of TQ3 for 159.62 GB of source (seed_pipelines §1.4), within 1 %.
+data_bytes() { local n; n=$(od -An -t u8 -N 8 "$1" | tr -d ' '); echo $(( $(stat -c %s "$1") - 8 - n )); }
+written=0
+for f in "$out"/*.safetensors; do written=$((written + $(data_bytes "$f"))); done
+estimate=$("$bin" plan --recipe "$recipes/tq3.yaml" --model "$work/tiny" --json | grep -o '"artifact_bytes": *[0-9]*' | grep -o '[0-9]*$')
+within() { awk -v a="$1" -v b="$2" -v tol="$3" 'BEGIN { exit !(b > 0 && (a - b) / b <= tol && (b - a) / b <= tol) }'; }
+if within "$estimate" "$written" 0.01; then pass "plan's estimate $estimate B, written $written B"
+else fail "plan's estimate $estimate B, written $written B (more than 1 % apart)"; fi
+flash=$("$bin" plan --recipe "$recipes/tq3.yaml" --preset flash --json)
+art=$(grep -o '"artifact_bytes": *[0-9]*' <<< "$flash" | grep -o '[0-9]*$')
+src=$(grep -o '"source_bytes": *[0-9]*' <<< "$flash" | grep -o '[0-9]*$')
+ratio=$(awk -v a="$art" -v s="$src" 'BEGIN { printf "%.4f", a / s }')
+if within "$ratio" "$(awk 'BEGIN { printf "%.6f", 131.28 / 159.62 }')" 0.01; then
+  pass "flash: artifact $art B of $src B, ratio $ratio (seed 0.8225)"
+else fail "flash: ratio $ratio, the seed's 0.8225 (more than 1 % apart)"; fi
 
 # A scheme turboquant cannot store (FP8 block with activations) is refused before any work,
 # naming the key and the profiles that can store it; a width the loader cannot resolve too.
