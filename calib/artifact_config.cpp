@@ -6,6 +6,7 @@
 #include <set>
 
 #include "calib/profile_appmana.h"
+#include "calib/profile_turboquant.h"
 #include "calib/scheme_json.h"
 #include "calib/target_match.h"
 #include "common/check.h"
@@ -212,6 +213,7 @@ ordered_json artifact_config_json(const std::string& text, const Recipe& r, cons
   }
   DSV4_CHECK_IN("config", cfg.is_object(), "source config.json is not an object");
   if (r.output.profile == OutputProfile::kAppmanaDsv4Int) return appmana_config_json(std::move(cfg), r, plan);
+  if (r.output.profile == OutputProfile::kTurboquant) return turboquant_config_json(std::move(cfg));
   const ordered_json source_qc = cfg.contains("quantization_config") ? cfg["quantization_config"] : ordered_json();
   cfg["quantization_config"] = artifact_quantization_config(r, plan, c, source_qc);
   return cfg;

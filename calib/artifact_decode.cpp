@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "calib/profile_appmana.h"
+#include "calib/profile_turboquant.h"
 #include "common/check.h"
 #include "common/fs.h"
 #include "common/json_guard.h"
@@ -39,6 +40,11 @@ bool appmana_stored(const Checkpoint& ckpt, const std::string& module) {
          ckpt.info(module + ".scale").dtype == DType::kBF16;
 }
 
+// A turboquant module: `<module>.weight.tq_packed` / `.weight.tq_norms`.
+bool turboquant_stored(const Checkpoint& ckpt, const std::string& module) {
+  return ckpt.contains(module + ".weight.tq_packed") || ckpt.contains(module + ".weight.tq_norms");
+}
+
 StoredTensor stored(const Checkpoint& ckpt, const std::string& name) {
   const TensorInfo& t = ckpt.info(name);
   return {t.dtype, t.shape, ckpt.bytes(name)};
@@ -60,7 +66,7 @@ class CompressedTensorsDecoder final : public model::LinearDecoder {
 
 bool artifact_linear_is_compressed(const Checkpoint& ckpt, const std::string& module) {
   return ckpt.contains(module + ".weight_packed") || ckpt.contains(module + ".weight_scale") ||
-         appmana_stored(ckpt, module);
+         appmana_stored(ckpt, module) || turboquant_stored(ckpt, module);
 }
 
 std::vector<float> artifact_linear_decode(const Checkpoint& ckpt, const std::string& module, int64_t out,
@@ -68,15 +74,29 @@ std::vector<float> artifact_linear_decode(const Checkpoint& ckpt, const std::str
   if (appmana_stored(ckpt, module)) {
     return appmana_linear_decode(stored(ckpt, module + ".weight"), stored(ckpt, module + ".scale"), out, in, module);
   }
+  if (turboquant_stored(ckpt, module)) {
+    for (const char* leaf : {".weight.tq_packed", ".weight.tq_norms"}) {
+      DSV4_USER_CHECK("artifact", ckpt.contains(module + leaf), "%s: %s%s is missing beside its turboquant partner",
+                      ckpt.dir().c_str(), module.c_str(), leaf);
+    }
+    return turboquant_linear_decode(stored(ckpt, module + ".weight.tq_packed"),
+                                    stored(ckpt, module + ".weight.tq_norms"), out, in, module);
+  }
   return quant::compressed_module_decode(CheckpointLookup(ckpt), module, out, in);
 }
 
 std::vector<float> encoded_linear_decode(const std::vector<quant::EncodedTensor>& tensors, const std::string& module,
                                          int64_t out, int64_t in) {
-  const quant::EncodedTensor *weight = nullptr, *scale = nullptr;
+  const quant::EncodedTensor *weight = nullptr, *scale = nullptr, *tq_packed = nullptr, *tq_norms = nullptr;
   for (const quant::EncodedTensor& t : tensors) {
     if (t.name == "weight") weight = &t;
     if (t.name == "scale") scale = &t;
+    if (t.name == "weight.tq_packed") tq_packed = &t;
+    if (t.name == "weight.tq_norms") tq_norms = &t;
+  }
+  if (tq_packed && tq_norms) {
+    return turboquant_linear_decode({tq_packed->dtype, tq_packed->shape, tq_packed->bytes},
+                                    {tq_norms->dtype, tq_norms->shape, tq_norms->bytes}, out, in, module);
   }
   if (weight && scale) {  // appmana-dsv4-int (compressed-tensors never writes a bare `scale`)
     return appmana_linear_decode({weight->dtype, weight->shape, weight->bytes}, {scale->dtype, scale->shape, scale->bytes},
@@ -122,6 +142,11 @@ model::ModelConfig checkpoint_config_load(const std::string& dir) {
     if (q.contains("quant_method") && (q["quant_method"] == "compressed-tensors" || q["quant_method"] == "dsv4_int")) {
       c.linear_decoder = std::make_shared<CompressedTensorsDecoder>();
     }
+  }
+  // turboquant: config.json has no quantization_config (as upstream writes it); tq_config.json marks the format.
+  std::error_code ec;
+  if (std::filesystem::exists(std::filesystem::path(dir) / kTqConfigFile, ec)) {
+    c.linear_decoder = std::make_shared<CompressedTensorsDecoder>();
   }
   return c;
 }

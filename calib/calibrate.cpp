@@ -22,6 +22,7 @@
 #include "calib/layer_executor.h"
 #include "calib/model_card.h"
 #include "calib/module_plan.h"
+#include "calib/profile_turboquant.h"
 #include "calib/run_checkpoint.h"
 #include "calib/run_lock.h"
 #include "calib/run_manifest.h"
@@ -366,11 +367,16 @@ CalibrateResult calibrate_run(const Recipe& r, const CalibrateOptions& o) {
   // The run's records beside the weights (issue 25): the model card and report.html, from the
   // manifest and progress.jsonl, so `dsv4-calib report OUT` can write them again.
   const ReportRun run = report_run_from(r.output.dir, m);
-  writer->finish({{"config.json", cfg.dump(2) + "\n"},
-                  {"recipe.yaml", recipe_yaml},
-                  {"calib_manifest.json", m.dump(2) + "\n"},
-                  {kModelCardFile, model_card_markdown({.run = run, .recipe_yaml = recipe_yaml, .config = cfg})},
-                  {kReportFile, report_html({run})}});
+  std::vector<std::pair<std::string, std::string>> files = {
+      {"config.json", cfg.dump(2) + "\n"},
+      {"recipe.yaml", recipe_yaml},
+      {"calib_manifest.json", m.dump(2) + "\n"},
+      {kModelCardFile, model_card_markdown({.run = run, .recipe_yaml = recipe_yaml, .config = cfg})},
+      {kReportFile, report_html({run})}};
+  if (r.output.profile == OutputProfile::kTurboquant) {  // turboquant's loader takes the format from it
+    files.emplace_back(kTqConfigFile, turboquant_tq_config(r, plan).dump(2));
+  }
+  writer->finish(files);
   ck.finish();
   const int fallbacks = m["totals"]["fallbacks"].get<int>();
   res.manifest = std::move(m);

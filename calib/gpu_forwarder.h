@@ -15,6 +15,7 @@
 //                                   (with hessians_on_device the Hessian sums stay on the GPU)
 //   gpu->gptq_batch(args, opts, modules, {h}, rows, cols, {.into_block = true});  // solves, into the block
 //   gpu->put_encoded({{other_module, format, args, &tensors}});           // solved elsewhere
+//   quant::TqResult t = gpu->turboquant_encode(module, 3, 128);          // turboquant, data-free
 //   gpu->put_weight(cpu_solved_module, dequant);                          // solved on the host
 //   gpu->run(samples, nullptr, true);                                     // pass B: the next input
 //   gpu->store_states(states);                                            // for a snapshot
@@ -36,6 +37,7 @@
 #include "quant/compressed_module.h"
 #include "quant/gptq.h"
 #include "quant/pack.h"
+#include "quant/turboquant.h"
 
 namespace dsv4::calib {
 
@@ -99,6 +101,10 @@ class GpuForwarder {
                                         const std::vector<std::string>& modules,
                                         const std::vector<const float*>& hessians, int64_t rows, int64_t cols,
                                         const GpuGptqBatchOptions& batch) = 0;
+  // The turboquant profile's data-free encode of a block linear (quant/turboquant_cuda.h) from the
+  // block's weights (the source's exact values: bf16 holds an FP8/MXFP4 decode exactly): indices,
+  // corrected norms and dequant on the host, bit for bit quant::tq_quantize of the CPU's weight.
+  virtual quant::TqResult turboquant_encode(const std::string& module, int bits, int group_size) = 0;
   virtual uint64_t arena_bytes() const = 0;
   virtual uint64_t arena_high_water() const = 0;
   virtual uint64_t kept_bytes() const = 0;  // planned outside the arena: block, Hessians, states, workspace

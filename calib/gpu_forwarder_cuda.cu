@@ -22,6 +22,7 @@
 #include "model/rope.h"
 #include "quant/compressed_module.h"
 #include "quant/gptq_batch_cuda.h"
+#include "quant/turboquant_cuda.h"
 #include "quant/unpack_cuda.h"
 
 namespace dsv4::calib {
@@ -315,6 +316,29 @@ class CudaForwarder final : public GpuForwarder {
     out.rel_error = std::move(errors.rel_error);
     out.rtn_rel_error = std::move(errors.rtn_rel_error);
     return out;
+  }
+
+  quant::TqResult turboquant_encode(const std::string& module, int bits, int group_size) override {
+    const model::DeviceMatrix m = device_block_matrix(module);
+    const quant::TqCodec codec(bits, group_size);
+    const int64_t n = m.rows * m.cols, groups = m.rows * quant::tq_groups_per_row(m.cols, group_size);
+    ArenaScope scope(*arena_);
+    float* w = arena_->take<float>(static_cast<size_t>(n), "turboquant weight");
+    float* dequant = arena_->take<float>(static_cast<size_t>(n), "turboquant dequant");
+    float* norms = arena_->take<float>(static_cast<size_t>(groups), "turboquant norms");
+    uint8_t* packed = arena_->take<uint8_t>(static_cast<size_t>(groups * codec.group_bytes()), "turboquant codes");
+    model::f32_from_bf16_cuda(m.w, n, w, stream_);
+    quant::tq_quantize_cuda(bits, group_size, w, m.rows, m.cols, packed, norms, dequant, stream_);
+    quant::TqResult r;
+    std::vector<uint8_t> host_packed(static_cast<size_t>(groups * codec.group_bytes()));
+    r.norms.resize(static_cast<size_t>(groups));
+    r.dequant.resize(static_cast<size_t>(n));
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(host_packed.data(), packed, host_packed.size(), cudaMemcpyDeviceToHost, stream_));
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(r.norms.data(), norms, r.norms.size() * 4, cudaMemcpyDeviceToHost, stream_));
+    DSV4_CUDA_CHECK(cudaMemcpyAsync(r.dequant.data(), dequant, r.dequant.size() * 4, cudaMemcpyDeviceToHost, stream_));
+    DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    r.indices = quant::tq_unpack(codec, host_packed.data(), groups);
+    return r;
   }
 
   uint64_t arena_bytes() const override { return arena_->capacity(); }

@@ -105,12 +105,22 @@ class CudaLayerExecutor final : public LayerExecutor {
 };
 
 // Splits this rank's modules into the GPU's share of the solves, the GPTQ modules its sweep takes
-// (module_solve_gpu_eligible), and the CPU's, the rest. Eligibility reads the scheme, the options
-// and the number of Hessians, not their values.
+// (module_solve_gpu_eligible) and the turboquant profile's data-free encodes, and the CPU's, the
+// rest. Eligibility reads the scheme, the options and the number of Hessians, not their values.
+// The GPU turboquant encoder (quant/turboquant_cuda.h) compiles but has not run on a GPU yet (issue
+// 23: no device was lent in the session that wrote it). Until TurboquantCuda.* and a tq3 run with
+// --device cuda match the CPU's bytes on one, turboquant modules are encoded on the host, whose
+// bytes the artifact pins hold; then this becomes true.
+constexpr bool kTurboquantGpuEncodeVerified = false;
+
 void gpu_split(const std::vector<size_t>& mine, const std::vector<const PlannedModule*>& mods,
-               std::vector<size_t>& on_gpu, std::vector<size_t>& on_cpu) {
+               std::vector<size_t>& on_gpu, std::vector<size_t>& on_tq, std::vector<size_t>& on_cpu) {
   for (size_t i : mine) {
     const PlannedModule& m = *mods[i];
+    if (kTurboquantGpuEncodeVerified && module_solve_turboquant_data_free(m)) {
+      on_tq.push_back(i);
+      continue;
+    }
     const quant::HessianResult placeholder;
     ModuleSolveInput probe{&m, nullptr, {&placeholder}};
     if (m.role == model::LinearRole::kAttnWoA) probe.hessians.push_back(&placeholder);  // one per output group
@@ -121,8 +131,8 @@ void gpu_split(const std::vector<size_t>& mine, const std::vector<const PlannedM
 void CudaLayerExecutor::solve(const std::vector<const PlannedModule*>& mods, const std::vector<size_t>& mine,
                               LayerStats& stats, std::vector<SolvedModule>& solved) {
   in_block_.assign(mods.size(), 0);
-  std::vector<size_t> on_gpu, on_cpu;
-  gpu_split(mine, mods, on_gpu, on_cpu);
+  std::vector<size_t> on_gpu, on_tq, on_cpu;
+  gpu_split(mine, mods, on_gpu, on_tq, on_cpu);
   if (stats.sums_on_device()) {  // the CPU solves read host Hessians: these come over (GPU thread)
     std::set<HessianKey> keys;
     for (size_t i : on_cpu) {
@@ -135,6 +145,15 @@ void CudaLayerExecutor::solve(const std::vector<const PlannedModule*>& mods, con
   // overlapping them with the GPU batches was measured slower (their all-core rounding starves
   // the batches' host side; docs/PERFORMANCE.md, run F).
   for (const GpuBatch& b : batches(mods, on_gpu, stats)) solve_batch(b, mods, stats, solved);
+  for (size_t i : on_tq) {  // turboquant, data-free: from the block's weights; put() uploads the dequant
+    const auto t = SteadyClock::now();
+    const PlannedModule& m = *mods[i];
+    const quant::QuantArgs& a = m.scheme->scheme.weights;
+    solved[i] = module_solve_from_turboquant(ModuleSolveInput{&m},
+                                             gpu_->turboquant_encode(m.names.release, a.num_bits,
+                                                                     static_cast<int>(a.group_size)));
+    solved[i].seconds = seconds_since(t);
+  }
   const HostSolveContext ctx{s_.recipe, s_.config, s_.source, &stats, nullptr, s_.threads};
   host_solve(ctx, mods, on_cpu, solved);
 }

@@ -2,9 +2,11 @@
 #include "calib/module_plan.h"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 
 #include "calib/profile_layout.h"
+#include "calib/profile_turboquant.h"
 #include "common/check.h"
 #include "model/names.h"
 #include "quant/compressed_module.h"
@@ -23,6 +25,7 @@ std::string describe_scheme(const PlannedModule& m, const RecipeGroup& g) {
 uint64_t module_output_bytes(const PlannedModule& m) {
   const uint64_t n = static_cast<uint64_t>(m.rows) * static_cast<uint64_t>(m.cols);
   if (!m.quantized()) return n * 2;  // BF16 (exact decode of an FP8/FP4 source, or the BF16 as is)
+  if (m.scheme->profile == OutputProfile::kTurboquant) return turboquant_module_bytes(m);
   const quant::QuantArgs& a = m.scheme->scheme.weights;
   uint64_t bytes = (n * static_cast<uint64_t>(a.num_bits) + 7) / 8;
   const uint64_t scale_bytes = dtype_size(quant::compressed_module_scale_dtype(a));
@@ -32,6 +35,31 @@ uint64_t module_output_bytes(const PlannedModule& m) {
     bytes += static_cast<uint64_t>((m.rows + 127) / 128) * static_cast<uint64_t>((m.cols + 127) / 128) * scale_bytes;
   }
   return bytes;
+}
+
+// The whole source checkpoint and the artifact (every tensor the inventory implies: a module's
+// `.weight` and `.scale` become its output tensors, the rest is copied as stored, plus the MTP
+// aliases), for comparing a profile's size with a published artifact's.
+void artifact_size_estimate(const Recipe& recipe, const model::ModelConfig& config, int mtp_stages, ModulePlan& plan) {
+  std::map<std::string, const PlannedModule*> by_name;
+  for (const PlannedModule& m : plan.modules) by_name[m.names.release] = &m;
+  const auto module_of = [&](const std::string& name, const char* suffix) -> const PlannedModule* {
+    if (!name.ends_with(suffix)) return nullptr;
+    const auto it = by_name.find(name.substr(0, name.size() - std::strlen(suffix)));
+    return it == by_name.end() ? nullptr : it->second;
+  };
+  uint64_t embed = 0, head = 0;
+  for (const model::ExpectedTensor& t : model::inventory_expected(config, mtp_stages)) {
+    plan.source_bytes += t.bytes();
+    if (t.name == "embed.weight") embed = t.bytes();
+    if (t.name == "head.weight") head = t.bytes();
+    if (const PlannedModule* m = module_of(t.name, ".weight")) {
+      plan.artifact_bytes += module_output_bytes(*m);
+    } else if (!module_of(t.name, ".scale")) {
+      plan.artifact_bytes += t.bytes();
+    }
+  }
+  if (recipe.output.mtp_aliases) plan.artifact_bytes += static_cast<uint64_t>(mtp_stages) * (embed + head);
 }
 
 // The Hessian serving a GPTQ module, shared as hessian_key.h's HessianInput describes.
@@ -154,7 +182,9 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
                       recipe.origin.c_str(), m.names.release.c_str(),
                       m.quantized() ? m.scheme->key_path.c_str() : "", rg.key_path.c_str());
       const quant::QuantArgs& a = rg.scheme.weights;
-      if (a.strategy == quant::Strategy::kGroup || a.strategy == quant::Strategy::kTensorGroup) {
+      // turboquant pads a row to whole groups with zeros, as upstream does.
+      if ((a.strategy == quant::Strategy::kGroup || a.strategy == quant::Strategy::kTensorGroup) &&
+          recipe.output.profile != OutputProfile::kTurboquant) {
         DSV4_USER_CHECK("recipe", m.cols % a.group_size == 0,
                         "%s: %s: group_size %d does not divide the %lld input features of %s [%lld, %lld]",
                         recipe.origin.c_str(), rg.key_path.c_str(), a.group_size, static_cast<long long>(m.cols),
@@ -195,6 +225,7 @@ ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& con
     }
   }
 
+  artifact_size_estimate(recipe, config, mtp_stages, plan);
   // Hessians of one layer: one per distinct HessianKey of its GPTQ modules (wo_a: one per group).
   std::map<int, std::map<HessianKey, int64_t>> per_layer;
   for (const PlannedModule& m : plan.modules) {
@@ -244,6 +275,10 @@ std::string module_plan_table(const Recipe& recipe, const ModulePlan& plan) {
                 static_cast<long long>(quantized), static_cast<long long>(plan.modules.size()) - quantized);
   out += strfmt("estimate: Linear weights in the artifact %.3f GB; peak Hessian memory per layer %.3f GB (fp32)\n",
                 static_cast<double>(plan.output_bytes) / 1e9, static_cast<double>(plan.hessian_bytes_peak_layer) / 1e9);
+  out += strfmt("estimate: artifact %.2f GB from %.2f GB of source (%s profile; %.4f of the source)\n",
+                static_cast<double>(plan.artifact_bytes) / 1e9, static_cast<double>(plan.source_bytes) / 1e9,
+                std::string(output_profile_name(recipe.output.profile)).c_str(),
+                plan.source_bytes ? static_cast<double>(plan.artifact_bytes) / static_cast<double>(plan.source_bytes) : 0.0);
   for (const std::string& w : plan.warnings) out += "warning: " + w + "\n";
   return out;
 }
@@ -273,6 +308,8 @@ nlohmann::ordered_json module_plan_json(const Recipe& recipe, const ModulePlan& 
   j["quantized"] = quantized;
   j["kept"] = static_cast<int64_t>(plan.modules.size()) - quantized;
   j["output_linear_bytes"] = plan.output_bytes;
+  j["artifact_bytes"] = plan.artifact_bytes;
+  j["source_bytes"] = plan.source_bytes;
   j["hessian_bytes_peak_layer"] = plan.hessian_bytes_peak_layer;
   j["warnings"] = plan.warnings;
   return j;

@@ -75,7 +75,9 @@ struct ModulePlan {
   std::vector<PlannedModule> modules;  // inventory order: layer by layer, MTP last
   std::vector<std::string> warnings;
   int64_t hessian_bytes_peak_layer = 0;  // fp32 Hessians one layer needs at once (all-experts mode)
-  uint64_t output_bytes = 0;             // estimated artifact size
+  uint64_t output_bytes = 0;             // estimated size of the Linear weights in the artifact
+  uint64_t source_bytes = 0;             // the source checkpoint's tensors (the inventory's)
+  uint64_t artifact_bytes = 0;           // estimated size of all the artifact's tensors
 };
 
 ModulePlan module_plan_build(const Recipe& recipe, const model::ModelConfig& config, int mtp_stages);

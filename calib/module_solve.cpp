@@ -12,6 +12,8 @@
 #include "common/dtype.h"
 #include "common/log.h"
 #include "quant/int_requant.h"
+#include "quant/turboquant.h"
+#include "quant/turboquant_gptq.h"
 #include "quant/observer.h"
 #include "quant/quant_scheme.h"
 #include "quant/quantizer.h"
@@ -92,6 +94,23 @@ quant::RtnResult solve_appmana_mxfp4(const Checkpoint& ckpt, const PlannedModule
     w[i] = e2m1_decode((i % 2 == 0) ? (b & 0xF) : (b >> 4)) * e8m0_decode(scales[i / 32]);
   }
   return quant::int_requant(m.scheme->scheme.weights, appmana_rule(*m.scheme), w.data(), m.rows, m.cols);
+}
+
+// turboquant: upstream's quantizer's result (quant::tq_quantize on the host, or its GPU twin):
+// the codes are the codebook indices of the rotated groups, the qparams' scales the corrected
+// group norms.
+void take_turboquant(SolvedModule& s, const PlannedModule& m, quant::TqResult&& r) {
+  s.codes = std::move(r.indices);
+  s.qparams.rows = m.rows;
+  s.qparams.cols = m.cols;
+  s.qparams.scale_rows = m.rows;
+  s.qparams.scale_cols = quant::tq_groups_per_row(m.cols, m.scheme->scheme.weights.group_size);
+  s.qparams.scale = std::move(r.norms);
+  s.dequant = std::move(r.dequant);
+}
+
+quant::TqCodec turboquant_codec(const PlannedModule& m) {
+  return quant::TqCodec(m.scheme->scheme.weights.num_bits, static_cast<int>(m.scheme->scheme.weights.group_size));
 }
 
 void take_rtn(SolvedModule& s, quant::RtnResult&& r) {
@@ -175,6 +194,35 @@ double grouped_rel_error(const ModuleSolveInput& in, const float* q) {
   return den > 0 ? num / den : 0.0;
 }
 
+// turboquant + GPTQ (quant/turboquant_gptq.h): each output group's rows (one group unless wo_a)
+// with its Hessian; errors against the data-free quantizer as the RTN baseline.
+void solve_turboquant_gptq(const ModuleSolveInput& in, SolvedModule& s) {
+  const PlannedModule& m = *in.module;
+  const quant::TqCodec codec = turboquant_codec(m);
+  const int64_t parts = static_cast<int64_t>(in.hessians.size()), block_rows = m.rows / parts;
+  DSV4_CHECK_IN("solve", m.rows % parts == 0, "%s: %lld rows do not split into %lld output groups",
+                m.names.release.c_str(), static_cast<long long>(m.rows), static_cast<long long>(parts));
+  s.method = SolveMethod::kGptq;
+  s.qparams.rows = m.rows, s.qparams.cols = m.cols, s.qparams.scale_rows = m.rows;
+  for (int64_t p = 0; p < parts; ++p) {
+    quant::GptqResult r = quant::tq_gptq_solve(codec, in.weight + p * block_rows * m.cols, block_rows, m.cols,
+                                               in.hessians[static_cast<size_t>(p)]->h.data(), m.scheme->gptq);
+    s.qparams.scale_cols = r.qparams.scale_cols;
+    s.qparams.scale.insert(s.qparams.scale.end(), r.qparams.scale.begin(), r.qparams.scale.end());
+    s.codes.insert(s.codes.end(), r.codes.begin(), r.codes.end());
+    s.dequant.insert(s.dequant.end(), r.dequant.begin(), r.dequant.end());
+    add_gptq_stats(s, r);
+    s.tokens += in.hessians[static_cast<size_t>(p)]->num_tokens;
+  }
+  bool any_tokens = false;
+  for (const quant::HessianResult* h : in.hessians) any_tokens = any_tokens || !h->no_tokens;
+  if (any_tokens) {
+    const quant::TqResult rtn = quant::tq_quantize(codec, in.weight, m.rows, m.cols);
+    s.rel_error = grouped_rel_error(in, s.dequant.data());
+    s.rtn_rel_error = grouped_rel_error(in, rtn.dequant.data());
+  }
+}
+
 }  // namespace
 
 std::string_view solve_method_name(SolveMethod m) {
@@ -189,6 +237,7 @@ std::string_view solve_method_name(SolveMethod m) {
 
 SolveMethod module_data_free_method(const PlannedModule& m) {
   DSV4_CHECK_IN("solve", m.quantized(), "%s is not quantized", m.names.release.c_str());
+  if (m.scheme->profile == OutputProfile::kTurboquant) return SolveMethod::kRtn;  // from the decoded weight
   const QuantArgs& a = m.scheme->scheme.weights;
   if (m.source == model::TensorEncoding::kFp8Block && is_fp8_block_e8m0(a)) return SolveMethod::kFp8Reencode;
   if (m.source == model::TensorEncoding::kMxfp4 && is_int4_sym_g32(a)) return SolveMethod::kMxfp4ToInt4;
@@ -246,6 +295,25 @@ SolvedModule module_solve_from_gptq(const ModuleSolveInput& in, quant::GptqResul
   return s;
 }
 
+bool module_solve_turboquant_data_free(const PlannedModule& m) {
+  return m.quantized() && m.scheme->profile == OutputProfile::kTurboquant && !m.scheme->gptq_solved();
+}
+
+SolvedModule module_solve_from_turboquant(const ModuleSolveInput& in, quant::TqResult&& r) {
+  const PlannedModule& m = *in.module;
+  DSV4_CHECK_IN("solve", module_solve_turboquant_data_free(m) &&
+                             r.dequant.size() == static_cast<size_t>(m.rows * m.cols),
+                "%s: not a data-free turboquant module, or %zu decoded values for [%lld, %lld]",
+                m.names.release.c_str(), r.dequant.size(), static_cast<long long>(m.rows),
+                static_cast<long long>(m.cols));
+  SolvedModule s;
+  s.module = m.names.release;
+  s.method = SolveMethod::kRtn;
+  take_turboquant(s, m, std::move(r));
+  encode_tensors(in, s);
+  return s;
+}
+
 bool module_solve_needs_weight(const ModuleSolveInput& in, const Checkpoint& ckpt) {
   if (in.module->scheme->gptq_solved() || in.amax_tensor > 0.0f) return true;
   const SolveMethod m = module_data_free_method(*in.module);
@@ -264,6 +332,14 @@ SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& ckpt) {
 
   if (scheme.gptq_solved()) {
     DSV4_CHECK_IN("solve", !in.hessians.empty(), "%s: GPTQ needs its Hessian", m.names.release.c_str());
+    if (scheme.profile == OutputProfile::kTurboquant) {
+      SolvedModule s;
+      s.module = m.names.release;
+      solve_turboquant_gptq(in, s);
+      encode_tensors(in, s);
+      s.seconds = seconds();
+      return s;
+    }
     if (in.hessians.size() == 1) {
       SolvedModule s = module_solve_from_gptq(
           in, quant::gptq_solve(args, in.weight, m.rows, m.cols, in.hessians[0]->h.data(), scheme.gptq));
@@ -283,7 +359,9 @@ SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& ckpt) {
   } else {
     s.method = module_data_free_method(m);
     if (s.method != SolveMethod::kRtn && !source_scales_e8m0(ckpt, m.names.release)) s.method = SolveMethod::kRtn;
-    if (scheme.profile == OutputProfile::kAppmanaDsv4Int) {
+    if (scheme.profile == OutputProfile::kTurboquant) {
+      take_turboquant(s, m, quant::tq_quantize(turboquant_codec(m), in.weight, m.rows, m.cols));
+    } else if (scheme.profile == OutputProfile::kAppmanaDsv4Int) {
       take_rtn(s, s.method == SolveMethod::kMxfp4ToInt4
                       ? solve_appmana_mxfp4(ckpt, m)
                       : quant::int_requant(args, appmana_rule(scheme), in.weight, m.rows, m.cols));

@@ -28,6 +28,7 @@
 #include "quant/compressed_module.h"
 #include "quant/gptq.h"
 #include "quant/hessian.h"
+#include "quant/turboquant.h"
 
 namespace dsv4::calib {
 
@@ -83,6 +84,12 @@ bool module_solve_gpu_eligible(const ModuleSolveInput& in);
 SolvedModule module_solve_from_gptq(const ModuleSolveInput& in, quant::GptqResult&& result,
                                     const double* rel_error = nullptr, const double* rtn_rel_error = nullptr,
                                     std::vector<quant::EncodedTensor>* encoded = nullptr);
+
+// The turboquant profile's data-free modules, which the CUDA executor encodes on the GPU
+// (GpuForwarder::turboquant_encode, bit for bit quant::tq_quantize), finished here as
+// module_solve finishes them on the host (encoded tensors; seconds left to the caller).
+bool module_solve_turboquant_data_free(const PlannedModule& module);
+SolvedModule module_solve_from_turboquant(const ModuleSolveInput& in, quant::TqResult&& result);
 
 // Whether a data-free module can be converted exactly from its source encoding (the FP8
 // re-encode or MXFP4 -> INT4 paths above) instead of rounding the decoded weight.

@@ -10,6 +10,7 @@ std::string_view output_profile_name(OutputProfile p) {
   switch (p) {
     case OutputProfile::kVllm: return "vllm";
     case OutputProfile::kAppmanaDsv4Int: return "appmana-dsv4-int";
+    case OutputProfile::kTurboquant: return "turboquant";
   }
   return "?";
 }

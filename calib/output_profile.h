@@ -13,7 +13,10 @@
 //     per 128x128 block, both with BF16 scales, except attn.wo_a which stays BF16 (its consumer is
 //     a BF16 einsum); everything else is kept. The fork finds its kernels by name, so a recipe
 //     that quantizes another set of modules, or with another scheme, cannot be served by it.
-//   (turboquant's TQ3 is the next profile, issue 23.)
+//   - turboquant: turboquant-vllm's TQ-native checkpoint (seed_pipelines.md §1.4, §3.4;
+//     calib/profile_turboquant.h): int symmetric group schemes of 2-4 bits stored as TurboQuant
+//     codes (randomized Walsh-Hadamard rotation, Lloyd-Max codebook, norm-corrected group norms)
+//     with tq_config.json; kept modules dense BF16.
 // Tests: tests/calib/test_output_profile.cpp.
 #pragma once
 
@@ -25,10 +28,11 @@
 
 namespace dsv4::calib {
 
-enum class OutputProfile : uint8_t { kVllm, kAppmanaDsv4Int };
-inline constexpr OutputProfile kOutputProfiles[] = {OutputProfile::kVllm, OutputProfile::kAppmanaDsv4Int};
+enum class OutputProfile : uint8_t { kVllm, kAppmanaDsv4Int, kTurboquant };
+inline constexpr OutputProfile kOutputProfiles[] = {OutputProfile::kVllm, OutputProfile::kAppmanaDsv4Int,
+                                                    OutputProfile::kTurboquant};
 
-std::string_view output_profile_name(OutputProfile p);  // "vllm", "appmana-dsv4-int"
+std::string_view output_profile_name(OutputProfile p);  // "vllm", "appmana-dsv4-int", "turboquant"
 std::optional<OutputProfile> output_profile_from_name(std::string_view name);
 std::vector<std::string> output_profile_names();
 // output_profile_from_name, else a user error naming `where` (the recipe key or the flag), the

@@ -87,6 +87,9 @@ struct OutputSection {
   OutputProfile profile = OutputProfile::kVllm;  // how the solved modules are laid out (output_profile.h)
   Int4ScaleMode int4_scale_mode = Int4ScaleMode::kMse;  // appmana-dsv4-int's data-free INT4 scales
   bool mtp_aliases = false;           // mtp.0.head.weight / mtp.0.emb.tok_emb.weight
+  // turboquant: tq_config.json's sensitive_patterns (its loader gives sensitive_bits to the names
+  // containing one); upstream's default.
+  std::vector<std::string> sensitive_patterns = {"o_proj", "down_proj"};
   bool copy_tokenizer = true;
 };
 

@@ -138,6 +138,7 @@ std::string recipe_to_yaml(const Recipe& r) {
   if (r.output.profile == OutputProfile::kAppmanaDsv4Int) {
     j["output"]["int4_scale_mode"] = int4_scale_mode_name(r.output.int4_scale_mode);
   }
+  if (r.output.profile == OutputProfile::kTurboquant) j["output"]["sensitive_patterns"] = r.output.sensitive_patterns;
   j["output"]["mtp_aliases"] = r.output.mtp_aliases;
   j["output"]["copy_tokenizer"] = r.output.copy_tokenizer;
   j["run"] = {{"checkpoint_every", r.run.checkpoint_every}, {"collective_timeout_s", r.run.collective_timeout_s}};

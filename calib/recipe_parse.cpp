@@ -348,9 +348,16 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
     out.fail("int4_scale_mode", "applies to the appmana-dsv4-int profile only (output.profile is " +
                                     std::string(output_profile_name(r.output.profile)) + ")");
   }
+  if (out.has("sensitive_patterns")) {
+    if (r.output.profile != OutputProfile::kTurboquant) {
+      out.fail("sensitive_patterns", "applies to the turboquant profile only (output.profile is " +
+                                         std::string(output_profile_name(r.output.profile)) + ")");
+    }
+    r.output.sensitive_patterns = out.get_strings("sensitive_patterns", {});
+  }
   r.output.mtp_aliases = out.get_bool("mtp_aliases", false);
   r.output.copy_tokenizer = out.get_bool("copy_tokenizer", true);
-  out.finish({"dir", "shard_size", "profile", "int4_scale_mode", "mtp_aliases", "copy_tokenizer"});
+  out.finish({"dir", "shard_size", "profile", "int4_scale_mode", "sensitive_patterns", "mtp_aliases", "copy_tokenizer"});
   YamlReader run = top.child("run");
   r.run.checkpoint_every = static_cast<int>(run.get_int("checkpoint_every", 1));
   if (r.run.checkpoint_every < 1) run.fail("checkpoint_every", "expected at least 1");

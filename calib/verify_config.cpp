@@ -10,6 +10,7 @@
 #include "calib/artifact_config.h"
 #include "calib/ct_rules.h"
 #include "calib/profile_appmana.h"
+#include "calib/profile_turboquant.h"
 #include "common/check.h"
 #include "common/json_guard.h"
 #include "common/fs.h"
@@ -40,6 +41,37 @@ void appmana_config_check(const Expected& e, const ordered_json& a, const ordere
                    e.plan.modules.size()));
 }
 
+// turboquant: config.json is exactly the source's without quantization_config (upstream's
+// _write_raw_source_config_json), and tq_config.json is the plan's, resolving every module's width.
+void turboquant_config_check(const Expected& e, const std::string& art_dir, const ordered_json& a,
+                             const ordered_json& s, VerifyCheck& c) {
+  const ordered_json want = turboquant_config_json(s);
+  if (a != want) {
+    for (const auto& [key, value] : want.items()) {
+      if (!a.contains(key) || a[key] != value) note_fail(c, key + ": " + (a.contains(key) ? json_excerpt(a[key]) : "missing") + ", expected " + json_excerpt(value));
+    }
+    for (const auto& [key, value] : a.items()) {
+      if (!want.contains(key)) note_fail(c, key + ": not expected (turboquant's config.json is the source's without quantization_config)");
+    }
+  } else {
+    note_ok(c);
+  }
+  ordered_json tq;
+  try {
+    tq = json_parse<ordered_json>(read_file(art_dir + "/" + kTqConfigFile), art_dir + "/" + kTqConfigFile);
+  } catch (const std::exception& ex) {
+    note_fail(c, clip(ex.what(), 200));
+    finish(c, std::string(kTqConfigFile) + " missing or unreadable");
+    return;
+  }
+  const ordered_json tq_want = turboquant_tq_config(e.recipe, e.plan);
+  if (tq != tq_want) note_fail(c, std::string(kTqConfigFile) + ": " + json_excerpt(tq) + ", expected " + json_excerpt(tq_want));
+  else note_ok(c);
+  for (const std::string& b : turboquant_config_resolve_check(tq, e.plan)) note_fail(c, "turboquant's loader: " + b);
+  finish(c, strfmt("config.json = the source's without quantization_config; %s as the plan, %zu modules resolved",
+                   kTqConfigFile, e.plan.modules.size()));
+}
+
 }  // namespace
 
 void config_check(const Expected& e, const std::string& art_dir, const std::string& src_dir, VerifyCheck& c) {
@@ -53,6 +85,7 @@ void config_check(const Expected& e, const std::string& art_dir, const std::stri
     return;
   }
   if (e.recipe.output.profile == OutputProfile::kAppmanaDsv4Int) return appmana_config_check(e, a, s, c);
+  if (e.recipe.output.profile == OutputProfile::kTurboquant) return turboquant_config_check(e, art_dir, a, s, c);
   for (const auto& [key, value] : s.items()) {
     if (key == "quantization_config") continue;
     if (!a.contains(key)) note_fail(c, key + ": missing (the source has " + json_excerpt(value) + ")");

@@ -1,7 +1,9 @@
 // verify_gptq_signature.cpp: the `gptq_signature` check (verify.h), a differential one: a sample of
 // the GPTQ modules (RTN fallbacks recorded in calib_manifest.json skipped) is compared with
 // round-to-nearest of the same decoded source weight; at least one must differ from RTN by half a
-// step or more in > 0.1% of its elements, else the artifact looks like RTN, not GPTQ.
+// step or more in > 0.1% of its elements, else the artifact looks like RTN, not GPTQ. For the
+// turboquant profile "RTN" is its data-free quantizer, and an element differs when its codebook
+// index does.
 #include "calib/verify_check.h"
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include "common/parallel.h"
 #include "model/block_weights.h"
 #include "quant/quantizer.h"
+#include "quant/turboquant.h"
 
 namespace dsv4::calib::verify_detail {
 
@@ -39,6 +42,42 @@ std::map<std::string, std::string> manifest_fallbacks(const std::optional<ordere
     }
   }
   return out;
+}
+
+// The fraction of elements differing from RTN by half a step or more.
+double rtn_differing_fraction(const Checkpoint& art, const PlannedModule& m, const std::vector<float>& w) {
+  const quant::QuantArgs& args = m.scheme->scheme.weights;
+  const quant::RtnResult rtn = quant::quantizer_rtn(args, w.data(), m.rows, m.cols);
+  const std::vector<float> d = artifact_linear_decode(art, m.names.release, m.rows, m.cols);
+  // A different code moves the value by a whole step; half a step separates that from
+  // rounding noise in the scale dtype.
+  int64_t differ = 0;
+  for (int64_t r = 0; r < m.rows; ++r) {
+    for (int64_t k = 0; k < m.cols; ++k) {
+      const size_t x = static_cast<size_t>(r * m.cols + k);
+      const float step = std::fabs(quant::qparams_effective_scale(rtn.qparams, rtn.qparams.index(args, r, k)));
+      if (std::fabs(d[x] - rtn.dequant[x]) > 0.5f * step) ++differ;
+    }
+  }
+  return static_cast<double>(differ) / static_cast<double>(w.size());
+}
+
+// turboquant: the stored codebook indices against the data-free quantizer's (padding included).
+double turboquant_differing_fraction(const Checkpoint& art, const PlannedModule& m, const std::vector<float>& w) {
+  const quant::QuantArgs& args = m.scheme->scheme.weights;
+  const quant::TqCodec codec(args.num_bits, static_cast<int>(args.group_size));
+  const std::vector<int32_t> rtn = quant::tq_quantize(codec, w.data(), m.rows, m.cols).indices;
+  const std::string name = m.names.release + ".weight.tq_packed";
+  const TensorInfo& info = art.info(name);
+  const int64_t groups = m.rows * quant::tq_groups_per_row(m.cols, codec.group_size());
+  DSV4_USER_CHECK("verify", info.dtype == DType::kU8 && info.shape == std::vector<int64_t>({groups, codec.group_bytes()}),
+                  "%s: %s %s, expected U8 [%lld, %d]", name.c_str(), std::string(dtype_name(info.dtype)).c_str(),
+                  shape_string(info.shape).c_str(), static_cast<long long>(groups), codec.group_bytes());
+  const auto bytes = art.bytes(name);
+  const std::vector<int32_t> codes = quant::tq_unpack(codec, reinterpret_cast<const uint8_t*>(bytes.data()), groups);
+  int64_t differ = 0;
+  for (size_t i = 0; i < codes.size(); ++i) differ += codes[i] != rtn[i];
+  return static_cast<double>(differ) / static_cast<double>(codes.size());
 }
 
 }  // namespace
@@ -69,21 +108,9 @@ void gptq_signature_check(const Expected& e, const Checkpoint& art, const Checkp
   parallel_for(pick.size(), o.threads, [&](size_t i) {
     const PlannedModule& m = *gptq[pick[i]];
     try {
-      const quant::QuantArgs& args = m.scheme->scheme.weights;
       const std::vector<float> w = model::linear_load(src, e.config, m.names.release, m.rows, m.cols).w;
-      const quant::RtnResult rtn = quant::quantizer_rtn(args, w.data(), m.rows, m.cols);
-      const std::vector<float> d = artifact_linear_decode(art, m.names.release, m.rows, m.cols);
-      // A different code moves the value by a whole step; half a step separates that from
-      // rounding noise in the scale dtype.
-      int64_t differ = 0;
-      for (int64_t r = 0; r < m.rows; ++r) {
-        for (int64_t k = 0; k < m.cols; ++k) {
-          const size_t x = static_cast<size_t>(r * m.cols + k);
-          const float step = std::fabs(quant::qparams_effective_scale(rtn.qparams, rtn.qparams.index(args, r, k)));
-          if (std::fabs(d[x] - rtn.dequant[x]) > 0.5f * step) ++differ;
-        }
-      }
-      frac[i] = static_cast<double>(differ) / static_cast<double>(w.size());
+      frac[i] = m.scheme->profile == OutputProfile::kTurboquant ? turboquant_differing_fraction(art, m, w)
+                                                                : rtn_differing_fraction(art, m, w);
     } catch (const std::exception& ex) {
       err[i] = clip(ex.what(), 300);
     }

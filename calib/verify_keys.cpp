@@ -71,7 +71,8 @@ void mtp_unquantized_check(const Expected& e, const Checkpoint& art, VerifyCheck
   }
   static const std::set<std::string> kQuantLeaves = {
       "weight_packed", "weight_scale",  "weight_global_scale", "weight_zero_point", "weight_g_idx",
-      "weight_shape",  "input_scale",   "input_global_scale",  "input_zero_point",  "scale"};
+      "weight_shape",  "input_scale",   "input_global_scale",  "input_zero_point",  "scale",
+      "tq_packed",     "tq_norms"};
   for (const std::string& n : art.names()) {
     if (!n.starts_with("mtp.")) continue;
     const std::string leaf = n.substr(n.rfind('.') + 1);

@@ -132,7 +132,7 @@ Command cmd_calibrate_register(CLI::App& app) {
   app.add_option("--model", a->model, "release checkpoint directory (overrides model.path)");
   app.add_option("--dataset", a->datasets, "calibration data file(s) (override dataset.files)");
   app.add_option("--out", a->out, "output directory, must not exist or be empty (overrides output.dir)");
-  app.add_option("--profile", a->profile, "output profile: vllm or appmana-dsv4-int (overrides output.profile)");
+  app.add_option("--profile", a->profile, "output profile: vllm, appmana-dsv4-int or turboquant (overrides output.profile)");
   app.add_option("--num-samples", a->num_samples, "calibration samples (overrides dataset.num_samples)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--seq-len", a->seq_len, "tokens per sample (overrides dataset.seq_len)")->check(CLI::NonNegativeNumber);

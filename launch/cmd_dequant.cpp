@@ -7,11 +7,17 @@
 //   python tests/golden/ct_decompress_check.py runs/tiny_w4a16_mtp --dequant /tmp/dequant.safetensors
 #include <CLI/CLI.hpp>
 
-#include <memory>
+#include <nlohmann/json.hpp>
+
 #include <cstring>
+#include <filesystem>
+#include <memory>
 #include <regex>
 
 #include "calib/artifact_decode.h"
+#include "calib/profile_turboquant.h"
+#include "common/fs.h"
+#include "common/json_guard.h"
 #include "common/check.h"
 #include "common/log.h"
 #include "common/safetensors.h"
@@ -28,7 +34,24 @@ int run_dequant(const DequantArgs& a) {
   const Checkpoint ckpt = Checkpoint::open(a.artifact);
   const std::regex match(a.match);
   std::vector<std::pair<std::string, std::vector<int64_t>>> modules;  // module, [out, in]
+  // turboquant: the input width is the padded one unless tq_config.json's orig_in_dims says otherwise.
+  nlohmann::json tq;
+  if (std::filesystem::exists(a.artifact + "/" + calib::kTqConfigFile)) {
+    tq = json_parse(read_file(a.artifact + "/" + calib::kTqConfigFile), a.artifact + "/" + calib::kTqConfigFile);
+  }
   for (const std::string& name : ckpt.names()) {
+    if (name.ends_with(".weight.tq_norms")) {
+      const std::string module = name.substr(0, name.size() - 16);
+      if (!std::regex_search(module, match)) continue;
+      const std::vector<int64_t>& n = ckpt.info(name).shape;
+      const int64_t group = tq.is_object() ? tq.value("group_size", int64_t{128}) : 128;
+      int64_t cols = n.size() == 2 ? n[1] * group : 0;
+      if (tq.is_object() && tq.contains("orig_in_dims") && tq["orig_in_dims"].contains(module + ".weight")) {
+        cols = tq["orig_in_dims"][module + ".weight"].get<int64_t>();
+      }
+      modules.push_back({module, {n.empty() ? 0 : n[0], cols}});
+      continue;
+    }
     // compressed-tensors: `.weight_scale`; appmana-dsv4-int: its BF16 `.scale` (the release's are e8m0).
     const bool appmana = name.ends_with(".scale") && ckpt.info(name).dtype == DType::kBF16;
     if (!name.ends_with(".weight_scale") && !appmana) continue;

@@ -6,10 +6,14 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "calib/artifact_decode.h"
+#include "calib/profile_turboquant.h"
 #include "common/check.h"
+#include "common/fs.h"
+#include "common/json_guard.h"
 #include "common/log.h"
 #include "common/safetensors.h"
 #include "launch/commands.h"
@@ -69,13 +73,22 @@ std::string checkpoint_format(const model::ModelConfig& c) {
   return method.empty() ? "no quantization_config" : "release layout (quant_method " + method + ")";
 }
 
+// turboquant writes no quantization_config (as upstream); tq_config.json says what it is.
+std::string checkpoint_format(const model::ModelConfig& c, const std::string& dir) {
+  const std::string tq = dir + "/" + calib::kTqConfigFile;
+  if (!std::filesystem::exists(tq)) return checkpoint_format(c);
+  const nlohmann::json j = json_parse(read_file(tq), tq);
+  return strfmt("artifact, profile turboquant (%s, %d bits, group %d)", j.value("format", std::string("?")).c_str(),
+                j.value("bits", 0), j.value("group_size", 0));
+}
+
 int run(const InspectArgs& a) {
   calib::checkpoint_dir_check(a.dir, "");
   // checkpoint_config_load reads a dsv4-calib artifact's config too (appmana-dsv4-int's int4 experts).
   const model::ModelConfig config = calib::checkpoint_config_load(a.dir);
   const Checkpoint ckpt = Checkpoint::open(a.dir);
   const model::AuditReport r = model::checkpoint_audit(ckpt, config);
-  const std::string format = checkpoint_format(config);
+  const std::string format = checkpoint_format(config, a.dir);
 
   if (a.json) {
     nlohmann::ordered_json families = nlohmann::ordered_json::object();

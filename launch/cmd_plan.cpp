@@ -90,7 +90,7 @@ Command cmd_plan_register(CLI::App& app) {
   sub->add_option("--model", a->model, "release checkpoint directory (overrides the recipe's model.path)");
   sub->add_option("--preset", a->preset, "plan on a built-in shape instead of a checkpoint")
       ->check(CLI::IsMember({"flash", "tiny"}));
-  sub->add_option("--profile", a->profile, "output profile: vllm or appmana-dsv4-int (overrides output.profile)");
+  sub->add_option("--profile", a->profile, "output profile: vllm, appmana-dsv4-int or turboquant (overrides output.profile)");
   sub->add_option("--num-samples", a->num_samples, "samples for the estimate (overrides dataset.num_samples)")
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--seq-len", a->seq_len, "tokens per sample for the estimate (overrides dataset.seq_len)")

@@ -5,7 +5,8 @@
 # preserved the bytes:
 #   - every recipes/*.yaml at one rank and under `mpirun -n 2`;
 #   - w4a16_mtp killed in its solve (1 rank) and in pass B (rank 1 of 2), then resumed, and the
-#     same for appmana_int4_int8_gptq (the appmana-dsv4-int profile keeps the source's shards).
+#     same for appmana_int4_int8_gptq (the appmana-dsv4-int profile keeps the source's shards)
+#     and tq3_gptq (the turboquant profile).
 # An artifact's digest is the sha256 of `sha256sum` over its files, without calib_manifest.json,
 # progress.jsonl, report.html and README.md (timings, commit) and recipe.yaml (output path): the
 # shards, the index, config.json and the tokenizer files.
@@ -105,4 +106,8 @@ resume_case mjob "$mtp" w4a16_mtp.np2 "1@layers.2@pass B"
 am="$here/../../recipes/appmana_int4_int8_gptq.yaml"
 resume_case job "$am" appmana_int4_int8_gptq.np1 "0@layers.2@solve"
 resume_case mjob "$am" appmana_int4_int8_gptq.np2 "1@layers.1@pass B"
+# The turboquant profile's GPTQ twin (codes chosen on the rotated weights): the same bytes after a kill.
+tq="$here/../../recipes/tq3_gptq.yaml"
+resume_case job "$tq" tq3_gptq.np1 "0@layers.1@solve"
+resume_case mjob "$tq" tq3_gptq.np2 "1@layers.2@pass B"
 e2e_finish

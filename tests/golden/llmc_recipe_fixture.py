@@ -102,7 +102,10 @@ def ct_validate(artifact_dir):
     from compressed_tensors.quantization import QuantizationConfig
 
     with open(os.path.join(artifact_dir, "config.json")) as f:
-        q = json.load(f)["quantization_config"]
+        config = json.load(f)
+    if "quantization_config" not in config:  # the turboquant profile: tq_config.json, as upstream writes it
+        return "no quantization_config (not a compressed-tensors checkpoint)"
+    q = config["quantization_config"]
     try:
         QuantizationConfig.model_validate(q)
         return "ok"
