@@ -23,6 +23,7 @@
 #include "quant/hessian.h"
 #include "quant/quantizer.h"
 #include "tests/scratch_dir.h"
+#include "tests/correlated_hessian.h"
 
 namespace dsv4::calib {
 namespace {
@@ -50,19 +51,6 @@ TEST(Heldout, ChoosesTheLeastErrorTiesToTheFirstAndRtnWhenLeast) {
   EXPECT_EQ(heldout_choose({2e-3, 2e-3, 2e-3}), 0) << "a tie keeps the first (smallest damping)";
   EXPECT_THROW(heldout_choose({}), Error);
   EXPECT_THROW(heldout_choose({1.0, std::nan("")}), Error);
-}
-
-// H from `tokens` rows mixing the columns (GPTQ moves codes away from RTN under it).
-quant::HessianResult correlated_hessian(int64_t cols, int64_t tokens, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<float> x(static_cast<size_t>(tokens * cols));
-  for (int64_t t = 0; t < tokens; ++t) {
-    const float common = rng.normal();
-    for (int64_t k = 0; k < cols; ++k) x[static_cast<size_t>(t * cols + k)] = rng.normal() + 0.7f * common;
-  }
-  quant::HessianAccumulator acc(cols);
-  acc.add(x.data(), tokens);
-  return acc.finalize();
 }
 
 quant::HessianResult identity_hessian(int64_t cols) {

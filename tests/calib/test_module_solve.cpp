@@ -22,24 +22,11 @@
 #include "model/synth_model.h"
 #include "model/block_weights.h"
 #include "quant/hessian.h"
+#include "tests/correlated_hessian.h"
 #include "tests/scratch_dir.h"
 
 namespace dsv4::calib {
 namespace {
-
-// H from `tokens` rows mixing the columns, so GPTQ moves many codes away from RTN.
-quant::HessianResult correlated_hessian(int64_t cols, uint64_t seed) {
-  Rng rng(seed);
-  const int64_t tokens = 2 * cols;
-  std::vector<float> x(static_cast<size_t>(tokens * cols));
-  for (int64_t t = 0; t < tokens; ++t) {
-    const float common = rng.normal();
-    for (int64_t k = 0; k < cols; ++k) x[static_cast<size_t>(t * cols + k)] = rng.normal() + 0.7f * common;
-  }
-  quant::HessianAccumulator acc(cols);
-  acc.add(x.data(), tokens);
-  return acc.finalize();
-}
 
 bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
@@ -65,7 +52,7 @@ TEST(ModuleSolve, EncodedTensorsDecodeToTheDequantForEveryShippedRecipe) {
       std::vector<quant::HessianResult> hs;
       if (m.scheme->gptq_solved()) {
         const int groups = m.role == model::LinearRole::kAttnWoA ? c.o_groups : 1;
-        for (int gi = 0; gi < groups; ++gi) hs.push_back(correlated_hessian(m.cols, 100 + gi));
+        for (int gi = 0; gi < groups; ++gi) hs.push_back(correlated_hessian(m.cols, 2 * m.cols, 100 + gi));
       }
       ModuleSolveInput in{&m, nullptr, {}, 0.0f, 3.5f};
       for (const quant::HessianResult& h : hs) in.hessians.push_back(&h);
@@ -112,7 +99,7 @@ TEST(ModuleSolve, RoundingOptionsReachTheSolver) {
     const ModulePlan plan = module_plan_build(r, c, 1);
     for (const PlannedModule& m : plan.modules) {
       if (m.names.release != "layers.0.ffn.experts.0.w1") continue;
-      const quant::HessianResult h = correlated_hessian(m.cols, 100);
+      const quant::HessianResult h = correlated_hessian(m.cols, 2 * m.cols, 100);
       ModuleSolveInput in{&m, nullptr, {&h}, 0.0f, 3.5f};
       const std::vector<float> weight = model::linear_load(src, c, m.names.release, m.rows, m.cols).w;
       in.weight = weight.data();

@@ -15,21 +15,10 @@
 #include "calib/recipe.h"
 #include "common/check.h"
 #include "common/codec.h"
+#include "tests/user_error.h"
 
 namespace dsv4::calib {
 namespace {
-
-// Throws a user error holding every needle.
-template <typename F>
-void expect_user_error(F&& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_TRUE(e.user()) << e.what();
-    for (const std::string& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
-  }
-}
 
 std::string appmana_recipe(const std::string& expert_weights, const std::string& extra_output = "") {
   return R"(

@@ -15,20 +15,10 @@
 #include "calib/recipe.h"
 #include "common/check.h"
 #include "quant/turboquant.h"
+#include "tests/user_error.h"
 
 namespace dsv4::calib {
 namespace {
-
-template <typename F>
-void expect_user_error(F&& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_TRUE(e.user()) << e.what();
-    for (const std::string& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
-  }
-}
 
 // Experts with `experts` weights; with `wo_b` non-empty, attn.wo_b as a second group.
 std::string tq_recipe(const std::string& experts, const std::string& wo_b = "", const std::string& output = "") {

@@ -175,19 +175,8 @@ def main():
     shimmed = install_fork_quant(fork)
     print(json.dumps({"stand_ins": shimmed}), flush=True)
     mapper = fork_mapper(fork)
-    rows, failed = [], 0
-    for d in dirs:
-        try:
-            r = check(d, mapper)
-            failed += not r["ok"]
-        except Exception as e:  # report and go on: one artifact's failure is a result
-            failed += 1
-            r = {"artifact": d, "error": f"{type(e).__name__}: {e}"}
-        print(json.dumps(r), flush=True)
-        rows.append(summary_row(r))
-    print("| artifact | fork's methods (modules) | load | tensors converted int <-> float |",
-          "|---|---|---|---|", *rows, sep="\n", file=sys.stderr)
-    sys.exit(1 if failed else 0)
+    sys.exit(vlc.check_all(dirs, lambda d: check(d, mapper), lambda r: r["ok"], summary_row,
+                           "| artifact | fork's methods (modules) | load | tensors converted int <-> float |"))
 
 
 if __name__ == "__main__":

@@ -174,22 +174,27 @@ def summary_row(r):
     return f"| {os.path.basename(r['artifact'])} | {schemes} | {cpu['load'][:80]} | {gpu['load'][:80]} |"
 
 
-def main():
-    relax_compressor_head_dim()
+def check_all(dirs, check, ok, summary_row, header):
+    """Each artifact in turn, its JSON line on stdout; one artifact's failure is a result and the
+    rest go on. The summary table goes to stderr. Returns the exit status: 1 when any failed."""
     rows, failed = [], 0
-    for d in sys.argv[1:]:
+    for d in dirs:
         try:
             r = check(d)
-            failed += r["gpu_model_mapper"]["load"] != "ok"
-        except Exception as e:  # report and go on: one artifact's failure is a result
+            failed += not ok(r)
+        except Exception as e:  # report and go on
             failed += 1
             r = {"artifact": d, "error": f"{type(e).__name__}: {e}"}
         print(json.dumps(r), flush=True)
         rows.append(summary_row(r))
-    print("| artifact | schemes vLLM chose | load, CPU model's mapper | load, GPU model's mapper |",
-          "|---|---|---|---|", *rows, sep="\n", file=sys.stderr)
-    sys.exit(1 if failed else 0)
+    print(header, "|---|---|---|---|", *rows, sep="\n", file=sys.stderr)
+    return 1 if failed else 0
 
+
+def main():
+    relax_compressor_head_dim()
+    sys.exit(check_all(sys.argv[1:], check, lambda r: r["gpu_model_mapper"]["load"] == "ok", summary_row,
+                       "| artifact | schemes vLLM chose | load, CPU model's mapper | load, GPU model's mapper |"))
 
 if __name__ == "__main__":
     main()
