@@ -17,28 +17,13 @@
 #include "quant/hessian.h"
 #include "quant/observer.h"
 #include "quant/quantizer.h"
+#include "tests/latent_activations.h"
 
 namespace dsv4::quant {
 namespace {
 
-std::vector<float> randn(int64_t n, uint32_t seed, float sigma) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, sigma);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
 std::vector<float> correlated_h(int64_t tokens, int64_t cols, uint32_t seed) {
-  const int64_t k = 6;
-  const std::vector<float> z = randn(tokens * k, seed, 1.0f);
-  const std::vector<float> mix = randn(k * cols, seed + 1, 1.0f);
-  std::vector<float> x = randn(tokens * cols, seed + 2, 0.2f);
-  for (int64_t t = 0; t < tokens; ++t) {
-    for (int64_t j = 0; j < k; ++j) {
-      for (int64_t c = 0; c < cols; ++c) x[t * cols + c] += z[t * k + j] * mix[j * cols + c];
-    }
-  }
+  const std::vector<float> x = latent_activations(tokens, cols, 6, 0.2f, seed);
   HessianAccumulator acc(cols);
   acc.add(x.data(), tokens);
   return acc.finalize().h;
