@@ -11,8 +11,9 @@
 //     (../shared/reference/seed_pipelines.md §1.5, §3.5): what the release stores in MXFP4
 //     becomes INT4 symmetric group 32, what it stores in FP8 becomes INT8 symmetric per channel or
 //     per 128x128 block, both with BF16 scales (the main layers' attn.wo_a too, or BF16 without a
-//     scale as the seed converter wrote it: output.wo_a); everything else is kept. The fork finds its kernels by name, so a recipe
-//     that quantizes another set of modules, or with another scheme, cannot be served by it.
+//     scale as the seed converter wrote it: output.wo_a); everything else is kept. The fork finds
+//     its kernels by name, so a recipe that quantizes another set of modules, or with another
+//     scheme, cannot be served by it.
 //   - turboquant: turboquant-vllm's TQ-native checkpoint (seed_pipelines.md §1.4, §3.4;
 //     calib/profile_turboquant.h): int symmetric group schemes of 2-4 bits stored as TurboQuant
 //     codes (randomized Walsh-Hadamard rotation, Lloyd-Max codebook, norm-corrected group norms)

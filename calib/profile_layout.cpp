@@ -56,7 +56,9 @@ void output_profile_check(const Recipe& r, const ModulePlan& plan) {
     if (!why.empty()) {
       std::string able;
       for (OutputProfile p : kOutputProfiles) {
-        if (profile_cannot_store(p, m, r.output).empty()) able += (able.empty() ? "" : ", ") + std::string(output_profile_name(p));
+        if (profile_cannot_store(p, m, r.output).empty()) {
+          able += (able.empty() ? "" : ", ") + std::string(output_profile_name(p));
+        }
       }
       DSV4_USER_FAIL("recipe", "%s: output.profile %s cannot store %s as %s: %s; profiles that can store it: %s",
                      r.origin.c_str(), profile.c_str(), m.names.release.c_str(), scheme_text(m).c_str(), why.c_str(),

@@ -154,7 +154,7 @@ const PlannedModule& planned(const ModulePlan& p, const std::string& name) {
   throw std::runtime_error("no module " + name);
 }
 
-TEST(ProfileAppmana, WoAInt8IsTheFirstLayoutTheForkLoadsAndMtpWoAStaysBf16) {
+TEST(ProfileAppmana, WoAInt8IsTheLayoutTheForkLoadsAndMtpWoAStaysBf16) {
   const model::ModelConfig c = model::ModelConfig::tiny();
   const Recipe r = recipe_parse(appmana_recipe(kInt4), "r.yaml");
   EXPECT_EQ(r.output.wo_a, AppmanaWoA::kInt8);  // the default
