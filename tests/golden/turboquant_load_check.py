@@ -24,13 +24,18 @@ model's name mapper, the one serving uses, as tests/golden/vllm_load_check.py do
     Compressed3D.decompress of the bound tensors (the parameters' dtype, FP32 in vLLM's CPU
     model). Tolerance: bit-equal after that rounding (exit 1 otherwise); the largest difference
     before rounding is printed.
+The vLLM path runs twice: as is, where turboquant 0.13.12's native regroup finds no expert
+placeholder in vLLM 0.32's DeepSeek-V4 (the experts live at `.ffn.experts.routed_experts`) and its
+own check stops the load, whatever the checkpoint; and with that lookup adapted
+(adapt_expert_container, recorded in the output), which is the run the checks above judge.
+turboquant's own unloaded e_score_correction_bias copies (UPSTREAM_UNLOADED) are reported apart.
 Replaced, each recorded in the output, because it needs a GPU: vLLM's KV-cache compressor refuses
 the tiny head_dim 64 (vllm_load_check.relax_compressor_head_dim); turboquant's CUDA dequant
 extension (weight_quant._get_cuda_module JIT-builds it with nvcc) is reported absent, so its
 PyTorch fallback decodes, as on a machine without the extension. Then load_tq3_model runs on the
-same artifact (device cpu) and what it consumed is reported (not a failure: see
-docs/COMPATIBILITY.md).
-Exit status 1 when an artifact fails the vLLM path's checks.
+same artifact (device cpu) in a process of its own and what it consumed is reported (not a
+failure: see docs/COMPATIBILITY.md).
+Exit status 1 when an artifact fails the adapted vLLM path's checks.
 Usage: python turboquant_load_check.py --calib BUILD/launch/dsv4-calib ARTIFACT_DIR [...]
 """
 import argparse, json, logging, os, subprocess, sys, tempfile
