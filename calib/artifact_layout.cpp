@@ -55,6 +55,7 @@ void keep_source_shards(ArtifactLayout& layout, const Checkpoint& source) {
   layout.tensors = std::move(t);
   layout.shard_names = std::move(names);
   if (layout.shard_names.back() == kAppmanaMtpSharedShard) layout.index_metadata.emplace_back("mtp_shared_tensors", "materialized");
+  layout.index_total_size_string = true;  // the converter writes str(total_size); no loader reads it
 }
 
 }  // namespace

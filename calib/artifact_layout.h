@@ -59,6 +59,7 @@ struct ArtifactLayout {
   // `shard`, in order, and extra index metadata; empty: the writer shards by output.shard_size.
   std::vector<std::string> shard_names;
   std::vector<std::pair<std::string, std::string>> index_metadata;
+  bool index_total_size_string = false;  // the index's total_size as a decimal string (appmana's seed)
   uint64_t bytes() const;
   std::vector<TensorSpec> specs() const;  // for CheckpointWriter, same order
 };

@@ -1,6 +1,8 @@
 // artifact_writer.cpp: segment-ordered streaming of the artifact (see artifact_writer.h).
 #include "calib/artifact_writer.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <filesystem>
 
@@ -186,10 +188,24 @@ void ArtifactWriter::write_segment(int segment, const std::map<std::string, cons
   ++next_segment_;
 }
 
+namespace {
+
+// CheckpointWriter writes the index's total_size as a number; the layout may want the decimal
+// string AppMana's converter writes (ArtifactLayout::index_total_size_string). Same key order and
+// indentation as CheckpointWriter's.
+void index_total_size_to_string(const std::string& path) {
+  nlohmann::json index = nlohmann::json::parse(read_file(path));
+  index["metadata"]["total_size"] = std::to_string(index["metadata"]["total_size"].get<uint64_t>());
+  write_file_atomic(path, index.dump(2) + "\n");
+}
+
+}  // namespace
+
 void ArtifactWriter::finish(const std::vector<std::pair<std::string, std::string>>& files) {
   DSV4_CHECK_IN("writer", next_ == layout_.tensors.size(), "finish after %zu of %zu tensors", next_,
                 layout_.tensors.size());
   writer_->finish();
+  if (layout_.index_total_size_string) index_total_size_to_string(dir_ + "/model.safetensors.index.json");
   for (const auto& [name, content] : files) write_file_atomic(dir_ + "/" + name, content);
   if (copy_tokenizer_) {
     for (const std::string& f : tokenizer_file_names()) {

@@ -38,6 +38,8 @@ OutputProfile output_profile_parse(std::string_view name, std::string_view where
                  near.empty() ? "" : (" (did you mean " + near + "?)").c_str(), known.c_str());
 }
 
+std::string_view appmana_wo_a_name(AppmanaWoA w) { return w == AppmanaWoA::kInt8 ? "int8" : "bf16"; }
+
 std::string_view int4_scale_mode_name(Int4ScaleMode m) {
   switch (m) {
     case Int4ScaleMode::kAbsmax7: return "absmax7";

@@ -10,9 +10,10 @@
 //   - appmana-dsv4-int: the AppMana Ampere vLLM fork's `dsv4_int` checkpoint
 //     (../shared/reference/seed_pipelines.md §1.5, §3.5): what the release stores in MXFP4
 //     becomes INT4 symmetric group 32, what it stores in FP8 becomes INT8 symmetric per channel or
-//     per 128x128 block, both with BF16 scales, except attn.wo_a which stays BF16 (its consumer is
-//     a BF16 einsum); everything else is kept. The fork finds its kernels by name, so a recipe
-//     that quantizes another set of modules, or with another scheme, cannot be served by it.
+//     per 128x128 block, both with BF16 scales (the main layers' attn.wo_a too, or BF16 without a
+//     scale as the seed converter wrote it: output.wo_a); everything else is kept. The fork finds
+//     its kernels by name, so a recipe that quantizes another set of modules, or with another
+//     scheme, cannot be served by it.
 //   - turboquant: turboquant-vllm's TQ-native checkpoint (seed_pipelines.md §1.4, §3.4;
 //     calib/profile_turboquant.h): int symmetric group schemes of 2-4 bits stored as TurboQuant
 //     codes (randomized Walsh-Hadamard rotation, Lloyd-Max codebook, norm-corrected group norms)
@@ -44,5 +45,14 @@ OutputProfile output_profile_parse(std::string_view name, std::string_view where
 // error. Recipe key output.int4_scale_mode.
 enum class Int4ScaleMode : uint8_t { kAbsmax7, kAbsmax8, kMse };
 std::string_view int4_scale_mode_name(Int4ScaleMode m);  // "absmax7", "absmax8", "mse"
+
+// How the appmana profile stores the main layers' attn.wo_a (recipe key output.wo_a). kInt8: as
+// the fork's dsv4_int loader builds it (an INT8 linear in the recipe's INT8 mode: U8 channel or I8
+// block with its BF16 .scale; the fork's tools/ampere/dsv4_complete_int8_dense.py writes the
+// channel one, its "validated serving layout"); the recipe must quantize it. kBf16: the seed
+// converter's BF16 without a scale, which that loader copies into its INT8 parameter unconverted
+// (docs/COMPATIBILITY.md); the recipe must leave it unquantized. MTP wo_a stays BF16 either way.
+enum class AppmanaWoA : uint8_t { kInt8, kBf16 };
+std::string_view appmana_wo_a_name(AppmanaWoA w);  // "int8", "bf16"
 
 }  // namespace dsv4::calib

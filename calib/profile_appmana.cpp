@@ -30,6 +30,25 @@ bool is_int8(const QuantArgs& a, Strategy s) {
 
 int64_t ceil128(int64_t n) { return (n + 127) / 128; }
 
+bool is_int8_linear(const QuantArgs& a) { return is_int8(a, Strategy::kChannel) || is_int8(a, Strategy::kBlock); }
+
+// attn.wo_a: the main layers' follows output.wo_a, the MTP stages' stays BF16 (see the header).
+// "" for a quantized one means it may be quantized: the checks of any FP8 linear follow.
+std::string wo_a_cannot_store(const PlannedModule& m, AppmanaWoA wo_a) {
+  const bool mtp = m.names.release.starts_with("mtp.");
+  if (m.quantized()) {
+    if (mtp) return "the fork's layout keeps the MTP stages' attn.wo_a in BF16; leave it unquantized";
+    return wo_a == AppmanaWoA::kBf16 ? "output.wo_a is bf16: attn.wo_a is stored in BF16 without a scale; leave it "
+                                       "unquantized, or set output.wo_a: int8"
+                                     : "";
+  }
+  if (mtp || wo_a == AppmanaWoA::kBf16 || m.source != model::TensorEncoding::kFp8Block) return "";
+  return "output.wo_a is int8 (the default: the fork's dsv4_int loader builds the main layers' attn.wo_a as an "
+         "INT8 linear and cannot load it in BF16): quantize it INT8 with the other FP8 linears (int, 8 bits, "
+         "symmetric, the same channel or block [128, 128] mode), or set output.wo_a: bf16 for the seed "
+         "converter's BF16 layout";
+}
+
 Layout layout_of(const PlannedModule& m) {
   const QuantArgs& a = m.scheme->scheme.weights;
   if (is_int4_g32(a)) return Layout::kInt4Group32;
@@ -44,14 +63,18 @@ float bf16_at(std::span<const std::byte> b, size_t i) {
 
 }  // namespace
 
-std::string appmana_cannot_store(const PlannedModule& m) {
+std::string appmana_cannot_store(const PlannedModule& m, AppmanaWoA wo_a) {
   const bool expert = model::linear_role_is_routed_expert(m.role);
+  if (m.role == model::LinearRole::kAttnWoA) {
+    const std::string why = wo_a_cannot_store(m, wo_a);
+    if (!why.empty() || !m.quantized()) return why;
+  }
   if (!m.quantized()) {
     if (m.source == model::TensorEncoding::kMxfp4) {
       return "the fork loads the release's MXFP4 routed experts as INT4 group 32; quantize them "
              "(int, 4 bits, symmetric, group 32)";
     }
-    if (m.source == model::TensorEncoding::kFp8Block && m.role != model::LinearRole::kAttnWoA) {
+    if (m.source == model::TensorEncoding::kFp8Block) {
       return "the fork loads the release's FP8 linears as INT8; quantize them (int, 8 bits, symmetric, "
              "channel or block [128, 128])";
     }
@@ -63,14 +86,13 @@ std::string appmana_cannot_store(const PlannedModule& m) {
   if (s.gptq_solved() && s.gptq.actorder == quant::ActOrder::kGroup) {
     return "it has no place for an act-order weight_g_idx (use actorder static)";
   }
-  if (m.role == model::LinearRole::kAttnWoA) return "it stores attn.wo_a in BF16 without a scale; leave it unquantized";
   if (m.source == model::TensorEncoding::kPlain) {
     return "it keeps the release's BF16 modules as they are; only MXFP4 and FP8 modules are converted";
   }
   if (expert) {
     return is_int4_g32(a) ? "" : "it stores routed experts as INT4 symmetric group 32 with BF16 scales only";
   }
-  return is_int8(a, Strategy::kChannel) || is_int8(a, Strategy::kBlock)
+  return is_int8_linear(a)
              ? ""
              : "it stores FP8 linears as INT8 symmetric, channel or block [128, 128], with BF16 scales only";
 }

@@ -3,7 +3,7 @@
 // the checkpoint's config.json (../shared/reference/seed_pipelines.md §3.5, checked against the
 // fork's tools/ampere/dsv4_requant_checkpoint.py and quantization/dsv4_int.py).
 //
-//   std::string why = appmana_cannot_store(module);            // "" when the profile can store it
+//   std::string why = appmana_cannot_store(module, AppmanaWoA::kInt8);   // "" when it can store it
 //   auto layout = appmana_module_layout(module);               // {weight, scale}: dtypes and shapes
 //   auto tensors = appmana_module_encode(module, qparams, codes);
 //   std::vector<float> w = appmana_linear_decode(weight, scale, rows, cols, "layers.0.attn.wq_a");
@@ -15,8 +15,10 @@
 //   dense, INT8 sym block 128x128:      weight I8 [out, in]; scale BF16 [ceil(out/128), ceil(in/128)]
 // and the decode is bf16(code * scale), as the fork's dequantize_* helpers compute it. What the
 // release stores in MXFP4 must be quantized to the INT4 layout and what it stores in FP8 to an INT8
-// one (the fork picks its kernels by module name), except attn.wo_a, which stays BF16 without a
-// scale; BF16 modules stay as they are.
+// one (the fork picks its kernels by module name). The main layers' attn.wo_a is INT8 like the
+// other FP8 linears (output.wo_a: int8, as the fork's loader builds it) or BF16 without a scale
+// (bf16, the seed converter's); the MTP stages' wo_a stays BF16 (the fork's
+// dsv4_complete_int8_dense.py converts only `layers.N.attn.wo_a`). BF16 modules stay as they are.
 // Tests: tests/calib/test_profile_appmana.cpp.
 #pragma once
 
@@ -37,8 +39,8 @@ namespace dsv4::calib {
 // parallel MTP loader reads them there), and the index metadata that marks them.
 inline constexpr const char* kAppmanaMtpSharedShard = "model-mtp-shared.safetensors";
 
-// Why the profile cannot hold module m as the plan has it ("" when it can).
-std::string appmana_cannot_store(const PlannedModule& m);
+// Why the profile cannot hold module m as the plan has it ("" when it can); wo_a: output.wo_a.
+std::string appmana_cannot_store(const PlannedModule& m, AppmanaWoA wo_a);
 
 std::vector<quant::EncodedTensor> appmana_module_layout(const PlannedModule& m);
 // "dsv4_int int4 uint4b8 I8 + bf16 scale/32 (mse scales)", "... int8 channel U8+128 + bf16 scale/row

@@ -39,10 +39,10 @@ void turboquant_profile_check(const Recipe& r, const ModulePlan& plan) {
 
 }  // namespace
 
-std::string profile_cannot_store(OutputProfile p, const PlannedModule& m) {
+std::string profile_cannot_store(OutputProfile p, const PlannedModule& m, const OutputSection& out) {
   switch (p) {
     case OutputProfile::kVllm: return "";  // every scheme quant/ solves has a compressed-tensors layout
-    case OutputProfile::kAppmanaDsv4Int: return appmana_cannot_store(m);
+    case OutputProfile::kAppmanaDsv4Int: return appmana_cannot_store(m, out.wo_a);
     case OutputProfile::kTurboquant: return turboquant_cannot_store(m);
   }
   return "unknown profile";
@@ -52,11 +52,13 @@ void output_profile_check(const Recipe& r, const ModulePlan& plan) {
   const std::string profile(output_profile_name(r.output.profile));
   int dense_strategy = -1;  // appmana: the first INT8 module's strategy
   for (const PlannedModule& m : plan.modules) {
-    const std::string why = profile_cannot_store(r.output.profile, m);
+    const std::string why = profile_cannot_store(r.output.profile, m, r.output);
     if (!why.empty()) {
       std::string able;
       for (OutputProfile p : kOutputProfiles) {
-        if (profile_cannot_store(p, m).empty()) able += (able.empty() ? "" : ", ") + std::string(output_profile_name(p));
+        if (profile_cannot_store(p, m, r.output).empty()) {
+          able += (able.empty() ? "" : ", ") + std::string(output_profile_name(p));
+        }
       }
       DSV4_USER_FAIL("recipe", "%s: output.profile %s cannot store %s as %s: %s; profiles that can store it: %s",
                      r.origin.c_str(), profile.c_str(), m.names.release.c_str(), scheme_text(m).c_str(), why.c_str(),

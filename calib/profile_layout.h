@@ -16,12 +16,13 @@
 
 #include "calib/module_plan.h"
 #include "calib/output_profile.h"
+#include "calib/recipe.h"
 #include "quant/compressed_module.h"
 
 namespace dsv4::calib {
 
-// Why `profile` cannot store module m as planned ("" when it can).
-std::string profile_cannot_store(OutputProfile profile, const PlannedModule& m);
+// Why `profile` cannot store module m as planned ("" when it can), with the recipe's output keys.
+std::string profile_cannot_store(OutputProfile profile, const PlannedModule& m, const OutputSection& out);
 
 // A user error, before any work, for the first module the recipe's output.profile cannot store:
 // it names the recipe file and key, the module, the recipe group that quantizes it, why, and the

@@ -1,7 +1,7 @@
 // profile_turboquant.h: the turboquant output profile (output_profile.h): turboquant-vllm's
 // "TQ3-native" checkpoint (../shared/reference/seed_pipelines.md §1.4, §3.4, checked against
 // turboquant-plus-vllm 0.13.12's checkpoint.py, the DeepSeek-V4-aware converter), read by its
-// load_tq3_model / enable_tq3_serving.
+// vLLM plugin (`--quantization turboquant`; docs/COMPATIBILITY.md, tests/golden/turboquant_load_check.py).
 //
 //   std::string why = turboquant_cannot_store(module);        // "" when the profile can store it
 //   auto layout = turboquant_module_layout(module);           // {weight.tq_packed, weight.tq_norms}

@@ -86,6 +86,7 @@ struct OutputSection {
   uint64_t shard_bytes = 5ull << 30;  // 5 GiB, as llm-compressor's save_pretrained
   OutputProfile profile = OutputProfile::kVllm;  // how the solved modules are laid out (output_profile.h)
   Int4ScaleMode int4_scale_mode = Int4ScaleMode::kMse;  // appmana-dsv4-int's data-free INT4 scales
+  AppmanaWoA wo_a = AppmanaWoA::kInt8;                  // appmana-dsv4-int's main-layer attn.wo_a
   bool mtp_aliases = false;           // mtp.0.head.weight / mtp.0.emb.tok_emb.weight
   // turboquant: tq_config.json's sensitive_patterns (its loader gives sensitive_bits to the names
   // containing one); upstream's default.

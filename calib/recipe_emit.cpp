@@ -137,6 +137,7 @@ std::string recipe_to_yaml(const Recipe& r) {
   // Only where it applies, so a vllm recipe's resolved text (and its hash) stays as it was.
   if (r.output.profile == OutputProfile::kAppmanaDsv4Int) {
     j["output"]["int4_scale_mode"] = int4_scale_mode_name(r.output.int4_scale_mode);
+    j["output"]["wo_a"] = appmana_wo_a_name(r.output.wo_a);
   }
   if (r.output.profile == OutputProfile::kTurboquant) j["output"]["sensitive_patterns"] = r.output.sensitive_patterns;
   j["output"]["mtp_aliases"] = r.output.mtp_aliases;

@@ -348,6 +348,11 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
     out.fail("int4_scale_mode", "applies to the appmana-dsv4-int profile only (output.profile is " +
                                     std::string(output_profile_name(r.output.profile)) + ")");
   }
+  r.output.wo_a = out.get_enum("wo_a", "int8", {"int8", "bf16"}) == "bf16" ? AppmanaWoA::kBf16 : AppmanaWoA::kInt8;
+  if (out.has("wo_a") && r.output.profile != OutputProfile::kAppmanaDsv4Int) {
+    out.fail("wo_a", "applies to the appmana-dsv4-int profile only (output.profile is " +
+                         std::string(output_profile_name(r.output.profile)) + ")");
+  }
   if (out.has("sensitive_patterns")) {
     if (r.output.profile != OutputProfile::kTurboquant) {
       out.fail("sensitive_patterns", "applies to the turboquant profile only (output.profile is " +
@@ -357,7 +362,8 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
   }
   r.output.mtp_aliases = out.get_bool("mtp_aliases", false);
   r.output.copy_tokenizer = out.get_bool("copy_tokenizer", true);
-  out.finish({"dir", "shard_size", "profile", "int4_scale_mode", "sensitive_patterns", "mtp_aliases", "copy_tokenizer"});
+  out.finish({"dir", "shard_size", "profile", "int4_scale_mode", "wo_a", "sensitive_patterns", "mtp_aliases",
+              "copy_tokenizer"});
   YamlReader run = top.child("run");
   r.run.checkpoint_every = static_cast<int>(run.get_int("checkpoint_every", 1));
   if (r.run.checkpoint_every < 1) run.fail("checkpoint_every", "expected at least 1");

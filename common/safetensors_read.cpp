@@ -125,6 +125,19 @@ std::optional<uint64_t> as_u64(const Json& j) {
   return std::nullopt;
 }
 
+// "123" -> 123; nullopt for anything but 1-20 decimal digits that fit in 64 bits.
+std::optional<uint64_t> u64_of_decimal(const std::string& s) {
+  if (s.empty() || s.size() > 20) return std::nullopt;
+  uint64_t v = 0;
+  for (const char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    const uint64_t d = static_cast<uint64_t>(c - '0');
+    if (v > (std::numeric_limits<uint64_t>::max() - d) / 10) return std::nullopt;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -452,9 +465,10 @@ Checkpoint Checkpoint::open(const std::string& dir) {
       DSV4_USER_FAIL(kComponent, "%s: metadata must be an object, got %s", ip, json_type(*meta));
     }
     if (const auto ts = meta->find("total_size"); ts != meta->end()) {
-      const std::optional<uint64_t> v = as_u64(*ts);
+      // A number, or its decimal string (AppMana's dsv4_int converter writes a string).
+      const std::optional<uint64_t> v = ts->is_string() ? u64_of_decimal(ts->get<std::string>()) : as_u64(*ts);
       if (!v) {
-        DSV4_USER_FAIL(kComponent, "%s: metadata.total_size must be a non-negative integer, got %s",
+        DSV4_USER_FAIL(kComponent, "%s: metadata.total_size must be a non-negative integer (or its decimal string), got %s",
                        ip, json_excerpt(*ts).c_str());
       }
       ckpt.index_total_size_ = *v;

@@ -1,10 +1,12 @@
 // test_output_profile.cpp: output profiles as a type (output_profile.h): the recipe key and the
 // --profile override, the errors for an unknown profile and for a scheme a profile cannot store
 // (naming the key, the module and the profiles that can), and the appmana-dsv4-int layout's bytes
-// (profile_appmana.h) on worked examples: uint4b8 nibble order, U8 + 128, BF16 scales.
+// (profile_appmana.h) on worked examples: uint4b8 nibble order, U8 + 128, BF16 scales; its
+// output.wo_a (the main layers' attn.wo_a INT8 in the recipe's mode, or BF16; MTP's BF16).
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -20,7 +22,9 @@
 namespace dsv4::calib {
 namespace {
 
-std::string appmana_recipe(const std::string& expert_weights, const std::string& extra_output = "") {
+// The main layers' wo_a in group_1 (output.wo_a int8, the default), unless wo_a_int8 is false.
+std::string appmana_recipe(const std::string& expert_weights, const std::string& extra_output = "",
+                           bool wo_a_int8 = true, const std::string& dense = "strategy: channel") {
   return R"(
 model: {path: /m}
 output: {dir: /o, profile: appmana-dsv4-int, mtp_aliases: true)" + extra_output + R"(}
@@ -33,8 +37,9 @@ quant_stage:
           weights: )" + expert_weights + R"(
         group_1:
           targets: ["re:^(layers|mtp)\\.\\d+\\.attn\\.(wq_a|wq_b|wkv|wo_b|indexer\\.wq_b)$",
-                    "re:^(layers|mtp)\\.\\d+\\.ffn\\.shared_experts\\.w[123]$", "re:^mtp\\.\\d+\\.[eh]_proj$"]
-          weights: {num_bits: 8, type: int, symmetric: true, strategy: channel}
+                    "re:^(layers|mtp)\\.\\d+\\.ffn\\.shared_experts\\.w[123]$", "re:^mtp\\.\\d+\\.[eh]_proj$")" +
+         std::string(wo_a_int8 ? R"(, "re:^layers\\.\\d+\\.attn\\.wo_a$")" : "") + R"(]
+          weights: {num_bits: 8, type: int, symmetric: true, )" + dense + R"(}
 )";
 }
 const char* kInt4 = "{num_bits: 4, type: int, symmetric: true, strategy: group, group_size: 32}";
@@ -140,6 +145,66 @@ TEST(ProfileAppmana, EncodesUint4b8LowNibbleEvenAndU8PlusBias) {
   // A scale that is not a BF16 value cannot be stored as one.
   qp.scale = {1.001f, 0.25f};
   EXPECT_THROW(profile_module_encode(m, qp, {0, 0, 0, 0}, {}), Error);
+}
+
+const PlannedModule& planned(const ModulePlan& p, const std::string& name) {
+  for (const PlannedModule& m : p.modules) {
+    if (m.names.release == name) return m;
+  }
+  throw std::runtime_error("no module " + name);
+}
+
+TEST(ProfileAppmana, WoAInt8IsTheLayoutTheForkLoadsAndMtpWoAStaysBf16) {
+  const model::ModelConfig c = model::ModelConfig::tiny();
+  const Recipe r = recipe_parse(appmana_recipe(kInt4), "r.yaml");
+  EXPECT_EQ(r.output.wo_a, AppmanaWoA::kInt8);  // the default
+  const ModulePlan p = module_plan_build(r, c, 1);
+  const PlannedModule& wo_a = planned(p, "layers.0.attn.wo_a");
+  ASSERT_TRUE(wo_a.quantized());
+  // The fork's Dsv4Int8LinearMethod in channel mode: U8 [out, in] and weight_scale_inv [out].
+  const auto t = profile_module_layout(wo_a, false);
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t[0].name, "weight");
+  EXPECT_EQ(t[0].dtype, DType::kU8);
+  EXPECT_EQ(t[0].shape, (std::vector<int64_t>{wo_a.rows, wo_a.cols}));
+  EXPECT_EQ(t[1].name, "scale");
+  EXPECT_EQ(t[1].dtype, DType::kBF16);
+  EXPECT_EQ(t[1].shape, (std::vector<int64_t>{wo_a.rows}));
+  EXPECT_FALSE(planned(p, "mtp.0.attn.wo_a").quantized());
+  // Block mode: I8 and [ceil(out/128), ceil(in/128)] like every other INT8 linear.
+  const ModulePlan b = module_plan_build(
+      recipe_parse(appmana_recipe(kInt4, "", true, "strategy: block, block_structure: [128, 128]"), "r.yaml"), c, 1);
+  const auto tb = profile_module_layout(planned(b, "layers.0.attn.wo_a"), false);
+  EXPECT_EQ(tb[0].dtype, DType::kI8);
+  EXPECT_EQ(tb[1].shape, (std::vector<int64_t>{(wo_a.rows + 127) / 128, (wo_a.cols + 127) / 128}));
+  // Its resolved recipe keeps the choice.
+  EXPECT_EQ(recipe_parse(recipe_to_yaml(r), "back.yaml").output.wo_a, AppmanaWoA::kInt8);
+}
+
+TEST(ProfileAppmana, WoABf16IsTheSeedConvertersAndEachChoiceRefusesTheOtherLayout) {
+  const model::ModelConfig c = model::ModelConfig::tiny();
+  const Recipe seed = recipe_parse(appmana_recipe(kInt4, ", wo_a: bf16", false), "r.yaml");
+  EXPECT_EQ(seed.output.wo_a, AppmanaWoA::kBf16);
+  EXPECT_EQ(recipe_parse(recipe_to_yaml(seed), "back.yaml").output.wo_a, AppmanaWoA::kBf16);
+  EXPECT_FALSE(planned(module_plan_build(seed, c, 1), "layers.0.attn.wo_a").quantized());
+  // int8 (the default) with wo_a left out: the fork could not load it.
+  expect_user_error([&] { module_plan_build(recipe_parse(appmana_recipe(kInt4, "", false), "r.yaml"), c, 1); },
+                    {"r.yaml", "cannot store layers.0.attn.wo_a as kept unquantized", "output.wo_a is int8",
+                     "output.wo_a: bf16"});
+  // bf16 with wo_a quantized.
+  expect_user_error([&] { module_plan_build(recipe_parse(appmana_recipe(kInt4, ", wo_a: bf16"), "r.yaml"), c, 1); },
+                    {"cannot store layers.0.attn.wo_a", "output.wo_a is bf16", "profiles that can store it: vllm"});
+  // The MTP stages' wo_a stays BF16 whatever output.wo_a says.
+  std::string mtp = appmana_recipe(kInt4);
+  mtp.replace(mtp.find("re:^layers"), 10, "re:^(layers|mtp)");  // only wo_a's target starts so
+  expect_user_error([&] { module_plan_build(recipe_parse(mtp, "r.yaml"), c, 1); },
+                    {"cannot store mtp.0.attn.wo_a", "MTP stages' attn.wo_a in BF16"});
+  // A value that is not a layout, and the key under another profile.
+  expect_user_error([] { recipe_parse(appmana_recipe(kInt4, ", wo_a: fp8"), "r.yaml"); },
+                    {"r.yaml", "output.wo_a", "'fp8'", "int8", "bf16"});
+  std::string vllm = appmana_recipe(kInt4, ", wo_a: int8");
+  vllm.replace(vllm.find("appmana-dsv4-int"), 16, "vllm");
+  expect_user_error([&] { recipe_parse(vllm, "r.yaml"); }, {"output.wo_a", "appmana-dsv4-int profile only"});
 }
 
 }  // namespace

@@ -859,8 +859,22 @@ TEST_F(CheckpointOpen, IndexMalformed) {
   write_file_atomic(index_path(), R"({"weight_map": {"a": 3}})");
   EXPECT_THAT(open_error(), AllOf(HasSubstr("tensor 'a'"), HasSubstr("must be a file name string")));
   write_file_atomic(index_path(),
-                    R"({"metadata": {"total_size": "8"}, "weight_map": {"a": "s.safetensors"}})");
+                    R"({"metadata": {"total_size": "8x"}, "weight_map": {"a": "s.safetensors"}})");
   EXPECT_THAT(open_error(), HasSubstr("metadata.total_size must be a non-negative integer"));
+  write_file_atomic(index_path(),
+                    R"({"metadata": {"total_size": "-4"}, "weight_map": {"a": "s.safetensors"}})");
+  EXPECT_THAT(open_error(), HasSubstr("metadata.total_size must be a non-negative integer"));
+  write_file_atomic(index_path(),
+                    R"({"metadata": {"total_size": "18446744073709551616"}, "weight_map": {"a": "s.safetensors"}})");
+  EXPECT_THAT(open_error(), HasSubstr("metadata.total_size must be a non-negative integer"));
+}
+
+// AppMana's dsv4_int converter writes total_size as a decimal string (its seed artifact's index).
+TEST_F(CheckpointOpen, IndexTotalSizeAsADecimalString) {
+  write_shard("s.safetensors", {{"a", DType::kF32, {2}}});
+  write_file_atomic(index_path(),
+                    R"({"metadata": {"total_size": "8"}, "weight_map": {"a": "s.safetensors"}})");
+  EXPECT_EQ(Checkpoint::open(dir_).index_total_size(), 8u);
 }
 
 TEST_F(CheckpointOpen, BadShardIsReportedByItsPath) {

@@ -22,6 +22,7 @@
 #   DSV4_PIN_WRITE=1 ... bash artifact_pins.sh WORKDIR   # print pin lines for this machine instead
 #   OPENBLAS_CORETYPE=Zen ... to check or record another core's pins on this machine
 #   DSV4_PINS_FILE=F ... to check against pins kept elsewhere (bench/artifact_vs_ref.sh)
+#   DSV4_PIN_ONLY=REGEX ... only the cases whose recipe name matches (re-recording some recipes' pins)
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/e2e_lib.sh"
@@ -30,6 +31,7 @@ mpi="${MPIEXEC:-mpirun}"
 device="${DSV4_PIN_DEVICE:-cpu}"
 tmp="${1:?usage: $0 WORKDIR}"
 pins="${DSV4_PINS_FILE:-$here/artifact_pins.txt}"  # bench/artifact_vs_ref.sh checks against another commit's
+only="${DSV4_PIN_ONLY:-}"
 rm -rf "$tmp" && mkdir -p "$tmp"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 
@@ -83,6 +85,7 @@ check() {
 
 for recipe in "$here"/../../recipes/*.yaml; do
   name=$(basename "$recipe" .yaml)
+  if [ -n "$only" ] && ! [[ "$name" =~ $only ]]; then continue; fi
   if job "$recipe" "$tmp/$name.np1" > "$tmp/$name.np1.log" 2>&1; then check "$name.np1" "$tmp/$name.np1"
   else fail "$name at 1 rank: $(tail -2 "$tmp/$name.np1.log")"; fi
   if mjob "$recipe" "$tmp/$name.np2" > "$tmp/$name.np2.log" 2>&1; then check "$name.np2" "$tmp/$name.np2"
@@ -94,6 +97,7 @@ done
 # run again, checked against pin CASE.
 resume_case() {
   local runner="$1" recipe="$2" case="$3" spec="$4" out="$tmp/resume_$3"
+  if [ -n "$only" ] && ! [[ "$(basename "$recipe" .yaml)" =~ $only ]]; then return; fi
   DSV4_FAULT="kill@$spec" "$runner" "$recipe" "$out" > /dev/null 2>&1
   if "$runner" "$recipe" "$out" > "$out.log" 2>&1; then check "$case" "$out"
   else fail "$case resumed after a kill at $spec: $(tail -2 "$out.log")"; fi

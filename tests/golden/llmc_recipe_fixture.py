@@ -21,7 +21,9 @@ For every recipe file (the shipped recipes/*.yaml, and each --artifact's recipe.
     C++ side can check our matcher selects the same modules through the transformers name map.
 For each --artifact, its config.json's quantization_config is also validated with compressed-tensors'
 own QuantizationConfig.model_validate, and the outcome recorded per compressed-tensors version
-(--config-only adds another version's outcome to an existing fixture).
+(--config-only adds another version's outcome to an existing fixture). --update re-records only
+the recipes and artifacts given, keeping every other entry of the existing fixture (the library
+versions must be the ones it was recorded with).
 
 Library versions go into the fixture. Recorded with llmcompressor==0.14.0.1 (which pins
 compressed-tensors 0.19.0), transformers 5.17.0, torch 2.14.0+cu130 (PyPI's default build, run on the CPU).
@@ -124,6 +126,8 @@ def main():
     p.add_argument("--config-only", action="store_true",
                    help="only validate the --artifact configs and add the result to the existing --out "
                         "(for another compressed-tensors release, e.g. PYTHONPATH=<unpacked 0.20.1 wheel>)")
+    p.add_argument("--update", action="store_true",
+                   help="replace only the given recipes' and artifacts' entries in the existing --out")
     a = p.parse_args()
     import compressed_tensors
     import llmcompressor
@@ -167,6 +171,14 @@ def main():
         results[os.path.basename(d.rstrip("/"))] = ct_validate(d)
         print("config " + os.path.basename(d.rstrip("/")) + ": " + results[os.path.basename(d.rstrip("/"))])
     fixture["config_validation"] = {compressed_tensors.__version__: results}
+    if a.update:
+        with open(a.out) as f:
+            old = json.load(f)
+        if old["versions"] != fixture["versions"]:
+            raise SystemExit(f"--update: {a.out} was recorded with {old['versions']}, this is {fixture['versions']}")
+        old["recipes"].update(fixture["recipes"])
+        old.setdefault("config_validation", {}).setdefault(compressed_tensors.__version__, {}).update(results)
+        fixture = old
     with open(a.out, "w") as f:
         json.dump(fixture, f, indent=1, sort_keys=True)
         f.write("\n")

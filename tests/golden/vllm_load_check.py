@@ -80,6 +80,10 @@ def record_loads(model):
         def wrapped(param, loaded, *a, _n=name, _l=loader, **kw):
             seen.setdefault(_n, set()).add((str(loaded.dtype), str(param.dtype)))
             return _l(param, loaded, *a, **kw)
+        # vLLM's layerwise (online) processing unwraps its own wrapper by name and __wrapped__
+        # before it replays the buffered loads: keep both, or it would call this one forever
+        if hasattr(loader, "__wrapped__"):
+            wrapped.__name__, wrapped.__wrapped__ = loader.__name__, loader.__wrapped__
         try:
             p.weight_loader = wrapped
         except AttributeError:
