@@ -18,8 +18,9 @@ A method is one name or several joined by '+' (e.g. hessian+refine2+heldout), ea
 calibration keys (docs/USAGE.md) to the recipe as shipped: gptq (nothing: the recipe as shipped),
 mse (llm-compressor's `observer: mse` on the GPTQ groups' weights), hessian (scale_search:
 hessian), refine1 / refine2 / refine4 (refine_passes), heldout (calibration.heldout {fraction 0.25,
-dampings [0.01, 0.1, 1.0]}, refit), heldout_norefit (the same, refit false); and, alone: rtn (every
-GPTQ group as a data-free QuantizationModifier, the GPTQ keys dropped) and gptq_twin (for a
+dampings [0.01, 0.1, 1.0]}, refit), heldout_norefit (the same, refit false), rtn (every GPTQ
+group as a data-free QuantizationModifier, the GPTQ keys dropped; rtn+mse: with the mse
+observer); and, alone, gptq_twin (for a
 data-free recipe: its 4-bit expert group moved into a GPTQModifier, classic GPTQ, with
 all_experts and propagate_error on). `refine` (=refine4) and `gptq-mse` (=mse) are the names of
 earlier tables.
@@ -53,8 +54,8 @@ GPTQ_KEYS = {
     "refine4": {"refine_passes": 4},
 }
 ALIASES = {"refine": "refine4", "gptq-mse": "mse"}
-ATOMS = {"gptq", "mse", "heldout", "heldout_norefit", *GPTQ_KEYS}
-ALONE = {"rtn", "gptq_twin"}
+ATOMS = {"gptq", "mse", "heldout", "heldout_norefit", "rtn", *GPTQ_KEYS}
+ALONE = {"gptq_twin"}
 LOCK = threading.Lock()
 
 
@@ -98,7 +99,7 @@ def variant(recipe, method, seed):
     """The recipe dict for one method and calibration seed (a deep copy)."""
     r = json.loads(json.dumps(recipe))
     mods = r["quant_stage"]["quant_modifiers"]
-    for a in atoms(method):
+    for a in sorted(atoms(method), key=lambda a: a == "rtn"):  # rtn last: mse names the GPTQ groups
         if a == "rtn":  # every group data-free, GPTQ's own keys dropped
             to_rtn(mods)
         elif a == "gptq_twin":
