@@ -16,14 +16,17 @@ data/heldout.jsonl, documents it never trained on).
 
 A method is one name or several joined by '+' (e.g. hessian+refine2+heldout), each adding its
 calibration keys (docs/USAGE.md) to the recipe as shipped: gptq (nothing: the recipe as shipped),
-mse (llm-compressor's `observer: mse` on the GPTQ groups' weights), hessian (scale_search:
+mse (llm-compressor's `observer: mse` on the GPTQ groups' weights), minmax (their observer removed:
+GPTQModifier's default min-max, classic GPTQ's scales), hessian (scale_search:
 hessian), refine1 / refine2 / refine4 (refine_passes), heldout (calibration.heldout {fraction 0.25,
 dampings [0.01, 0.1, 1.0]}, refit), heldout_norefit (the same, refit false), rtn (every GPTQ
 group as a data-free QuantizationModifier, the GPTQ keys dropped; rtn+mse: with the mse
-observer); and, alone, gptq_twin (for a
-data-free recipe: its 4-bit expert group moved into a GPTQModifier, classic GPTQ, with
-all_experts and propagate_error on). `refine` (=refine4) and `gptq-mse` (=mse) are the names of
-earlier tables.
+observer), gptq_twin (for a data-free recipe: its 4-bit expert group moved into a GPTQModifier,
+classic GPTQ, with all_experts and propagate_error on; mse / minmax then apply to that group, and
+on a data-free recipe without it to its first group). `refine` (=refine4) and `gptq-mse` (=mse) are names of
+earlier tables. The default methods are the random-model table's: RTN and classic GPTQ with
+min-max scales (the shipped recipes' GPTQ groups use `observer: mse` since issue 24), mse,
+hessian, min-max + refine 4, hessian + refine 4.
 
 --seeds: the calibration subsets (dataset.seed: which records are sampled); with several, a
 summary gives each method's mean KL and its KL against classic GPTQ on the same subset (mean
@@ -54,20 +57,18 @@ GPTQ_KEYS = {
     "refine4": {"refine_passes": 4},
 }
 ALIASES = {"refine": "refine4", "gptq-mse": "mse"}
-ATOMS = {"gptq", "mse", "heldout", "heldout_norefit", "rtn", *GPTQ_KEYS}
-ALONE = {"gptq_twin"}
+ATOMS = {"gptq", "mse", "minmax", "heldout", "heldout_norefit", "rtn", "gptq_twin", *GPTQ_KEYS}
+ORDER = {"gptq_twin": 0, "rtn": 2}  # the twin is made first, rtn last (mse / minmax name the GPTQ groups)
 LOCK = threading.Lock()
 
 
 def atoms(method):
     parts = [ALIASES.get(p, p) for p in method.split("+")]
-    if method in ALIASES or method in ALONE:
-        return [ALIASES.get(method, method)]
     for p in parts:
         if p not in ATOMS:
             sys.exit(f"rounding_methods: unknown method part {p!r} in {method!r}; "
-                     f"known: {', '.join(sorted(ATOMS | ALONE))} (joined by '+')")
-    return parts
+                     f"known: {', '.join(sorted(ATOMS | set(ALIASES)))} (joined by '+')")
+    return sorted(parts, key=lambda p: ORDER.get(p, 1))
 
 
 def run(cmd, **kw):
@@ -95,18 +96,31 @@ def to_gptq_twin(r):
     r["dataset"] = {"files": [], "num_samples": 768, "seq_len": 512, "seed": 42, "chat": "chat"}
 
 
+def solved_groups(r):
+    """The GPTQ groups, or for a data-free recipe its first (expert) group."""
+    mods = r["quant_stage"]["quant_modifiers"]
+    if "GPTQModifier" in mods:
+        return list(mods["GPTQModifier"]["config_groups"].values())
+    return [next(iter(mods["QuantizationModifier"]["config_groups"].values()))]
+
+
 def variant(recipe, method, seed):
     """The recipe dict for one method and calibration seed (a deep copy)."""
     r = json.loads(json.dumps(recipe))
     mods = r["quant_stage"]["quant_modifiers"]
-    for a in sorted(atoms(method), key=lambda a: a == "rtn"):  # rtn last: mse names the GPTQ groups
+    for a in atoms(method):
         if a == "rtn":  # every group data-free, GPTQ's own keys dropped
             to_rtn(mods)
         elif a == "gptq_twin":
             to_gptq_twin(r)
+            mods = r["quant_stage"]["quant_modifiers"]
         elif a == "mse":
-            for g in mods["GPTQModifier"]["config_groups"].values():
+            for g in solved_groups(r):
                 g["weights"]["observer"] = "mse"
+        elif a == "minmax":  # the observer GPTQModifier defaults to: classic GPTQ's scales
+            for g in solved_groups(r):
+                g["weights"].pop("observer", None)
+                g["weights"].pop("observer_kwargs", None)
         elif a in GPTQ_KEYS:
             r.setdefault("calibration", {}).setdefault("gptq", {}).update(GPTQ_KEYS[a])
         elif a.startswith("heldout"):
@@ -221,7 +235,7 @@ def main():
     ap.add_argument("--bin", default=os.path.join(REPO, "build/cpu/launch/dsv4-calib"))
     ap.add_argument("--model", choices=["tiny", "trained"], default="tiny")
     ap.add_argument("--recipes", default="w4a16_mtp,w3a16")
-    ap.add_argument("--methods", default="rtn,gptq,gptq-mse,hessian,refine,hessian+refine")
+    ap.add_argument("--methods", default="rtn+minmax,minmax,mse,hessian,minmax+refine4,hessian+refine4")
     ap.add_argument("--seeds", default="42")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0)
