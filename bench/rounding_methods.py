@@ -248,13 +248,16 @@ def main():
     a = ap.parse_args()
     if a.from_json:
         return summarize_file(a.work)
+    recipes, methods = a.recipes.split(","), a.methods.split(",")
+    seeds = [int(s) for s in a.seeds.split(",")]
+    for m in methods:  # an unknown method fails here, before any calibration
+        atoms(m)
+    for n in recipes:
+        if not os.path.isfile(os.path.join(REPO, "recipes", n + ".yaml")):
+            sys.exit(f"rounding_methods: no recipe recipes/{n}.yaml")
     if os.path.exists(a.work) and os.listdir(a.work):
         sys.exit(f"rounding_methods: {a.work} exists and is not empty")
     os.makedirs(a.work, exist_ok=True)
-    recipes, methods = a.recipes.split(","), a.methods.split(",")
-    seeds = [int(s) for s in a.seeds.split(",")]
-    for m in methods:
-        atoms(m)
     src, calib, held = sources(a)
     jobs = [(n, m, s) for s in seeds for n in recipes for m in methods]
     with concurrent.futures.ThreadPoolExecutor(max_workers=a.jobs) as pool:
