@@ -93,7 +93,7 @@ user_error "recipe: int num_bits 9" "$work/bits9.yaml: $group0.num_bits: expecte
 sed 's/{num_bits: 8, type: float/{num_bits: 5, type: float/' "$recipe" >"$work/bits5.yaml"
 user_error "recipe: float num_bits 5" "$work/bits5.yaml: $group1.num_bits: expected 4 (fp4 e2m1) or 8 (fp8 e4m3) for float weights, got 5" \
   "$bin" plan --recipe "$work/bits5.yaml" --preset tiny
-sed 's/strategy: group, group_size: 128}/strategy: grup, group_size: 128}/' "$recipe" >"$work/strategy.yaml"
+sed 's/strategy: group, group_size: 128/strategy: grup, group_size: 128/' "$recipe" >"$work/strategy.yaml"
 user_error "recipe: unknown strategy" "$work/strategy.yaml: $group0.strategy: expected one of tensor, channel, group, block, tensor_group, token, attn_head, got 'grup' (did you mean group?)" \
   "$bin" --recipe "$work/strategy.yaml" --model "$src" --dataset "$data" --out "$work/q_bits"
 sed 's/dampening_frac: 0.01/dampening_frac: -1/' "$recipe" >"$work/damp.yaml"
