@@ -11,10 +11,10 @@
 #   bash tests/fuzz/long_run.sh --bundle .gpu/fuzz                     # pack them to run elsewhere
 #   bash .gpu/fuzz/long_run.sh --seconds 540 --workers 16 --out "$OUT"  # there
 #
-# Options: --seconds S (default 600), --runs R (stop a harness once it has run R inputs; 0: no
-# limit), --workers W (fork children over all harnesses, default nproc; a slow harness gets more,
-# by the weights below), --out DIR (default build/fuzz/long, or DIR/out in a bundle), NAME...
-# (default: all seven).
+# Options: --seconds S (default 600), --runs R (stop a harness at its first status line at or past
+# R inputs, printed as its jobs end; 0: no limit), --workers W (fork children over all harnesses,
+# default nproc; a slow harness gets more, by the weights below), --out DIR (default
+# build/fuzz/long, or DIR/out in a bundle), NAME... (default: all seven).
 # A bundle (--bundle DIR) is this script and DIR/fuzz.tar.xz: the binaries (with their line
 # tables), the seed corpora, and the shared libraries they load beyond glibc and libstdc++ (the
 # harnesses link --as-needed: PCRE2, yaml-cpp 0.7, Open MPI's for journal_line), since the machine
@@ -88,7 +88,8 @@ for n in "${names[@]}"; do
   share[$n]=$w
   mkdir -p "$out/corpus/$n"
   # -close_fd_mask=1: the parsers' info lines would flood stdout; the status lines go to stderr.
-  "$bindir/fuzz_$n" "$out/corpus/$n" "$seeds/$n" -fork="$w" -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
+  # setsid: the harness and its fork children form one process group, stopped together below.
+  setsid "$bindir/fuzz_$n" "$out/corpus/$n" "$seeds/$n" -fork="$w" -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -close_fd_mask=1 \
     -artifact_prefix="$out/findings/$n-" >"$out/$n.log" 2>&1 &
   pid[$n]=$!
@@ -97,15 +98,21 @@ echo "long_run: ${#names[@]} harnesses, $workers workers, ${seconds} s$( [ "$run
 
 # executions N: the last fork-mode status line "#N: cov: C ft: F corp: K exec/s E oom/timeout/crash: a/b/c ...".
 status() { grep -aE '^#[0-9]+: cov:' "$out/$1.log" | tail -1; }
+# A fork-mode parent past -max_total_time waits for its running jobs, which may run minutes more;
+# 15 s after the budget the whole group is interrupted (SIGINT, then SIGKILL), so the run ends on
+# time. The executions of jobs cut short are not counted (the figures are a lower bound).
+stop() { kill -INT -- "-${pid[$1]}" 2>/dev/null; }
 while :; do
-  alive=0
+  alive=0 now=$(( $(date +%s) - start ))
   for n in "${names[@]}"; do
     kill -0 "${pid[$n]}" 2>/dev/null || continue
     alive=$((alive + 1))
     if [ "$runs" -gt 0 ]; then
       done_runs=$(status "$n" | sed -E 's/^#([0-9]+):.*/\1/')
-      [ "${done_runs:-0}" -ge "$runs" ] && kill -INT "${pid[$n]}" 2>/dev/null
+      [ "${done_runs:-0}" -ge "$runs" ] && stop "$n"
     fi
+    [ "$now" -ge $((seconds + 15)) ] && stop "$n"
+    [ "$now" -ge $((seconds + 25)) ] && kill -KILL -- "-${pid[$n]}" 2>/dev/null
   done
   [ "$alive" -eq 0 ] && break
   sleep 5
@@ -114,7 +121,8 @@ for n in "${names[@]}"; do wait "${pid[$n]}" 2>/dev/null; done
 elapsed=$(( $(date +%s) - start ))
 
 {
-  printf '%-20s %7s %12s %8s %6s %6s %7s %s\n' harness workers executions exec/s cov ft corpus "oom/timeout/crash"
+  printf '%-20s %7s %12s %8s %6s %6s %7s %8s %s\n' harness workers executions exec/s cov ft corpus findings \
+    "oom/timeout/crash"
   for n in "${names[@]}"; do
     s=$(status "$n")
     execs=$(sed -E 's/^#([0-9]+):.*/\1/' <<<"$s")
@@ -123,10 +131,13 @@ elapsed=$(( $(date +%s) - start ))
     corp=$(sed -nE 's/.* corp: ([0-9]+).*/\1/p' <<<"$s")
     bad=$(sed -nE 's/.* oom\/timeout\/crash: ([0-9]+\/[0-9]+\/[0-9]+).*/\1/p' <<<"$s")
     rate=$(( ${execs:-0} / (elapsed > 0 ? elapsed : 1) ))
-    printf '%-20s %7s %12s %8s %6s %6s %7s %s\n' "$n" "${share[$n]}" "${execs:-?}" "$rate" "${cov:-?}" "${ft:-?}" \
-      "${corp:-?}" "${bad:-?}"
+    found=$(find "$out/findings" -name "$n-*" | wc -l)
+    printf '%-20s %7s %12s %8s %6s %6s %7s %8s %s\n' "$n" "${share[$n]}" "${execs:-?}" "$rate" "${cov:-?}" "${ft:-?}" \
+      "${corp:-?}" "$found" "${bad:-?}"
   done
-  echo "elapsed ${elapsed} s; findings: $(ls "$out/findings" | wc -l) file(s) in $out/findings"
+  echo "elapsed ${elapsed} s; findings: $(ls "$out/findings" | wc -l) file(s) in $out/findings (the saved inputs of"
+  echo "crashes, timeouts and OOMs; oom/timeout/crash also counts the jobs the deadline or --runs interrupted)"
 } | tee "$out/summary.txt"
-rm -rf "$out/tmp"
+sleep 1  # the interrupted children's last writes
+rm -rf "$out/tmp" 2>/dev/null
 [ -z "$(ls "$out/findings")" ]
