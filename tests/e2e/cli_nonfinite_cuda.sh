@@ -19,7 +19,7 @@ job() {
   "$bin" --recipe "$here/../../recipes/w4a16_mtp.yaml" --model "$1" --dataset "$tmp/tiny/calib.jsonl" --out "$2" \
     --num-samples 4 --seq-len 16 --threads 2 --device cuda
 }
-copy() { rm -rf "$tmp/$1" && cp -r "$tmp/tiny" "$tmp/$1" && echo "$tmp/$1"; }
+copy() { rm -rf "${tmp:?}/$1" && cp -r "$tmp/tiny" "$tmp/$1" && echo "$tmp/$1"; }
 
 d=$(copy nan_scale) && bytes_into "$d" layers.1.ffn.experts.3.w1.scale ff
 expect_output "NaN E8M0 scale decoded on the GPU" 1 \
