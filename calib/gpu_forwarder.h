@@ -92,8 +92,10 @@ class GpuForwarder {
   // states <- block(states) on the GPU for every sample (the samples of load_states); with stats,
   // pass A's taps feed it (its wanted Hessians and absmax, its all-experts mode and w2
   // convention). write_back = false leaves the states as they were: pass A when pass B recomputes
-  // the layer's output (propagate_error) needs only the statistics.
-  virtual void run(const std::vector<std::vector<int64_t>>& samples, LayerStats* stats, bool write_back) = 0;
+  // the layer's output (propagate_error) needs only the statistics. Returns the number of NaN and
+  // infinite values among the block's outputs (written back or not), counted on the GPU
+  // (common/finite_scan_cuda.h): the executor's scan of calib/state_finite.h.
+  virtual int64_t run(const std::vector<std::vector<int64_t>>& samples, LayerStats* stats, bool write_back) = 0;
   // GPTQ of block linears of one shape and scheme (quant/gptq_batch_cuda.h) from the block's
   // weights; `hessians` holds one H shared by all or one per module: finalized host matrices, or
   // device sums (GpuGptqBatchOptions::hessian_sum_tokens).

@@ -15,6 +15,7 @@
 #include "common/check.h"
 #include "common/codec.h"
 #include "common/device_arena.h"
+#include "common/finite_scan_cuda.h"
 #include "common/log.h"
 #include "common/parallel.h"
 #include "common/pinned_host.h"
@@ -230,7 +231,7 @@ class CudaForwarder final : public GpuForwarder {
     }, cudaMemcpyDeviceToHost);
   }
 
-  void run(const std::vector<std::vector<int64_t>>& samples, LayerStats* stats, bool write_back) override {
+  int64_t run(const std::vector<std::vector<int64_t>>& samples, LayerStats* stats, bool write_back) override {
     using Clock = std::chrono::steady_clock;
     auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
     DSV4_CHECK_IN("calibrate", block_.has_value(), "GPU forward without a block on the device");
@@ -245,6 +246,7 @@ class CudaForwarder final : public GpuForwarder {
     for (const StateGroup& g : groups_) held += g.samples.size();
     DSV4_CHECK_IN("calibrate", held == samples.size(), "GPU forward of %zu samples; %zu have states on the GPU",
                   samples.size(), held);
+    int64_t non_finite = 0;  // among the block's outputs (calib/state_finite.h)
     for (const StateGroup& g : groups_) {
       if (g.tokens == 0) continue;
       const int64_t n = static_cast<int64_t>(g.samples.size()), rows = n * g.tokens;
@@ -268,19 +270,30 @@ class CudaForwarder final : public GpuForwarder {
                                           .all_experts = collecting && stats->all_experts()};
       const auto t = Clock::now();
       model::block_forward_cuda(dw, c_, rope.view(), x, ids, n, g.tokens, y, ctx);
+      unsigned long long* count = arena_->take<unsigned long long>(1, "non-finite count");
+      DSV4_CUDA_CHECK(cudaMemsetAsync(count, 0, sizeof(*count), stream_));
+      non_finite_count_bf16_cuda(stream_, y, static_cast<size_t>(rows * flat), count);
       // The output becomes the next input in place (a device copy, ~1 ms per GB).
       if (write_back) {
         DSV4_CUDA_CHECK(cudaMemcpyAsync(x, y, static_cast<size_t>(rows * flat) * 2, cudaMemcpyDeviceToDevice, stream_));
       }
       DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));  // before `host_ids` and the arena go
+      unsigned long long group_count = 0;
+      DSV4_CUDA_CHECK(cudaMemcpy(&group_count, count, sizeof(group_count), cudaMemcpyDeviceToHost));
+      non_finite += static_cast<int64_t>(group_count);
       forward += since(t);
     }
+    // Statistics of outputs that hold NaN are not taken: the executor refuses the pass by its count
+    // (calib/state_finite.h) before anything reads them, with a message naming the layer, where the
+    // exact sums' own check would raise an internal error.
+    if (non_finite > 0) return non_finite;
     const auto t = Clock::now();
     if (collecting) dev->download_into(*stats, &staging_, hessians_on_device_);
     stats_down = since(t);
     // Where a GPU pass spends its time (the next optimisation targets, docs/PERFORMANCE.md).
     log_info("%s GPU pass %s: forward %.2f s (%zu forward calls), statistics to host %.2f s", dw.prefix.c_str(),
              stats ? "A" : "B", forward, groups_.size(), stats_down);
+    return non_finite;
   }
 
   GpuGptqBatchResult gptq_batch(const quant::QuantArgs& args, const quant::GptqOptions& opts,

@@ -1,12 +1,15 @@
 // layer_executor_cpu.cpp: the CPU executor (see layer_executor.h): the reference block forward
 // (model/block.h) sample by sample on host fp32 states, a host block decoded per layer, every
-// solve on the host.
+// solve on the host. The states it loads and every block output it computes are scanned for NaN
+// and infinity (calib/state_finite.h).
 #include <optional>
 
 #include "calib/block_linear.h"
 #include "calib/host_solve.h"
 #include "calib/layer_executor.h"
+#include "calib/state_finite.h"
 #include "common/check.h"
+#include "common/finite_scan.h"
 #include "common/parallel.h"
 #include "model/block.h"
 #include "model/rope.h"
@@ -24,7 +27,11 @@ class CpuLayerExecutor final : public LayerExecutor {
     }
   }
 
-  void load_states(std::vector<std::vector<float>> states) override { states_ = std::move(states); }
+  void load_states(std::vector<std::vector<float>> states) override {
+    const StateCount n = states_non_finite(states);
+    states_require_finite("", StatePass::kLoaded, n.non_finite, n.values);
+    states_ = std::move(states);
+  }
 
   void decode(int layer) override {
     block_.reset();
@@ -74,6 +81,7 @@ class CpuLayerExecutor final : public LayerExecutor {
     DSV4_CHECK_IN("pipeline", block_.has_value(), "CPU forward without a block");
     const model::BlockWeights& w = *block_;
     const auto& samples = *s_.samples;
+    int64_t non_finite = 0, values = 0;  // of the block's outputs, pass A's discarded ones too
     for (size_t s = 0; s < samples.size(); ++s) {
       // A held-out sample feeds the held-out statistics (calibration.heldout), by global index.
       LayerStats* sink = stats ? &stats->sink_for(s_.first_sample + static_cast<int64_t>(s)) : nullptr;
@@ -83,8 +91,12 @@ class CpuLayerExecutor final : public LayerExecutor {
       const model::RopeTable& rope = model::rope_is_compressed(w.spec) ? compress_rope_[s] : main_rope_[s];
       model::block_forward(w, *s_.config, rope, states[s].data(), samples[s].data(),
                            static_cast<int64_t>(samples[s].size()), next.data(), ctx);
+      non_finite += non_finite_scan(next.data(), next.size()).count;
+      values += static_cast<int64_t>(next.size());
       if (write_back) states[s].swap(next);
     }
+    const std::string layer = w.prefix.substr(0, w.prefix.size() - 1);  // "layers.3." -> "layers.3"
+    states_require_finite(layer, stats ? StatePass::kPassA : StatePass::kPassB, non_finite, values);
   }
 
   LayerExecutorSetup s_;

@@ -2,8 +2,9 @@
 // (calib/gpu_forwarder.h): the block decoded on the GPU, the HC states kept there from the first
 // layer to the last, pass A's Hessian sums left there for the solves, the GPTQ solves the GPU
 // sweep takes batched by scheme, shape and Hessian (straight into the block for pass B), the
-// rest on the host. Plain C++: a CPU build links gpu_forwarder_none.cpp, whose create() says the
-// build has no CUDA.
+// rest on the host. The states it loads (on the host) and every block output (on the GPU) are
+// scanned for NaN and infinity (calib/state_finite.h). Plain C++: a CPU build links
+// gpu_forwarder_none.cpp, whose create() says the build has no CUDA.
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -13,6 +14,7 @@
 #include "calib/host_solve.h"
 #include "calib/layer_executor.h"
 #include "calib/run_estimate.h"
+#include "calib/state_finite.h"
 #include "common/check.h"
 #include "common/stopwatch.h"
 #include "common/log.h"
@@ -52,12 +54,15 @@ class CudaLayerExecutor final : public LayerExecutor {
   }
 
   void load_states(std::vector<std::vector<float>> states) override {
+    const StateCount n = states_non_finite(states);  // on the host, where they come from
+    states_require_finite("", StatePass::kLoaded, n.non_finite, n.values);
     host_states_ = std::move(states);
     gpu_->load_states(*s_.samples, host_states_);  // they stay there from here on
   }
 
   void decode(int layer) override {
     in_block_.clear();
+    layer_ = "layers." + std::to_string(layer);
     if (layer >= 0) gpu_->decode_block(*s_.source, "layers." + std::to_string(layer) + ".", layer);
   }
 
@@ -68,7 +73,8 @@ class CudaLayerExecutor final : public LayerExecutor {
     // The GPU forward batches samples by length, so it cannot route a held-out sample's taps
     // (calibrate refuses --device cuda with calibration.heldout before any work; this is the backstop).
     DSV4_CHECK_IN("pipeline", !stats.heldout(), "held-out validation (calibration.heldout) runs on the CPU executor only");
-    gpu_->run(*s_.samples, &stats, output == PassAOutput::kKeep);
+    const int64_t non_finite = gpu_->run(*s_.samples, &stats, output == PassAOutput::kKeep);
+    states_require_finite(layer_, StatePass::kPassA, non_finite, state_values());
   }
 
   void solve(const std::vector<const PlannedModule*>& modules, const std::vector<size_t>& mine, LayerStats& stats,
@@ -76,7 +82,9 @@ class CudaLayerExecutor final : public LayerExecutor {
   void put(const std::vector<const PlannedModule*>& modules, std::vector<SolvedModule>& solved) override;
 
   void pass_b(bool reuse_pass_a) override {
-    if (!reuse_pass_a) gpu_->run(*s_.samples, nullptr, true);
+    if (reuse_pass_a) return;  // pass A's output, counted there
+    const int64_t non_finite = gpu_->run(*s_.samples, nullptr, true);
+    states_require_finite(layer_, StatePass::kPassB, non_finite, state_values());
   }
 
   // The GPU's states come down only for the snapshot that reads them.
@@ -102,6 +110,13 @@ class CudaLayerExecutor final : public LayerExecutor {
   std::unique_ptr<GpuForwarder> gpu_;
   std::vector<std::vector<float>> host_states_;  // the loaded states, refreshed for snapshots
   std::vector<char> in_block_;                   // [module] solved straight into the block (this layer)
+  std::string layer_;                            // the decoded block's name, "layers.3"
+
+  int64_t state_values() const {  // the values of every sample's states (a block output's size)
+    int64_t tokens = 0;
+    for (const auto& ids : *s_.samples) tokens += static_cast<int64_t>(ids.size());
+    return tokens * s_.config->hc_dim();
+  }
 };
 
 // Splits this rank's modules into the GPU's share of the solves, the GPTQ modules its sweep takes

@@ -6,7 +6,9 @@
 #include <cmath>
 
 #include "calib/heldout.h"
+#include "calib/state_finite.h"
 #include "common/check.h"
+#include "common/finite_scan.h"
 
 namespace dsv4::calib {
 
@@ -65,6 +67,8 @@ LayerStats::Slot LayerStats::fresh_slot(int64_t dim) const {
 
 void LayerStats::on_tap(const model::TapEvent& e) {
   if (e.rows == 0 || e.modules.empty()) return;
+  tap_input_require_finite(e.modules[0], e.modules.size() - 1,
+                           non_finite_scan(e.x, static_cast<size_t>(e.rows * e.cols)).count, e.rows * e.cols);
   for (const std::string& m : e.modules) {
     if (!taps_.wants_amax(m)) continue;
     float a = 0.0f;

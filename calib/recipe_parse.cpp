@@ -396,6 +396,7 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
 }
 
 Recipe recipe_load(const std::string& path) {
+  regular_file_require(path, "the recipe");  // a FIFO would block the open below
   std::ifstream in(path);
   DSV4_USER_CHECK("recipe", in.good(), "cannot open the recipe file %s", path.c_str());
   std::stringstream ss;

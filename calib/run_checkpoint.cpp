@@ -111,17 +111,27 @@ ordered_json file_record(const std::string& dir, const std::string& rel) {
   return {{"file", rel}, {"bytes", static_cast<uint64_t>(fs::file_size(path))}, {"sum64", file_checksum_hex(path)}};
 }
 
-// Throws unless dir/rel exists with the recorded size and checksum.
+// Throws unless dir/rel exists as a regular file with the recorded size and checksum. `rel` is the
+// writer's own plain file name: one that leaves `dir` (absolute, "..") or names no regular file
+// (a FIFO would block the checksum's read) is a damaged journal, refused before it is opened.
 void check_record(const std::string& dir, const ordered_json& rec, const char* what) {
-  const std::string path = dir + "/" + rec.at("file").get<std::string>();
+  const std::string rel = rec.at("file").get<std::string>();
+  const fs::path rel_path(rel);
+  const bool inside = !rel.empty() && rel_path.is_relative() &&
+                      std::none_of(rel_path.begin(), rel_path.end(), [](const fs::path& p) { return p == ".."; });
+  DSV4_USER_CHECK("resume", inside, "%s \"%s\" listed in the journal is not a file name inside %s; the run state is "
+                  "damaged (pass --restart to start over)", what, rel.c_str(), dir.c_str());
+  const std::string path = dir + "/" + rel;
   std::error_code ec;
-  DSV4_CHECK_IN("resume", fs::exists(path, ec), "%s %s listed in the journal is missing; the run state is damaged "
+  DSV4_USER_CHECK("resume", fs::exists(path, ec), "%s %s listed in the journal is missing; the run state is damaged "
                 "(pass --restart to start over)", what, path.c_str());
+  DSV4_USER_CHECK("resume", fs::is_regular_file(path, ec), "%s %s listed in the journal is not a regular file; the run "
+                  "state is damaged (pass --restart to start over)", what, path.c_str());
   const uint64_t bytes = fs::file_size(path);
   // Journals written before the block checksum record "fnv" (byte-serial FNV-1a of the file).
   const bool old = rec.contains("fnv");
   const std::string want = rec.at(old ? "fnv" : "sum64").get<std::string>();
-  DSV4_CHECK_IN("resume",
+  DSV4_USER_CHECK("resume",
                 bytes == rec.at("bytes").get<uint64_t>() && (old ? file_fnv_hex(path) : file_checksum_hex(path)) == want,
                 "%s %s does not match the journal (%llu bytes, checksum %s expected); the run state is damaged "
                 "(pass --restart to start over)",
@@ -241,47 +251,63 @@ RunCheckpoint RunCheckpoint::open_or_create(const std::string& out, const RunIde
     const JournalRead read = journal_read(journal);
     std::map<int, bool> staged;  // segment -> needed for replay
     // A record with a field of the wrong type or none (damaged after it was written) made nlohmann
-    // throw type_error/out_of_range, a raw library error naming no file (issue 26).
+    // throw type_error/out_of_range, a raw library error naming no file (issue 26): `line` and
+    // `key` follow the reading, so the message names the line and field it stopped at.
+    size_t line = 1, snapshot_line = 0;
+    std::string key;
     try {
       const std::vector<ordered_json>& lines = read.records;
-      DSV4_CHECK_IN("resume", !lines.empty() && lines[0].value("kind", "") == "header",
+      key = "kind";
+      DSV4_USER_CHECK("resume", !lines.empty() && lines[0].value("kind", "") == "header",
                     "%s has no header line; the run state is damaged (pass --restart to start over)", journal.c_str());
       const ordered_json& h = lines[0];
-      auto same = [&](const char* key, const std::string& now, const char* what) {
-        DSV4_USER_CHECK("resume", h.value(key, "") == now,
+      auto same = [&](const char* name, const std::string& now, const char* what) {
+        key = name;
+        DSV4_USER_CHECK("resume", h.value(name, "") == now,
                         "--out %s holds an interrupted run with another %s (journal %s, now %s); resuming would mix "
                         "two runs: pass --restart to discard it and start over, or choose another --out",
-                        out.c_str(), what, h.value(key, "").c_str(), now.c_str());
+                        out.c_str(), what, h.value(name, "").c_str(), now.c_str());
       };
       same("recipe_fnv", id.recipe_fnv, "recipe");
       same("source_fnv", id.source_fnv, "source checkpoint");
       same("data_fnv", id.data_fnv, "calibration data");
-      DSV4_CHECK_IN("resume", h.at("shards").get<std::vector<std::string>>() == id.shard_names,
+      key = "shards";
+      DSV4_USER_CHECK("resume", h.at("shards").get<std::vector<std::string>>() == id.shard_names,
                     "%s: the journal plans other shards than this run; pass --restart", out.c_str());
       for (size_t i = 1; i < lines.size(); ++i) {
         const ordered_json& e = lines[i];
+        line = i + 1, key = "segment";
         const int seg = e.at("segment").get<int>();
-        DSV4_CHECK_IN("resume", seg == static_cast<int>(i) - 1, "%s line %zu: segment %d out of order", journal.c_str(),
-                      i + 1, seg);
+        DSV4_USER_CHECK("resume", seg == static_cast<int>(i) - 1,
+                        "%s line %zu: segment %d out of order; the run state is damaged (pass --restart to start over)",
+                        journal.c_str(), i + 1, seg);
+        key = "report";
         ck.reports_.push_back(e.at("report"));
-        for (const auto& s : e.at("shards")) check_record(out, s, "committed shard");
+        key = "shards";
+        for (const auto& sh : e.at("shards")) check_record(out, sh, "committed shard");
+        key = "staged";
         if (!e.at("staged").is_null()) staged[seg] = e.at("staged").value("replay", false);
+        key = "snapshot";
         if (!e.at("snapshot").is_null()) {
           ck.snapshot_segment_ = e.at("snapshot").at("segment").get<int>();
           ck.snapshot_files_ = e.at("snapshot").at("files");
+          snapshot_line = line;
         }
+        key = "dropped_staged";
         for (const auto& d : e.at("dropped_staged")) staged.erase(d.get<int>());
         ck.first_segment_ = seg + 1;
       }
       ck.staged_segments_ = staged;
-      for (const auto& [s, replay] : staged) {
-        const ordered_json& e = lines[static_cast<size_t>(s) + 1];
-        check_record(ck.run_dir_, e.at("staged"), "staged segment");
+      for (const auto& [seg, replay] : staged) {
+        line = static_cast<size_t>(seg) + 2, key = "staged";
+        check_record(ck.run_dir_, lines[static_cast<size_t>(seg) + 1].at("staged"), "staged segment");
       }
+      line = snapshot_line, key = "snapshot.files";
       for (const auto& f : ck.snapshot_files_) check_record(ck.snapshot_dir(ck.snapshot_segment_), f, "snapshot");
     } catch (const nlohmann::json::exception& e) {
-      DSV4_USER_FAIL("resume", "%s: a record is damaged (%s); the run state cannot be trusted: pass --restart to "
-                     "start over", journal.c_str(), json_error_text(e).c_str());
+      DSV4_USER_FAIL("resume", "%s line %zu, field \"%s\": the record is damaged (%s); the run state cannot be "
+                     "trusted: pass --restart to start over", journal.c_str(), line, key.c_str(),
+                     json_error_text(e).c_str());
     }
     comm.barrier();  // every rank has read the state before rank 0 sweeps
     if (rank0) {

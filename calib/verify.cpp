@@ -83,6 +83,11 @@ VerifyReport verify_artifact(const std::string& art_dir, const std::string& src_
     return report;
   }
   report.checks.push_back(std::move(files));
+  const int threads = parallel_threads(o.threads);
+  VerifyCheck finite{"finite"};
+  const bool source_finite = finite_check(*art, src, threads, finite);
+  report.checks.push_back(std::move(finite));
+  if (!source_finite) return report;
 
   // What the artifact must hold, from its own recipe and the source.
   VerifyCheck plan{"plan"};
@@ -99,7 +104,6 @@ VerifyReport verify_artifact(const std::string& art_dir, const std::string& src_
                                               e.plan.modules.size(), e.layout.tensors.size(),
                                               e.layout.num_segments)));
 
-  const int threads = parallel_threads(o.threads);
   VerifyOptions opts = o;
   opts.threads = threads;
 

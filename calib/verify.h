@@ -15,6 +15,9 @@
 //     config.json, the shards or recipe.yaml are unreadable no other check can run: the report
 //     holds this check alone (failed); a `.safetensors` file the index does not list, or a
 //     leftover `*.tmp.<pid>` of an atomic write, fails;
+//   - finite: no tensor of the artifact or of the source holds NaN or infinity (each named with its
+//     shard file and count; common/finite_scan.h); when the source holds any, the report ends here
+//     (the checks that decode the source cannot run on it);
 //   - plan: recipe.yaml planned on the source (module_plan_build + artifact_layout); when that
 //     throws, the report ends here;
 //   - source_identity: the manifest's source file identities (calibrate.h checkpoint_identity)

@@ -3,6 +3,7 @@
 // one VerifyCheck (note a pass or a failure, keep the first examples, close with a detail line),
 // and the entry point of each check, grouped by the file that holds it:
 //   verify_files.cpp           files, source_identity (what must be on disk, and from which source)
+//   verify_finite.cpp          finite (no NaN or infinity in the artifact or the source)
 //   verify_keys.cpp            key_set, no_source_scale, mtp_unquantized (which tensors, which dtypes)
 //   verify_copies.cpp          fp32_bit_exact, copies_bit_exact, decoded_bf16_exact, mtp_source_exact,
 //                              mtp_aliases (unquantized tensors against their origin)
@@ -82,6 +83,9 @@ bool files_check(const std::string& art_dir, const Checkpoint* art, const std::s
                  const std::string& src_dir, Expected& e, bool recipe_ok, const std::string& recipe_error,
                  VerifyCheck& c);
 void source_identity_check(const Expected& e, const Checkpoint& src, VerifyCheck& c);
+// Every tensor of both checkpoints scanned for NaN and infinity. Returns false when the source holds
+// any: the checks that decode it would stop at its first such tensor, so the report ends there.
+bool finite_check(const Checkpoint& art, const Checkpoint& src, int threads, VerifyCheck& c);
 
 // key_set also fills report.families.
 void key_set_check(const Expected& e, const Checkpoint& art, VerifyReport& report, VerifyCheck& c);

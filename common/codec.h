@@ -47,8 +47,10 @@ float e2m1_decode(uint8_t nibble);  // only the low 4 bits are read
 uint8_t e2m1_encode(float value);   // returns 0..15
 inline constexpr float kE2m1Max = 6.0f;
 
-// Bulk decoders (row-major, n elements) used by the weight decoders and tests.
-void bf16_decode_n(const uint16_t* in, float* out, size_t n);
+// Bulk decoders (row-major, n elements) used by the weight decoders and tests. bf16_decode_n reads
+// `in` at any alignment: a mapped checkpoint's BF16 tensor may start at an odd byte (after an
+// FP8 scale tensor of odd size), where a uint16_t load is undefined (found by the asan preset).
+void bf16_decode_n(const void* in, float* out, size_t n);
 void e4m3_decode_n(const uint8_t* in, float* out, size_t n);
 
 }  // namespace dsv4

@@ -1,10 +1,10 @@
 // finite_scan.cpp: NaN and infinity in a tensor (see finite_scan.h).
 #include "common/finite_scan.h"
 
-
 #include <cstring>
 
 #include "common/check.h"
+#include "common/parallel.h"
 
 namespace dsv4 {
 namespace {
@@ -46,8 +46,27 @@ NonFinite non_finite_scan(const float* values, size_t count) {
 
 void require_finite(const NonFinite& nf, const std::string& tensor, const std::string& where) {
   if (nf.count == 0) return;
-  DSV4_USER_FAIL("checkpoint", "%s in %s holds %lld NaN or infinite value(s), the first at index %lld: the checkpoint is damaged",
-                 tensor.c_str(), where.c_str(), static_cast<long long>(nf.count), static_cast<long long>(nf.first));
+  const std::string first = nf.first < 0 ? "" : strfmt(", the first at index %lld", static_cast<long long>(nf.first));
+  DSV4_USER_FAIL("checkpoint", "%s in %s holds %lld NaN or infinite value(s)%s: the checkpoint is damaged",
+                 tensor.c_str(), where.c_str(), static_cast<long long>(nf.count), first.c_str());
+}
+
+std::string TensorNonFinite::text() const {
+  return strfmt("%s in %s holds %lld NaN or infinite value(s), the first at index %lld", tensor.c_str(), file.c_str(),
+                static_cast<long long>(nf.count), static_cast<long long>(nf.first));
+}
+
+std::vector<TensorNonFinite> checkpoint_non_finite(const Checkpoint& ckpt, int threads) {
+  const std::vector<std::string> names = ckpt.names();
+  std::vector<NonFinite> found(names.size());
+  parallel_for(names.size(), threads, [&](size_t i) {
+    found[i] = non_finite_scan(ckpt.bytes(names[i]), ckpt.info(names[i]).dtype);
+  });
+  std::vector<TensorNonFinite> out;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (found[i].count > 0) out.push_back({names[i], ckpt.file_of(names[i]), found[i]});
+  }
+  return out;
 }
 
 }  // namespace dsv4

@@ -120,6 +120,14 @@ void write_file_atomic(const std::string& path, std::string_view content) {
   file.commit();
 }
 
+void regular_file_require(const std::string& path, const std::string& what, const std::string& why) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return;
+  DSV4_USER_FAIL(kComponent, "%s (%s): %s; expected a regular file%s%s", path.c_str(), what.c_str(),
+                 S_ISDIR(st.st_mode) ? "a directory" : "not a regular file (a FIFO, socket or device)",
+                 why.empty() ? "" : ": ", why.c_str());
+}
+
 std::string read_file(const std::string& path) {
   // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever; the check below then
   // refuses it (the flag changes nothing for a regular file).

@@ -38,7 +38,12 @@ class AtomicFile {
 };
 
 void write_file_atomic(const std::string& path, std::string_view content);
-std::string read_file(const std::string& path);  // throws naming the path
+std::string read_file(const std::string& path);  // throws naming the path; refuses what is not a regular file
+// A user error when `path` exists but is not a regular file (a FIFO, socket or device, which a
+// stream reader would block on or read only once), naming it, `what` it is (e.g. "--jsonl") and,
+// when given, `why` it must be a file; for the readers that open a path themselves. stat() never
+// blocks; a missing path passes (the caller's open names it).
+void regular_file_require(const std::string& path, const std::string& what, const std::string& why = "");
 void fsync_directory(const std::string& dir);
 void make_directories(const std::string& dir);  // mkdir -p, throws naming the path
 // `path` made absolute if it exists, else its nearest existing parent (what an output directory

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "common/check.h"
+#include "common/fs.h"
 #include "common/json_guard.h"
 #include "common/log.h"
 
@@ -44,7 +45,11 @@ size_t utf8_invalid_at(std::string_view s) {
 }
 
 // Reads `path` line by line, calling `on_line(text, line_no, byte_offset)`; text excludes '\n'.
+// The file must be a regular one: it is read twice (indexed here, then each sample by offset,
+// read_bytes), which a pipe cannot be, and a FIFO would block the open until a writer came.
 int64_t for_each_line(const std::string& path, const std::function<void(std::string_view, int64_t, int64_t)>& on_line) {
+  regular_file_require(path, "dataset.files, or --dataset / --data",
+                       "a dataset is read twice, indexed and then sampled by offset; write a stream to a file first");
   std::ifstream in(path, std::ios::binary);
   DSV4_USER_CHECK("data", in.good(), "cannot open dataset file '%s' (dataset.files, or --dataset / --data)",
                   path.c_str());

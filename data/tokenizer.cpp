@@ -18,6 +18,7 @@
 
 #include "common/byte_level.h"
 #include "common/check.h"
+#include "common/fs.h"
 #include "common/json_guard.h"
 #include "data/added_tokens.h"
 #include "data/bpe.h"
@@ -85,6 +86,7 @@ Tokenizer Tokenizer::load(const std::string& path, const std::string& named_by) 
                   "%s: no such file or directory; expected a tokenizer.json or the directory holding one", who.c_str());
   const bool dir = fs::is_directory(path, ec);
   const std::string file = dir ? (fs::path(path) / "tokenizer.json").string() : path;
+  regular_file_require(file, named_by.empty() ? "a tokenizer.json" : "the tokenizer.json of " + named_by);
   DSV4_USER_CHECK("data", fs::is_regular_file(file, ec),
                   "%s has no tokenizer.json: expected %s, as a Hugging Face model download has", who.c_str(),
                   file.c_str());

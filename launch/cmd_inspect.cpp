@@ -1,7 +1,9 @@
 // cmd_inspect.cpp: `dsv4-calib inspect DIR [--json]`: opens a checkpoint (validating every
 // header and the index), summarises it by tensor family, and checks it against the inventory
-// its config.json implies. Exit code 0 when it matches, 1 when anything is missing, unexpected
-// or mismatched (each named).
+// its config.json implies, and scans every tensor's values for NaN and infinity (issue 26: a
+// damaged weight must not pass as OK; --headers-only skips the scan, which reads every byte). Exit
+// code 0 when it matches, 1 when anything is missing, unexpected, mismatched or not finite (each
+// named with its shard file).
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -12,6 +14,7 @@
 #include "calib/artifact_decode.h"
 #include "calib/profile_turboquant.h"
 #include "common/check.h"
+#include "common/finite_scan.h"
 #include "common/fs.h"
 #include "common/json_guard.h"
 #include "common/log.h"
@@ -27,6 +30,8 @@ struct InspectArgs {
   std::string dir;
   bool json = false;
   int max_listed = 50;
+  bool headers_only = false;
+  int threads = 0;
 };
 
 std::string human_bytes(uint64_t b) {
@@ -98,6 +103,11 @@ int run(const InspectArgs& a) {
   const Checkpoint ckpt = Checkpoint::open(a.dir);
   const model::AuditReport r = model::checkpoint_audit(ckpt, config);
   const std::string format = checkpoint_format(config, a.dir);
+  std::vector<std::string> non_finite;
+  if (!a.headers_only) {
+    for (const TensorNonFinite& t : checkpoint_non_finite(ckpt, a.threads)) non_finite.push_back(t.text());
+  }
+  const bool ok = r.ok() && non_finite.empty();
   const bool artifact = format.starts_with("artifact");
 
   if (a.json) {
@@ -105,15 +115,16 @@ int run(const InspectArgs& a) {
     for (const auto& [name, f] : r.families)
       families[name] = {{"count", f.count}, {"bytes", f.bytes}, {"dtypes", f.dtypes}};
     nlohmann::ordered_json j = {
-        {"dir", a.dir}, {"format", format}, {"ok", r.ok()}, {"tensors", r.tensors}, {"bytes", r.bytes},
+        {"dir", a.dir}, {"format", format}, {"ok", ok}, {"tensors", r.tensors}, {"bytes", r.bytes},
         {"shards", r.shards}, {"index_total_size", r.index_total_size}, {"mtp_stages", r.mtp_stages},
         {"layers", config.num_layers}, {"experts", config.n_routed_experts},
         {"expected_tensors", r.expected_tensors}, {"expected_bytes", r.expected_bytes},
         {"missing", r.missing}, {"unexpected", r.unexpected}, {"mismatched", r.mismatched},
-        {"problems", r.problems}, {"families", families}};
+        {"problems", r.problems}, {"values_scanned", !a.headers_only}, {"non_finite", non_finite},
+        {"families", families}};
     if (artifact) j["inventory_note"] = kArtifactInventoryNote;
     std::printf("%s\n", j.dump(2).c_str());
-    return r.ok() ? 0 : 1;
+    return ok ? 0 : 1;
   }
 
   std::printf("checkpoint %s\n", a.dir.c_str());
@@ -135,11 +146,18 @@ int run(const InspectArgs& a) {
   print_list("unexpected tensors", r.unexpected, a.max_listed);
   print_list("mismatched tensors", r.mismatched, a.max_listed);
   print_list("problems", r.problems, a.max_listed);
+  print_list("tensors holding NaN or infinity", non_finite, a.max_listed);
   if (artifact) std::printf("checked against %s\n", kArtifactInventoryNote);
   std::printf("inventory  %s: %llu expected, %zu missing, %zu unexpected, %zu mismatched\n",
               r.ok() ? "OK" : "FAILED", static_cast<unsigned long long>(r.expected_tensors),
               r.missing.size(), r.unexpected.size(), r.mismatched.size());
-  return r.ok() ? 0 : 1;
+  if (a.headers_only) {
+    std::printf("values     not scanned (--headers-only)\n");
+  } else {
+    std::printf("values     %s: %zu of %llu tensors hold NaN or infinity\n", non_finite.empty() ? "OK" : "FAILED",
+                non_finite.size(), static_cast<unsigned long long>(r.tensors));
+  }
+  return ok ? 0 : 1;
 }
 
 }  // namespace
@@ -150,6 +168,9 @@ Command cmd_inspect_register(CLI::App& app) {
   sub->add_option("dir", args->dir, "checkpoint directory (config.json + safetensors)")->required();
   sub->add_flag("--json", args->json, "print a JSON report");
   sub->add_option("--max-listed", args->max_listed, "names listed per problem category")->check(CLI::Range(1, 1000000));
+  sub->add_flag("--headers-only", args->headers_only,
+                "check headers and the inventory only; skip the scan of every value for NaN and infinity");
+  sub->add_option("--threads", args->threads, "threads for the value scan (0: all cores)")->check(CLI::Range(0, 4096));
   return [args]() { return run(*args); };
 }
 

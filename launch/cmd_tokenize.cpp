@@ -6,6 +6,7 @@
 //   dsv4-calib tokenize --tokenizer DIR --text "Hello world" --json     -> [19923,2058]
 //   dsv4-calib tokenize --tokenizer DIR --text "Hi" --chat              -> BOS <｜User｜> Hi <｜Assistant｜> </think>
 //   dsv4-calib tokenize --tokenizer DIR --jsonl in.jsonl                -> one {"ids":[...]} per line
+//   some_command | dsv4-calib tokenize --tokenizer DIR --jsonl -        -> the same from standard input
 //   dsv4-calib tokenize --tokenizer DIR --jsonl chats.jsonl --chat      -> {"messages": [...]} lines
 //
 // Without --chat the text is encoded as is: no BOS/EOS added, special-token strings in the text
@@ -19,12 +20,14 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/check.h"
+#include "common/fs.h"
 #include "data/chat_encoding.h"
 #include "data/dataset_reader.h"
 #include "data/tokenizer.h"
@@ -63,8 +66,14 @@ int run(const TokenizeArgs& a) {
     return 0;
   }
 
-  const std::string& path = *a.jsonl;
-  std::ifstream in(path, std::ios::binary);
+  // `-` reads standard input, a stream read once (a pipe is welcome there); any other path must be a
+  // regular file, so a FIFO named by mistake is refused rather than blocking the open.
+  const bool from_stdin = *a.jsonl == "-";
+  const std::string path = from_stdin ? std::string("<stdin>") : *a.jsonl;
+  if (!from_stdin) regular_file_require(path, "--jsonl", "pass - to read standard input");
+  std::ifstream file;
+  if (!from_stdin) file.open(path, std::ios::binary);
+  std::istream& in = from_stdin ? std::cin : file;
   DSV4_USER_CHECK("tokenize", in.good(), "cannot open --jsonl file '%s'", path.c_str());
   const data::ReadOptions options{.accept_text = !chat, .accept_messages = chat};
   std::string line;
@@ -88,7 +97,7 @@ Command cmd_tokenize_register(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("tokenize", "token ids of a string or of each JSONL line (plain or DSV4 chat encoding)");
   sub->add_option("--tokenizer", a->tokenizer, "directory holding tokenizer.json, or the file")->required();
   CLI::Option* text = sub->add_option("--text", a->text, "the string to encode");
-  CLI::Option* jsonl = sub->add_option("--jsonl", a->jsonl, "JSONL file: {\"text\": ...} lines, or {\"messages\": [...]} with --chat");
+  CLI::Option* jsonl = sub->add_option("--jsonl", a->jsonl, "JSONL file (- for standard input): {\"text\": ...} lines, or {\"messages\": [...]} with --chat");
   text->excludes(jsonl);
   sub->add_flag("--chat", a->chat, "DSV4 chat encoding, non-thinking (BOS, <｜User｜>, <｜Assistant｜></think>, EOS)");
   sub->add_flag("--thinking", a->thinking, "DSV4 chat encoding in thinking mode (implies --chat)");

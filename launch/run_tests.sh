@@ -5,7 +5,9 @@
 #   bash launch/run_tests.sh            # both presets
 #   DSV4_PRESETS=cpu bash launch/run_tests.sh
 # Then it runs every fuzz harness for DSV4_FUZZ_SECONDS (default 15; 0 skips them) under
-# ASan+UBSan (tests/fuzz/run.sh, the fuzz preset; docs/RELIABILITY.md).
+# ASan+UBSan (tests/fuzz/run.sh, the fuzz preset), and the parser/common/data unit tests
+# (test_common, test_data) under ASan+UBSan with leak checking (the asan preset; DSV4_ASAN=0 skips
+# them; the whole unit suite under it is too slow for CI: docs/RELIABILITY.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/install_deps.sh
@@ -32,4 +34,14 @@ fuzz_seconds="${DSV4_FUZZ_SECONDS:-15}"
 if [ "$fuzz_seconds" != 0 ]; then
   echo "=== fuzz harnesses, ${fuzz_seconds} s each ==="
   bash tests/fuzz/run.sh "$fuzz_seconds"
+fi
+
+if [ "${DSV4_ASAN:-1}" != 0 ]; then
+  echo "=== ASan+UBSan: test_common, test_data ==="
+  start=$(date +%s)
+  cmake --preset asan
+  cmake --build --preset asan -j "$jobs" --target test_common test_data
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/asan/tests/test_common --gtest_brief=1
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/asan/tests/test_data --gtest_brief=1
+  echo "=== ASan+UBSan done in $(( $(date +%s) - start )) s ==="
 fi

@@ -37,10 +37,9 @@ std::vector<float> weight_load_f32(const Checkpoint& ckpt, const std::string& na
   } else if (t.dtype == DType::kBF16) {
     // Chunked over all cores: head.weight alone is 530 M values at Flash widths.
     constexpr size_t kChunk = 1 << 20;
-    const uint16_t* in = reinterpret_cast<const uint16_t*>(bytes.data());
     parallel_for((out.size() + kChunk - 1) / kChunk, 0, [&](size_t k) {
       const size_t begin = k * kChunk;
-      bf16_decode_n(in + begin, out.data() + begin, std::min(kChunk, out.size() - begin));
+      bf16_decode_n(bytes.data() + 2 * begin, out.data() + begin, std::min(kChunk, out.size() - begin));
     });
   } else if (t.dtype == DType::kF16) {
     for (size_t i = 0; i < out.size(); ++i) {

@@ -3,6 +3,9 @@
 // (block_weights_decode_cuda: FP8 and MXFP4 linears go up as stored and are decoded by
 // model/weight_decode_cuda.h, BF16 ones are copied). Either way a linear value that is not exact
 // in bf16 is an error naming the tensor (the GPU forward would silently compute another model).
+// What the GPU decodes or copies never passes the host decoders' NaN scan, so its bf16 output is
+// counted on the device (common/finite_scan_cuda.h) and a linear holding NaN or infinity is the
+// same user error naming it (issue 26).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -12,6 +15,8 @@
 
 #include "common/check.h"
 #include "common/codec.h"
+#include "common/finite_scan.h"
+#include "common/finite_scan_cuda.h"
 #include "common/parallel.h"
 #include "common/pinned_host.h"
 #include "model/forward_cuda.h"
@@ -25,7 +30,10 @@ class Uploader {
   // checkpoint null: linears carry their values; else they are decoded from it on the GPU.
   Uploader(DeviceBlockWeights& out, const Checkpoint* checkpoint, const ModelConfig& config, bool round)
       : out_(out), checkpoint_(checkpoint), config_(config), round_(round) {}
-  ~Uploader() { cudaFree(staging_); }
+  ~Uploader() {
+    cudaFree(staging_);
+    cudaFree(counts_);
+  }
 
   template <typename T>
   T* alloc(size_t count) {
@@ -82,6 +90,7 @@ class Uploader {
                       static_cast<long long>(l.in));
         const auto bytes = ckpt.bytes(w.name);
         DSV4_CUDA_CHECK(cudaMemcpy(dst, bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
+        require_finite_on_device({&l}, {dst});
       } else {
         fill(linear_load(ckpt, config_, l.name, l.out, l.in), dst);  // F32/F16: checked encode
       }
@@ -95,7 +104,31 @@ class Uploader {
     DSV4_CUDA_CHECK(cudaMemcpy(d, codes.data(), codes.size(), cudaMemcpyHostToDevice));
     DSV4_CUDA_CHECK(cudaMemcpy(d_scales, scales.data(), scales.size(), cudaMemcpyHostToDevice));
     decode(l, e, d, d_scales, dst);
-    DSV4_CUDA_CHECK(cudaDeviceSynchronize());  // the staging buffer is reused by the next linear
+    require_finite_on_device({&l}, {dst});  // synchronizes: the staging buffer is reused by the next linear
+  }
+
+  // Counts the NaN and infinite values of each linear `ls[i]` decoded or copied at device `dsts[i]`
+  // (one counter each, one copy back; this synchronizes) and refuses the first holding any, as the
+  // host decoders' scan does (require_finite).
+  void require_finite_on_device(const std::vector<const DenseLinear*>& ls, const std::vector<uint16_t*>& dsts) {
+    if (ls.size() > counts_size_) {
+      cudaFree(counts_);
+      counts_ = nullptr;
+      DSV4_CUDA_CHECK(cudaMalloc(&counts_, ls.size() * sizeof(unsigned long long)));
+      counts_size_ = ls.size();
+    }
+    DSV4_CUDA_CHECK(cudaMemsetAsync(counts_, 0, ls.size() * sizeof(unsigned long long), nullptr));
+    for (size_t i = 0; i < ls.size(); ++i) {
+      non_finite_count_bf16_cuda(nullptr, dsts[i], static_cast<size_t>(ls[i]->out * ls[i]->in), counts_ + i);
+    }
+    std::vector<unsigned long long> counts(ls.size());
+    DSV4_CUDA_CHECK(cudaMemcpy(counts.data(), counts_, counts.size() * sizeof(unsigned long long),
+                               cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < ls.size(); ++i) {
+      // The count alone (the GPU keeps no index): require_finite says so with first = -1.
+      require_finite({static_cast<int64_t>(counts[i]), -1}, ls[i]->name + ".weight (decoded on the GPU)",
+                     checkpoint_->dir());
+    }
   }
 
   // A linear stored block-scaled in the checkpoint (FP8 128x128 or MXFP4 1x32): its weight and
@@ -176,7 +209,9 @@ class Uploader {
         const uint8_t* codes = d + at[i - first];
         decode(*ls[i], enc[i], codes, codes + round16(enc[i].weight->data_end - enc[i].weight->data_begin), dsts[i]);
       }
-      DSV4_CUDA_CHECK(cudaDeviceSynchronize());  // both buffers are reused by the next batch
+      // Synchronizes: both buffers are reused by the next batch.
+      require_finite_on_device(std::vector<const DenseLinear*>(ls.begin() + first, ls.begin() + end),
+                               std::vector<uint16_t*>(dsts.begin() + first, dsts.begin() + end));
       first = end;
     }
   }
@@ -233,6 +268,8 @@ class Uploader {
   std::atomic<uint64_t> rounded_{0};  // fill may run on several host threads (uploads)
   void* staging_ = nullptr;
   size_t staging_bytes_ = 0;
+  unsigned long long* counts_ = nullptr;  // require_finite_on_device's counters
+  size_t counts_size_ = 0;
 };
 
 // The walk shared by both entries: every tensor of `w` to the device; linears through

@@ -139,7 +139,7 @@ json ModelConfig::to_release_json() const {
 void ModelConfig::check() const {
   const char* o = origin.c_str();
   for (const auto& [name, field] : kRequiredInts)
-    DSV4_CHECK_IN("config", this->*field > 0, "%s: %s = %d must be positive", o, name,
+    DSV4_USER_CHECK("config", this->*field > 0, "%s: %s = %d must be positive", o, name,
                   this->*field);
   const std::pair<const char*, int64_t> positive[] = {
       {"num_key_value_heads", num_kv_heads},
@@ -148,58 +148,58 @@ void ModelConfig::check() const {
       {"weight_block_size", fp8_block},
       {"max_position_embeddings", max_position_embeddings}};
   for (const auto& [name, value] : positive)
-    DSV4_CHECK_IN("config", value > 0, "%s: %s = %lld must be positive", o, name,
+    DSV4_USER_CHECK("config", value > 0, "%s: %s = %lld must be positive", o, name,
                   static_cast<long long>(value));
   const std::pair<const char*, int> non_negative[] = {
       {"n_shared_experts", n_shared_experts},
       {"num_hash_layers", num_hash_layers},
       {"num_nextn_predict_layers", num_nextn_predict_layers}};
   for (const auto& [name, value] : non_negative)
-    DSV4_CHECK_IN("config", value >= 0, "%s: %s = %d must not be negative", o, name, value);
-  DSV4_CHECK_IN("config", num_heads % o_groups == 0,
+    DSV4_USER_CHECK("config", value >= 0, "%s: %s = %d must not be negative", o, name, value);
+  DSV4_USER_CHECK("config", num_heads % o_groups == 0,
                 "%s: num_attention_heads = %d is not divisible by o_groups = %d", o, num_heads,
                 o_groups);
-  DSV4_CHECK_IN("config", num_heads % num_kv_heads == 0,
+  DSV4_USER_CHECK("config", num_heads % num_kv_heads == 0,
                 "%s: num_attention_heads = %d is not divisible by num_key_value_heads = %d", o,
                 num_heads, num_kv_heads);
-  DSV4_CHECK_IN("config", rope_head_dim <= head_dim && rope_head_dim % 2 == 0,
+  DSV4_USER_CHECK("config", rope_head_dim <= head_dim && rope_head_dim % 2 == 0,
                 "%s: qk_rope_head_dim = %d must be even and <= head_dim = %d", o, rope_head_dim,
                 head_dim);
-  DSV4_CHECK_IN(
+  DSV4_USER_CHECK(
       "config", rope_head_dim <= index_head_dim,
       "%s: qk_rope_head_dim = %d must be <= index_head_dim = %d (the indexer ropes the same dims)",
       o, rope_head_dim, index_head_dim);
-  DSV4_CHECK_IN("config", num_experts_per_tok <= n_routed_experts,
+  DSV4_USER_CHECK("config", num_experts_per_tok <= n_routed_experts,
                 "%s: num_experts_per_tok = %d exceeds n_routed_experts = %d", o,
                 num_experts_per_tok, n_routed_experts);
-  DSV4_CHECK_IN("config", static_cast<int>(compress_ratios.size()) >= num_layers,
+  DSV4_USER_CHECK("config", static_cast<int>(compress_ratios.size()) >= num_layers,
                 "%s: compress_ratios has %zu entries, fewer than num_hidden_layers = %d", o,
                 compress_ratios.size(), num_layers);
   for (size_t i = 0; i < compress_ratios.size(); ++i)
-    DSV4_CHECK_IN("config", compress_ratios[i] >= 0, "%s: compress_ratios[%zu] = %d is negative", o,
+    DSV4_USER_CHECK("config", compress_ratios[i] >= 0, "%s: compress_ratios[%zu] = %d is negative", o,
                   i, compress_ratios[i]);
   // The compressor's position embedding (ape) has `ratio` rows: 32x the release's 128 at most.
   for (size_t i = 0; i < compress_ratios.size(); ++i)
     DSV4_USER_CHECK("config", compress_ratios[i] <= 4096,
                     "%s: \"compress_ratios\"[%zu] = %d is out of range: expected 0 to 4096 (32x the release's 128)",
                     o, i, compress_ratios[i]);
-  DSV4_CHECK_IN("config", num_hash_layers <= num_layers,
+  DSV4_USER_CHECK("config", num_hash_layers <= num_layers,
                 "%s: num_hash_layers = %d exceeds num_hidden_layers = %d", o, num_hash_layers,
                 num_layers);
-  DSV4_CHECK_IN(
+  DSV4_USER_CHECK(
       "config", !yarn.enabled || (yarn.factor > 0 && yarn.original_max_position_embeddings > 0),
       "%s: rope_scaling needs factor > 0 and original_max_position_embeddings > 0, got %g and %lld",
       o, yarn.factor, static_cast<long long>(yarn.original_max_position_embeddings));
-  DSV4_CHECK_IN("config", rms_norm_eps > 0 && hc_eps > 0,
+  DSV4_USER_CHECK("config", rms_norm_eps > 0 && hc_eps > 0,
                 "%s: rms_norm_eps = %g and hc_eps = %g must be positive", o, rms_norm_eps, hc_eps);
-  DSV4_CHECK_IN("config", expert_dtype == "fp4" || expert_dtype == "fp8" || expert_dtype == "bf16",
+  DSV4_USER_CHECK("config", expert_dtype == "fp4" || expert_dtype == "fp8" || expert_dtype == "bf16",
                 "%s: expert_dtype = \"%s\", expected fp4, fp8 or bf16", o, expert_dtype.c_str());
-  DSV4_CHECK_IN(
+  DSV4_USER_CHECK(
       "config",
       scoring_func == "sqrtsoftplus" || scoring_func == "softmax" || scoring_func == "sigmoid",
       "%s: scoring_func = \"%s\", expected sqrtsoftplus, softmax or sigmoid", o,
       scoring_func.c_str());
-  DSV4_CHECK_IN("config", hidden_act == "silu", "%s: hidden_act = \"%s\", expected silu", o,
+  DSV4_USER_CHECK("config", hidden_act == "silu", "%s: hidden_act = \"%s\", expected silu", o,
                 hidden_act.c_str());
 }
 

@@ -51,7 +51,8 @@ using namespace config_fields;
 using json = nlohmann::json;
 
 // Typed, path-aware access to one JSON object. Null counts as absent (transformers writes
-// `"pad_token_id": null`); errors name the origin, the dotted key and what was expected.
+// `"pad_token_id": null`); errors name the origin, the dotted key and what was expected, and are
+// user errors (the file is the user's to fix), printed without this file's location.
 class Reader {
  public:
   Reader(const json& j, const std::string& origin, std::string prefix = "")
@@ -63,7 +64,7 @@ class Reader {
   const json& require(const char* key, const char* what) const {
     const json* v = find(key);
     if (v == nullptr)
-      DSV4_FAIL("config", "%s: required key \"%s\" is missing (expected %s)", origin_.c_str(),
+      DSV4_USER_FAIL("config", "%s: required key \"%s\" is missing (expected %s)", origin_.c_str(),
                 path(key).c_str(), what);
     return *v;
   }
@@ -113,13 +114,13 @@ class Reader {
   int element_int(const json& arr, const char* key, size_t i) const {
     const std::string name = path(key) + "[" + std::to_string(i) + "]";
     if (!arr[i].is_number_integer())
-      DSV4_FAIL("config", "%s: \"%s\" must be an integer, got %s", origin_.c_str(), name.c_str(),
+      DSV4_USER_FAIL("config", "%s: \"%s\" must be an integer, got %s", origin_.c_str(), name.c_str(),
                 json_excerpt(arr[i]).c_str());
     return narrow(arr[i].get<int64_t>(), name.c_str());
   }
   std::string element_string(const json& arr, const char* key, size_t i) const {
     if (!arr[i].is_string())
-      DSV4_FAIL("config", "%s: \"%s[%zu]\" must be a string, got %s", origin_.c_str(),
+      DSV4_USER_FAIL("config", "%s: \"%s[%zu]\" must be a string, got %s", origin_.c_str(),
                 path(key).c_str(), i, json_excerpt(arr[i]).c_str());
     return arr[i].get<std::string>();
   }
@@ -131,7 +132,7 @@ class Reader {
     char message[512];
     std::vsnprintf(message, sizeof(message), fmt, args);
     va_end(args);
-    DSV4_FAIL("config", "%s: \"%s\" %s", origin_.c_str(), path(key).c_str(), message);
+    DSV4_USER_FAIL("config", "%s: \"%s\" %s", origin_.c_str(), path(key).c_str(), message);
   }
 
  private:
@@ -146,12 +147,12 @@ class Reader {
   }
   int narrow(int64_t v, const std::string& name) const {
     if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max())
-      DSV4_FAIL("config", "%s: \"%s\" = %lld does not fit in a 32-bit int", origin_.c_str(),
+      DSV4_USER_FAIL("config", "%s: \"%s\" = %lld does not fit in a 32-bit int", origin_.c_str(),
                 (prefix_ + name).c_str(), static_cast<long long>(v));
     return static_cast<int>(v);
   }
   [[noreturn]] void bad_type(const char* key, const char* what, const json& v) const {
-    DSV4_FAIL("config", "%s: \"%s\" must be %s, got %s", origin_.c_str(), path(key).c_str(), what,
+    DSV4_USER_FAIL("config", "%s: \"%s\" must be %s, got %s", origin_.c_str(), path(key).c_str(), what,
               json_excerpt(v).c_str());
   }
 
@@ -284,13 +285,13 @@ ModelConfig ModelConfig::from_file(const std::string& path) {
   try {
     j = json_parse(text, path);
   } catch (const json::parse_error& e) {
-    DSV4_FAIL("config", "%s: not valid JSON: %s", path.c_str(), e.what());
+    DSV4_USER_FAIL("config", "%s: not valid JSON: %s", path.c_str(), json_error_text(e).c_str());
   }
   return from_json(j, path);
 }
 
 ModelConfig ModelConfig::from_json(const json& j, const std::string& origin) {
-  DSV4_CHECK_IN("config", j.is_object(), "%s: the config must be a JSON object, got %s",
+  DSV4_USER_CHECK("config", j.is_object(), "%s: the config must be a JSON object, got %s",
                 origin.c_str(), j.type_name());
   const Reader r(j, origin);
   ModelConfig c;  // defaults are the release values; only optional keys fall back to them

@@ -20,6 +20,7 @@
 #include "common/fs.h"
 #include "dist/communicator.h"
 #include "tests/scratch_dir.h"
+#include "tests/user_error.h"
 
 namespace dsv4::calib {
 namespace {
@@ -253,9 +254,61 @@ TEST(RunCheckpoint, DamagedRecordFieldIsAUserErrorNamingTheJournal) {
     ADD_FAILURE() << "a damaged record must be refused";
   } catch (const Error& e) {
     EXPECT_TRUE(e.user()) << e.what();
-    EXPECT_NE(std::string(e.what()).find(journal + ": a record is damaged (type must be number"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find(journal + " line 2, field \"segment\": the record is damaged (type must be "
+                                         "number"),
+              std::string::npos)
         << e.what();
     EXPECT_NE(std::string(e.what()).find("pass --restart"), std::string::npos) << e.what();
+  }
+}
+
+// A committed record without its `report` (issue 26: nlohmann's out_of_range, naming no file).
+TEST(RunCheckpoint, MissingRecordFieldIsAUserErrorNamingLineAndField) {
+  const std::string out = dsv4::testing::scratch_path("missing_report");
+  const RunIdentity id{"r", "s", "d", 4, {}};
+  {
+    auto comm = dist::communicator_self();
+    RunCheckpoint ck = RunCheckpoint::open_or_create(out, id, *comm, false);
+    ck.commit_segment({}, ck.write_segment_files(0, {}, nullptr, 0, false, false, {}), 1);
+    ck.commit_segment({}, ck.write_segment_files(1, {}, nullptr, 0, false, false, {}), 2);
+  }
+  const std::string journal = out + "/.calib_run/journal.jsonl";
+  std::string text = read_file(journal);
+  const size_t line3 = text.find("\"segment\":1");
+  ASSERT_NE(line3, std::string::npos) << text;
+  const size_t at = text.find("\"report\":", line3);
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, 9, "\"xreport\":");
+  write_file_atomic(journal, text);
+  auto comm = dist::communicator_self();
+  expect_user_error([&] { (void)RunCheckpoint::open_or_create(out, id, *comm, false); },
+                    {journal + " line 3, field \"report\": the record is damaged", "report", "pass --restart"});
+}
+
+// A record listing a file outside the run directory (or one that is not a regular file) was
+// damaged: refused before that path is opened or checksummed.
+TEST(RunCheckpoint, RecordFileOutsideTheRunDirectoryIsAUserError) {
+  const std::string out = dsv4::testing::scratch_path("record_outside");
+  const RunIdentity id{"r", "s", "d", 4, {}};
+  {
+    auto comm = dist::communicator_self();
+    RunCheckpoint ck = RunCheckpoint::open_or_create(out, id, *comm, false);
+    ck.commit_segment({}, ck.write_segment_files(0, {sample_module("layers.0.attn.wq_a", 1)}, nullptr, 0, false, true,
+                                                 {}),
+                      1);
+  }
+  const std::string journal = out + "/.calib_run/journal.jsonl";
+  const std::string text = read_file(journal);
+  const size_t at = text.find("\"file\":\"", text.find("\"staged\":{"));
+  ASSERT_NE(at, std::string::npos) << text;
+  const size_t value = at + 8, end = text.find('"', value);
+  for (const std::string& bad : {std::string("../../journal.jsonl"), std::string("/etc/hostname")}) {
+    std::string damaged = text;
+    damaged.replace(value, end - value, bad);
+    write_file_atomic(journal, damaged);
+    auto comm = dist::communicator_self();
+    expect_user_error([&] { (void)RunCheckpoint::open_or_create(out, id, *comm, false); },
+                      {"\"" + bad + "\" listed in the journal is not a file name inside", "pass --restart"});
   }
 }
 

@@ -149,6 +149,12 @@ void flip_first_byte(std::byte* p, size_t n) {
   p[0] ^= std::byte{0x40};
 }
 
+// A BF16 tensor's second value set to a quiet NaN (0x7fc0).
+void bf16_nan_at_1(std::byte* p, size_t n) {
+  ASSERT_GE(n, 4u);
+  p[2] = std::byte{0xc0}, p[3] = std::byte{0x7f};
+}
+
 TEST(Verify, DataFreeArtifactPassesAndTamperedCopiesFail) {
   const TempCleanup cleanup;
   const std::string source = tiny_source();
@@ -158,9 +164,9 @@ TEST(Verify, DataFreeArtifactPassesAndTamperedCopiesFail) {
   const VerifyReport good = verify_artifact(artifact, source, opts);
   expect_all_pass(good);
   // Nothing vacuous: every family of check examined something.
-  for (const char* name : {"files", "plan", "source_identity", "key_set", "no_source_scale", "fp32_bit_exact",
-                           "copies_bit_exact", "decoded_bf16_exact", "mtp_source_exact", "mtp_aliases",
-                           "mtp_unquantized", "config", "reconstruction"}) {
+  for (const char* name : {"files", "finite", "plan", "source_identity", "key_set", "no_source_scale",
+                           "fp32_bit_exact", "copies_bit_exact", "decoded_bf16_exact", "mtp_source_exact",
+                           "mtp_aliases", "mtp_unquantized", "config", "reconstruction"}) {
     EXPECT_GT(check_of(good, name).checked, 0) << name;
   }
   EXPECT_EQ(check_of(good, "reconstruction").checked, 4 * (8 * 3 + 4 + 3));  // experts, attention, shared
@@ -268,6 +274,27 @@ TEST(Verify, DataFreeArtifactPassesAndTamperedCopiesFail) {
     files["config.json"]["fnv1a64"] = "0000000000000000";
     write_file_atomic(d + "/calib_manifest.json", m.dump(2));
     expect_fails(verify_artifact(d, source, opts), "source_identity", "config.json");
+  }
+  {
+    // Issue 26: a NaN copied into the MTP block byte for byte passed every other check.
+    SCOPED_TRACE("a NaN in the artifact's MTP norm");
+    const std::string d = copy_of(artifact, "nan_artifact");
+    patch_tensors(d, {{"mtp.0.attn_norm.weight", bf16_nan_at_1}});
+    const VerifyReport r = verify_artifact(d, source, opts);
+    const std::string shard = Checkpoint::open(d).file_of("mtp.0.attn_norm.weight");
+    expect_fails(r, "finite", "artifact mtp.0.attn_norm.weight in " + shard +
+                                  " holds 1 NaN or infinite value(s), the first at index 1");
+    EXPECT_EQ(check_of(r, "finite").failed, 1);
+    EXPECT_GT(r.checks.size(), 3u);  // an artifact's NaN ends nothing: the other checks run
+  }
+  {
+    SCOPED_TRACE("a NaN in the source: named, and the checks that decode it do not run");
+    const std::string s = copy_of(source, "nan_source");
+    patch_tensors(s, {{"layers.0.attn_norm.weight", bf16_nan_at_1}});
+    const VerifyReport r = verify_artifact(artifact, s, opts);
+    expect_fails(r, "finite", "source layers.0.attn_norm.weight in ");
+    EXPECT_NE(check_of(r, "finite").detail.find("the source is damaged"), std::string::npos);
+    EXPECT_EQ(r.checks.back().name, "finite");
   }
 }
 

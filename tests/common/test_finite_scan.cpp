@@ -64,5 +64,39 @@ TEST(FiniteScan, AWeightHoldingNanIsAUserErrorNamingIt) {
   }
 }
 
+// inspect's and verify's scan: every tensor of a sharded checkpoint, each found one named with its
+// shard file and count; integer tensors (bit patterns that would be NaN as floats) are not flagged.
+TEST(FiniteScan, CheckpointScanNamesTensorShardAndCount) {
+  const std::string dir = testing::scratch_path("finite_scan_sharded");
+  std::filesystem::create_directories(dir);
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<uint16_t> a(8, bf16_encode(1.0f)), b(8, bf16_encode(2.0f));
+  b[2] = bf16_encode(std::nanf("")), b[7] = bf16_encode(-inf);
+  const std::vector<float> c = {1.0f, inf, 3.0f, 4.0f};
+  const std::vector<int32_t> ints(4, -1);  // 0xffffffff: a NaN's bits as F32
+  const std::vector<TensorSpec> specs = {{"a.weight", DType::kBF16, {8}}, {"b.weight", DType::kBF16, {8}},
+                                         {"c.weight", DType::kF32, {4}}, {"d.ids", DType::kI32, {4}}};
+  {
+    CheckpointWriter w(dir, specs, /*max_shard_bytes=*/16);  // a shard per tensor
+    w.write("a.weight", raw(a));
+    w.write("b.weight", raw(b));
+    w.write("c.weight", raw(c));
+    w.write("d.ids", raw(ints));
+    w.finish();
+  }
+  const Checkpoint ckpt = Checkpoint::open(dir);
+  const std::vector<TensorNonFinite> found = checkpoint_non_finite(ckpt, 2);
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].tensor, "b.weight");
+  EXPECT_EQ(found[0].file, ckpt.file_of("b.weight"));
+  EXPECT_EQ(found[0].nf.count, 2);
+  EXPECT_EQ(found[0].nf.first, 2);
+  EXPECT_EQ(found[0].text(), "b.weight in " + ckpt.file_of("b.weight") +
+                                 " holds 2 NaN or infinite value(s), the first at index 2");
+  EXPECT_EQ(found[1].tensor, "c.weight");
+  EXPECT_NE(found[1].file, found[0].file);
+  EXPECT_EQ(found[1].nf.count, 1);
+}
+
 }  // namespace
 }  // namespace dsv4

@@ -4,13 +4,16 @@
 # hangs or allocates without bound:
 #   - JSON nested 200k levels deep in every JSON input (shard header, index, config.json,
 #     tokenizer.json, a JSONL record, a journal line);
-#   - a shard that is a FIFO (inspect, the main job);
+#   - a shard, config.json, tokenizer.json, dataset, recipe or tokenize --jsonl that is a FIFO
+#     (tokenize --jsonl - reads standard input);
 #   - absurd config.json sizes;
 #   - a recipe that quantizes nothing (unless --allow-empty);
 #   - a torn last journal record (the resume truncates it, redoes no finished segment);
 #   - a second run on the same --out (refused naming the holder; a dead holder's lock is taken over);
 #   - NaN in a BF16 source weight the forward decodes (layers.0.attn_norm) and in one the writer
-#     copies (mtp.0.attn_norm): refused naming the tensor, not calibrated to exit 0.
+#     copies (mtp.0.attn_norm): refused naming the tensor, not calibrated to exit 0;
+#   - the same NaN in a source or an artifact: inspect and verify fail naming tensor and shard;
+#   - finite weights whose forward overflows: refused naming the layer and the pass.
 # Run by ctest (cli_hostile_inputs) as: DSV4_BIN=path/to/dsv4-calib bash this.sh WORKDIR
 set -uo pipefail
 bin="${DSV4_BIN:?set DSV4_BIN to the dsv4-calib binary}"
@@ -36,7 +39,8 @@ refused() {
   pass "$name"
 }
 # copy NAME: a fresh copy of the tiny checkpoint to damage.
-copy() { rm -rf "$work/$1" && cp -r "$src" "$work/$1" && echo "$work/$1"; }
+copy() { copy_dir "$src" "$1"; }
+copy_dir() { rm -rf "$work/$2" && cp -r "$1" "$work/$2" && echo "$work/$2"; }
 job() { "$bin" --recipe "$recipe" --model "$1" --dataset "$data" --num-samples 4 --seq-len 16 --threads 1 --out "${@:2}"; }
 export bin work src data recipe
 export -f job
@@ -89,6 +93,26 @@ refused "FIFO shard: inspect" "$d/model-00002-of-00006.safetensors: not a regula
 refused "FIFO shard: the main job" "$d/model-00002-of-00006.safetensors: not a regular file" job "$d" "$work/q_fifo"
 d=$(copy fifo_config) && rm "$d/config.json" && mkfifo "$d/config.json"
 refused "FIFO config.json" "$d/config.json: not a regular file" "$bin" inspect "$d"
+# The other inputs opened as streams: tokenizer.json, a dataset (read twice: it must be a file), a
+# recipe, tokenize --jsonl (whose stdin is `-`, explicitly).
+nrf="not a regular file (a FIFO, socket or device); expected a regular file"
+d=$(copy fifo_tokenizer) && rm "$d/tokenizer.json" && mkfifo "$d/tokenizer.json"
+refused "FIFO tokenizer.json" "$d/tokenizer.json (the tokenizer.json of --tokenizer): $nrf" \
+  "$bin" tokenize --tokenizer "$d" --text hi
+mkfifo "$work/fifo.jsonl"
+refused "FIFO dataset" "$work/fifo.jsonl (dataset.files, or --dataset / --data): $nrf: a dataset is read twice" \
+  "$bin" --recipe "$recipe" --model "$src" --dataset "$work/fifo.jsonl" --num-samples 4 --seq-len 16 --out "$work/q_fifo_data"
+mkfifo "$work/fifo.yaml"
+refused "FIFO recipe" "$work/fifo.yaml (the recipe): $nrf" \
+  "$bin" --recipe "$work/fifo.yaml" --model "$src" --dataset "$data" --out "$work/q_fifo_recipe"
+refused "FIFO tokenize --jsonl" "$work/fifo.jsonl (--jsonl): $nrf: pass - to read standard input" \
+  "$bin" tokenize --tokenizer "$src" --jsonl "$work/fifo.jsonl"
+got=$(printf '{"text": "hi"}\n{"text": "hi"}\n' | timeout 60 "$bin" tokenize --tokenizer "$src" --jsonl - 2>&1)
+want=$("$bin" tokenize --tokenizer "$src" --text hi --json)
+[ "$got" = "{\"ids\":$want}"$'\n'"{\"ids\":$want}" ] && pass "tokenize --jsonl - reads standard input" \
+  || fail "tokenize --jsonl -: '$got', expected two lines of {\"ids\":$want}"
+[ ! -e "$work/q_fifo_data" ] && [ ! -e "$work/q_fifo_recipe" ] && pass "FIFO inputs wrote nothing" \
+  || fail "a FIFO input left an output"
 
 # 3. Absurd config.json sizes: std::bad_alloc after 40 s naming nothing, or accepted by inspect.
 for kv in "n_routed_experts 1000000000 expected 1 to 2048" "sliding_window 2147483647 expected 1 to 4096" \
@@ -157,19 +181,40 @@ expect_output "a dead run's lock is taken over" 0 "taking over the run lock $out
 
 # 7. NaN in a source weight: the decode (layers.0's norm) or the copy (MTP's, kept BF16) names it.
 # nan_into CKPT TENSOR: TENSOR's first BF16 value in CKPT set to a NaN (0x7fc0), in place.
-nan_into() {
-  local ckpt="$1" name="$2" shard f len begin
-  shard=$(grep -o "\"$name\": *\"[^\"]*\"" "$ckpt/model.safetensors.index.json" | sed 's/.*: *"\(.*\)"/\1/')
-  f="$ckpt/$shard"
-  len=$(od -An -tu8 -N8 "$f" | tr -d ' ')
-  begin=$(head -c $((8 + len)) "$f" | tail -c "$len" | grep -o "\"$name\":{[^}]*}" | sed 's/.*"data_offsets":\[\([0-9]*\),.*/\1/')
-  [ -n "$begin" ] || { fail "nan_into: no $name in $f"; return 1; }
-  printf '\xc0\x7f' | dd of="$f" bs=1 seek=$((8 + len + begin)) conv=notrunc status=none
-}
+nan_into() { bytes_into "$1" "$2" c0 7f; }
 for t in layers.0.attn_norm.weight mtp.0.attn_norm.weight; do
   d=$(copy "nan_${t%%.*}")
   nan_into "$d" "$t" || continue
   refused "NaN in $t" "$t in $d holds 1 NaN or infinite value(s), the first at index 0" job "$d" "$work/q_nan_${t%%.*}"
 done
+
+# 8. inspect and verify read every value (issue 26: "inspect says OK; NaN in mtp.0.attn_norm passes
+# even verify"): a NaN or infinity in a source or artifact tensor fails them, naming the tensor,
+# its shard file and the count.
+d=$(copy nan_inspect) && nan_into "$d" mtp.0.attn_norm.weight
+shard=$(grep -o '"mtp.0.attn_norm.weight": *"[^"]*"' "$d/model.safetensors.index.json" | sed 's/.*: *"\(.*\)"/\1/')
+refused "inspect: NaN in a source tensor" "mtp.0.attn_norm.weight in $shard holds 1 NaN or infinite value(s)" \
+  "$bin" inspect "$d"
+refused "inspect --json: NaN in a source tensor" '"ok": false' "$bin" inspect "$d" --json
+expect_output "inspect --headers-only skips the value scan" 0 "values     not scanned (--headers-only)" \
+  "$bin" inspect "$d" --headers-only
+art=$(copy_dir "$work/q_ref" nan_artifact) && nan_into "$art" mtp.0.attn_norm.weight
+shard=$(grep -o '"mtp.0.attn_norm.weight": *"[^"]*"' "$art/model.safetensors.index.json" | sed 's/.*: *"\(.*\)"/\1/')
+refused "verify: NaN in an artifact tensor" "artifact mtp.0.attn_norm.weight in $shard holds 1 NaN or infinite value(s)" \
+  "$bin" verify "$art" --source "$src"
+refused "verify: NaN in a source tensor" "source mtp.0.attn_norm.weight in" "$bin" verify "$work/q_ref" --source "$d"
+
+# 9. Finite weights whose forward overflows: layers.0.attn_norm all 0x7f70 (bf16 3.19e38, finite,
+# so every weight scan passes it). The activations of pass A turn to NaN and infinity; the run stops
+# naming the first linear whose input holds them, and the pass, before that input reaches a Hessian
+# (was: exit 0 with GPTQ fallbacks, or with exact sums an internal error naming nothing).
+d=$(copy overflow) && at=$(tensor_at "$d" layers.0.attn_norm.weight) && {
+  set -- $at
+  for _ in $(seq 1 $(($3 / 2))); do printf '\x70\x7f'; done | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+refused "finite weights that overflow the forward" "layers.0.attn.wq_a, pass A (the statistics the solves read): its input" \
+  job "$d" "$work/q_overflow"
+[ ! -e "$work/q_overflow/model.safetensors.index.json" ] && pass "the overflowing run wrote no artifact" \
+  || fail "the overflowing run wrote an artifact"
 
 e2e_finish

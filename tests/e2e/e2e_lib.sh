@@ -81,6 +81,27 @@ skip_without_gpu() {
   exit 0
 }
 
+# tensor_at CKPT TENSOR: "FILE OFFSET BYTES" of TENSOR's data in CKPT (OFFSET from the file's start),
+# read from the index and the shard's header, for the scripts that damage a tensor in place.
+tensor_at() {
+  local ckpt="$1" name="$2" shard f len range
+  shard=$(grep -o "\"$name\": *\"[^\"]*\"" "$ckpt/model.safetensors.index.json" | sed 's/.*: *"\(.*\)"/\1/')
+  f="$ckpt/$shard"
+  len=$(od -An -tu8 -N8 "$f" | tr -d ' ')
+  range=$(head -c $((8 + len)) "$f" | tail -c "$len" | grep -o "\"$name\":{[^}]*}" | sed 's/.*"data_offsets":\[\([0-9]*\),\([0-9]*\)\].*/\1 \2/')
+  [ -n "$range" ] || { fail "tensor_at: no $name in $f"; return 1; }
+  set -- $range
+  echo "$f $((8 + len + $1)) $(($2 - $1))"
+}
+# bytes_into CKPT TENSOR HEX...: TENSOR's first bytes in CKPT overwritten with HEX (e.g. c0 7f: a bf16 NaN).
+bytes_into() {
+  local at b s=""
+  at=$(tensor_at "$1" "$2") || return 1
+  for b in "${@:3}"; do s+="\\x$b"; done
+  set -- $at
+  printf "$s" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
 e2e_finish() {
   if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
   echo "all checks passed"

@@ -160,6 +160,33 @@ int count_kind(const ModelConfig& c, AttentionKind k, int begin, int end) {
   return n;
 }
 
+// Issue 26: a wrong type, a missing key or an inconsistent value in config.json is the user's to
+// fix: a user error (printed without a source location) naming the file and the dotted key path.
+TEST(ModelConfigTest, BadKeysAreUserErrorsNamingFileAndKeyPath) {
+  auto user_error = [](const json& j) {
+    try {
+      ModelConfig::from_json(j, "test.json");
+    } catch (const Error& e) {
+      EXPECT_TRUE(e.user()) << e.what();
+      return std::string(e.what());
+    }
+    return std::string("<no error>");
+  };
+  json j = release();
+  j["hidden_size"] = "4096";
+  EXPECT_EQ(user_error(j), "test.json: \"hidden_size\" must be an integer, got \"4096\"");
+  j = release();
+  j["rope_scaling"]["factor"] = "x";
+  EXPECT_EQ(user_error(j), "test.json: \"rope_scaling.factor\" must be a number, got \"x\"");
+  j = release();
+  j.erase("hidden_size");
+  EXPECT_THAT(user_error(j), HasSubstr("test.json: required key \"hidden_size\" is missing"));
+  j = release();
+  j["num_experts_per_tok"] = j["n_routed_experts"].get<int>() + 1;
+  EXPECT_THAT(user_error(j), HasSubstr("test.json: num_experts_per_tok = "));
+  EXPECT_THAT(user_error(json::array()), HasSubstr("test.json: the config must be a JSON object, got array"));
+}
+
 TEST(ModelConfigTest, ReleaseConfigParsesEveryField) {
   const ModelConfig c = ModelConfig::from_json(release(), "release.json");
   EXPECT_EQ(c.origin, "release.json");

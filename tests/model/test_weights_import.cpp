@@ -50,10 +50,15 @@ std::vector<float> values_of(const Checkpoint& ck, const ModelConfig& c, const E
     return weight_decode_linear(ck, t.name.substr(0, t.name.size() - 7), c.fp8_block);
   const auto b = ck.bytes(t.name);
   std::vector<float> out(static_cast<size_t>(ck.info(t.name).numel()));
-  if (t.dtype == DType::kBF16) bf16_decode_n(reinterpret_cast<const uint16_t*>(b.data()), out.data(), out.size());
+  if (t.dtype == DType::kBF16) bf16_decode_n(b.data(), out.data(), out.size());
   if (t.dtype == DType::kF32) std::memcpy(out.data(), b.data(), out.size() * 4);
-  if (t.dtype == DType::kI64)
-    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(reinterpret_cast<const int64_t*>(b.data())[i]);
+  if (t.dtype == DType::kI64) {
+    for (size_t i = 0; i < out.size(); ++i) {
+      int64_t v;
+      std::memcpy(&v, b.data() + 8 * i, 8);  // a tensor's offset in the file need not be aligned
+      out[i] = static_cast<float>(v);
+    }
+  }
   return out;
 }
 
