@@ -120,19 +120,15 @@ class CudaLayerExecutor final : public LayerExecutor {
 };
 
 // Splits this rank's modules into the GPU's share of the solves, the GPTQ modules its sweep takes
-// (module_solve_gpu_eligible) and the turboquant profile's data-free encodes, and the CPU's, the
-// rest. Eligibility reads the scheme, the options and the number of Hessians, not their values.
-// The GPU turboquant encoder (quant/turboquant_cuda.h) compiles but has not run on a GPU yet (issue
-// 23: no device was lent in the session that wrote it). Until TurboquantCuda.* and a tq3 run with
-// --device cuda match the CPU's bytes on one, turboquant modules are encoded on the host, whose
-// bytes the artifact pins hold; then this becomes true.
-constexpr bool kTurboquantGpuEncodeVerified = false;
-
+// (module_solve_gpu_eligible) and the turboquant profile's data-free encodes (quant/turboquant_cuda.h,
+// whose bytes equal the host encoder's: TurboquantCuda.* and the tq3 artifact pin on an H100), and
+// the CPU's, the rest. Eligibility reads the scheme, the options and the number of Hessians, not
+// their values.
 void gpu_split(const std::vector<size_t>& mine, const std::vector<const PlannedModule*>& mods,
                std::vector<size_t>& on_gpu, std::vector<size_t>& on_tq, std::vector<size_t>& on_cpu) {
   for (size_t i : mine) {
     const PlannedModule& m = *mods[i];
-    if (kTurboquantGpuEncodeVerified && module_solve_turboquant_data_free(m)) {
+    if (module_solve_turboquant_data_free(m)) {
       on_tq.push_back(i);
       continue;
     }

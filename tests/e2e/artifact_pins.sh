@@ -57,8 +57,10 @@ fi
 "$bin" make-model --preset tiny --out "$tmp/tiny" >/dev/null || { fail "make-model"; e2e_finish; }
 
 # digest DIR: the artifact's bytes as one sha256 (see the header).
+# LC_ALL=C: ls sorts by the locale, and en_US puts tokenizer_config.json before tokenizer.json, so
+# the same files gave another digest on the GPU machine (its CUDA pins before session 18 were so).
 digest() {
-  (cd "$1" && ls | grep -vx -e calib_manifest.json -e recipe.yaml -e progress.jsonl -e report.html -e README.md \
+  (cd "$1" && LC_ALL=C ls | grep -vx -e calib_manifest.json -e recipe.yaml -e progress.jsonl -e report.html -e README.md \
     | xargs sha256sum) | sha256sum | cut -c1-64
 }
 # job RECIPE OUT [ARGS...] and mjob RECIPE OUT [ARGS...]: the main job at one and two ranks.
