@@ -9,6 +9,7 @@
 #include "calib/recipe.h"
 #include "calib/recipe_quant_args.h"
 #include "calib/yaml_reader.h"
+#include "common/byte_size.h"
 #include "common/check.h"
 #include "common/fs.h"
 
@@ -283,22 +284,10 @@ void parse_dataset(YamlReader& d, Recipe* r) {
 uint64_t parse_bytes(YamlReader& o, const std::string& key, uint64_t fallback) {
   const std::string v = o.get_string(key, "");
   if (v.empty()) return fallback;
-  char* end = nullptr;
-  const double num = std::strtod(v.c_str(), &end);
-  std::string unit(end);
-  while (!unit.empty() && unit.front() == ' ') unit.erase(0, 1);
-  const double mult = unit.empty() || unit == "B" ? 1.0
-                      : unit == "KB"              ? 1e3
-                      : unit == "MB"              ? 1e6
-                      : unit == "GB"              ? 1e9
-                      : unit == "KiB"             ? 1024.0
-                      : unit == "MiB"             ? 1048576.0
-                      : unit == "GiB"             ? 1073741824.0
-                                                  : -1.0;
-  if (end == v.c_str() || mult < 0 || num <= 0) {
-    o.fail(key, "expected a size such as 5GB, 512MiB or a byte count, got '" + v + "'");
-  }
-  return static_cast<uint64_t>(num * mult);
+  std::string why;
+  const std::optional<uint64_t> bytes = parse_byte_size(v, &why);
+  if (!bytes) o.fail(key, "expected a size such as 5GB, 512MiB or a byte count, got '" + v + "': " + why);
+  return *bytes;
 }
 
 }  // namespace

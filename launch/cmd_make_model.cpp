@@ -12,7 +12,9 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 
+#include "common/byte_size.h"
 #include "common/check.h"
 #include "common/log.h"
 #include "launch/commands.h"
@@ -38,23 +40,11 @@ struct MakeModelArgs {
 };
 
 uint64_t parse_bytes(const std::string& text) {
-  DSV4_USER_CHECK("make-model", !text.empty(), "--shard-size is empty");
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    DSV4_USER_FAIL("make-model", "--shard-size '%s' is not a size (e.g. 4G, 512M, 1048576)", text.c_str());
-  }
-  const std::string unit = text.substr(used);
-  double mult = 1;
-  if (unit == "K" || unit == "KiB") mult = 1024.0;
-  else if (unit == "M" || unit == "MiB") mult = 1024.0 * 1024;
-  else if (unit == "G" || unit == "GiB") mult = 1024.0 * 1024 * 1024;
-  else DSV4_USER_CHECK("make-model", unit.empty(), "--shard-size '%s': unknown unit '%s' (K, M, G)",
-                       text.c_str(), unit.c_str());
-  DSV4_USER_CHECK("make-model", value > 0, "--shard-size '%s' must be positive", text.c_str());
-  return static_cast<uint64_t>(value * mult);
+  std::string why;
+  const std::optional<uint64_t> bytes = parse_byte_size(text, &why);
+  DSV4_USER_CHECK("make-model", bytes.has_value(), "--shard-size '%s' is not a size (e.g. 4G, 512MiB, 1048576): %s",
+                  text.c_str(), why.c_str());
+  return *bytes;
 }
 
 // The config: the preset's, or with --weights the one beside the weights (and nothing that

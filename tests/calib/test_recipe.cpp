@@ -332,6 +332,22 @@ TEST(Recipe, ComplexKeyIsAUserErrorNamingThePath) {
   expect_error("q_stage:\n  ? {a: 1}\n  : x\n", "r.yaml: q_stage: every key must be a plain name, got a mapping");
 }
 
+TEST(Recipe, ShardSizeOutOfRangeIsRefusedNamingTheKey) {
+  // Found by tests/fuzz/ (fuzz_recipe_yaml on the GPU machine's 16 cores, session 18; corpus
+  // regression_shard_size_*.yaml): a shard_size of 1e30 or inf was cast to uint64_t (undefined),
+  // nan was taken, and 0.5 gave 0 bytes, which the resolved recipe.yaml could not read back.
+  const std::string tail = "}\nq_stage:\n  q_modifiers:\n    QuantizationModifier: {scheme: W4A16}\n";
+  expect_error("output: {shard_size: 1e30" + tail, "output.shard_size: expected a size such as 5GB");
+  expect_error("output: {shard_size: 1e30" + tail, "got '1e30': more than 1 PiB");
+  expect_error("output: {shard_size: .inf" + tail, "got '.inf': not a number");
+  expect_error("output: {shard_size: inf" + tail, "got 'inf': not a finite size");
+  expect_error("output: {shard_size: nan" + tail, "got 'nan': not a finite size");
+  expect_error("output: {shard_size: 0.5" + tail, "got '0.5': less than one byte");
+  const Recipe r = recipe_parse("output: {shard_size: 1.5KiB" + tail, "r.yaml");
+  EXPECT_EQ(r.output.shard_bytes, 1536u);
+  EXPECT_EQ(recipe_parse(recipe_to_yaml(r), "resolved").output.shard_bytes, 1536u);
+}
+
 TEST(Recipe, Fp4WeightsNoFormatHoldsAreRefusedAtParse) {
   // Found by tests/fuzz/ (fuzz_recipe_yaml, corpus regression_fp4_group15_no_format.yaml): without
   // a format, group_size 15 fp4 weights got naive-quantized, which cannot hold fp4; the parse
