@@ -156,6 +156,8 @@ class CheckpointWriter {
   // data and the tensor would take it past max_shard_bytes.
   static std::vector<size_t> plan_shards(const std::vector<TensorSpec>& specs,
                                          uint64_t max_shard_bytes);
+  // The most shards 5-digit names hold; plan_shards refuses a shard size that needs more.
+  static constexpr size_t kMaxShards = 99999;
   // "model-0000i-of-0000n.safetensors" for shard i (0-based) of n.
   static std::string shard_name(size_t i, size_t n);
 

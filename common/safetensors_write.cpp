@@ -145,6 +145,12 @@ std::vector<size_t> CheckpointWriter::plan_shards(const std::vector<TensorSpec>&
     shard_bytes += b;
     plan.push_back(shard);
   }
+  // Checked here, where every caller (the writer, the run's planned shard names, make-model's
+  // plan) learns the count before any work: a user's small shard size is the cause.
+  DSV4_USER_CHECK(kComponent, shard + 1 <= kMaxShards || plan.empty(),
+                  "a shard size of %llu bytes splits the checkpoint into %zu shards, more than the %zu that "
+                  "5-digit shard names hold: raise the shard size (output.shard_size in the recipe, or "
+                  "make-model --shard-size)", static_cast<unsigned long long>(max_shard_bytes), shard + 1, kMaxShards);
   return plan;
 }
 
@@ -157,11 +163,8 @@ std::string CheckpointWriter::shard_name(size_t i, size_t n) {
 CheckpointWriter::CheckpointWriter(std::string dir, std::vector<TensorSpec> specs,
                                    uint64_t max_shard_bytes)
     : dir_(std::move(dir)) {
-  const std::vector<size_t> plan = plan_shards(specs, max_shard_bytes);
+  const std::vector<size_t> plan = plan_shards(specs, max_shard_bytes);  // at most kMaxShards
   size_t n = plan.empty() ? 0 : plan.back() + 1;
-  DSV4_CHECK_IN(kComponent, n <= 99999, "%s: %zu shards do not fit the 5-digit shard names; "
-                "raise max_shard_bytes (%llu)", dir_.c_str(), n,
-                static_cast<unsigned long long>(max_shard_bytes));
   for (size_t i = 0; i < n; ++i) shard_names_.push_back(shard_name(i, n));
   place(std::move(specs), plan);
 }

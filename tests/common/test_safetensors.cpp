@@ -690,6 +690,25 @@ TEST(CheckpointWriterPlan, MatchesTheWrittenShards) {
   EXPECT_TRUE(CheckpointWriter::plan_shards({}, 64).empty());
 }
 
+TEST(CheckpointWriterPlan, MoreShardsThanNamesHoldIsAUserErrorNamingTheShardSize) {
+  // A tiny shard size on the full model (a W4A16 DeepSeek-V4-Flash has over 99999 tensors) was an
+  // internal error of the writer; the user's shard size is the cause, so it names that.
+  std::vector<TensorSpec> specs;
+  for (size_t i = 0; i < CheckpointWriter::kMaxShards; ++i) specs.push_back({"t" + std::to_string(i), DType::kI8, {2}});
+  EXPECT_EQ(CheckpointWriter::plan_shards(specs, 1).back(), CheckpointWriter::kMaxShards - 1);  // the most that fit
+  specs.push_back({"one_more", DType::kI8, {2}});
+  try {
+    (void)CheckpointWriter::plan_shards(specs, 1);
+    FAIL() << "100000 shards were planned";
+  } catch (const Error& e) {
+    EXPECT_TRUE(e.user());
+    EXPECT_NE(std::string(e.what()).find("a shard size of 1 bytes splits the checkpoint into 100000 shards"),
+              std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("output.shard_size"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(CheckpointWriter::plan_shards(specs, 4).back(), 49999u);  // two per shard: 50000 shards
+}
+
 TEST_F(CheckpointWriterTest, BigFirstTensorAndSingleShard) {
   EXPECT_EQ(write_checkpoint(path("x"), {{"big", DType::kF32, {64}}, {"s", DType::kI8, {4}}}, 16),
             (std::vector<std::string>{"model-00001-of-00002.safetensors",
