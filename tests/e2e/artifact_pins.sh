@@ -7,9 +7,10 @@
 #   - w4a16_mtp killed in its solve (1 rank) and in pass B (rank 1 of 2), then resumed, and the
 #     same for appmana_int4_int8_gptq (the appmana-dsv4-int profile keeps the source's shards)
 #     and tq3_gptq (the turboquant profile).
-# An artifact's digest is the sha256 of `sha256sum` over its files, without calib_manifest.json,
-# progress.jsonl, report.html and README.md (timings, commit) and recipe.yaml (output path): the
-# shards, the index, config.json and the tokenizer files.
+# An artifact's digest (artifact_digest in e2e_lib.sh) is the sha256 of `sha256sum` over its files
+# in the C locale's order, without the run's records (calib_manifest.json, progress.jsonl,
+# report.html and README.md: timings, commit; recipe.yaml: output path): the shards, the index,
+# config.json and the tokenizer files.
 #
 # Pins depend on the machine's arithmetic: on the CPU the BLAS kernels OpenBLAS picks for the
 # processor (a GEMM row's low bits differ between its Haswell and Zen kernels, and GPTQ breaks a
@@ -56,13 +57,6 @@ fi
 
 "$bin" make-model --preset tiny --out "$tmp/tiny" >/dev/null || { fail "make-model"; e2e_finish; }
 
-# digest DIR: the artifact's bytes as one sha256 (see the header).
-# LC_ALL=C: ls sorts by the locale, and en_US puts tokenizer_config.json before tokenizer.json, so
-# the same files gave another digest on the GPU machine (its CUDA pins before session 18 were so).
-digest() {
-  (cd "$1" && LC_ALL=C ls | grep -vx -e calib_manifest.json -e recipe.yaml -e progress.jsonl -e report.html -e README.md \
-    | xargs sha256sum) | sha256sum | cut -c1-64
-}
 # job RECIPE OUT [ARGS...] and mjob RECIPE OUT [ARGS...]: the main job at one and two ranks.
 job() {
   local recipe="$1" out="$2"; shift 2
@@ -77,7 +71,7 @@ mjob() {
 # check CASE DIR: the artifact in DIR against the pin of CASE (or prints the pin line).
 check() {
   local case="$1" d want
-  d=$(digest "$2")
+  d=$(artifact_digest "$2")
   if [ -n "${DSV4_PIN_WRITE:-}" ]; then echo "PIN $key $case $d"; return; fi
   want=$(awk -v k="$key" -v c="$case" '$1 == k && $2 == c { print $3 }' "$pins")
   if [ -z "$want" ]; then fail "$case: no pin for $key"

@@ -47,6 +47,15 @@ progress_resumed() {
     && tail -1 "$p" | grep -q '^{"event":"run_end"' && ! grep -qv '^{.*}$' "$p"
 }
 
+# artifact_digest DIR: an artifact's bytes as one sha256 (artifact_pins.sh's pins): sha256sum over
+# its files in the C locale's order, without the run's records (run_record). LC_ALL=C: ls sorts by
+# the locale, and en_US puts tokenizer_config.json before tokenizer.json, so the same files gave
+# another digest on the GPU machine (its CUDA pins before session 18 were so).
+artifact_digest() {
+  local f
+  (cd "$1" && for f in $(LC_ALL=C ls); do run_record "$f" || sha256sum "$f"; done) | sha256sum | cut -c1-64
+}
+
 # same_artifact A B: two artifact directories hold the same files (at least 3) with the same
 # bytes, except the run's records (run_record), and B has no run state left.
 same_artifact() {
