@@ -51,8 +51,8 @@ else fail "GPTAQ at 2 ranks: $(tail -2 "$tmp/np2.log")"; fi
 DSV4_FAULT="kill@0@layers.2@solve" job "$recipe" "$tmp/r1" > /dev/null 2>&1
 if job "$recipe" "$tmp/r1" > "$tmp/r1.log" 2>&1; then same "GPTAQ resumed after a kill in layers.2's solve" "$tmp/r1"
 else fail "GPTAQ resumed at 1 rank: $(tail -2 "$tmp/r1.log")"; fi
-grep -q "replayed layers.1" "$tmp/r1.log" && pass "the resume replayed the committed layers" \
-  || fail "the resume did not replay layers.1: $(grep -i -m2 'resum\|replay' "$tmp/r1.log")"
+grep -q "replayed layers.0 from its committed weights" "$tmp/r1.log" && pass "the resume replayed the committed layers" \
+  || fail "the resume did not replay layers.0: $(grep -i -m2 'resum\|replay' "$tmp/r1.log")"
 DSV4_FAULT="kill@1@layers.2@pass B" mjob "$recipe" "$tmp/r2" > /dev/null 2>&1
 if mjob "$recipe" "$tmp/r2" > "$tmp/r2.log" 2>&1; then same "GPTAQ resumed at 2 ranks after a kill in pass B" "$tmp/r2"
 else fail "GPTAQ resumed at 2 ranks: $(tail -2 "$tmp/r2.log")"; fi
