@@ -137,7 +137,10 @@ TEST_P(PairedTaps, WoAGroupsPairSeparatelyAndEqualStreamsGiveZero) {
   for (float v : c1.h) ASSERT_EQ(v, 0.0f) << "X̃ = X must give ΔX·Xᵀ = 0 exactly";
 }
 
-INSTANTIATE_TEST_SUITE_P(Sums, PairedTaps, ::testing::Values(HessianSums::kExact, HessianSums::kFp32));
+INSTANTIATE_TEST_SUITE_P(Sums, PairedTaps, ::testing::Values(HessianSums::kExact, HessianSums::kFp32),
+                         [](const ::testing::TestParamInfo<HessianSums>& p) {
+                           return std::string(p.param == HessianSums::kExact ? "Exact" : "Fp32");
+                         });
 
 TEST(PairedTaps, TapsThatDoNotPairAreErrors) {
   LayerStats s(true, W2Input::kUnweighted, HessianSums::kExact), cross(true, W2Input::kUnweighted, HessianSums::kExact);
