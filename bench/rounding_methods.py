@@ -18,7 +18,7 @@ A method is one name or several joined by '+' (e.g. hessian+refine2+heldout), ea
 calibration keys (docs/USAGE.md) to the recipe as shipped: gptq (nothing: the recipe as shipped),
 mse (llm-compressor's `observer: mse` on the GPTQ groups' weights), minmax (their observer removed:
 GPTQModifier's default min-max, classic GPTQ's scales), hessian (scale_search:
-hessian), refine1 / refine2 / refine4 (refine_passes), heldout (calibration.heldout {fraction 0.25,
+hessian), refine1 / refine2 / refine4 (refine_passes), gptaq (asymmetric: GPTAQ), heldout (calibration.heldout {fraction 0.25,
 dampings [0.01, 0.1, 1.0]}, refit), heldout_norefit (the same, refit false), rtn (every GPTQ
 group as a data-free QuantizationModifier, the GPTQ keys dropped; rtn+mse: with the mse
 observer), gptq_twin (for a data-free recipe: its 4-bit expert group moved into a GPTQModifier,
@@ -55,6 +55,7 @@ GPTQ_KEYS = {
     "refine1": {"refine_passes": 1},
     "refine2": {"refine_passes": 2},
     "refine4": {"refine_passes": 4},
+    "gptaq": {"asymmetric": True},
 }
 ALIASES = {"refine": "refine4", "gptq-mse": "mse"}
 ATOMS = {"gptq", "mse", "minmax", "heldout", "heldout_norefit", "rtn", "gptq_twin", *GPTQ_KEYS}

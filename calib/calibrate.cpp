@@ -18,6 +18,7 @@
 #include "calib/artifact_decode.h"
 #include "calib/artifact_layout.h"
 #include "calib/artifact_writer.h"
+#include "calib/cpu_only.h"
 #include "calib/heldout.h"
 #include "calib/layer_executor.h"
 #include "calib/model_card.h"
@@ -63,7 +64,7 @@ std::string header_bytes(const std::string& path) {
 // fail does so before any output exists (on every rank; a failure on one rank aborts the job).
 model::ModelConfig preflight_config(const Recipe& r, const CalibrateOptions& o, int rank) {
   if (o.device == ComputeDevice::kCuda) {
-    heldout_check_device(r.calibration.heldout, true, r.origin);
+    cpu_only_check(r, true);
     DSV4_USER_CHECK("calibrate", built_with_cuda(),
                     "--device cuda: this dsv4-calib was built without CUDA (configure with the cuda preset)");
     DSV4_USER_CHECK("calibrate", device_count() > 0, "--device cuda: no usable CUDA device on this machine");

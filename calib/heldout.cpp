@@ -31,13 +31,6 @@ void heldout_check_samples(const HeldoutOptions& o, int64_t num_samples, const s
                   origin.c_str(), o.fraction, static_cast<long long>(num_samples), static_cast<long long>(held));
 }
 
-void heldout_check_device(const HeldoutOptions& o, bool cuda, const std::string& origin) {
-  DSV4_USER_CHECK("calibrate", !(cuda && o.enabled()),
-                  "--device cuda: held-out validation (calibration.heldout in %s) runs on the CPU path only so far; "
-                  "leave out --device cuda or the calibration.heldout section",
-                  origin.c_str());
-}
-
 int heldout_choose(const std::vector<double>& errors) {
   DSV4_CHECK_IN("heldout", !errors.empty(), "no candidate to choose from");
   int best = 0;

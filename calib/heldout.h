@@ -49,9 +49,6 @@ int64_t heldout_count(const HeldoutOptions& o, int64_t num_samples);
 // Refuses (naming the recipe and both counts) a split that leaves no held-out sample or no
 // calibration sample; no-op when disabled.
 void heldout_check_samples(const HeldoutOptions& o, int64_t num_samples, const std::string& origin);
-// Refuses held-out validation with --device cuda (the GPU forward batches samples by length and
-// cannot route a held-out sample's taps), naming the recipe; the CLI asks before it binds a GPU.
-void heldout_check_device(const HeldoutOptions& o, bool cuda, const std::string& origin);
 
 // The index of the least error; the first of equal ones (candidates in order, RTN last), so a
 // tie keeps the smaller damping. Throws for an empty list or a non-finite error.

@@ -8,6 +8,7 @@
 #include "calib/artifact_decode.h"
 #include "calib/block_linear.h"
 #include "calib/heldout_solve.h"
+#include "common/check.h"
 #include "common/parallel.h"
 
 namespace dsv4::calib {
@@ -54,6 +55,15 @@ void host_solve(const HostSolveContext& ctx, const std::vector<const PlannedModu
     std::vector<float> weight;
     std::vector<quant::HessianResult> hs;
     ModuleSolveInput si = module_solve_input(ctx, m, hs);
+    std::vector<quant::HessianResult> cross;  // GPTAQ's 2/n ΔX·Xᵀ, one per Hessian
+    if (m.scheme->gptq_solved() && m.scheme->gptq.asymmetric) {
+      DSV4_CHECK_IN("solve", ctx.stats->cross() != nullptr, "%s (%s): GPTAQ without ΔX·Xᵀ sums",
+                    m.names.release.c_str(), m.scheme->key_path.c_str());
+      for (const HessianId& id : module_hessian_ids(m, ctx.config->o_groups)) {
+        cross.push_back(ctx.stats->cross()->hessian(id, m.cols));
+      }
+      for (const quant::HessianResult& c : cross) si.cross.push_back(&c);
+    }
     if (module_solve_needs_weight(si, *ctx.source)) {
       weight = block_source_weight(ctx.block, *ctx.source, *ctx.config, m);
       si.weight = weight.data();

@@ -31,6 +31,14 @@ std::optional<HessianId> TapRouter::route(const std::vector<std::string>& module
   return id;
 }
 
+std::optional<HessianKey> TapRouter::key_of(const std::vector<std::string>& modules) const {
+  for (const std::string& m : modules) {
+    const auto it = wants_.hessians.find(m);
+    if (it != wants_.hessians.end()) return it->second;
+  }
+  return std::nullopt;
+}
+
 int64_t LayerStats::Slot::dim() const {
   return std::visit([](const auto& h) { return h.dim(); }, sum);
 }

@@ -60,6 +60,8 @@ class TapRouter {
   const StatsWants& wants() const { return wants_; }
   bool wants_amax(const std::string& module) const { return wants_.amax.count(module) > 0; }
   std::optional<HessianId> route(const std::vector<std::string>& modules, int group);
+  // The key a tap's wanted modules were planned with, nullopt when none is wanted; no checks.
+  std::optional<HessianKey> key_of(const std::vector<std::string>& modules) const;
 
  private:
   StatsWants wants_;
@@ -81,6 +83,17 @@ class LayerStats final : public model::TapSink {
   // asks sink_for(global sample index) per sample; the CUDA one refuses a LayerStats with a twin.
   void set_heldout(LayerStats* twin, const HeldoutOptions* options) { heldout_ = twin, heldout_options_ = options; }
   const LayerStats* heldout() const { return heldout_; }
+  // GPTAQ (calibration.gptq.asymmetric, quant/gptaq.h): `twin` sums ΔX·Xᵀ of every wanted Hessian
+  // (on_paired_tap, calib/paired_taps.h), normalized as H is; reduce_to_owners reduces it with H,
+  // and twin.hessian(id, cols) gives the solve's 2/n ΔX·Xᵀ (not symmetric).
+  void set_cross(LayerStats* twin) { cross_ = twin; }
+  const LayerStats* cross() const { return cross_; }
+  // After on_tap(e): e's rows (the quantized stream's X) paired with the full-precision stream's
+  // rows of the same tokens, x_full [e.rows, e.cols]; adds (X̃ − X)ᵀ X to the twin's sum of the
+  // Hessian e feeds (once per pass for the all-experts one, as H). layer_stats_cross.cpp.
+  void on_paired_tap(const model::TapEvent& e, const float* x_full);
+  // The key of the Hessian a tap feeds, nullopt when no module of it is wanted.
+  std::optional<HessianKey> tap_key(const std::vector<std::string>& modules) const { return taps_.key_of(modules); }
   LayerStats& sink_for(int64_t sample);
   bool all_experts() const { return all_experts_; }
   W2Input w2_input() const { return w2_input_; }
@@ -171,6 +184,7 @@ class LayerStats final : public model::TapSink {
   std::map<int, int64_t> expert_tokens_;
   std::set<HessianId> dropped_;  // freed by reduce_to_owners (another rank solves with them)
   LayerStats* heldout_ = nullptr;  // the held-out samples' statistics, when validating
+  LayerStats* cross_ = nullptr;    // GPTAQ's ΔX·Xᵀ sums, keyed as the Hessians
   const HeldoutOptions* heldout_options_ = nullptr;
   bool sums_on_device_ = false;
 };

@@ -106,6 +106,8 @@ void LayerStats::reduce_to_owners(dist::Communicator& comm, const std::map<Hessi
 
   // 6. The held-out samples' Hessians to the same owners (their token counts are not reported).
   if (heldout_) heldout_->reduce_to_owners(comm, owners, 0);
+  // 7. GPTAQ's ΔX·Xᵀ sums to the same owners, the same way (exact limbs at any world size).
+  if (cross_) cross_->reduce_to_owners(comm, owners, 0);
 }
 
 }  // namespace dsv4::calib

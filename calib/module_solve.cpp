@@ -169,7 +169,8 @@ void solve_grouped_gptq(const ModuleSolveInput& in, const QuantArgs& args, quant
   quant::QParams qp;
   for (int64_t g = 0; g < groups; ++g) {
     const float* w = in.weight + g * block_rows * m.cols;
-    quant::GptqResult r = quant::gptq_solve(args, w, block_rows, m.cols, in.hessians[g]->h.data(), opts);
+    const float* dxxt = in.cross.empty() ? nullptr : in.cross[static_cast<size_t>(g)]->h.data();
+    quant::GptqResult r = quant::gptq_solve_asymmetric(args, w, block_rows, m.cols, in.hessians[g]->h.data(), dxxt, opts);
     append_rows(qp, r.qparams);
     s.codes.insert(s.codes.end(), r.codes.begin(), r.codes.end());
     s.dequant.insert(s.dequant.end(), r.dequant.begin(), r.dequant.end());
@@ -332,6 +333,10 @@ SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& ckpt) {
 
   if (scheme.gptq_solved()) {
     DSV4_CHECK_IN("solve", !in.hessians.empty(), "%s: GPTQ needs its Hessian", m.names.release.c_str());
+    DSV4_CHECK_IN("solve", in.cross.empty() || in.cross.size() == in.hessians.size(),
+                  "%s: %zu ΔX·Xᵀ for %zu Hessians", m.names.release.c_str(), in.cross.size(), in.hessians.size());
+    DSV4_CHECK_IN("solve", in.cross.empty() || scheme.profile != OutputProfile::kTurboquant,
+                  "%s (%s): GPTAQ with the turboquant profile", m.names.release.c_str(), scheme.key_path.c_str());
     if (scheme.profile == OutputProfile::kTurboquant) {
       SolvedModule s;
       s.module = m.names.release;
@@ -341,8 +346,10 @@ SolvedModule module_solve(const ModuleSolveInput& in, const Checkpoint& ckpt) {
       return s;
     }
     if (in.hessians.size() == 1) {
+      // GPTAQ's ΔX·Xᵀ where the scheme asks for it (null: classic GPTQ, the same code path).
+      const float* dxxt = in.cross.empty() ? nullptr : in.cross[0]->h.data();
       SolvedModule s = module_solve_from_gptq(
-          in, quant::gptq_solve(args, in.weight, m.rows, m.cols, in.hessians[0]->h.data(), scheme.gptq));
+          in, quant::gptq_solve_asymmetric(args, in.weight, m.rows, m.cols, in.hessians[0]->h.data(), dxxt, scheme.gptq));
       s.seconds = seconds();
       return s;
     }

@@ -45,6 +45,8 @@ struct ModuleSolveInput {
   std::vector<const quant::HessianResult*> hessians;
   float amax_tensor = 0.0f;  // > 0: NVFP4 global-scale amax shared with a fused partner (w1/w3)
   float input_amax = 0.0f;   // static activation schemes: max |x| over the calibration tokens
+  // GPTAQ (scheme gptq.asymmetric): 2/n ΔX·Xᵀ beside each Hessian (quant/gptaq.h); else empty.
+  std::vector<const quant::HessianResult*> cross;
 };
 
 struct SolvedModule {

@@ -59,6 +59,10 @@ void states_resume(RunContext& run, int first_segment) {
   RunCheckpoint* ck = in.checkpoint;
   int replay_from = 1;  // segment of layer 0
   std::vector<std::vector<float>> states;
+  // A GPTAQ run never writes a snapshot (it would lack the full-precision stream): it replays.
+  DSV4_CHECK_IN("resume", !(ck && run.r.gptaq() && ck->snapshot_segment() >= 1),
+                "the run directory holds an activation snapshot, which a GPTAQ run (calibration.gptq.asymmetric) "
+                "cannot resume from; start again with --restart");
   if (ck && ck->snapshot_segment() >= 1) {
     states = ck->load_snapshot(in.first_sample, static_cast<int64_t>(in.samples.size()), in.sample_lengths,
                                run.c.hc_dim());
@@ -209,7 +213,9 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
     // The journal's commit of this segment: a snapshot of the next layer's input, or else (with
     // error propagation) the solved weights staged, so that a resume can replay this layer.
     const bool more_forward = forward && layer < plan.last_data_layer;
-    const bool snapshot_due = ck && more_forward && (layer + 1) % r.run.checkpoint_every == 0;
+    // GPTAQ runs take no snapshot: it would need the full-precision stream too. Their commits stage
+    // the solved weights instead, and a resume replays both streams from the embeddings.
+    const bool snapshot_due = ck && more_forward && (layer + 1) % r.run.checkpoint_every == 0 && !r.gptaq();
     const bool replay_needs_weights = ck && more_forward && r.calibration.propagate_error && !snapshot_due;
 
     // Decode only what the forward needs (solves decode their own source weights); the next
@@ -223,7 +229,9 @@ PipelineReport pipeline_run(const PipelineInputs& in, ArtifactWriter* writer,
 
     LayerStats stats(r.calibration.all_experts, r.calibration.w2_input, r.calibration.hessian_sums);
     LayerStats heldout(r.calibration.all_experts, r.calibration.w2_input, r.calibration.hessian_sums);
+    LayerStats cross(r.calibration.all_experts, r.calibration.w2_input, r.calibration.hessian_sums);
     if (r.calibration.heldout.enabled()) stats.set_heldout(&heldout, &r.calibration.heldout);
+    if (r.gptaq()) stats.set_cross(&cross);  // GPTAQ's ΔX·Xᵀ beside the Hessians
     const bool pass_a = segment_pass_a(run, seg, stats, lr);
     if (pass_a) segment_reduce(run, seg, stats, lr);
     std::vector<SolvedModule> solved = segment_solve(run, seg, stats, lr);

@@ -111,6 +111,7 @@ struct Recipe {
   std::string stage;                      // the stage name, e.g. "quant_stage"
 
   bool needs_data() const;  // any GPTQModifier, or a static activation scheme
+  bool gptaq() const;       // a GPTQModifier solved with calibration.gptq.asymmetric (GPTAQ, quant/gptaq.h)
 };
 
 // Command-line overrides (--model, --dataset, --out, --num-samples, --seq-len, --profile).

@@ -86,6 +86,7 @@ ordered_json gptq_extras_json(const Recipe& r) {
     const quant::GptqOptions classic;
     if (m.gptq.scale_search != classic.scale_search) j["scale_search"] = quant::scale_search_name(m.gptq.scale_search);
     if (m.gptq.refine_passes != classic.refine_passes) j["refine_passes"] = m.gptq.refine_passes;
+    if (m.gptq.asymmetric != classic.asymmetric) j["asymmetric"] = m.gptq.asymmetric;
     return j;
   }
   return nullptr;
@@ -98,8 +99,11 @@ std::string beyond_classic_note(const Recipe& r) {
   const quant::GptqOptions classic;
   for (const RecipeModifier& m : r.modifiers) {
     if (m.kind != ModifierKind::kGptq) continue;
-    if (m.gptq.scale_search == classic.scale_search && m.gptq.refine_passes == classic.refine_passes) return {};
-    return "# calibration.gptq.scale_search and refine_passes are dsv4-calib's own rounding options (issue 24).\n"
+    if (m.gptq.scale_search == classic.scale_search && m.gptq.refine_passes == classic.refine_passes &&
+        m.gptq.asymmetric == classic.asymmetric) {
+      return {};
+    }
+    return "# calibration.gptq.scale_search, refine_passes and asymmetric are dsv4-calib's own rounding options (issue 24).\n"
            "# llm-compressor's GPTQModifier has no equivalent: it loads this stage and runs classic GPTQ.\n";
   }
   return {};

@@ -19,6 +19,11 @@ std::string_view modifier_kind_name(ModifierKind k) {
   return k == ModifierKind::kGptq ? "GPTQModifier" : "QuantizationModifier";
 }
 
+bool Recipe::gptaq() const {
+  return std::any_of(modifiers.begin(), modifiers.end(),
+                     [](const RecipeModifier& m) { return m.kind == ModifierKind::kGptq && m.gptq.asymmetric; });
+}
+
 bool Recipe::needs_data() const {
   for (const RecipeModifier& m : modifiers) {
     if (m.kind == ModifierKind::kGptq) return true;
@@ -124,8 +129,9 @@ struct GptqExtras {
   // Past classic GPTQ (issue 24): read from calibration.gptq only, as GPTQModifier has no such keys.
   std::optional<quant::ScaleSearch> scale_search;
   std::optional<int> refine_passes;
+  std::optional<bool> asymmetric;  // GPTAQ (quant/gptaq.h)
   std::string where;  // "calibration.gptq" when read there
-  bool any_beyond_classic() const { return scale_search || refine_passes; }
+  bool any_beyond_classic() const { return scale_search || refine_passes || asymmetric; }
 };
 
 GptqExtras parse_gptq_extras(YamlReader& r) {
@@ -156,15 +162,9 @@ void parse_gptq_beyond_classic(YamlReader& r, GptqExtras* e) {
     }
     e->refine_passes = static_cast<int>(n);
   }
-  // GPTAQ (quant/gptaq.h) needs ΔX·Xᵀ, the full-precision model's input to each linear paired token
-  // for token with the quantized path's, summed beside H. The pipeline runs only the quantized
-  // path's stream, so it cannot supply it: refused rather than silently solved as classic GPTQ.
-  if (r.has("asymmetric") && r.get_bool("asymmetric", false)) {
-    r.fail("asymmetric",
-           "GPTAQ (asymmetric calibration) is not available in the pipeline yet: it needs the full-precision "
-           "model's input to every linear beside the quantized one (ΔX·Xᵀ), which calibration does not collect "
-           "(issue 24); only false is accepted");
-  }
+  // GPTAQ (quant/gptaq.h): the pipeline then runs a full-precision stream beside the quantized
+  // one and sums ΔX·Xᵀ beside H (calib/paired_taps.h); gptaq_check says what it needs.
+  if (r.has("asymmetric")) e->asymmetric = r.get_bool("asymmetric", false);
 }
 
 void apply_gptq_extras(YamlReader& m, const GptqExtras& section, quant::GptqOptions* o) {
@@ -180,6 +180,7 @@ void apply_gptq_extras(YamlReader& m, const GptqExtras& section, quant::GptqOpti
   }
   if (section.scale_search) o->scale_search = *section.scale_search;
   if (section.refine_passes) o->refine_passes = *section.refine_passes;
+  if (section.asymmetric) o->asymmetric = *section.asymmetric;
 }
 
 RecipeModifier parse_modifier(YamlReader& m, ModifierKind kind, const GptqExtras& extras) {
@@ -290,6 +291,34 @@ uint64_t parse_bytes(YamlReader& o, const std::string& key, uint64_t fallback) {
   return *bytes;
 }
 
+// What GPTAQ (calibration.gptq.asymmetric) needs of the rest of the recipe, refused by name before
+// any work: its ΔX·Xᵀ pairs the two streams' taps row for row, which holds only where both reach
+// the same rows of every module (all-experts Hessians, w2's rows unweighted), and needs a
+// quantized stream that differs from the full-precision one (propagate_error). Held-out
+// validation would need a held-out ΔX·Xᵀ, and the turboquant GPTQ twin has no residual term.
+void gptaq_check(YamlReader& top, const Recipe& r) {
+  if (!r.gptaq()) return;
+  const char* key = "calibration.gptq.asymmetric";
+  const auto refuse = [&](const char* other, const char* why) {
+    top.fail(key, std::string("GPTAQ needs ") + other + ": " + why);
+  };
+  if (!r.calibration.all_experts) {
+    refuse("calibration.all_experts: true",
+           "its ΔX·Xᵀ pairs the full-precision and the quantized stream's expert inputs row for row, and with "
+           "learned routing the two streams can reach different experts");
+  }
+  if (r.calibration.w2_input != W2Input::kUnweighted) {
+    refuse("calibration.w2_input: unweighted", "weighted w2 rows differ between the two streams' routing weights");
+  }
+  if (!r.calibration.propagate_error) {
+    refuse("calibration.propagate_error: true", "without it the quantized stream is the full-precision one (ΔX = 0)");
+  }
+  if (r.calibration.heldout.enabled()) refuse("no calibration.heldout section", "held-out validation has no ΔX·Xᵀ of its own");
+  if (r.output.profile == OutputProfile::kTurboquant) {
+    refuse("another output.profile than turboquant", "its GPTQ twin (quant/turboquant_gptq.h) has no asymmetric term");
+  }
+}
+
 }  // namespace
 
 Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
@@ -379,6 +408,7 @@ Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
   if (!has_gptq && r.calibration.heldout.enabled()) {
     top.fail("calibration.heldout", "the recipe has no GPTQModifier whose modules it could validate");
   }
+  gptaq_check(top, r);
   if (r.modifiers.empty()) top.fail("", "no quantization stage: expected e.g. quant_stage.quant_modifiers.GPTQModifier");
   top.finish();
   return r;
@@ -400,6 +430,10 @@ void recipe_apply_overrides(Recipe& r, const RecipeOverrides& o) {
   if (o.num_samples) r.dataset.num_samples = *o.num_samples;
   if (o.seq_len) r.dataset.seq_len = *o.seq_len;
   if (o.profile) r.output.profile = *o.profile;
+  DSV4_USER_CHECK("recipe", !(r.gptaq() && r.output.profile == OutputProfile::kTurboquant),
+                  "%s: --profile turboquant with calibration.gptq.asymmetric: GPTAQ needs another output profile (the "
+                  "turboquant GPTQ twin has no asymmetric term)",
+                  r.origin.c_str());
   if (!r.dataset.files.empty()) r.dataset.check();
 }
 

@@ -17,6 +17,7 @@
 #include <memory>
 
 #include "calib/calibrate.h"
+#include "calib/cpu_only.h"
 #include "calib/heldout.h"
 #include "calib/recipe.h"
 #include "common/check.h"
@@ -102,7 +103,7 @@ int run_calibrate(const CalibrateArgs& a) {
   co.gpu_memory = static_cast<uint64_t>(a.gpu_memory_gb * 1e9);
 
   // Before any GPU is asked for, so the message names the recipe's section (also on a CPU build).
-  calib::heldout_check_device(recipe.calibration.heldout, a.device == "cuda", recipe.origin);
+  calib::cpu_only_check(recipe, a.device == "cuda");
   const EnvOptions env = env_options_read();
   // The live bar only on a terminal; a log file or mpirun's forwarding gets plain lines (Open MPI
   // hands its ranks a pseudo-terminal even when its own output goes to a file).

@@ -46,4 +46,21 @@ std::vector<float> gptaq_residual(const float* dxxt, int64_t cols, const std::ve
   return p;
 }
 
+void gptaq_cross_add(const float* x, const float* x_full, int64_t rows, int64_t cols, float* c) {
+  DSV4_CHECK_IN("gptq", (x && x_full && c) || rows == 0, "GPTAQ ΔX·Xᵀ of null rows (%lld x %lld)",
+                static_cast<long long>(rows), static_cast<long long>(cols));
+  std::vector<float> d(static_cast<size_t>(cols));
+  for (int64_t t = 0; t < rows; ++t) {
+    const float* xt = x + t * cols;
+    const float* ft = x_full + t * cols;
+    for (int64_t i = 0; i < cols; ++i) d[static_cast<size_t>(i)] = ft[i] - xt[i];
+    for (int64_t i = 0; i < cols; ++i) {
+      const float di = d[static_cast<size_t>(i)];
+      if (di == 0.0f) continue;  // X̃ = X on this entry: nothing to add (the usual case upstream of any quantized layer)
+      float* ci = c + i * cols;
+      for (int64_t j = 0; j < cols; ++j) ci[j] += di * xt[j];
+    }
+  }
+}
+
 }  // namespace dsv4::quant

@@ -19,12 +19,10 @@
 //
 //   GptqResult r = gptq_solve_asymmetric(args, w, rows, cols, h, dxxt, opts);   // gptq.h
 //
-// Not in the pipeline yet: recipes refuse calibration.gptq.asymmetric: true (recipe_parse.cpp).
-// The pipeline runs one stream of HC states, the quantized path's (propagate_error), so it has
-// no X̃. Supplying C needs a second stream advanced through each unquantized block beside it, the
-// taps of both passes paired row for row (the same tokens reach every expert only in all-experts
-// mode; w2's rows with the same routing convention), C summed beside H with H's normalization and
-// reduced to the module's owner with it, and the second stream in the activation snapshots.
+// In the pipeline (recipe key calibration.gptq.asymmetric, CPU executor only): a second stream of
+// HC states advanced with the source weights gives X̃; pass A's taps of both streams are paired
+// row for row (calib/paired_taps.h) and C is summed beside H with gptaq_cross_add below, then
+// normalized as H is (2/n) and reduced to the module's owner with it.
 //
 // Tests: tests/quant/test_gptaq.cpp.
 #pragma once
@@ -39,5 +37,12 @@ namespace dsv4::quant {
 // are. u: GPTQ's U in permuted order (gptq_prepare.h). In double, rounded once to fp32.
 std::vector<float> gptaq_residual(const float* dxxt, int64_t cols, const std::vector<int32_t>& perm,
                                   const std::vector<int32_t>& dead, const float* u, float alpha);
+
+// c += (X̃ − X)ᵀ X over `rows` token rows: c[i][j] += Σ_t (x̃_t[i] − x_t[i]) · x_t[j], the
+// unnormalized ΔX Xᵀ. x, x_full: [rows, cols] row-major fp32 (the quantized-path and the
+// full-precision input of the same tokens); c: [cols, cols] fp32, not symmetric. In fp32, token by
+// token in row order, so one sample's rows give the same values whoever sums them (the pipeline
+// adds them to an exact sum, quant/hessian_exact.h, for world-size-independent bytes).
+void gptaq_cross_add(const float* x, const float* x_full, int64_t rows, int64_t cols, float* c);
 
 }  // namespace dsv4::quant

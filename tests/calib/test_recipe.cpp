@@ -7,6 +7,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "calib/cpu_only.h"
 #include "calib/recipe.h"
 #include "common/check.h"
 
@@ -219,7 +220,7 @@ q_stage:
   EXPECT_EQ(r.modifiers[0].gptq.refine_passes, 3);
   EXPECT_FALSE(r.modifiers[0].gptq.asymmetric);
   const std::string y = recipe_to_yaml(r);
-  EXPECT_EQ(y.rfind("# calibration.gptq.scale_search and refine_passes are dsv4-calib's own", 0), 0u) << y;
+  EXPECT_EQ(y.rfind("# calibration.gptq.scale_search, refine_passes and asymmetric are dsv4-calib's own", 0), 0u) << y;
   EXPECT_NE(y.find("llm-compressor's GPTQModifier has no equivalent"), std::string::npos) << y;
   const YAML::Node n = YAML::Load(y);
   EXPECT_EQ(n["calibration"]["gptq"]["scale_search"].as<std::string>(), "hessian") << y;
@@ -240,6 +241,48 @@ q_stage:
   EXPECT_EQ(classic.find('#'), std::string::npos) << classic;
 }
 
+// GPTAQ (calibration.gptq.asymmetric): read into every GPTQ modifier's options, written back, and
+// refused by name with what it cannot pair (learned routing without all-experts Hessians,
+// weighted w2 rows), what makes it moot (no error propagation), held-out validation, the
+// turboquant profile (also as --profile), and --device cuda (cpu_only_check, with held-out's).
+TEST(Recipe, GptaqReadsWritesBackAndRefusesWhatItCannotPair) {
+  const std::string stage = "q_stage:\n  q_modifiers:\n    GPTQModifier: {scheme: W4A16, targets: [x]}\n";
+  const Recipe r = recipe_parse("calibration: {gptq: {asymmetric: true}}\n" + stage, "r.yaml");
+  EXPECT_TRUE(r.modifiers[0].gptq.asymmetric);
+  EXPECT_TRUE(r.gptaq());
+  EXPECT_FALSE(recipe_parse(stage, "r.yaml").gptaq());
+  const std::string y = recipe_to_yaml(r);
+  EXPECT_TRUE(YAML::Load(y)["calibration"]["gptq"]["asymmetric"].as<bool>()) << y;
+  EXPECT_TRUE(recipe_parse(y, "resolved.yaml").gptaq());
+  const std::string on = "calibration: {gptq: {asymmetric: true}, ";
+  expect_error(on + "all_experts: false}\n" + stage, "calibration.gptq.asymmetric: GPTAQ needs calibration.all_experts: true");
+  expect_error(on + "w2_input: weighted}\n" + stage, "calibration.gptq.asymmetric: GPTAQ needs calibration.w2_input: unweighted");
+  expect_error(on + "propagate_error: false}\n" + stage,
+               "calibration.gptq.asymmetric: GPTAQ needs calibration.propagate_error: true");
+  expect_error(on + "heldout: {fraction: 0.25}}\n" + stage, "calibration.gptq.asymmetric: GPTAQ needs no calibration.heldout");
+  expect_error("calibration: {gptq: {asymmetric: true}}\noutput: {profile: turboquant}\n" + stage,
+               "GPTAQ needs another output.profile than turboquant");
+  Recipe t = r;
+  RecipeOverrides o;
+  o.profile = OutputProfile::kTurboquant;
+  EXPECT_THROW(recipe_apply_overrides(t, o), Error);
+  // --device cuda: one rule for every CPU-only key, naming them.
+  EXPECT_EQ(cpu_only_keys(r), std::vector<std::string>{"calibration.gptq.asymmetric"});
+  EXPECT_NO_THROW(cpu_only_check(r, false));
+  try {
+    cpu_only_check(r, true);
+    ADD_FAILURE() << "--device cuda with GPTAQ accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--device cuda: calibration.gptq.asymmetric in r.yaml runs on the CPU path only"),
+              std::string::npos)
+        << e.what();
+  }
+  const Recipe h = recipe_parse("calibration: {heldout: {fraction: 0.25}}\n" + stage, "h.yaml");
+  EXPECT_EQ(cpu_only_keys(h), std::vector<std::string>{"calibration.heldout"});
+  EXPECT_THROW(cpu_only_check(h, true), Error);
+  EXPECT_TRUE(cpu_only_keys(recipe_parse(stage, "r.yaml")).empty());
+}
+
 TEST(Recipe, RoundingPastClassicGptqErrorsNameTheKey) {
   const std::string stage = "q_stage:\n  q_modifiers:\n    GPTQModifier: {scheme: W4A16, targets: [x]}\n";
   expect_error("calibration: {gptq: {scale_search: mse}}\n" + stage,
@@ -248,8 +291,6 @@ TEST(Recipe, RoundingPastClassicGptqErrorsNameTheKey) {
                "calibration.gptq.refine_passes: expected a pass count from 0 to 64, got -1");
   expect_error("calibration: {gptq: {refine_passes: 65}}\n" + stage,
                "calibration.gptq.refine_passes: expected a pass count from 0 to 64, got 65");
-  expect_error("calibration: {gptq: {asymmetric: true}}\n" + stage,
-               "calibration.gptq.asymmetric: GPTAQ (asymmetric calibration) is not available in the pipeline yet");
   expect_error("calibration: {gptq: {asymmetric_alpha: 0.5}}\n" + stage, "calibration.gptq.asymmetric_alpha: unknown key");
   expect_error("calibration: {gptq: {scale_search: hessian}}\nq_stage:\n  q_modifiers:\n    QuantizationModifier: {scheme: W4A16}\n",
                "calibration.gptq: the recipe has no GPTQModifier");

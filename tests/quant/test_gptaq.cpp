@@ -6,6 +6,7 @@
 // fit of column j's input drift onto the later columns' inputs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -257,6 +258,30 @@ TEST(GptaqTest, LowersTheAsymmetricErrorAgainstClassicGptq) {
                 e / e_classic);
     EXPECT_LT(e, e_classic) << "alpha " << alpha;
   }
+}
+
+// The pipeline's ΔX·Xᵀ sum (gptaq_cross_add, fp32, token by token) against make_problem's direct
+// double-precision one; rows given in two calls add up to one call's sum; X̃ = X adds nothing.
+TEST(GptaqTest, CrossAddMatchesDirectReference) {
+  const Problem p = make_problem(4, 24, 40, 0.3f, 9);
+  std::vector<float> c(static_cast<size_t>(p.cols * p.cols), 0.0f);
+  const int64_t first = 17;  // two calls, as two taps of one Hessian
+  gptaq_cross_add(p.x.data(), p.xt.data(), first, p.cols, c.data());
+  gptaq_cross_add(p.x.data() + first * p.cols, p.xt.data() + first * p.cols, p.tokens - first, p.cols, c.data());
+  double scale = 0.0;
+  for (float v : p.dxxt) scale = std::max(scale, std::fabs(static_cast<double>(v)));
+  ASSERT_GT(scale, 0.01) << "vacuous reference";
+  const float n = static_cast<float>(p.tokens);
+  for (int64_t i = 0; i < p.cols; ++i) {
+    for (int64_t j = 0; j < p.cols; ++j) {
+      const size_t k = static_cast<size_t>(i * p.cols + j);
+      // 40 fp32 products of order 1: 1e-5 of the largest entry.
+      EXPECT_NEAR(2.0f * c[k] / n, p.dxxt[k], 1e-5 * scale) << "entry (" << i << ", " << j << ") of " << p.cols;
+    }
+  }
+  std::vector<float> zero(static_cast<size_t>(p.cols * p.cols), 0.0f);
+  gptaq_cross_add(p.x.data(), p.x.data(), p.tokens, p.cols, zero.data());
+  for (float v : zero) ASSERT_EQ(v, 0.0f);
 }
 
 TEST(GptaqTest, RtnFallbackIgnoresTheCrossTerm) {
