@@ -22,9 +22,6 @@ recipe="$tmp/w4a16_mtp_gptaq.yaml"
 sed 's/^calibration:$/calibration:\n  gptq:\n    asymmetric: true/' "$classic" > "$recipe"
 grep -q "asymmetric: true" "$recipe" || { fail "recipe variant: no calibration section in $classic"; e2e_finish; }
 
-digest() {  # the artifact's bytes, without the run's records (e2e_lib.sh run_record)
-  (cd "$1" && LC_ALL=C ls | while read -r f; do run_record "$f" || echo "$f"; done | xargs sha256sum) | sha256sum | cut -c1-64
-}
 job() {
   local r="$1" out="$2"; shift 2
   "$bin" --recipe "$r" --model "$tmp/tiny" --dataset "$tmp/tiny/calib.jsonl" --out "$out" --num-samples 8 --seq-len 32 "$@"
@@ -35,14 +32,14 @@ mjob() {
     --num-samples 8 --seq-len 32 "$@"
 }
 same() {  # same NAME DIR: DIR's digest equals the one-rank run's
-  local d; d=$(digest "$2")
+  local d; d=$(artifact_digest "$2")
   if [ "$d" = "$want" ]; then pass "$1: $d"; else fail "$1: $d, one rank gave $want"; fi
 }
 
 job "$recipe" "$tmp/np1" > "$tmp/np1.log" 2>&1 || { fail "GPTAQ at 1 rank: $(tail -2 "$tmp/np1.log")"; e2e_finish; }
-want=$(digest "$tmp/np1")
+want=$(artifact_digest "$tmp/np1")
 job "$classic" "$tmp/classic" > "$tmp/classic.log" 2>&1 || fail "classic at 1 rank: $(tail -2 "$tmp/classic.log")"
-if [ "$(digest "$tmp/classic")" != "$want" ]; then pass "GPTAQ's artifact differs from classic GPTQ's"
+if [ "$(artifact_digest "$tmp/classic")" != "$want" ]; then pass "GPTAQ's artifact differs from classic GPTQ's"
 else fail "GPTAQ's artifact equals classic GPTQ's: the asymmetric term is not live"; fi
 if mjob "$recipe" "$tmp/np2" > "$tmp/np2.log" 2>&1; then same "GPTAQ at 2 ranks" "$tmp/np2"
 else fail "GPTAQ at 2 ranks: $(tail -2 "$tmp/np2.log")"; fi
