@@ -91,13 +91,18 @@ bool candidate_after(const Candidate& a, const Candidate& b) {
   return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos;
 }
 
+// Token ids index a dense id -> token table, so one large id would allocate a table of its size
+// (the fuzzer's 433,333,339 asked for 6.9 GB). The bound is the model's: vocab_size is at most
+// 2^20 (model/config_bounds.cpp, 8x the release's 129280), and an id past it embeds no row.
+constexpr int64_t kMaxTokenIds = int64_t{1} << 20;
+
 // The key path is built only on failure: the vocab has ~128k entries.
 int32_t vocab_id(const nlohmann::json& value, const JsonAt& vocab_at, const std::string& token) {
   DSV4_CHECK_IN(
       "data",
-      value.is_number_integer() && value.get<int64_t>() >= 0 && value.get<int64_t>() < INT32_MAX,
-      "%s: expected an id in [0, 2^31-1), got %s", vocab_at.member(token).where().c_str(),
-      json_excerpt(value).c_str());
+      value.is_number_integer() && value.get<int64_t>() >= 0 && value.get<int64_t>() < kMaxTokenIds,
+      "%s: expected an id in [0, 2^20) (a model's vocab_size is at most 2^20), got %s",
+      vocab_at.member(token).where().c_str(), json_excerpt(value).c_str());
   return static_cast<int32_t>(value.get<int64_t>());
 }
 

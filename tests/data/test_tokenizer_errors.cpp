@@ -73,6 +73,20 @@ TEST(TokenizerErrors, ModelMustBeBpe) {
   EXPECT_THAT(load_error(j), HasSubstr("key 'model.dropout'"));
 }
 
+TEST(TokenizerErrors, TokenIdPastAnyVocabSizeIsRefused) {
+  // Found by tests/fuzz/ (fuzz_tokenizer_json, session 18; corpus regression_vocab_id_huge.json):
+  // one vocab id of 433,333,339 sized the dense id -> token table at 6.9 GB (an out-of-memory).
+  nlohmann::json j = tiny();
+  const std::string token = j["model"]["vocab"].begin().key();
+  j["model"]["vocab"][token] = 433333339;
+  const std::string msg = load_error(j);
+  EXPECT_THAT(msg, HasSubstr("/models/x/tokenizer.json"));
+  EXPECT_THAT(msg, HasSubstr("expected an id in [0, 2^20)"));
+  EXPECT_THAT(msg, HasSubstr("got 433333339"));
+  j["model"]["vocab"][token] = (1 << 20) - 1;  // the largest id taken
+  EXPECT_NO_THROW((void)Tokenizer::from_json(j.dump(), "/models/x/tokenizer.json"));
+}
+
 TEST(TokenizerErrors, BadMergesNameTheEntry) {
   nlohmann::json j = tiny();
   j["model"]["merges"][3] = "he llo";
