@@ -291,6 +291,12 @@ uint64_t parse_bytes(YamlReader& o, const std::string& key, uint64_t fallback) {
   return *bytes;
 }
 
+// GPTAQ with the turboquant profile, whose GPTQ twin (quant/turboquant_gptq.h) has no residual
+// term: one rule for the recipe's output.profile (gptaq_check) and --profile
+// (recipe_apply_overrides).
+bool gptaq_with_turboquant(const Recipe& r) { return r.gptaq() && r.output.profile == OutputProfile::kTurboquant; }
+constexpr const char* kGptaqTurboquantWhy = "the turboquant profile's GPTQ codes have no asymmetric term";
+
 // What GPTAQ (calibration.gptq.asymmetric) needs of the rest of the recipe, refused by name before
 // any work: its ΔX·Xᵀ pairs the two streams' taps row for row, which holds only where both reach
 // the same rows of every module (all-experts Hessians, w2's rows unweighted), and needs a
@@ -314,9 +320,7 @@ void gptaq_check(YamlReader& top, const Recipe& r) {
     refuse("calibration.propagate_error: true", "without it the quantized stream is the full-precision one (ΔX = 0)");
   }
   if (r.calibration.heldout.enabled()) refuse("no calibration.heldout section", "held-out validation has no ΔX·Xᵀ of its own");
-  if (r.output.profile == OutputProfile::kTurboquant) {
-    refuse("another output.profile than turboquant", "its GPTQ twin (quant/turboquant_gptq.h) has no asymmetric term");
-  }
+  if (gptaq_with_turboquant(r)) refuse("another output.profile than turboquant", kGptaqTurboquantWhy);
 }
 
 }  // namespace
@@ -430,10 +434,9 @@ void recipe_apply_overrides(Recipe& r, const RecipeOverrides& o) {
   if (o.num_samples) r.dataset.num_samples = *o.num_samples;
   if (o.seq_len) r.dataset.seq_len = *o.seq_len;
   if (o.profile) r.output.profile = *o.profile;
-  DSV4_USER_CHECK("recipe", !(r.gptaq() && r.output.profile == OutputProfile::kTurboquant),
-                  "%s: --profile turboquant with calibration.gptq.asymmetric: GPTAQ needs another output profile (the "
-                  "turboquant GPTQ twin has no asymmetric term)",
-                  r.origin.c_str());
+  DSV4_USER_CHECK("recipe", !gptaq_with_turboquant(r),
+                  "%s: --profile turboquant with calibration.gptq.asymmetric: GPTAQ needs another output profile: %s",
+                  r.origin.c_str(), kGptaqTurboquantWhy);
   if (!r.dataset.files.empty()) r.dataset.check();
 }
 
