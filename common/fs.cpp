@@ -120,38 +120,45 @@ void write_file_atomic(const std::string& path, std::string_view content) {
   file.commit();
 }
 
+namespace {
+
+// What a path that is not a regular file is instead (a stream reader would block on a FIFO,
+// socket or device, or read it only once).
+const char* not_regular_kind(mode_t mode) { return S_ISDIR(mode) ? "a directory" : "a FIFO, socket or device"; }
+
+}  // namespace
+
 void regular_file_require(const std::string& path, const std::string& what, const std::string& why) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return;
-  DSV4_USER_FAIL(kComponent, "%s (%s): %s; expected a regular file%s%s", path.c_str(), what.c_str(),
-                 S_ISDIR(st.st_mode) ? "a directory" : "not a regular file (a FIFO, socket or device)",
-                 why.empty() ? "" : ": ", why.c_str());
+  DSV4_USER_FAIL(kComponent, "%s (%s): not a regular file (%s); expected a regular file%s%s", path.c_str(), what.c_str(),
+                 not_regular_kind(st.st_mode), why.empty() ? "" : ": ", why.c_str());
+}
+
+RegularFileFd regular_file_open(const std::string& path, const char* expected) {
+  RegularFileFd f;
+  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (f.fd < 0) DSV4_USER_FAIL(kComponent, "cannot open '%s': %s", path.c_str(), errno_text(errno).c_str());
+  struct stat st {};
+  if (::fstat(f.fd, &st) != 0) {
+    const int err = errno;
+    close_quietly(f.fd);
+    DSV4_FAIL(kComponent, "fstat of '%s' failed: %s", path.c_str(), errno_text(err).c_str());
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close_quietly(f.fd);
+    DSV4_USER_FAIL(kComponent, "%s: not a regular file (%s); expected %s", path.c_str(), not_regular_kind(st.st_mode),
+                   expected);
+  }
+  f.bytes = static_cast<uint64_t>(st.st_size);
+  return f;
 }
 
 std::string read_file(const std::string& path) {
-  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever; the check below then
-  // refuses it (the flag changes nothing for a regular file).
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    DSV4_FAIL(kComponent, "cannot open '%s' for reading: %s", path.c_str(),
-              errno_text(errno).c_str());
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    close_quietly(fd);
-    DSV4_FAIL(kComponent, "fstat of '%s' failed: %s", path.c_str(), errno_text(err).c_str());
-  }
-  if (S_ISDIR(st.st_mode)) {
-    close_quietly(fd);
-    DSV4_FAIL(kComponent, "cannot read '%s': it is a directory", path.c_str());
-  }
-  if (!S_ISREG(st.st_mode)) {  // a FIFO, socket or device: reading it may never end
-    close_quietly(fd);
-    DSV4_USER_FAIL(kComponent, "%s: not a regular file (a FIFO, socket or device); expected a file", path.c_str());
-  }
+  const RegularFileFd f = regular_file_open(path, "a file");
+  const int fd = f.fd;
   std::string out;
-  if (st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
+  if (f.bytes > 0) out.reserve(static_cast<size_t>(f.bytes));
   // Read to EOF rather than trusting st_size: /proc files report 0 and files may grow.
   char buf[1 << 16];
   for (;;) {

@@ -44,6 +44,16 @@ std::string read_file(const std::string& path);  // throws naming the path; refu
 // when given, `why` it must be a file; for the readers that open a path themselves. stat() never
 // blocks; a missing path passes (the caller's open names it).
 void regular_file_require(const std::string& path, const std::string& what, const std::string& why = "");
+// `path` opened read-only for a reader that expects `expected` there (e.g. "a safetensors file"):
+// the descriptor (the caller closes it) and the file's size. The open never blocks (O_NONBLOCK:
+// a FIFO would wait for a writer forever, and the flag changes nothing for a regular file), and
+// a path that cannot be opened, or is a directory, FIFO, socket or device, is a user error naming
+// it: "PATH: not a regular file (a directory); expected a safetensors file".
+struct RegularFileFd {
+  int fd = -1;
+  uint64_t bytes = 0;
+};
+RegularFileFd regular_file_open(const std::string& path, const char* expected);
 void fsync_directory(const std::string& dir);
 void make_directories(const std::string& dir);  // mkdir -p, throws naming the path
 // `path` made absolute if it exists, else its nearest existing parent (what an output directory

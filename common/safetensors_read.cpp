@@ -8,9 +8,7 @@
 // exactly (no holes, no overlaps, no trailing bytes), and byte length = dtype size × numel.
 // A file that breaks them is the user's to fix (a damaged download, a hand-edited index), so it
 // is a user error naming the file; only failed system calls (fstat, mmap) are internal.
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,6 +21,7 @@
 #include <unordered_set>
 
 #include "common/check.h"
+#include "common/fs.h"
 #include "common/json_guard.h"
 #include "common/safetensors.h"
 
@@ -316,21 +315,9 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   file->path_ = path;
   const char* f = path.c_str();
 
-  // O_NONBLOCK: a FIFO would block this open until a writer came; the S_ISREG check below
-  // refuses it instead (the flag changes nothing for a regular file or its mapping).
-  const int fd = ::open(f, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) DSV4_USER_FAIL(kComponent, "cannot open '%s': %s", f, std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    DSV4_FAIL(kComponent, "fstat of '%s' failed: %s", f, std::strerror(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    DSV4_USER_FAIL(kComponent, "%s: not a regular file; expected a safetensors file", f);
-  }
-  file->file_bytes_ = static_cast<uint64_t>(st.st_size);
+  const RegularFileFd opened = regular_file_open(path, "a safetensors file");  // never blocks on a FIFO
+  const int fd = opened.fd;
+  file->file_bytes_ = opened.bytes;
   if (file->file_bytes_ < 8) {
     ::close(fd);
     DSV4_USER_FAIL(kComponent, "%s: file is %llu bytes, shorter than the 8-byte header length; "
