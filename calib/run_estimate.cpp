@@ -110,6 +110,7 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
   e.seq_len = seq_len;
   e.tokens = samples * seq_len;
   e.all_experts = recipe.calibration.all_experts;
+  e.gptaq = recipe.gptaq();
   e.gflops = gflops;
   e.output_bytes = plan.output_bytes;
   const int num_layers = config.num_layers;
@@ -168,10 +169,17 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
       e.forward_pass_b_flops += n * (base + routed);
       e.routed_expert_flops += n * routed;
     }
+    if (e.gptaq) {  // X̃ through the source block: with pass A's taps (all experts) where pass A runs
+      const double taps = a && e.all_experts ? len * all_experts_w13 : 0.0;
+      e.forward_full_stream_flops += n * (base + routed + taps);
+      e.routed_expert_flops += n * (routed + taps);
+    }
   }
 
   // Hessians and GPTQ solves of the GPTQ modules of the main layers.
   std::map<HessianKey, HessianUse> hess;
+  std::set<HessianKey> cross;                // the GPTAQ modules' Hessians: ΔX·Xᵀ summed beside them
+  std::map<int, double> recorded_cols;       // layer -> Σ cols·groups of its GPTAQ Hessians' inputs
   for (const PlannedModule& m : plan.modules) {
     if (!m.quantized() || !m.scheme->gptq_solved() || m.layer < 0 || m.layer >= num_layers) continue;
     HessianUse u;
@@ -185,6 +193,9 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
       u.token_share = every_row ? 1.0 : routed_share;
     }
     hess[m.scheme->hessian] = u;
+    if (m.scheme->gptq.asymmetric && cross.insert(m.scheme->hessian).second) {
+      recorded_cols[m.layer] += static_cast<double>(u.cols) * u.groups;
+    }
 
     // One solve per H (wo_a: per output group of rows/groups rows): the damped Cholesky, inverse
     // and second Cholesky (≈ cols³ together) and the blocked column sweep (≈ 2·rows·cols²). Every
@@ -199,16 +210,34 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
   // (quant/hessian.cpp) computes the upper triangle only, half of that, in a plain loop.
   for (const auto& [key, u] : hess) {
     const double cols = static_cast<double>(u.cols);
-    e.hessian_flops += u.groups * 2.0 * tokens * u.token_share * cols * cols;
+    e.hessian_flops += (cross.count(key) ? 2 : 1) * u.groups * 2.0 * tokens * u.token_share * cols * cols;
     e.hessians += u.groups;
   }
   e.hessian_bytes_layer_peak = static_cast<uint64_t>(plan.hessian_bytes_peak_layer);  // the plan counts them
+  // GPTAQ: the recorder's inputs of one sample (ΔX·Xᵀ's bytes: below, after the GPU plan, which
+  // a GPTAQ run never uses).
+  for (const auto& [layer, cols] : recorded_cols) {
+    e.gptaq_recorder_bytes =
+        std::max<uint64_t>(e.gptaq_recorder_bytes, static_cast<uint64_t>(cols * static_cast<double>(seq_len)) * sizeof(float));
+  }
   // Exact sums (issue 29) hold three int64 limbs per entry on the GPU, 6x the fp32 bytes, and
   // round one Hessian at a time to fp32 (its 4 bytes per entry come on top, transiently).
   const bool exact = recipe.calibration.hessian_sums == HessianSums::kExact;
   const uint64_t entries = e.hessian_bytes_layer_peak / hessian_sum_entry_bytes(false);  // the plan counts fp32
   e.gpu = gpu_memory_plan(config, entries * hessian_sum_entry_bytes(exact), e.tokens);
+  // GPTAQ's ΔX·Xᵀ beside each of its Hessians, of the same size (an upper bound when only some of
+  // a layer's Hessians are GPTAQ's).
+  if (!cross.empty()) e.hessian_bytes_layer_peak *= 2;
   e.state_bytes = static_cast<uint64_t>(e.tokens) * static_cast<uint64_t>(config.hc_dim()) * sizeof(float);
+  if (e.gptaq && e.forward_layers > 0) {
+    e.notes.push_back(strfmt("GPTAQ (calibration.gptq.asymmetric; the CPU runs it, --device cuda refuses it): the "
+                             "full-precision stream runs every forward layer's source block too (in the forward "
+                             "above), the host holds both streams' states (%s, twice the HC states above), the "
+                             "Hessian sums double with ΔX·Xᵀ beside them, and pass A's tap recorder holds %s "
+                             "for the sample in flight",
+                             bytes_text(2.0 * static_cast<double>(e.state_bytes)).c_str(),
+                             bytes_text(static_cast<double>(e.gptaq_recorder_bytes)).c_str()));
+  }
 
   // Bytes decoded: the whole block of every forward layer, and every quantized module elsewhere
   // (its solve decodes, or for the exact re-encodings reads, its source).
@@ -253,10 +282,12 @@ std::string run_estimate_text(const RunEstimate& e) {
                            static_cast<long long>(e.samples), static_cast<long long>(e.seq_len),
                            static_cast<long long>(e.tokens), e.forward_layers, e.pass_a_layers,
                            e.all_experts ? "on" : "off");
-  out += strfmt("  forward   %-10s %s: pass A %s, pass B %s; routed experts %s\n",
+  const std::string full_stream =
+      e.gptaq ? ", full-precision stream " + flops_text(e.forward_full_stream_flops) : std::string();
+  out += strfmt("  forward   %-10s %s: pass A %s, pass B %s%s; routed experts %s\n",
                 duration_text(e.seconds_forward).c_str(), flops_text(e.forward_flops()).c_str(),
                 flops_text(e.forward_pass_a_flops).c_str(), flops_text(e.forward_pass_b_flops).c_str(),
-                flops_text(e.routed_expert_flops).c_str());
+                full_stream.c_str(), flops_text(e.routed_expert_flops).c_str());
   out += strfmt("  hessians  %-10s %s: %lld distinct\n", duration_text(e.seconds_hessian).c_str(),
                 flops_text(e.hessian_flops).c_str(), static_cast<long long>(e.hessians));
   out += strfmt("  gptq      %-10s %s: %lld modules, + error report %s\n", duration_text(e.seconds_gptq).c_str(),
@@ -300,6 +331,8 @@ nlohmann::ordered_json run_estimate_json(const RunEstimate& e) {
   j["all_experts"] = e.all_experts;
   j["forward_pass_a_flops"] = e.forward_pass_a_flops;
   j["forward_pass_b_flops"] = e.forward_pass_b_flops;
+  j["forward_full_stream_flops"] = e.forward_full_stream_flops;
+  j["gptaq"] = e.gptaq;
   j["routed_expert_flops"] = e.routed_expert_flops;
   j["hessian_flops"] = e.hessian_flops;
   j["hessians"] = e.hessians;
@@ -314,7 +347,8 @@ nlohmann::ordered_json run_estimate_json(const RunEstimate& e) {
                  {"gpu_hessians", e.gpu.hessians},           {"gpu_states", e.gpu.states},
                  {"gpu_workspace", e.gpu.workspace},
                  {"gpu_kept", e.gpu.kept()},                 {"gpu_minimum", e.gpu.minimum()},
-                 {"host_states", e.state_bytes},             {"snapshot", e.state_bytes}};
+                 {"host_states", e.state_bytes},             {"snapshot", e.state_bytes},
+                 {"gptaq_recorder", e.gptaq_recorder_bytes}};
   j["seconds"] = {{"forward", e.seconds_forward},
                   {"hessian", e.seconds_hessian},
                   {"gptq", e.seconds_gptq},

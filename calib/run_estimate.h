@@ -62,23 +62,32 @@ struct RunEstimate {
 
   double forward_pass_a_flops = 0;  // block forwards with taps
   double forward_pass_b_flops = 0;  // block forwards of the quantized layers
+  // GPTAQ (calibration.gptq.asymmetric, CPU only): the full-precision stream X̃ through every
+  // forward layer's source block (with pass A's taps where pass A runs), beside the two passes.
+  double forward_full_stream_flops = 0;
+  bool gptaq = false;
   double routed_expert_flops = 0;   // the routed-expert GEMMs inside both passes
-  double hessian_flops = 0;         // 2·tokens·cols² per distinct Hessian
+  double hessian_flops = 0;         // 2·tokens·cols² per distinct Hessian (GPTAQ: again for its ΔX·Xᵀ)
   int64_t hessians = 0;             // distinct Hessians over the run (wo_a: one per output group)
   uint64_t hessian_bytes_layer_peak = 0;  // fp32 bytes of one layer's distinct Hessians, largest layer
+                                          // (GPTAQ: with the ΔX·Xᵀ sums of the same size beside them)
+  // GPTAQ: pass A's tap recorder (calib/paired_taps.h), one sample's inputs of every wanted
+  // Hessian of a layer (fp32, seq_len rows each), largest layer.
+  uint64_t gptaq_recorder_bytes = 0;
   double gptq_flops = 0;            // cols³ (Cholesky/inverse) + 2·rows·cols² (sweep) per solve
   double gptq_report_flops = 0;     // the GPTQ and RTN error vs H of every GPTQ module (8·rows·cols²)
   int64_t gptq_modules = 0;
   uint64_t decode_bytes = 0;        // source bytes of the Linears decoded to fp32
   uint64_t output_bytes = 0;        // Linear weights written (ModulePlan::output_bytes)
   GpuMemoryPlan gpu;                // per rank with --device cuda
-  uint64_t state_bytes = 0;         // fp32 HC states of all samples (one copy; pass A holds two)
+  uint64_t state_bytes = 0;         // fp32 HC states of all samples (one copy; pass A holds two;
+                                    // a GPTAQ run twice that: the X̃ stream beside X)
 
   double gflops = 0;  // the rate the seconds use
   double seconds_forward = 0, seconds_hessian = 0, seconds_gptq = 0;
   std::vector<std::string> notes;  // what the estimate leaves out for this recipe
 
-  double forward_flops() const { return forward_pass_a_flops + forward_pass_b_flops; }
+  double forward_flops() const { return forward_pass_a_flops + forward_pass_b_flops + forward_full_stream_flops; }
   double total_flops() const { return forward_flops() + hessian_flops + gptq_flops + gptq_report_flops; }
   double seconds() const { return seconds_forward + seconds_hessian + seconds_gptq; }
 };

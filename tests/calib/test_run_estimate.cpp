@@ -166,6 +166,46 @@ TEST(RunEstimate, HessiansAndSolvesByHand) {
   EXPECT_DOUBLE_EQ(all.gptq_report_flops, report);
 }
 
+// GPTAQ (calibration.gptq.asymmetric): the full-precision stream runs every forward layer's
+// source block, with pass A's taps where pass A runs; ΔX·Xᵀ doubles the Hessian work and bytes;
+// the tap recorder holds one sample's inputs of a layer's Hessians.
+TEST(RunEstimate, GptaqCountsTheSecondStream) {
+  const model::ModelConfig c = model::ModelConfig::tiny();
+  Recipe r = parse(R"(
+    GPTQModifier:
+      config_groups:
+        group_0:
+          targets: ["re:^layers\\.2\\.ffn\\.experts\\.\\d+\\.w[123]$"]
+          weights: {num_bits: 4, type: int, strategy: channel}
+)");
+  const int64_t samples = 5, len = 32;
+  const RunEstimate plain = estimate(r, c, samples, len);
+  for (RecipeModifier& m : r.modifiers) m.gptq.asymmetric = true;
+  ASSERT_TRUE(r.gptaq());
+  const RunEstimate g = estimate(r, c, samples, len);
+  EXPECT_TRUE(g.gptaq);
+  EXPECT_FALSE(plain.gptaq);
+  EXPECT_EQ(plain.forward_full_stream_flops, 0.0);
+  EXPECT_EQ(g.forward_layers, 3);
+  EXPECT_EQ(g.pass_a_layers, 1);
+  EXPECT_DOUBLE_EQ(g.forward_pass_a_flops, plain.forward_pass_a_flops);
+  EXPECT_DOUBLE_EQ(g.forward_pass_b_flops, plain.forward_pass_b_flops);
+  // X̃ through layers 0-2 as pass B runs them, plus every expert's w1/w3 taps in layer 2.
+  const double T = static_cast<double>(samples * len), D = c.hidden_size, I = c.moe_intermediate_size,
+               E = c.n_routed_experts;
+  EXPECT_NEAR(g.forward_full_stream_flops, plain.forward_pass_b_flops + T * E * 2 * (2 * D * I),
+              1e-12 * g.forward_full_stream_flops);
+  EXPECT_DOUBLE_EQ(g.hessian_flops, 2 * plain.hessian_flops);
+  EXPECT_EQ(g.hessian_bytes_layer_peak, 2 * plain.hessian_bytes_layer_peak);
+  // One sample's w1/w3 input (D columns) and every expert's w2 input (I), len rows, fp32.
+  EXPECT_EQ(g.gptaq_recorder_bytes, static_cast<uint64_t>(4 * len * (D + E * I)));
+  EXPECT_EQ(plain.gptaq_recorder_bytes, 0u);
+  const std::string text = run_estimate_text(g);
+  EXPECT_NE(text.find("full-precision stream"), std::string::npos) << text;
+  EXPECT_NE(text.find("note: GPTAQ"), std::string::npos) << text;
+  EXPECT_EQ(run_estimate_text(plain).find("GPTAQ"), std::string::npos);
+}
+
 TEST(RunEstimate, ForwardStopsAtTheLastDataLayer) {
   const model::ModelConfig c = model::ModelConfig::tiny();
   auto experts_of = [](int layer) {
