@@ -70,12 +70,15 @@ struct RunEstimate {
   double hessian_flops = 0;         // 2·tokens·cols² per distinct Hessian (GPTAQ: again for its ΔX·Xᵀ)
   int64_t hessians = 0;             // distinct Hessians over the run (wo_a: one per output group)
   uint64_t hessian_bytes_layer_peak = 0;  // fp32 bytes of one layer's distinct Hessians, largest layer
-                                          // (GPTAQ: with the ΔX·Xᵀ sums of the same size beside them)
+                                          // (GPTAQ: with the ΔX·Xᵀ sums of the same size beside them;
+                                          // held-out validation: with the held-out set, twice again)
   // GPTAQ: pass A's tap recorder (calib/paired_taps.h), one sample's inputs of every wanted
   // Hessian of a layer (fp32, seq_len rows each), largest layer.
   uint64_t gptaq_recorder_bytes = 0;
   double gptq_flops = 0;            // cols³ (Cholesky/inverse) + 2·rows·cols² (sweep) per solve
-  double gptq_report_flops = 0;     // the GPTQ and RTN error vs H of every GPTQ module (8·rows·cols²)
+                                    // (held-out validation: a solve per candidate damping, + refit)
+  double gptq_report_flops = 0;     // the GPTQ and RTN error vs H of every GPTQ module (8·rows·cols²
+                                    // per solve; held-out validation adds its candidates' errors)
   int64_t gptq_modules = 0;
   uint64_t decode_bytes = 0;        // source bytes of the Linears decoded to fp32
   uint64_t output_bytes = 0;        // Linear weights written (ModulePlan::output_bytes)

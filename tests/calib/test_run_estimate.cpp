@@ -206,6 +206,27 @@ TEST(RunEstimate, GptaqCountsTheSecondStream) {
   EXPECT_EQ(run_estimate_text(plain).find("GPTAQ"), std::string::npos);
 }
 
+// Held-out validation (calib/heldout_solve.cpp): a solve per candidate damping and the refit,
+// each with its 4 error forms; the RTN candidate's 2 on the calibration H; 2 per candidate (RTN
+// too) on the held-out H; and a second set of Hessians. The forward and the Hessian sums do not
+// change (the held-out samples feed the other set).
+TEST(RunEstimate, HeldoutCountsItsCandidatesAndSecondHessians) {
+  const model::ModelConfig c = model::ModelConfig::tiny();
+  Recipe r = shipped("w4a16_mtp.yaml");
+  const RunEstimate plain = estimate(r, c, 32, 64);
+  r.calibration.heldout.fraction = 0.25;
+  r.calibration.heldout.dampings = {0.01, 0.1, 1.0};
+  r.calibration.heldout.refit = true;
+  const RunEstimate h = estimate(r, c, 32, 64);
+  EXPECT_DOUBLE_EQ(h.gptq_flops, 4 * plain.gptq_flops);
+  EXPECT_NEAR(h.gptq_report_flops, plain.gptq_report_flops * (4 * 4 + 2 + 2 * 4) / 4.0, 1e-12 * h.gptq_report_flops);
+  EXPECT_EQ(h.hessian_bytes_layer_peak, 2 * plain.hessian_bytes_layer_peak);
+  EXPECT_DOUBLE_EQ(h.hessian_flops, plain.hessian_flops);
+  EXPECT_DOUBLE_EQ(h.forward_flops(), plain.forward_flops());
+  r.calibration.heldout.refit = false;
+  EXPECT_DOUBLE_EQ(estimate(r, c, 32, 64).gptq_flops, 3 * plain.gptq_flops);
+}
+
 TEST(RunEstimate, ForwardStopsAtTheLastDataLayer) {
   const model::ModelConfig c = model::ModelConfig::tiny();
   auto experts_of = [](int layer) {
