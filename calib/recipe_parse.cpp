@@ -326,6 +326,7 @@ void gptaq_check(YamlReader& top, const Recipe& r) {
 }  // namespace
 
 Recipe recipe_parse(const std::string& yaml_text, const std::string& origin) {
+  yaml_text_check(yaml_text, origin);
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);

@@ -15,6 +15,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace dsv4::calib {
@@ -62,5 +63,12 @@ class YamlReader {
 
 // " (did you mean NEAR?)" for the entry of `known` nearest to `word` (common/suggest.h), or "".
 std::string yaml_did_you_mean(const std::string& word, const std::vector<std::string>& known);
+
+// A YAML file's text must be UTF-8 of printable characters (YAML 1.2 §5.1, c-printable: TAB, LF,
+// CR, U+0020-U+007E, U+0085, U+00A0-U+D7FF, U+E000-U+FFFD, U+10000-U+10FFFF). yaml-cpp reads
+// other bytes into keys and values unchecked, and its emitter then writes a file that does not
+// parse back (tests/fuzz: a config_groups name of 0xFF and ESC bytes made the resolved
+// recipe.yaml unreadable). A user error naming the file, line, column and byte.
+void yaml_text_check(std::string_view text, const std::string& file);
 
 }  // namespace dsv4::calib

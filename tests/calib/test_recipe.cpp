@@ -373,6 +373,22 @@ TEST(Recipe, ComplexKeyIsAUserErrorNamingThePath) {
   expect_error("q_stage:\n  ? {a: 1}\n  : x\n", "r.yaml: q_stage: every key must be a plain name, got a mapping");
 }
 
+TEST(Recipe, TextThatIsNotPrintableUtf8IsRefusedNamingLineAndColumn) {
+  // Found by tests/fuzz/ (fuzz_recipe_yaml, session 19; corpus regression_group_name_not_utf8.yaml):
+  // a config_groups name of 0xFF and ESC bytes was read by yaml-cpp, and the resolved recipe.yaml
+  // written from it did not parse back.
+  expect_error("a: 1\nb: x\xffy\n", "r.yaml: line 2 column 5: not UTF-8 at byte 0xFF");
+  expect_error("a: 1\n\x1b: 2\n", "r.yaml: line 2 column 1: a control character, 0x1B");
+  expect_error("a: \xe2\x82\n", "line 1 column 4: not UTF-8 at byte 0xE2");        // truncated sequence
+  expect_error("a: \xc0\xaf\n", "line 1 column 4: not UTF-8 at byte 0xC0");        // overlong '/'
+  expect_error("a: \xed\xa0\x80\n", "line 1 column 4: not UTF-8 at byte 0xED");  // a surrogate
+  // Printable UTF-8 beyond ASCII (in a comment), TAB and CRLF pass.
+  const Recipe r = recipe_parse("# caf\xc3\xa9 \xe2\x9c\x93\r\nq_stage:\r\n  q_modifiers:\r\n"
+                                "    QuantizationModifier: {scheme: W4A16}\t# a tab\r\n",
+                                "r.yaml");
+  EXPECT_EQ(r.modifiers.size(), 1u);
+}
+
 TEST(Recipe, ShardSizeOutOfRangeIsRefusedNamingTheKey) {
   // Found by tests/fuzz/ (fuzz_recipe_yaml on the GPU machine's 16 cores, session 18; corpus
   // regression_shard_size_*.yaml): a shard_size of 1e30 or inf was cast to uint64_t (undefined),
