@@ -3,8 +3,9 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <utility>
+#include <optional>
 
+#include "common/byte_level.h"
 #include "common/check.h"
 #include "common/suggest.h"
 
@@ -54,27 +55,6 @@ YAML::Node YamlReader::take(const std::string& key) {
 
 namespace {
 
-// The code point of the UTF-8 sequence at text[pos] and its length; length 0 when the bytes
-// there are not UTF-8 (a stray continuation byte, a truncated, overlong or surrogate sequence).
-std::pair<uint32_t, size_t> utf8_decode(std::string_view text, size_t pos) {
-  const auto b = [&](size_t i) { return static_cast<uint8_t>(text[pos + i]); };
-  const uint8_t lead = b(0);
-  size_t len = 0;
-  uint32_t cp = 0, min = 0;
-  if (lead < 0x80) return {lead, 1};
-  if ((lead & 0xE0) == 0xC0) len = 2, cp = lead & 0x1F, min = 0x80;
-  else if ((lead & 0xF0) == 0xE0) len = 3, cp = lead & 0x0F, min = 0x800;
-  else if ((lead & 0xF8) == 0xF0) len = 4, cp = lead & 0x07, min = 0x10000;
-  else return {0, 0};
-  if (pos + len > text.size()) return {0, 0};
-  for (size_t i = 1; i < len; ++i) {
-    if ((b(i) & 0xC0) != 0x80) return {0, 0};
-    cp = (cp << 6) | (b(i) & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return {0, 0};
-  return {cp, len};
-}
-
 bool yaml_printable(uint32_t c) {
   return c == 0x09 || c == 0x0A || c == 0x0D || (c >= 0x20 && c <= 0x7E) || c == 0x85 || (c >= 0xA0 && c <= 0xD7FF) ||
          (c >= 0xE000 && c <= 0xFFFD) || (c >= 0x10000 && c <= 0x10FFFF);
@@ -85,14 +65,14 @@ bool yaml_printable(uint32_t c) {
 void yaml_text_check(std::string_view text, const std::string& file) {
   size_t line = 1, line_start = 0;
   for (size_t pos = 0; pos < text.size();) {
-    const auto [cp, len] = utf8_decode(text, pos);
-    if (len == 0 || !yaml_printable(cp)) {
+    const size_t at = pos;
+    const std::optional<uint32_t> cp = utf8_decode(text, pos);  // common/byte_level.h
+    if (!cp || !yaml_printable(*cp)) {
       DSV4_USER_FAIL("recipe", "%s: line %zu column %zu: %s 0x%02X; a YAML file is UTF-8 text of printable characters",
-                     file.c_str(), line, pos - line_start + 1, len == 0 ? "not UTF-8 at byte" : "a control character,",
-                     static_cast<unsigned>(len == 0 ? static_cast<uint8_t>(text[pos]) : cp));
+                     file.c_str(), line, at - line_start + 1, cp ? "a control character," : "not UTF-8 at byte",
+                     static_cast<unsigned>(cp ? *cp : static_cast<uint8_t>(text[at])));
     }
-    if (cp == '\n') line += 1, line_start = pos + 1;
-    pos += len;
+    if (*cp == '\n') line += 1, line_start = pos;
   }
 }
 

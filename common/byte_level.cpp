@@ -32,7 +32,7 @@ const Tables& tables() {
 
 }  // namespace
 
-uint32_t utf8_next(std::string_view s, size_t& pos) {
+std::optional<uint32_t> utf8_decode(std::string_view s, size_t& pos) {
   const auto c0 = static_cast<unsigned char>(s[pos]);
   const size_t left = s.size() - pos;
   auto cont = [&](size_t k) {
@@ -64,6 +64,11 @@ uint32_t utf8_next(std::string_view s, size_t& pos) {
       return cp;
     }
   }
+  return std::nullopt;
+}
+
+uint32_t utf8_next(std::string_view s, size_t& pos) {
+  if (const std::optional<uint32_t> cp = utf8_decode(s, pos)) return *cp;
   pos += 1;
   return 0xFFFD;
 }

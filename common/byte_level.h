@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -30,6 +31,9 @@ void byte_level_decode_token(std::string_view token, std::string& out);
 // Decodes the UTF-8 character at `pos` (advancing it); a malformed byte decodes as U+FFFD and
 // advances by one. Token strings come from JSON and are valid, so this is never lossy there.
 uint32_t utf8_next(std::string_view s, size_t& pos);
+// The same decode, strict: nullopt, and `pos` unchanged, where the bytes at `pos` are not UTF-8
+// (a stray continuation byte; a truncated, overlong or surrogate sequence; past U+10FFFF).
+std::optional<uint32_t> utf8_decode(std::string_view s, size_t& pos);
 // Appends the UTF-8 encoding of `code_point`.
 void utf8_append(uint32_t code_point, std::string& out);
 
