@@ -176,6 +176,13 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
     }
   }
 
+  // Held-out validation (calib/heldout_solve.cpp) solves each GPTQ module once per candidate
+  // damping and once more on the merged Hessian (refit), each with its report; the RTN candidate
+  // adds its 2 forms on the calibration H, and every candidate (RTN too) 2 on the held-out H.
+  const HeldoutOptions& ho = recipe.calibration.heldout;
+  const double solves = ho.enabled() ? static_cast<double>(ho.dampings.size()) + (ho.refit ? 1 : 0) : 1.0;
+  const double heldout_forms = ho.enabled() ? 2.0 + 2.0 * (static_cast<double>(ho.dampings.size()) + 1) : 0.0;
+
   // Hessians and GPTQ solves of the GPTQ modules of the main layers.
   std::map<HessianKey, HessianUse> hess;
   std::set<HessianKey> cross;                // the GPTAQ modules' Hessians: ΔX·Xᵀ summed beside them
@@ -200,14 +207,9 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
     // One solve per H (wo_a: per output group of rows/groups rows): the damped Cholesky, inverse
     // and second Cholesky (≈ cols³ together) and the blocked column sweep (≈ 2·rows·cols²). Every
     // module factors its own H, shared or not, as module_solve does. The report computes
-    // tr(ΔHΔᵀ) and tr(WHWᵀ) for GPTQ and for RTN: 4 quadratic forms of 2·rows·cols².
-    // Held-out validation (calib/heldout_solve.cpp) solves the module once per candidate damping
-    // and once more on the merged Hessian (refit), each with its report; the RTN candidate adds
-    // its 2 forms on the calibration H, and every candidate (RTN too) 2 on the held-out H.
+    // tr(ΔHΔᵀ) and tr(WHWᵀ) for GPTQ and for RTN: 4 quadratic forms of 2·rows·cols² (held-out
+    // validation: `solves` and `heldout_forms` above).
     const double rows = static_cast<double>(m.rows), cols = static_cast<double>(m.cols);
-    const HeldoutOptions& ho = recipe.calibration.heldout;
-    const double solves = ho.enabled() ? static_cast<double>(ho.dampings.size()) + (ho.refit ? 1 : 0) : 1.0;
-    const double heldout_forms = ho.enabled() ? 2.0 + 2.0 * (static_cast<double>(ho.dampings.size()) + 1) : 0.0;
     e.gptq_flops += solves * (u.groups * cols * cols * cols + 2.0 * rows * cols * cols);
     e.gptq_report_flops += (4.0 * solves + heldout_forms) * 2.0 * rows * cols * cols;
     ++e.gptq_modules;
@@ -235,7 +237,7 @@ RunEstimate run_estimate(const Recipe& recipe, const ModulePlan& plan, const mod
   // a layer's Hessians are GPTAQ's).
   if (!cross.empty()) e.hessian_bytes_layer_peak *= 2;
   // Held-out validation keeps a second set of the same Hessians for the held-out samples.
-  if (recipe.calibration.heldout.enabled() && !hess.empty()) e.hessian_bytes_layer_peak *= 2;
+  if (ho.enabled() && !hess.empty()) e.hessian_bytes_layer_peak *= 2;
   e.state_bytes = static_cast<uint64_t>(e.tokens) * static_cast<uint64_t>(config.hc_dim()) * sizeof(float);
   if (e.gptaq && e.forward_layers > 0) {
     e.notes.push_back(strfmt("GPTAQ (calibration.gptq.asymmetric; the CPU runs it, --device cuda refuses it): the "
