@@ -8,7 +8,7 @@
 # crash/timeout/OOM counts; the same table goes to OUT/summary.txt.
 #
 #   bash tests/fuzz/long_run.sh --seconds 3600 --workers 16           # after bash tests/fuzz/run.sh built them
-#   bash tests/fuzz/long_run.sh --bundle .gpu/fuzz                     # pack them to run elsewhere
+#   bash tests/fuzz/long_run.sh --bundle .gpu/fuzz [NAME...]           # pack them to run elsewhere
 #   bash .gpu/fuzz/long_run.sh --seconds 540 --workers 16 --out "$OUT"  # there
 #
 # Options: --seconds S (default 600), --runs R (stop a harness at its first status line at or past
@@ -47,7 +47,7 @@ if [ -n "$bundle" ]; then  # a copy that runs elsewhere
   root="$(cd "$here/../.." && pwd)"
   stage="$(mktemp -d)"
   mkdir -p "$stage/bin" "$stage/lib" "$stage/corpus" "$bundle"
-  for n in "${all[@]}"; do
+  for n in "${names[@]}"; do  # the named harnesses (default: all seven)
     b="$root/build/fuzz/tests/fuzz/fuzz_$n"
     [ -x "$b" ] || { echo "long_run.sh: $b is not built (bash tests/fuzz/run.sh 0 builds them)" >&2; exit 1; }
     cp "$b" "$stage/bin/" && cp -r "$root/tests/fuzz/corpus/$n" "$stage/corpus/" || exit 1
