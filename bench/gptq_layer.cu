@@ -6,6 +6,8 @@
 //   bench_gptq_layer [CHUNK]             # matrices per batched sweep (default 64; memory ≈ 4·CHUNK·32 MiB)
 //   BENCH_KERNEL_ONLY=1 bench_gptq_layer   # the in-block kernels alone (no between-block SGEMM)
 //   BENCH_DUMP=DIR bench_gptq_layer        # also write inputs and results for bench/peer_gptq_layer.py
+//   BENCH_SWEEP=sliced|rowwise             # the in-block kernel (default: the pipeline's, kBatchSweep)
+//   BENCH_UPDATE=fp32|tf32x3               # the between-block update (default: the pipeline's, kBatchUpdate)
 //
 // Inputs are generated on the device (pseudo-random weights rounded to bf16 values, as a
 // checkpoint's are; Hessians XᵀX of random bf16 X with 8192 tokens, not timed); qparams from the GPU min-max observer (quant/observer_cuda.h). Times,
@@ -25,6 +27,7 @@
 #include "bench/gptq_layer_dump.h"
 #include "common/check.h"
 #include "common/device_arena.h"
+#include "quant/gptq_batch_cuda.h"
 #include "quant/gptq_cuda.h"
 #include "quant/hessian_cuda.h"
 #include "quant/observer_cuda.h"
@@ -108,6 +111,22 @@ void prepare(cublasHandle_t blas, cusolverDnHandle_t solver, Hessians& hs, const
   sync();
 }
 
+struct SweepChoice {
+  dsv4::quant::GptqSweepKernel kernel = dsv4::quant::kBatchSweep;
+  dsv4::quant::GptqUpdate update = dsv4::quant::kBatchUpdate;
+};
+// BENCH_SWEEP and BENCH_UPDATE, for A/B runs against the pipeline's defaults.
+SweepChoice sweep_choice() {
+  SweepChoice c;
+  const char* k = std::getenv("BENCH_SWEEP");
+  const char* u = std::getenv("BENCH_UPDATE");
+  if (k != nullptr && std::string(k) == "sliced") c.kernel = dsv4::quant::GptqSweepKernel::kSliced;
+  if (k != nullptr && std::string(k) == "rowwise") c.kernel = dsv4::quant::GptqSweepKernel::kRowwise;
+  if (u != nullptr && std::string(u) == "fp32") c.update = dsv4::quant::GptqUpdate::kFp32;
+  if (u != nullptr && std::string(u) == "tf32x3") c.update = dsv4::quant::GptqUpdate::kTf32x3;
+  return c;
+}
+
 // Observer, permutation and sweep of the family's matrices in chunks, on the legacy stream.
 void sweep_family(cublasHandle_t blas, const Family& f, const Hessians& hs, int chunk, Part& t, GptqLayerDump* dump) {
   const dsv4::quant::QuantArgs args = dsv4::quant::quant_args_preset("W4A16");
@@ -127,6 +146,11 @@ void sweep_family(cublasHandle_t blas, const Family& f, const Hessians& hs, int 
   DSV4_CUDA_CHECK(cudaMalloc(&qcol, static_cast<size_t>(f.hessians() * cols) * 4));
   DSV4_CUDA_CHECK(cudaMalloc(&ocol, static_cast<size_t>(f.hessians() * cols) * 4));
   DSV4_CUDA_CHECK(cudaMalloc(&loss, static_cast<size_t>(chunk) * 8));
+  const SweepChoice choice = sweep_choice();
+  float* upd = nullptr;
+  if (choice.update == dsv4::quant::GptqUpdate::kTf32x3) {
+    DSV4_CUDA_CHECK(cudaMalloc(&upd, dsv4::quant::gptq_sweep_update_scratch_floats(chunk, rows, cols, 128, f.shared) * 4));
+  }
   for (int i = 0; i < f.hessians(); ++i) {
     const std::vector<int32_t>& perm = hs.prep[static_cast<size_t>(i)].perm;
     std::vector<int32_t> q(static_cast<size_t>(cols));
@@ -176,6 +200,9 @@ void sweep_family(cublasHandle_t blas, const Family& f, const Hessians& hs, int 
     // BENCH_KERNEL_ONLY=1 skips the between-block SGEMMs (identity_u), to split the sweep's time.
     const char* kernel_only = std::getenv("BENCH_KERNEL_ONLY");
     s.identity_u = kernel_only != nullptr && std::string(kernel_only) == "1";
+    s.kernel = choice.kernel;
+    s.update = choice.update;
+    s.update_scratch = upd;
     auto s0 = Clock::now();
     dsv4::quant::gptq_sweep_cuda(blas, s, nullptr);
     sync();
@@ -184,7 +211,7 @@ void sweep_family(cublasHandle_t blas, const Family& f, const Hessians& hs, int 
   }
   for (void* p : {static_cast<void*>(w), static_cast<void*>(wp), static_cast<void*>(deq), static_cast<void*>(codes),
                   static_cast<void*>(err), static_cast<void*>(scale), static_cast<void*>(zp), static_cast<void*>(qcol),
-                  static_cast<void*>(ocol), static_cast<void*>(loss)}) {
+                  static_cast<void*>(ocol), static_cast<void*>(loss), static_cast<void*>(upd)}) {
     cudaFree(p);
   }
 }

@@ -61,7 +61,7 @@ size_t round_up(size_t b) { return (b + DeviceArena::kAlign - 1) / DeviceArena::
 // list so gptq_batch_scratch_bytes is what the call takes.
 struct BatchBuffers {
   float *h = nullptr, *u = nullptr, *w = nullptr, *wp = nullptr, *deq = nullptr, *err = nullptr;
-  float *scale = nullptr, *zp = nullptr, *tmp = nullptr;
+  float *scale = nullptr, *zp = nullptr, *tmp = nullptr, *update = nullptr;
   int32_t *codes = nullptr, *qcol = nullptr, *ocol = nullptr, *rtn_codes = nullptr;
   uint8_t* e8m0 = nullptr;
   double *loss = nullptr, *traces = nullptr;  // traces: [chunk][3] tr(ΔHΔᵀ), tr(WHWᵀ), tr(ΔᵣHΔᵣᵀ)
@@ -87,6 +87,10 @@ struct BatchBuffers {
     fn(reinterpret_cast<void**>(&qcol), static_cast<size_t>(cols) * nh * 4, "GPTQ batch: qparam columns");
     fn(reinterpret_cast<void**>(&ocol), static_cast<size_t>(cols) * nh * 4, "GPTQ batch: column order");
     fn(reinterpret_cast<void**>(&loss), n * 8, "GPTQ batch: losses");
+    if (kBatchUpdate == GptqUpdate::kTf32x3) {
+      fn(reinterpret_cast<void**>(&update), gptq_sweep_update_scratch_floats(chunk, rows, cols, opts.block_size, shared) * 4,
+         "GPTQ batch: split update operands");
+    }
     if (errors) {
       fn(reinterpret_cast<void**>(&traces), n * 3 * 8, "GPTQ batch: error traces");
       fn(reinterpret_cast<void**>(&tmp), per * 4, "GPTQ batch: error scratch");
@@ -242,6 +246,9 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
       s.loss = b.loss + b0;
       s.err = b.err + static_cast<size_t>(b0) * rows * 2 * opts.block_size;
       s.identity_u = identity;
+      s.kernel = kBatchSweep;
+      s.update = kBatchUpdate;
+      s.update_scratch = b.update;
       gptq_sweep_cuda(blas, s, stream);
     };
     auto is_rtn = [&](int i) {

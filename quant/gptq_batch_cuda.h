@@ -67,6 +67,10 @@ struct GptqBatchIo {
   std::vector<int64_t> hessian_sum_tokens;
 };
 
+// The sweep the pipeline's batches run (quant/gptq_cuda.h).
+inline constexpr GptqSweepKernel kBatchSweep = GptqSweepKernel::kSliced;
+inline constexpr GptqUpdate kBatchUpdate = GptqUpdate::kFp32;
+
 // Arena bytes one call needs for chunks of `chunk` matrices.
 size_t gptq_batch_scratch_bytes(const QuantArgs& args, int64_t rows, int64_t cols, const GptqOptions& opts,
                                 bool shared_hessian, int chunk, bool errors, const PackFormat* encode = nullptr);

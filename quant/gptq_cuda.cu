@@ -255,6 +255,159 @@ __global__ void __launch_bounds__(kSlicedThreads, 3) sweep_block_sliced_kernel(S
   }
 }
 
+// One thread per row, for a full 128-column block: the block's columns go through registers one
+// 32-column sub-block at a time. Sub-block p first receives the updates of the block's earlier
+// columns (k < 32p), whose errors this thread wrote to `err` during sub-blocks 0..p-1 and reads
+// back, then sweeps its own 32 columns. Each weight still receives its updates in increasing k
+// with the CPU's rounded operations, so the result is the sliced kernel's (and the CPU loop's) bit
+// for bit. Against the sliced kernel: no shuffles, no thread idling through another slice's
+// phase, and the deferred updates are 32 independent chains per step, which the in-order warp
+// can issue back to back (the sliced kernel was latency-bound: ~26 cycles per instruction).
+// U's block sits in shared memory packed by slice: slice q (block columns 32q..32q+31) keeps the
+// rows k < 32(q+1) that touch it, 32 floats each; every thread of a warp reads the same U value
+// at the same time (a broadcast). The qparams of the CTA's rows are stored group-major
+// ([group][row]) so that the warp's reads of one group hit 32 different banks.
+constexpr int kRowwiseThreads = 256;  // rows per CTA
+__host__ __device__ constexpr int rowwise_slice_base(int q) { return kSliceCols * kSliceCols * q * (q + 1) / 2; }
+constexpr int kRowwiseU = rowwise_slice_base(kSlices);  // 10,240 floats (40 KiB)
+constexpr int kMaxRowwiseScaleCols = 64;
+size_t rowwise_smem(int64_t scale_cols) {
+  return (static_cast<size_t>(kRowwiseU) + 2 * static_cast<size_t>(kRowwiseThreads) * scale_cols) * sizeof(float) +
+         2 * kMaxBlock * sizeof(int32_t);
+}
+
+// Loads the CTA's shared state: packed U, its rows' qparams, the block's qparam and output columns.
+__device__ void rowwise_load_shared(const SweepKernelArgs& a, int64_t i1, int64_t b, int64_t row0, float* ub, float* sc,
+                                    float* zc, int32_t* qc, int32_t* oc) {
+  const int tid = threadIdx.x;
+  const float* u = a.u + b * a.u_stride;
+  for (int x = tid; x < kMaxBlock * kMaxBlock; x += kRowwiseThreads) {
+    const int k = x / kMaxBlock, kk = x % kMaxBlock, q = kk / kSliceCols;
+    if (k < (q + 1) * kSliceCols) ub[rowwise_slice_base(q) + k * kSliceCols + kk % kSliceCols] = u[(i1 + k) * a.cols + i1 + kk];
+  }
+  for (int64_t x = tid; x < kRowwiseThreads * a.scale_cols; x += kRowwiseThreads) {
+    const int64_t t = x / a.scale_cols, g = x % a.scale_cols;  // global reads along the row's groups
+    const int64_t rr = min(row0 + t, a.rows - 1);
+    const int64_t cell = (b * a.scale_rows + (a.scale_rows == 1 ? 0 : rr)) * a.scale_cols + g;
+    sc[g * kRowwiseThreads + t] = a.scale[cell];
+    zc[g * kRowwiseThreads + t] = a.zero_point[cell];
+  }
+  for (int x = tid; x < kMaxBlock; x += kRowwiseThreads) {
+    qc[x] = a.qcol[b * a.col_map_stride + i1 + x];
+    oc[x] = a.out_col ? a.out_col[b * a.col_map_stride + i1 + x] : static_cast<int32_t>(i1 + x);
+  }
+}
+
+// w[c] -= e·us[c] for the 32 columns, U read as broadcast float4s.
+__device__ __forceinline__ void rowwise_apply(float (&w)[kSliceCols], float e, const float* us) {
+#pragma unroll
+  for (int c = 0; c < kSliceCols; c += 4) {
+    const float4 u4 = *reinterpret_cast<const float4*>(us + c);
+    w[c] = __fsub_rn(w[c], __fmul_rn(e, u4.x));
+    w[c + 1] = __fsub_rn(w[c + 1], __fmul_rn(e, u4.y));
+    w[c + 2] = __fsub_rn(w[c + 2], __fmul_rn(e, u4.z));
+    w[c + 3] = __fsub_rn(w[c + 3], __fmul_rn(e, u4.w));
+  }
+}
+
+__global__ void __launch_bounds__(kRowwiseThreads, 2) sweep_block_rowwise_kernel(SweepKernelArgs a, int64_t i1) {
+  extern __shared__ float4 smem4[];
+  float* ub = reinterpret_cast<float*>(smem4);
+  float* sc = ub + kRowwiseU;                                                   // [scale_cols][kRowwiseThreads]
+  float* zc = sc + kRowwiseThreads * a.scale_cols;                               // same
+  int32_t* qc = reinterpret_cast<int32_t*>(zc + kRowwiseThreads * a.scale_cols);  // [kMaxBlock]
+  int32_t* oc = qc + kMaxBlock;                                                  // [kMaxBlock]
+  const int t = threadIdx.x;
+  const int64_t b = blockIdx.y, row0 = static_cast<int64_t>(blockIdx.x) * kRowwiseThreads, row = row0 + t;
+  rowwise_load_shared(a, i1, b, row0, ub, sc, zc, qc, oc);
+  __syncthreads();
+  if (row >= a.rows) return;  // no barrier follows
+  const float* wrow = a.w + (b * a.rows + row) * a.cols + i1;
+  float* err = a.err + (b * a.rows + row) * a.err_ld + a.err_col;
+  const int64_t out_row = (b * a.rows + row) * a.cols;
+  double loss = 0.0;
+#pragma unroll 1
+  for (int p = 0; p < kSlices; ++p) {
+    float wr[kSliceCols];
+#pragma unroll
+    for (int c = 0; c < kSliceCols; c += 4) {
+      const float4 v = *reinterpret_cast<const float4*>(wrow + p * kSliceCols + c);
+      wr[c] = v.x, wr[c + 1] = v.y, wr[c + 2] = v.z, wr[c + 3] = v.w;
+    }
+    const float* us = ub + rowwise_slice_base(p);  // us[k * 32 + c] = U[i1 + k][i1 + 32p + c]
+    // The deferred updates from the block's earlier columns, in increasing k.
+#pragma unroll 2
+    for (int k0 = 0; k0 < p * kSliceCols; k0 += 4) {
+      const float4 e4 = *reinterpret_cast<const float4*>(err + k0);  // this thread's own stores
+      rowwise_apply(wr, e4.x, us + k0 * kSliceCols);
+      rowwise_apply(wr, e4.y, us + (k0 + 1) * kSliceCols);
+      rowwise_apply(wr, e4.z, us + (k0 + 2) * kSliceCols);
+      rowwise_apply(wr, e4.w, us + (k0 + 3) * kSliceCols);
+    }
+    // The sweep of this sub-block: column kc is static, so its value stays in a register.
+#pragma unroll
+    for (int kc = 0; kc < kSliceCols; ++kc) {
+      const int k = p * kSliceCols + kc, g = qc[k];
+      const float x = wr[kc];
+      float deq;
+      const int32_t code = quantize_int(x, sc[g * kRowwiseThreads + t], zc[g * kRowwiseThreads + t], a.qmin, a.qmax,
+                                        a.bf16_dequant, &deq);
+      const float e = __fdiv_rn(__fsub_rn(x, deq), us[k * kSliceCols + kc]);
+      loss += static_cast<double>(e) * e;  // (diff/d)² from the fp32 quotient, as the sliced kernel
+      err[k] = e;
+      a.codes[out_row + oc[k]] = code;
+      a.dequant[out_row + oc[k]] = deq;
+      const float* uk = us + k * kSliceCols;
+#pragma unroll
+      for (int c = (kc + 1) / 4 * 4; c < kSliceCols; c += 4) {
+        const float4 u4 = *reinterpret_cast<const float4*>(uk + c);
+        const float uc[4] = {u4.x, u4.y, u4.z, u4.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          if (c + i > kc) wr[c + i] = __fsub_rn(wr[c + i], __fmul_rn(e, uc[i]));
+        }
+      }
+    }
+  }
+  atomicAdd(&a.loss[b], loss);
+}
+
+// 3xTF32 operands (GptqUpdate::kTf32x3): hi = x rounded to TF32 (its low 13 mantissa bits zero, so
+// the tensor cores take it exactly), lo = x − hi (exact in fp32).
+__device__ __forceinline__ float tf32_hi(float x) {
+  return __uint_as_float((__float_as_uint(x) + 0x1000u) & 0xffffe000u);
+}
+
+// e3 row (matrix b, row r): [hi(e) | hi(e) | lo(e)] of the row's k errors, ld = e3_ld.
+__global__ void split_errors_kernel(const float* err, int64_t err_ld, int64_t total_rows, int k, float* e3,
+                                    int64_t e3_ld) {
+  for (int64_t r = blockIdx.x; r < total_rows; r += gridDim.x) {
+    for (int j = threadIdx.x; j < k; j += blockDim.x) {
+      const float x = err[r * err_ld + j], hi = tf32_hi(x);
+      float* dst = e3 + r * e3_ld;
+      dst[j] = hi;
+      dst[k + j] = hi;
+      dst[2 * k + j] = __fsub_rn(x, hi);
+    }
+  }
+}
+
+// u3 (per U, rows of `cols` floats): rows [hi(U) ; lo(U) ; hi(U)] of U[i1:i1+k, c0:c1].
+__global__ void split_u_kernel(const float* u, int64_t u_stride, int64_t u3_stride, int64_t cols, int64_t i1, int k,
+                               int64_t c0, int64_t c1, float* u3) {
+  const int64_t m = blockIdx.y;
+  for (int j = blockIdx.x; j < k; j += gridDim.x) {
+    const float* src = u + m * u_stride + (i1 + j) * cols;
+    float* dst = u3 + m * u3_stride;
+    for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) {
+      const float x = src[c], hi = tf32_hi(x);
+      dst[j * cols + c] = hi;
+      dst[(k + j) * cols + c] = __fsub_rn(x, hi);
+      dst[(2 * k + j) * cols + c] = hi;
+    }
+  }
+}
+
 }  // namespace
 
 void gptq_permute_cuda(const float* w, int count, int64_t rows, int64_t cols, const GptqPrepared& p, float* wp,
@@ -282,6 +435,12 @@ std::vector<int32_t> gptq_qparam_columns(const QuantArgs& args, const QParams& q
   return q;
 }
 
+size_t gptq_sweep_update_scratch_floats(int count, int64_t rows, int64_t cols, int block_size, bool shared_u) {
+  const size_t depth = 3 * 2 * static_cast<size_t>(block_size);  // a block pair's errors, split in three
+  return depth * (static_cast<size_t>(count) * static_cast<size_t>(rows) +
+                  (shared_u ? 1 : static_cast<size_t>(count)) * static_cast<size_t>(cols));
+}
+
 void gptq_sweep_cuda(BlasHandle blas, const GptqSweep& sw, DeviceStream stream) {
   DSV4_CHECK_IN("gptq", sw.count >= 0 && sw.rows > 0 && sw.cols > 0, "GPU sweep of %d matrices [%lld, %lld]", sw.count,
                 static_cast<long long>(sw.rows), static_cast<long long>(sw.cols));
@@ -303,12 +462,23 @@ void gptq_sweep_cuda(BlasHandle blas, const GptqSweep& sw, DeviceStream stream) 
   const dim3 grid_sliced(static_cast<unsigned>((sw.rows + kSlicedRows - 1) / kSlicedRows), static_cast<unsigned>(sw.count));
   DSV4_CUDA_CHECK(cudaFuncSetAttribute(sweep_block_sliced_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(sliced_smem(kMaxSlicedScaleCols))));
+  DSV4_CUDA_CHECK(cudaFuncSetAttribute(sweep_block_rowwise_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(rowwise_smem(kMaxRowwiseScaleCols))));
+  const dim3 grid_rowwise(static_cast<unsigned>((sw.rows + kRowwiseThreads - 1) / kRowwiseThreads),
+                          static_cast<unsigned>(sw.count));
+  const bool tf32x3 = sw.update == GptqUpdate::kTf32x3 && !sw.identity_u;
+  DSV4_CHECK_IN("gptq", !tf32x3 || sw.update_scratch, "GPU sweep: the 3xTF32 update needs its scratch");
   const float minus_one = -1.0f, one = 1.0f;
   // Block i1 (nb columns, errors at err column err_col) in-block.
   const auto sweep_block = [&](int64_t i1, int nb, int err_col) {
     a.err_col = err_col;
     const bool aligned = sw.cols % 4 == 0 && i1 % 4 == 0 && reinterpret_cast<uintptr_t>(sw.w) % 16 == 0;
-    if (nb == kMaxBlock && aligned && sw.scale_cols <= kMaxSlicedScaleCols) {
+    // The rowwise kernel reads its errors back as float4s.
+    const bool err_aligned = reinterpret_cast<uintptr_t>(sw.err) % 16 == 0 && a.err_ld % 4 == 0 && err_col % 4 == 0;
+    if (nb == kMaxBlock && aligned && err_aligned && sw.kernel == GptqSweepKernel::kRowwise &&
+        sw.scale_cols <= kMaxRowwiseScaleCols) {
+      sweep_block_rowwise_kernel<<<grid_rowwise, kRowwiseThreads, rowwise_smem(sw.scale_cols), s>>>(a, i1);
+    } else if (nb == kMaxBlock && aligned && sw.scale_cols <= kMaxSlicedScaleCols) {
       sweep_block_sliced_kernel<<<grid_sliced, kSlicedThreads, sliced_smem(sw.scale_cols), s>>>(a, i1);
     } else {
       const size_t smem = (static_cast<size_t>(nb) * nb + static_cast<size_t>(nb) * (kRowsPerCta + 1)) * sizeof(float);
@@ -318,8 +488,27 @@ void gptq_sweep_cuda(BlasHandle blas, const GptqSweep& sw, DeviceStream stream) 
   };
   // W[:, c0:c1] -= Err[:, 0:k] · U[i1:i1+k, c0:c1] for every matrix. Column-major view: Wᵀ[c0:c1, :]
   // (m = c1-c0, n = rows, ld = cols) -= U[i1:i1+k, c0:c1]ᵀ (m x k, ld = cols) · Errᵀ (k x rows, ld = err_ld).
+  const int64_t e3_ld = 3 * a.err_ld, u3_stride = e3_ld * sw.cols;
   const auto update = [&](int64_t c0, int64_t c1, int64_t i1, int k) {
     if (sw.identity_u || c1 <= c0) return;
+    if (tf32x3) {  // Wᵀ[c0:c1] -= [U_hi; U_lo; U_hi]ᵀ · [E_hi E_hi E_lo]ᵀ: one GEMM of depth 3k
+      float* e3 = sw.update_scratch;
+      float* u3 = e3 + static_cast<int64_t>(sw.count) * sw.rows * e3_ld;
+      const int64_t total_rows = static_cast<int64_t>(sw.count) * sw.rows;
+      split_errors_kernel<<<static_cast<unsigned>(std::min<int64_t>(total_rows, 1 << 16)), 128, 0, s>>>(
+          sw.err, a.err_ld, total_rows, k, e3, e3_ld);
+      DSV4_CUDA_CHECK_LAUNCH();
+      const unsigned us = sw.u_stride == 0 ? 1u : static_cast<unsigned>(sw.count);
+      split_u_kernel<<<dim3(static_cast<unsigned>(k), us), 256, 0, s>>>(sw.u, sw.u_stride, u3_stride, sw.cols, i1, k, c0,
+                                                                        c1, u3);
+      DSV4_CUDA_CHECK_LAUNCH();
+      DSV4_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+          blas, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(c1 - c0), static_cast<int>(sw.rows), 3 * k, &minus_one,
+          u3 + c0, CUDA_R_32F, static_cast<int>(sw.cols), sw.u_stride == 0 ? 0 : u3_stride, e3, CUDA_R_32F,
+          static_cast<int>(e3_ld), sw.rows * e3_ld, &one, sw.w + c0, CUDA_R_32F, static_cast<int>(sw.cols),
+          sw.rows * sw.cols, sw.count, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+      return;
+    }
     DSV4_CUBLAS_CHECK(cublasSgemmStridedBatched(
         blas, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(c1 - c0), static_cast<int>(sw.rows), k, &minus_one,
         sw.u + i1 * sw.cols + c0, static_cast<int>(sw.cols), sw.u_stride, sw.err, static_cast<int>(a.err_ld),

@@ -79,6 +79,22 @@ void gptq_permute_cuda(const float* w, int count, int64_t rows, int64_t cols, co
 // group, gptq.cpp), for GptqSweep::qcol.
 std::vector<int32_t> gptq_qparam_columns(const QuantArgs& args, const QParams& qp, const GptqPrepared& p);
 
+// The in-block kernel for full 128-column blocks (shorter blocks, unaligned buffers and rows
+// with more qparam groups than the kernels hold take the generic one-thread-per-row kernel).
+// Both give the same bits (each weight gets its updates in the same order with the same
+// operations); tests/quant/test_gptq_cuda.cu checks it.
+enum class GptqSweepKernel {
+  kRowwise,  // one thread per row, one 32-column sub-block at a time in registers
+  kSliced,   // four threads per row, one 32-column slice each, errors passed by warp shuffles
+};
+
+// The between-block update W[:, later] -= Err·U[block, later].
+enum class GptqUpdate {
+  kFp32,    // cuBLAS SGEMM (true FP32): the reference's operations in another summation order
+  kTf32x3,  // one TF32 tensor-core GEMM of three times the depth on hi/lo splits (3xTF32): the
+            // dropped lo·lo term is ~2⁻²² of each product, so fp32-class; needs update_scratch
+};
+
 struct GptqSweep {
   int count = 0;                 // matrices
   int64_t rows = 0, cols = 0;
@@ -99,7 +115,14 @@ struct GptqSweep {
   double* loss = nullptr;        // [count], added to: Σ ((w−q)/d)² (halve for llm-compressor's)
   float* err = nullptr;          // scratch [count, rows, 2·block_size]: two blocks' errors
   bool identity_u = false;       // RTN fallbacks: no between-block update
+  GptqSweepKernel kernel = GptqSweepKernel::kSliced;
+  GptqUpdate update = GptqUpdate::kFp32;
+  float* update_scratch = nullptr;  // kTf32x3: gptq_sweep_update_scratch_floats(...) floats
 };
+
+// Scratch floats GptqUpdate::kTf32x3 needs: the split errors of `count` matrices and the split U
+// rows of one block pair (one copy when the matrices share U).
+size_t gptq_sweep_update_scratch_floats(int count, int64_t rows, int64_t cols, int block_size, bool shared_u);
 
 void gptq_sweep_cuda(BlasHandle blas, const GptqSweep& s, DeviceStream stream);
 

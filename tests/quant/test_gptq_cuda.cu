@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -85,8 +86,10 @@ struct GpuResult {
 };
 
 // Solves `ws.size()` matrices on the GPU; hs holds one H (shared) or one per matrix.
+// `kernel` and `update` pick the sweep's in-block kernel and between-block update.
 GpuResult gpu_solve(const QuantArgs& args, const std::vector<std::vector<float>>& ws,
-                    const std::vector<std::vector<float>>& hs, int64_t rows, int64_t cols, const GptqOptions& opts) {
+                    const std::vector<std::vector<float>>& hs, int64_t rows, int64_t cols, const GptqOptions& opts,
+                    GptqSweepKernel kernel = GptqSweepKernel::kSliced, GptqUpdate update = GptqUpdate::kFp32) {
   CudaBlasSolver hd;
   const int count = static_cast<int>(ws.size());
   const bool shared = hs.size() == 1;
@@ -145,6 +148,10 @@ GpuResult gpu_solve(const QuantArgs& args, const std::vector<std::vector<float>>
   s.err = err.p;
   s.identity_u = out.prepared[0].fallback == GptqFallback::kRtnNoTokens ||
                  out.prepared[0].fallback == GptqFallback::kRtnCholeskyFailed;
+  s.kernel = kernel;
+  s.update = update;
+  DeviceBuffer<float> scratch(gptq_sweep_update_scratch_floats(count, rows, cols, opts.block_size, shared));
+  s.update_scratch = scratch.p;
   gptq_sweep_cuda(hd.blas, s, nullptr);
   DSV4_CUDA_CHECK(cudaDeviceSynchronize());
   out.codes = codes.get();
@@ -245,6 +252,70 @@ TEST(GptqCuda, CorrelatedHessiansMatchCpuUpToSummationOrder) {
                   static_cast<long long>(3 * rows * cols), 100.0 * frac);
       EXPECT_LE(frac, 0.01);
     }
+  }
+}
+
+// The rowwise in-block kernel against the sliced one on the same inputs: codes and dequantized
+// values bit for bit (the same operations in the same order per weight); the loss, summed by
+// atomics in another order, within 1e-12. Rows not a multiple of either kernel's CTA (300: a
+// partial second CTA of 256 rows), four blocks (two pairs), act-order static (a block's columns
+// use scattered qparam groups), shared and per-matrix U, and a channel-strategy scheme.
+TEST(GptqCuda, RowwiseKernelEqualsSlicedBitForBit) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  const int64_t rows = 300, cols = 512;
+  std::vector<std::vector<float>> ws, own_h;
+  for (int b = 0; b < 2; ++b) {
+    ws.push_back(normal(static_cast<size_t>(rows * cols), 0.03f));
+    own_h.push_back(make_hessian(cols, b == 1 ? 11 : -1, false));
+  }
+  for (const char* scheme : {"W4A16", "W8A16"}) {
+    const QuantArgs args = quant_scheme_preset(scheme).weights;
+    for (const bool shared : {true, false}) {
+      const std::vector<std::vector<float>> hs = shared ? std::vector<std::vector<float>>{own_h[0]} : own_h;
+      const GpuResult sliced = gpu_solve(args, ws, hs, rows, cols, GptqOptions{}, GptqSweepKernel::kSliced);
+      const GpuResult rowwise = gpu_solve(args, ws, hs, rows, cols, GptqOptions{}, GptqSweepKernel::kRowwise);
+      ASSERT_EQ(sliced.u0, rowwise.u0) << "the same U in both runs";
+      size_t codes = 0, deq = 0;
+      for (size_t i = 0; i < sliced.codes.size(); ++i) {
+        codes += sliced.codes[i] != rowwise.codes[i];
+        deq += std::memcmp(&sliced.dequant[i], &rowwise.dequant[i], sizeof(float)) != 0;
+      }
+      EXPECT_EQ(codes, 0u) << scheme << (shared ? ", shared H" : ", own H");
+      EXPECT_EQ(deq, 0u) << scheme << (shared ? ", shared H" : ", own H");
+      for (size_t b = 0; b < 2; ++b) EXPECT_NEAR(rowwise.loss[b], sliced.loss[b], 1e-12 * sliced.loss[b]);
+    }
+  }
+}
+
+// The 3xTF32 between-block update against the CPU reference, under the SGEMM's bounds (at most 1%
+// of codes differ, loss within 1%); how far each update is from the CPU, and from each other, is
+// printed.
+TEST(GptqCuda, Tf32x3UpdateMatchesCpuWithinTheBound) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  const int64_t rows = 256, cols = 640;  // five blocks: two pairs and a last single block
+  const QuantArgs args = w4a16();
+  const GptqOptions opts;
+  std::vector<std::vector<float>> ws, own_h;
+  for (int b = 0; b < 3; ++b) {
+    ws.push_back(normal(static_cast<size_t>(rows * cols), 0.02f * (b + 1)));
+    own_h.push_back(make_hessian(cols, b == 2 ? 3 : -1, false));
+  }
+  for (const bool shared : {true, false}) {
+    const std::vector<std::vector<float>> hs = shared ? std::vector<std::vector<float>>{own_h[0]} : own_h;
+    const GpuResult fp32 = gpu_solve(args, ws, hs, rows, cols, opts, GptqSweepKernel::kRowwise, GptqUpdate::kFp32);
+    const GpuResult x3 = gpu_solve(args, ws, hs, rows, cols, opts, GptqSweepKernel::kRowwise, GptqUpdate::kTf32x3);
+    size_t vs_cpu = 0, fp32_vs_cpu = 0, vs_fp32 = 0;
+    for (int b = 0; b < 3; ++b) {
+      const std::vector<float>& h = shared ? own_h[0] : own_h[static_cast<size_t>(b)];
+      vs_cpu += compare(args, x3, b, ws[static_cast<size_t>(b)], h, rows, cols, opts, 1e-2).codes_differing;
+      fp32_vs_cpu += compare(args, fp32, b, ws[static_cast<size_t>(b)], h, rows, cols, opts, 1e-2).codes_differing;
+    }
+    for (size_t i = 0; i < x3.codes.size(); ++i) vs_fp32 += x3.codes[i] != fp32.codes[i];
+    const double n = static_cast<double>(3 * rows * cols);
+    std::printf("%s H: 3xTF32 differs from the CPU in %zu codes (%.4f%%), SGEMM in %zu (%.4f%%); 3xTF32 vs SGEMM %zu\n",
+                shared ? "shared" : "per-matrix", vs_cpu, 100.0 * vs_cpu / n, fp32_vs_cpu, 100.0 * fp32_vs_cpu / n,
+                vs_fp32);
+    EXPECT_LE(vs_cpu / n, 0.01);
   }
 }
 
