@@ -41,6 +41,35 @@ __global__ void dot_kernel(const float* x, const float* y, int64_t n, double* ou
   if (threadIdx.x % 32 == 0) atomicAdd(out, acc);
 }
 
+// *out += Σ (w − q)² over the columns that are not dead (dead[j] == 0), in fp64: one block per row.
+__global__ void live_square_sum_kernel(const float* w, const float* q, int64_t rows, int cols, const uint8_t* dead,
+                                       double* out) {
+  double acc = 0.0;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+      const double d = static_cast<double>(w[r * cols + j]) - q[r * cols + j];
+      if (!dead[j]) acc += d * d;
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (threadIdx.x % 32 == 0) atomicAdd(out, acc);
+}
+
+// tr(ΔHΔᵀ) of a GPTQ result without a GEMM. The sweep's errors e (one per weight) satisfy
+// Δ = e·U row by row, with U = chol((H + λI)⁻¹) upper over the live columns (dead ones have e = 0
+// and Δ = 0 in the sweep), so ΔH'Δᵀ = e·U·H'·Uᵀ·eᵀ = Σe² (U·H'·Uᵀ = I), and
+// tr(ΔHΔᵀ) = Σe² − λ·Σ_live Δ², exactly in exact arithmetic. Σe² is the sweep's loss sum (before
+// llm-compressor's halving). The fp32 sweep makes Σe² about 1e-6 relative off; when the damping
+// term takes more than half of Σe², the subtraction would magnify that, so the caller measures
+// tr(ΔHΔᵀ) by the quad form instead (kMaxDampShare).
+constexpr double kMaxDampShare = 0.5;
+double trace_from_sweep(double sum_e2, double damp, double live_square_sum) {
+  return sum_e2 - damp * live_square_sum;
+}
+bool trace_from_sweep_is_accurate(double sum_e2, double damp, double live_square_sum) {
+  return damp * live_square_sum <= kMaxDampShare * sum_e2;
+}
+
 // *out += tr(X H Xᵀ) for X [rows, cols] row-major, H [cols, cols] symmetric: T = X·H (TF32 GEMM,
 // fp32 accumulate) into tmp, then Σ T∘X.
 void quad_form_cuda(BlasHandle blas, const float* x, const float* h, int64_t rows, int64_t cols, float* tmp, double* out,
@@ -63,7 +92,7 @@ struct BatchBuffers {
   float *h = nullptr, *u = nullptr, *w = nullptr, *wp = nullptr, *deq = nullptr, *err = nullptr;
   float *scale = nullptr, *zp = nullptr, *tmp = nullptr, *update = nullptr;
   int32_t *codes = nullptr, *qcol = nullptr, *ocol = nullptr, *rtn_codes = nullptr;
-  uint8_t* e8m0 = nullptr;
+  uint8_t *e8m0 = nullptr, *dead = nullptr;  // dead: [nh][cols] 1 for a dead column (original order)
   double *loss = nullptr, *traces = nullptr;  // traces: [chunk][3] tr(ΔHΔᵀ), tr(WHWᵀ), tr(ΔᵣHΔᵣᵀ)
 
   template <typename Fn>  // fn(pointer slot, bytes, name)
@@ -93,6 +122,7 @@ struct BatchBuffers {
     }
     if (errors) {
       fn(reinterpret_cast<void**>(&traces), n * 3 * 8, "GPTQ batch: error traces");
+      fn(reinterpret_cast<void**>(&dead), static_cast<size_t>(cols) * nh, "GPTQ batch: dead columns");
       fn(reinterpret_cast<void**>(&tmp), per * 4, "GPTQ batch: error scratch");
       fn(reinterpret_cast<void**>(&rtn_codes), per * 4, "GPTQ batch: RTN codes");
     }
@@ -181,6 +211,7 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
 
   std::vector<GptqPrepared> prepared;
   std::vector<int32_t> host_qcol, host_ocol;
+  std::vector<uint8_t> host_dead;
   auto prepare = [&](int first, int n) {  // Hessians [first, first + n) into h/u slots 0..n-1, their column maps
     std::vector<const float*> ptrs;
     for (int i = 0; i < n; ++i) {
@@ -203,6 +234,13 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
     DSV4_CUDA_CHECK(cudaMemcpyAsync(b.qcol, host_qcol.data(), host_qcol.size() * 4, cudaMemcpyHostToDevice, stream));
     // The host vectors stay untouched until the next prepare, which follows the chunk's synchronisation.
     DSV4_CUDA_CHECK(cudaMemcpyAsync(b.ocol, host_ocol.data(), host_ocol.size() * 4, cudaMemcpyHostToDevice, stream));
+    if (errors) {
+      host_dead.assign(static_cast<size_t>(cols) * prepared.size(), 0);
+      for (size_t i = 0; i < prepared.size(); ++i) {
+        for (const int32_t j : prepared[i].dead) host_dead[i * static_cast<size_t>(cols) + static_cast<size_t>(j)] = 1;
+      }
+      DSV4_CUDA_CHECK(cudaMemcpyAsync(b.dead, host_dead.data(), host_dead.size(), cudaMemcpyHostToDevice, stream));
+    }
   };
   if (shared) prepare(0, 1);
 
@@ -254,6 +292,20 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
     auto is_rtn = [&](int i) {
       const GptqFallback f = prepared[static_cast<size_t>(shared ? 0 : i)].fallback;
       return f == GptqFallback::kRtnNoTokens || f == GptqFallback::kRtnCholeskyFailed;
+    };
+    // tr(ΔHΔᵀ) of matrix i from its sweep (trace_from_sweep), or by the quad form when the damping
+    // term would cancel most of Σe² (rare: heavy escalation); called after the chunk's synchronisation.
+    auto sweep_trace = [&](int i, double live_square_sum) {
+      const double sum_e2 = host_loss[static_cast<size_t>(i)], damp = prepared[static_cast<size_t>(shared ? 0 : i)].damp;
+      if (trace_from_sweep_is_accurate(sum_e2, damp, live_square_sum)) return trace_from_sweep(sum_e2, damp, live_square_sum);
+      float* delta = b.wp + i * per;
+      diff_kernel<<<grid_blocks(per, 256, 1 << 16), 256, 0, stream>>>(b.w + i * per, b.deq + i * per, per, delta);
+      DSV4_CUDA_CHECK(cudaMemsetAsync(b.traces + 3 * i, 0, sizeof(double), stream));
+      quad_form_cuda(blas, delta, b.h + (shared ? 0 : i) * hh, rows, cols, b.tmp, b.traces + 3 * i, stream);
+      double quad = 0.0;
+      DSV4_CUDA_CHECK(cudaMemcpyAsync(&quad, b.traces + 3 * i, sizeof(double), cudaMemcpyDeviceToHost, stream));
+      DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
+      return quad;
     };
     for (int b0 = 0; b0 < n;) {  // runs of equal fallback kind
       int b1 = b0 + 1;
@@ -308,8 +360,14 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
         const float* wi = b.w + i * per;
         float* delta = b.wp + i * per;
         double* t = b.traces + 3 * i;
-        diff_kernel<<<grid_blocks(per, 256, 1 << 16), 256, 0, stream>>>(wi, b.deq + i * per, per, delta);
-        quad_form_cuda(blas, delta, hi, rows, cols, b.tmp, t, stream);
+        if (is_rtn(i)) {  // no sweep identity without a factorisation: the quad form
+          diff_kernel<<<grid_blocks(per, 256, 1 << 16), 256, 0, stream>>>(wi, b.deq + i * per, per, delta);
+          quad_form_cuda(blas, delta, hi, rows, cols, b.tmp, t, stream);
+        } else {  // Σ_live Δ², for trace_from_sweep
+          live_square_sum_kernel<<<static_cast<unsigned>(std::min<int64_t>(rows, 1 << 16)), 256, 0, stream>>>(
+              wi, b.deq + i * per, rows, static_cast<int>(cols), b.dead + (shared ? 0 : i) * cols, t);
+          DSV4_CUDA_CHECK_LAUNCH();
+        }
         quad_form_cuda(blas, wi, hi, rows, cols, b.tmp, t + 1, stream);
         quantizer_quantize_cuda(args, wi, 1, rows, cols, qp_of(i), b.rtn_codes, delta, stream,
                                 kPeerRtnArith);  // the peer's RTN, same qparams
@@ -350,7 +408,8 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
       r.dead_columns = static_cast<int64_t>(p.dead.size());
       r.actorder_used = opts.actorder;
       if (errors) {
-        const double* t = host_traces.data() + 3 * i;
+        double* t = host_traces.data() + 3 * i;
+        if (!is_rtn(i)) t[0] = sweep_trace(i, t[0]);
         errors->rel_error[static_cast<size_t>(first + i)] = t[1] == 0.0 ? 0.0 : t[0] / t[1];
         errors->rtn_rel_error[static_cast<size_t>(first + i)] = t[1] == 0.0 ? 0.0 : t[2] / t[1];
       }

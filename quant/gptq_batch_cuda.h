@@ -37,8 +37,10 @@ class PinnedHostBuffer;
 namespace dsv4::quant {
 
 // The pipeline's quality statistics, per matrix: tr(ΔHΔᵀ)/tr(WHWᵀ) (gptq_rel_error) for the GPTQ
-// result and for RTN with the same qparams. On the GPU they are TF32 GEMMs with fp64 sums (about
-// 1e-3 relative; the CPU's fp64 loops cost O(rows·cols²) per matrix, hours at full width).
+// result and for RTN with the same qparams. On the GPU, tr(WHWᵀ) and the RTN trace are TF32 GEMMs
+// with fp64 sums (about 1e-3 relative; the CPU's fp64 loops cost O(rows·cols²) per matrix, hours
+// at full width); the GPTQ trace comes from the sweep's own errors (Σe² − λ·Σ_live Δ², no GEMM;
+// gptq_batch_cuda.cu says why it is exact), or the quad form when damping dominates Σe².
 struct GptqBatchErrors {
   std::vector<double> rel_error, rtn_rel_error;
 };

@@ -319,6 +319,36 @@ TEST(GptqCuda, Tf32x3UpdateMatchesCpuWithinTheBound) {
   }
 }
 
+// The batch's tr(ΔHΔᵀ) comes from the sweep (Σe² − λ·Σ_live Δ²) unless the damping term takes
+// most of Σe², where it is measured by the quad form: both paths against the CPU's fp64
+// gptq_rel_error, with dead columns (which the identity leaves out) in every Hessian.
+TEST(GptqCuda, ErrorStatisticsFromTheSweepMatchCpuAtAnyDamping) {
+  DSV4_REQUIRE_GPU_OR_SKIP();
+  const int64_t rows = 128, cols = 384;
+  const QuantArgs args = w4a16();
+  CudaBlasSolver hd;
+  std::vector<std::vector<float>> ws, hs;
+  std::vector<const float*> w_ptrs, h_ptrs;
+  for (int i = 0; i < 3; ++i) {
+    ws.push_back(normal(static_cast<size_t>(rows * cols), 0.02f));
+    hs.push_back(make_hessian(cols, 20 + i, false));
+  }
+  for (int i = 0; i < 3; ++i) w_ptrs.push_back(ws[static_cast<size_t>(i)].data()), h_ptrs.push_back(hs[static_cast<size_t>(i)].data());
+  for (const float frac : {0.01f, 0.1f, 10.0f}) {  // 10: λ ≫ H, the quad-form path
+    GptqOptions opts;
+    opts.dampening_frac = frac;
+    GptqBatchErrors errors;
+    const std::vector<GptqResult> got =
+        gptq_solve_batch_cuda(hd.blas, hd.solver, args, w_ptrs, h_ptrs, rows, cols, opts, nullptr, 3, &errors);
+    for (int i = 0; i < 3; ++i) {
+      const size_t k = static_cast<size_t>(i);
+      const double want = gptq_rel_error(ws[k].data(), got[k].dequant.data(), rows, cols, hs[k].data());
+      EXPECT_EQ(got[k].dead_columns, 1) << i;
+      EXPECT_NEAR(errors.rel_error[k], want, 1e-2 * want) << "dampening_frac " << frac << ", matrix " << i;
+    }
+  }
+}
+
 // Batched preparation vs one at a time: the same plans; U equal up to fp64 rounding (the
 // blocked batched Cholesky sums in another order: at most 4 fp32 ulps of the largest |U| entry);
 // Hessians that are not positive definite (one caught only by the non-finite check) take the
