@@ -7,6 +7,8 @@
 # host memory; the full log goes to $OUT/pipeline_layer.log. docs/PERFORMANCE.md quotes it.
 #   run on the GPU machine after building the cuda preset (bench/gpu_check.sh does both):
 #     bash bench/pipeline_layer.sh            # PIPELINE_LAYERS=N for another layer count
+#   PIPELINE_RUNS=N runs the same job N times on the one checkpoint (a fresh --out each; the logs
+#     of runs 2..N are pipeline_layer.runK.log), for the spread between runs;
 #   another recipe: PIPELINE_RECIPE=FILE (e.g. one with calibration.hessian_sums: fp32);
 #   several ranks (mpirun, NVLink multicast off): PIPELINE_RANKS=8; ranks sharing one GPU need
 #     PIPELINE_ARGS="--comm mpi --gpu-memory GB"; PIPELINE_SAMPLES overrides 96 x ranks;
@@ -34,9 +36,12 @@ job() {
   "$@" "${launch[@]}" "$bin" --recipe "${PIPELINE_RECIPE:-recipes/w4a16_mtp.yaml}" --model "$work/model" --dataset "$work/model/calib.jsonl" \
     --out "$work/q" --num-samples "$samples" --seq-len 512 --device cuda "${extra[@]}"
 }
-job /usr/bin/time -v > "$out/pipeline_layer.log" 2>&1 || { tail -n 20 "$out/pipeline_layer.log"; exit 1; }
-grep -E "calibration data:.*records|GPU|HC states|^\[|^rank|^wrote|Elapsed|Maximum resident" "$out/pipeline_layer.log" |
-  cut -c1-240
+for run in $(seq 1 "${PIPELINE_RUNS:-1}"); do
+  log="$out/pipeline_layer.log"
+  [ "$run" -gt 1 ] && { log="$out/pipeline_layer.run$run.log"; rm -rf "$work/q"; echo "--- run $run"; }
+  job /usr/bin/time -v > "$log" 2>&1 || { tail -n 20 "$log"; exit 1; }
+  grep -E "calibration data:.*records|GPU|HC states|^\[|^rank|^wrote|Elapsed|Maximum resident" "$log" | cut -c1-240
+done
 # artifact_sums: sha256 of the artifact's files but the manifest (timings) and recipe.yaml.
 artifact_sums() {
   (cd "$work/q" && find . -type f ! -name calib_manifest.json ! -name recipe.yaml ! -path './.calib_run/*' -print0 |
