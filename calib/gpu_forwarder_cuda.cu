@@ -323,6 +323,7 @@ class CudaForwarder final : public GpuForwarder {
     io.staging = &staging_;
     io.hessian_sum_tokens = batch.hessian_sum_tokens;
     quant::GptqBatchErrors errors;
+    errors.trace_from_sweep = quant::kBatchTraceFromSweep;
     ArenaScope scope(*arena_);
     out.results = quant::gptq_solve_batch_cuda(blas_, solver_, args, io, static_cast<int>(modules.size()), hessians,
                                                rows, cols, opts, stream_, *arena_, 32, &errors);

@@ -360,7 +360,7 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
         const float* wi = b.w + i * per;
         float* delta = b.wp + i * per;
         double* t = b.traces + 3 * i;
-        if (is_rtn(i)) {  // no sweep identity without a factorisation: the quad form
+        if (is_rtn(i) || !errors->trace_from_sweep) {  // (no sweep identity without a factorisation)
           diff_kernel<<<grid_blocks(per, 256, 1 << 16), 256, 0, stream>>>(wi, b.deq + i * per, per, delta);
           quad_form_cuda(blas, delta, hi, rows, cols, b.tmp, t, stream);
         } else {  // Σ_live Δ², for trace_from_sweep
@@ -409,7 +409,7 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
       r.actorder_used = opts.actorder;
       if (errors) {
         double* t = host_traces.data() + 3 * i;
-        if (!is_rtn(i)) t[0] = sweep_trace(i, t[0]);
+        if (!is_rtn(i) && errors->trace_from_sweep) t[0] = sweep_trace(i, t[0]);
         errors->rel_error[static_cast<size_t>(first + i)] = t[1] == 0.0 ? 0.0 : t[0] / t[1];
         errors->rtn_rel_error[static_cast<size_t>(first + i)] = t[1] == 0.0 ? 0.0 : t[2] / t[1];
       }

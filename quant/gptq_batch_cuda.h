@@ -39,10 +39,14 @@ namespace dsv4::quant {
 // The pipeline's quality statistics, per matrix: tr(ΔHΔᵀ)/tr(WHWᵀ) (gptq_rel_error) for the GPTQ
 // result and for RTN with the same qparams. On the GPU, tr(WHWᵀ) and the RTN trace are TF32 GEMMs
 // with fp64 sums (about 1e-3 relative; the CPU's fp64 loops cost O(rows·cols²) per matrix, hours
-// at full width); the GPTQ trace comes from the sweep's own errors (Σe² − λ·Σ_live Δ², no GEMM;
-// gptq_batch_cuda.cu says why it is exact), or the quad form when damping dominates Σe².
+// at full width); the GPTQ trace is a quad form too, or (trace_from_sweep) comes from the sweep's
+// own errors (Σe² − λ·Σ_live Δ², no GEMM; gptq_batch_cuda.cu says why it is exact), with the quad
+// form where damping dominates Σe².
 struct GptqBatchErrors {
   std::vector<double> rel_error, rtn_rel_error;
+  // Input: the GPTQ trace from the sweep's errors (true) or always by the quad form (false, what
+  // the pipeline runs until the sweep form is measured on a GPU).
+  bool trace_from_sweep = false;
 };
 
 struct GptqBatchIo {
@@ -72,6 +76,7 @@ struct GptqBatchIo {
 // The sweep the pipeline's batches run (quant/gptq_cuda.h).
 inline constexpr GptqSweepKernel kBatchSweep = GptqSweepKernel::kSliced;
 inline constexpr GptqUpdate kBatchUpdate = GptqUpdate::kFp32;
+inline constexpr bool kBatchTraceFromSweep = false;  // the pipeline's GptqBatchErrors::trace_from_sweep
 
 // Arena bytes one call needs for chunks of `chunk` matrices.
 size_t gptq_batch_scratch_bytes(const QuantArgs& args, int64_t rows, int64_t cols, const GptqOptions& opts,

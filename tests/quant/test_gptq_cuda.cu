@@ -338,6 +338,7 @@ TEST(GptqCuda, ErrorStatisticsFromTheSweepMatchCpuAtAnyDamping) {
     GptqOptions opts;
     opts.dampening_frac = frac;
     GptqBatchErrors errors;
+    errors.trace_from_sweep = true;
     const std::vector<GptqResult> got =
         gptq_solve_batch_cuda(hd.blas, hd.solver, args, w_ptrs, h_ptrs, rows, cols, opts, nullptr, 3, &errors);
     for (int i = 0; i < 3; ++i) {
