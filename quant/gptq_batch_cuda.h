@@ -73,10 +73,12 @@ struct GptqBatchIo {
   std::vector<int64_t> hessian_sum_tokens;
 };
 
-// The sweep the pipeline's batches run (quant/gptq_cuda.h).
+// The sweep the pipeline's batches run (quant/gptq_cuda.h). Measured on an H100 (bench_gptq_layer,
+// docs/PERFORMANCE.md): the rowwise kernel takes the sliced one's time (0.78 s for the w1/w3 in-block
+// sweeps either way), so the sliced one stays; the 3xTF32 update took the layer from 1.98 to 1.82 s.
 inline constexpr GptqSweepKernel kBatchSweep = GptqSweepKernel::kSliced;
-inline constexpr GptqUpdate kBatchUpdate = GptqUpdate::kFp32;
-inline constexpr bool kBatchTraceFromSweep = false;  // the pipeline's GptqBatchErrors::trace_from_sweep
+inline constexpr GptqUpdate kBatchUpdate = GptqUpdate::kTf32x3;
+inline constexpr bool kBatchTraceFromSweep = true;  // the pipeline's GptqBatchErrors::trace_from_sweep
 
 // Arena bytes one call needs for chunks of `chunk` matrices.
 size_t gptq_batch_scratch_bytes(const QuantArgs& args, int64_t rows, int64_t cols, const GptqOptions& opts,
