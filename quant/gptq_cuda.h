@@ -9,10 +9,11 @@
 //      reused by every matrix sharing it (in all-experts mode, all 512 w1/w3 of a layer). Reads
 //      info back to the host to escalate: the one planned synchronisation per Hessian.
 //   2. gptq_sweep_cuda: the blocked column sweep of `count` matrices at once. Per 128-column
-//      block, one kernel runs the in-block sweep of every row of every matrix (4 threads per row,
-//      its columns in registers, the block's U in shared memory); strided-batched SGEMMs apply
-//      W[:, i2:] -= Err·U[i1:i2, i2:] to all matrices, for blocks in pairs (the second block's
-//      columns first, then everything after it with both blocks' errors: k = 256).
+//      block, one kernel runs the in-block sweep of every row of every matrix (GptqSweepKernel:
+//      its columns in registers, the block's U in shared memory); strided-batched GEMMs apply
+//      W[:, i2:] -= Err·U[i1:i2, i2:] to all matrices (GptqUpdate: SGEMM, or 3xTF32 on the tensor
+//      cores), for blocks in pairs (the second block's columns first, then everything after it
+//      with both blocks' errors: k = 256).
 //
 //   GptqPrepared p = gptq_prepare_cuda(solver, d_h, cols, opts, ActOrder::kStatic, d_u);
 //   GptqSweep s{...};   // weights in p's column order, qparams, outputs
@@ -20,8 +21,9 @@
 //
 // Numerics: the sweep runs in fp32 with the CPU reference's operations inside a block, every
 // column receiving its updates in the same order (no FMA contraction), so in-block results are
-// the CPU's bit for bit; the between-block update is a cuBLAS SGEMM (FP32, no TF32), whose
-// summation order differs from the CPU loop, so a few codes can round the other way; the
+// the CPU's bit for bit; the between-block update is a cuBLAS SGEMM (FP32, no TF32) or 3xTF32
+// (error ~2⁻²¹ per product), whose summation differs from the CPU loop, so a few codes can round
+// the other way; the
 // Cholesky factorisation runs in fp64 as on the CPU (a mathematically equal, cheaper chain: its
 // fp64 roundings differ, U's fp32 values rarely). Tests: tests/quant/test_gptq_cuda.cu (codes vs
 // gptq_solve); speed: bench/gptq_layer.cu.
