@@ -8,6 +8,7 @@
 //   BENCH_DUMP=DIR bench_gptq_layer        # also write inputs and results for bench/peer_gptq_layer.py
 //   BENCH_SWEEP=sliced|rowwise             # the in-block kernel (default: the pipeline's, kBatchSweep)
 //   BENCH_UPDATE=fp32|tf32x3               # the between-block update (default: the pipeline's, kBatchUpdate)
+//   BENCH_STORE=scattered|sweep_order      # where results are stored (default: the pipeline's, kBatchStore)
 //
 // Inputs are generated on the device (pseudo-random weights rounded to bf16 values, as a
 // checkpoint's are; Hessians XᵀX of random bf16 X with 8192 tokens, not timed); qparams from the GPU min-max observer (quant/observer_cuda.h). Times,
@@ -114,6 +115,7 @@ void prepare(cublasHandle_t blas, cusolverDnHandle_t solver, Hessians& hs, const
 struct SweepChoice {
   dsv4::quant::GptqSweepKernel kernel = dsv4::quant::kBatchSweep;
   dsv4::quant::GptqUpdate update = dsv4::quant::kBatchUpdate;
+  dsv4::quant::GptqStore store = dsv4::quant::kBatchStore;
 };
 // BENCH_SWEEP and BENCH_UPDATE, for A/B runs against the pipeline's defaults.
 SweepChoice sweep_choice() {
@@ -124,6 +126,9 @@ SweepChoice sweep_choice() {
   if (k != nullptr && std::string(k) == "rowwise") c.kernel = dsv4::quant::GptqSweepKernel::kRowwise;
   if (u != nullptr && std::string(u) == "fp32") c.update = dsv4::quant::GptqUpdate::kFp32;
   if (u != nullptr && std::string(u) == "tf32x3") c.update = dsv4::quant::GptqUpdate::kTf32x3;
+  const char* st = std::getenv("BENCH_STORE");
+  if (st != nullptr && std::string(st) == "scattered") c.store = dsv4::quant::GptqStore::kScattered;
+  if (st != nullptr && std::string(st) == "sweep_order") c.store = dsv4::quant::GptqStore::kSweepOrder;
   return c;
 }
 
@@ -210,6 +215,7 @@ void sweep_family(cublasHandle_t blas, const Family& f, const Hessians& hs, int 
     s.kernel = choice.kernel;
     s.update = choice.update;
     s.update_scratch = upd;
+    s.store = choice.store;
     auto s0 = Clock::now();
     dsv4::quant::gptq_sweep_cuda(blas, s, nullptr);
     sync();

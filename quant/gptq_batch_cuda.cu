@@ -287,6 +287,7 @@ std::vector<GptqResult> gptq_solve_batch_cuda(BlasHandle blas, SolverHandle solv
       s.kernel = kBatchSweep;
       s.update = kBatchUpdate;
       s.update_scratch = b.update;
+      s.store = kBatchStore;
       gptq_sweep_cuda(blas, s, stream);
     };
     auto is_rtn = [&](int i) {

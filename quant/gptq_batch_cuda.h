@@ -79,6 +79,7 @@ struct GptqBatchIo {
 inline constexpr GptqSweepKernel kBatchSweep = GptqSweepKernel::kSliced;
 inline constexpr GptqUpdate kBatchUpdate = GptqUpdate::kTf32x3;
 inline constexpr bool kBatchTraceFromSweep = true;  // the pipeline's GptqBatchErrors::trace_from_sweep
+inline constexpr GptqStore kBatchStore = GptqStore::kScattered;
 
 // Arena bytes one call needs for chunks of `chunk` matrices.
 size_t gptq_batch_scratch_bytes(const QuantArgs& args, int64_t rows, int64_t cols, const GptqOptions& opts,

@@ -372,6 +372,31 @@ __global__ void __launch_bounds__(kRowwiseThreads, 2) sweep_block_rowwise_kernel
   atomicAdd(&a.loss[b], loss);
 }
 
+// GptqStore::kSweepOrder's last pass: row r of codes and dequant, stored in the sweep's column
+// order, goes back to the original order (column j to out_col[j]) through shared memory; the
+// scattered stores stay inside one row that the block rewrites whole, so L2 merges their sectors.
+constexpr int kMaxUnpermuteCols = 8192;  // 64 KiB of shared memory
+__global__ void unpermute_rows_kernel(int32_t* codes, float* dequant, int64_t total_rows, int64_t rows, int cols,
+                                      const int32_t* out_col, int64_t col_map_stride) {
+  extern __shared__ int32_t row_copy[];  // [2][cols]: codes, then dequant bits
+  for (int64_t r = blockIdx.x; r < total_rows; r += gridDim.x) {
+    const int32_t* oc = out_col + (r / rows) * col_map_stride;
+    int32_t* c = codes + r * cols;
+    float* d = dequant + r * cols;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+      row_copy[j] = c[j];
+      row_copy[cols + j] = __float_as_int(d[j]);
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+      const int32_t o = oc[j];
+      c[o] = row_copy[j];
+      d[o] = __int_as_float(row_copy[cols + j]);
+    }
+    __syncthreads();
+  }
+}
+
 // 3xTF32 operands (GptqUpdate::kTf32x3): hi = x rounded to TF32 (its low 13 mantissa bits zero, so
 // the tensor cores take it exactly), lo = x − hi (exact in fp32).
 __device__ __forceinline__ float tf32_hi(float x) {
@@ -455,8 +480,11 @@ void gptq_sweep_cuda(BlasHandle blas, const GptqSweep& sw, DeviceStream stream) 
   const size_t smem_max = (kMaxBlock * kMaxBlock + kMaxBlock * (kRowsPerCta + 1)) * sizeof(float);
   DSV4_CUDA_CHECK(cudaFuncSetAttribute(sweep_block_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(smem_max)));
+  // kSweepOrder: the kernels store at the sweep's own column (out_col null), the last pass reorders.
+  const bool sweep_order = sw.store == GptqStore::kSweepOrder && sw.out_col != nullptr && sw.cols <= kMaxUnpermuteCols;
+  const int32_t* kernel_out_col = sweep_order ? nullptr : sw.out_col;
   SweepKernelArgs a{sw.w,    sw.u,         sw.u_stride,     sw.rows,  sw.cols,    sw.scale_rows, sw.scale_cols,
-                    sw.scale, sw.zero_point, sw.qcol,        sw.out_col, sw.col_map_stride, sw.qmin,  sw.qmax,  sw.bf16_dequant,
+                    sw.scale, sw.zero_point, sw.qcol,        kernel_out_col, sw.col_map_stride, sw.qmin,  sw.qmax,  sw.bf16_dequant,
                     sw.codes, sw.dequant,  sw.loss,         sw.err,   sw.block_size, 2 * static_cast<int64_t>(sw.block_size), 0};
   const dim3 grid(static_cast<unsigned>((sw.rows + kRowsPerCta - 1) / kRowsPerCta), static_cast<unsigned>(sw.count));
   const dim3 grid_sliced(static_cast<unsigned>((sw.rows + kSlicedRows - 1) / kSlicedRows), static_cast<unsigned>(sw.count));
@@ -527,6 +555,15 @@ void gptq_sweep_cuda(BlasHandle blas, const GptqSweep& sw, DeviceStream stream) 
     update(ib, ib + nbb, i1, na);
     sweep_block(ib, nbb, na);
     update(ib + nbb, sw.cols, i1, na + nbb);
+  }
+  if (sweep_order) {
+    const size_t smem = 2 * static_cast<size_t>(sw.cols) * sizeof(int32_t);
+    DSV4_CUDA_CHECK(cudaFuncSetAttribute(unpermute_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(2 * kMaxUnpermuteCols * sizeof(int32_t))));
+    const int64_t total_rows = static_cast<int64_t>(sw.count) * sw.rows;
+    unpermute_rows_kernel<<<static_cast<unsigned>(std::min<int64_t>(total_rows, 1 << 16)), 256, smem, s>>>(
+        sw.codes, sw.dequant, total_rows, sw.rows, static_cast<int>(sw.cols), sw.out_col, sw.col_map_stride);
+    DSV4_CUDA_CHECK_LAUNCH();
   }
 }
 

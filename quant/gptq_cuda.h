@@ -97,6 +97,14 @@ enum class GptqUpdate {
             // dropped lo·lo term is ~2⁻²² of each product, so fp32-class; needs update_scratch
 };
 
+// Where the kernels store each weight's code and dequantized value.
+enum class GptqStore {
+  kScattered,   // at its original column (out_col) as it is swept: with act-order, one 4-byte
+                // store per weight into a 32-byte sector that nothing else of the launch touches
+  kSweepOrder,  // in the sweep's column order (contiguous per row and block), then each row put
+                // back in original order in shared memory by one pass at the end (cols ≤ 8192)
+};
+
 struct GptqSweep {
   int count = 0;                 // matrices
   int64_t rows = 0, cols = 0;
@@ -120,6 +128,7 @@ struct GptqSweep {
   GptqSweepKernel kernel = GptqSweepKernel::kSliced;
   GptqUpdate update = GptqUpdate::kFp32;
   float* update_scratch = nullptr;  // kTf32x3: gptq_sweep_update_scratch_floats(...) floats
+  GptqStore store = GptqStore::kScattered;
 };
 
 // Scratch floats GptqUpdate::kTf32x3 needs: the split errors of `count` matrices and the split U

@@ -89,7 +89,8 @@ struct GpuResult {
 // `kernel` and `update` pick the sweep's in-block kernel and between-block update.
 GpuResult gpu_solve(const QuantArgs& args, const std::vector<std::vector<float>>& ws,
                     const std::vector<std::vector<float>>& hs, int64_t rows, int64_t cols, const GptqOptions& opts,
-                    GptqSweepKernel kernel = GptqSweepKernel::kSliced, GptqUpdate update = GptqUpdate::kFp32) {
+                    GptqSweepKernel kernel = GptqSweepKernel::kSliced, GptqUpdate update = GptqUpdate::kFp32,
+                    GptqStore store = GptqStore::kScattered) {
   CudaBlasSolver hd;
   const int count = static_cast<int>(ws.size());
   const bool shared = hs.size() == 1;
@@ -150,6 +151,7 @@ GpuResult gpu_solve(const QuantArgs& args, const std::vector<std::vector<float>>
                  out.prepared[0].fallback == GptqFallback::kRtnCholeskyFailed;
   s.kernel = kernel;
   s.update = update;
+  s.store = store;
   DeviceBuffer<float> scratch(gptq_sweep_update_scratch_floats(count, rows, cols, opts.block_size, shared));
   s.update_scratch = scratch.p;
   gptq_sweep_cuda(hd.blas, s, nullptr);
@@ -255,11 +257,12 @@ TEST(GptqCuda, CorrelatedHessiansMatchCpuUpToSummationOrder) {
   }
 }
 
-// The rowwise in-block kernel against the sliced one on the same inputs: codes and dequantized
-// values bit for bit (the same operations in the same order per weight); the loss, summed by
-// atomics in another order, within 1e-12. Rows not a multiple of either kernel's CTA (300: a
-// partial second CTA of 256 rows), four blocks (two pairs), act-order static (a block's columns
-// use scattered qparam groups), shared and per-matrix U, and a channel-strategy scheme.
+// The rowwise in-block kernel against the sliced one on the same inputs, each storing its results
+// scattered or in sweep order: codes and dequantized values bit for bit (the same operations in
+// the same order per weight); the loss, summed by atomics in another order, within 1e-12. Rows not
+// a multiple of either kernel's CTA (300: a partial second CTA of 256 rows), four blocks (two
+// pairs), act-order static (a block's columns use scattered qparam groups and output columns),
+// shared and per-matrix U, and a channel-strategy scheme.
 TEST(GptqCuda, RowwiseKernelEqualsSlicedBitForBit) {
   DSV4_REQUIRE_GPU_OR_SKIP();
   const int64_t rows = 300, cols = 512;
@@ -273,16 +276,24 @@ TEST(GptqCuda, RowwiseKernelEqualsSlicedBitForBit) {
     for (const bool shared : {true, false}) {
       const std::vector<std::vector<float>> hs = shared ? std::vector<std::vector<float>>{own_h[0]} : own_h;
       const GpuResult sliced = gpu_solve(args, ws, hs, rows, cols, GptqOptions{}, GptqSweepKernel::kSliced);
-      const GpuResult rowwise = gpu_solve(args, ws, hs, rows, cols, GptqOptions{}, GptqSweepKernel::kRowwise);
-      ASSERT_EQ(sliced.u0, rowwise.u0) << "the same U in both runs";
-      size_t codes = 0, deq = 0;
-      for (size_t i = 0; i < sliced.codes.size(); ++i) {
-        codes += sliced.codes[i] != rowwise.codes[i];
-        deq += std::memcmp(&sliced.dequant[i], &rowwise.dequant[i], sizeof(float)) != 0;
+      for (const GptqSweepKernel kernel : {GptqSweepKernel::kSliced, GptqSweepKernel::kRowwise}) {
+        for (const GptqStore store : {GptqStore::kScattered, GptqStore::kSweepOrder}) {
+          if (kernel == GptqSweepKernel::kSliced && store == GptqStore::kScattered) continue;  // the reference
+          const GpuResult other = gpu_solve(args, ws, hs, rows, cols, GptqOptions{}, kernel, GptqUpdate::kFp32, store);
+          const std::string what = std::string(scheme) + (shared ? ", shared H" : ", own H") +
+                                   (kernel == GptqSweepKernel::kRowwise ? ", rowwise" : ", sliced") +
+                                   (store == GptqStore::kSweepOrder ? ", sweep order" : ", scattered");
+          ASSERT_EQ(sliced.u0, other.u0) << "the same U in both runs";
+          size_t codes = 0, deq = 0;
+          for (size_t i = 0; i < sliced.codes.size(); ++i) {
+            codes += sliced.codes[i] != other.codes[i];
+            deq += std::memcmp(&sliced.dequant[i], &other.dequant[i], sizeof(float)) != 0;
+          }
+          EXPECT_EQ(codes, 0u) << what;
+          EXPECT_EQ(deq, 0u) << what;
+          for (size_t b = 0; b < 2; ++b) EXPECT_NEAR(other.loss[b], sliced.loss[b], 1e-12 * sliced.loss[b]) << what;
+        }
       }
-      EXPECT_EQ(codes, 0u) << scheme << (shared ? ", shared H" : ", own H");
-      EXPECT_EQ(deq, 0u) << scheme << (shared ? ", shared H" : ", own H");
-      for (size_t b = 0; b < 2; ++b) EXPECT_NEAR(rowwise.loss[b], sliced.loss[b], 1e-12 * sliced.loss[b]);
     }
   }
 }
