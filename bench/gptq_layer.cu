@@ -161,14 +161,7 @@ void sweep_family(cublasHandle_t blas, const Family& f, const Hessians& hs, int 
     std::vector<int32_t> q(static_cast<size_t>(cols));
     for (int64_t j = 0; j < cols; ++j) q[static_cast<size_t>(j)] = perm[static_cast<size_t>(j)] / 128;
     DSV4_CUDA_CHECK(cudaMemcpy(qcol + i * cols, q.data(), static_cast<size_t>(cols) * 4, cudaMemcpyHostToDevice));
-    // BENCH_OUT_PERMUTED=1 (a timing experiment; its codes are in the wrong order): the results are
-    // stored in the sweep's own column order, contiguous per block, instead of scattered by act-order.
-    std::vector<int32_t> out_order = perm;
-    const char* permuted = std::getenv("BENCH_OUT_PERMUTED");
-    if (permuted != nullptr && std::string(permuted) == "1") {
-      for (int64_t j = 0; j < cols; ++j) out_order[static_cast<size_t>(j)] = static_cast<int32_t>(j);
-    }
-    DSV4_CUDA_CHECK(cudaMemcpy(ocol + i * cols, out_order.data(), static_cast<size_t>(cols) * 4, cudaMemcpyHostToDevice));
+    DSV4_CUDA_CHECK(cudaMemcpy(ocol + i * cols, perm.data(), static_cast<size_t>(cols) * 4, cudaMemcpyHostToDevice));
   }
   for (int done = 0; done < f.count; done += chunk) {
     const int n = std::min(chunk, f.count - done);
